@@ -1,0 +1,143 @@
+//! The connection loop: read, parse every complete request in the buffer,
+//! hand each to the service in order, write the answers in that order, and
+//! repeat until the peer closes, asks to close, errs or idles out.
+
+use crate::parse::{parse, HttpError, Limits, Parsed, Request};
+use crate::response::Response;
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug)]
+pub struct ConnConfig {
+    pub limits: Limits,
+    /// A request must arrive whole (head and body) within this time of its
+    /// first byte; slow senders get 408 and the connection closes.
+    pub request_read_timeout: Duration,
+    /// An idle keep-alive connection closes after this long.
+    pub idle_timeout: Duration,
+    /// Responses buffered from one pipelined burst before they are flushed.
+    pub max_pipelined: usize,
+}
+
+impl Default for ConnConfig {
+    fn default() -> Self {
+        ConnConfig {
+            limits: Limits::default(),
+            request_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_pipelined: 16,
+        }
+    }
+}
+
+/// What the connection loop serves.
+#[allow(async_fn_in_trait)]
+pub trait Service {
+    async fn call(&self, req: Request) -> Response;
+    /// Render a protocol error (the connection closes after it).
+    fn error(&self, err: &HttpError) -> Response;
+}
+
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Serve one connection to completion. `sleep` supplies the runtime's timer.
+pub async fn serve<S, V, F, SF>(
+    mut stream: S,
+    service: &V,
+    cfg: &ConnConfig,
+    sleep: F,
+) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    V: Service,
+    F: Fn(Duration) -> SF,
+    SF: Future<Output = ()>,
+{
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut chunk = vec![0u8; READ_CHUNK];
+    let mut request_started: Option<Instant> = None;
+    let mut sent_continue = false;
+    loop {
+        // Serve every complete request already buffered (pipelining).
+        let mut served = 0;
+        loop {
+            match parse(&buf, &cfg.limits) {
+                Ok(Parsed::Complete(req, used)) => {
+                    buf.drain(..used);
+                    request_started = if buf.is_empty() {
+                        None
+                    } else {
+                        Some(Instant::now())
+                    };
+                    sent_continue = false;
+                    let keep_alive = req.keep_alive;
+                    let resp = service.call(req).await;
+                    resp.encode(keep_alive, &mut out);
+                    served += 1;
+                    if !keep_alive {
+                        stream.write_all(&out).await?;
+                        return stream.flush().await;
+                    }
+                    if served >= cfg.max_pipelined {
+                        stream.write_all(&out).await?;
+                        out.clear();
+                        served = 0;
+                    }
+                }
+                Ok(Parsed::Partial {
+                    head_done,
+                    expects_continue,
+                }) => {
+                    if head_done && expects_continue && !sent_continue {
+                        out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                        sent_continue = true;
+                    }
+                    break;
+                }
+                Err(e) => {
+                    service.error(&e).encode(false, &mut out);
+                    stream.write_all(&out).await?;
+                    return stream.flush().await;
+                }
+            }
+        }
+        if !out.is_empty() {
+            stream.write_all(&out).await?;
+            stream.flush().await?;
+            out.clear();
+        }
+        // Wait for more bytes, under the idle or the request deadline.
+        let (limit, mid_request) = match request_started {
+            Some(t0) => (cfg.request_read_timeout.saturating_sub(t0.elapsed()), true),
+            None if buf.is_empty() => (cfg.idle_timeout, false),
+            None => (cfg.request_read_timeout, true),
+        };
+        let read = futures_lite::future::or(async { Some(stream.read(&mut chunk).await) }, async {
+            sleep(limit).await;
+            None
+        })
+        .await;
+        match read {
+            None if mid_request => {
+                let e = HttpError {
+                    status: 408,
+                    message: "request not received in time".into(),
+                };
+                service.error(&e).encode(false, &mut out);
+                stream.write_all(&out).await?;
+                return stream.flush().await;
+            }
+            None => return Ok(()),
+            Some(Ok(0)) => return Ok(()),
+            Some(Ok(n)) => {
+                if request_started.is_none() {
+                    request_started = Some(Instant::now());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            Some(Err(e)) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,455 @@
+//! Distance kernels: scalar, AVX2+FMA and AVX-512, picked once per process.
+//!
+//! Every kernel exists in a single-query form (`dot`, `l2sq`) and a blocked
+//! form that scores [`QUERY_BLOCK`] queries against one stored vector per pass
+//! (`dot_block`, `l2sq_block`), so a batch search reads each vector from memory
+//! once per block instead of once per query. The safe wrappers check slice
+//! lengths before any `unsafe` code runs; the SIMD bodies live in `x86`.
+
+use std::sync::OnceLock;
+
+/// Queries scored per pass by the blocked kernels.
+pub const QUERY_BLOCK: usize = 4;
+
+/// Similarity / distance function requested by a search.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    Dot,
+    L2,
+    Cosine,
+}
+
+impl Metric {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::Dot => "dot",
+            Metric::L2 => "l2",
+            Metric::Cosine => "cosine",
+        }
+    }
+}
+
+type PairFn = fn(&[f32], &[f32]) -> f32;
+type BlockFn = fn(&[&[f32]; QUERY_BLOCK], &[f32]) -> [f32; QUERY_BLOCK];
+
+/// One instruction set's kernels. All functions panic if lengths differ
+/// (callers validate dimensions first; a mismatch here is a bug).
+#[derive(Clone, Copy)]
+pub struct Kernels {
+    pub name: &'static str,
+    pub dot: PairFn,
+    pub l2sq: PairFn,
+    pub dot_block: BlockFn,
+    pub l2sq_block: BlockFn,
+}
+
+/// The best kernels this CPU supports, detected once.
+pub fn kernels() -> &'static Kernels {
+    static CHOSEN: OnceLock<Kernels> = OnceLock::new();
+    CHOSEN.get_or_init(|| avx512().or_else(avx2).unwrap_or_else(scalar))
+}
+
+/// Every kernel set this CPU can run, scalar first (for tests and benches).
+pub fn available() -> Vec<Kernels> {
+    let mut out = vec![scalar()];
+    out.extend(avx2());
+    out.extend(avx512());
+    out
+}
+
+pub fn scalar() -> Kernels {
+    Kernels {
+        name: "scalar",
+        dot: scalar_dot,
+        l2sq: scalar_l2sq,
+        dot_block: |qs, x| qs.map(|q| scalar_dot(q, x)),
+        l2sq_block: |qs, x| qs.map(|q| scalar_l2sq(q, x)),
+    }
+}
+
+fn scalar_dot(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "kernel slices differ in length");
+    // Eight independent partial sums, like the SIMD kernels, so rounding is
+    // comparable and the compiler can vectorise.
+    let mut acc = [0f32; 8];
+    let chunks = a.len() / 8;
+    for c in 0..chunks {
+        for l in 0..8 {
+            acc[l] += a[c * 8 + l] * b[c * 8 + l];
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for i in chunks * 8..a.len() {
+        sum += a[i] * b[i];
+    }
+    sum
+}
+
+fn scalar_l2sq(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "kernel slices differ in length");
+    let mut acc = [0f32; 8];
+    let chunks = a.len() / 8;
+    for c in 0..chunks {
+        for l in 0..8 {
+            let d = a[c * 8 + l] - b[c * 8 + l];
+            acc[l] += d * d;
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for i in chunks * 8..a.len() {
+        let d = a[i] - b[i];
+        sum += d * d;
+    }
+    sum
+}
+
+#[cfg(target_arch = "x86_64")]
+pub fn avx2() -> Option<Kernels> {
+    if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+        return None;
+    }
+    Some(Kernels {
+        name: "avx2+fma",
+        dot: |a, b| {
+            assert_eq!(a.len(), b.len(), "kernel slices differ in length");
+            // SAFETY: avx2+fma detected above; lengths checked.
+            unsafe { x86::dot_avx2(a, b) }
+        },
+        l2sq: |a, b| {
+            assert_eq!(a.len(), b.len(), "kernel slices differ in length");
+            // SAFETY: avx2+fma detected above; lengths checked.
+            unsafe { x86::l2sq_avx2(a, b) }
+        },
+        dot_block: |qs, x| {
+            check_block(qs, x);
+            // SAFETY: avx2+fma detected above; lengths checked.
+            unsafe { x86::block_avx2::<false>(qs, x) }
+        },
+        l2sq_block: |qs, x| {
+            check_block(qs, x);
+            // SAFETY: avx2+fma detected above; lengths checked.
+            unsafe { x86::block_avx2::<true>(qs, x) }
+        },
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+pub fn avx512() -> Option<Kernels> {
+    if !is_x86_feature_detected!("avx512f") {
+        return None;
+    }
+    Some(Kernels {
+        name: "avx512f",
+        dot: |a, b| {
+            assert_eq!(a.len(), b.len(), "kernel slices differ in length");
+            // SAFETY: avx512f detected above; lengths checked.
+            unsafe { x86::pair_avx512::<false>(a, b) }
+        },
+        l2sq: |a, b| {
+            assert_eq!(a.len(), b.len(), "kernel slices differ in length");
+            // SAFETY: avx512f detected above; lengths checked.
+            unsafe { x86::pair_avx512::<true>(a, b) }
+        },
+        dot_block: |qs, x| {
+            check_block(qs, x);
+            // SAFETY: avx512f detected above; lengths checked.
+            unsafe { x86::block_avx512::<false>(qs, x) }
+        },
+        l2sq_block: |qs, x| {
+            check_block(qs, x);
+            // SAFETY: avx512f detected above; lengths checked.
+            unsafe { x86::block_avx512::<true>(qs, x) }
+        },
+    })
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub fn avx2() -> Option<Kernels> {
+    None
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub fn avx512() -> Option<Kernels> {
+    None
+}
+
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn check_block(qs: &[&[f32]; QUERY_BLOCK], x: &[f32]) {
+    for q in qs {
+        assert_eq!(q.len(), x.len(), "kernel slices differ in length");
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::QUERY_BLOCK;
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn hsum256(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps(v, 1);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55));
+        _mm_cvtss_f32(s)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len();
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 32 <= n {
+            for (j, acc_j) in acc.iter_mut().enumerate() {
+                let va = _mm256_loadu_ps(pa.add(i + 8 * j));
+                let vb = _mm256_loadu_ps(pb.add(i + 8 * j));
+                *acc_j = _mm256_fmadd_ps(va, vb, *acc_j);
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            acc[0] = _mm256_fmadd_ps(
+                _mm256_loadu_ps(pa.add(i)),
+                _mm256_loadu_ps(pb.add(i)),
+                acc[0],
+            );
+            i += 8;
+        }
+        let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let mut sum = hsum256(v);
+        while i < n {
+            sum += *pa.add(i) * *pb.add(i);
+            i += 1;
+        }
+        sum
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn l2sq_avx2(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len();
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 32 <= n {
+            for (j, acc_j) in acc.iter_mut().enumerate() {
+                let d = _mm256_sub_ps(
+                    _mm256_loadu_ps(pa.add(i + 8 * j)),
+                    _mm256_loadu_ps(pb.add(i + 8 * j)),
+                );
+                *acc_j = _mm256_fmadd_ps(d, d, *acc_j);
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            let d = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)));
+            acc[0] = _mm256_fmadd_ps(d, d, acc[0]);
+            i += 8;
+        }
+        let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let mut sum = hsum256(v);
+        while i < n {
+            let d = *pa.add(i) - *pb.add(i);
+            sum += d * d;
+            i += 1;
+        }
+        sum
+    }
+
+    /// `L2 = true`: squared Euclidean distance; else dot product.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn block_avx2<const L2: bool>(
+        qs: &[&[f32]; QUERY_BLOCK],
+        x: &[f32],
+    ) -> [f32; QUERY_BLOCK] {
+        let n = x.len();
+        let px = x.as_ptr();
+        let mut acc = [_mm256_setzero_ps(); QUERY_BLOCK];
+        let mut i = 0;
+        while i + 8 <= n {
+            let vx = _mm256_loadu_ps(px.add(i));
+            for (q, acc_q) in qs.iter().zip(acc.iter_mut()) {
+                let vq = _mm256_loadu_ps(q.as_ptr().add(i));
+                if L2 {
+                    let d = _mm256_sub_ps(vq, vx);
+                    *acc_q = _mm256_fmadd_ps(d, d, *acc_q);
+                } else {
+                    *acc_q = _mm256_fmadd_ps(vq, vx, *acc_q);
+                }
+            }
+            i += 8;
+        }
+        let mut out = [0f32; QUERY_BLOCK];
+        for (qi, q) in qs.iter().enumerate() {
+            let mut s = hsum256(acc[qi]);
+            for j in i..n {
+                let (a, b) = (*q.as_ptr().add(j), *px.add(j));
+                s += if L2 { (a - b) * (a - b) } else { a * b };
+            }
+            out[qi] = s;
+        }
+        out
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn pair_avx512<const L2: bool>(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len();
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc0 = _mm512_setzero_ps();
+        let mut acc1 = _mm512_setzero_ps();
+        let mut i = 0;
+        while i + 32 <= n {
+            let (a0, b0) = (_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)));
+            let (a1, b1) = (
+                _mm512_loadu_ps(pa.add(i + 16)),
+                _mm512_loadu_ps(pb.add(i + 16)),
+            );
+            if L2 {
+                let (d0, d1) = (_mm512_sub_ps(a0, b0), _mm512_sub_ps(a1, b1));
+                acc0 = _mm512_fmadd_ps(d0, d0, acc0);
+                acc1 = _mm512_fmadd_ps(d1, d1, acc1);
+            } else {
+                acc0 = _mm512_fmadd_ps(a0, b0, acc0);
+                acc1 = _mm512_fmadd_ps(a1, b1, acc1);
+            }
+            i += 32;
+        }
+        while i < n {
+            let left = (n - i).min(16);
+            let mask: __mmask16 = if left == 16 {
+                0xffff
+            } else {
+                (1u16 << left) - 1
+            };
+            let va = _mm512_maskz_loadu_ps(mask, pa.add(i));
+            let vb = _mm512_maskz_loadu_ps(mask, pb.add(i));
+            if L2 {
+                let d = _mm512_sub_ps(va, vb);
+                acc0 = _mm512_fmadd_ps(d, d, acc0);
+            } else {
+                acc0 = _mm512_fmadd_ps(va, vb, acc0);
+            }
+            i += left;
+        }
+        _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1))
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn block_avx512<const L2: bool>(
+        qs: &[&[f32]; QUERY_BLOCK],
+        x: &[f32],
+    ) -> [f32; QUERY_BLOCK] {
+        let n = x.len();
+        let px = x.as_ptr();
+        let mut acc = [_mm512_setzero_ps(); QUERY_BLOCK];
+        let mut i = 0;
+        while i < n {
+            let left = (n - i).min(16);
+            let mask: __mmask16 = if left == 16 {
+                0xffff
+            } else {
+                (1u16 << left) - 1
+            };
+            let vx = _mm512_maskz_loadu_ps(mask, px.add(i));
+            for (q, acc_q) in qs.iter().zip(acc.iter_mut()) {
+                let vq = _mm512_maskz_loadu_ps(mask, q.as_ptr().add(i));
+                if L2 {
+                    let d = _mm512_sub_ps(vq, vx);
+                    *acc_q = _mm512_fmadd_ps(d, d, *acc_q);
+                } else {
+                    *acc_q = _mm512_fmadd_ps(vq, vx, *acc_q);
+                }
+            }
+            i += left;
+        }
+        acc.map(|v| _mm512_reduce_add_ps(v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn close(a: f32, b: f32, scale: f32) -> bool {
+        (a - b).abs() <= 1e-4 * scale.max(1.0)
+    }
+
+    fn vecs(len: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let mut next = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        let a = (0..len).map(|_| next()).collect();
+        let b = (0..len).map(|_| next()).collect();
+        (a, b)
+    }
+
+    #[test]
+    fn every_kernel_equals_scalar_on_lengths_0_to_257() {
+        let reference = scalar();
+        for k in available() {
+            for len in 0..=257usize {
+                let (a, b) = vecs(len, len as u64);
+                let scale = len as f32;
+                let (d0, d1) = ((reference.dot)(&a, &b), (k.dot)(&a, &b));
+                assert!(
+                    close(d0, d1, scale),
+                    "{} dot len {len}: {d0} vs {d1}",
+                    k.name
+                );
+                let (l0, l1) = ((reference.l2sq)(&a, &b), (k.l2sq)(&a, &b));
+                assert!(
+                    close(l0, l1, scale),
+                    "{} l2sq len {len}: {l0} vs {l1}",
+                    k.name
+                );
+                let qs_owned: Vec<Vec<f32>> = (0..QUERY_BLOCK)
+                    .map(|i| vecs(len, 1000 + i as u64).0)
+                    .collect();
+                let qs: [&[f32]; QUERY_BLOCK] = std::array::from_fn(|i| qs_owned[i].as_slice());
+                let db = (k.dot_block)(&qs, &b);
+                let lb = (k.l2sq_block)(&qs, &b);
+                for i in 0..QUERY_BLOCK {
+                    assert!(
+                        close(db[i], (reference.dot)(qs[i], &b), scale),
+                        "{} dot_block len {len}",
+                        k.name
+                    );
+                    assert!(
+                        close(lb[i], (reference.l2sq)(qs[i], &b), scale),
+                        "{} l2sq_block len {len}",
+                        k.name
+                    );
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn kernels_agree_on_random_inputs(pairs in proptest::collection::vec((-100f32..100f32, -100f32..100f32), 0..300)) {
+            let (a, b): (Vec<f32>, Vec<f32>) = pairs.into_iter().unzip();
+            let reference = scalar();
+            let scale: f32 = a.iter().zip(&b).map(|(x, y)| (x * y).abs() + (x - y) * (x - y)).sum();
+            for k in available() {
+                prop_assert!(close((reference.dot)(&a, &b), (k.dot)(&a, &b), scale));
+                prop_assert!(close((reference.l2sq)(&a, &b), (k.l2sq)(&a, &b), scale));
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "differ in length")]
+    fn length_mismatch_is_caught_before_simd() {
+        (kernels().dot)(&[1.0, 2.0], &[1.0]);
+    }
+}

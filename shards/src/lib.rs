@@ -1,0 +1,20 @@
+//! Shard data and the synchronous operations on it: collections, partitions,
+//! points, payloads, filters, distance kernels and top-k selection.
+//!
+//! Nothing in this crate does I/O, awaits or takes a lock: a shard is owned
+//! by one executor thread, and the server crate moves [`ops::Op`] messages
+//! between shards.
+
+pub mod distance;
+pub mod error;
+pub mod filter;
+pub mod ops;
+pub mod partition;
+pub mod payload;
+pub mod placement;
+pub mod shard;
+pub mod topk;
+
+pub use distance::Metric;
+pub use error::ShardError;
+pub use shard::{Shard, ShardLimits};

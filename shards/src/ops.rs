@@ -1,0 +1,211 @@
+//! Messages between shards: what a dispatcher asks a shard to do, and the
+//! answers. Everything is `Send` (it crosses cores over channels) and holds
+//! ids, vectors and scores; no references into a shard's data.
+
+use crate::distance::Metric;
+use crate::filter::Filter;
+use crate::payload::Payload;
+use crate::placement::ShardId;
+use std::sync::Arc;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CollectionSpec {
+    pub name: String,
+    pub dimension: usize,
+    pub strict_finite: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct CollectionInfo {
+    pub spec: CollectionSpec,
+    pub point_count: u64,
+    pub partitions: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct PointIn {
+    pub id: u64,
+    pub values: Vec<f32>,
+    pub payload: Payload,
+}
+
+/// A page request for `GET /collections/{name}/points`.
+#[derive(Clone, Copy, Debug)]
+pub enum PageFrom {
+    Offset(usize),
+    After(u64),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PointsPage {
+    pub ids: Vec<u64>,
+    pub total: u64,
+    pub next_offset: Option<u64>,
+    pub next_after_id: Option<u64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SearchOp {
+    pub name: String,
+    pub queries: Arc<Vec<Vec<f32>>>,
+    pub metric: Metric,
+    pub k: usize,
+    pub filter: Option<Arc<Filter>>,
+    pub include_payload: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Hit {
+    /// Lower is better (see `topk`).
+    pub key: f32,
+    pub id: u64,
+    pub payload: Option<Payload>,
+}
+
+/// What a shard is asked to do. "Home" operations go to the collection's home
+/// shard, which orders them and fans the partition work out; "partition"
+/// operations touch one shard's partition only and never call other shards.
+#[derive(Clone, Debug)]
+pub enum Op {
+    // --- home operations ---
+    CreateCollection(CollectionSpec),
+    DeleteCollection {
+        name: String,
+    },
+    GetCollection {
+        name: String,
+    },
+    ListCollections,
+    ListPoints {
+        name: String,
+        from: PageFrom,
+        limit: usize,
+    },
+    Upsert {
+        name: String,
+        points: Vec<PointIn>,
+    },
+    DeletePoint {
+        name: String,
+        id: u64,
+    },
+    SetPayload {
+        name: String,
+        ids: Vec<u64>,
+        patch: Payload,
+    },
+    DeletePayloadKeys {
+        name: String,
+        ids: Vec<u64>,
+        keys: Vec<String>,
+    },
+    // --- partition operations ---
+    CreatePartition {
+        uid: u64,
+        spec: CollectionSpec,
+    },
+    DropPartition {
+        name: String,
+        uid: u64,
+    },
+    ApplyUpsert {
+        name: String,
+        uid: u64,
+        points: Vec<PointIn>,
+    },
+    ApplyDelete {
+        name: String,
+        uid: u64,
+        ids: Vec<u64>,
+    },
+    ApplySetPayload {
+        name: String,
+        uid: u64,
+        ids: Vec<u64>,
+        patch: Payload,
+    },
+    ApplyDeletePayloadKeys {
+        name: String,
+        uid: u64,
+        ids: Vec<u64>,
+        keys: Vec<String>,
+    },
+    Search(SearchOp),
+    GetPoint {
+        name: String,
+        id: u64,
+    },
+    Count {
+        name: String,
+        filter: Option<Arc<Filter>>,
+    },
+    Stats,
+}
+
+impl Op {
+    /// Partition operations run to completion on the receiving shard
+    /// without messaging anyone; home operations may fan out.
+    pub fn is_partition_op(&self) -> bool {
+        matches!(
+            self,
+            Op::CreatePartition { .. }
+                | Op::DropPartition { .. }
+                | Op::ApplyUpsert { .. }
+                | Op::ApplyDelete { .. }
+                | Op::ApplySetPayload { .. }
+                | Op::ApplyDeletePayloadKeys { .. }
+                | Op::Search(_)
+                | Op::GetPoint { .. }
+                | Op::Count { .. }
+                | Op::Stats
+        )
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ShardDataStats {
+    pub collections_homed: u64,
+    pub points_homed: u64,
+    pub partitions: u64,
+    pub memory_bytes: u64,
+}
+
+#[derive(Clone, Debug)]
+pub enum Reply {
+    Info(CollectionInfo),
+    Infos(Vec<CollectionInfo>),
+    Deleted,
+    /// Per input point, in request order: (id, created).
+    Upserted(Vec<(u64, bool)>),
+    Done,
+    Changed(u64),
+    Hits {
+        per_query: Vec<Vec<Hit>>,
+        n_points: u64,
+    },
+    Point {
+        id: u64,
+        values: Vec<f32>,
+        payload: Payload,
+    },
+    Count(u64),
+    Page(PointsPage),
+    Stats(ShardDataStats),
+}
+
+/// A reply plus the partition operations the home shard still has to send to
+/// other shards (in this order) before the reply may be given.
+#[derive(Debug)]
+pub struct Plan {
+    pub reply: Reply,
+    pub fanout: Vec<(ShardId, Op)>,
+}
+
+impl From<Reply> for Plan {
+    fn from(reply: Reply) -> Self {
+        Plan {
+            reply,
+            fanout: Vec::new(),
+        }
+    }
+}

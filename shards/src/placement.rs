@@ -1,0 +1,87 @@
+//! Where things live: a collection's home shard (its catalog entry and write
+//! sequencer) and the shards holding its partitions; which partition a point
+//! belongs to. Pure functions of names, ids and the shard count, so every
+//! shard computes the same answer without asking anyone.
+
+/// Index of a shard (= its executor) in `0..n_shards`.
+pub type ShardId = usize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    pub n_shards: usize,
+    /// Partitions per collection, `1..=n_shards`.
+    pub partitions: usize,
+}
+
+/// FNV-1a: stable across processes and versions (placement must not change
+/// between restarts once data is persisted).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// splitmix64 finaliser: spreads sequential ids evenly.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+impl Placement {
+    pub fn new(n_shards: usize, partitions: usize) -> Self {
+        assert!(
+            n_shards >= 1 && (1..=n_shards).contains(&partitions),
+            "validated in config"
+        );
+        Placement {
+            n_shards,
+            partitions,
+        }
+    }
+
+    /// The shard owning the collection's catalog entry and partition 0.
+    pub fn home(&self, name: &str) -> ShardId {
+        (fnv1a(name.as_bytes()) % self.n_shards as u64) as ShardId
+    }
+
+    pub fn partition_shard(&self, name: &str, partition: usize) -> ShardId {
+        (self.home(name) + partition) % self.n_shards
+    }
+
+    /// Shards holding the collection's partitions, partition order.
+    pub fn shards_of(&self, name: &str) -> Vec<ShardId> {
+        (0..self.partitions)
+            .map(|p| self.partition_shard(name, p))
+            .collect()
+    }
+
+    pub fn partition_of(&self, id: u64) -> usize {
+        (mix(id) % self.partitions as u64) as usize
+    }
+
+    pub fn shard_of_point(&self, name: &str, id: u64) -> ShardId {
+        self.partition_shard(name, self.partition_of(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_land_on_distinct_shards_and_ids_spread() {
+        let p = Placement::new(4, 3);
+        let shards = p.shards_of("demo");
+        assert_eq!(shards.len(), 3);
+        assert!(shards[0] != shards[1] && shards[1] != shards[2] && shards[0] != shards[2]);
+        let mut counts = [0usize; 3];
+        for id in 0..30_000u64 {
+            counts[p.partition_of(id)] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 9_000), "{counts:?}");
+    }
+}

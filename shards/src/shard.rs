@@ -1,0 +1,517 @@
+//! One shard's data: the catalog entries of the collections homed here and
+//! the partitions placed here. [`Shard::execute`] is the single entry point,
+//! synchronous and in arrival order, so it is also the one place where the
+//! write-ahead log will slot in front of every mutation.
+
+use crate::error::{collection_not_found, invalid, point_not_found, ShardError};
+use crate::ops::{
+    CollectionInfo, CollectionSpec, Hit, Op, PageFrom, Plan, PointIn, PointsPage, Reply, SearchOp,
+    ShardDataStats,
+};
+use crate::partition::{Partition, SearchParams};
+use crate::payload::blank_key;
+use crate::placement::{Placement, ShardId};
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Bound;
+
+/// Limits the shard enforces itself (the rest are checked by the API layer).
+#[derive(Clone, Copy, Debug)]
+pub struct ShardLimits {
+    pub max_points_per_collection: u64,
+}
+
+/// A collection as its home shard knows it.
+#[derive(Debug)]
+struct CatalogEntry {
+    spec: CollectionSpec,
+    uid: u64,
+    /// Every live point id, ascending: pagination, counts and the point cap.
+    ids: BTreeSet<u64>,
+}
+
+struct PartitionSlot {
+    uid: u64,
+    spec: CollectionSpec,
+    data: Partition,
+}
+
+pub struct Shard {
+    id: ShardId,
+    placement: Placement,
+    limits: ShardLimits,
+    catalog: HashMap<String, CatalogEntry>,
+    partitions: HashMap<String, PartitionSlot>,
+    next_uid: u64,
+}
+
+impl Shard {
+    pub fn new(id: ShardId, placement: Placement, limits: ShardLimits) -> Self {
+        Shard {
+            id,
+            placement,
+            limits,
+            catalog: HashMap::new(),
+            partitions: HashMap::new(),
+            next_uid: 1,
+        }
+    }
+
+    pub fn id(&self) -> ShardId {
+        self.id
+    }
+
+    /// Run one operation. Partition operations addressed to this shard by a
+    /// home operation are applied here directly; the rest come back in
+    /// [`Plan::fanout`] for the caller to deliver in order.
+    pub fn execute(&mut self, op: Op) -> Result<Plan, ShardError> {
+        match op {
+            Op::CreateCollection(spec) => self.create_collection(spec),
+            Op::DeleteCollection { name } => self.delete_collection(&name),
+            Op::GetCollection { name } => Ok(Reply::Info(self.info(self.entry(&name)?)).into()),
+            Op::ListCollections => {
+                let infos = self.catalog.values().map(|e| self.info(e)).collect();
+                Ok(Reply::Infos(infos).into())
+            }
+            Op::ListPoints { name, from, limit } => {
+                Ok(Reply::Page(page(self.entry(&name)?, from, limit)).into())
+            }
+            Op::Upsert { name, points } => self.upsert(&name, points),
+            Op::DeletePoint { name, id } => {
+                let entry = self.entry_mut(&name)?;
+                if !entry.ids.remove(&id) {
+                    return Err(point_not_found(&name, id));
+                }
+                let uid = entry.uid;
+                let target = self.placement.shard_of_point(&name, id);
+                self.route(
+                    Reply::Deleted,
+                    vec![(
+                        target,
+                        Op::ApplyDelete {
+                            name,
+                            uid,
+                            ids: vec![id],
+                        },
+                    )],
+                )
+            }
+            Op::SetPayload { name, ids, patch } => {
+                if let Some(k) = blank_key(&patch) {
+                    return Err(invalid(format!("payload key '{k}' is blank")));
+                }
+                let (uid, groups) = self.group_existing(&name, ids)?;
+                let fanout = groups
+                    .into_iter()
+                    .map(|(s, ids)| {
+                        (
+                            s,
+                            Op::ApplySetPayload {
+                                name: name.clone(),
+                                uid,
+                                ids,
+                                patch: patch.clone(),
+                            },
+                        )
+                    })
+                    .collect();
+                self.route(Reply::Changed(0), fanout)
+            }
+            Op::DeletePayloadKeys { name, ids, keys } => {
+                if keys.iter().any(|k| k.trim().is_empty()) {
+                    return Err(invalid("payload keys must not be blank"));
+                }
+                let (uid, groups) = self.group_existing(&name, ids)?;
+                let fanout = groups
+                    .into_iter()
+                    .map(|(s, ids)| {
+                        (
+                            s,
+                            Op::ApplyDeletePayloadKeys {
+                                name: name.clone(),
+                                uid,
+                                ids,
+                                keys: keys.clone(),
+                            },
+                        )
+                    })
+                    .collect();
+                self.route(Reply::Changed(0), fanout)
+            }
+            other => self.apply_partition_op(other).map(Plan::from),
+        }
+    }
+
+    fn entry(&self, name: &str) -> Result<&CatalogEntry, ShardError> {
+        self.catalog
+            .get(name)
+            .ok_or_else(|| collection_not_found(name))
+    }
+
+    fn entry_mut(&mut self, name: &str) -> Result<&mut CatalogEntry, ShardError> {
+        self.catalog
+            .get_mut(name)
+            .ok_or_else(|| collection_not_found(name))
+    }
+
+    fn info(&self, e: &CatalogEntry) -> CollectionInfo {
+        CollectionInfo {
+            spec: e.spec.clone(),
+            point_count: e.ids.len() as u64,
+            partitions: self.placement.partitions,
+        }
+    }
+
+    /// Apply partition ops addressed to this shard now; return the others.
+    /// A `Changed` reply accumulates the local counts.
+    fn route(&mut self, mut reply: Reply, ops: Vec<(ShardId, Op)>) -> Result<Plan, ShardError> {
+        let mut fanout = Vec::new();
+        for (target, op) in ops {
+            if target == self.id {
+                let local = self.apply_partition_op(op)?;
+                if let (Reply::Changed(total), Reply::Changed(n)) = (&mut reply, local) {
+                    *total += n;
+                }
+            } else {
+                fanout.push((target, op));
+            }
+        }
+        Ok(Plan { reply, fanout })
+    }
+
+    fn create_collection(&mut self, spec: CollectionSpec) -> Result<Plan, ShardError> {
+        if self.catalog.contains_key(&spec.name) {
+            return Err(ShardError::Conflict(format!(
+                "collection '{}' already exists",
+                spec.name
+            )));
+        }
+        let uid = ((self.id as u64) << 48) | self.next_uid;
+        self.next_uid += 1;
+        let entry = CatalogEntry {
+            spec: spec.clone(),
+            uid,
+            ids: BTreeSet::new(),
+        };
+        let info = self.info(&entry);
+        self.catalog.insert(spec.name.clone(), entry);
+        let ops = self
+            .placement
+            .shards_of(&spec.name)
+            .into_iter()
+            .map(|s| {
+                (
+                    s,
+                    Op::CreatePartition {
+                        uid,
+                        spec: spec.clone(),
+                    },
+                )
+            })
+            .collect();
+        self.route(Reply::Info(info), ops)
+    }
+
+    fn delete_collection(&mut self, name: &str) -> Result<Plan, ShardError> {
+        let entry = self
+            .catalog
+            .remove(name)
+            .ok_or_else(|| collection_not_found(name))?;
+        let ops = self
+            .placement
+            .shards_of(name)
+            .into_iter()
+            .map(|s| {
+                (
+                    s,
+                    Op::DropPartition {
+                        name: name.to_owned(),
+                        uid: entry.uid,
+                    },
+                )
+            })
+            .collect();
+        self.route(Reply::Deleted, ops)
+    }
+
+    fn upsert(&mut self, name: &str, points: Vec<PointIn>) -> Result<Plan, ShardError> {
+        let cap = self.limits.max_points_per_collection;
+        let placement = self.placement;
+        let entry = self.entry_mut(name)?;
+        // Validate everything before touching anything: all-or-nothing.
+        for (i, p) in points.iter().enumerate() {
+            if p.values.len() != entry.spec.dimension {
+                return Err(invalid(format!(
+                    "point {} (item {i}): vector has {} values, collection '{name}' has dimension {}",
+                    p.id,
+                    p.values.len(),
+                    entry.spec.dimension
+                )));
+            }
+            if entry.spec.strict_finite && p.values.iter().any(|v| !v.is_finite()) {
+                return Err(invalid(format!(
+                    "point {} (item {i}): vector has a non-finite value and collection '{name}' is strict_finite",
+                    p.id
+                )));
+            }
+            if let Some(k) = blank_key(&p.payload) {
+                return Err(invalid(format!(
+                    "point {} (item {i}): payload key '{k}' is blank",
+                    p.id
+                )));
+            }
+        }
+        let mut fresh: BTreeSet<u64> = BTreeSet::new();
+        for p in &points {
+            if !entry.ids.contains(&p.id) {
+                fresh.insert(p.id);
+            }
+        }
+        if entry.ids.len() as u64 + fresh.len() as u64 > cap {
+            return Err(ShardError::ResourceExhausted(format!(
+                "collection '{name}' would exceed its cap of {cap} points ({} stored, {} new)",
+                entry.ids.len(),
+                fresh.len()
+            )));
+        }
+        let results: Vec<(u64, bool)> = points
+            .iter()
+            .map(|p| (p.id, entry.ids.insert(p.id)))
+            .collect();
+        let uid = entry.uid;
+        let mut groups: Vec<Vec<PointIn>> = vec![Vec::new(); placement.partitions];
+        for p in points {
+            groups[placement.partition_of(p.id)].push(p);
+        }
+        let ops = groups
+            .into_iter()
+            .enumerate()
+            .filter(|(_, g)| !g.is_empty())
+            .map(|(part, g)| {
+                (
+                    placement.partition_shard(name, part),
+                    Op::ApplyUpsert {
+                        name: name.to_owned(),
+                        uid,
+                        points: g,
+                    },
+                )
+            })
+            .collect();
+        self.route(Reply::Upserted(results), ops)
+    }
+
+    /// Check every id exists (404 otherwise), dedupe, group by target shard.
+    fn group_existing(
+        &self,
+        name: &str,
+        ids: Vec<u64>,
+    ) -> Result<(u64, Vec<(ShardId, Vec<u64>)>), ShardError> {
+        let entry = self.entry(name)?;
+        if let Some(missing) = ids.iter().find(|id| !entry.ids.contains(id)) {
+            return Err(point_not_found(name, *missing));
+        }
+        let unique: BTreeSet<u64> = ids.into_iter().collect();
+        let mut by_shard: HashMap<ShardId, Vec<u64>> = HashMap::new();
+        for id in unique {
+            by_shard
+                .entry(self.placement.shard_of_point(name, id))
+                .or_default()
+                .push(id);
+        }
+        let mut groups: Vec<(ShardId, Vec<u64>)> = by_shard.into_iter().collect();
+        groups.sort_by_key(|(s, _)| *s);
+        Ok((entry.uid, groups))
+    }
+
+    fn partition(&self, name: &str) -> Result<&PartitionSlot, ShardError> {
+        self.partitions
+            .get(name)
+            .ok_or_else(|| collection_not_found(name))
+    }
+
+    /// The partition for an apply op, if it is still the incarnation the home
+    /// shard meant (a concurrent delete may have dropped it).
+    fn partition_for_apply(&mut self, name: &str, uid: u64) -> Option<&mut Partition> {
+        self.partitions
+            .get_mut(name)
+            .filter(|s| s.uid == uid)
+            .map(|s| &mut s.data)
+    }
+
+    fn apply_partition_op(&mut self, op: Op) -> Result<Reply, ShardError> {
+        match op {
+            Op::CreatePartition { uid, spec } => {
+                let data = Partition::new(spec.dimension);
+                self.partitions
+                    .insert(spec.name.clone(), PartitionSlot { uid, spec, data });
+                Ok(Reply::Done)
+            }
+            Op::DropPartition { name, uid } => {
+                if self.partitions.get(&name).is_some_and(|s| s.uid == uid) {
+                    self.partitions.remove(&name);
+                }
+                Ok(Reply::Done)
+            }
+            Op::ApplyUpsert { name, uid, points } => {
+                if let Some(p) = self.partition_for_apply(&name, uid) {
+                    for pt in points {
+                        p.upsert(pt.id, &pt.values, pt.payload);
+                    }
+                }
+                Ok(Reply::Done)
+            }
+            Op::ApplyDelete { name, uid, ids } => {
+                if let Some(p) = self.partition_for_apply(&name, uid) {
+                    for id in ids {
+                        p.delete(id);
+                    }
+                }
+                Ok(Reply::Done)
+            }
+            Op::ApplySetPayload {
+                name,
+                uid,
+                ids,
+                patch,
+            } => {
+                let mut changed = 0;
+                if let Some(p) = self.partition_for_apply(&name, uid) {
+                    for id in ids {
+                        let f = |pl: &mut crate::payload::Payload| {
+                            for (k, v) in &patch {
+                                pl.insert(k.clone(), v.clone());
+                            }
+                        };
+                        changed += p.update_payload(id, f).unwrap_or(false) as u64;
+                    }
+                }
+                Ok(Reply::Changed(changed))
+            }
+            Op::ApplyDeletePayloadKeys {
+                name,
+                uid,
+                ids,
+                keys,
+            } => {
+                let mut changed = 0;
+                if let Some(p) = self.partition_for_apply(&name, uid) {
+                    for id in ids {
+                        let f = |pl: &mut crate::payload::Payload| {
+                            for k in &keys {
+                                pl.remove(k);
+                            }
+                        };
+                        changed += p.update_payload(id, f).unwrap_or(false) as u64;
+                    }
+                }
+                Ok(Reply::Changed(changed))
+            }
+            Op::Search(s) => self.search(s),
+            Op::GetPoint { name, id } => {
+                let slot = self.partition(&name)?;
+                let (values, payload) = slot
+                    .data
+                    .get(id)
+                    .ok_or_else(|| point_not_found(&name, id))?;
+                Ok(Reply::Point {
+                    id,
+                    values: values.to_vec(),
+                    payload: payload.clone(),
+                })
+            }
+            Op::Count { name, filter } => Ok(Reply::Count(
+                self.partition(&name)?.data.count(filter.as_deref()),
+            )),
+            Op::Stats => Ok(Reply::Stats(self.data_stats())),
+            home => Err(ShardError::Internal(format!(
+                "home operation {home:?} reached the partition path"
+            ))),
+        }
+    }
+
+    fn search(&self, s: SearchOp) -> Result<Reply, ShardError> {
+        let slot = self.partition(&s.name)?;
+        if let Some(q) = s.queries.iter().find(|q| q.len() != slot.spec.dimension) {
+            return Err(invalid(format!(
+                "query has {} values, collection '{}' has dimension {}",
+                q.len(),
+                s.name,
+                slot.spec.dimension
+            )));
+        }
+        let params = SearchParams {
+            metric: s.metric,
+            k: s.k,
+            filter: s.filter.as_deref(),
+        };
+        let per_query = slot
+            .data
+            .search(&s.queries, &params)
+            .into_iter()
+            .map(|hits| {
+                hits.into_iter()
+                    .map(|h| Hit {
+                        key: h.key,
+                        id: h.id,
+                        payload: if s.include_payload {
+                            slot.data.payload(h.id).cloned()
+                        } else {
+                            None
+                        },
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(Reply::Hits {
+            per_query,
+            n_points: slot.data.len() as u64,
+        })
+    }
+
+    pub fn data_stats(&self) -> ShardDataStats {
+        ShardDataStats {
+            collections_homed: self.catalog.len() as u64,
+            points_homed: self.catalog.values().map(|e| e.ids.len() as u64).sum(),
+            partitions: self.partitions.len() as u64,
+            memory_bytes: self
+                .partitions
+                .values()
+                .map(|s| s.data.mem_bytes() as u64)
+                .sum::<u64>()
+                + self
+                    .catalog
+                    .values()
+                    .map(|e| e.ids.len() as u64 * 40)
+                    .sum::<u64>(),
+        }
+    }
+}
+
+/// One page of ids (API.md §5 pagination rules).
+fn page(entry: &CatalogEntry, from: PageFrom, limit: usize) -> PointsPage {
+    let total = entry.ids.len() as u64;
+    match from {
+        PageFrom::Offset(offset) => {
+            let ids: Vec<u64> = entry.ids.iter().skip(offset).take(limit).copied().collect();
+            let consumed = offset as u64 + ids.len() as u64;
+            let more = consumed < total;
+            PointsPage {
+                next_offset: more.then_some(consumed),
+                next_after_id: if more { ids.last().copied() } else { None },
+                ids,
+                total,
+            }
+        }
+        PageFrom::After(after) => {
+            let mut it = entry.ids.range((Bound::Excluded(after), Bound::Unbounded));
+            let ids: Vec<u64> = it.by_ref().take(limit).copied().collect();
+            let more = it.next().is_some();
+            PointsPage {
+                next_offset: None,
+                next_after_id: if more { ids.last().copied() } else { None },
+                ids,
+                total,
+            }
+        }
+    }
+}
