@@ -1,1 +1,81 @@
-fn main() {}
+//! `aionbd`: the server binary. Parses configuration, starts one pinned
+//! executor per shard, prints the address it listens on, and shuts down
+//! cleanly on SIGINT or SIGTERM.
+
+use aionbd::{api, config, runtime};
+use clap::Parser;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+fn main() {
+    let started = Instant::now();
+    let cli = config::Cli::parse();
+    let mut errors = Vec::new();
+    let env = |k: &str| std::env::var(k).ok();
+    let raw = config::gather(&cli, &env, &mut errors);
+    if cli.print_config {
+        print!("{}", config::render(&raw));
+        return;
+    }
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cfg = match config::build(&raw, cpus, errors) {
+        Ok(c) => c,
+        Err(errs) => {
+            eprintln!(
+                "aionbd: invalid configuration ({} problem{}):",
+                errs.len(),
+                if errs.len() == 1 { "" } else { "s" }
+            );
+            for e in errs {
+                eprintln!("  - {e}");
+            }
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = std::fs::create_dir_all(&cfg.data_dir) {
+        eprintln!("aionbd: cannot create data directory {}: {e}", cfg.data_dir.display());
+        std::process::exit(1);
+    }
+    if cfg.persistence.enabled {
+        eprintln!("aionbd: warning: persistence is not implemented in this version; data lives in memory only");
+    }
+    if cfg.memory_budget_bytes > 0 {
+        eprintln!("aionbd: warning: memory budget is accepted but not enforced in this version");
+    }
+    let (reservation, addr) = match runtime::reserve_address(cfg.bind) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("aionbd: cannot listen on {}: {e}", cfg.bind);
+            std::process::exit(1);
+        }
+    };
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, shutdown.clone()) {
+            eprintln!("aionbd: cannot install signal handler: {e}");
+            std::process::exit(1);
+        }
+    }
+    let kernel_name = aionbd_shards::distance::kernels().name;
+    let shards = cfg.shards;
+    let partitions = cfg.partitions_per_collection;
+    let shared = Arc::new(api::Shared { config: cfg, started, kernel_name });
+    let started = match runtime::start(shared, addr, shutdown.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("aionbd: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!(
+        "aionbd listening on http://{addr} (shards: {shards}, partitions per collection: {partitions}, kernels: {kernel_name})"
+    );
+    let _ = std::io::stdout().flush();
+    started.handles.join_all();
+    drop(reservation);
+    if shutdown.load(Ordering::Relaxed) {
+        eprintln!("aionbd: stopped");
+    }
+}

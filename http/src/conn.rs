@@ -42,12 +42,7 @@ pub trait Service {
 const READ_CHUNK: usize = 64 * 1024;
 
 /// Serve one connection to completion. `sleep` supplies the runtime's timer.
-pub async fn serve<S, V, F, SF>(
-    mut stream: S,
-    service: &V,
-    cfg: &ConnConfig,
-    sleep: F,
-) -> std::io::Result<()>
+pub async fn serve<S, V, F, SF>(mut stream: S, service: &V, cfg: &ConnConfig, sleep: F) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     V: Service,
@@ -66,11 +61,7 @@ where
             match parse(&buf, &cfg.limits) {
                 Ok(Parsed::Complete(req, used)) => {
                     buf.drain(..used);
-                    request_started = if buf.is_empty() {
-                        None
-                    } else {
-                        Some(Instant::now())
-                    };
+                    request_started = if buf.is_empty() { None } else { Some(Instant::now()) };
                     sent_continue = false;
                     let keep_alive = req.keep_alive;
                     let resp = service.call(req).await;
@@ -86,10 +77,7 @@ where
                         served = 0;
                     }
                 }
-                Ok(Parsed::Partial {
-                    head_done,
-                    expects_continue,
-                }) => {
+                Ok(Parsed::Partial { head_done, expects_continue }) => {
                     if head_done && expects_continue && !sent_continue {
                         out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                         sent_continue = true;
@@ -121,10 +109,7 @@ where
         .await;
         match read {
             None if mid_request => {
-                let e = HttpError {
-                    status: 408,
-                    message: "request not received in time".into(),
-                };
+                let e = HttpError { status: 408, message: "request not received in time".into() };
                 service.error(&e).encode(false, &mut out);
                 stream.write_all(&out).await?;
                 return stream.flush().await;

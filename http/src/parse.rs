@@ -16,11 +16,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_head_bytes: 16 * 1024,
-            max_headers: 64,
-            max_body_bytes: 1024 * 1024,
-        }
+        Limits { max_head_bytes: 16 * 1024, max_headers: 64, max_body_bytes: 1024 * 1024 }
     }
 }
 
@@ -40,10 +36,7 @@ pub struct Request {
 impl Request {
     /// First header with this (lower-case) name, as text.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        self.headers.iter().find(|(n, _)| n == name).and_then(|(_, v)| std::str::from_utf8(v).ok())
     }
 }
 
@@ -61,10 +54,7 @@ impl fmt::Display for HttpError {
 }
 
 fn err(status: u16, message: impl Into<String>) -> HttpError {
-    HttpError {
-        status,
-        message: message.into(),
-    }
+    HttpError { status, message: message.into() }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -73,10 +63,7 @@ pub enum Parsed {
     Complete(Request, usize),
     /// More bytes are needed. `head_done` is set once the head has arrived;
     /// `expects_continue` when the client waits for `100 Continue`.
-    Partial {
-        head_done: bool,
-        expects_continue: bool,
-    },
+    Partial { head_done: bool, expects_continue: bool },
 }
 
 enum Framing {
@@ -93,29 +80,17 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             if buf.len() > limits.max_head_bytes {
-                return Err(err(
-                    431,
-                    format!("request head exceeds {} bytes", limits.max_head_bytes),
-                ));
+                return Err(err(431, format!("request head exceeds {} bytes", limits.max_head_bytes)));
             }
-            return Ok(Parsed::Partial {
-                head_done: false,
-                expects_continue: false,
-            });
+            return Ok(Parsed::Partial { head_done: false, expects_continue: false });
         }
         Err(httparse::Error::TooManyHeaders) => {
-            return Err(err(
-                431,
-                format!("more than {} request headers", limits.max_headers),
-            ))
+            return Err(err(431, format!("more than {} request headers", limits.max_headers)))
         }
         Err(e) => return Err(err(400, format!("malformed request head: {e}"))),
     };
     if head_len > limits.max_head_bytes {
-        return Err(err(
-            431,
-            format!("request head exceeds {} bytes", limits.max_head_bytes),
-        ));
+        return Err(err(431, format!("request head exceeds {} bytes", limits.max_head_bytes)));
     }
     let version = req.version.unwrap_or(1);
     let method = req.method.unwrap_or_default().to_owned();
@@ -127,11 +102,8 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
     if !path.starts_with('/') {
         return Err(err(400, "request target must be an absolute path"));
     }
-    let headers: Vec<(String, Vec<u8>)> = req
-        .headers
-        .iter()
-        .map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec()))
-        .collect();
+    let headers: Vec<(String, Vec<u8>)> =
+        req.headers.iter().map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec())).collect();
 
     let mut framing = Framing::None;
     let mut content_length: Option<usize> = None;
@@ -141,8 +113,7 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
     let mut conn_keep_alive = false;
     let mut expects_continue = false;
     for (name, value) in &headers {
-        let text = std::str::from_utf8(value)
-            .map_err(|_| err(400, format!("header '{name}' is not valid text")))?;
+        let text = std::str::from_utf8(value).map_err(|_| err(400, format!("header '{name}' is not valid text")))?;
         match name.as_str() {
             "content-length" => {
                 for part in text.split(',') {
@@ -150,9 +121,7 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
                     if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
                         return Err(err(400, format!("invalid Content-Length '{text}'")));
                     }
-                    let n: usize = part
-                        .parse()
-                        .map_err(|_| err(400, format!("invalid Content-Length '{text}'")))?;
+                    let n: usize = part.parse().map_err(|_| err(400, format!("invalid Content-Length '{text}'")))?;
                     if content_length.is_some_and(|c| c != n) {
                         return Err(err(400, "conflicting Content-Length values"));
                     }
@@ -161,10 +130,7 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
             }
             "transfer-encoding" => {
                 saw_te = true;
-                let codings: Vec<String> = text
-                    .split(',')
-                    .map(|c| c.trim().to_ascii_lowercase())
-                    .collect();
+                let codings: Vec<String> = text.split(',').map(|c| c.trim().to_ascii_lowercase()).collect();
                 if codings.last().map(String::as_str) == Some("chunked")
                     && codings.iter().filter(|c| *c == "chunked").count() == 1
                     && codings.iter().all(|c| c == "chunked" || c == "identity")
@@ -192,10 +158,7 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
         }
     }
     if saw_te && content_length.is_some() {
-        return Err(err(
-            400,
-            "request has both Transfer-Encoding and Content-Length",
-        ));
+        return Err(err(400, "request has both Transfer-Encoding and Content-Length"));
     }
     if saw_te && version == 0 {
         return Err(err(400, "Transfer-Encoding is not allowed in HTTP/1.0"));
@@ -204,55 +167,27 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
         framing = Framing::Chunked;
     } else if let Some(n) = content_length {
         if n > limits.max_body_bytes {
-            return Err(err(
-                413,
-                format!(
-                    "request body of {n} bytes exceeds the limit of {}",
-                    limits.max_body_bytes
-                ),
-            ));
+            return Err(err(413, format!("request body of {n} bytes exceeds the limit of {}", limits.max_body_bytes)));
         }
         framing = Framing::Length(n);
     }
-    let keep_alive = if version == 0 {
-        conn_keep_alive && !conn_close
-    } else {
-        !conn_close
-    };
+    let keep_alive = if version == 0 { conn_keep_alive && !conn_close } else { !conn_close };
 
     let rest = &buf[head_len..];
     let (body, used) = match framing {
         Framing::None => (Vec::new(), 0),
         Framing::Length(n) => {
             if rest.len() < n {
-                return Ok(Parsed::Partial {
-                    head_done: true,
-                    expects_continue,
-                });
+                return Ok(Parsed::Partial { head_done: true, expects_continue });
             }
             (rest[..n].to_vec(), n)
         }
         Framing::Chunked => match decode_chunked(rest, limits.max_body_bytes)? {
             Some(done) => done,
-            None => {
-                return Ok(Parsed::Partial {
-                    head_done: true,
-                    expects_continue,
-                })
-            }
+            None => return Ok(Parsed::Partial { head_done: true, expects_continue }),
         },
     };
-    Ok(Parsed::Complete(
-        Request {
-            method,
-            path,
-            query,
-            headers,
-            body,
-            keep_alive,
-        },
-        head_len + used,
-    ))
+    Ok(Parsed::Complete(Request { method, path, query, headers, body, keep_alive }, head_len + used))
 }
 
 /// Longest chunk-size line (with extensions) and trailer section accepted.
@@ -295,10 +230,7 @@ fn decode_chunked(buf: &[u8], max_body: usize) -> Result<Option<(Vec<u8>, usize)
             }
         }
         if body.len() as u64 + size > max_body as u64 {
-            return Err(err(
-                413,
-                format!("request body exceeds the limit of {max_body} bytes"),
-            ));
+            return Err(err(413, format!("request body exceeds the limit of {max_body} bytes")));
         }
         let size = size as usize;
         if buf.len() < pos + size + 2 {
@@ -328,10 +260,7 @@ mod tests {
     fn content_length_and_keep_alive() {
         let raw = b"POST /a?x=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabcGET";
         let (r, n) = complete(raw);
-        assert_eq!(
-            (r.method.as_str(), r.path.as_str(), r.query.as_deref()),
-            ("POST", "/a", Some("x=1"))
-        );
+        assert_eq!((r.method.as_str(), r.path.as_str(), r.query.as_deref()), ("POST", "/a", Some("x=1")));
         assert_eq!(r.body, b"abc");
         assert_eq!(n, raw.len() - 3);
         assert!(r.keep_alive);
@@ -343,18 +272,13 @@ mod tests {
 
     #[test]
     fn chunked_bodies() {
-        let raw = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-T: 1\r\n\r\n";
+        let raw =
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-T: 1\r\n\r\n";
         let (r, n) = complete(raw);
         assert_eq!(r.body, b"abcde");
         assert_eq!(n, raw.len());
         for cut in 0..raw.len() {
-            assert!(
-                matches!(
-                    parse(&raw[..cut], &Limits::default()),
-                    Ok(Parsed::Partial { .. })
-                ),
-                "cut {cut}"
-            );
+            assert!(matches!(parse(&raw[..cut], &Limits::default()), Ok(Parsed::Partial { .. })), "cut {cut}");
         }
     }
 
@@ -364,26 +288,14 @@ mod tests {
         assert_eq!(parse(both, &Limits::default()).unwrap_err().status, 400);
         let dup = b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n";
         assert_eq!(parse(dup, &Limits::default()).unwrap_err().status, 400);
-        let limits = Limits {
-            max_body_bytes: 4,
-            ..Limits::default()
-        };
+        let limits = Limits { max_body_bytes: 4, ..Limits::default() };
         let big = b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n";
         assert_eq!(parse(big, &limits).unwrap_err().status, 413);
-        let big_chunked =
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n0\r\n\r\n";
+        let big_chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n0\r\n\r\n";
         assert_eq!(parse(big_chunked, &limits).unwrap_err().status, 413);
         let long_head = [b"GET / HTTP/1.1\r\nX: ".as_slice(), &vec![b'a'; 20_000]].concat();
-        assert_eq!(
-            parse(&long_head, &Limits::default()).unwrap_err().status,
-            431
-        );
-        assert_eq!(
-            parse(b"GARBAGE\r\n\r\n", &Limits::default())
-                .unwrap_err()
-                .status,
-            400
-        );
+        assert_eq!(parse(&long_head, &Limits::default()).unwrap_err().status, 431);
+        assert_eq!(parse(b"GARBAGE\r\n\r\n", &Limits::default()).unwrap_err().status, 400);
         let gzip = b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n";
         assert_eq!(parse(gzip, &Limits::default()).unwrap_err().status, 501);
     }
@@ -393,10 +305,7 @@ mod tests {
         let raw = b"POST / HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n";
         assert_eq!(
             parse(raw, &Limits::default()).unwrap(),
-            Parsed::Partial {
-                head_done: true,
-                expects_continue: true
-            }
+            Parsed::Partial { head_done: true, expects_continue: true }
         );
     }
 

@@ -36,12 +36,7 @@ pub fn reason(status: u16) -> &'static str {
 
 impl Response {
     pub fn new(status: u16, content_type: &'static str, body: Vec<u8>) -> Self {
-        Response {
-            status,
-            content_type,
-            headers: Vec::new(),
-            body,
-        }
+        Response { status, content_type, headers: Vec::new(), body }
     }
 
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -53,12 +48,7 @@ impl Response {
     pub fn encode(&self, keep_alive: bool, out: &mut Vec<u8>) {
         use std::io::Write;
         let _ = write!(out, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
-        let _ = write!(
-            out,
-            "content-type: {}\r\ncontent-length: {}\r\n",
-            self.content_type,
-            self.body.len()
-        );
+        let _ = write!(out, "content-type: {}\r\ncontent-length: {}\r\n", self.content_type, self.body.len());
         for (n, v) in &self.headers {
             let _ = write!(out, "{n}: {v}\r\n");
         }

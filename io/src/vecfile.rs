@@ -63,11 +63,7 @@ impl Element for i32 {
 /// Parse `.fvecs`/`.ivecs` bytes. Every row must repeat the first row's dim.
 pub fn parse_xvecs<T: Element>(bytes: &[u8]) -> Result<Matrix<T>, VecFileError> {
     if bytes.is_empty() {
-        return Ok(Matrix {
-            rows: 0,
-            dim: 0,
-            data: Vec::new(),
-        });
+        return Ok(Matrix { rows: 0, dim: 0, data: Vec::new() });
     }
     if bytes.len() < 4 {
         return Err(bad("file shorter than one row header"));
@@ -78,11 +74,8 @@ pub fn parse_xvecs<T: Element>(bytes: &[u8]) -> Result<Matrix<T>, VecFileError> 
     }
     let dim = dim as usize;
     let row_bytes = 4 * (dim + 1);
-    if bytes.len() % row_bytes != 0 {
-        return Err(bad(format!(
-            "file size {} is not a multiple of the row size {row_bytes}",
-            bytes.len()
-        )));
+    if !bytes.len().is_multiple_of(row_bytes) {
+        return Err(bad(format!("file size {} is not a multiple of the row size {row_bytes}", bytes.len())));
     }
     let rows = bytes.len() / row_bytes;
     let mut data = Vec::with_capacity(rows * dim);
@@ -91,11 +84,7 @@ pub fn parse_xvecs<T: Element>(bytes: &[u8]) -> Result<Matrix<T>, VecFileError> 
         if d as usize != dim {
             return Err(bad(format!("row {r} has dimension {d}, row 0 has {dim}")));
         }
-        data.extend(
-            row[4..]
-                .chunks_exact(4)
-                .map(|c| T::from_le(c.try_into().unwrap())),
-        );
+        data.extend(row[4..].chunks_exact(4).map(|c| T::from_le(c.try_into().unwrap())));
     }
     Ok(Matrix { rows, dim, data })
 }
@@ -107,22 +96,13 @@ pub fn parse_npy<T: Element>(bytes: &[u8]) -> Result<Matrix<T>, VecFileError> {
     }
     let (header_len, start) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize,
-            12,
-        ),
+        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize, 12),
         v => return Err(bad(format!("unsupported .npy version {v}"))),
     };
-    let header = bytes
-        .get(start..start + header_len)
-        .ok_or_else(|| bad("truncated .npy header"))?;
+    let header = bytes.get(start..start + header_len).ok_or_else(|| bad("truncated .npy header"))?;
     let header = std::str::from_utf8(header).map_err(|_| bad(".npy header is not text"))?;
     if !header.contains(&format!("'descr': '{}'", T::NPY_DESCR)) {
-        return Err(bad(format!(
-            ".npy dtype must be {} (header: {})",
-            T::NPY_DESCR,
-            header.trim()
-        )));
+        return Err(bad(format!(".npy dtype must be {} (header: {})", T::NPY_DESCR, header.trim())));
     }
     if header.contains("'fortran_order': True") {
         return Err(bad(".npy arrays in Fortran order are not supported"));
@@ -137,32 +117,18 @@ pub fn parse_npy<T: Element>(bytes: &[u8]) -> Result<Matrix<T>, VecFileError> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse()
-                .map_err(|_| bad(format!("bad .npy shape '{shape_text}'")))
-        })
+        .map(|s| s.parse().map_err(|_| bad(format!("bad .npy shape '{shape_text}'"))))
         .collect::<Result<_, _>>()?;
     let (rows, dim) = match dims.as_slice() {
         [n] => (1, *n),
         [r, d] => (*r, *d),
-        _ => {
-            return Err(bad(format!(
-                ".npy array must be 1-D or 2-D, shape is ({shape_text})"
-            )))
-        }
+        _ => return Err(bad(format!(".npy array must be 1-D or 2-D, shape is ({shape_text})"))),
     };
     let body = &bytes[start + header_len..];
     if body.len() != rows * dim * 4 {
-        return Err(bad(format!(
-            ".npy body has {} bytes, shape needs {}",
-            body.len(),
-            rows * dim * 4
-        )));
+        return Err(bad(format!(".npy body has {} bytes, shape needs {}", body.len(), rows * dim * 4)));
     }
-    let data = body
-        .chunks_exact(4)
-        .map(|c| T::from_le(c.try_into().unwrap()))
-        .collect();
+    let data = body.chunks_exact(4).map(|c| T::from_le(c.try_into().unwrap())).collect();
     Ok(Matrix { rows, dim, data })
 }
 

@@ -212,11 +212,7 @@ mod x86 {
             i += 32;
         }
         while i + 8 <= n {
-            acc[0] = _mm256_fmadd_ps(
-                _mm256_loadu_ps(pa.add(i)),
-                _mm256_loadu_ps(pb.add(i)),
-                acc[0],
-            );
+            acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc[0]);
             i += 8;
         }
         let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
@@ -236,10 +232,7 @@ mod x86 {
         let mut i = 0;
         while i + 32 <= n {
             for (j, acc_j) in acc.iter_mut().enumerate() {
-                let d = _mm256_sub_ps(
-                    _mm256_loadu_ps(pa.add(i + 8 * j)),
-                    _mm256_loadu_ps(pb.add(i + 8 * j)),
-                );
+                let d = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i + 8 * j)), _mm256_loadu_ps(pb.add(i + 8 * j)));
                 *acc_j = _mm256_fmadd_ps(d, d, *acc_j);
             }
             i += 32;
@@ -261,10 +254,7 @@ mod x86 {
 
     /// `L2 = true`: squared Euclidean distance; else dot product.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn block_avx2<const L2: bool>(
-        qs: &[&[f32]; QUERY_BLOCK],
-        x: &[f32],
-    ) -> [f32; QUERY_BLOCK] {
+    pub unsafe fn block_avx2<const L2: bool>(qs: &[&[f32]; QUERY_BLOCK], x: &[f32]) -> [f32; QUERY_BLOCK] {
         let n = x.len();
         let px = x.as_ptr();
         let mut acc = [_mm256_setzero_ps(); QUERY_BLOCK];
@@ -303,10 +293,7 @@ mod x86 {
         let mut i = 0;
         while i + 32 <= n {
             let (a0, b0) = (_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)));
-            let (a1, b1) = (
-                _mm512_loadu_ps(pa.add(i + 16)),
-                _mm512_loadu_ps(pb.add(i + 16)),
-            );
+            let (a1, b1) = (_mm512_loadu_ps(pa.add(i + 16)), _mm512_loadu_ps(pb.add(i + 16)));
             if L2 {
                 let (d0, d1) = (_mm512_sub_ps(a0, b0), _mm512_sub_ps(a1, b1));
                 acc0 = _mm512_fmadd_ps(d0, d0, acc0);
@@ -319,11 +306,7 @@ mod x86 {
         }
         while i < n {
             let left = (n - i).min(16);
-            let mask: __mmask16 = if left == 16 {
-                0xffff
-            } else {
-                (1u16 << left) - 1
-            };
+            let mask: __mmask16 = if left == 16 { 0xffff } else { (1u16 << left) - 1 };
             let va = _mm512_maskz_loadu_ps(mask, pa.add(i));
             let vb = _mm512_maskz_loadu_ps(mask, pb.add(i));
             if L2 {
@@ -338,21 +321,14 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn block_avx512<const L2: bool>(
-        qs: &[&[f32]; QUERY_BLOCK],
-        x: &[f32],
-    ) -> [f32; QUERY_BLOCK] {
+    pub unsafe fn block_avx512<const L2: bool>(qs: &[&[f32]; QUERY_BLOCK], x: &[f32]) -> [f32; QUERY_BLOCK] {
         let n = x.len();
         let px = x.as_ptr();
         let mut acc = [_mm512_setzero_ps(); QUERY_BLOCK];
         let mut i = 0;
         while i < n {
             let left = (n - i).min(16);
-            let mask: __mmask16 = if left == 16 {
-                0xffff
-            } else {
-                (1u16 << left) - 1
-            };
+            let mask: __mmask16 = if left == 16 { 0xffff } else { (1u16 << left) - 1 };
             let vx = _mm512_maskz_loadu_ps(mask, px.add(i));
             for (q, acc_q) in qs.iter().zip(acc.iter_mut()) {
                 let vq = _mm512_maskz_loadu_ps(mask, q.as_ptr().add(i));
@@ -379,13 +355,9 @@ mod tests {
     }
 
     fn vecs(len: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
-        let mut s = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let mut next = || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         };
         let a = (0..len).map(|_| next()).collect();
@@ -401,34 +373,16 @@ mod tests {
                 let (a, b) = vecs(len, len as u64);
                 let scale = len as f32;
                 let (d0, d1) = ((reference.dot)(&a, &b), (k.dot)(&a, &b));
-                assert!(
-                    close(d0, d1, scale),
-                    "{} dot len {len}: {d0} vs {d1}",
-                    k.name
-                );
+                assert!(close(d0, d1, scale), "{} dot len {len}: {d0} vs {d1}", k.name);
                 let (l0, l1) = ((reference.l2sq)(&a, &b), (k.l2sq)(&a, &b));
-                assert!(
-                    close(l0, l1, scale),
-                    "{} l2sq len {len}: {l0} vs {l1}",
-                    k.name
-                );
-                let qs_owned: Vec<Vec<f32>> = (0..QUERY_BLOCK)
-                    .map(|i| vecs(len, 1000 + i as u64).0)
-                    .collect();
+                assert!(close(l0, l1, scale), "{} l2sq len {len}: {l0} vs {l1}", k.name);
+                let qs_owned: Vec<Vec<f32>> = (0..QUERY_BLOCK).map(|i| vecs(len, 1000 + i as u64).0).collect();
                 let qs: [&[f32]; QUERY_BLOCK] = std::array::from_fn(|i| qs_owned[i].as_slice());
                 let db = (k.dot_block)(&qs, &b);
                 let lb = (k.l2sq_block)(&qs, &b);
                 for i in 0..QUERY_BLOCK {
-                    assert!(
-                        close(db[i], (reference.dot)(qs[i], &b), scale),
-                        "{} dot_block len {len}",
-                        k.name
-                    );
-                    assert!(
-                        close(lb[i], (reference.l2sq)(qs[i], &b), scale),
-                        "{} l2sq_block len {len}",
-                        k.name
-                    );
+                    assert!(close(db[i], (reference.dot)(qs[i], &b), scale), "{} dot_block len {len}", k.name);
+                    assert!(close(lb[i], (reference.l2sq)(qs[i], &b), scale), "{} l2sq_block len {len}", k.name);
                 }
             }
         }

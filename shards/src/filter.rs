@@ -38,17 +38,8 @@ pub struct ClauseSpec {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Clause {
-    Match {
-        field: String,
-        value: Scalar,
-    },
-    Range {
-        field: String,
-        gt: Option<f64>,
-        gte: Option<f64>,
-        lt: Option<f64>,
-        lte: Option<f64>,
-    },
+    Match { field: String, value: Scalar },
+    Range { field: String, gt: Option<f64>, gte: Option<f64>, lt: Option<f64>, lte: Option<f64> },
 }
 
 /// A validated filter.
@@ -76,20 +67,12 @@ impl FilterSpec {
             }
             Some(m) => m as usize,
         };
-        Ok(Filter {
-            must,
-            should,
-            must_not,
-            min_should,
-        })
+        Ok(Filter { must, should, must_not, min_should })
     }
 }
 
 fn validate_clauses(list: Option<Vec<ClauseSpec>>) -> Result<Vec<Clause>, ShardError> {
-    list.unwrap_or_default()
-        .into_iter()
-        .map(ClauseSpec::validate)
-        .collect()
+    list.unwrap_or_default().into_iter().map(ClauseSpec::validate).collect()
 }
 
 impl ClauseSpec {
@@ -97,17 +80,12 @@ impl ClauseSpec {
         if self.field.trim().is_empty() {
             return Err(invalid("filter clause field must not be blank"));
         }
-        let has_range =
-            self.gt.is_some() || self.gte.is_some() || self.lt.is_some() || self.lte.is_some();
+        let has_range = self.gt.is_some() || self.gte.is_some() || self.lt.is_some() || self.lte.is_some();
         match (self.value, has_range) {
-            (Some(_), true) => Err(invalid(format!(
-                "filter clause on '{}' mixes 'value' with range bounds",
-                self.field
-            ))),
-            (Some(value), false) => Ok(Clause::Match {
-                field: self.field,
-                value,
-            }),
+            (Some(_), true) => {
+                Err(invalid(format!("filter clause on '{}' mixes 'value' with range bounds", self.field)))
+            }
+            (Some(value), false) => Ok(Clause::Match { field: self.field, value }),
             (None, false) => Err(invalid(format!(
                 "filter clause on '{}' needs 'value' or at least one of gt/gte/lt/lte",
                 self.field
@@ -123,13 +101,7 @@ impl ClauseSpec {
                         )));
                     }
                 }
-                Ok(Clause::Range {
-                    field: self.field,
-                    gt: self.gt,
-                    gte: self.gte,
-                    lt: self.lt,
-                    lte: self.lte,
-                })
+                Ok(Clause::Range { field: self.field, gt: self.gt, gte: self.gte, lt: self.lt, lte: self.lte })
             }
         }
     }
@@ -153,29 +125,17 @@ fn scalar_matches(stored: &Scalar, wanted: &Scalar) -> bool {
 }
 
 fn in_range(x: f64, gt: Option<f64>, gte: Option<f64>, lt: Option<f64>, lte: Option<f64>) -> bool {
-    gt.is_none_or(|b| x > b)
-        && gte.is_none_or(|b| x >= b)
-        && lt.is_none_or(|b| x < b)
-        && lte.is_none_or(|b| x <= b)
+    gt.is_none_or(|b| x > b) && gte.is_none_or(|b| x >= b) && lt.is_none_or(|b| x < b) && lte.is_none_or(|b| x <= b)
 }
 
 impl Clause {
     pub fn matches(&self, payload: &Payload) -> bool {
         match self {
-            Clause::Match { field, value } => payload.get(field).is_some_and(|v: &PayloadValue| {
-                v.scalars().iter().any(|s| scalar_matches(s, value))
-            }),
-            Clause::Range {
-                field,
-                gt,
-                gte,
-                lt,
-                lte,
-            } => payload.get(field).is_some_and(|v| {
-                v.scalars().iter().any(|s| {
-                    s.as_f64()
-                        .is_some_and(|x| in_range(x, *gt, *gte, *lt, *lte))
-                })
+            Clause::Match { field, value } => {
+                payload.get(field).is_some_and(|v: &PayloadValue| v.scalars().iter().any(|s| scalar_matches(s, value)))
+            }
+            Clause::Range { field, gt, gte, lt, lte } => payload.get(field).is_some_and(|v| {
+                v.scalars().iter().any(|s| s.as_f64().is_some_and(|x| in_range(x, *gt, *gte, *lt, *lte)))
             }),
         }
     }
@@ -183,9 +143,7 @@ impl Clause {
 
 impl Filter {
     pub fn is_empty(&self) -> bool {
-        self.must.is_empty()
-            && self.must_not.is_empty()
-            && (self.should.is_empty() || self.min_should == 0)
+        self.must.is_empty() && self.must_not.is_empty() && (self.should.is_empty() || self.min_should == 0)
     }
 
     pub fn matches(&self, payload: &Payload) -> bool {
@@ -216,10 +174,10 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    type ScalarTest<'a> = Box<dyn Fn(&Scalar) -> bool + 'a>;
+
     fn filter(json: &str) -> Result<Filter, ShardError> {
-        serde_json::from_str::<FilterSpec>(json)
-            .map_err(|e| invalid(e.to_string()))?
-            .validate()
+        serde_json::from_str::<FilterSpec>(json).map_err(|e| invalid(e.to_string()))?.validate()
     }
 
     fn payload(json: &str) -> Payload {
@@ -233,62 +191,30 @@ mod tests {
         assert!(filter(r#"{"must":[{"field":" ","value":1}]}"#).is_err());
         assert!(filter(r#"{"must":[{"field":"a"}]}"#).is_err());
         assert!(filter(r#"{"must":[{"field":"a","gte":5,"lt":4}]}"#).is_err());
-        assert!(
-            filter(r#"{"should":[{"field":"a","value":1}],"minimum_should_match":2}"#).is_err()
-        );
+        assert!(filter(r#"{"should":[{"field":"a","value":1}],"minimum_should_match":2}"#).is_err());
         assert!(filter(r#"{"unknown":1,"must":[]}"#).is_ok());
     }
 
     #[test]
     fn matching_semantics() {
         let p = payload(r#"{"n":1,"s":"1","tags":["x","y"],"f":2.5,"b":true}"#);
-        assert!(filter(r#"{"must":[{"field":"n","value":1.0}]}"#)
-            .unwrap()
-            .matches(&p));
-        assert!(!filter(r#"{"must":[{"field":"s","value":1}]}"#)
-            .unwrap()
-            .matches(&p));
-        assert!(filter(r#"{"must":[{"field":"tags","value":"y"}]}"#)
-            .unwrap()
-            .matches(&p));
-        assert!(filter(r#"{"must":[{"field":"f","gt":2,"lte":2.5}]}"#)
-            .unwrap()
-            .matches(&p));
-        assert!(!filter(r#"{"must":[{"field":"b","gt":0}]}"#)
-            .unwrap()
-            .matches(&p));
-        assert!(!filter(r#"{"must_not":[{"field":"b","value":true}]}"#)
-            .unwrap()
-            .matches(&p));
-        assert!(
-            filter(r#"{"should":[{"field":"x","value":1},{"field":"n","value":1}]}"#)
-                .unwrap()
-                .matches(&p)
-        );
-        assert!(!filter(r#"{"should":[{"field":"x","value":1}]}"#)
-            .unwrap()
-            .matches(&p));
-        assert!(
-            filter(r#"{"should":[{"field":"x","value":1}],"minimum_should_match":0}"#)
-                .unwrap()
-                .matches(&p)
-        );
+        assert!(filter(r#"{"must":[{"field":"n","value":1.0}]}"#).unwrap().matches(&p));
+        assert!(!filter(r#"{"must":[{"field":"s","value":1}]}"#).unwrap().matches(&p));
+        assert!(filter(r#"{"must":[{"field":"tags","value":"y"}]}"#).unwrap().matches(&p));
+        assert!(filter(r#"{"must":[{"field":"f","gt":2,"lte":2.5}]}"#).unwrap().matches(&p));
+        assert!(!filter(r#"{"must":[{"field":"b","gt":0}]}"#).unwrap().matches(&p));
+        assert!(!filter(r#"{"must_not":[{"field":"b","value":true}]}"#).unwrap().matches(&p));
+        assert!(filter(r#"{"should":[{"field":"x","value":1},{"field":"n","value":1}]}"#).unwrap().matches(&p));
+        assert!(!filter(r#"{"should":[{"field":"x","value":1}]}"#).unwrap().matches(&p));
+        assert!(filter(r#"{"should":[{"field":"x","value":1}],"minimum_should_match":0}"#).unwrap().matches(&p));
     }
 
     /// A plain model of the same rules, written as directly as possible.
     fn model(f: &Filter, p: &Payload) -> bool {
         let eval = |c: &Clause| -> bool {
-            let (field, test): (&String, Box<dyn Fn(&Scalar) -> bool>) = match c {
-                Clause::Match { field, value } => {
-                    (field, Box::new(move |s: &Scalar| scalar_matches(s, value)))
-                }
-                Clause::Range {
-                    field,
-                    gt,
-                    gte,
-                    lt,
-                    lte,
-                } => (
+            let (field, test): (&String, ScalarTest) = match c {
+                Clause::Match { field, value } => (field, Box::new(move |s: &Scalar| scalar_matches(s, value))),
+                Clause::Range { field, gt, gte, lt, lte } => (
                     field,
                     Box::new(move |s: &Scalar| match s.as_f64() {
                         Some(x) => {
@@ -303,14 +229,13 @@ mod tests {
             };
             match p.get(field) {
                 None => false,
-                Some(v) => v.scalars().iter().any(|s| test(s)),
+                Some(v) => v.scalars().iter().any(test),
             }
         };
         let must = f.must.iter().filter(|c| eval(c)).count() == f.must.len();
         let not = f.must_not.iter().filter(|c| eval(c)).count() == 0;
-        let should = f.should.is_empty()
-            || f.min_should == 0
-            || f.should.iter().filter(|c| eval(c)).count() >= f.min_should;
+        let should =
+            f.should.is_empty() || f.min_should == 0 || f.should.iter().filter(|c| eval(c)).count() >= f.min_should;
         must && not && should
     }
 
@@ -327,19 +252,15 @@ mod tests {
         let field = prop::sample::select(vec!["f0", "f1", "f2"]).prop_map(String::from);
         prop_oneof![
             (field.clone(), arb_scalar()).prop_map(|(field, value)| Clause::Match { field, value }),
-            (
-                field,
-                prop::option::of(0f64..4.0),
-                prop::option::of(0f64..4.0),
-                any::<bool>()
-            )
-                .prop_map(|(field, lo, hi, strict)| Clause::Range {
+            (field, prop::option::of(0f64..4.0), prop::option::of(0f64..4.0), any::<bool>()).prop_map(
+                |(field, lo, hi, strict)| Clause::Range {
                     field,
                     gt: lo.filter(|_| strict),
                     gte: lo.filter(|_| !strict),
                     lt: hi.filter(|_| strict),
                     lte: hi.filter(|_| !strict),
-                }),
+                }
+            ),
         ]
     }
 
@@ -348,11 +269,7 @@ mod tests {
             arb_scalar().prop_map(PayloadValue::One),
             prop::collection::vec(arb_scalar(), 0..3).prop_map(PayloadValue::Many),
         ];
-        prop::collection::btree_map(
-            prop::sample::select(vec!["f0", "f1", "f2"]).prop_map(String::from),
-            value,
-            0..3,
-        )
+        prop::collection::btree_map(prop::sample::select(vec!["f0", "f1", "f2"]).prop_map(String::from), value, 0..3)
     }
 
     proptest! {

@@ -69,76 +69,24 @@ pub struct Hit {
 pub enum Op {
     // --- home operations ---
     CreateCollection(CollectionSpec),
-    DeleteCollection {
-        name: String,
-    },
-    GetCollection {
-        name: String,
-    },
+    DeleteCollection { name: String },
+    GetCollection { name: String },
     ListCollections,
-    ListPoints {
-        name: String,
-        from: PageFrom,
-        limit: usize,
-    },
-    Upsert {
-        name: String,
-        points: Vec<PointIn>,
-    },
-    DeletePoint {
-        name: String,
-        id: u64,
-    },
-    SetPayload {
-        name: String,
-        ids: Vec<u64>,
-        patch: Payload,
-    },
-    DeletePayloadKeys {
-        name: String,
-        ids: Vec<u64>,
-        keys: Vec<String>,
-    },
+    ListPoints { name: String, from: PageFrom, limit: usize },
+    Upsert { name: String, points: Vec<PointIn> },
+    DeletePoint { name: String, id: u64 },
+    SetPayload { name: String, ids: Vec<u64>, patch: Payload },
+    DeletePayloadKeys { name: String, ids: Vec<u64>, keys: Vec<String> },
     // --- partition operations ---
-    CreatePartition {
-        uid: u64,
-        spec: CollectionSpec,
-    },
-    DropPartition {
-        name: String,
-        uid: u64,
-    },
-    ApplyUpsert {
-        name: String,
-        uid: u64,
-        points: Vec<PointIn>,
-    },
-    ApplyDelete {
-        name: String,
-        uid: u64,
-        ids: Vec<u64>,
-    },
-    ApplySetPayload {
-        name: String,
-        uid: u64,
-        ids: Vec<u64>,
-        patch: Payload,
-    },
-    ApplyDeletePayloadKeys {
-        name: String,
-        uid: u64,
-        ids: Vec<u64>,
-        keys: Vec<String>,
-    },
+    CreatePartition { uid: u64, spec: CollectionSpec },
+    DropPartition { name: String, uid: u64 },
+    ApplyUpsert { name: String, uid: u64, points: Vec<PointIn> },
+    ApplyDelete { name: String, uid: u64, ids: Vec<u64> },
+    ApplySetPayload { name: String, uid: u64, ids: Vec<u64>, patch: Payload },
+    ApplyDeletePayloadKeys { name: String, uid: u64, ids: Vec<u64>, keys: Vec<String> },
     Search(SearchOp),
-    GetPoint {
-        name: String,
-        id: u64,
-    },
-    Count {
-        name: String,
-        filter: Option<Arc<Filter>>,
-    },
+    GetPoint { name: String, id: u64 },
+    Count { name: String, filter: Option<Arc<Filter>> },
     Stats,
 }
 
@@ -203,9 +151,6 @@ pub struct Plan {
 
 impl From<Reply> for Plan {
     fn from(reply: Reply) -> Self {
-        Plan {
-            reply,
-            fanout: Vec::new(),
-        }
+        Plan { reply, fanout: Vec::new() }
     }
 }

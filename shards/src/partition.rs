@@ -83,8 +83,7 @@ impl Partition {
                 let slot = slot as usize;
                 self.vectors[slot * self.dim..(slot + 1) * self.dim].copy_from_slice(values);
                 self.norms[slot] = n;
-                self.payload_bytes =
-                    self.payload_bytes + bytes - payload_mem_bytes(&self.payloads[slot]);
+                self.payload_bytes = self.payload_bytes + bytes - payload_mem_bytes(&self.payloads[slot]);
                 self.payloads[slot] = payload;
                 false
             }
@@ -111,8 +110,7 @@ impl Partition {
         self.payload_bytes -= payload_mem_bytes(&self.payloads[slot]);
         if slot != last {
             let moved = self.ids[last];
-            self.vectors
-                .copy_within(last * self.dim..(last + 1) * self.dim, slot * self.dim);
+            self.vectors.copy_within(last * self.dim..(last + 1) * self.dim, slot * self.dim);
             self.ids[slot] = moved;
             self.norms[slot] = self.norms[last];
             self.payloads.swap(slot, last);
@@ -168,16 +166,9 @@ impl Partition {
         self.search_with(kernels(), queries, params)
     }
 
-    pub fn search_with(
-        &self,
-        kern: &Kernels,
-        queries: &[Vec<f32>],
-        params: &SearchParams,
-    ) -> Vec<Vec<Scored>> {
-        let mask: Option<Vec<bool>> = params
-            .filter
-            .filter(|f| !f.is_empty())
-            .map(|f| self.payloads.iter().map(|p| f.matches(p)).collect());
+    pub fn search_with(&self, kern: &Kernels, queries: &[Vec<f32>], params: &SearchParams) -> Vec<Vec<Scored>> {
+        let mask: Option<Vec<bool>> =
+            params.filter.filter(|f| !f.is_empty()).map(|f| self.payloads.iter().map(|p| f.matches(p)).collect());
         // Cosine: score normalised queries by dot, then divide by the row norm.
         let prepared: Vec<Vec<f32>> = match params.metric {
             Metric::Cosine => queries
@@ -205,16 +196,8 @@ impl Partition {
                 }
             }
         };
-        let pair = if metric == Metric::L2 {
-            kern.l2sq
-        } else {
-            kern.dot
-        };
-        let block = if metric == Metric::L2 {
-            kern.l2sq_block
-        } else {
-            kern.dot_block
-        };
+        let pair = if metric == Metric::L2 { kern.l2sq } else { kern.dot };
+        let block = if metric == Metric::L2 { kern.l2sq_block } else { kern.dot_block };
         let n = self.len();
         if prepared.len() < QUERY_BLOCK {
             for (q, top) in prepared.iter().zip(tops.iter_mut()) {
@@ -222,10 +205,7 @@ impl Partition {
                     if mask.as_ref().is_some_and(|m| !m[slot]) {
                         continue;
                     }
-                    top.push(Scored {
-                        key: key_of(pair(q, self.row(slot)), slot),
-                        id: self.ids[slot],
-                    });
+                    top.push(Scored { key: key_of(pair(q, self.row(slot)), slot), id: self.ids[slot] });
                 }
             }
         } else {
@@ -246,10 +226,7 @@ impl Partition {
                         let raw = block(&qs, self.row(slot));
                         let id = self.ids[slot];
                         for i in 0..live {
-                            tops[first + i].push(Scored {
-                                key: key_of(raw[i], slot),
-                                id,
-                            });
+                            tops[first + i].push(Scored { key: key_of(raw[i], slot), id });
                         }
                     }
                 }
@@ -272,11 +249,7 @@ mod tests {
             .filter_map(|(id, x)| {
                 let dot: f64 = q.iter().zip(x).map(|(a, b)| *a as f64 * *b as f64).sum();
                 let key = match metric {
-                    Metric::L2 => q
-                        .iter()
-                        .zip(x)
-                        .map(|(a, b)| ((*a - *b) as f64).powi(2))
-                        .sum::<f64>(),
+                    Metric::L2 => q.iter().zip(x).map(|(a, b)| ((*a - *b) as f64).powi(2)).sum::<f64>(),
                     Metric::Dot => -dot,
                     Metric::Cosine => {
                         let nq: f64 = q.iter().map(|a| (*a as f64).powi(2)).sum::<f64>().sqrt();
@@ -287,10 +260,7 @@ mod tests {
                         -dot / (nq * nx)
                     }
                 };
-                Some(Scored {
-                    key: key as f32,
-                    id: *id,
-                })
+                Some(Scored { key: key as f32, id: *id })
             })
             .collect();
         v.sort_by(Scored::rank_cmp);
@@ -359,14 +329,7 @@ mod tests {
         assert_eq!(p.len(), 4);
         assert_eq!(p.get(4).unwrap().0, &[4.0, 0.0]);
         assert!(p.get(1).is_none());
-        let hits = p.search(
-            &[vec![4.0, 0.0]],
-            &SearchParams {
-                metric: Metric::L2,
-                k: 1,
-                filter: None,
-            },
-        );
+        let hits = p.search(&[vec![4.0, 0.0]], &SearchParams { metric: Metric::L2, k: 1, filter: None });
         assert_eq!(hits[0][0].id, 4);
     }
 }

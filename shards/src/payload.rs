@@ -66,9 +66,7 @@ impl PayloadValue {
 
 /// Approximate bytes a payload occupies (keys, values, tree nodes).
 pub fn payload_mem_bytes(p: &Payload) -> usize {
-    p.iter()
-        .map(|(k, v)| k.capacity() + v.mem_bytes() + 32)
-        .sum()
+    p.iter().map(|(k, v)| k.capacity() + v.mem_bytes() + 32).sum()
 }
 
 /// First blank key of a payload, if any (blank keys are rejected).
@@ -116,9 +114,7 @@ impl<'de> Visitor<'de> for ScalarVisitor {
         Ok(Scalar::Int(v))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
-        Ok(i64::try_from(v)
-            .map(Scalar::Int)
-            .unwrap_or(Scalar::Float(v as f64)))
+        Ok(i64::try_from(v).map(Scalar::Int).unwrap_or(Scalar::Float(v as f64)))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
         Ok(Scalar::Float(v))
@@ -182,9 +178,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(PayloadValue::Many(out))
     }
     fn visit_map<A: MapAccess<'de>>(self, _map: A) -> Result<PayloadValue, A::Error> {
-        Err(de::Error::custom(
-            "nested objects are not valid payload values",
-        ))
+        Err(de::Error::custom("nested objects are not valid payload values"))
     }
 }
 
@@ -208,12 +202,7 @@ mod tests {
 
     #[test]
     fn null_nested_objects_and_nested_arrays_are_rejected() {
-        for bad in [
-            r#"{"a":null}"#,
-            r#"{"a":{"b":1}}"#,
-            r#"{"a":[[1]]}"#,
-            r#"{"a":[null]}"#,
-        ] {
+        for bad in [r#"{"a":null}"#, r#"{"a":{"b":1}}"#, r#"{"a":[[1]]}"#, r#"{"a":[null]}"#] {
             assert!(serde_json::from_str::<Payload>(bad).is_err(), "{bad}");
         }
     }

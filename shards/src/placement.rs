@@ -33,14 +33,8 @@ fn mix(mut x: u64) -> u64 {
 
 impl Placement {
     pub fn new(n_shards: usize, partitions: usize) -> Self {
-        assert!(
-            n_shards >= 1 && (1..=n_shards).contains(&partitions),
-            "validated in config"
-        );
-        Placement {
-            n_shards,
-            partitions,
-        }
+        assert!(n_shards >= 1 && (1..=n_shards).contains(&partitions), "validated in config");
+        Placement { n_shards, partitions }
     }
 
     /// The shard owning the collection's catalog entry and partition 0.
@@ -54,9 +48,7 @@ impl Placement {
 
     /// Shards holding the collection's partitions, partition order.
     pub fn shards_of(&self, name: &str) -> Vec<ShardId> {
-        (0..self.partitions)
-            .map(|p| self.partition_shard(name, p))
-            .collect()
+        (0..self.partitions).map(|p| self.partition_shard(name, p)).collect()
     }
 
     pub fn partition_of(&self, id: u64) -> usize {

@@ -5,8 +5,7 @@
 
 use crate::error::{collection_not_found, invalid, point_not_found, ShardError};
 use crate::ops::{
-    CollectionInfo, CollectionSpec, Hit, Op, PageFrom, Plan, PointIn, PointsPage, Reply, SearchOp,
-    ShardDataStats,
+    CollectionInfo, CollectionSpec, Hit, Op, PageFrom, Plan, PointIn, PointsPage, Reply, SearchOp, ShardDataStats,
 };
 use crate::partition::{Partition, SearchParams};
 use crate::payload::blank_key;
@@ -19,6 +18,9 @@ use std::ops::Bound;
 pub struct ShardLimits {
     pub max_points_per_collection: u64,
 }
+
+/// Point ids grouped by the shard holding them.
+type IdsByShard = Vec<(ShardId, Vec<u64>)>;
 
 /// A collection as its home shard knows it.
 #[derive(Debug)]
@@ -46,14 +48,7 @@ pub struct Shard {
 
 impl Shard {
     pub fn new(id: ShardId, placement: Placement, limits: ShardLimits) -> Self {
-        Shard {
-            id,
-            placement,
-            limits,
-            catalog: HashMap::new(),
-            partitions: HashMap::new(),
-            next_uid: 1,
-        }
+        Shard { id, placement, limits, catalog: HashMap::new(), partitions: HashMap::new(), next_uid: 1 }
     }
 
     pub fn id(&self) -> ShardId {
@@ -72,9 +67,7 @@ impl Shard {
                 let infos = self.catalog.values().map(|e| self.info(e)).collect();
                 Ok(Reply::Infos(infos).into())
             }
-            Op::ListPoints { name, from, limit } => {
-                Ok(Reply::Page(page(self.entry(&name)?, from, limit)).into())
-            }
+            Op::ListPoints { name, from, limit } => Ok(Reply::Page(page(self.entry(&name)?, from, limit)).into()),
             Op::Upsert { name, points } => self.upsert(&name, points),
             Op::DeletePoint { name, id } => {
                 let entry = self.entry_mut(&name)?;
@@ -83,17 +76,7 @@ impl Shard {
                 }
                 let uid = entry.uid;
                 let target = self.placement.shard_of_point(&name, id);
-                self.route(
-                    Reply::Deleted,
-                    vec![(
-                        target,
-                        Op::ApplyDelete {
-                            name,
-                            uid,
-                            ids: vec![id],
-                        },
-                    )],
-                )
+                self.route(Reply::Deleted, vec![(target, Op::ApplyDelete { name, uid, ids: vec![id] })])
             }
             Op::SetPayload { name, ids, patch } => {
                 if let Some(k) = blank_key(&patch) {
@@ -102,17 +85,7 @@ impl Shard {
                 let (uid, groups) = self.group_existing(&name, ids)?;
                 let fanout = groups
                     .into_iter()
-                    .map(|(s, ids)| {
-                        (
-                            s,
-                            Op::ApplySetPayload {
-                                name: name.clone(),
-                                uid,
-                                ids,
-                                patch: patch.clone(),
-                            },
-                        )
-                    })
+                    .map(|(s, ids)| (s, Op::ApplySetPayload { name: name.clone(), uid, ids, patch: patch.clone() }))
                     .collect();
                 self.route(Reply::Changed(0), fanout)
             }
@@ -124,15 +97,7 @@ impl Shard {
                 let fanout = groups
                     .into_iter()
                     .map(|(s, ids)| {
-                        (
-                            s,
-                            Op::ApplyDeletePayloadKeys {
-                                name: name.clone(),
-                                uid,
-                                ids,
-                                keys: keys.clone(),
-                            },
-                        )
+                        (s, Op::ApplyDeletePayloadKeys { name: name.clone(), uid, ids, keys: keys.clone() })
                     })
                     .collect();
                 self.route(Reply::Changed(0), fanout)
@@ -142,23 +107,15 @@ impl Shard {
     }
 
     fn entry(&self, name: &str) -> Result<&CatalogEntry, ShardError> {
-        self.catalog
-            .get(name)
-            .ok_or_else(|| collection_not_found(name))
+        self.catalog.get(name).ok_or_else(|| collection_not_found(name))
     }
 
     fn entry_mut(&mut self, name: &str) -> Result<&mut CatalogEntry, ShardError> {
-        self.catalog
-            .get_mut(name)
-            .ok_or_else(|| collection_not_found(name))
+        self.catalog.get_mut(name).ok_or_else(|| collection_not_found(name))
     }
 
     fn info(&self, e: &CatalogEntry) -> CollectionInfo {
-        CollectionInfo {
-            spec: e.spec.clone(),
-            point_count: e.ids.len() as u64,
-            partitions: self.placement.partitions,
-        }
+        CollectionInfo { spec: e.spec.clone(), point_count: e.ids.len() as u64, partitions: self.placement.partitions }
     }
 
     /// Apply partition ops addressed to this shard now; return the others.
@@ -180,55 +137,29 @@ impl Shard {
 
     fn create_collection(&mut self, spec: CollectionSpec) -> Result<Plan, ShardError> {
         if self.catalog.contains_key(&spec.name) {
-            return Err(ShardError::Conflict(format!(
-                "collection '{}' already exists",
-                spec.name
-            )));
+            return Err(ShardError::Conflict(format!("collection '{}' already exists", spec.name)));
         }
         let uid = ((self.id as u64) << 48) | self.next_uid;
         self.next_uid += 1;
-        let entry = CatalogEntry {
-            spec: spec.clone(),
-            uid,
-            ids: BTreeSet::new(),
-        };
+        let entry = CatalogEntry { spec: spec.clone(), uid, ids: BTreeSet::new() };
         let info = self.info(&entry);
         self.catalog.insert(spec.name.clone(), entry);
         let ops = self
             .placement
             .shards_of(&spec.name)
             .into_iter()
-            .map(|s| {
-                (
-                    s,
-                    Op::CreatePartition {
-                        uid,
-                        spec: spec.clone(),
-                    },
-                )
-            })
+            .map(|s| (s, Op::CreatePartition { uid, spec: spec.clone() }))
             .collect();
         self.route(Reply::Info(info), ops)
     }
 
     fn delete_collection(&mut self, name: &str) -> Result<Plan, ShardError> {
-        let entry = self
-            .catalog
-            .remove(name)
-            .ok_or_else(|| collection_not_found(name))?;
+        let entry = self.catalog.remove(name).ok_or_else(|| collection_not_found(name))?;
         let ops = self
             .placement
             .shards_of(name)
             .into_iter()
-            .map(|s| {
-                (
-                    s,
-                    Op::DropPartition {
-                        name: name.to_owned(),
-                        uid: entry.uid,
-                    },
-                )
-            })
+            .map(|s| (s, Op::DropPartition { name: name.to_owned(), uid: entry.uid }))
             .collect();
         self.route(Reply::Deleted, ops)
     }
@@ -254,10 +185,7 @@ impl Shard {
                 )));
             }
             if let Some(k) = blank_key(&p.payload) {
-                return Err(invalid(format!(
-                    "point {} (item {i}): payload key '{k}' is blank",
-                    p.id
-                )));
+                return Err(invalid(format!("point {} (item {i}): payload key '{k}' is blank", p.id)));
             }
         }
         let mut fresh: BTreeSet<u64> = BTreeSet::new();
@@ -273,10 +201,7 @@ impl Shard {
                 fresh.len()
             )));
         }
-        let results: Vec<(u64, bool)> = points
-            .iter()
-            .map(|p| (p.id, entry.ids.insert(p.id)))
-            .collect();
+        let results: Vec<(u64, bool)> = points.iter().map(|p| (p.id, entry.ids.insert(p.id))).collect();
         let uid = entry.uid;
         let mut groups: Vec<Vec<PointIn>> = vec![Vec::new(); placement.partitions];
         for p in points {
@@ -287,25 +212,14 @@ impl Shard {
             .enumerate()
             .filter(|(_, g)| !g.is_empty())
             .map(|(part, g)| {
-                (
-                    placement.partition_shard(name, part),
-                    Op::ApplyUpsert {
-                        name: name.to_owned(),
-                        uid,
-                        points: g,
-                    },
-                )
+                (placement.partition_shard(name, part), Op::ApplyUpsert { name: name.to_owned(), uid, points: g })
             })
             .collect();
         self.route(Reply::Upserted(results), ops)
     }
 
     /// Check every id exists (404 otherwise), dedupe, group by target shard.
-    fn group_existing(
-        &self,
-        name: &str,
-        ids: Vec<u64>,
-    ) -> Result<(u64, Vec<(ShardId, Vec<u64>)>), ShardError> {
+    fn group_existing(&self, name: &str, ids: Vec<u64>) -> Result<(u64, IdsByShard), ShardError> {
         let entry = self.entry(name)?;
         if let Some(missing) = ids.iter().find(|id| !entry.ids.contains(id)) {
             return Err(point_not_found(name, *missing));
@@ -313,10 +227,7 @@ impl Shard {
         let unique: BTreeSet<u64> = ids.into_iter().collect();
         let mut by_shard: HashMap<ShardId, Vec<u64>> = HashMap::new();
         for id in unique {
-            by_shard
-                .entry(self.placement.shard_of_point(name, id))
-                .or_default()
-                .push(id);
+            by_shard.entry(self.placement.shard_of_point(name, id)).or_default().push(id);
         }
         let mut groups: Vec<(ShardId, Vec<u64>)> = by_shard.into_iter().collect();
         groups.sort_by_key(|(s, _)| *s);
@@ -324,26 +235,20 @@ impl Shard {
     }
 
     fn partition(&self, name: &str) -> Result<&PartitionSlot, ShardError> {
-        self.partitions
-            .get(name)
-            .ok_or_else(|| collection_not_found(name))
+        self.partitions.get(name).ok_or_else(|| collection_not_found(name))
     }
 
     /// The partition for an apply op, if it is still the incarnation the home
     /// shard meant (a concurrent delete may have dropped it).
     fn partition_for_apply(&mut self, name: &str, uid: u64) -> Option<&mut Partition> {
-        self.partitions
-            .get_mut(name)
-            .filter(|s| s.uid == uid)
-            .map(|s| &mut s.data)
+        self.partitions.get_mut(name).filter(|s| s.uid == uid).map(|s| &mut s.data)
     }
 
     fn apply_partition_op(&mut self, op: Op) -> Result<Reply, ShardError> {
         match op {
             Op::CreatePartition { uid, spec } => {
                 let data = Partition::new(spec.dimension);
-                self.partitions
-                    .insert(spec.name.clone(), PartitionSlot { uid, spec, data });
+                self.partitions.insert(spec.name.clone(), PartitionSlot { uid, spec, data });
                 Ok(Reply::Done)
             }
             Op::DropPartition { name, uid } => {
@@ -368,12 +273,7 @@ impl Shard {
                 }
                 Ok(Reply::Done)
             }
-            Op::ApplySetPayload {
-                name,
-                uid,
-                ids,
-                patch,
-            } => {
+            Op::ApplySetPayload { name, uid, ids, patch } => {
                 let mut changed = 0;
                 if let Some(p) = self.partition_for_apply(&name, uid) {
                     for id in ids {
@@ -387,12 +287,7 @@ impl Shard {
                 }
                 Ok(Reply::Changed(changed))
             }
-            Op::ApplyDeletePayloadKeys {
-                name,
-                uid,
-                ids,
-                keys,
-            } => {
+            Op::ApplyDeletePayloadKeys { name, uid, ids, keys } => {
                 let mut changed = 0;
                 if let Some(p) = self.partition_for_apply(&name, uid) {
                     for id in ids {
@@ -409,23 +304,12 @@ impl Shard {
             Op::Search(s) => self.search(s),
             Op::GetPoint { name, id } => {
                 let slot = self.partition(&name)?;
-                let (values, payload) = slot
-                    .data
-                    .get(id)
-                    .ok_or_else(|| point_not_found(&name, id))?;
-                Ok(Reply::Point {
-                    id,
-                    values: values.to_vec(),
-                    payload: payload.clone(),
-                })
+                let (values, payload) = slot.data.get(id).ok_or_else(|| point_not_found(&name, id))?;
+                Ok(Reply::Point { id, values: values.to_vec(), payload: payload.clone() })
             }
-            Op::Count { name, filter } => Ok(Reply::Count(
-                self.partition(&name)?.data.count(filter.as_deref()),
-            )),
+            Op::Count { name, filter } => Ok(Reply::Count(self.partition(&name)?.data.count(filter.as_deref()))),
             Op::Stats => Ok(Reply::Stats(self.data_stats())),
-            home => Err(ShardError::Internal(format!(
-                "home operation {home:?} reached the partition path"
-            ))),
+            home => Err(ShardError::Internal(format!("home operation {home:?} reached the partition path"))),
         }
     }
 
@@ -439,11 +323,13 @@ impl Shard {
                 slot.spec.dimension
             )));
         }
-        let params = SearchParams {
-            metric: s.metric,
-            k: s.k,
-            filter: s.filter.as_deref(),
-        };
+        if s.queries.iter().any(|q| q.iter().any(|v| !v.is_finite())) {
+            return Err(invalid("query values must be finite"));
+        }
+        if s.metric == crate::Metric::Cosine && s.queries.iter().any(|q| q.iter().all(|&v| v == 0.0)) {
+            return Err(invalid("cosine search needs a non-zero query vector"));
+        }
+        let params = SearchParams { metric: s.metric, k: s.k, filter: s.filter.as_deref() };
         let per_query = slot
             .data
             .search(&s.queries, &params)
@@ -453,19 +339,12 @@ impl Shard {
                     .map(|h| Hit {
                         key: h.key,
                         id: h.id,
-                        payload: if s.include_payload {
-                            slot.data.payload(h.id).cloned()
-                        } else {
-                            None
-                        },
+                        payload: if s.include_payload { slot.data.payload(h.id).cloned() } else { None },
                     })
                     .collect()
             })
             .collect();
-        Ok(Reply::Hits {
-            per_query,
-            n_points: slot.data.len() as u64,
-        })
+        Ok(Reply::Hits { per_query, n_points: slot.data.len() as u64 })
     }
 
     pub fn data_stats(&self) -> ShardDataStats {
@@ -473,16 +352,8 @@ impl Shard {
             collections_homed: self.catalog.len() as u64,
             points_homed: self.catalog.values().map(|e| e.ids.len() as u64).sum(),
             partitions: self.partitions.len() as u64,
-            memory_bytes: self
-                .partitions
-                .values()
-                .map(|s| s.data.mem_bytes() as u64)
-                .sum::<u64>()
-                + self
-                    .catalog
-                    .values()
-                    .map(|e| e.ids.len() as u64 * 40)
-                    .sum::<u64>(),
+            memory_bytes: self.partitions.values().map(|s| s.data.mem_bytes() as u64).sum::<u64>()
+                + self.catalog.values().map(|e| e.ids.len() as u64 * 40).sum::<u64>(),
         }
     }
 }
@@ -506,12 +377,7 @@ fn page(entry: &CatalogEntry, from: PageFrom, limit: usize) -> PointsPage {
             let mut it = entry.ids.range((Bound::Excluded(after), Bound::Unbounded));
             let ids: Vec<u64> = it.by_ref().take(limit).copied().collect();
             let more = it.next().is_some();
-            PointsPage {
-                next_offset: None,
-                next_after_id: if more { ids.last().copied() } else { None },
-                ids,
-                total,
-            }
+            PointsPage { next_offset: None, next_after_id: if more { ids.last().copied() } else { None }, ids, total }
         }
     }
 }

@@ -50,10 +50,7 @@ pub struct TopK {
 
 impl TopK {
     pub fn new(k: usize) -> Self {
-        TopK {
-            k,
-            heap: BinaryHeap::with_capacity(k.min(4096) + 1),
-        }
+        TopK { k, heap: BinaryHeap::with_capacity(k.min(4096) + 1) }
     }
 
     /// The key a candidate must beat to enter, once full.
@@ -128,14 +125,8 @@ mod tests {
     #[test]
     fn non_finite_scores_are_skipped() {
         let mut t = TopK::new(3);
-        t.push(Scored {
-            key: f32::NAN,
-            id: 1,
-        });
-        t.push(Scored {
-            key: f32::INFINITY,
-            id: 2,
-        });
+        t.push(Scored { key: f32::NAN, id: 1 });
+        t.push(Scored { key: f32::INFINITY, id: 2 });
         t.push(Scored { key: 1.0, id: 3 });
         assert_eq!(t.into_sorted(), vec![Scored { key: 1.0, id: 3 }]);
     }

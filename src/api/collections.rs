@@ -1,0 +1,83 @@
+//! Collection routes (API.md §4). The catalog entry lives on the
+//! collection's home shard; listing asks every shard for the entries it homes.
+
+use super::{body, collection_name, json, json_body, Api, ApiError, ApiResult};
+use aionbd_http::Request;
+use aionbd_shards::ops::{CollectionInfo, CollectionSpec, Op, Reply};
+use serde::Serialize;
+
+#[derive(Serialize)]
+pub(super) struct InfoOut<'a> {
+    name: &'a str,
+    dimension: usize,
+    strict_finite: bool,
+    point_count: u64,
+    /// Additive: partitions the collection is split into.
+    partitions: usize,
+}
+
+impl<'a> From<&'a CollectionInfo> for InfoOut<'a> {
+    fn from(i: &'a CollectionInfo) -> Self {
+        InfoOut {
+            name: &i.spec.name,
+            dimension: i.spec.dimension,
+            strict_finite: i.spec.strict_finite,
+            point_count: i.point_count,
+            partitions: i.partitions,
+        }
+    }
+}
+
+fn unexpected(r: Reply) -> ApiError {
+    ApiError::new(500, "internal", format!("unexpected shard reply {r:?}"))
+}
+
+impl Api {
+    pub(super) async fn create_collection(&self, req: &mut Request) -> ApiResult {
+        let b: body::CreateCollection = json_body(req)?;
+        let name = collection_name(&b.name)?;
+        let max = self.cfg().max_dimension;
+        if b.dimension == 0 || b.dimension > max as u64 {
+            return Err(ApiError::invalid(format!("dimension must be between 1 and {max}, got {}", b.dimension)));
+        }
+        let spec =
+            CollectionSpec { name: name.clone(), dimension: b.dimension as usize, strict_finite: b.strict_finite };
+        match self.call(self.placement.home(&name), Op::CreateCollection(spec)).await? {
+            Reply::Info(info) => json(&InfoOut::from(&info)),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    pub(super) async fn list_collections(&self) -> ApiResult {
+        let replies = self.scatter(&self.all_shards(), || Op::ListCollections).await?;
+        let mut all: Vec<CollectionInfo> = Vec::new();
+        for r in replies {
+            match r {
+                Reply::Infos(v) => all.extend(v),
+                r => return Err(unexpected(r)),
+            }
+        }
+        all.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        let out: Vec<InfoOut> = all.iter().map(InfoOut::from).collect();
+        json(&serde_json::json!({ "collections": out }))
+    }
+
+    /// The catalog entry, from the home shard (404 if absent).
+    pub(super) async fn collection_info(&self, name: &str) -> Result<CollectionInfo, ApiError> {
+        match self.call(self.placement.home(name), Op::GetCollection { name: name.to_owned() }).await? {
+            Reply::Info(info) => Ok(info),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    pub(super) async fn get_collection(&self, raw: &str) -> ApiResult {
+        let name = collection_name(raw)?;
+        json(&InfoOut::from(&self.collection_info(&name).await?))
+    }
+
+    pub(super) async fn delete_collection(&self, raw: &str) -> ApiResult {
+        let name = collection_name(raw)?;
+        self.call(self.placement.home(&name), Op::DeleteCollection { name: name.clone() }).await?;
+        json(&serde_json::json!({"name": name, "deleted": true}))
+    }
+}

@@ -1,0 +1,57 @@
+//! API errors: the `{"code","message"}` body of API.md §2, and the one place
+//! where every internal error becomes an HTTP status.
+
+use aionbd_shards::ShardError;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into() }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(400, "invalid_argument", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(404, "not_found", message)
+    }
+
+    pub fn timeout() -> Self {
+        Self::new(408, "request_timeout", "request did not complete within the request timeout")
+    }
+
+    pub fn body(&self) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({"code": self.code, "message": self.message}))
+            .expect("a string map always serialises")
+    }
+}
+
+impl From<ShardError> for ApiError {
+    fn from(e: ShardError) -> Self {
+        match e {
+            ShardError::InvalidArgument(m) => ApiError::new(400, "invalid_argument", m),
+            ShardError::NotFound(m) => ApiError::new(404, "not_found", m),
+            ShardError::Conflict(m) => ApiError::new(409, "conflict", m),
+            ShardError::ResourceExhausted(m) => ApiError::new(429, "resource_exhausted", m),
+            ShardError::Internal(m) => ApiError::new(500, "internal", m),
+        }
+    }
+}
+
+/// Protocol errors found by the HTTP layer, with the API's codes.
+pub fn from_http(e: &aionbd_http::HttpError) -> ApiError {
+    let code = match e.status {
+        413 => "payload_too_large",
+        408 => "request_timeout",
+        501 | 505 => "not_implemented",
+        _ => "invalid_argument",
+    };
+    ApiError::new(e.status, code, e.message.clone())
+}

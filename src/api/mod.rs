@@ -1,0 +1,247 @@
+//! The HTTP API of API.md: one [`Api`] per shard implements the HTTP layer's
+//! `Service`. It assigns the request id, applies the concurrency cap and the
+//! request timeout, routes, and renders every error as `{"code","message"}`.
+//! Handlers are the dispatcher role: they route work to the owning shards
+//! through the [`Router`] and merge the answers.
+
+pub mod body;
+mod collections;
+mod error;
+mod points;
+mod search;
+mod system;
+
+use crate::config::Config;
+use crate::router::{Answer, Router};
+use aionbd_http::{HttpError, Request, Response, Service};
+use aionbd_shards::ops::{Op, Reply};
+use aionbd_shards::placement::{Placement, ShardId};
+pub use error::ApiError;
+use glommio::sync::Semaphore;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Process-wide facts every shard's API reads (immutable after start).
+pub struct Shared {
+    pub config: Config,
+    pub started: Instant,
+    pub kernel_name: &'static str,
+}
+
+pub struct Api {
+    router: Rc<Router>,
+    shared: Arc<Shared>,
+    placement: Placement,
+    /// This shard's share of `max_concurrency`.
+    permits: Rc<Semaphore>,
+}
+
+/// A successful answer body.
+pub enum Body {
+    Json(Vec<u8>),
+    Text(String),
+}
+
+pub type ApiResult = Result<Body, ApiError>;
+
+pub fn json<T: serde::Serialize>(v: &T) -> ApiResult {
+    serde_json::to_vec(v)
+        .map(Body::Json)
+        .map_err(|e| ApiError::new(500, "internal", format!("cannot encode response: {e}")))
+}
+
+impl Api {
+    pub fn new(router: Rc<Router>, shared: Arc<Shared>) -> Self {
+        let cfg = &shared.config;
+        let placement = Placement::new(cfg.shards, cfg.partitions_per_collection);
+        let per_shard = cfg.max_concurrency.div_ceil(cfg.shards).max(1);
+        Api { router, shared, placement, permits: Rc::new(Semaphore::new(per_shard as u64)) }
+    }
+
+    fn cfg(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Run one operation on one shard and return its data reply.
+    async fn call(&self, to: ShardId, op: Op) -> Result<Reply, ApiError> {
+        Ok(self.router.call(to, op).wait().await?.into_reply()?)
+    }
+
+    /// Run an operation on several shards; the first error wins.
+    async fn scatter(&self, to: &[ShardId], op: impl Fn() -> Op) -> Result<Vec<Reply>, ApiError> {
+        let answers = self.router.scatter(to, op).await;
+        let mut out = Vec::with_capacity(answers.len());
+        for a in answers {
+            out.push(a.and_then(Answer::into_reply)?);
+        }
+        Ok(out)
+    }
+
+    fn all_shards(&self) -> Vec<ShardId> {
+        (0..self.router.n_shards()).collect()
+    }
+
+    async fn route(&self, req: &mut Request) -> ApiResult {
+        let segments: Vec<String> = req.path.split('/').skip(1).map(percent_decode).collect::<Result<_, _>>()?;
+        let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let method = req.method.as_str();
+        match (seg.as_slice(), method) {
+            (["live"], "GET") => self.live(),
+            (["ready"], "GET") => self.ready(),
+            (["metrics"], "GET") => self.metrics_json().await,
+            (["metrics", "prometheus"], "GET") => self.metrics_prometheus().await,
+            (["distance"], "POST") => self.distance(req),
+            (["collections"], "GET") => self.list_collections().await,
+            (["collections"], "POST") => self.create_collection(req).await,
+            (["collections", name], "GET") => self.get_collection(name).await,
+            (["collections", name], "DELETE") => self.delete_collection(name).await,
+            (["collections", name, "points"], "GET") => self.list_points(name, req.query.as_deref()).await,
+            (["collections", name, "points"], "POST") => self.upsert_batch(name, req).await,
+            (["collections", name, "points", "count"], "POST") => self.count(name, req).await,
+            (["collections", name, "points", "payload", "set"], "POST") => self.payload_set(name, req).await,
+            (["collections", name, "points", "payload", "delete"], "POST") => self.payload_delete(name, req).await,
+            (["collections", name, "points", id], "GET") => self.get_point(name, id).await,
+            (["collections", name, "points", id], "PUT") => self.upsert_point(name, id, req).await,
+            (["collections", name, "points", id], "DELETE") => self.delete_point(name, id).await,
+            (["collections", name, "search"], "POST") => self.search_top1(name, req).await,
+            (["collections", name, "search", "topk"], "POST") => self.search_topk(name, req).await,
+            (["collections", name, "search", "topk", "batch"], "POST") => self.search_batch(name, req).await,
+            (path, _) => match allowed_methods(path) {
+                Some(allow) => Err(ApiError::new(
+                    405,
+                    "invalid_argument",
+                    format!("method {method} is not allowed on {}; allowed: {allow}", req.path),
+                )),
+                None => Err(ApiError::not_found(format!("no route for {} {}", method, req.path))),
+            },
+        }
+    }
+
+    fn respond(&self, status: u16, body: Body, request_id: String) -> Response {
+        let (ctype, bytes) = match body {
+            Body::Json(b) => ("application/json", b),
+            Body::Text(t) => ("text/plain; version=0.0.4; charset=utf-8", t.into_bytes()),
+        };
+        Response::new(status, ctype, bytes)
+            .with_header("x-request-id", request_id)
+            .with_header("date", httpdate::fmt_http_date(std::time::SystemTime::now()))
+    }
+}
+
+/// Methods served on a path shape, for 405 answers.
+fn allowed_methods(seg: &[&str]) -> Option<&'static str> {
+    match seg {
+        ["live"] | ["ready"] | ["metrics"] | ["metrics", "prometheus"] => Some("GET"),
+        ["distance"] => Some("POST"),
+        ["collections"] => Some("GET, POST"),
+        ["collections", _] => Some("GET, DELETE"),
+        ["collections", _, "points"] => Some("GET, POST"),
+        ["collections", _, "points", "payload", "set" | "delete"] => Some("POST"),
+        ["collections", _, "points", _] => Some("GET, PUT, DELETE, POST"),
+        ["collections", _, "search"]
+        | ["collections", _, "search", "topk"]
+        | ["collections", _, "search", "topk", "batch"] => Some("POST"),
+        _ => None,
+    }
+}
+
+fn percent_decode(s: &str) -> Result<String, ApiError> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
+            match hex {
+                Some(b) => out.push(b),
+                None => return Err(ApiError::invalid(format!("bad percent-encoding in path segment '{s}'"))),
+            }
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| ApiError::invalid(format!("path segment '{s}' is not UTF-8")))
+}
+
+/// Require a JSON content type, then parse the body.
+fn json_body<T: serde::de::DeserializeOwned>(req: &mut Request) -> Result<T, ApiError> {
+    let ctype = req.header("content-type").unwrap_or("");
+    let essence = ctype.split(';').next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::invalid(if ctype.is_empty() {
+            "missing content-type: send JSON with 'content-type: application/json'".to_owned()
+        } else {
+            format!("content-type '{ctype}' is not supported: send 'application/json'")
+        }));
+    }
+    if req.body.is_empty() {
+        return Err(ApiError::invalid("request body is empty: expected a JSON object"));
+    }
+    body::parse(&mut req.body)
+}
+
+/// Validate and trim a collection name (API.md §4).
+fn collection_name(raw: &str) -> Result<String, ApiError> {
+    let name = raw.trim();
+    if name.is_empty() || name.len() > 128 {
+        return Err(ApiError::invalid(format!("collection name must be 1 to 128 bytes, got {}", name.len())));
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+        return Err(ApiError::invalid(format!("collection name '{name}' may only contain A-Z a-z 0-9 - _ .")));
+    }
+    if name.contains("..") {
+        return Err(ApiError::invalid(format!("collection name '{name}' must not contain '..'")));
+    }
+    Ok(name.to_owned())
+}
+
+fn point_id(raw: &str) -> Result<u64, ApiError> {
+    raw.parse::<u64>().map_err(|_| ApiError::invalid(format!("point id '{raw}' is not an unsigned 64-bit integer")))
+}
+
+fn fresh_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn request_id(req: &Request) -> String {
+    match req.header("x-request-id") {
+        Some(v) if !v.is_empty() && v.len() <= 200 && v.bytes().all(|b| b.is_ascii_graphic()) => v.to_owned(),
+        _ => fresh_request_id(),
+    }
+}
+
+impl Service for Api {
+    async fn call(&self, mut req: Request) -> Response {
+        let t0 = Instant::now();
+        let metrics = self.router.metrics.clone();
+        metrics.request_started();
+        let rid = request_id(&req);
+        let timeout = Duration::from_millis(self.cfg().request_timeout_ms);
+        let work = async {
+            let _permit =
+                self.permits.acquire_permit(1).await.map_err(|_| ApiError::new(503, "not_ready", "shutting down"))?;
+            self.route(&mut req).await
+        };
+        let result = match glommio::timer::timeout(timeout, async { Ok(work.await) }).await {
+            Ok(r) => r,
+            Err(_) => Err(ApiError::timeout()),
+        };
+        let resp = match result {
+            Ok(body) => self.respond(200, body, rid),
+            Err(e) => self.respond(e.status, Body::Json(e.body()), rid),
+        };
+        metrics.request_finished(resp.status, t0.elapsed().as_micros() as u64);
+        resp
+    }
+
+    fn error(&self, err: &HttpError) -> Response {
+        let e = error::from_http(err);
+        let metrics = &self.router.metrics;
+        metrics.request_started();
+        metrics.request_finished(e.status, 0);
+        self.respond(e.status, Body::Json(e.body()), fresh_request_id())
+    }
+}

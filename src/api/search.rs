@@ -1,0 +1,192 @@
+//! Search routes (API.md §6): top-1, top-k and batch. The dispatcher sends
+//! the queries to every partition of the collection, each partition scans
+//! its points exactly, and the partial top-k lists are merged here.
+
+use super::{body, collection_name, json, json_body, Api, ApiError};
+use crate::metrics::Metrics;
+use aionbd_http::Request;
+use aionbd_shards::ops::{Hit, Op, Reply, SearchOp};
+use aionbd_shards::partition::key_to_value;
+use aionbd_shards::Metric;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// `ivf` is refused below this many points (API.md §6).
+const IVF_MIN_POINTS: u64 = 2048;
+
+#[derive(Serialize)]
+struct HitOut<'a> {
+    id: u64,
+    value: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<&'a aionbd_shards::payload::Payload>,
+}
+
+#[derive(Serialize)]
+struct Top1Out<'a> {
+    id: u64,
+    metric: &'static str,
+    value: f32,
+    mode: &'static str,
+    recall_at_k: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<&'a aionbd_shards::payload::Payload>,
+}
+
+#[derive(Serialize)]
+struct TopKOut<'a> {
+    metric: &'static str,
+    mode: &'static str,
+    recall_at_k: f32,
+    hits: Vec<HitOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct BatchItemOut<'a> {
+    mode: &'static str,
+    recall_at_k: f32,
+    hits: Vec<HitOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct BatchOut<'a> {
+    metric: &'static str,
+    results: Vec<BatchItemOut<'a>>,
+}
+
+/// Results of one search request, one list of hits per query.
+struct Found {
+    metric: Metric,
+    per_query: Vec<Vec<Hit>>,
+}
+
+fn hits_out(metric: Metric, hits: &[Hit]) -> Vec<HitOut<'_>> {
+    hits.iter()
+        .map(|h| HitOut {
+            id: h.id,
+            value: key_to_value(metric, h.key),
+            payload: h.payload.as_ref().filter(|p| !p.is_empty()),
+        })
+        .collect()
+}
+
+impl Api {
+    async fn run_search(
+        &self,
+        raw: &str,
+        queries: Vec<Vec<f32>>,
+        b: &body::Search,
+        k_default: u64,
+    ) -> Result<Found, ApiError> {
+        let name = collection_name(raw)?;
+        let cfg = self.cfg();
+        let metric = b.metric.unwrap_or(Metric::Dot);
+        let mode = b.mode.unwrap_or(body::Mode::Auto);
+        if let Some(r) = b.target_recall {
+            if !(r > 0.0 && r <= 1.0) {
+                return Err(ApiError::invalid(format!("target_recall must be in (0, 1], got {r}")));
+            }
+        }
+        if b.nprobe == Some(0) {
+            return Err(ApiError::invalid("nprobe must be at least 1"));
+        }
+        let limit = b.limit.unwrap_or(k_default);
+        let max = cfg.max_topk_limit as u64;
+        if limit == 0 || limit > max {
+            return Err(ApiError::invalid(format!("limit must be between 1 and {max}, got {limit}")));
+        }
+        let filter = b.filter.clone().map(|f| f.validate()).transpose()?.map(Arc::new);
+        let n_queries = queries.len();
+        let op = SearchOp {
+            name: name.clone(),
+            queries: Arc::new(queries),
+            metric,
+            k: limit as usize,
+            filter,
+            include_payload: b.include_payload.unwrap_or(true),
+        };
+        let shards = self.placement.shards_of(&name);
+        let replies = self.scatter(&shards, || Op::Search(op.clone())).await?;
+        let mut per_query: Vec<Vec<Hit>> = (0..n_queries).map(|_| Vec::new()).collect();
+        let mut total = 0;
+        for r in replies {
+            match r {
+                Reply::Hits { per_query: part, n_points } => {
+                    total += n_points;
+                    for (acc, hits) in per_query.iter_mut().zip(part) {
+                        acc.extend(hits);
+                    }
+                }
+                r => return Err(ApiError::new(500, "internal", format!("unexpected shard reply {r:?}"))),
+            }
+        }
+        if total == 0 {
+            return Err(ApiError::invalid(format!("collection '{name}' is empty: nothing to search")));
+        }
+        let metrics = &self.router.metrics;
+        Metrics::add(&metrics.search_queries_total, n_queries as u64);
+        if mode == body::Mode::Ivf {
+            if total < IVF_MIN_POINTS {
+                return Err(ApiError::invalid(format!(
+                    "mode 'ivf' needs at least {IVF_MIN_POINTS} points, collection '{name}' has {total}"
+                )));
+            }
+            // No IVF index exists yet: answer exactly and say so.
+            Metrics::add(&metrics.search_ivf_fallback_exact_total, n_queries as u64);
+        }
+        for hits in &mut per_query {
+            hits.sort_by(|a, b| a.key.total_cmp(&b.key).then(a.id.cmp(&b.id)));
+            hits.truncate(limit as usize);
+        }
+        Ok(Found { metric, per_query })
+    }
+
+    pub(super) async fn search_top1(&self, raw: &str, req: &mut Request) -> super::ApiResult {
+        let mut b: body::Search = json_body(req)?;
+        let query = b.query.take().ok_or_else(|| ApiError::invalid("missing field `query`"))?;
+        b.limit = Some(1);
+        let found = self.run_search(raw, vec![query], &b, 1).await?;
+        let hit = found.per_query[0]
+            .first()
+            .ok_or_else(|| ApiError::invalid("no point qualifies: the filter excludes every point"))?;
+        let metric = found.metric;
+        json(&Top1Out {
+            id: hit.id,
+            metric: metric.as_str(),
+            value: key_to_value(metric, hit.key),
+            mode: "exact",
+            recall_at_k: 1.0,
+            payload: hit.payload.as_ref().filter(|p| !p.is_empty()),
+        })
+    }
+
+    pub(super) async fn search_topk(&self, raw: &str, req: &mut Request) -> super::ApiResult {
+        let mut b: body::Search = json_body(req)?;
+        let query = b.query.take().ok_or_else(|| ApiError::invalid("missing field `query`"))?;
+        let found = self.run_search(raw, vec![query], &b, 10).await?;
+        let metric = found.metric;
+        json(&TopKOut {
+            metric: metric.as_str(),
+            mode: "exact",
+            recall_at_k: 1.0,
+            hits: hits_out(metric, &found.per_query[0]),
+        })
+    }
+
+    pub(super) async fn search_batch(&self, raw: &str, req: &mut Request) -> super::ApiResult {
+        let mut b: body::Search = json_body(req)?;
+        let queries = b.queries.take().ok_or_else(|| ApiError::invalid("missing field `queries`"))?;
+        let max = self.cfg().search_batch_max_queries;
+        if queries.is_empty() || queries.len() > max {
+            return Err(ApiError::invalid(format!("queries must hold 1 to {max} queries, got {}", queries.len())));
+        }
+        let found = self.run_search(raw, queries, &b, 10).await?;
+        let metric = found.metric;
+        let results = found
+            .per_query
+            .iter()
+            .map(|hits| BatchItemOut { mode: "exact", recall_at_k: 1.0, hits: hits_out(metric, hits) })
+            .collect();
+        json(&BatchOut { metric: metric.as_str(), results })
+    }
+}

@@ -1,0 +1,193 @@
+//! Health, metrics and `/distance` (API.md §3).
+
+use super::{body, json, json_body, Api, ApiError, ApiResult, Body};
+use crate::metrics::{prometheus, MetricsSnapshot, Value};
+use crate::router::Answer;
+use aionbd_http::Request;
+use aionbd_shards::ops::{Op, ShardDataStats};
+use aionbd_shards::partition::norm;
+use aionbd_shards::{distance::kernels, Metric};
+use serde_json::json;
+
+impl Api {
+    fn uptime_ms(&self) -> u64 {
+        self.shared.started.elapsed().as_millis() as u64
+    }
+
+    pub(super) fn live(&self) -> ApiResult {
+        json(&json!({"status": "live", "uptime_ms": self.uptime_ms()}))
+    }
+
+    pub(super) fn ready(&self) -> ApiResult {
+        // Memory-only for now: the engine is loaded once the shards run, and
+        // there is no storage that could fail.
+        json(&json!({
+            "status": "ready",
+            "uptime_ms": self.uptime_ms(),
+            "checks": {"engine_loaded": true, "storage_available": true}
+        }))
+    }
+
+    /// Gather data statistics and HTTP metrics from every shard.
+    async fn gather(&self) -> Result<(ShardDataStats, MetricsSnapshot), ApiError> {
+        let answers = self.router.scatter(&self.all_shards(), || Op::Stats).await;
+        let mut data = ShardDataStats::default();
+        let mut merged: Option<MetricsSnapshot> = None;
+        for a in answers {
+            match a? {
+                Answer::Stats(d, m) => {
+                    data.collections_homed += d.collections_homed;
+                    data.points_homed += d.points_homed;
+                    data.partitions += d.partitions;
+                    data.memory_bytes += d.memory_bytes;
+                    match &mut merged {
+                        None => merged = Some(*m),
+                        Some(acc) => acc.merge(&m),
+                    }
+                }
+                Answer::Data(_) => return Err(ApiError::new(500, "internal", "shard answered stats with data")),
+            }
+        }
+        Ok((data, merged.expect("at least one shard")))
+    }
+
+    fn metric_pairs(&self, d: &ShardDataStats, m: &MetricsSnapshot) -> Vec<(&'static str, Value)> {
+        use Value::{B, F, U};
+        let cfg = self.cfg();
+        let p = &cfg.persistence;
+        let requests = m.requests_total;
+        let avg = if requests == 0 { 0.0 } else { m.duration_us_total as f64 / requests as f64 };
+        vec![
+            ("uptime_ms", U(self.uptime_ms())),
+            ("ready", B(true)),
+            ("engine_loaded", B(true)),
+            ("storage_available", B(true)),
+            ("http_requests_total", U(m.requests_total)),
+            ("http_requests_in_flight", U(m.in_flight)),
+            ("http_responses_2xx_total", U(m.responses_2xx)),
+            ("http_responses_4xx_total", U(m.responses_4xx)),
+            ("http_responses_5xx_total", U(m.responses_5xx)),
+            ("http_requests_5xx_total", U(m.responses_5xx)),
+            ("http_request_duration_us_total", U(m.duration_us_total)),
+            ("http_request_duration_us_max", U(m.duration_us_max_now())),
+            ("http_request_duration_us_avg", F(avg)),
+            ("http_connections_open", U(m.connections_open)),
+            ("http_connections_total", U(m.connections_total)),
+            ("http_connections_rejected_total", U(m.connections_rejected_total)),
+            ("collections", U(d.collections_homed)),
+            ("points", U(d.points_homed)),
+            ("shards", U(cfg.shards as u64)),
+            ("partitions_per_collection", U(cfg.partitions_per_collection as u64)),
+            ("l2_indexes", U(0)),
+            ("l2_index_cache_lookups", U(0)),
+            ("l2_index_cache_hits", U(0)),
+            ("l2_index_cache_misses", U(0)),
+            ("l2_index_cache_hit_ratio", F(0.0)),
+            ("l2_index_build_requests", U(0)),
+            ("l2_index_build_successes", U(0)),
+            ("l2_index_build_failures", U(0)),
+            ("l2_index_build_cooldown_skips", U(0)),
+            ("l2_index_build_cooldown_ms", U(0)),
+            ("l2_index_build_max_in_flight", U(0)),
+            ("l2_index_build_in_flight", U(0)),
+            ("l2_index_warmup_on_boot", B(false)),
+            ("auth_failures_total", U(0)),
+            ("rate_limit_rejections_total", U(0)),
+            ("audit_events_total", U(0)),
+            ("collection_write_lock_entries", U(0)),
+            ("tenant_rate_window_entries", U(0)),
+            ("tenant_quota_lock_entries", U(0)),
+            ("tenant_quota_collection_rejections_total", U(0)),
+            ("tenant_quota_point_rejections_total", U(0)),
+            // Persistence is configured but not active in this version: the
+            // flags below report what actually happens (nothing is written).
+            ("persistence_enabled", B(false)),
+            ("persistence_writes", U(0)),
+            ("persistence_wal_sync_on_write", B(p.wal_sync_on_write)),
+            ("persistence_wal_sync_every_n_writes", U(p.wal_sync_every_n_writes)),
+            ("persistence_wal_sync_interval_seconds", U(p.wal_sync_interval_seconds)),
+            ("persistence_wal_group_commit_max_batch", U(p.wal_group_commit_max_batch)),
+            ("persistence_wal_group_commit_flush_delay_ms", U(p.wal_group_commit_flush_delay_ms)),
+            ("persistence_async_checkpoints", B(p.async_checkpoints)),
+            ("persistence_checkpoint_compact_after", U(p.checkpoint_compact_after)),
+            ("persistence_checkpoint_in_flight", U(0)),
+            ("persistence_checkpoint_degraded_total", U(0)),
+            ("persistence_checkpoint_success_total", U(0)),
+            ("persistence_checkpoint_error_total", U(0)),
+            ("persistence_checkpoint_schedule_skips_total", U(0)),
+            ("persistence_wal_group_commits_total", U(0)),
+            ("persistence_wal_grouped_records_total", U(0)),
+            ("persistence_wal_group_queue_depth", U(0)),
+            ("persistence_wal_size_bytes", U(0)),
+            ("persistence_wal_tail_open", B(false)),
+            ("persistence_incremental_segments", U(0)),
+            ("persistence_incremental_size_bytes", U(0)),
+            ("search_queries_total", U(m.search_queries_total)),
+            ("search_ivf_queries_total", U(m.search_ivf_queries_total)),
+            ("search_ivf_fallback_exact_total", U(m.search_ivf_fallback_exact_total)),
+            ("max_points_per_collection", U(cfg.max_points_per_collection)),
+            ("memory_budget_bytes", U(cfg.memory_budget_bytes)),
+            ("memory_used_bytes", U(d.memory_bytes)),
+        ]
+    }
+
+    pub(super) async fn metrics_json(&self) -> ApiResult {
+        let (d, m) = self.gather().await?;
+        let mut map = serde_json::Map::new();
+        for (k, v) in self.metric_pairs(&d, &m) {
+            let value = match v {
+                Value::U(u) => json!(u),
+                Value::F(f) => json!(f),
+                Value::B(b) => json!(b),
+            };
+            map.insert(k.to_owned(), value);
+        }
+        map.insert("distance_kernel".to_owned(), json!(self.shared.kernel_name));
+        json(&map)
+    }
+
+    pub(super) async fn metrics_prometheus(&self) -> ApiResult {
+        let (d, m) = self.gather().await?;
+        Ok(Body::Text(prometheus(&self.metric_pairs(&d, &m), &m.latency)))
+    }
+
+    pub(super) fn distance(&self, req: &mut Request) -> ApiResult {
+        let b: body::Distance = json_body(req)?;
+        let metric = b.metric.unwrap_or(Metric::Dot);
+        let cfg = self.cfg();
+        if b.left.is_empty() || b.right.is_empty() {
+            return Err(ApiError::invalid("left and right must not be empty"));
+        }
+        if b.left.len() != b.right.len() {
+            return Err(ApiError::invalid(format!(
+                "left has {} values and right has {}; they must match",
+                b.left.len(),
+                b.right.len()
+            )));
+        }
+        if b.left.len() > cfg.max_dimension {
+            return Err(ApiError::invalid(format!("vectors longer than max dimension {}", cfg.max_dimension)));
+        }
+        if cfg.strict_finite && b.left.iter().chain(&b.right).any(|v| !v.is_finite()) {
+            return Err(ApiError::invalid("vectors must contain only finite values"));
+        }
+        let k = kernels();
+        let value = match metric {
+            Metric::Dot => (k.dot)(&b.left, &b.right),
+            Metric::L2 => (k.l2sq)(&b.left, &b.right).sqrt(),
+            Metric::Cosine => {
+                let (nl, nr) = (norm(&b.left), norm(&b.right));
+                if nl == 0.0 || nr == 0.0 {
+                    return Err(ApiError::invalid("cosine is undefined for a zero vector"));
+                }
+                (k.dot)(&b.left, &b.right) / (nl * nr)
+            }
+        };
+        #[derive(serde::Serialize)]
+        struct DistanceOut {
+            metric: &'static str,
+            value: f32,
+        }
+        json(&DistanceOut { metric: metric.as_str(), value })
+    }
+}

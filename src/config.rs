@@ -1,0 +1,413 @@
+//! Configuration: built-in defaults, then `config.toml` (if `--config` names
+//! one), then `AIONBD_*` environment variables, then command-line flags. Raw
+//! text is gathered first; a second step turns it into a typed [`Config`]
+//! and reports every problem at once.
+
+use clap::Parser;
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+/// One setting: its key in `config.toml` (`section.name`), its environment
+/// variable, its built-in default (as text) and what it means.
+pub struct Setting {
+    pub key: &'static str,
+    pub env: &'static str,
+    pub default: &'static str,
+}
+
+macro_rules! settings {
+    ($(($key:literal, $env:literal, $default:literal)),* $(,)?) => {
+        pub const SETTINGS: &[Setting] = &[$(Setting { key: $key, env: $env, default: $default }),*];
+    };
+}
+
+settings![
+    ("server.bind", "AIONBD_BIND", "127.0.0.1:8080"),
+    ("server.data_dir", "AIONBD_DATA_DIR", "./data"),
+    ("server.shards", "AIONBD_SHARDS", "0"),
+    ("server.partitions_per_collection", "AIONBD_PARTITIONS_PER_COLLECTION", "0"),
+    ("server.spin_before_park_us", "AIONBD_SPIN_BEFORE_PARK_US", "50"),
+    ("server.max_concurrency", "AIONBD_MAX_CONCURRENCY", "256"),
+    ("server.request_timeout_ms", "AIONBD_REQUEST_TIMEOUT_MS", "2000"),
+    ("server.max_body_bytes", "AIONBD_MAX_BODY_BYTES", "1048576"),
+    ("server.max_head_bytes", "AIONBD_MAX_HEAD_BYTES", "16384"),
+    ("server.request_read_timeout_ms", "AIONBD_REQUEST_READ_TIMEOUT_MS", "10000"),
+    ("server.idle_timeout_ms", "AIONBD_IDLE_TIMEOUT_MS", "60000"),
+    ("server.max_connections_per_shard", "AIONBD_MAX_CONNECTIONS_PER_SHARD", "1024"),
+    ("limits.max_dimension", "AIONBD_MAX_DIMENSION", "4096"),
+    ("limits.max_points_per_collection", "AIONBD_MAX_POINTS_PER_COLLECTION", "1000000"),
+    ("limits.max_topk_limit", "AIONBD_MAX_TOPK_LIMIT", "1000"),
+    ("limits.max_page_limit", "AIONBD_MAX_PAGE_LIMIT", "1000"),
+    ("limits.upsert_batch_max_points", "AIONBD_UPSERT_BATCH_MAX_POINTS", "256"),
+    ("limits.search_batch_max_queries", "AIONBD_SEARCH_BATCH_MAX_QUERIES", "256"),
+    ("limits.strict_finite", "AIONBD_STRICT_FINITE", "true"),
+    ("limits.memory_budget_bytes", "AIONBD_MEMORY_BUDGET_BYTES", "0"),
+    ("persistence.enabled", "AIONBD_PERSISTENCE_ENABLED", "true"),
+    ("persistence.wal_sync_on_write", "AIONBD_WAL_SYNC_ON_WRITE", "true"),
+    ("persistence.wal_sync_every_n_writes", "AIONBD_WAL_SYNC_EVERY_N_WRITES", "0"),
+    ("persistence.wal_sync_interval_seconds", "AIONBD_WAL_SYNC_INTERVAL_SECONDS", "0"),
+    ("persistence.wal_group_commit_max_batch", "AIONBD_WAL_GROUP_COMMIT_MAX_BATCH", "16"),
+    ("persistence.wal_group_commit_flush_delay_ms", "AIONBD_WAL_GROUP_COMMIT_FLUSH_DELAY_MS", "0"),
+    ("persistence.checkpoint_interval", "AIONBD_CHECKPOINT_INTERVAL", "32"),
+    ("persistence.async_checkpoints", "AIONBD_ASYNC_CHECKPOINTS", "false"),
+    ("persistence.checkpoint_compact_after", "AIONBD_CHECKPOINT_COMPACT_AFTER", "64"),
+    ("security.auth_mode", "AIONBD_AUTH_MODE", "disabled"),
+    ("security.tls_enabled", "AIONBD_TLS_ENABLED", "false"),
+];
+
+#[derive(Parser, Debug, Default)]
+#[command(name = "aionbd", version, about = "AIONBD: edge-first vector database server")]
+pub struct Cli {
+    /// Read settings from this TOML file (see the shipped config.toml).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Listen address (server.bind).
+    #[arg(long)]
+    pub bind: Option<String>,
+    /// Data directory (server.data_dir).
+    #[arg(long)]
+    pub data_dir: Option<String>,
+    /// Shards = pinned executor threads; 0 = one per CPU (server.shards).
+    #[arg(long)]
+    pub shards: Option<String>,
+    /// Partitions per collection; 0 = one per shard.
+    #[arg(long)]
+    pub partitions_per_collection: Option<String>,
+    /// Any setting as `section.key=value`, repeatable (e.g. `--set limits.max_dimension=1024`).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PersistenceConfig {
+    pub enabled: bool,
+    pub wal_sync_on_write: bool,
+    pub wal_sync_every_n_writes: u64,
+    pub wal_sync_interval_seconds: u64,
+    pub wal_group_commit_max_batch: u64,
+    pub wal_group_commit_flush_delay_ms: u64,
+    pub checkpoint_interval: u64,
+    pub async_checkpoints: bool,
+    pub checkpoint_compact_after: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub data_dir: PathBuf,
+    pub shards: usize,
+    pub partitions_per_collection: usize,
+    pub spin_before_park_us: u64,
+    pub max_concurrency: usize,
+    pub request_timeout_ms: u64,
+    pub max_body_bytes: usize,
+    pub max_head_bytes: usize,
+    pub request_read_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub max_connections_per_shard: usize,
+    pub max_dimension: usize,
+    pub max_points_per_collection: u64,
+    pub max_topk_limit: usize,
+    pub max_page_limit: usize,
+    pub upsert_batch_max_points: usize,
+    pub search_batch_max_queries: usize,
+    pub strict_finite: bool,
+    pub memory_budget_bytes: u64,
+    pub persistence: PersistenceConfig,
+}
+
+/// Raw settings as text, with where each came from (for error messages).
+pub type RawSettings = BTreeMap<&'static str, (String, String)>;
+
+pub fn defaults() -> RawSettings {
+    SETTINGS.iter().map(|s| (s.key, (s.default.to_owned(), "default".to_owned()))).collect()
+}
+
+fn setting(key: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.key == key)
+}
+
+/// Flatten a TOML document into `section.key -> text`, reporting unknown keys.
+pub fn parse_toml(text: &str, origin: &str, errors: &mut Vec<String>) -> Vec<(&'static str, String)> {
+    let table: toml::Table = match text.parse() {
+        Ok(t) => t,
+        Err(e) => {
+            errors.push(format!("{origin}: not valid TOML: {e}"));
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (section, value) in &table {
+        let Some(inner) = value.as_table() else {
+            errors.push(format!("{origin}: '{section}' must be a [section]"));
+            continue;
+        };
+        for (name, v) in inner {
+            let key = format!("{section}.{name}");
+            let Some(s) = setting(&key) else {
+                errors.push(format!("{origin}: unknown setting '{key}'"));
+                continue;
+            };
+            let text = match v {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                other => {
+                    errors.push(format!("{origin}: '{key}' has unsupported value {other}"));
+                    continue;
+                }
+            };
+            out.push((s.key, text));
+        }
+    }
+    out
+}
+
+/// Gather raw settings from every layer. `env` is injected for tests.
+pub fn gather(cli: &Cli, env: &dyn Fn(&str) -> Option<String>, errors: &mut Vec<String>) -> RawSettings {
+    let mut raw = defaults();
+    if let Some(path) = &cli.config {
+        let origin = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                for (k, v) in parse_toml(&text, &origin, errors) {
+                    raw.insert(k, (v, origin.clone()));
+                }
+            }
+            Err(e) => errors.push(format!("{origin}: cannot read config file: {e}")),
+        }
+    }
+    for s in SETTINGS {
+        if let Some(v) = env(s.env) {
+            raw.insert(s.key, (v, s.env.to_owned()));
+        }
+    }
+    // The original's megabyte budget; the byte form wins when both are set.
+    if env("AIONBD_MEMORY_BUDGET_BYTES").is_none() {
+        if let Some(mb) = env("AIONBD_MEMORY_BUDGET_MB") {
+            match mb.trim().parse::<u64>() {
+                Ok(m) => {
+                    raw.insert(
+                        "limits.memory_budget_bytes",
+                        ((m * 1024 * 1024).to_string(), "AIONBD_MEMORY_BUDGET_MB".into()),
+                    );
+                }
+                Err(_) => errors.push(format!("AIONBD_MEMORY_BUDGET_MB: '{mb}' is not a whole number")),
+            }
+        }
+    }
+    let flags = [
+        ("server.bind", &cli.bind),
+        ("server.data_dir", &cli.data_dir),
+        ("server.shards", &cli.shards),
+        ("server.partitions_per_collection", &cli.partitions_per_collection),
+    ];
+    for (key, v) in flags {
+        if let Some(v) = v {
+            raw.insert(key, (v.clone(), format!("--{}", key.split('.').nth(1).unwrap().replace('_', "-"))));
+        }
+    }
+    for kv in &cli.set {
+        match kv.split_once('=').map(|(k, v)| (setting(k.trim()), v)) {
+            Some((Some(s), v)) => {
+                raw.insert(s.key, (v.trim().to_owned(), "--set".into()));
+            }
+            Some((None, _)) => errors.push(format!("--set {kv}: unknown setting")),
+            None => errors.push(format!("--set {kv}: expected KEY=VALUE")),
+        }
+    }
+    raw
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+struct Typer<'a> {
+    raw: &'a RawSettings,
+    errors: &'a mut Vec<String>,
+}
+
+impl<'a> Typer<'a> {
+    fn text(&self, key: &str) -> (&'a str, &'a str) {
+        let raw: &'a RawSettings = self.raw;
+        let (v, origin) = &raw[key];
+        (v.trim(), origin)
+    }
+
+    fn num<T: std::str::FromStr + Default + PartialOrd + std::fmt::Display>(&mut self, key: &str, min: T) -> T {
+        let (v, origin) = self.text(key);
+        match v.parse::<T>() {
+            Ok(n) if n >= min => n,
+            Ok(n) => {
+                self.errors.push(format!("{key} = {n} (from {origin}): must be at least {min}"));
+                T::default()
+            }
+            Err(_) => {
+                self.errors.push(format!("{key} = '{v}' (from {origin}): not a whole number"));
+                T::default()
+            }
+        }
+    }
+
+    fn flag(&mut self, key: &str) -> bool {
+        let (v, origin) = self.text(key);
+        parse_bool(v).unwrap_or_else(|| {
+            self.errors.push(format!("{key} = '{v}' (from {origin}): expected true/false/1/0/yes/no/on/off"));
+            false
+        })
+    }
+}
+
+/// Turn raw settings into a typed config, or every problem found.
+pub fn build(raw: &RawSettings, cpus: usize, mut errors: Vec<String>) -> Result<Config, Vec<String>> {
+    let mut t = Typer { raw, errors: &mut errors };
+    let (bind_text, bind_origin) = t.text("server.bind");
+    let bind = match bind_text.to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(a)) => Some(a),
+        _ => {
+            let msg = format!("server.bind = '{bind_text}' (from {bind_origin}): not a host:port address");
+            t.errors.push(msg);
+            None
+        }
+    };
+    let data_dir = PathBuf::from(t.text("server.data_dir").0);
+    let shards_req: usize = t.num("server.shards", 0);
+    let shards = if shards_req == 0 { cpus } else { shards_req };
+    if shards > cpus {
+        t.errors
+            .push(format!("server.shards = {shards}: this machine has {cpus} CPUs (one pinned shard per CPU at most)"));
+    }
+    let parts_req: usize = t.num("server.partitions_per_collection", 0);
+    let partitions_per_collection = if parts_req == 0 { shards } else { parts_req };
+    if partitions_per_collection > shards {
+        t.errors.push(format!(
+            "server.partitions_per_collection = {partitions_per_collection}: at most one partition per shard ({shards} shards)"
+        ));
+    }
+    let cfg = Config {
+        bind: bind.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+        data_dir,
+        shards,
+        partitions_per_collection: partitions_per_collection.clamp(1, shards.max(1)),
+        spin_before_park_us: t.num("server.spin_before_park_us", 0),
+        max_concurrency: t.num("server.max_concurrency", 1),
+        request_timeout_ms: t.num("server.request_timeout_ms", 1),
+        max_body_bytes: t.num("server.max_body_bytes", 1),
+        max_head_bytes: t.num("server.max_head_bytes", 1024),
+        request_read_timeout_ms: t.num("server.request_read_timeout_ms", 1),
+        idle_timeout_ms: t.num("server.idle_timeout_ms", 1),
+        max_connections_per_shard: t.num("server.max_connections_per_shard", 1),
+        max_dimension: t.num("limits.max_dimension", 1),
+        max_points_per_collection: t.num("limits.max_points_per_collection", 1),
+        max_topk_limit: t.num("limits.max_topk_limit", 1),
+        max_page_limit: t.num("limits.max_page_limit", 1),
+        upsert_batch_max_points: t.num("limits.upsert_batch_max_points", 1),
+        search_batch_max_queries: t.num("limits.search_batch_max_queries", 1),
+        strict_finite: t.flag("limits.strict_finite"),
+        memory_budget_bytes: t.num("limits.memory_budget_bytes", 0),
+        persistence: PersistenceConfig {
+            enabled: t.flag("persistence.enabled"),
+            wal_sync_on_write: t.flag("persistence.wal_sync_on_write"),
+            wal_sync_every_n_writes: t.num("persistence.wal_sync_every_n_writes", 0),
+            wal_sync_interval_seconds: t.num("persistence.wal_sync_interval_seconds", 0),
+            wal_group_commit_max_batch: t.num("persistence.wal_group_commit_max_batch", 1),
+            wal_group_commit_flush_delay_ms: t.num("persistence.wal_group_commit_flush_delay_ms", 0),
+            checkpoint_interval: t.num("persistence.checkpoint_interval", 1),
+            async_checkpoints: t.flag("persistence.async_checkpoints"),
+            checkpoint_compact_after: t.num("persistence.checkpoint_compact_after", 1),
+        },
+    };
+    let (auth, origin) = t.text("security.auth_mode");
+    if !auth.eq_ignore_ascii_case("disabled") {
+        let msg = format!(
+            "security.auth_mode = '{auth}' (from {origin}): authentication is not available in this version; \
+             refusing to start rather than serve without it"
+        );
+        t.errors.push(msg);
+    }
+    if t.flag("security.tls_enabled") {
+        t.errors.push(
+            "security.tls_enabled = true: TLS is not available in this version; refusing to start rather than serve plain HTTP"
+                .into(),
+        );
+    }
+    if errors.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Effective configuration as TOML (for `--print-config`).
+pub fn render(raw: &RawSettings) -> String {
+    let mut out = String::new();
+    let mut section = "";
+    for (key, (value, _)) in raw {
+        let (sec, name) = key.split_once('.').unwrap();
+        if sec != section {
+            out.push_str(&format!("{}[{sec}]\n", if section.is_empty() { "" } else { "\n" }));
+            section = sec;
+        }
+        let quoted = value.parse::<i64>().is_err() && parse_bool(value).is_none();
+        if quoted {
+            out.push_str(&format!("{name} = {:?}\n", value));
+        } else {
+            out.push_str(&format!("{name} = {}\n", value.to_ascii_lowercase()));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_toml_equals_built_in_defaults() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")).unwrap();
+        let mut errors = Vec::new();
+        let parsed: BTreeMap<&str, String> = parse_toml(&text, "config.toml", &mut errors).into_iter().collect();
+        assert!(errors.is_empty(), "{errors:?}");
+        let defaults: BTreeMap<&str, String> = SETTINGS.iter().map(|s| (s.key, s.default.to_owned())).collect();
+        assert_eq!(parsed, defaults, "config.toml must list every setting with its built-in default");
+    }
+
+    #[test]
+    fn layers_apply_in_order_and_every_error_is_reported() {
+        let cli = Cli { bind: Some("127.0.0.1:9000".into()), ..Cli::default() };
+        let env = |k: &str| match k {
+            "AIONBD_BIND" => Some("127.0.0.1:7000".to_owned()),
+            "AIONBD_MAX_DIMENSION" => Some("12".to_owned()),
+            "AIONBD_MEMORY_BUDGET_MB" => Some("2".to_owned()),
+            _ => None,
+        };
+        let mut errors = Vec::new();
+        let raw = gather(&cli, &env, &mut errors);
+        let cfg = build(&raw, 2, errors).unwrap();
+        assert_eq!(cfg.bind.port(), 9000);
+        assert_eq!(cfg.max_dimension, 12);
+        assert_eq!(cfg.memory_budget_bytes, 2 * 1024 * 1024);
+        assert_eq!(cfg.shards, 2);
+
+        let env = |k: &str| match k {
+            "AIONBD_MAX_DIMENSION" => Some("zero".to_owned()),
+            "AIONBD_WAL_SYNC_ON_WRITE" => Some("maybe".to_owned()),
+            "AIONBD_SHARDS" => Some("64".to_owned()),
+            _ => None,
+        };
+        let mut errors = Vec::new();
+        let raw = gather(&Cli::default(), &env, &mut errors);
+        let errs = build(&raw, 2, errors).unwrap_err();
+        assert_eq!(errs.len(), 3, "{errs:?}");
+    }
+}

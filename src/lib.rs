@@ -1,0 +1,10 @@
+//! The `aionbd` server: configuration, the per-shard router, the dispatcher
+//! role (API handlers that route and merge) and start-up wiring. The binary
+//! (`main.rs`) is a thin shell over [`runtime::start`]; benches and tests use
+//! the modules directly.
+
+pub mod api;
+pub mod config;
+pub mod metrics;
+pub mod router;
+pub mod runtime;

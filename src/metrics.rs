@@ -1,0 +1,220 @@
+//! Request metrics, one [`Metrics`] per shard (plain cells: no atomics, no
+//! locks). `/metrics` gathers a [`MetricsSnapshot`] from every shard and adds
+//! them up; latency percentiles come from merged hdrhistograms.
+
+use hdrhistogram::Histogram;
+use std::cell::{Cell, RefCell};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Latency histogram range: 1 us .. 60 s, 3 significant digits.
+const HIST_MAX_US: u64 = 60_000_000;
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("static histogram bounds are valid")
+}
+
+fn wall_minute() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() / 60).unwrap_or(0)
+}
+
+pub struct Metrics {
+    requests_total: Cell<u64>,
+    in_flight: Cell<u64>,
+    responses_2xx: Cell<u64>,
+    responses_4xx: Cell<u64>,
+    responses_5xx: Cell<u64>,
+    duration_us_total: Cell<u64>,
+    /// (wall-clock minute, max duration in it)
+    duration_us_max: Cell<(u64, u64)>,
+    latency: RefCell<Histogram<u64>>,
+    pub search_queries_total: Cell<u64>,
+    pub search_ivf_queries_total: Cell<u64>,
+    pub search_ivf_fallback_exact_total: Cell<u64>,
+    pub connections_open: Cell<u64>,
+    pub connections_total: Cell<u64>,
+    pub connections_rejected_total: Cell<u64>,
+}
+
+/// One shard's metrics, `Send` so it can cross to the gathering shard.
+#[derive(Clone, Debug)]
+pub struct MetricsSnapshot {
+    pub requests_total: u64,
+    pub in_flight: u64,
+    pub responses_2xx: u64,
+    pub responses_4xx: u64,
+    pub responses_5xx: u64,
+    pub duration_us_total: u64,
+    pub duration_us_max: (u64, u64),
+    pub latency: Histogram<u64>,
+    pub search_queries_total: u64,
+    pub search_ivf_queries_total: u64,
+    pub search_ivf_fallback_exact_total: u64,
+    pub connections_open: u64,
+    pub connections_total: u64,
+    pub connections_rejected_total: u64,
+}
+
+fn bump(c: &Cell<u64>, by: u64) {
+    c.set(c.get() + by);
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            requests_total: Cell::new(0),
+            in_flight: Cell::new(0),
+            responses_2xx: Cell::new(0),
+            responses_4xx: Cell::new(0),
+            responses_5xx: Cell::new(0),
+            duration_us_total: Cell::new(0),
+            duration_us_max: Cell::new((0, 0)),
+            latency: RefCell::new(new_histogram()),
+            search_queries_total: Cell::new(0),
+            search_ivf_queries_total: Cell::new(0),
+            search_ivf_fallback_exact_total: Cell::new(0),
+            connections_open: Cell::new(0),
+            connections_total: Cell::new(0),
+            connections_rejected_total: Cell::new(0),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn request_started(&self) {
+        bump(&self.requests_total, 1);
+        bump(&self.in_flight, 1);
+    }
+
+    pub fn request_finished(&self, status: u16, duration_us: u64) {
+        self.in_flight.set(self.in_flight.get().saturating_sub(1));
+        match status {
+            200..=299 => bump(&self.responses_2xx, 1),
+            400..=499 => bump(&self.responses_4xx, 1),
+            500..=599 => bump(&self.responses_5xx, 1),
+            _ => {}
+        }
+        bump(&self.duration_us_total, duration_us);
+        let minute = wall_minute();
+        let (m, max) = self.duration_us_max.get();
+        let max = if m == minute { max.max(duration_us) } else { duration_us };
+        self.duration_us_max.set((minute, max));
+        let _ = self.latency.borrow_mut().record(duration_us.clamp(1, HIST_MAX_US));
+    }
+
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.get()
+    }
+
+    pub fn add(c: &Cell<u64>, by: u64) {
+        bump(c, by);
+    }
+
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        MetricsSnapshot {
+            requests_total: self.requests_total.get(),
+            in_flight: self.in_flight.get(),
+            responses_2xx: self.responses_2xx.get(),
+            responses_4xx: self.responses_4xx.get(),
+            responses_5xx: self.responses_5xx.get(),
+            duration_us_total: self.duration_us_total.get(),
+            duration_us_max: self.duration_us_max.get(),
+            latency: self.latency.borrow().clone(),
+            search_queries_total: self.search_queries_total.get(),
+            search_ivf_queries_total: self.search_ivf_queries_total.get(),
+            search_ivf_fallback_exact_total: self.search_ivf_fallback_exact_total.get(),
+            connections_open: self.connections_open.get(),
+            connections_total: self.connections_total.get(),
+            connections_rejected_total: self.connections_rejected_total.get(),
+        }
+    }
+}
+
+impl MetricsSnapshot {
+    /// Add another shard's snapshot into this one.
+    pub fn merge(&mut self, o: &MetricsSnapshot) {
+        self.requests_total += o.requests_total;
+        self.in_flight += o.in_flight;
+        self.responses_2xx += o.responses_2xx;
+        self.responses_4xx += o.responses_4xx;
+        self.responses_5xx += o.responses_5xx;
+        self.duration_us_total += o.duration_us_total;
+        let minute = wall_minute();
+        let mine = if self.duration_us_max.0 == minute { self.duration_us_max.1 } else { 0 };
+        let theirs = if o.duration_us_max.0 == minute { o.duration_us_max.1 } else { 0 };
+        self.duration_us_max = (minute, mine.max(theirs));
+        let _ = self.latency.add(&o.latency);
+        self.search_queries_total += o.search_queries_total;
+        self.search_ivf_queries_total += o.search_ivf_queries_total;
+        self.search_ivf_fallback_exact_total += o.search_ivf_fallback_exact_total;
+        self.connections_open += o.connections_open;
+        self.connections_total += o.connections_total;
+        self.connections_rejected_total += o.connections_rejected_total;
+    }
+
+    /// Max duration of the current wall-clock minute.
+    pub fn duration_us_max_now(&self) -> u64 {
+        if self.duration_us_max.0 == wall_minute() {
+            self.duration_us_max.1
+        } else {
+            0
+        }
+    }
+}
+
+/// A metric value for rendering: JSON keeps its type, Prometheus gets a number.
+#[derive(Clone, Copy, Debug)]
+pub enum Value {
+    U(u64),
+    F(f64),
+    B(bool),
+}
+
+/// Render `(key, value)` pairs as Prometheus text exposition (format 0.0.4).
+/// The three response-class keys become one labelled counter; monotonic
+/// keys are counters, the rest gauges. Latency quantiles come from `latency`.
+pub fn prometheus(pairs: &[(&str, Value)], latency: &Histogram<u64>) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(8192);
+    let is_counter = |k: &str| {
+        k.ends_with("_total")
+            || k == "persistence_writes"
+            || matches!(k, "l2_index_cache_lookups" | "l2_index_cache_hits" | "l2_index_cache_misses")
+            || matches!(
+                k,
+                "l2_index_build_requests"
+                    | "l2_index_build_successes"
+                    | "l2_index_build_failures"
+                    | "l2_index_build_cooldown_skips"
+            )
+    };
+    let mut classes = Vec::new();
+    for (k, v) in pairs {
+        let num = match *v {
+            Value::U(u) => u as f64,
+            Value::F(f) => f,
+            Value::B(b) => b as u8 as f64,
+        };
+        if let Some(class) = k.strip_prefix("http_responses_").and_then(|r| r.strip_suffix("_total")) {
+            classes.push((class, num));
+            continue;
+        }
+        if *k == "http_requests_5xx_total" {
+            continue; // alias kept for the JSON form only
+        }
+        let kind = if is_counter(k) { "counter" } else { "gauge" };
+        let _ = writeln!(out, "# TYPE aionbd_{k} {kind}\naionbd_{k} {num}");
+    }
+    let _ = writeln!(out, "# TYPE aionbd_http_responses_total counter");
+    for (class, n) in classes {
+        let _ = writeln!(out, "aionbd_http_responses_total{{status=\"{class}\"}} {n}");
+    }
+    let _ = writeln!(out, "# HELP aionbd_http_request_duration_us Request latency in microseconds.");
+    let _ = writeln!(out, "# TYPE aionbd_http_request_duration_us summary");
+    for q in [0.5, 0.9, 0.99, 0.999] {
+        let _ = writeln!(out, "aionbd_http_request_duration_us{{quantile=\"{q}\"}} {}", latency.value_at_quantile(q));
+    }
+    let sum: f64 = latency.iter_recorded().map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64).sum();
+    let _ = writeln!(out, "aionbd_http_request_duration_us_sum {sum}");
+    let _ = writeln!(out, "aionbd_http_request_duration_us_count {}", latency.len());
+    out
+}

@@ -1,0 +1,244 @@
+//! Cross-shard messaging. Every shard holds a [`Router`]: it owns the local
+//! [`Shard`], sends operations to peers and answers theirs.
+//!
+//! Rules that keep it deadlock-free and ordered (ARCHITECTURE.md):
+//! - One glommio full mesh carries both requests and responses. Receive loops
+//!   never await a send: outgoing messages go into an unbounded per-peer
+//!   outbox (a synchronous push) drained by one forwarder task per peer, so
+//!   receive loops always drain and a full channel cannot deadlock two shards.
+//! - Pushes into an outbox happen synchronously, in program order, so all
+//!   messages from shard A to shard B arrive in the order A issued them. The
+//!   home shard relies on this to order a collection's writes on every
+//!   partition.
+//! - Partition operations run to completion on the receiving shard and never
+//!   message anyone; only home operations fan out, and only to partitions.
+
+use crate::metrics::{Metrics, MetricsSnapshot};
+use aionbd_shards::ops::{Op, Plan, Reply, ShardDataStats};
+use aionbd_shards::placement::ShardId;
+use aionbd_shards::{Shard, ShardError};
+use glommio::channels::channel_mesh::{Receivers, Senders};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::rc::Rc;
+
+/// What crosses the mesh.
+pub enum Msg {
+    Request { req_id: u64, op: Op },
+    Response { req_id: u64, answer: Result<Answer, ShardError> },
+}
+
+/// A shard's answer: data, or statistics with the shard's HTTP metrics.
+#[derive(Debug)]
+pub enum Answer {
+    Data(Reply),
+    Stats(ShardDataStats, Box<MetricsSnapshot>),
+}
+
+impl Answer {
+    pub fn into_reply(self) -> Result<Reply, ShardError> {
+        match self {
+            Answer::Data(r) => Ok(r),
+            Answer::Stats(..) => Err(ShardError::Internal("unexpected stats answer".into())),
+        }
+    }
+}
+
+type AnswerTx = LocalSender<Result<Answer, ShardError>>;
+type AnswerRx = LocalReceiver<Result<Answer, ShardError>>;
+
+pub struct Router {
+    me: ShardId,
+    n_shards: usize,
+    shard: RefCell<Shard>,
+    pub metrics: Rc<Metrics>,
+    outboxes: Vec<Option<LocalSender<Msg>>>,
+    pending: RefCell<HashMap<u64, AnswerTx>>,
+    next_req: Cell<u64>,
+}
+
+/// A call whose synchronous part has run; await it for the answer.
+pub enum Pending {
+    Ready(Result<Answer, ShardError>),
+    Remote(AnswerRx),
+    /// A home operation waiting for its partition operations.
+    Fanout(Reply, Vec<AnswerRx>),
+}
+
+impl Pending {
+    pub async fn wait(self) -> Result<Answer, ShardError> {
+        match self {
+            Pending::Ready(r) => r,
+            Pending::Remote(rx) => rx.recv().await.unwrap_or_else(|| Err(peer_gone())),
+            Pending::Fanout(mut reply, acks) => {
+                for rx in acks {
+                    match rx.recv().await.unwrap_or_else(|| Err(peer_gone()))? {
+                        Answer::Data(Reply::Changed(n)) => {
+                            if let Reply::Changed(total) = &mut reply {
+                                *total += n;
+                            }
+                        }
+                        Answer::Data(_) => {}
+                        Answer::Stats(..) => return Err(ShardError::Internal("stats answer to a write".into())),
+                    }
+                }
+                Ok(Answer::Data(reply))
+            }
+        }
+    }
+}
+
+fn peer_gone() -> ShardError {
+    ShardError::Internal("peer shard stopped before answering".into())
+}
+
+impl Router {
+    /// Build the router and start its forwarder and receive tasks.
+    pub fn start(
+        shard: Shard,
+        n_shards: usize,
+        metrics: Rc<Metrics>,
+        mesh: Option<(Senders<Msg>, Receivers<Msg>)>,
+    ) -> Rc<Router> {
+        let me = shard.id();
+        let mut outboxes: Vec<Option<LocalSender<Msg>>> = (0..n_shards).map(|_| None).collect();
+        let mut forwarders = Vec::new();
+        let mut streams = Vec::new();
+        if let Some((senders, mut receivers)) = mesh {
+            let senders = Rc::new(senders);
+            for (peer, outbox) in outboxes.iter_mut().enumerate() {
+                if peer == me {
+                    continue;
+                }
+                let (tx, rx) = local_channel::new_unbounded::<Msg>();
+                *outbox = Some(tx);
+                forwarders.push((peer, rx, senders.clone()));
+            }
+            streams = receivers.streams();
+        }
+        let router = Rc::new(Router {
+            me,
+            n_shards,
+            shard: RefCell::new(shard),
+            metrics,
+            outboxes,
+            pending: RefCell::new(HashMap::new()),
+            next_req: Cell::new(1),
+        });
+        for (peer, rx, senders) in forwarders {
+            glommio::spawn_local(async move {
+                while let Some(msg) = rx.recv().await {
+                    if senders.send_to(peer, msg).await.is_err() {
+                        break;
+                    }
+                }
+            })
+            .detach();
+        }
+        for (peer, stream) in streams {
+            let r = router.clone();
+            glommio::spawn_local(async move {
+                while let Some(msg) = stream.recv().await {
+                    r.receive(peer, msg);
+                }
+            })
+            .detach();
+        }
+        router
+    }
+
+    pub fn n_shards(&self) -> usize {
+        self.n_shards
+    }
+
+    /// Issue `op` to shard `to`. The synchronous part (a local execution, or
+    /// the push into the peer's outbox) happens now, before this returns.
+    pub fn call(&self, to: ShardId, op: Op) -> Pending {
+        if to == self.me {
+            self.execute_here(op)
+        } else {
+            Pending::Remote(self.send_request(to, op))
+        }
+    }
+
+    /// Issue `op` to every shard in `to` (same order), then await them all.
+    pub fn scatter(
+        &self,
+        to: &[ShardId],
+        op: impl Fn() -> Op,
+    ) -> impl Future<Output = Vec<Result<Answer, ShardError>>> {
+        // Remote sends first so peers work while the local part runs.
+        let mut pend: Vec<Option<Pending>> =
+            to.iter().map(|&s| if s == self.me { None } else { Some(self.call(s, op())) }).collect();
+        for (slot, &s) in pend.iter_mut().zip(to) {
+            if s == self.me {
+                *slot = Some(self.call(s, op()));
+            }
+        }
+        async move {
+            let mut out = Vec::with_capacity(pend.len());
+            for p in pend {
+                out.push(p.expect("every slot issued").wait().await);
+            }
+            out
+        }
+    }
+
+    fn send_request(&self, to: ShardId, op: Op) -> AnswerRx {
+        let req_id = self.next_req.get();
+        self.next_req.set(req_id + 1);
+        let (tx, rx) = local_channel::new_bounded(1);
+        self.pending.borrow_mut().insert(req_id, tx);
+        self.push(to, Msg::Request { req_id, op });
+        rx
+    }
+
+    fn push(&self, to: ShardId, msg: Msg) {
+        if let Some(Some(outbox)) = self.outboxes.get(to) {
+            // Unbounded: never fails while the forwarder lives.
+            let _ = outbox.try_send(msg);
+        }
+    }
+
+    /// Run an operation on this shard: synchronously up to its fan-out.
+    fn execute_here(&self, op: Op) -> Pending {
+        if matches!(op, Op::Stats) {
+            let data = self.shard.borrow().data_stats();
+            return Pending::Ready(Ok(Answer::Stats(data, Box::new(self.metrics.snapshot()))));
+        }
+        let plan = self.shard.borrow_mut().execute(op);
+        match plan {
+            Err(e) => Pending::Ready(Err(e)),
+            Ok(Plan { reply, fanout }) if fanout.is_empty() => Pending::Ready(Ok(Answer::Data(reply))),
+            Ok(Plan { reply, fanout }) => {
+                let acks = fanout.into_iter().map(|(to, op)| self.send_request(to, op)).collect();
+                Pending::Fanout(reply, acks)
+            }
+        }
+    }
+
+    /// Handle one message from a peer. Never awaits.
+    fn receive(self: &Rc<Self>, peer: ShardId, msg: Msg) {
+        match msg {
+            Msg::Response { req_id, answer } => {
+                if let Some(tx) = self.pending.borrow_mut().remove(&req_id) {
+                    // The caller may have timed out and dropped its end.
+                    let _ = tx.try_send(answer);
+                }
+            }
+            Msg::Request { req_id, op } => match self.execute_here(op) {
+                Pending::Ready(answer) => self.push(peer, Msg::Response { req_id, answer }),
+                pending => {
+                    let r = self.clone();
+                    glommio::spawn_local(async move {
+                        let answer = pending.wait().await;
+                        r.push(peer, Msg::Response { req_id, answer });
+                    })
+                    .detach();
+                }
+            },
+        }
+    }
+}

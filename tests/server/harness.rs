@@ -1,0 +1,220 @@
+//! Starts the real `aionbd` binary on 127.0.0.1:0 and talks raw HTTP/1.1 to
+//! it. On failure, the server's command line and output are printed.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub struct Server {
+    child: Child,
+    pub addr: String,
+    pub data_dir: std::path::PathBuf,
+    command: String,
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("response is not JSON ({e}): {:?}", self.body))
+    }
+}
+
+fn unique_dir() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir =
+        std::env::temp_dir().join(format!("aionbd-test-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl Server {
+    /// Start with `shards` shards and extra `AIONBD_*` variables.
+    pub fn start(shards: usize, env: &[(&str, &str)]) -> Server {
+        Self::start_with_args(shards, env, &[])
+    }
+
+    pub fn start_with_args(shards: usize, env: &[(&str, &str)], args: &[&str]) -> Server {
+        let data_dir = unique_dir();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_aionbd"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AIONBD_BIND", "127.0.0.1:0")
+            .env("AIONBD_SHARDS", shards.to_string())
+            .env("AIONBD_DATA_DIR", &data_dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let command = format!("{cmd:?}");
+        let mut child = cmd.spawn().expect("spawn aionbd");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!("server did not start: {command}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+            }
+        };
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_else(|| panic!("unexpected start line: {line}"))
+            .to_owned();
+        Server { child, addr, data_dir, command }
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(&self.addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s
+    }
+
+    /// One request on a fresh connection (`Connection: close`).
+    pub fn raw(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Resp {
+        let mut s = self.connect();
+        let mut req = format!("{method} {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if let Some(b) = body {
+            req.push_str(&format!("content-length: {}\r\n", b.len()));
+        }
+        req.push_str("\r\n");
+        let mut bytes = req.into_bytes();
+        if let Some(b) = body {
+            bytes.extend_from_slice(b);
+        }
+        s.write_all(&bytes).unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        let mut resps = parse_responses(&out);
+        assert_eq!(resps.len(), 1, "{} {path}: expected one response, got {resps:?}\nserver: {}", method, self.command);
+        resps.remove(0)
+    }
+
+    pub fn req(&self, method: &str, path: &str, body: Option<&str>) -> Resp {
+        let headers: &[(&str, &str)] = if body.is_some() { &[("content-type", "application/json")] } else { &[] };
+        self.raw(method, path, headers, body.map(str::as_bytes))
+    }
+
+    /// Request, assert the status, return the JSON body.
+    pub fn call(&self, method: &str, path: &str, body: Option<Value>, status: u16) -> Value {
+        let text = body.map(|b| b.to_string());
+        let r = self.req(method, path, text.as_deref());
+        assert_eq!(r.status, status, "{method} {path} {text:?} -> {} {}", r.status, r.body);
+        r.json()
+    }
+
+    /// Assert an error response: status and code.
+    pub fn error(&self, method: &str, path: &str, body: Option<&str>, status: u16, code: &str) -> Value {
+        let r = self.req(method, path, body);
+        assert_eq!(r.status, status, "{method} {path} {body:?} -> {} {}", r.status, r.body);
+        let v = r.json();
+        assert_eq!(v["code"], code, "{method} {path}: {v}");
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+        v
+    }
+
+    /// Send SIGTERM and return the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        unsafe_kill(self.child.id(), 15);
+        let status = wait_timeout(&mut self.child, Duration::from_secs(10));
+        status.unwrap_or_else(|| {
+            let _ = self.child.kill();
+            panic!("server did not stop after SIGTERM")
+        })
+    }
+}
+
+fn unsafe_kill(pid: u32, sig: i32) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
+
+pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < limit {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// Parse consecutive HTTP responses (Content-Length framed) from bytes.
+pub fn parse_responses(mut bytes: &[u8]) -> Vec<Resp> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else { break };
+        let head = std::str::from_utf8(&bytes[..end]).unwrap();
+        let mut lines = head.split("\r\n");
+        let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+        let headers: Vec<(String, String)> = lines
+            .map(|l| {
+                let (k, v) = l.split_once(':').unwrap();
+                (k.trim().to_ascii_lowercase(), v.trim().to_owned())
+            })
+            .collect();
+        let len: usize =
+            headers.iter().find(|(k, _)| k == "content-length").map(|(_, v)| v.parse().unwrap()).unwrap_or(0);
+        if bytes.len() < end + 4 + len {
+            break;
+        }
+        let body = String::from_utf8_lossy(&bytes[end + 4..end + 4 + len]).into_owned();
+        bytes = &bytes[end + 4 + len..];
+        out.push(Resp { status, headers, body });
+    }
+    out
+}
+
+/// Read from a keep-alive stream until `n` complete responses arrived.
+pub fn read_responses(s: &mut TcpStream, n: usize) -> Vec<Resp> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        let resps = parse_responses(&buf);
+        if resps.len() >= n {
+            return resps;
+        }
+        let k = s.read(&mut chunk).unwrap();
+        if k == 0 {
+            return parse_responses(&buf);
+        }
+        buf.extend_from_slice(&chunk[..k]);
+    }
+}

@@ -1,0 +1,173 @@
+//! The HTTP/1.1 layer through the real server: keep-alive, pipelining,
+//! framing, limits and deadlines.
+
+use crate::harness::{parse_responses, read_responses, Server};
+use std::io::{Read, Write};
+use std::time::Duration;
+
+fn read_all(s: &mut std::net::TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+#[test]
+fn keep_alive_and_pipelined_responses_come_in_order() {
+    let s = Server::start(2, &[]);
+    s.call("POST", "/collections", Some(serde_json::json!({"name": "p", "dimension": 1})), 200);
+    let mut c = s.connect();
+    // Ten requests in one write, mixing routes and an error.
+    let mut burst = Vec::new();
+    for i in 0..10u64 {
+        let body = format!(r#"{{"values":[{i}]}}"#);
+        if i == 4 {
+            burst.extend(b"GET /nope HTTP/1.1\r\nhost: t\r\n\r\n");
+        } else {
+            burst.extend(
+                format!("PUT /collections/p/points/{i} HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-request-id: req-{i}\r\n\r\n{body}", body.len())
+                    .as_bytes(),
+            );
+        }
+    }
+    c.write_all(&burst).unwrap();
+    let resps = read_responses(&mut c, 10);
+    assert_eq!(resps.len(), 10);
+    for (i, r) in resps.iter().enumerate() {
+        if i == 4 {
+            assert_eq!(r.status, 404);
+        } else {
+            assert_eq!(r.status, 200, "{r:?}");
+            assert_eq!(r.header("x-request-id"), Some(format!("req-{i}").as_str()));
+            assert_eq!(r.json()["id"], i as u64);
+        }
+        assert_eq!(r.header("connection"), Some("keep-alive"));
+    }
+    // The same connection keeps working, then closes on request.
+    c.write_all(b"GET /live HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n").unwrap();
+    let rest = parse_responses(&read_all(&mut c));
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].header("connection"), Some("close"));
+}
+
+#[test]
+fn request_ids_are_echoed_or_generated() {
+    let s = Server::start(1, &[]);
+    let r = s.raw("GET", "/live", &[("x-request-id", "abc-123")], None);
+    assert_eq!(r.header("x-request-id"), Some("abc-123"));
+    let r = s.raw("GET", "/live", &[], None);
+    let id = r.header("x-request-id").unwrap();
+    assert_eq!(id.len(), 36, "uuid: {id}");
+    let e = s.raw("GET", "/missing", &[], None);
+    assert!(e.header("x-request-id").is_some());
+}
+
+#[test]
+fn chunked_bodies_are_accepted() {
+    let s = Server::start(1, &[]);
+    let body = br#"{"name":"chunky","dimension":2}"#;
+    let mut c = s.connect();
+    let mut req = b"POST /collections HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n".to_vec();
+    for part in body.chunks(7) {
+        req.extend(format!("{:x}\r\n", part.len()).as_bytes());
+        req.extend(part);
+        req.extend(b"\r\n");
+    }
+    req.extend(b"0\r\n\r\n");
+    c.write_all(&req).unwrap();
+    let r = parse_responses(&read_all(&mut c));
+    assert_eq!(r[0].status, 200, "{:?}", r[0]);
+    assert_eq!(r[0].json()["name"], "chunky");
+}
+
+#[test]
+fn framing_attacks_and_limits_close_the_connection() {
+    let s = Server::start(1, &[("AIONBD_MAX_BODY_BYTES", "1000")]);
+    let cases: [(&[u8], u16); 5] = [
+        (b"POST /collections HTTP/1.1\r\nhost: t\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+        (b"POST /collections HTTP/1.1\r\nhost: t\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello", 400),
+        (b"POST /collections HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: 5000\r\n\r\n", 413),
+        (b"NOT HTTP\r\n\r\n", 400),
+        (b"POST /collections HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n7d0\r\n", 413),
+    ];
+    for (raw, status) in cases {
+        let mut c = s.connect();
+        c.write_all(raw).unwrap();
+        // The server answers and closes even though the client keeps the
+        // connection open: read_to_end returns.
+        let r = parse_responses(&read_all(&mut c));
+        assert_eq!(r.len(), 1, "{:?}", String::from_utf8_lossy(raw));
+        assert_eq!(r[0].status, status, "{:?}", String::from_utf8_lossy(raw));
+        assert_eq!(r[0].header("connection"), Some("close"));
+        let code = r[0].json()["code"].as_str().unwrap().to_owned();
+        assert_eq!(code, if status == 413 { "payload_too_large" } else { "invalid_argument" });
+    }
+    let long_head = format!("GET /live HTTP/1.1\r\nx-long: {}\r\n\r\n", "a".repeat(20_000));
+    let mut c = s.connect();
+    c.write_all(long_head.as_bytes()).unwrap();
+    assert_eq!(parse_responses(&read_all(&mut c))[0].status, 431);
+}
+
+#[test]
+fn slow_requests_get_408_and_idle_connections_close() {
+    let s = Server::start(1, &[("AIONBD_REQUEST_READ_TIMEOUT_MS", "300"), ("AIONBD_IDLE_TIMEOUT_MS", "300")]);
+    let mut c = s.connect();
+    c.write_all(b"GET /live HTTP/1.1\r\nhost: t\r\n").unwrap();
+    let t0 = std::time::Instant::now();
+    let r = parse_responses(&read_all(&mut c));
+    assert_eq!(r[0].status, 408);
+    assert_eq!(r[0].json()["code"], "request_timeout");
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    // An idle keep-alive connection is closed without a response.
+    let mut idle = s.connect();
+    assert!(read_all(&mut idle).is_empty());
+}
+
+#[test]
+fn expect_continue_and_http_1_0() {
+    let s = Server::start(1, &[]);
+    let mut c = s.connect();
+    let body = br#"{"name":"ex","dimension":2}"#;
+    let head = format!(
+        "POST /collections HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\nexpect: 100-continue\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    c.write_all(head.as_bytes()).unwrap();
+    let mut interim = [0u8; 25];
+    c.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    c.write_all(body).unwrap();
+    assert_eq!(parse_responses(&read_all(&mut c))[0].status, 200);
+    // HTTP/1.0 closes by default.
+    let mut c = s.connect();
+    c.write_all(b"GET /live HTTP/1.0\r\n\r\n").unwrap();
+    let r = parse_responses(&read_all(&mut c));
+    assert_eq!((r[0].status, r[0].header("connection")), (200, Some("close")));
+}
+
+#[test]
+fn concurrent_clients_on_two_shards_see_one_database() {
+    let s = Server::start(2, &[]);
+    s.call("POST", "/collections", Some(serde_json::json!({"name": "cc", "dimension": 2})), 200);
+    std::thread::scope(|scope| {
+        for t in 0..8u64 {
+            let s = &s;
+            scope.spawn(move || {
+                for i in 0..50u64 {
+                    let id = t * 1000 + i;
+                    s.call(
+                        "PUT",
+                        &format!("/collections/cc/points/{id}"),
+                        Some(serde_json::json!({"values": [id as f32, 1.0]})),
+                        200,
+                    );
+                }
+            });
+        }
+    });
+    assert_eq!(s.call("GET", "/collections/cc", None, 200)["point_count"], 400);
+    let m = s.call("GET", "/metrics", None, 200);
+    assert_eq!(m["points"], 400);
+    let hit =
+        s.call("POST", "/collections/cc/search", Some(serde_json::json!({"query": [7005, 1], "metric": "l2"})), 200);
+    assert_eq!(hit["id"], 7005);
+}

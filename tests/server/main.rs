@@ -1,0 +1,8 @@
+//! The one integration-test binary: every test starts the real `aionbd`
+//! server on 127.0.0.1:0 with an explicit shard count.
+
+mod api;
+mod harness;
+mod http;
+mod quickstart;
+mod startup;

@@ -1,0 +1,53 @@
+//! Start-up and shutdown: configuration errors, the shipped config file,
+//! signals.
+
+use crate::harness::{wait_timeout, Server};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn run_expecting_failure(env: &[(&str, &str)], args: &[&str]) -> (i32, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_aionbd"));
+    cmd.env_clear().env("AIONBD_BIND", "127.0.0.1:0").args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let status = wait_timeout(&mut child, Duration::from_secs(20)).expect("exits on bad configuration");
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    (status.code().unwrap_or(-1), err)
+}
+
+#[test]
+fn every_configuration_problem_is_reported_at_once() {
+    let (code, err) = run_expecting_failure(
+        &[
+            ("AIONBD_MAX_DIMENSION", "lots"),
+            ("AIONBD_WAL_SYNC_ON_WRITE", "perhaps"),
+            ("AIONBD_SHARDS", "999"),
+            ("AIONBD_AUTH_MODE", "jwt"),
+        ],
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    for needle in ["limits.max_dimension", "persistence.wal_sync_on_write", "server.shards", "security.auth_mode"] {
+        assert!(err.contains(needle), "missing {needle} in: {err}");
+    }
+    let (code, err) = run_expecting_failure(&[], &["--set", "limits.nope=1"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn shipped_config_file_starts_the_server() {
+    let cfg = concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml");
+    let s = Server::start_with_args(1, &[], &["--config", cfg]);
+    assert_eq!(s.call("GET", "/live", None, 200)["status"], "live");
+}
+
+#[test]
+fn sigterm_shuts_down_cleanly() {
+    let s = Server::start(2, &[]);
+    assert_eq!(s.call("GET", "/ready", None, 200)["status"], "ready");
+    let status = s.terminate();
+    assert!(status.success(), "exit status {status:?}");
+}
