@@ -1,1 +1,344 @@
-fn main() {}
+//! Exact top-10 search over HTTP against the release server, on a real data
+//! set (fvecs or npy). Everything is measured side by side in one run:
+//!
+//! - the machine's memory read bandwidth (1 and 2 threads),
+//! - QPS and p50/p99 latency with 1 and 8 keep-alive clients,
+//! - the scan's effective GB/s (bytes a query scans / its p50 latency),
+//! - batch search throughput per query for batches of 1, 16 and 64,
+//! - recall@10 against the ground truth (a correctness check: exact ~ 1.0),
+//!
+//! for several layouts: 2 shards x 2 partitions (default), 2 shards x 1
+//! partition, 1 shard; on the full base set and on its first 10k points.
+//!
+//! Run: `cargo bench --bench exact_http -- --data ../shared/data/debian-minilm`
+//! Options: `--queries N` (default 200), `--seconds S` per concurrent phase
+//! (default 5), `--base FILE --query-file FILE --gt FILE` to name files.
+//! The load clients run on the same 2 CPUs as the server: figures are for
+//! the whole box, clients included.
+
+use aionbd_io::vecfile::{self, Matrix};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Args {
+    base: PathBuf,
+    queries: PathBuf,
+    gt: Option<PathBuf>,
+    n_queries: usize,
+    seconds: f64,
+}
+
+fn parse_args() -> Args {
+    let mut data: Option<PathBuf> = None;
+    let (mut base, mut queries, mut gt) = (None, None, None);
+    let (mut n_queries, mut seconds) = (200usize, 5.0f64);
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut val = || it.next().unwrap_or_else(|| panic!("{a} needs a value"));
+        match a.as_str() {
+            "--data" => data = Some(PathBuf::from(val())),
+            "--base" => base = Some(PathBuf::from(val())),
+            "--query-file" => queries = Some(PathBuf::from(val())),
+            "--gt" => gt = Some(PathBuf::from(val())),
+            "--queries" => n_queries = val().parse().expect("--queries N"),
+            "--seconds" => seconds = val().parse().expect("--seconds S"),
+            "--bench" => {}
+            other => panic!("unknown argument {other}; see the header of benches/exact_http.rs"),
+        }
+    }
+    let dir = data.unwrap_or_else(|| PathBuf::from("../shared/data/debian-minilm"));
+    let pick = |given: Option<PathBuf>, names: &[&str]| -> Option<PathBuf> {
+        given.or_else(|| names.iter().map(|n| dir.join(n)).find(|p| p.exists()))
+    };
+    Args {
+        base: pick(base, &["base.fvecs", "base.npy"]).expect("no base.fvecs / base.npy: pass --data DIR or --base FILE"),
+        queries: pick(queries, &["queries.fvecs", "queries.npy"]).expect("no queries file: pass --query-file FILE"),
+        gt: pick(gt, &["gt.ivecs", "gt.npy"]),
+        n_queries,
+        seconds,
+    }
+}
+
+/// Read bandwidth of summing a 1 GiB array with `threads` threads, GB/s.
+fn memory_bandwidth(threads: usize) -> f64 {
+    let n = (1usize << 30) / 4;
+    let data: Vec<f32> = (0..n).map(|i| (i % 7) as f32).collect();
+    let chunk = n / threads;
+    let mut best = 0.0f64;
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        let total: f32 = std::thread::scope(|s| {
+            let hs: Vec<_> = data
+                .chunks(chunk)
+                .map(|c| {
+                    s.spawn(move || {
+                        let mut acc = [0f32; 16];
+                        for block in c.chunks_exact(16) {
+                            for i in 0..16 {
+                                acc[i] += block[i];
+                            }
+                        }
+                        acc.iter().sum::<f32>()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        std::hint::black_box(total);
+        best = best.max((n * 4) as f64 / t0.elapsed().as_secs_f64() / 1e9);
+    }
+    best
+}
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(shards: usize, partitions: usize) -> Server {
+        let data_dir = std::env::temp_dir().join(format!("aionbd-bench-{}", std::process::id()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_aionbd"))
+            .env_clear()
+            .env("AIONBD_BIND", "127.0.0.1:0")
+            .env("AIONBD_SHARDS", shards.to_string())
+            .env("AIONBD_PARTITIONS_PER_COLLECTION", partitions.to_string())
+            .env("AIONBD_DATA_DIR", &data_dir)
+            .env("AIONBD_MAX_BODY_BYTES", (64 << 20).to_string())
+            .env("AIONBD_REQUEST_TIMEOUT_MS", "60000")
+            .env("AIONBD_PERSISTENCE_ENABLED", "false")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr = line.split("http://").nth(1).and_then(|r| r.split_whitespace().next()).expect("start line").to_owned();
+        Server { child, addr }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A keep-alive HTTP/1.1 client.
+struct Client {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    fn new(addr: &str) -> Client {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_nodelay(true).unwrap();
+        Client { s, buf: Vec::with_capacity(1 << 16) }
+    }
+
+    fn post(&mut self, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: b\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        let mut req = head.into_bytes();
+        req.extend_from_slice(body);
+        self.s.write_all(&req).unwrap();
+        self.buf.clear();
+        let mut chunk = [0u8; 65536];
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = std::str::from_utf8(&self.buf[..end]).unwrap().to_ascii_lowercase();
+                let status: u16 = head[9..12].parse().unwrap();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map(|v| v.trim().parse().unwrap())
+                    .unwrap_or(0);
+                while self.buf.len() < end + 4 + len {
+                    let k = self.s.read(&mut chunk).unwrap();
+                    assert!(k > 0, "server closed");
+                    self.buf.extend_from_slice(&chunk[..k]);
+                }
+                return (status, self.buf[end + 4..end + 4 + len].to_vec());
+            }
+            let k = self.s.read(&mut chunk).unwrap();
+            assert!(k > 0, "server closed");
+            self.buf.extend_from_slice(&chunk[..k]);
+        }
+    }
+}
+
+fn vec_json(v: &[f32]) -> String {
+    let parts: Vec<String> = v.iter().map(|x| x.to_string()).collect();
+    format!("[{}]", parts.join(","))
+}
+
+fn load(addr: &str, base: &Matrix<f32>, n: usize) -> f64 {
+    let mut c = Client::new(addr);
+    let dim = base.dim;
+    let (st, body) = c.post("/collections", format!(r#"{{"name":"bench","dimension":{dim}}}"#).as_bytes());
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    let t0 = Instant::now();
+    for start in (0..n).step_by(256) {
+        let end = (start + 256).min(n);
+        let pts: Vec<String> =
+            (start..end).map(|i| format!(r#"{{"id":{i},"values":{}}}"#, vec_json(base.row(i)))).collect();
+        let body = format!(r#"{{"points":[{}]}}"#, pts.join(","));
+        let (st, resp) = c.post("/collections/bench/points", body.as_bytes());
+        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&resp));
+    }
+    n as f64 / t0.elapsed().as_secs_f64()
+}
+
+fn search_body(q: &[f32]) -> Vec<u8> {
+    format!(r#"{{"query":{},"metric":"dot","limit":10,"mode":"exact","include_payload":false}}"#, vec_json(q)).into_bytes()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+/// One client, queries in turn: (QPS, p50 ms, p99 ms, recall@10 if gt).
+fn single_client(addr: &str, queries: &Matrix<f32>, n: usize, gt: Option<&Matrix<i32>>) -> (f64, f64, f64, Option<f64>) {
+    let mut c = Client::new(addr);
+    let bodies: Vec<Vec<u8>> = (0..n).map(|i| search_body(queries.row(i % queries.rows))).collect();
+    for b in bodies.iter().take(10) {
+        c.post("/collections/bench/search/topk", b);
+    }
+    let mut lat = Vec::with_capacity(n);
+    let mut hits_ok = 0usize;
+    let t0 = Instant::now();
+    for (i, b) in bodies.iter().enumerate() {
+        let t = Instant::now();
+        let (st, resp) = c.post("/collections/bench/search/topk", b);
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&resp));
+        if let Some(gt) = gt {
+            let v: serde_json::Value = serde_json::from_slice(&resp).unwrap();
+            let ids: Vec<i64> = v["hits"].as_array().unwrap().iter().map(|h| h["id"].as_i64().unwrap()).collect();
+            let truth = &gt.row(i % queries.rows)[..10];
+            hits_ok += ids.iter().filter(|id| truth.contains(&(**id as i32))).count();
+        }
+    }
+    let qps = n as f64 / t0.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    let recall = gt.map(|_| hits_ok as f64 / (n * 10) as f64);
+    (qps, percentile(&lat, 0.5), percentile(&lat, 0.99), recall)
+}
+
+/// `clients` keep-alive clients for `seconds`: (QPS, p50 ms, p99 ms).
+fn concurrent(addr: &str, queries: &Matrix<f32>, clients: usize, seconds: f64) -> (f64, f64, f64) {
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let lats: Vec<Vec<f64>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..clients)
+            .map(|t| {
+                s.spawn(move || {
+                    let mut c = Client::new(addr);
+                    let mut lat = Vec::new();
+                    let mut i = t * 37;
+                    while Instant::now() < deadline {
+                        let b = search_body(queries.row(i % queries.rows));
+                        let t0 = Instant::now();
+                        let (st, _) = c.post("/collections/bench/search/topk", &b);
+                        assert_eq!(st, 200);
+                        lat.push(t0.elapsed().as_secs_f64() * 1e3);
+                        i += 1;
+                    }
+                    lat
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut all: Vec<f64> = lats.into_iter().flatten().collect();
+    all.sort_by(f64::total_cmp);
+    (all.len() as f64 / seconds, percentile(&all, 0.5), percentile(&all, 0.99))
+}
+
+/// Batch search: queries per second for batches of `size` (one client).
+fn batch_throughput(addr: &str, queries: &Matrix<f32>, size: usize, total_queries: usize) -> f64 {
+    let mut c = Client::new(addr);
+    let batches = total_queries.div_ceil(size).max(2);
+    let bodies: Vec<Vec<u8>> = (0..batches)
+        .map(|b| {
+            let qs: Vec<String> = (0..size).map(|j| vec_json(queries.row((b * size + j) % queries.rows))).collect();
+            format!(r#"{{"queries":[{}],"metric":"dot","limit":10,"mode":"exact","include_payload":false}}"#, qs.join(","))
+                .into_bytes()
+        })
+        .collect();
+    c.post("/collections/bench/search/topk/batch", &bodies[0]);
+    let t0 = Instant::now();
+    for b in &bodies {
+        let (st, resp) = c.post("/collections/bench/search/topk/batch", b);
+        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&resp));
+    }
+    (batches * size) as f64 / t0.elapsed().as_secs_f64()
+}
+
+fn read_matrix<T: vecfile::Element>(p: &Path) -> Matrix<T> {
+    vecfile::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn main() {
+    let args = parse_args();
+    let base: Matrix<f32> = read_matrix(&args.base);
+    let queries: Matrix<f32> = read_matrix(&args.queries);
+    let gt: Option<Matrix<i32>> = args.gt.as_deref().map(read_matrix);
+    println!("data: {} base x {} dims, {} queries ({})", base.rows, base.dim, queries.rows, args.base.display());
+    let bw1 = memory_bandwidth(1);
+    let bw2 = memory_bandwidth(2);
+    println!("memory read bandwidth: 1 thread {bw1:.1} GB/s, 2 threads {bw2:.1} GB/s");
+    println!();
+    println!("| set | shards x partitions | load pts/s | 1 client QPS | p50 ms | p99 ms | scan GB/s | % of bw | 8 clients QPS | p50 ms | p99 ms | recall@10 |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut qps8 = std::collections::HashMap::new();
+    let mut batch_rows = Vec::new();
+    let sets = [("10k", 10_000.min(base.rows)), ("full", base.rows)];
+    for (set, n) in sets {
+        for (shards, parts) in [(2, 2), (2, 1), (1, 1)] {
+            let server = Server::start(shards, parts);
+            let load_rate = load(&server.addr, &base, n);
+            let gt_here = if n == base.rows { gt.as_ref() } else { None };
+            let (q1, p50, p99, recall) = single_client(&server.addr, &queries, args.n_queries, gt_here);
+            let scanned_gb = (n * base.dim * 4) as f64 / 1e9;
+            let gbps = scanned_gb / (p50 / 1e3);
+            let bw = if parts == 2 { bw2 } else { bw1 };
+            let (q8, p50_8, p99_8) = concurrent(&server.addr, &queries, 8, args.seconds);
+            qps8.insert((set, shards, parts), q8);
+            println!(
+                "| {set} | {shards} x {parts} | {load_rate:.0} | {q1:.1} | {p50:.2} | {p99:.2} | {gbps:.1} | {:.0} % | {q8:.1} | {p50_8:.2} | {p99_8:.2} | {} |",
+                100.0 * gbps / bw,
+                recall.map_or("-".to_owned(), |r| format!("{r:.4}"))
+            );
+            if set == "full" && shards == 2 && parts == 2 {
+                for size in [1, 16, 64] {
+                    batch_rows.push((size, batch_throughput(&server.addr, &queries, size, 256.max(size * 4))));
+                }
+            }
+        }
+    }
+    println!();
+    for set in ["10k", "full"] {
+        let two = qps8[&(set, 2, 2)];
+        let one = qps8[&(set, 1, 1)];
+        let two_one_part = qps8[&(set, 2, 1)];
+        println!(
+            "{set}: 8-client throughput, 2 shards x 2 partitions / 1 shard = {:.2}x; 2 shards x 1 partition / 1 shard = {:.2}x",
+            two / one,
+            two_one_part / one
+        );
+    }
+    println!();
+    println!("| batch size | queries/s | per-query throughput vs batch of 1 |");
+    println!("|---|---|---|");
+    let base_rate = batch_rows[0].1;
+    for (size, rate) in &batch_rows {
+        println!("| {size} | {rate:.1} | {:.2}x |", rate / base_rate);
+    }
+}
