@@ -29,12 +29,15 @@ struct Args {
     gt: Option<PathBuf>,
     n_queries: usize,
     seconds: f64,
+    /// Layouts to run, as "SHARDSxPARTITIONS" (default 2x2,2x1,1x1).
+    layouts: Vec<(usize, usize)>,
 }
 
 fn parse_args() -> Args {
     let mut data: Option<PathBuf> = None;
     let (mut base, mut queries, mut gt) = (None, None, None);
     let (mut n_queries, mut seconds) = (200usize, 5.0f64);
+    let mut layouts = vec![(2, 2), (2, 1), (1, 1)];
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = || it.next().unwrap_or_else(|| panic!("{a} needs a value"));
@@ -45,6 +48,15 @@ fn parse_args() -> Args {
             "--gt" => gt = Some(PathBuf::from(val())),
             "--queries" => n_queries = val().parse().expect("--queries N"),
             "--seconds" => seconds = val().parse().expect("--seconds S"),
+            "--layouts" => {
+                layouts = val()
+                    .split(',')
+                    .map(|l| {
+                        let (s, p) = l.split_once('x').expect("--layouts 2x2,1x1");
+                        (s.parse().unwrap(), p.parse().unwrap())
+                    })
+                    .collect()
+            }
             "--bench" => {}
             other => panic!("unknown argument {other}; see the header of benches/exact_http.rs"),
         }
@@ -54,11 +66,13 @@ fn parse_args() -> Args {
         given.or_else(|| names.iter().map(|n| dir.join(n)).find(|p| p.exists()))
     };
     Args {
-        base: pick(base, &["base.fvecs", "base.npy"]).expect("no base.fvecs / base.npy: pass --data DIR or --base FILE"),
+        base: pick(base, &["base.fvecs", "base.npy"])
+            .expect("no base.fvecs / base.npy: pass --data DIR or --base FILE"),
         queries: pick(queries, &["queries.fvecs", "queries.npy"]).expect("no queries file: pass --query-file FILE"),
         gt: pick(gt, &["gt.ivecs", "gt.npy"]),
         n_queries,
         seconds,
+        layouts,
     }
 }
 
@@ -116,7 +130,8 @@ impl Server {
             .expect("start server");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.split("http://").nth(1).and_then(|r| r.split_whitespace().next()).expect("start line").to_owned();
+        let addr =
+            line.split("http://").nth(1).and_then(|r| r.split_whitespace().next()).expect("start line").to_owned();
         Server { child, addr }
     }
 }
@@ -197,7 +212,8 @@ fn load(addr: &str, base: &Matrix<f32>, n: usize) -> f64 {
 }
 
 fn search_body(q: &[f32]) -> Vec<u8> {
-    format!(r#"{{"query":{},"metric":"dot","limit":10,"mode":"exact","include_payload":false}}"#, vec_json(q)).into_bytes()
+    format!(r#"{{"query":{},"metric":"dot","limit":10,"mode":"exact","include_payload":false}}"#, vec_json(q))
+        .into_bytes()
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -205,7 +221,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// One client, queries in turn: (QPS, p50 ms, p99 ms, recall@10 if gt).
-fn single_client(addr: &str, queries: &Matrix<f32>, n: usize, gt: Option<&Matrix<i32>>) -> (f64, f64, f64, Option<f64>) {
+fn single_client(
+    addr: &str,
+    queries: &Matrix<f32>,
+    n: usize,
+    gt: Option<&Matrix<i32>>,
+) -> (f64, f64, f64, Option<f64>) {
     let mut c = Client::new(addr);
     let bodies: Vec<Vec<u8>> = (0..n).map(|i| search_body(queries.row(i % queries.rows))).collect();
     for b in bodies.iter().take(10) {
@@ -233,7 +254,11 @@ fn single_client(addr: &str, queries: &Matrix<f32>, n: usize, gt: Option<&Matrix
 }
 
 /// `clients` keep-alive clients for `seconds`: (QPS, p50 ms, p99 ms).
+/// Request bodies are built once up front so the clients, which share the
+/// box's CPUs with the server, spend as little as possible per request.
 fn concurrent(addr: &str, queries: &Matrix<f32>, clients: usize, seconds: f64) -> (f64, f64, f64) {
+    let bodies: Vec<Vec<u8>> = (0..queries.rows).map(|i| search_body(queries.row(i))).collect();
+    let bodies = &bodies;
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let lats: Vec<Vec<f64>> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..clients)
@@ -243,9 +268,9 @@ fn concurrent(addr: &str, queries: &Matrix<f32>, clients: usize, seconds: f64) -
                     let mut lat = Vec::new();
                     let mut i = t * 37;
                     while Instant::now() < deadline {
-                        let b = search_body(queries.row(i % queries.rows));
+                        let b = &bodies[i % bodies.len()];
                         let t0 = Instant::now();
-                        let (st, _) = c.post("/collections/bench/search/topk", &b);
+                        let (st, _) = c.post("/collections/bench/search/topk", b);
                         assert_eq!(st, 200);
                         lat.push(t0.elapsed().as_secs_f64() * 1e3);
                         i += 1;
@@ -268,8 +293,11 @@ fn batch_throughput(addr: &str, queries: &Matrix<f32>, size: usize, total_querie
     let bodies: Vec<Vec<u8>> = (0..batches)
         .map(|b| {
             let qs: Vec<String> = (0..size).map(|j| vec_json(queries.row((b * size + j) % queries.rows))).collect();
-            format!(r#"{{"queries":[{}],"metric":"dot","limit":10,"mode":"exact","include_payload":false}}"#, qs.join(","))
-                .into_bytes()
+            format!(
+                r#"{{"queries":[{}],"metric":"dot","limit":10,"mode":"exact","include_payload":false}}"#,
+                qs.join(",")
+            )
+            .into_bytes()
         })
         .collect();
     c.post("/collections/bench/search/topk/batch", &bodies[0]);
@@ -301,7 +329,7 @@ fn main() {
     let mut batch_rows = Vec::new();
     let sets = [("10k", 10_000.min(base.rows)), ("full", base.rows)];
     for (set, n) in sets {
-        for (shards, parts) in [(2, 2), (2, 1), (1, 1)] {
+        for &(shards, parts) in &args.layouts {
             let server = Server::start(shards, parts);
             let load_rate = load(&server.addr, &base, n);
             let gt_here = if n == base.rows { gt.as_ref() } else { None };
@@ -325,19 +353,20 @@ fn main() {
     }
     println!();
     for set in ["10k", "full"] {
-        let two = qps8[&(set, 2, 2)];
-        let one = qps8[&(set, 1, 1)];
-        let two_one_part = qps8[&(set, 2, 1)];
-        println!(
-            "{set}: 8-client throughput, 2 shards x 2 partitions / 1 shard = {:.2}x; 2 shards x 1 partition / 1 shard = {:.2}x",
-            two / one,
-            two_one_part / one
-        );
+        let Some(one) = qps8.get(&(set, 1, 1)) else { continue };
+        for ((s, shards, parts), q) in &qps8 {
+            if *s == set && (*shards, *parts) != (1, 1) {
+                println!(
+                    "{set}: 8-client throughput, {shards} shards x {parts} partitions / 1 shard = {:.2}x",
+                    q / one
+                );
+            }
+        }
     }
     println!();
     println!("| batch size | queries/s | per-query throughput vs batch of 1 |");
     println!("|---|---|---|");
-    let base_rate = batch_rows[0].1;
+    let base_rate = batch_rows.first().map_or(1.0, |r| r.1);
     for (size, rate) in &batch_rows {
         println!("| {size} | {rate:.1} | {:.2}x |", rate / base_rate);
     }

@@ -3,13 +3,16 @@
 //!
 //! Rules that keep it deadlock-free and ordered (ARCHITECTURE.md):
 //! - One glommio full mesh carries both requests and responses. Receive loops
-//!   never await a send: outgoing messages go into an unbounded per-peer
-//!   outbox (a synchronous push) drained by one forwarder task per peer, so
-//!   receive loops always drain and a full channel cannot deadlock two shards.
-//! - Pushes into an outbox happen synchronously, in program order, so all
-//!   messages from shard A to shard B arrive in the order A issued them. The
-//!   home shard relies on this to order a collection's writes on every
-//!   partition.
+//!   never await a send: a message goes straight into the peer's channel when
+//!   it has room and nothing is queued before it, else into an unbounded
+//!   per-peer outbox drained by one forwarder task per peer. So receive loops
+//!   always drain, a full channel cannot deadlock two shards, and a send
+//!   reaches the peer before the sender's next synchronous work (a scatter's
+//!   remote parts run while the local part scans).
+//! - Sends happen synchronously, in program order (direct only while the
+//!   outbox is empty), so all messages from shard A to shard B arrive in the
+//!   order A issued them. The home shard relies on this to order a
+//!   collection's writes on every partition.
 //! - Partition operations run to completion on the receiving shard and never
 //!   message anyone; only home operations fan out, and only to partitions.
 
@@ -55,6 +58,9 @@ pub struct Router {
     shard: RefCell<Shard>,
     pub metrics: Rc<Metrics>,
     outboxes: Vec<Option<LocalSender<Msg>>>,
+    /// Messages waiting in each outbox (sent directly only when 0).
+    queued: Rc<Vec<Cell<usize>>>,
+    senders: Option<Rc<Senders<Msg>>>,
     pending: RefCell<HashMap<u64, AnswerTx>>,
     next_req: Cell<u64>,
 }
@@ -106,8 +112,10 @@ impl Router {
         let mut outboxes: Vec<Option<LocalSender<Msg>>> = (0..n_shards).map(|_| None).collect();
         let mut forwarders = Vec::new();
         let mut streams = Vec::new();
+        let mut direct = None;
         if let Some((senders, mut receivers)) = mesh {
             let senders = Rc::new(senders);
+            direct = Some(senders.clone());
             for (peer, outbox) in outboxes.iter_mut().enumerate() {
                 if peer == me {
                     continue;
@@ -124,13 +132,18 @@ impl Router {
             shard: RefCell::new(shard),
             metrics,
             outboxes,
+            queued: Rc::new((0..n_shards).map(|_| Cell::new(0)).collect()),
+            senders: direct,
             pending: RefCell::new(HashMap::new()),
             next_req: Cell::new(1),
         });
         for (peer, rx, senders) in forwarders {
+            let queued = router.queued.clone();
             glommio::spawn_local(async move {
                 while let Some(msg) = rx.recv().await {
-                    if senders.send_to(peer, msg).await.is_err() {
+                    let sent = senders.send_to(peer, msg).await;
+                    queued[peer].set(queued[peer].get() - 1);
+                    if sent.is_err() {
                         break;
                     }
                 }
@@ -142,6 +155,10 @@ impl Router {
             glommio::spawn_local(async move {
                 while let Some(msg) = stream.recv().await {
                     r.receive(peer, msg);
+                    // recv() does not yield while messages are waiting; let
+                    // this shard's own requests run between peer requests,
+                    // or a busy peer can starve them.
+                    futures_lite::future::yield_now().await;
                 }
             })
             .detach();
@@ -196,9 +213,22 @@ impl Router {
     }
 
     fn push(&self, to: ShardId, msg: Msg) {
-        if let Some(Some(outbox)) = self.outboxes.get(to) {
-            // Unbounded: never fails while the forwarder lives.
-            let _ = outbox.try_send(msg);
+        let (Some(senders), Some(Some(outbox))) = (&self.senders, self.outboxes.get(to)) else { return };
+        let msg = if self.queued[to].get() == 0 {
+            use glommio::{GlommioError, ResourceType};
+            match senders.try_send_to(to, msg) {
+                Ok(()) => return,
+                Err(GlommioError::WouldBlock(ResourceType::Channel(msg))) => msg,
+                // Peer gone (shutdown): its callers see "peer stopped".
+                Err(_) => return,
+            }
+        } else {
+            msg
+        };
+        // Unbounded: never fails while the forwarder lives.
+        self.queued[to].set(self.queued[to].get() + 1);
+        if outbox.try_send(msg).is_err() {
+            self.queued[to].set(self.queued[to].get() - 1);
         }
     }
 
