@@ -171,3 +171,30 @@ fn concurrent_clients_on_two_shards_see_one_database() {
         s.call("POST", "/collections/cc/search", Some(serde_json::json!({"query": [7005, 1], "metric": "l2"})), 200);
     assert_eq!(hit["id"], 7005);
 }
+
+/// A request still waiting (here: for the other shard's part of a search)
+/// when the request timeout expires answers 408 `request_timeout`. The local
+/// half of a 256-query batch over 10k x 200 points takes several times the
+/// 40 ms timeout (~120 ms here), so the wait for the remote half is past the
+/// deadline; loading (a few ms per batch) stays well inside it.
+#[test]
+fn waiting_past_the_request_timeout_answers_408() {
+    let s = Server::start(2, &[("AIONBD_REQUEST_TIMEOUT_MS", "40")]);
+    s.call("POST", "/collections", Some(serde_json::json!({"name": "slow", "dimension": 200})), 200);
+    for chunk in 0..80u64 {
+        let pts: Vec<serde_json::Value> = (0..256u64)
+            .map(|i| {
+                let id = chunk * 256 + i;
+                serde_json::json!({"id": id, "values": (0..200).map(|d| ((id * 31 + d) % 97) as f32).collect::<Vec<_>>()})
+            })
+            .collect();
+        s.call("POST", "/collections/slow/points", Some(serde_json::json!({ "points": pts })), 200);
+    }
+    let queries: Vec<Vec<f32>> = (0..256).map(|q| (0..200).map(|d| ((q * 7 + d) % 13) as f32).collect()).collect();
+    let body = serde_json::json!({"queries": queries, "metric": "l2", "limit": 10}).to_string();
+    let r = s.req("POST", "/collections/slow/search/topk/batch", Some(&body));
+    assert_eq!(r.status, 408, "{}", r.body);
+    assert_eq!(r.json()["code"], "request_timeout");
+    // The server keeps serving afterwards.
+    assert_eq!(s.call("GET", "/live", None, 200)["status"], "live");
+}
