@@ -144,7 +144,7 @@ impl Server {
 
     /// Send SIGTERM and return the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
-        unsafe_kill(self.child.id(), 15);
+        send_signal(self.child.id(), 15);
         let status = wait_timeout(&mut self.child, Duration::from_secs(10));
         status.unwrap_or_else(|| {
             let _ = self.child.kill();
@@ -153,8 +153,9 @@ impl Server {
     }
 }
 
-fn unsafe_kill(pid: u32, sig: i32) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+/// Signal a process through bash's `kill` builtin (no procps needed).
+fn send_signal(pid: u32, sig: i32) {
+    let _ = Command::new("bash").arg("-c").arg(format!("kill -{sig} {pid}")).status();
 }
 
 pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
