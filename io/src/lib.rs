@@ -1,5 +1,7 @@
-//! Storage formats for AIONBD. Today: reading the vector files users bring to
-//! benchmarks and imports (texmex `.fvecs`/`.ivecs`, NumPy `.npy`). Next: the
-//! per-shard write-ahead log and snapshots, as pure functions over bytes.
+//! Storage formats for AIONBD, as pure functions over bytes so they can be
+//! tested and fuzzed without a disk: the per-shard write-ahead log format
+//! ([`wal`]) and the vector files users bring to benchmarks and imports
+//! ([`vecfile`]: texmex `.fvecs`/`.ivecs`, NumPy `.npy`).
 
 pub mod vecfile;
+pub mod wal;
