@@ -116,7 +116,7 @@ impl SegmentHeader {
             salt: u64_at(b, 32),
             segment_bytes: u32_at(b, 40),
         };
-        if h.segment_bytes as usize % BLOCK_BYTES != 0 || (h.segment_bytes as usize) < 2 * BLOCK_BYTES {
+        if !(h.segment_bytes as usize).is_multiple_of(BLOCK_BYTES) || (h.segment_bytes as usize) < 2 * BLOCK_BYTES {
             return Err(FormatError::BadField("segment_bytes"));
         }
         Ok(h)

@@ -155,7 +155,7 @@ pub fn scan_segment(bytes: &[u8]) -> Result<SegmentScan, FormatError> {
         }
         let padded = h.padded_bytes as usize;
         let payload_end = BATCH_HEADER_BYTES + h.payload_bytes as usize;
-        if h.record_count == 0 || padded % BLOCK_BYTES != 0 || payload_end > padded {
+        if h.record_count == 0 || !padded.is_multiple_of(BLOCK_BYTES) || payload_end > padded {
             scan.end = corrupt("batch header holds impossible sizes".to_owned());
             return Ok(scan);
         }
