@@ -241,8 +241,10 @@ impl Router {
         let plan = self.shard.borrow_mut().execute(op);
         match plan {
             Err(e) => Pending::Ready(Err(e)),
-            Ok(Plan { reply, fanout }) if fanout.is_empty() => Pending::Ready(Ok(Answer::Data(reply))),
-            Ok(Plan { reply, fanout }) => {
+            // `log` is not written yet: the server keeps data in memory
+            // until the WAL writer lands (docs/storage.md).
+            Ok(Plan { reply, fanout, log: _ }) if fanout.is_empty() => Pending::Ready(Ok(Answer::Data(reply))),
+            Ok(Plan { reply, fanout, log: _ }) => {
                 let acks = fanout.into_iter().map(|(to, op)| self.send_request(to, op)).collect();
                 Pending::Fanout(reply, acks)
             }

@@ -12,8 +12,12 @@ pub mod ops;
 pub mod partition;
 pub mod payload;
 pub mod placement;
+pub mod record;
 pub mod shard;
 pub mod topk;
+
+#[cfg(test)]
+mod replay_tests;
 
 pub use distance::Metric;
 pub use error::ShardError;

@@ -22,7 +22,7 @@ pub struct CollectionInfo {
     pub partitions: usize,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PointIn {
     pub id: u64,
     pub values: Vec<f32>,
@@ -142,15 +142,17 @@ pub enum Reply {
 }
 
 /// A reply plus the partition operations the home shard still has to send to
-/// other shards (in this order) before the reply may be given.
+/// other shards (in this order) before the reply may be given, and for a
+/// write, its log record (kind, encoded body) to make durable first.
 #[derive(Debug)]
 pub struct Plan {
     pub reply: Reply,
     pub fanout: Vec<(ShardId, Op)>,
+    pub log: Option<(u8, Vec<u8>)>,
 }
 
 impl From<Reply> for Plan {
     fn from(reply: Reply) -> Self {
-        Plan { reply, fanout: Vec::new() }
+        Plan { reply, fanout: Vec::new(), log: None }
     }
 }

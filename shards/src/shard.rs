@@ -10,6 +10,7 @@ use crate::ops::{
 use crate::partition::{Partition, SearchParams};
 use crate::payload::blank_key;
 use crate::placement::{Placement, ShardId};
+use crate::record::LogRecord;
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
 
@@ -57,52 +58,153 @@ impl Shard {
 
     /// Run one operation. Partition operations addressed to this shard by a
     /// home operation are applied here directly; the rest come back in
-    /// [`Plan::fanout`] for the caller to deliver in order.
+    /// [`Plan::fanout`] for the caller to deliver in order. A write comes
+    /// back with the encoded [`LogRecord`] of its effect in [`Plan::log`].
     pub fn execute(&mut self, op: Op) -> Result<Plan, ShardError> {
         match op {
-            Op::CreateCollection(spec) => self.create_collection(spec),
-            Op::DeleteCollection { name } => self.delete_collection(&name),
             Op::GetCollection { name } => Ok(Reply::Info(self.info(self.entry(&name)?)).into()),
             Op::ListCollections => {
                 let infos = self.catalog.values().map(|e| self.info(e)).collect();
                 Ok(Reply::Infos(infos).into())
             }
             Op::ListPoints { name, from, limit } => Ok(Reply::Page(page(self.entry(&name)?, from, limit)).into()),
-            Op::Upsert { name, points } => self.upsert(&name, points),
+            op @ (Op::CreateCollection(_)
+            | Op::DeleteCollection { .. }
+            | Op::Upsert { .. }
+            | Op::DeletePoint { .. }
+            | Op::SetPayload { .. }
+            | Op::DeletePayloadKeys { .. }) => {
+                let record = self.plan_write(op)?;
+                let log = (record.kind(), record.encode());
+                let mut plan = self.apply_record(record)?;
+                plan.log = Some(log);
+                Ok(plan)
+            }
+            other => self.apply_partition_op(other).map(Plan::from),
+        }
+    }
+
+    /// Validate a home write against the current state, without changing
+    /// anything, and describe its effect as a log record.
+    fn plan_write(&mut self, op: Op) -> Result<LogRecord, ShardError> {
+        match op {
+            Op::CreateCollection(spec) => {
+                if self.catalog.contains_key(&spec.name) {
+                    return Err(ShardError::Conflict(format!("collection '{}' already exists", spec.name)));
+                }
+                let uid = ((self.id as u64) << 48) | self.next_uid;
+                Ok(LogRecord::CreateCollection { spec, uid })
+            }
+            Op::DeleteCollection { name } => {
+                self.entry(&name)?;
+                Ok(LogRecord::DeleteCollection { name })
+            }
+            Op::Upsert { name, points } => {
+                self.validate_upsert(&name, &points)?;
+                Ok(LogRecord::Upsert { name, points })
+            }
             Op::DeletePoint { name, id } => {
-                let entry = self.entry_mut(&name)?;
-                if !entry.ids.remove(&id) {
+                if !self.entry(&name)?.ids.contains(&id) {
                     return Err(point_not_found(&name, id));
                 }
-                let uid = entry.uid;
-                let target = self.placement.shard_of_point(&name, id);
-                self.route(Reply::Deleted, vec![(target, Op::ApplyDelete { name, uid, ids: vec![id] })])
+                Ok(LogRecord::DeletePoints { name, ids: vec![id] })
             }
             Op::SetPayload { name, ids, patch } => {
                 if let Some(k) = blank_key(&patch) {
                     return Err(invalid(format!("payload key '{k}' is blank")));
                 }
-                let (uid, groups) = self.group_existing(&name, ids)?;
-                let fanout = groups
-                    .into_iter()
-                    .map(|(s, ids)| (s, Op::ApplySetPayload { name: name.clone(), uid, ids, patch: patch.clone() }))
-                    .collect();
-                self.route(Reply::Changed(0), fanout)
+                let ids = self.existing_ids(&name, ids)?;
+                Ok(LogRecord::SetPayload { name, ids, patch })
             }
             Op::DeletePayloadKeys { name, ids, keys } => {
                 if keys.iter().any(|k| k.trim().is_empty()) {
                     return Err(invalid("payload keys must not be blank"));
                 }
-                let (uid, groups) = self.group_existing(&name, ids)?;
-                let fanout = groups
+                let ids = self.existing_ids(&name, ids)?;
+                Ok(LogRecord::DeletePayloadKeys { name, ids, keys })
+            }
+            other => Err(ShardError::Internal(format!("{other:?} is not a home write"))),
+        }
+    }
+
+    /// Apply the effect of a validated write: update the catalog and issue
+    /// the partition operations. Used for live writes and for WAL replay, so
+    /// it checks no limits (a replayed write was accepted when it happened).
+    pub fn apply_record(&mut self, record: LogRecord) -> Result<Plan, ShardError> {
+        let placement = self.placement;
+        match record {
+            LogRecord::CreateCollection { spec, uid } => {
+                self.next_uid = self.next_uid.max((uid & ((1 << 48) - 1)) + 1);
+                let entry = CatalogEntry { spec: spec.clone(), uid, ids: BTreeSet::new() };
+                let info = self.info(&entry);
+                self.catalog.insert(spec.name.clone(), entry);
+                let ops = placement
+                    .shards_of(&spec.name)
+                    .into_iter()
+                    .map(|s| (s, Op::CreatePartition { uid, spec: spec.clone() }))
+                    .collect();
+                self.route(Reply::Info(info), ops)
+            }
+            LogRecord::DeleteCollection { name } => {
+                let entry = self.catalog.remove(&name).ok_or_else(|| collection_not_found(&name))?;
+                let ops = placement
+                    .shards_of(&name)
+                    .into_iter()
+                    .map(|s| (s, Op::DropPartition { name: name.clone(), uid: entry.uid }))
+                    .collect();
+                self.route(Reply::Deleted, ops)
+            }
+            LogRecord::Upsert { name, points } => {
+                let entry = self.entry_mut(&name)?;
+                let results: Vec<(u64, bool)> = points.iter().map(|p| (p.id, entry.ids.insert(p.id))).collect();
+                let uid = entry.uid;
+                let mut groups: Vec<Vec<PointIn>> = vec![Vec::new(); placement.partitions];
+                for p in points {
+                    groups[placement.partition_of(p.id)].push(p);
+                }
+                let ops = groups
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(_, g)| !g.is_empty())
+                    .map(|(part, g)| {
+                        (placement.partition_shard(&name, part), Op::ApplyUpsert { name: name.clone(), uid, points: g })
+                    })
+                    .collect();
+                self.route(Reply::Upserted(results), ops)
+            }
+            LogRecord::DeletePoints { name, ids } => {
+                let entry = self.entry_mut(&name)?;
+                ids.iter().for_each(|id| {
+                    entry.ids.remove(id);
+                });
+                let uid = entry.uid;
+                let ops = self
+                    .group_by_shard(&name, ids)
+                    .into_iter()
+                    .map(|(s, ids)| (s, Op::ApplyDelete { name: name.clone(), uid, ids }))
+                    .collect();
+                self.route(Reply::Deleted, ops)
+            }
+            LogRecord::SetPayload { name, ids, patch } => {
+                let uid = self.entry(&name)?.uid;
+                let ops = self
+                    .group_by_shard(&name, ids)
+                    .into_iter()
+                    .map(|(s, ids)| (s, Op::ApplySetPayload { name: name.clone(), uid, ids, patch: patch.clone() }))
+                    .collect();
+                self.route(Reply::Changed(0), ops)
+            }
+            LogRecord::DeletePayloadKeys { name, ids, keys } => {
+                let uid = self.entry(&name)?.uid;
+                let ops = self
+                    .group_by_shard(&name, ids)
                     .into_iter()
                     .map(|(s, ids)| {
                         (s, Op::ApplyDeletePayloadKeys { name: name.clone(), uid, ids, keys: keys.clone() })
                     })
                     .collect();
-                self.route(Reply::Changed(0), fanout)
+                self.route(Reply::Changed(0), ops)
             }
-            other => self.apply_partition_op(other).map(Plan::from),
         }
     }
 
@@ -132,43 +234,13 @@ impl Shard {
                 fanout.push((target, op));
             }
         }
-        Ok(Plan { reply, fanout })
+        Ok(Plan { reply, fanout, log: None })
     }
 
-    fn create_collection(&mut self, spec: CollectionSpec) -> Result<Plan, ShardError> {
-        if self.catalog.contains_key(&spec.name) {
-            return Err(ShardError::Conflict(format!("collection '{}' already exists", spec.name)));
-        }
-        let uid = ((self.id as u64) << 48) | self.next_uid;
-        self.next_uid += 1;
-        let entry = CatalogEntry { spec: spec.clone(), uid, ids: BTreeSet::new() };
-        let info = self.info(&entry);
-        self.catalog.insert(spec.name.clone(), entry);
-        let ops = self
-            .placement
-            .shards_of(&spec.name)
-            .into_iter()
-            .map(|s| (s, Op::CreatePartition { uid, spec: spec.clone() }))
-            .collect();
-        self.route(Reply::Info(info), ops)
-    }
-
-    fn delete_collection(&mut self, name: &str) -> Result<Plan, ShardError> {
-        let entry = self.catalog.remove(name).ok_or_else(|| collection_not_found(name))?;
-        let ops = self
-            .placement
-            .shards_of(name)
-            .into_iter()
-            .map(|s| (s, Op::DropPartition { name: name.to_owned(), uid: entry.uid }))
-            .collect();
-        self.route(Reply::Deleted, ops)
-    }
-
-    fn upsert(&mut self, name: &str, points: Vec<PointIn>) -> Result<Plan, ShardError> {
+    /// Upsert validation: dimension, finiteness, payload keys, point cap.
+    fn validate_upsert(&self, name: &str, points: &[PointIn]) -> Result<(), ShardError> {
         let cap = self.limits.max_points_per_collection;
-        let placement = self.placement;
-        let entry = self.entry_mut(name)?;
-        // Validate everything before touching anything: all-or-nothing.
+        let entry = self.entry(name)?;
         for (i, p) in points.iter().enumerate() {
             if p.values.len() != entry.spec.dimension {
                 return Err(invalid(format!(
@@ -188,12 +260,7 @@ impl Shard {
                 return Err(invalid(format!("point {} (item {i}): payload key '{k}' is blank", p.id)));
             }
         }
-        let mut fresh: BTreeSet<u64> = BTreeSet::new();
-        for p in &points {
-            if !entry.ids.contains(&p.id) {
-                fresh.insert(p.id);
-            }
-        }
+        let fresh: BTreeSet<u64> = points.iter().map(|p| p.id).filter(|id| !entry.ids.contains(id)).collect();
         if entry.ids.len() as u64 + fresh.len() as u64 > cap {
             return Err(ShardError::ResourceExhausted(format!(
                 "collection '{name}' would exceed its cap of {cap} points ({} stored, {} new)",
@@ -201,37 +268,27 @@ impl Shard {
                 fresh.len()
             )));
         }
-        let results: Vec<(u64, bool)> = points.iter().map(|p| (p.id, entry.ids.insert(p.id))).collect();
-        let uid = entry.uid;
-        let mut groups: Vec<Vec<PointIn>> = vec![Vec::new(); placement.partitions];
-        for p in points {
-            groups[placement.partition_of(p.id)].push(p);
-        }
-        let ops = groups
-            .into_iter()
-            .enumerate()
-            .filter(|(_, g)| !g.is_empty())
-            .map(|(part, g)| {
-                (placement.partition_shard(name, part), Op::ApplyUpsert { name: name.to_owned(), uid, points: g })
-            })
-            .collect();
-        self.route(Reply::Upserted(results), ops)
+        Ok(())
     }
 
-    /// Check every id exists (404 otherwise), dedupe, group by target shard.
-    fn group_existing(&self, name: &str, ids: Vec<u64>) -> Result<(u64, IdsByShard), ShardError> {
+    /// Check every id exists (404 otherwise); return them deduplicated.
+    fn existing_ids(&self, name: &str, ids: Vec<u64>) -> Result<Vec<u64>, ShardError> {
         let entry = self.entry(name)?;
         if let Some(missing) = ids.iter().find(|id| !entry.ids.contains(id)) {
             return Err(point_not_found(name, *missing));
         }
-        let unique: BTreeSet<u64> = ids.into_iter().collect();
+        Ok(ids.into_iter().collect::<BTreeSet<u64>>().into_iter().collect())
+    }
+
+    /// Group ids by the shard holding them, in shard order.
+    fn group_by_shard(&self, name: &str, ids: Vec<u64>) -> IdsByShard {
         let mut by_shard: HashMap<ShardId, Vec<u64>> = HashMap::new();
-        for id in unique {
+        for id in ids {
             by_shard.entry(self.placement.shard_of_point(name, id)).or_default().push(id);
         }
-        let mut groups: Vec<(ShardId, Vec<u64>)> = by_shard.into_iter().collect();
+        let mut groups: IdsByShard = by_shard.into_iter().collect();
         groups.sort_by_key(|(s, _)| *s);
-        Ok((entry.uid, groups))
+        groups
     }
 
     fn partition(&self, name: &str) -> Result<&PartitionSlot, ShardError> {
