@@ -8,3 +8,4 @@ pub mod config;
 pub mod metrics;
 pub mod router;
 pub mod runtime;
+pub mod wal;

@@ -86,7 +86,8 @@ fn seeded_crashes_keep_every_acknowledged_record_and_no_holes() {
         for _life in 0..3 {
             let salt_seed = rng.next_u64();
             let mut salt_rng = Rng::new(salt_seed);
-            let mut writer = WalWriter::new(0, 8 * BLOCK_BYTES, next_lsn, next_seq, Box::new(move || salt_rng.next_u64()));
+            let mut writer =
+                WalWriter::new(0, 8 * BLOCK_BYTES, next_lsn, next_seq, Box::new(move || salt_rng.next_u64()));
             run_until_crash(&mut disk, &mut writer, &mut rng, &mut written, &mut acked);
             let rec = recover_disk(&disk);
             if let Some((name, offset)) = &rec.torn_tail {
