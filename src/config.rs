@@ -45,6 +45,7 @@ settings![
     ("limits.memory_budget_bytes", "AIONBD_MEMORY_BUDGET_BYTES", "0"),
     ("persistence.enabled", "AIONBD_PERSISTENCE_ENABLED", "true"),
     ("persistence.wal_sync_on_write", "AIONBD_WAL_SYNC_ON_WRITE", "true"),
+    ("persistence.wal_segment_bytes", "AIONBD_WAL_SEGMENT_BYTES", "67108864"),
     ("persistence.wal_sync_every_n_writes", "AIONBD_WAL_SYNC_EVERY_N_WRITES", "0"),
     ("persistence.wal_sync_interval_seconds", "AIONBD_WAL_SYNC_INTERVAL_SECONDS", "0"),
     ("persistence.wal_group_commit_max_batch", "AIONBD_WAL_GROUP_COMMIT_MAX_BATCH", "16"),
@@ -86,6 +87,7 @@ pub struct Cli {
 pub struct PersistenceConfig {
     pub enabled: bool,
     pub wal_sync_on_write: bool,
+    pub wal_segment_bytes: u64,
     pub wal_sync_every_n_writes: u64,
     pub wal_sync_interval_seconds: u64,
     pub wal_group_commit_max_batch: u64,
@@ -318,6 +320,7 @@ pub fn build(raw: &RawSettings, cpus: usize, mut errors: Vec<String>) -> Result<
         persistence: PersistenceConfig {
             enabled: t.flag("persistence.enabled"),
             wal_sync_on_write: t.flag("persistence.wal_sync_on_write"),
+            wal_segment_bytes: t.num("persistence.wal_segment_bytes", 1 << 20),
             wal_sync_every_n_writes: t.num("persistence.wal_sync_every_n_writes", 0),
             wal_sync_interval_seconds: t.num("persistence.wal_sync_interval_seconds", 0),
             wal_group_commit_max_batch: t.num("persistence.wal_group_commit_max_batch", 1),
@@ -327,6 +330,12 @@ pub fn build(raw: &RawSettings, cpus: usize, mut errors: Vec<String>) -> Result<
             checkpoint_compact_after: t.num("persistence.checkpoint_compact_after", 1),
         },
     };
+    if !cfg.persistence.wal_segment_bytes.is_multiple_of(4096) || cfg.persistence.wal_segment_bytes > u32::MAX as u64 {
+        t.errors.push(format!(
+            "persistence.wal_segment_bytes = {}: must be a multiple of 4096 and below 4 GiB",
+            cfg.persistence.wal_segment_bytes
+        ));
+    }
     let (auth, origin) = t.text("security.auth_mode");
     if !auth.eq_ignore_ascii_case("disabled") {
         let msg = format!(

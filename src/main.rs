@@ -39,7 +39,12 @@ fn main() {
         std::process::exit(1);
     }
     if cfg.persistence.enabled {
-        eprintln!("aionbd: warning: persistence is not implemented in this version; data lives in memory only");
+        if let Err(e) = runtime::check_layout(&cfg) {
+            eprintln!("aionbd: {e}");
+            std::process::exit(2);
+        }
+    } else {
+        eprintln!("aionbd: persistence disabled: data lives in memory only and is lost on exit");
     }
     if cfg.memory_budget_bytes > 0 {
         eprintln!("aionbd: warning: memory budget is accepted but not enforced in this version");
@@ -69,6 +74,9 @@ fn main() {
             std::process::exit(1);
         }
     };
+    if started.replayed > 0 {
+        eprintln!("aionbd: recovered {} write(s) from the write-ahead log", started.replayed);
+    }
     println!(
         "aionbd listening on http://{addr} (shards: {shards}, partitions per collection: {partitions}, kernels: {kernel_name})"
     );

@@ -52,6 +52,11 @@ pub struct MetricsSnapshot {
     pub connections_open: u64,
     pub connections_total: u64,
     pub connections_rejected_total: u64,
+    /// WAL figures, filled in by the router (0 without persistence).
+    pub wal_records: u64,
+    pub wal_syncs: u64,
+    pub wal_failed_shards: u64,
+    pub wal_shards: u64,
 }
 
 fn bump(c: &Cell<u64>, by: u64) {
@@ -125,6 +130,10 @@ impl Metrics {
             connections_open: self.connections_open.get(),
             connections_total: self.connections_total.get(),
             connections_rejected_total: self.connections_rejected_total.get(),
+            wal_records: 0,
+            wal_syncs: 0,
+            wal_failed_shards: 0,
+            wal_shards: 0,
         }
     }
 }
@@ -149,6 +158,10 @@ impl MetricsSnapshot {
         self.connections_open += o.connections_open;
         self.connections_total += o.connections_total;
         self.connections_rejected_total += o.connections_rejected_total;
+        self.wal_records += o.wal_records;
+        self.wal_syncs += o.wal_syncs;
+        self.wal_failed_shards += o.wal_failed_shards;
+        self.wal_shards += o.wal_shards;
     }
 
     /// Max duration of the current wall-clock minute.

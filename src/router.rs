@@ -17,15 +17,21 @@
 //!   message anyone; only home operations fan out, and only to partitions.
 
 use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::wal::{Wal, WalError};
 use aionbd_shards::ops::{Op, Plan, Reply, ShardDataStats};
 use aionbd_shards::placement::ShardId;
+use aionbd_shards::record::LogRecord;
 use aionbd_shards::{Shard, ShardError};
 use glommio::channels::channel_mesh::{Receivers, Senders};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
+
+/// The wait for a write's log record to become durable.
+type Durable = Pin<Box<dyn Future<Output = Result<u64, WalError>>>>;
 
 /// What crosses the mesh.
 pub enum Msg {
@@ -63,14 +69,17 @@ pub struct Router {
     senders: Option<Rc<Senders<Msg>>>,
     pending: RefCell<HashMap<u64, AnswerTx>>,
     next_req: Cell<u64>,
+    /// This shard's write-ahead log; `None` when persistence is off.
+    wal: RefCell<Option<Rc<Wal>>>,
 }
 
 /// A call whose synchronous part has run; await it for the answer.
 pub enum Pending {
     Ready(Result<Answer, ShardError>),
     Remote(AnswerRx),
-    /// A home operation waiting for its partition operations.
-    Fanout(Reply, Vec<AnswerRx>),
+    /// A home operation waiting for its partition operations and, for a
+    /// write, for its log record to be durable.
+    Fanout(Reply, Vec<AnswerRx>, Option<Durable>),
 }
 
 impl Pending {
@@ -78,7 +87,18 @@ impl Pending {
         match self {
             Pending::Ready(r) => r,
             Pending::Remote(rx) => rx.recv().await.unwrap_or_else(|| Err(peer_gone())),
-            Pending::Fanout(mut reply, acks) => {
+            Pending::Fanout(mut reply, acks, durable) => {
+                if let Some(d) = durable {
+                    d.await.map_err(|e| match e {
+                        WalError::DiskFull(m) => ShardError::InsufficientStorage(format!(
+                            "disk full: the write was not made durable ({m}); free space and retry"
+                        )),
+                        WalError::TooLarge(m) => ShardError::InvalidArgument(m),
+                        WalError::Io(m) | WalError::Failed(m) => {
+                            ShardError::Internal(format!("write-ahead log failure: {m}"))
+                        }
+                    })?;
+                }
                 for rx in acks {
                     match rx.recv().await.unwrap_or_else(|| Err(peer_gone()))? {
                         Answer::Data(Reply::Changed(n)) => {
@@ -136,6 +156,7 @@ impl Router {
             senders: direct,
             pending: RefCell::new(HashMap::new()),
             next_req: Cell::new(1),
+            wal: RefCell::new(None),
         });
         for (peer, rx, senders) in forwarders {
             let queued = router.queued.clone();
@@ -170,6 +191,35 @@ impl Router {
         self.n_shards
     }
 
+    pub fn set_wal(&self, wal: Rc<Wal>) {
+        *self.wal.borrow_mut() = Some(wal);
+    }
+
+    /// Re-apply recovered log records (start-up, before serving). Runs
+    /// without awaiting, so nothing interleaves with it on this shard; the
+    /// partition operations go to their shards in order.
+    pub fn replay(&self, records: Vec<aionbd_io::wal::Record>) -> Result<usize, String> {
+        let n = records.len();
+        for r in records {
+            let rec = LogRecord::decode(r.kind, &r.body).map_err(|e| format!("WAL record LSN {}: {e}", r.lsn))?;
+            let plan = self
+                .shard
+                .borrow_mut()
+                .apply_record(rec)
+                .map_err(|e| format!("WAL record LSN {} cannot be applied: {e}", r.lsn))?;
+            for (to, op) in plan.fanout {
+                drop(self.send_request(to, op));
+            }
+        }
+        Ok(n)
+    }
+
+    /// Resolves once every message this shard sent so far has been
+    /// processed by its peer (channels are FIFO per pair).
+    pub async fn barrier(&self) {
+        let peers: Vec<ShardId> = (0..self.n_shards).filter(|&s| s != self.me).collect();
+        let _ = self.scatter(&peers, || Op::Stats).await;
+    }
     /// Issue `op` to shard `to`. The synchronous part (a local execution, or
     /// the push into the peer's outbox) happens now, before this returns.
     pub fn call(&self, to: ShardId, op: Op) -> Pending {
@@ -236,17 +286,29 @@ impl Router {
     fn execute_here(&self, op: Op) -> Pending {
         if matches!(op, Op::Stats) {
             let data = self.shard.borrow().data_stats();
-            return Pending::Ready(Ok(Answer::Stats(data, Box::new(self.metrics.snapshot()))));
+            let mut m = self.metrics.snapshot();
+            if let Some(wal) = self.wal.borrow().as_ref() {
+                m.wal_records = wal.records.get();
+                m.wal_syncs = wal.syncs.get();
+                m.wal_failed_shards = wal.is_failed() as u64;
+                m.wal_shards = 1;
+            }
+            return Pending::Ready(Ok(Answer::Stats(data, Box::new(m))));
         }
         let plan = self.shard.borrow_mut().execute(op);
         match plan {
             Err(e) => Pending::Ready(Err(e)),
-            // `log` is not written yet: the server keeps data in memory
-            // until the WAL writer lands (docs/storage.md).
-            Ok(Plan { reply, fanout, log: _ }) if fanout.is_empty() => Pending::Ready(Ok(Answer::Data(reply))),
-            Ok(Plan { reply, fanout, log: _ }) => {
+            Ok(Plan { reply, fanout, log }) => {
+                // Queue the record now, in apply order; acknowledge later.
+                let durable: Option<Durable> = match (log, self.wal.borrow().as_ref()) {
+                    (Some((kind, body)), Some(wal)) => Some(Box::pin(wal.append(kind, body))),
+                    _ => None,
+                };
+                if fanout.is_empty() && durable.is_none() {
+                    return Pending::Ready(Ok(Answer::Data(reply)));
+                }
                 let acks = fanout.into_iter().map(|(to, op)| self.send_request(to, op)).collect();
-                Pending::Fanout(reply, acks)
+                Pending::Fanout(reply, acks, durable)
             }
         }
     }

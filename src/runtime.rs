@@ -41,15 +41,59 @@ pub fn reserve_address(addr: SocketAddr) -> std::io::Result<(socket2::Socket, So
     Ok((socket, local))
 }
 
+/// The data directory records the shard layout it was written with; data
+/// placed by one layout cannot be read with another, so a mismatch refuses
+/// to start instead of silently losing collections.
+pub fn check_layout(cfg: &crate::config::Config) -> Result<(), String> {
+    let path = cfg.data_dir.join("LAYOUT");
+    let want =
+        format!("format=1\nshards={}\npartitions_per_collection={}\n", cfg.shards, cfg.partitions_per_collection);
+    match std::fs::read_to_string(&path) {
+        Ok(have) if have == want => Ok(()),
+        Ok(have) => Err(format!(
+            "{} was written with another layout:\n{have}but this start asks for:\n{want}\
+             start with the same server.shards and server.partitions_per_collection, or use a new data_dir",
+            path.display()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let tmp = cfg.data_dir.join("LAYOUT.tmp");
+            let write = || -> std::io::Result<()> {
+                use std::io::Write;
+                let mut f = std::fs::File::create(&tmp)?;
+                f.write_all(want.as_bytes())?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, &path)?;
+                std::fs::File::open(&cfg.data_dir)?.sync_all()
+            };
+            write().map_err(|e| format!("cannot write {}: {e}", path.display()))
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
 pub struct Started {
     pub handles: glommio::PoolThreadHandles<()>,
+    /// Records replayed from the WAL, all shards together.
+    pub replayed: usize,
 }
+
+/// Start-up progress a shard reports to the main thread.
+enum Progress {
+    Recovered { records: usize },
+    Listening,
+    Failed(String),
+}
+
+/// Longest a start-up may spend replaying the WAL before it is reported.
+const RECOVERY_WAIT: Duration = Duration::from_secs(3600);
 
 /// Start every shard. Returns once all of them listen, or with the errors.
 pub fn start(shared: Arc<Shared>, addr: SocketAddr, shutdown: Arc<AtomicBool>) -> Result<Started, String> {
     let n = shared.config.shards;
     let mesh: Option<MeshBuilder<Msg, _>> = (n > 1).then(|| MeshBuilder::full(n, MESH_CHANNEL_CAPACITY));
-    let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
+    let (ready_tx, ready_rx) = mpsc::channel::<Progress>();
+    let go = Arc::new(AtomicBool::new(false));
+    let go_shards = go.clone();
     let spin = shared.config.spin_before_park_us;
     let mut builder = LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(n, None))
         .name("aionbd-shard")
@@ -60,25 +104,34 @@ pub fn start(shared: Arc<Shared>, addr: SocketAddr, shutdown: Arc<AtomicBool>) -
     }
     let handles = builder
         .on_all_shards(move || async move {
-            let result = shard_main(shared, mesh, addr, shutdown, ready_tx.clone()).await;
+            let result = shard_main(shared, mesh, addr, shutdown, go_shards, ready_tx.clone()).await;
             if let Err(e) = result {
-                let _ = ready_tx.send(Err(e));
+                let _ = ready_tx.send(Progress::Failed(e));
             }
         })
         .map_err(|e| format!("cannot start shard executors: {e}"))?;
-    let mut errors = Vec::new();
+    // Phase 1: every shard recovers its WAL and replays it. Nobody serves
+    // until all have, so no request sees a half-replayed state.
+    let mut replayed = 0;
     for _ in 0..n {
-        match ready_rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => errors.push(e),
-            Err(_) => errors.push("a shard did not start within 30 s".into()),
+        match ready_rx.recv_timeout(RECOVERY_WAIT) {
+            Ok(Progress::Recovered { records }) => replayed += records,
+            Ok(Progress::Failed(e)) => return Err(e),
+            Ok(Progress::Listening) => return Err("a shard listened before recovery ended".into()),
+            Err(_) => return Err("a shard did not finish recovery in time".into()),
         }
     }
-    if errors.is_empty() {
-        Ok(Started { handles })
-    } else {
-        Err(errors.join("; "))
+    go.store(true, Ordering::SeqCst);
+    // Phase 2: every shard listens.
+    for _ in 0..n {
+        match ready_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Progress::Listening) => {}
+            Ok(Progress::Failed(e)) => return Err(e),
+            Ok(Progress::Recovered { .. }) => return Err("unexpected start-up message".into()),
+            Err(_) => return Err("a shard did not start listening within 30 s".into()),
+        }
     }
+    Ok(Started { handles, replayed })
 }
 
 async fn shard_main(
@@ -86,7 +139,8 @@ async fn shard_main(
     mesh: Option<MeshBuilder<Msg, glommio::channels::channel_mesh::Full>>,
     addr: SocketAddr,
     shutdown: Arc<AtomicBool>,
-    ready: mpsc::Sender<Result<usize, String>>,
+    go: Arc<AtomicBool>,
+    ready: mpsc::Sender<Progress>,
 ) -> Result<(), String> {
     let cfg = &shared.config;
     let joined = match mesh {
@@ -98,6 +152,27 @@ async fn shard_main(
     let shard = Shard::new(me, placement, ShardLimits { max_points_per_collection: cfg.max_points_per_collection });
     let metrics = Rc::new(Metrics::default());
     let router = Router::start(shard, cfg.shards, metrics.clone(), joined);
+    let mut records = 0;
+    if cfg.persistence.enabled {
+        let dir = cfg.data_dir.join(format!("shard-{me:02}")).join("wal");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let recovered = crate::wal::recover_dir(&dir, 1).map_err(|e| format!("shard {me}: {e}"))?;
+        records = router.replay(recovered.records)?;
+        let salt = Box::new(|| uuid::Uuid::new_v4().as_u64_pair().0);
+        let writer = aionbd_io::wal::WalWriter::new(
+            me as u16,
+            cfg.persistence.wal_segment_bytes as usize,
+            recovered.next_lsn,
+            recovered.next_segment_seq,
+            salt,
+        );
+        router.set_wal(crate::wal::Wal::new(dir, writer, cfg.persistence.wal_group_commit_max_batch as usize));
+    }
+    router.barrier().await;
+    let _ = ready.send(Progress::Recovered { records });
+    while !go.load(Ordering::SeqCst) {
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
     let api = Rc::new(Api::new(router, shared.clone()));
     let listener = TcpListener::bind(addr).map_err(|e| format!("shard {me}: cannot listen on {addr}: {e}"))?;
     let conn_cfg = ConnConfig {
@@ -109,7 +184,7 @@ async fn shard_main(
     let max_conns = cfg.max_connections_per_shard as u64;
     // First sleep warms glommio's timer (its first sleep can be slow).
     glommio::timer::sleep(Duration::from_millis(1)).await;
-    let _ = ready.send(Ok(me));
+    let _ = ready.send(Progress::Listening);
     let stop = {
         let shutdown = shutdown.clone();
         async move {

@@ -3,8 +3,8 @@
 //! appends that arrive while a flush is in flight share the next one
 //! (one write + one fdatasync for all of them).
 //!
-//! Status: built and tested here, not yet called by the router (the server
-//! still keeps data in memory only; see docs/storage.md).
+//! The router appends each write's record right after applying it in
+//! memory and acknowledges only once the record is durable (docs/storage.md).
 
 use aionbd_io::wal::{recover, Corruption, Lsn, Recovered, SegmentBytes, Step, WalWriter, WriteError};
 use glommio::channels::local_channel::{self, LocalSender};
@@ -114,19 +114,31 @@ impl Wal {
         })
     }
 
-    /// Append one record; resolves once an fdatasync covers it.
-    pub async fn append(self: &Rc<Self>, kind: u8, body: Vec<u8>) -> Result<Lsn, WalError> {
-        if let Some(e) = self.failed.borrow().clone() {
-            return Err(WalError::Failed(format!("the WAL stopped after an earlier error: {e}")));
-        }
+    /// Queue one record now (records get LSNs in the order of these calls,
+    /// which must be the order the shard applied them); the returned future
+    /// resolves once an fdatasync covers the record.
+    pub fn append(
+        self: &Rc<Self>,
+        kind: u8,
+        body: Vec<u8>,
+    ) -> impl std::future::Future<Output = Result<Lsn, WalError>> {
         let (tx, rx) = local_channel::new_bounded(1);
-        self.queue.borrow_mut().push((kind, body, tx));
-        if !self.flushing.get() {
-            self.flushing.set(true);
-            let wal = self.clone();
-            glommio::spawn_local(async move { wal.flush_loop().await }).detach();
+        if let Some(e) = self.failed.borrow().clone() {
+            let _ = tx.try_send(Err(WalError::Failed(format!("the WAL stopped after an earlier error: {e}"))));
+        } else {
+            self.queue.borrow_mut().push((kind, body, tx));
+            if !self.flushing.get() {
+                self.flushing.set(true);
+                let wal = self.clone();
+                glommio::spawn_local(async move { wal.flush_loop().await }).detach();
+            }
         }
-        rx.recv().await.unwrap_or_else(|| Err(WalError::Failed("WAL flusher stopped".into())))
+        async move { rx.recv().await.unwrap_or_else(|| Err(WalError::Failed("WAL flusher stopped".into()))) }
+    }
+
+    /// Whether an I/O error has stopped this WAL.
+    pub fn is_failed(&self) -> bool {
+        self.failed.borrow().is_some()
     }
 
     async fn flush_loop(self: Rc<Self>) {
@@ -174,10 +186,11 @@ impl Wal {
                         .map_err(|e| io_err(&format!("preallocate {}", path.display()), &e, is_enospc(&e)))?;
                     let file = Rc::new(file);
                     self.write_synced(&file, 0, &header).await?;
-                    let dir = glommio::io::Directory::open(&self.dir)
-                        .await
-                        .map_err(|e| io_err("open WAL directory", &e, false))?;
-                    dir.sync().await.map_err(|e| io_err("sync WAL directory", &e, false))?;
+                    // The new name must be durable too. Once per segment, so a
+                    // plain blocking fsync of the directory is fine here.
+                    std::fs::File::open(&self.dir)
+                        .and_then(|d| d.sync_all())
+                        .map_err(|e| io_err(&format!("sync directory {}", self.dir.display()), &e, false))?;
                     self.files.borrow_mut().insert(segment_seq, file);
                 }
                 Step::WriteBatch { segment_seq, offset, bytes, .. } => {
@@ -256,7 +269,7 @@ mod tests {
         assert_eq!(rec.records.len(), 640);
         assert!(rec.next_segment_seq > 2, "segments rolled over");
         let bodies: std::collections::HashSet<Vec<u8>> = rec.records.into_iter().map(|r| r.body).collect();
-        assert!(bodies.contains(&b"task 31 record 19".to_vec()));
+        assert!(bodies.contains(b"task 31 record 19".as_slice()));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

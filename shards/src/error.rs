@@ -13,7 +13,10 @@ pub enum ShardError {
     Conflict(String),
     /// A configured cap was reached (points per collection, ...).
     ResourceExhausted(String),
-    /// An internal invariant failed or a peer shard could not be reached.
+    /// The disk is full: the write could not be made durable.
+    InsufficientStorage(String),
+    /// An internal invariant failed, a peer shard could not be reached, or
+    /// the write-ahead log failed.
     Internal(String),
 }
 
@@ -24,6 +27,7 @@ impl fmt::Display for ShardError {
             | ShardError::NotFound(m)
             | ShardError::Conflict(m)
             | ShardError::ResourceExhausted(m)
+            | ShardError::InsufficientStorage(m)
             | ShardError::Internal(m) => f.write_str(m),
         }
     }

@@ -40,6 +40,7 @@ impl From<ShardError> for ApiError {
             ShardError::NotFound(m) => ApiError::new(404, "not_found", m),
             ShardError::Conflict(m) => ApiError::new(409, "conflict", m),
             ShardError::ResourceExhausted(m) => ApiError::new(429, "resource_exhausted", m),
+            ShardError::InsufficientStorage(m) => ApiError::new(507, "insufficient_storage", m),
             ShardError::Internal(m) => ApiError::new(500, "internal", m),
         }
     }

@@ -88,7 +88,7 @@ impl Api {
         let method = req.method.as_str();
         match (seg.as_slice(), method) {
             (["live"], "GET") => self.live(),
-            (["ready"], "GET") => self.ready(),
+            (["ready"], "GET") => self.ready().await,
             (["metrics"], "GET") => self.metrics_json().await,
             (["metrics", "prometheus"], "GET") => self.metrics_prometheus().await,
             (["distance"], "POST") => self.distance(req),

@@ -18,9 +18,18 @@ impl Api {
         json(&json!({"status": "live", "uptime_ms": self.uptime_ms()}))
     }
 
-    pub(super) fn ready(&self) -> ApiResult {
-        // Memory-only for now: the engine is loaded once the shards run, and
-        // there is no storage that could fail.
+    /// Ready when every shard's WAL (if persistence is on) still works.
+    /// The server accepts connections only after recovery, so a listening
+    /// server has its data loaded.
+    pub(super) async fn ready(&self) -> ApiResult {
+        let (_, m) = self.gather().await?;
+        if m.wal_failed_shards > 0 {
+            return Err(ApiError::new(
+                503,
+                "not_ready",
+                format!("storage unavailable: the write-ahead log failed on {} shard(s)", m.wal_failed_shards),
+            ));
+        }
         json(&json!({
             "status": "ready",
             "uptime_ms": self.uptime_ms(),
@@ -59,9 +68,9 @@ impl Api {
         let avg = if requests == 0 { 0.0 } else { m.duration_us_total as f64 / requests as f64 };
         vec![
             ("uptime_ms", U(self.uptime_ms())),
-            ("ready", B(true)),
+            ("ready", B(m.wal_failed_shards == 0)),
             ("engine_loaded", B(true)),
-            ("storage_available", B(true)),
+            ("storage_available", B(m.wal_failed_shards == 0)),
             ("http_requests_total", U(m.requests_total)),
             ("http_requests_in_flight", U(m.in_flight)),
             ("http_responses_2xx_total", U(m.responses_2xx)),
@@ -99,10 +108,8 @@ impl Api {
             ("tenant_quota_lock_entries", U(0)),
             ("tenant_quota_collection_rejections_total", U(0)),
             ("tenant_quota_point_rejections_total", U(0)),
-            // Persistence is configured but not active in this version: the
-            // flags below report what actually happens (nothing is written).
-            ("persistence_enabled", B(false)),
-            ("persistence_writes", U(0)),
+            ("persistence_enabled", B(m.wal_shards > 0)),
+            ("persistence_writes", U(m.wal_records)),
             ("persistence_wal_sync_on_write", B(p.wal_sync_on_write)),
             ("persistence_wal_sync_every_n_writes", U(p.wal_sync_every_n_writes)),
             ("persistence_wal_sync_interval_seconds", U(p.wal_sync_interval_seconds)),
@@ -115,7 +122,7 @@ impl Api {
             ("persistence_checkpoint_success_total", U(0)),
             ("persistence_checkpoint_error_total", U(0)),
             ("persistence_checkpoint_schedule_skips_total", U(0)),
-            ("persistence_wal_group_commits_total", U(0)),
+            ("persistence_wal_group_commits_total", U(m.wal_syncs)),
             ("persistence_wal_grouped_records_total", U(0)),
             ("persistence_wal_group_queue_depth", U(0)),
             ("persistence_wal_size_bytes", U(0)),

@@ -12,6 +12,8 @@ pub struct Server {
     child: Child,
     pub addr: String,
     pub data_dir: std::path::PathBuf,
+    /// Remove `data_dir` on drop (false when the test passed it in).
+    owns_dir: bool,
     command: String,
 }
 
@@ -32,7 +34,7 @@ impl Resp {
     }
 }
 
-fn unique_dir() -> std::path::PathBuf {
+pub fn unique_dir() -> std::path::PathBuf {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
     let dir =
@@ -48,7 +50,14 @@ impl Server {
     }
 
     pub fn start_with_args(shards: usize, env: &[(&str, &str)], args: &[&str]) -> Server {
-        let data_dir = unique_dir();
+        let mut s = Self::start_in(&unique_dir(), shards, env, args);
+        s.owns_dir = true;
+        s
+    }
+
+    /// Start on an existing data directory (kept after the server stops).
+    pub fn start_in(dir: &std::path::Path, shards: usize, env: &[(&str, &str)], args: &[&str]) -> Server {
+        let data_dir = dir.to_path_buf();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_aionbd"));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -87,7 +96,7 @@ impl Server {
             .and_then(|r| r.split_whitespace().next())
             .unwrap_or_else(|| panic!("unexpected start line: {line}"))
             .to_owned();
-        Server { child, addr, data_dir, command }
+        Server { child, addr, data_dir, owns_dir: false, command }
     }
 
     pub fn connect(&self) -> TcpStream {
@@ -142,6 +151,12 @@ impl Server {
         v
     }
 
+    /// SIGKILL: the process gets no chance to clean up (a crash).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Send SIGTERM and return the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         send_signal(self.child.id(), 15);
@@ -173,7 +188,9 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        if self.owns_dir {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
     }
 }
 

@@ -174,23 +174,23 @@ fn concurrent_clients_on_two_shards_see_one_database() {
 
 /// A request still waiting (here: for the other shard's part of a search)
 /// when the request timeout expires answers 408 `request_timeout`. The local
-/// half of a 256-query batch over 10k x 200 points takes several times the
-/// 40 ms timeout (~120 ms here), so the wait for the remote half is past the
-/// deadline; loading (a few ms per batch) stays well inside it.
+/// half of a 256-query batch over 20k x 400 points takes several times the
+/// 250 ms timeout, so the wait for the remote half is past the deadline;
+/// loading (~10 ms per batch) stays well inside it even on a busy machine.
 #[test]
 fn waiting_past_the_request_timeout_answers_408() {
-    let s = Server::start(2, &[("AIONBD_REQUEST_TIMEOUT_MS", "40")]);
-    s.call("POST", "/collections", Some(serde_json::json!({"name": "slow", "dimension": 200})), 200);
-    for chunk in 0..80u64 {
+    let s = Server::start(2, &[("AIONBD_REQUEST_TIMEOUT_MS", "250"), ("AIONBD_PERSISTENCE_ENABLED", "false")]);
+    s.call("POST", "/collections", Some(serde_json::json!({"name": "slow", "dimension": 400})), 200);
+    for chunk in 0..160u64 {
         let pts: Vec<serde_json::Value> = (0..256u64)
             .map(|i| {
                 let id = chunk * 256 + i;
-                serde_json::json!({"id": id, "values": (0..200).map(|d| ((id * 31 + d) % 97) as f32).collect::<Vec<_>>()})
+                serde_json::json!({"id": id, "values": (0..400).map(|d| ((id * 31 + d) % 97) as f32).collect::<Vec<_>>()})
             })
             .collect();
         s.call("POST", "/collections/slow/points", Some(serde_json::json!({ "points": pts })), 200);
     }
-    let queries: Vec<Vec<f32>> = (0..256).map(|q| (0..200).map(|d| ((q * 7 + d) % 13) as f32).collect()).collect();
+    let queries: Vec<Vec<f32>> = (0..256).map(|q| (0..400).map(|d| ((q * 7 + d) % 13) as f32).collect()).collect();
     let body = serde_json::json!({"queries": queries, "metric": "l2", "limit": 10}).to_string();
     let r = s.req("POST", "/collections/slow/search/topk/batch", Some(&body));
     assert_eq!(r.status, 408, "{}", r.body);

@@ -1,0 +1,159 @@
+//! Acknowledged writes survive crashes: the server is SIGKILLed and
+//! restarted on the same data directory.
+
+use crate::harness::{unique_dir, Server};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Every collection, and every point of each, as clients see them.
+fn observe(s: &Server) -> Vec<Value> {
+    let mut out = Vec::new();
+    let list = s.call("GET", "/collections", None, 200);
+    for c in list["collections"].as_array().unwrap() {
+        let name = c["name"].as_str().unwrap();
+        out.push(c.clone());
+        let page = s.call("GET", &format!("/collections/{name}/points?limit=1000"), None, 200);
+        for p in page["points"].as_array().unwrap() {
+            out.push(s.call("GET", &format!("/collections/{name}/points/{}", p["id"]), None, 200));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_route_that_writes_survives_sigkill_and_restart() {
+    let dir = unique_dir();
+    let s = Server::start_in(&dir, 2, &[], &[]);
+    s.call("POST", "/collections", Some(json!({"name": "keep", "dimension": 3})), 200);
+    s.call("POST", "/collections", Some(json!({"name": "gone", "dimension": 2})), 200);
+    s.call("POST", "/collections", Some(json!({"name": "again", "dimension": 2})), 200);
+    let pts: Vec<Value> = (0..60u64)
+        .map(|i| json!({"id": i, "values": [i as f32, 0.5, -1.25], "payload": {"n": i, "tags": ["a", "b"]}}))
+        .collect();
+    s.call("POST", "/collections/keep/points", Some(json!({ "points": pts })), 200);
+    s.call("PUT", "/collections/keep/points/7", Some(json!({"values": [7.5, 7.5, 7.5], "payload": {"x": true}})), 200);
+    s.call("DELETE", "/collections/keep/points/8", None, 200);
+    s.call(
+        "POST",
+        "/collections/keep/points/payload/set",
+        Some(json!({"points": [1, 2], "payload": {"tier": "gold"}})),
+        200,
+    );
+    s.call("POST", "/collections/keep/points/payload/delete", Some(json!({"points": [3], "keys": ["tags"]})), 200);
+    s.call("DELETE", "/collections/gone", None, 200);
+    s.call("DELETE", "/collections/again", None, 200);
+    s.call("POST", "/collections", Some(json!({"name": "again", "dimension": 4})), 200);
+    s.call("PUT", "/collections/again/points/1", Some(json!({"values": [1, 2, 3, 4]})), 200);
+    let before = observe(&s);
+    assert_eq!(s.call("GET", "/metrics", None, 200)["persistence_enabled"], true);
+    s.kill();
+    let s = Server::start_in(&dir, 2, &[], &[]);
+    assert_eq!(observe(&s), before);
+    // And the log keeps going after a recovery.
+    s.call("PUT", "/collections/keep/points/1000", Some(json!({"values": [1, 1, 1]})), 200);
+    let after = observe(&s);
+    s.kill();
+    let s = Server::start_in(&dir, 2, &[], &[]);
+    assert_eq!(observe(&s), after);
+    let hit = s.call("POST", "/collections/keep/search", Some(json!({"query": [7.5, 7.5, 7.5], "metric": "l2"})), 200);
+    assert_eq!(hit["id"], 7);
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Writers record what the server acknowledged; the server is killed at
+/// random moments while they write; after each restart every acknowledged
+/// point must be there with its exact values.
+#[test]
+fn crash_loop_keeps_every_acknowledged_write() {
+    let dir = unique_dir();
+    let acked: Arc<Mutex<BTreeMap<u64, f32>>> = Arc::default();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next_id = 0u64;
+    let iterations = 12;
+    for round in 0..iterations {
+        let s = Server::start_in(&dir, 2, &[], &[]);
+        if round == 0 {
+            s.call("POST", "/collections", Some(json!({"name": "crash", "dimension": 2})), 200);
+        }
+        // Everything acknowledged so far is there, exactly.
+        for (id, v) in acked.lock().unwrap().iter() {
+            let p = s.call("GET", &format!("/collections/crash/points/{id}"), None, 200);
+            assert_eq!(p["values"], json!([*v, 1.0]), "round {round}: point {id}");
+        }
+        let addr = s.addr.clone();
+        let stop_at = Instant::now() + Duration::from_millis(20 + seed % 200);
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let writers: Vec<_> = (0..4u64)
+            .map(|w| {
+                let acked = acked.clone();
+                let addr = addr.clone();
+                let base = next_id + w * 1_000_000;
+                std::thread::spawn(move || {
+                    for i in 0..100_000u64 {
+                        let id = base + i;
+                        let v = (id % 1000) as f32 + 0.25;
+                        let body = json!({"values": [v, 1.0]}).to_string();
+                        match put(&addr, &format!("/collections/crash/points/{id}"), &body) {
+                            Some(200) => {
+                                acked.lock().unwrap().insert(id, v);
+                            }
+                            _ => return, // the server died mid-request
+                        }
+                    }
+                })
+            })
+            .collect();
+        while Instant::now() < stop_at {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        s.kill();
+        for w in writers {
+            w.join().unwrap();
+        }
+        next_id += 10_000_000;
+    }
+    let n = acked.lock().unwrap().len();
+    assert!(n > 100, "the writers got only {n} acknowledgements");
+    let s = Server::start_in(&dir, 2, &[], &[]);
+    let count = s.call("GET", "/collections/crash", None, 200)["point_count"].as_u64().unwrap();
+    assert!(count >= n as u64, "{count} points after recovery, {n} acknowledged");
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One PUT on its own connection; `None` if the connection failed.
+fn put(addr: &str, path: &str, body: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let req = format!(
+        "PUT {path} HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    c.write_all(req.as_bytes()).ok()?;
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).ok()?;
+    let text = String::from_utf8_lossy(&out);
+    text.split(' ').nth(1)?.parse().ok()
+}
+
+#[test]
+fn a_data_directory_refuses_another_shard_layout() {
+    let dir = unique_dir();
+    drop(Server::start_in(&dir, 2, &[], &[]));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aionbd"))
+        .env_clear()
+        .env("AIONBD_BIND", "127.0.0.1:0")
+        .env("AIONBD_SHARDS", "1")
+        .env("AIONBD_DATA_DIR", &dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another layout"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
