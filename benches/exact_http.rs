@@ -16,11 +16,11 @@
 //! The load clients run on the same 2 CPUs as the server: figures are for
 //! the whole box, clients included.
 
+mod common;
+
 use aionbd_io::vecfile::{self, Matrix};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use common::{vec_json, Client, Server};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 struct Args {
@@ -105,93 +105,6 @@ fn memory_bandwidth(threads: usize) -> f64 {
         best = best.max((n * 4) as f64 / t0.elapsed().as_secs_f64() / 1e9);
     }
     best
-}
-
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(shards: usize, partitions: usize) -> Server {
-        let data_dir = std::env::temp_dir().join(format!("aionbd-bench-{}", std::process::id()));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_aionbd"))
-            .env_clear()
-            .env("AIONBD_BIND", "127.0.0.1:0")
-            .env("AIONBD_SHARDS", shards.to_string())
-            .env("AIONBD_PARTITIONS_PER_COLLECTION", partitions.to_string())
-            .env("AIONBD_DATA_DIR", &data_dir)
-            .env("AIONBD_MAX_BODY_BYTES", (64 << 20).to_string())
-            .env("AIONBD_REQUEST_TIMEOUT_MS", "60000")
-            .env("AIONBD_PERSISTENCE_ENABLED", "false")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr =
-            line.split("http://").nth(1).and_then(|r| r.split_whitespace().next()).expect("start line").to_owned();
-        Server { child, addr }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A keep-alive HTTP/1.1 client.
-struct Client {
-    s: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Client {
-    fn new(addr: &str) -> Client {
-        let s = TcpStream::connect(addr).unwrap();
-        s.set_nodelay(true).unwrap();
-        Client { s, buf: Vec::with_capacity(1 << 16) }
-    }
-
-    fn post(&mut self, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
-        let head = format!(
-            "POST {path} HTTP/1.1\r\nhost: b\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-            body.len()
-        );
-        let mut req = head.into_bytes();
-        req.extend_from_slice(body);
-        self.s.write_all(&req).unwrap();
-        self.buf.clear();
-        let mut chunk = [0u8; 65536];
-        loop {
-            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = std::str::from_utf8(&self.buf[..end]).unwrap().to_ascii_lowercase();
-                let status: u16 = head[9..12].parse().unwrap();
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .map(|v| v.trim().parse().unwrap())
-                    .unwrap_or(0);
-                while self.buf.len() < end + 4 + len {
-                    let k = self.s.read(&mut chunk).unwrap();
-                    assert!(k > 0, "server closed");
-                    self.buf.extend_from_slice(&chunk[..k]);
-                }
-                return (status, self.buf[end + 4..end + 4 + len].to_vec());
-            }
-            let k = self.s.read(&mut chunk).unwrap();
-            assert!(k > 0, "server closed");
-            self.buf.extend_from_slice(&chunk[..k]);
-        }
-    }
-}
-
-fn vec_json(v: &[f32]) -> String {
-    let parts: Vec<String> = v.iter().map(|x| x.to_string()).collect();
-    format!("[{}]", parts.join(","))
 }
 
 fn load(addr: &str, base: &Matrix<f32>, n: usize) -> f64 {
@@ -330,7 +243,7 @@ fn main() {
     let sets = [("10k", 10_000.min(base.rows)), ("full", base.rows)];
     for (set, n) in sets {
         for &(shards, parts) in &args.layouts {
-            let server = Server::start(shards, parts);
+            let server = Server::start(shards, parts, &[("AIONBD_PERSISTENCE_ENABLED", "false")]);
             let load_rate = load(&server.addr, &base, n);
             let gt_here = if n == base.rows { gt.as_ref() } else { None };
             let (q1, p50, p99, recall) = single_client(&server.addr, &queries, args.n_queries, gt_here);

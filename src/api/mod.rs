@@ -202,6 +202,15 @@ fn point_id(raw: &str) -> Result<u64, ApiError> {
     raw.parse::<u64>().map_err(|_| ApiError::invalid(format!("point id '{raw}' is not an unsigned 64-bit integer")))
 }
 
+/// Requests that change nothing: GETs, searches, counts and `/distance`.
+fn is_read_only(req: &Request) -> bool {
+    match req.method.as_str() {
+        "GET" => true,
+        "POST" => req.path.contains("/search") || req.path.ends_with("/points/count") || req.path == "/distance",
+        _ => false,
+    }
+}
+
 fn fresh_request_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
@@ -220,12 +229,17 @@ impl Service for Api {
         metrics.request_started();
         let rid = request_id(&req);
         let timeout = Duration::from_millis(self.cfg().request_timeout_ms);
+        let read_only = is_read_only(&req);
         let work = async {
             let _permit =
                 self.permits.acquire_permit(1).await.map_err(|_| ApiError::new(503, "not_ready", "shutting down"))?;
             self.route(&mut req).await
         };
         let result = match glommio::timer::timeout(timeout, async { Ok(work.await) }).await {
+            // A read that finished past the deadline (a long synchronous
+            // scan gives the timer no chance to fire) still answers 408, as
+            // the contract says; a write reports what really happened.
+            Ok(_) if read_only && t0.elapsed() > timeout => Err(ApiError::timeout()),
             Ok(r) => r,
             Err(_) => Err(ApiError::timeout()),
         };

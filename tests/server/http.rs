@@ -172,11 +172,11 @@ fn concurrent_clients_on_two_shards_see_one_database() {
     assert_eq!(hit["id"], 7005);
 }
 
-/// A request still waiting (here: for the other shard's part of a search)
-/// when the request timeout expires answers 408 `request_timeout`. The local
-/// half of a 256-query batch over 20k x 400 points takes several times the
-/// 250 ms timeout, so the wait for the remote half is past the deadline;
-/// loading (~10 ms per batch) stays well inside it even on a busy machine.
+/// A search that runs past the request timeout answers 408
+/// `request_timeout`. The local half of a 256-query batch over 20k x 400
+/// points takes several times the 250 ms timeout, so the request is past its
+/// deadline whether the timer fires while it waits for the other shard or
+/// the scan finishes first; loading (~10 ms per batch) stays well inside it.
 #[test]
 fn waiting_past_the_request_timeout_answers_408() {
     let s = Server::start(2, &[("AIONBD_REQUEST_TIMEOUT_MS", "250"), ("AIONBD_PERSISTENCE_ENABLED", "false")]);

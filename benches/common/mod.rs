@@ -1,0 +1,103 @@
+//! Shared by the HTTP benchmarks: start the release server, a keep-alive
+//! client, JSON for vectors.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+
+pub struct Server {
+    child: Child,
+    pub addr: String,
+    data_dir: std::path::PathBuf,
+}
+
+impl Server {
+    /// Start the release server with `extra` environment variables.
+    pub fn start(shards: usize, partitions: usize, extra: &[(&str, &str)]) -> Server {
+        let data_dir = std::env::temp_dir().join(format!("aionbd-bench-{}-{shards}x{partitions}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data_dir);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_aionbd"));
+        cmd.env_clear()
+            .env("AIONBD_BIND", "127.0.0.1:0")
+            .env("AIONBD_SHARDS", shards.to_string())
+            .env("AIONBD_PARTITIONS_PER_COLLECTION", partitions.to_string())
+            .env("AIONBD_DATA_DIR", &data_dir)
+            .env("AIONBD_MAX_BODY_BYTES", (64 << 20).to_string())
+            .env("AIONBD_REQUEST_TIMEOUT_MS", "60000")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr =
+            line.split("http://").nth(1).and_then(|r| r.split_whitespace().next()).expect("start line").to_owned();
+        Server { child, addr, data_dir }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// A keep-alive HTTP/1.1 client.
+pub struct Client {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn new(addr: &str) -> Client {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_nodelay(true).unwrap();
+        Client { s, buf: Vec::with_capacity(1 << 16) }
+    }
+
+    pub fn post(&mut self, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        self.send("POST", path, body)
+    }
+
+    pub fn send(&mut self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nhost: b\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        let mut req = head.into_bytes();
+        req.extend_from_slice(body);
+        self.s.write_all(&req).unwrap();
+        self.buf.clear();
+        let mut chunk = [0u8; 65536];
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = std::str::from_utf8(&self.buf[..end]).unwrap().to_ascii_lowercase();
+                let status: u16 = head[9..12].parse().unwrap();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map(|v| v.trim().parse().unwrap())
+                    .unwrap_or(0);
+                while self.buf.len() < end + 4 + len {
+                    let k = self.s.read(&mut chunk).unwrap();
+                    assert!(k > 0, "server closed");
+                    self.buf.extend_from_slice(&chunk[..k]);
+                }
+                return (status, self.buf[end + 4..end + 4 + len].to_vec());
+            }
+            let k = self.s.read(&mut chunk).unwrap();
+            assert!(k > 0, "server closed");
+            self.buf.extend_from_slice(&chunk[..k]);
+        }
+    }
+}
+
+pub fn vec_json(v: &[f32]) -> String {
+    let parts: Vec<String> = v.iter().map(|x| x.to_string()).collect();
+    format!("[{}]", parts.join(","))
+}

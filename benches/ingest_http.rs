@@ -1,0 +1,144 @@
+//! Durable ingest over HTTP (write-ahead log on, every write fdatasynced
+//! before its answer), measured side by side in one run:
+//!
+//! - 1 client, single-point PUTs in turn (one fdatasync per write: the
+//!   baseline group commit has to beat),
+//! - 32 concurrent clients, single-point PUTs (group commit shares syncs),
+//! - 1 client, 256-point batch upserts,
+//!
+//! each reporting points/s, p50/p99 acknowledgement latency and the
+//! fdatasyncs issued (from /metrics).
+//!
+//! Run: `cargo bench --bench ingest_http -- --data ../shared/data/debian-minilm`
+//! Options: `--seconds S` per phase (default 5), `--base FILE`.
+//! The data directory is a temporary directory on the same disk as /tmp.
+
+mod common;
+
+use aionbd_io::vecfile::{self, Matrix};
+use common::{vec_json, Client, Server};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+fn metric(addr: &str, key: &str) -> u64 {
+    let mut c = Client::new(addr);
+    let (_, body) = c.send("GET", "/metrics", b"");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    v[key].as_u64().unwrap_or(0)
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+/// `clients` writers sending single-point PUTs (ids from `first_id`) for
+/// `seconds`: (points, latencies ms).
+fn single_writers(addr: &str, base: &Matrix<f32>, clients: usize, seconds: f64, first_id: u64) -> (u64, Vec<f64>) {
+    let bodies: Vec<Vec<u8>> =
+        (0..base.rows.min(2000)).map(|i| format!(r#"{{"values":{}}}"#, vec_json(base.row(i))).into_bytes()).collect();
+    let bodies = &bodies;
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let per: Vec<Vec<f64>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..clients as u64)
+            .map(|t| {
+                s.spawn(move || {
+                    let mut c = Client::new(addr);
+                    let mut lat = Vec::new();
+                    let mut i = 0u64;
+                    while Instant::now() < deadline {
+                        let id = first_id + t * 10_000_000 + i;
+                        let t0 = Instant::now();
+                        let (st, resp) = c.send(
+                            "PUT",
+                            &format!("/collections/ingest/points/{id}"),
+                            &bodies[(id % bodies.len() as u64) as usize],
+                        );
+                        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&resp));
+                        lat.push(t0.elapsed().as_secs_f64() * 1e3);
+                        i += 1;
+                    }
+                    lat
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut all: Vec<f64> = per.into_iter().flatten().collect();
+    all.sort_by(f64::total_cmp);
+    (all.len() as u64, all)
+}
+
+fn main() {
+    let mut data = PathBuf::from("../shared/data/debian-minilm");
+    let mut base_file: Option<PathBuf> = None;
+    let mut seconds = 5.0;
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--data" => data = PathBuf::from(it.next().expect("--data DIR")),
+            "--base" => base_file = Some(PathBuf::from(it.next().expect("--base FILE"))),
+            "--seconds" => seconds = it.next().and_then(|v| v.parse().ok()).expect("--seconds S"),
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    let path = base_file.unwrap_or_else(|| data.join("base.fvecs"));
+    let base: Matrix<f32> = vecfile::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    println!("data: {} x {} ({}); every write fdatasynced before its answer", base.rows, base.dim, path.display());
+    let server = Server::start(2, 2, &[]);
+    let addr = server.addr.clone();
+    let mut c = Client::new(&addr);
+    let (st, _) = c.post("/collections", format!(r#"{{"name":"ingest","dimension":{}}}"#, base.dim).as_bytes());
+    assert_eq!(st, 200);
+    println!();
+    println!("| phase | points/s | p50 ms | p99 ms | fdatasyncs | points per fdatasync |");
+    println!("|---|---|---|---|---|---|");
+    let mut rates = Vec::new();
+    for (label, clients, first) in
+        [("1 writer, single points", 1usize, 0u64), ("32 writers, single points", 32, 1u64 << 40)]
+    {
+        let s0 = metric(&addr, "persistence_wal_group_commits_total");
+        let t0 = Instant::now();
+        let (n, lat) = single_writers(&addr, &base, clients, seconds, first);
+        let rate = n as f64 / t0.elapsed().as_secs_f64();
+        let syncs = metric(&addr, "persistence_wal_group_commits_total") - s0;
+        rates.push(rate);
+        println!(
+            "| {label} | {rate:.0} | {:.2} | {:.2} | {syncs} | {:.1} |",
+            pct(&lat, 0.5),
+            pct(&lat, 0.99),
+            n as f64 / syncs.max(1) as f64
+        );
+    }
+    // 256-point batches, one client.
+    let s0 = metric(&addr, "persistence_wal_group_commits_total");
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let t0 = Instant::now();
+    let (mut n, mut lat, mut start) = (0u64, Vec::new(), 0usize);
+    while Instant::now() < deadline {
+        let pts: Vec<String> = (0..256)
+            .map(|j| {
+                let row = (start + j) % base.rows;
+                format!(r#"{{"id":{},"values":{}}}"#, (2u64 << 40) + (start + j) as u64, vec_json(base.row(row)))
+            })
+            .collect();
+        let body = format!(r#"{{"points":[{}]}}"#, pts.join(","));
+        let t = Instant::now();
+        let (st, resp) = c.post("/collections/ingest/points", body.as_bytes());
+        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&resp));
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+        n += 256;
+        start += 256;
+    }
+    let rate = n as f64 / t0.elapsed().as_secs_f64();
+    let syncs = metric(&addr, "persistence_wal_group_commits_total") - s0;
+    lat.sort_by(f64::total_cmp);
+    println!(
+        "| 1 client, 256-point batches | {rate:.0} | {:.2} | {:.2} | {syncs} | {:.1} |",
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+        n as f64 / syncs.max(1) as f64
+    );
+    println!();
+    println!("group commit: 32 writers / 1 writer = {:.1}x the points/s", rates[1] / rates[0]);
+}
