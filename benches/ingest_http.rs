@@ -10,7 +10,8 @@
 //! fdatasyncs issued (from /metrics).
 //!
 //! Run: `cargo bench --bench ingest_http -- --data ../shared/data/debian-minilm`
-//! Options: `--seconds S` per phase (default 5), `--base FILE`.
+//! Options: `--seconds S` per phase (default 5), `--base FILE`,
+//! `--max-batch N` (writes per group commit, default 16 as shipped).
 //! The data directory is a temporary directory on the same disk as /tmp.
 
 mod common;
@@ -72,12 +73,14 @@ fn main() {
     let mut data = PathBuf::from("../shared/data/debian-minilm");
     let mut base_file: Option<PathBuf> = None;
     let mut seconds = 5.0;
+    let mut max_batch = "16".to_owned();
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--data" => data = PathBuf::from(it.next().expect("--data DIR")),
             "--base" => base_file = Some(PathBuf::from(it.next().expect("--base FILE"))),
             "--seconds" => seconds = it.next().and_then(|v| v.parse().ok()).expect("--seconds S"),
+            "--max-batch" => max_batch = it.next().expect("--max-batch N"),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -85,7 +88,8 @@ fn main() {
     let path = base_file.unwrap_or_else(|| data.join("base.fvecs"));
     let base: Matrix<f32> = vecfile::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     println!("data: {} x {} ({}); every write fdatasynced before its answer", base.rows, base.dim, path.display());
-    let server = Server::start(2, 2, &[]);
+    let server = Server::start(2, 2, &[("AIONBD_WAL_GROUP_COMMIT_MAX_BATCH", max_batch.as_str())]);
+    println!("group commit takes at most {max_batch} writes per fdatasync (AIONBD_WAL_GROUP_COMMIT_MAX_BATCH)");
     let addr = server.addr.clone();
     let mut c = Client::new(&addr);
     let (st, _) = c.post("/collections", format!(r#"{{"name":"ingest","dimension":{}}}"#, base.dim).as_bytes());
