@@ -69,6 +69,14 @@ pub fn read_segments(dir: &Path) -> std::io::Result<Vec<SegmentBytes>> {
 /// Recover a WAL directory: the records after `first_lsn`, with a torn
 /// tail zeroed durably so the log can continue in a new segment.
 pub fn recover_dir(dir: &Path, first_lsn: Lsn) -> Result<Recovered, String> {
+    // Segments a crash interrupted before their header was durable.
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().ends_with(".log.tmp") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
     let segments = read_segments(dir).map_err(|e| format!("cannot read WAL directory {}: {e}", dir.display()))?;
     let rec = recover(segments, first_lsn).map_err(|c: Corruption| c.to_string())?;
     if let Some((path, offset)) = &rec.torn_tail {
@@ -173,19 +181,28 @@ impl Wal {
         for step in steps {
             match step {
                 Step::OpenSegment { segment_seq, header, segment_bytes } => {
+                    // Build the segment under a temporary name and rename it
+                    // only once its header is durable: a crash mid-way leaves
+                    // a *.tmp file (removed at recovery), never a segment
+                    // without a valid header.
                     let path = self.dir.join(segment_name(segment_seq));
+                    let tmp = self.dir.join(format!("{}.tmp", segment_name(segment_seq)));
                     let file = OpenOptions::new()
                         .read(true)
                         .write(true)
-                        .create_new(true)
-                        .dma_open(&path)
+                        .create(true)
+                        .truncate(true)
+                        .dma_open(&tmp)
                         .await
-                        .map_err(|e| io_err(&format!("create {}", path.display()), &e, is_enospc(&e)))?;
+                        .map_err(|e| io_err(&format!("create {}", tmp.display()), &e, is_enospc(&e)))?;
                     file.pre_allocate(segment_bytes, false)
                         .await
-                        .map_err(|e| io_err(&format!("preallocate {}", path.display()), &e, is_enospc(&e)))?;
+                        .map_err(|e| io_err(&format!("preallocate {}", tmp.display()), &e, is_enospc(&e)))?;
                     let file = Rc::new(file);
                     self.write_synced(&file, 0, &header).await?;
+                    file.rename(&path)
+                        .await
+                        .map_err(|e| io_err(&format!("rename to {}", path.display()), &e, false))?;
                     // The new name must be durable too. Once per segment, so a
                     // plain blocking fsync of the directory is fine here.
                     std::fs::File::open(&self.dir)

@@ -65,14 +65,15 @@ fn every_route_that_writes_survives_sigkill_and_restart() {
 
 /// Writers record what the server acknowledged; the server is killed at
 /// random moments while they write; after each restart every acknowledged
-/// point must be there with its exact values.
+/// point must be there with its exact values. 12 rounds by default;
+/// `AIONBD_CRASH_ITERATIONS` asks for more (scripts/crash-loop.sh).
 #[test]
 fn crash_loop_keeps_every_acknowledged_write() {
     let dir = unique_dir();
     let acked: Arc<Mutex<BTreeMap<u64, f32>>> = Arc::default();
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut next_id = 0u64;
-    let iterations = 12;
+    let iterations: usize = std::env::var("AIONBD_CRASH_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(12);
     for round in 0..iterations {
         let s = Server::start_in(&dir, 2, &[], &[]);
         if round == 0 {
@@ -118,6 +119,7 @@ fn crash_loop_keeps_every_acknowledged_write() {
         next_id += 10_000_000;
     }
     let n = acked.lock().unwrap().len();
+    eprintln!("crash loop: {iterations} SIGKILLs, {n} acknowledged writes, all recovered");
     assert!(n > 100, "the writers got only {n} acknowledgements");
     let s = Server::start_in(&dir, 2, &[], &[]);
     let count = s.call("GET", "/collections/crash", None, 200)["point_count"].as_u64().unwrap();

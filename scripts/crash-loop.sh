@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Real-process crash loop: 4 writers PUT points and record what the server
+# acknowledged while the release server is SIGKILLed at random moments and
+# restarted on the same data directory; after every restart each
+# acknowledged point must be back with its exact values.
+# Usage: scripts/crash-loop.sh [ITERATIONS]   (default 100; the test suite runs 12)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+AIONBD_CRASH_ITERATIONS="${1:-100}" exec cargo test --release --test server crash_loop_keeps_every_acknowledged_write -- --nocapture
