@@ -9,7 +9,10 @@ use std::process::{Child, Command, Stdio};
 pub struct Server {
     child: Child,
     pub addr: String,
-    data_dir: std::path::PathBuf,
+    pub data_dir: std::path::PathBuf,
+    shards: usize,
+    partitions: usize,
+    extra: Vec<(String, String)>,
 }
 
 impl Server {
@@ -17,12 +20,35 @@ impl Server {
     pub fn start(shards: usize, partitions: usize, extra: &[(&str, &str)]) -> Server {
         let data_dir = std::env::temp_dir().join(format!("aionbd-bench-{}-{shards}x{partitions}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data_dir);
+        let extra: Vec<(String, String)> = extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let (child, addr) = Self::spawn(shards, partitions, &extra, &data_dir);
+        Server { child, addr, data_dir, shards, partitions, extra }
+    }
+
+    /// SIGKILL the server and start it again on the same data directory;
+    /// returns how long the new process took until it listened.
+    pub fn crash_and_restart(&mut self) -> std::time::Duration {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let t0 = std::time::Instant::now();
+        let (child, addr) = Self::spawn(self.shards, self.partitions, &self.extra, &self.data_dir);
+        self.child = child;
+        self.addr = addr;
+        t0.elapsed()
+    }
+
+    fn spawn(
+        shards: usize,
+        partitions: usize,
+        extra: &[(String, String)],
+        data_dir: &std::path::Path,
+    ) -> (Child, String) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_aionbd"));
         cmd.env_clear()
             .env("AIONBD_BIND", "127.0.0.1:0")
             .env("AIONBD_SHARDS", shards.to_string())
             .env("AIONBD_PARTITIONS_PER_COLLECTION", partitions.to_string())
-            .env("AIONBD_DATA_DIR", &data_dir)
+            .env("AIONBD_DATA_DIR", data_dir)
             .env("AIONBD_MAX_BODY_BYTES", (64 << 20).to_string())
             .env("AIONBD_REQUEST_TIMEOUT_MS", "60000")
             .stdout(Stdio::piped())
@@ -35,7 +61,7 @@ impl Server {
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let addr =
             line.split("http://").nth(1).and_then(|r| r.split_whitespace().next()).expect("start line").to_owned();
-        Server { child, addr, data_dir }
+        (child, addr)
     }
 }
 
