@@ -71,24 +71,17 @@ pub fn recover(mut segments: Vec<SegmentBytes>, first_lsn: Lsn) -> Result<Recove
         if scan.next_lsn <= first_lsn && out.records.is_empty() {
             continue; // wholly before the snapshot
         }
-        if scan.header.first_lsn > out.next_lsn {
+        let gap = scan.header.first_lsn > out.next_lsn;
+        let overlap = scan.header.first_lsn < out.next_lsn && !out.records.is_empty();
+        if gap || overlap {
             return Err(Corruption {
                 segment: name,
                 offset: 0,
                 reason: format!(
-                    "segment starts at LSN {}, expected {}: records are missing",
-                    scan.header.first_lsn, out.next_lsn
-                ),
-                last_good_lsn: last_good,
-            });
-        }
-        if scan.header.first_lsn < out.next_lsn && !out.records.is_empty() {
-            return Err(Corruption {
-                segment: name,
-                offset: 0,
-                reason: format!(
-                    "segment starts at LSN {}, expected {}: records overlap",
-                    scan.header.first_lsn, out.next_lsn
+                    "segment starts at LSN {}, expected {}: records {}",
+                    scan.header.first_lsn,
+                    out.next_lsn,
+                    if gap { "are missing" } else { "overlap" }
                 ),
                 last_good_lsn: last_good,
             });
