@@ -53,6 +53,9 @@ settings![
     ("persistence.checkpoint_interval", "AIONBD_CHECKPOINT_INTERVAL", "32"),
     ("persistence.async_checkpoints", "AIONBD_ASYNC_CHECKPOINTS", "false"),
     ("persistence.checkpoint_compact_after", "AIONBD_CHECKPOINT_COMPACT_AFTER", "64"),
+    ("persistence.snapshot_min_wal_bytes", "AIONBD_SNAPSHOT_MIN_WAL_BYTES", "67108864"),
+    ("persistence.snapshot_wal_percent", "AIONBD_SNAPSHOT_WAL_PERCENT", "50"),
+    ("persistence.wal_truncate_corrupt", "AIONBD_WAL_TRUNCATE_CORRUPT", "false"),
     ("security.auth_mode", "AIONBD_AUTH_MODE", "disabled"),
     ("security.tls_enabled", "AIONBD_TLS_ENABLED", "false"),
 ];
@@ -78,6 +81,10 @@ pub struct Cli {
     /// Any setting as `section.key=value`, repeatable (e.g. `--set limits.max_dimension=1024`).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// Start even if a WAL is damaged before its tail: cut it at the first
+    /// bad record and report the lost LSN range (persistence.wal_truncate_corrupt).
+    #[arg(long)]
+    pub wal_truncate_corrupt: bool,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -95,6 +102,9 @@ pub struct PersistenceConfig {
     pub checkpoint_interval: u64,
     pub async_checkpoints: bool,
     pub checkpoint_compact_after: u64,
+    pub snapshot_min_wal_bytes: u64,
+    pub snapshot_wal_percent: u64,
+    pub wal_truncate_corrupt: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -214,6 +224,9 @@ pub fn gather(cli: &Cli, env: &dyn Fn(&str) -> Option<String>, errors: &mut Vec<
             raw.insert(key, (v.clone(), format!("--{}", key.split('.').nth(1).unwrap().replace('_', "-"))));
         }
     }
+    if cli.wal_truncate_corrupt {
+        raw.insert("persistence.wal_truncate_corrupt", ("true".into(), "--wal-truncate-corrupt".into()));
+    }
     for kv in &cli.set {
         match kv.split_once('=').map(|(k, v)| (setting(k.trim()), v)) {
             Some((Some(s), v)) => {
@@ -328,6 +341,9 @@ pub fn build(raw: &RawSettings, cpus: usize, mut errors: Vec<String>) -> Result<
             checkpoint_interval: t.num("persistence.checkpoint_interval", 1),
             async_checkpoints: t.flag("persistence.async_checkpoints"),
             checkpoint_compact_after: t.num("persistence.checkpoint_compact_after", 1),
+            snapshot_min_wal_bytes: t.num("persistence.snapshot_min_wal_bytes", 0),
+            snapshot_wal_percent: t.num("persistence.snapshot_wal_percent", 1),
+            wal_truncate_corrupt: t.flag("persistence.wal_truncate_corrupt"),
         },
     };
     if !cfg.persistence.wal_segment_bytes.is_multiple_of(4096) || cfg.persistence.wal_segment_bytes > u32::MAX as u64 {

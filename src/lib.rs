@@ -6,6 +6,8 @@
 pub mod api;
 pub mod config;
 pub mod metrics;
+pub mod recovering;
 pub mod router;
 pub mod runtime;
+pub mod snapshot;
 pub mod wal;

@@ -2,7 +2,7 @@
 //! executor per shard, prints the address it listens on, and shuts down
 //! cleanly on SIGINT or SIGTERM.
 
-use aionbd::{api, config, runtime};
+use aionbd::{api, config, recovering, runtime};
 use clap::Parser;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,8 +66,33 @@ fn main() {
     let kernel_name = aionbd_shards::distance::kernels().name;
     let shards = cfg.shards;
     let partitions = cfg.partitions_per_collection;
+    // While the shards load snapshots and replay logs, a stand-in answers
+    // /live (200) and everything else (503) on the same address.
+    let responder = if cfg.persistence.enabled {
+        match recovering::Responder::start(addr, started) {
+            Ok(r) => {
+                println!("aionbd recovering data; http://{addr}/live answers, /ready is 503 until done");
+                let _ = std::io::stdout().flush();
+                Some(r)
+            }
+            Err(e) => {
+                eprintln!("aionbd: cannot listen on {addr}: {e}");
+                std::process::exit(1);
+            }
+        }
+    } else {
+        None
+    };
+    // Test hook: stretch the recovery window so tests can observe it.
+    if let Some(ms) = std::env::var("AIONBD_DEBUG_RECOVERY_DELAY_MS").ok().and_then(|v| v.parse().ok()) {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
     let shared = Arc::new(api::Shared { config: cfg, started, kernel_name });
-    let started = match runtime::start(shared, addr, shutdown.clone()) {
+    let result = runtime::start(shared, addr, shutdown.clone());
+    if let Some(r) = responder {
+        r.stop();
+    }
+    let started = match result {
         Ok(s) => s,
         Err(e) => {
             eprintln!("aionbd: {e}");

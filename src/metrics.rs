@@ -57,6 +57,12 @@ pub struct MetricsSnapshot {
     pub wal_syncs: u64,
     pub wal_failed_shards: u64,
     pub wal_shards: u64,
+    pub wal_disk_full_shards: u64,
+    pub wal_size_bytes: u64,
+    pub wal_batches: u64,
+    pub snapshots_taken: u64,
+    pub snapshots_failed: u64,
+    pub snapshots_in_flight: u64,
 }
 
 fn bump(c: &Cell<u64>, by: u64) {
@@ -134,6 +140,12 @@ impl Metrics {
             wal_syncs: 0,
             wal_failed_shards: 0,
             wal_shards: 0,
+            wal_disk_full_shards: 0,
+            wal_size_bytes: 0,
+            wal_batches: 0,
+            snapshots_taken: 0,
+            snapshots_failed: 0,
+            snapshots_in_flight: 0,
         }
     }
 }
@@ -162,6 +174,12 @@ impl MetricsSnapshot {
         self.wal_syncs += o.wal_syncs;
         self.wal_failed_shards += o.wal_failed_shards;
         self.wal_shards += o.wal_shards;
+        self.wal_disk_full_shards += o.wal_disk_full_shards;
+        self.wal_size_bytes += o.wal_size_bytes;
+        self.wal_batches += o.wal_batches;
+        self.snapshots_taken += o.snapshots_taken;
+        self.snapshots_failed += o.snapshots_failed;
+        self.snapshots_in_flight += o.snapshots_in_flight;
     }
 
     /// Max duration of the current wall-clock minute.

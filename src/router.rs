@@ -71,6 +71,17 @@ pub struct Router {
     next_req: Cell<u64>,
     /// This shard's write-ahead log; `None` when persistence is off.
     wal: RefCell<Option<Rc<Wal>>>,
+    snapshots: RefCell<Option<Rc<crate::snapshot::Snapshots>>>,
+}
+
+/// What [`Router::snapshot_cut`] returns.
+pub struct SnapshotCut {
+    pub lsn: u64,
+    pub collections: Vec<(aionbd_shards::ops::CollectionSpec, u64)>,
+    /// (collection, uid, shard holding one of its partitions).
+    pub parts: Vec<(String, u64, ShardId)>,
+    /// The export starts, to await before asking for chunks.
+    pub begins: Vec<Pending>,
 }
 
 /// A call whose synchronous part has run; await it for the answer.
@@ -89,15 +100,7 @@ impl Pending {
             Pending::Remote(rx) => rx.recv().await.unwrap_or_else(|| Err(peer_gone())),
             Pending::Fanout(mut reply, acks, durable) => {
                 if let Some(d) = durable {
-                    d.await.map_err(|e| match e {
-                        WalError::DiskFull(m) => ShardError::InsufficientStorage(format!(
-                            "disk full: the write was not made durable ({m}); free space and retry"
-                        )),
-                        WalError::TooLarge(m) => ShardError::InvalidArgument(m),
-                        WalError::Io(m) | WalError::Failed(m) => {
-                            ShardError::Internal(format!("write-ahead log failure: {m}"))
-                        }
-                    })?;
+                    d.await.map_err(wal_error)?;
                 }
                 for rx in acks {
                     match rx.recv().await.unwrap_or_else(|| Err(peer_gone()))? {
@@ -113,6 +116,17 @@ impl Pending {
                 Ok(Answer::Data(reply))
             }
         }
+    }
+}
+
+/// How a WAL failure reaches the client.
+pub fn wal_error(e: WalError) -> ShardError {
+    match e {
+        WalError::DiskFull(m) => {
+            ShardError::InsufficientStorage(format!("disk full: the write was not applied ({m}); free space and retry"))
+        }
+        WalError::TooLarge(m) => ShardError::InvalidArgument(m),
+        WalError::Io(m) | WalError::Failed(m) => ShardError::Internal(format!("write-ahead log failure: {m}")),
     }
 }
 
@@ -157,6 +171,7 @@ impl Router {
             pending: RefCell::new(HashMap::new()),
             next_req: Cell::new(1),
             wal: RefCell::new(None),
+            snapshots: RefCell::new(None),
         });
         for (peer, rx, senders) in forwarders {
             let queued = router.queued.clone();
@@ -195,23 +210,46 @@ impl Router {
         *self.wal.borrow_mut() = Some(wal);
     }
 
-    /// Re-apply recovered log records (start-up, before serving). Runs
-    /// without awaiting, so nothing interleaves with it on this shard; the
-    /// partition operations go to their shards in order.
-    pub fn replay(&self, records: Vec<aionbd_io::wal::Record>) -> Result<usize, String> {
-        let n = records.len();
-        for r in records {
-            let rec = LogRecord::decode(r.kind, &r.body).map_err(|e| format!("WAL record LSN {}: {e}", r.lsn))?;
-            let plan = self
-                .shard
-                .borrow_mut()
-                .apply_record(rec)
-                .map_err(|e| format!("WAL record LSN {} cannot be applied: {e}", r.lsn))?;
-            for (to, op) in plan.fanout {
-                drop(self.send_request(to, op));
+    pub fn set_snapshots(&self, s: Rc<crate::snapshot::Snapshots>) {
+        *self.snapshots.borrow_mut() = Some(s);
+    }
+
+    pub fn wal(&self) -> Option<Rc<Wal>> {
+        self.wal.borrow().clone()
+    }
+
+    /// Re-apply one logged record (start-up, before serving: snapshot
+    /// records, then WAL records); its partition operations go to their
+    /// shards in order. `what` names the record in errors.
+    pub fn apply_logged(&self, kind: u8, body: &[u8], what: &dyn Fn() -> String) -> Result<(), String> {
+        let rec = LogRecord::decode(kind, body).map_err(|e| format!("{}: {e}", what()))?;
+        let plan =
+            self.shard.borrow_mut().apply_record(rec).map_err(|e| format!("{}: cannot be applied: {e}", what()))?;
+        for (to, op) in plan.fanout {
+            drop(self.send_request(to, op));
+        }
+        Ok(())
+    }
+
+    /// A snapshot's cut, taken synchronously: the LSN of the last write
+    /// queued to the WAL, the collections homed here, and an export started
+    /// on every partition of them. Messages to a peer arrive in order, so
+    /// each export sees exactly the writes up to that LSN.
+    pub fn snapshot_cut(&self) -> Option<SnapshotCut> {
+        let lsn = self.wal.borrow().as_ref()?.last_assigned();
+        let (collections, placement) = {
+            let shard = self.shard.borrow();
+            (shard.homed_collections(), shard.placement())
+        };
+        let mut parts = Vec::new();
+        let mut begins = Vec::new();
+        for (spec, uid) in &collections {
+            for s in placement.shards_of(&spec.name) {
+                begins.push(self.call(s, Op::ExportBegin { name: spec.name.clone(), uid: *uid }));
+                parts.push((spec.name.clone(), *uid, s));
             }
         }
-        Ok(n)
+        Some(SnapshotCut { lsn, collections, parts, begins })
     }
 
     /// Resolves once every message this shard sent so far has been
@@ -291,9 +329,24 @@ impl Router {
                 m.wal_records = wal.records.get();
                 m.wal_syncs = wal.syncs.get();
                 m.wal_failed_shards = wal.is_failed() as u64;
+                m.wal_disk_full_shards = wal.is_disk_full() as u64;
                 m.wal_shards = 1;
+                m.wal_size_bytes = wal.segments.get() * wal.segment_bytes();
+                m.wal_batches = wal.batches.get();
+            }
+            if let Some(s) = self.snapshots.borrow().as_ref() {
+                m.snapshots_taken = s.taken.get();
+                m.snapshots_failed = s.failed.get();
+                m.snapshots_in_flight = s.in_flight.get() as u64;
             }
             return Pending::Ready(Ok(Answer::Stats(data, Box::new(m))));
+        }
+        if op.is_home_write() {
+            if let Some(wal) = self.wal.borrow().as_ref() {
+                if let Err(e) = wal.admit() {
+                    return Pending::Ready(Err(wal_error(e)));
+                }
+            }
         }
         let plan = self.shard.borrow_mut().execute(op);
         match plan {

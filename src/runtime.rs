@@ -134,6 +134,61 @@ pub fn start(shared: Arc<Shared>, addr: SocketAddr, shutdown: Arc<AtomicBool>) -
     Ok(Started { handles, replayed })
 }
 
+/// Load the shard's snapshot, recover and replay its WAL, and attach the
+/// WAL and the snapshot task to the router. Returns the records applied.
+async fn recover_shard(router: &Rc<Router>, cfg: &crate::config::Config, me: usize) -> Result<usize, String> {
+    let p = &cfg.persistence;
+    let shard_dir = cfg.data_dir.join(format!("shard-{me:02}"));
+    let wal_dir = shard_dir.join("wal");
+    std::fs::create_dir_all(&wal_dir).map_err(|e| format!("cannot create {}: {e}", wal_dir.display()))?;
+    let loaded = crate::snapshot::load(router, &shard_dir, me).await?;
+    let first_lsn = loaded.manifest.as_ref().map_or(1, |m| m.lsn + 1);
+    let recovered = crate::wal::recover_dir(&wal_dir, first_lsn, p.wal_truncate_corrupt)?;
+    if let Some(m) = &loaded.manifest {
+        if recovered.next_segment_seq <= m.wal_segment_seq {
+            return Err(format!(
+                "WAL segment {} (and any after it) is missing from {}: the manifest recorded it when the \
+                 snapshot at LSN {} was taken; acknowledged writes may be lost, refusing to start",
+                m.wal_segment_seq,
+                wal_dir.display(),
+                m.lsn
+            ));
+        }
+    }
+    let mut replayed_bytes = 0u64;
+    for (i, r) in recovered.records.iter().enumerate() {
+        router.apply_logged(r.kind, &r.body, &|| format!("WAL record LSN {}", r.lsn))?;
+        replayed_bytes += (r.body.len() + aionbd_io::wal::format::RECORD_HEADER_BYTES) as u64;
+        if i % 64 == 63 {
+            futures_lite::future::yield_now().await;
+        }
+    }
+    let salt = Box::new(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    let writer = aionbd_io::wal::WalWriter::new(
+        me as u16,
+        p.wal_segment_bytes as usize,
+        recovered.next_lsn,
+        recovered.next_segment_seq,
+        salt,
+    );
+    let wal = crate::wal::Wal::new(
+        wal_dir.clone(),
+        writer,
+        p.wal_segment_bytes,
+        crate::wal::SyncPolicy::from_config(p),
+        p.wal_group_commit_max_batch as usize,
+        Duration::from_millis(p.wal_group_commit_flush_delay_ms),
+    );
+    // The replayed tail counts toward the next snapshot.
+    wal.bytes.set(replayed_bytes);
+    wal.segments.set(crate::wal::read_segment_names(&wal_dir).len() as u64);
+    router.set_wal(wal);
+    let snaps = crate::snapshot::Snapshots::new(me, shard_dir, p, loaded.file_bytes);
+    snaps.start(router.clone());
+    router.set_snapshots(snaps);
+    Ok(loaded.records as usize + recovered.records.len())
+}
+
 async fn shard_main(
     shared: Arc<Shared>,
     mesh: Option<MeshBuilder<Msg, glommio::channels::channel_mesh::Full>>,
@@ -154,19 +209,7 @@ async fn shard_main(
     let router = Router::start(shard, cfg.shards, metrics.clone(), joined);
     let mut records = 0;
     if cfg.persistence.enabled {
-        let dir = cfg.data_dir.join(format!("shard-{me:02}")).join("wal");
-        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let recovered = crate::wal::recover_dir(&dir, 1).map_err(|e| format!("shard {me}: {e}"))?;
-        records = router.replay(recovered.records)?;
-        let salt = Box::new(|| uuid::Uuid::new_v4().as_u64_pair().0);
-        let writer = aionbd_io::wal::WalWriter::new(
-            me as u16,
-            cfg.persistence.wal_segment_bytes as usize,
-            recovered.next_lsn,
-            recovered.next_segment_seq,
-            salt,
-        );
-        router.set_wal(crate::wal::Wal::new(dir, writer, cfg.persistence.wal_group_commit_max_batch as usize));
+        records = recover_shard(&router, cfg, me).await.map_err(|e| format!("shard {me}: {e}"))?;
     }
     router.barrier().await;
     let _ = ready.send(Progress::Recovered { records });

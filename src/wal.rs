@@ -10,10 +10,10 @@ use aionbd_io::wal::{recover, Corruption, Lsn, Recovered, SegmentBytes, Step, Wa
 use glommio::channels::local_channel::{self, LocalSender};
 use glommio::io::{DmaFile, OpenOptions};
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::time::Duration;
 
 /// Why a WAL append failed. After an I/O error the WAL is failed for good
 /// (an fdatasync error cannot be retried safely): every later append fails.
@@ -50,26 +50,38 @@ pub fn segment_name(seq: u64) -> String {
     format!("wal-{seq:016x}.log")
 }
 
+/// Paths of the segment files in a WAL directory.
+pub fn read_segment_names(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with("wal-") && n.ends_with(".log")
+        })
+        .map(|e| e.path())
+        .collect();
+    out.sort();
+    out
+}
+
 /// Read every segment of a WAL directory (start-up only).
 pub fn read_segments(dir: &Path) -> std::io::Result<Vec<SegmentBytes>> {
-    let mut out = Vec::new();
-    if !dir.exists() {
-        return Ok(out);
-    }
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("wal-") && name.ends_with(".log") {
-            out.push(SegmentBytes { bytes: std::fs::read(entry.path())?, name: entry.path().display().to_string() });
-        }
-    }
-    Ok(out)
+    read_segment_names(dir)
+        .into_iter()
+        .map(|p| Ok(SegmentBytes { bytes: std::fs::read(&p)?, name: p.display().to_string() }))
+        .collect()
 }
 
 /// Recover a WAL directory: the records after `first_lsn`, with a torn
-/// tail zeroed durably so the log can continue in a new segment.
-pub fn recover_dir(dir: &Path, first_lsn: Lsn) -> Result<Recovered, String> {
-    // Segments a crash interrupted before their header was durable.
+/// tail zeroed durably so the log can continue in a new segment. Damage
+/// anywhere else refuses, unless `truncate_corrupt`: then the log is cut at
+/// the first bad record (the rest of that segment zeroed, later segments
+/// deleted) and the lost LSN range is reported.
+pub fn recover_dir(dir: &Path, first_lsn: Lsn, truncate_corrupt: bool) -> Result<Recovered, String> {
+    // Segments a crash interrupted before their header was durable, and
+    // the spare segment (it holds nothing).
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             if e.file_name().to_string_lossy().ends_with(".log.tmp") {
@@ -77,54 +89,200 @@ pub fn recover_dir(dir: &Path, first_lsn: Lsn) -> Result<Recovered, String> {
             }
         }
     }
-    let segments = read_segments(dir).map_err(|e| format!("cannot read WAL directory {}: {e}", dir.display()))?;
-    let rec = recover(segments, first_lsn).map_err(|c: Corruption| c.to_string())?;
+    let mut cuts = 0;
+    let rec = loop {
+        let segments = read_segments(dir).map_err(|e| format!("cannot read WAL directory {}: {e}", dir.display()))?;
+        let n_segments = segments.len();
+        match recover(segments, first_lsn) {
+            Ok(rec) => break rec,
+            Err(c) if truncate_corrupt && cuts <= n_segments => {
+                cuts += 1;
+                let dropped = cut_log(dir, &c).map_err(|e| format!("{c}; cutting the log failed: {e}"))?;
+                let from = c.last_good_lsn.map_or(first_lsn, |l| l + 1);
+                eprintln!(
+                    "aionbd: {c}\naionbd: --wal-truncate-corrupt: log cut at {} offset {}; records from LSN {from} on \
+                     are lost{}",
+                    c.segment,
+                    c.offset,
+                    match dropped {
+                        Some(hi) if hi > from => format!(" (later segments held LSNs up to at least {hi})"),
+                        _ => String::new(),
+                    }
+                );
+            }
+            Err(c) => {
+                return Err(format!(
+                    "{c}. The server refuses to start rather than lose acknowledged writes silently; \
+                     to start anyway and drop every record from the damage on, pass --wal-truncate-corrupt"
+                ))
+            }
+        }
+    };
     if let Some((path, offset)) = &rec.torn_tail {
-        use std::io::{Seek, SeekFrom, Write};
-        let mut f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| format!("{path}: {e}"))?;
-        let len = f.metadata().map_err(|e| format!("{path}: {e}"))?.len();
-        f.seek(SeekFrom::Start(*offset)).map_err(|e| format!("{path}: {e}"))?;
-        f.write_all(&vec![0u8; (len - offset) as usize]).map_err(|e| format!("{path}: {e}"))?;
-        f.sync_data().map_err(|e| format!("{path}: {e}"))?;
+        zero_from(Path::new(path), *offset)?;
         eprintln!("aionbd: WAL {path}: truncated a torn tail at offset {offset} (an unacknowledged batch)");
     }
     Ok(rec)
 }
 
+fn zero_from(path: &Path, offset: u64) -> Result<(), String> {
+    use std::io::{Seek, SeekFrom, Write};
+    let p = path.display();
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| format!("{p}: {e}"))?;
+    let len = f.metadata().map_err(|e| format!("{p}: {e}"))?.len();
+    f.seek(SeekFrom::Start(offset)).map_err(|e| format!("{p}: {e}"))?;
+    f.write_all(&vec![0u8; len.saturating_sub(offset) as usize]).map_err(|e| format!("{p}: {e}"))?;
+    f.sync_data().map_err(|e| format!("{p}: {e}"))
+}
+
+/// Cut the log at a corruption: zero the damaged segment from the damage
+/// (or delete it when its header is bad) and delete every later segment.
+/// Returns the highest first-LSN among the deleted segments.
+fn cut_log(dir: &Path, c: &Corruption) -> Result<Option<Lsn>, String> {
+    let seq_of = |name: &str| -> Option<u64> {
+        let file = Path::new(name).file_name()?.to_str()?;
+        u64::from_str_radix(file.strip_prefix("wal-")?.strip_suffix(".log")?, 16).ok()
+    };
+    let bad = seq_of(&c.segment).ok_or_else(|| format!("unexpected segment name {}", c.segment))?;
+    let mut highest = None;
+    for seg in read_segments(dir).map_err(|e| e.to_string())? {
+        let Some(seq) = seq_of(&seg.name) else { continue };
+        if seq > bad || (seq == bad && c.offset == 0) {
+            if let Ok(h) = aionbd_io::wal::SegmentHeader::decode(&seg.bytes) {
+                highest = highest.max(Some(h.first_lsn));
+            }
+            std::fs::remove_file(&seg.name).map_err(|e| format!("remove {}: {e}", seg.name))?;
+        }
+    }
+    if c.offset > 0 {
+        zero_from(Path::new(&c.segment), c.offset)?;
+    }
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| format!("sync {}: {e}", dir.display()))?;
+    Ok(highest)
+}
+
 type Waiter = LocalSender<Result<Lsn, WalError>>;
+
+/// When the WAL calls fdatasync (API.md §9 settings; docs/storage.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncPolicy {
+    /// Acknowledge only after an fdatasync covers the write (the default).
+    pub every_write: bool,
+    /// Otherwise: fdatasync once this many writes are unsynced (0 = off) ...
+    pub every_n: u64,
+    /// ... and at least this often while any write is unsynced.
+    pub interval: Option<Duration>,
+}
+
+impl SyncPolicy {
+    pub fn from_config(p: &crate::config::PersistenceConfig) -> SyncPolicy {
+        let interval = (p.wal_sync_interval_seconds > 0).then(|| Duration::from_secs(p.wal_sync_interval_seconds));
+        // Relaxed with neither knob set would never sync: bound it at 1 s.
+        let interval = if !p.wal_sync_on_write && p.wal_sync_every_n_writes == 0 {
+            interval.or(Some(Duration::from_secs(1)))
+        } else {
+            interval
+        };
+        SyncPolicy { every_write: p.wal_sync_on_write, every_n: p.wal_sync_every_n_writes, interval }
+    }
+}
+
+/// Name prefix of preallocated files kept ready for the next segment
+/// (removed at recovery like any `*.log.tmp`).
+const SPARE_PREFIX: &str = "wal-spare-";
+/// How often a write refused for lack of disk space retries reserving one.
+const SPACE_RETRY: Duration = Duration::from_millis(200);
 
 /// One shard's WAL. All methods run on the shard's executor.
 pub struct Wal {
     dir: PathBuf,
     writer: RefCell<WalWriter>,
-    files: RefCell<HashMap<u64, Rc<DmaFile>>>,
+    segment_bytes: u64,
+    policy: SyncPolicy,
+    flush_delay: Duration,
+    /// The segment batches go to.
+    current: RefCell<Option<Rc<DmaFile>>>,
+    /// A preallocated file ready to become the next segment: rollover then
+    /// needs no new disk space, and a full disk is noticed (and writes
+    /// refused with 507) before any write is applied.
+    spare: RefCell<Option<Rc<DmaFile>>>,
+    preparing: Cell<bool>,
+    spares_made: Cell<u64>,
+    disk_full: RefCell<Option<(String, std::time::Instant)>>,
     queue: RefCell<Vec<(u8, Vec<u8>, Waiter)>>,
     flushing: Cell<bool>,
+    sync_due: Cell<bool>,
     failed: RefCell<Option<WalError>>,
     /// Most records one group commit takes.
     max_batch: usize,
+    /// LSN of the last record queued / written / covered by an fdatasync.
+    assigned: Cell<Lsn>,
+    written: Cell<Lsn>,
+    durable: Cell<Lsn>,
     pub syncs: Cell<u64>,
     pub records: Cell<u64>,
+    pub bytes: Cell<u64>,
+    pub batches: Cell<u64>,
+    /// Segment files on disk (for the WAL size in /metrics).
+    pub segments: Cell<u64>,
 }
 
 impl Wal {
-    pub fn new(dir: PathBuf, writer: WalWriter, max_batch: usize) -> Rc<Wal> {
-        Rc::new(Wal {
+    pub fn new(
+        dir: PathBuf,
+        writer: WalWriter,
+        segment_bytes: u64,
+        policy: SyncPolicy,
+        max_batch: usize,
+        flush_delay: Duration,
+    ) -> Rc<Wal> {
+        let last = writer.next_lsn() - 1;
+        let wal = Rc::new(Wal {
             dir,
             writer: RefCell::new(writer),
-            files: RefCell::new(HashMap::new()),
+            segment_bytes,
+            policy,
+            flush_delay,
+            current: RefCell::new(None),
+            spare: RefCell::new(None),
+            preparing: Cell::new(false),
+            spares_made: Cell::new(0),
+            disk_full: RefCell::new(None),
             queue: RefCell::new(Vec::new()),
             flushing: Cell::new(false),
+            sync_due: Cell::new(false),
             failed: RefCell::new(None),
             max_batch: max_batch.max(1),
+            assigned: Cell::new(last),
+            written: Cell::new(last),
+            durable: Cell::new(last),
             syncs: Cell::new(0),
             records: Cell::new(0),
-        })
+            bytes: Cell::new(0),
+            batches: Cell::new(0),
+            segments: Cell::new(0),
+        });
+        wal.prepare_spare();
+        if let Some(every) = policy.interval.filter(|_| !policy.every_write) {
+            let weak = Rc::downgrade(&wal);
+            glommio::spawn_local(async move {
+                loop {
+                    glommio::timer::sleep(every).await;
+                    let Some(wal) = weak.upgrade() else { return };
+                    if wal.written.get() > wal.durable.get() {
+                        wal.request_sync();
+                    }
+                }
+            })
+            .detach();
+        }
+        wal
     }
 
     /// Queue one record now (records get LSNs in the order of these calls,
     /// which must be the order the shard applied them); the returned future
-    /// resolves once an fdatasync covers the record.
+    /// resolves once the record is durable by the sync policy: covered by
+    /// an fdatasync, or (relaxed modes) written to the device.
     pub fn append(
         self: &Rc<Self>,
         kind: u8,
@@ -134,14 +292,50 @@ impl Wal {
         if let Some(e) = self.failed.borrow().clone() {
             let _ = tx.try_send(Err(WalError::Failed(format!("the WAL stopped after an earlier error: {e}"))));
         } else {
+            self.assigned.set(self.assigned.get() + 1);
             self.queue.borrow_mut().push((kind, body, tx));
-            if !self.flushing.get() {
-                self.flushing.set(true);
-                let wal = self.clone();
-                glommio::spawn_local(async move { wal.flush_loop().await }).detach();
-            }
+            self.kick();
         }
         async move { rx.recv().await.unwrap_or_else(|| Err(WalError::Failed("WAL flusher stopped".into()))) }
+    }
+
+    /// Whether a write may be applied now: `Err(DiskFull)` while no disk
+    /// space could be reserved for the next segment. Call before applying
+    /// a write, so a refused write changes nothing.
+    pub fn admit(self: &Rc<Self>) -> Result<(), WalError> {
+        if self.spare.borrow().is_some() {
+            return Ok(());
+        }
+        let full = self.disk_full.borrow().clone();
+        match full {
+            None => Ok(()),
+            Some((msg, _)) => {
+                self.ensure_spare();
+                Err(WalError::DiskFull(msg))
+            }
+        }
+    }
+
+    /// LSN of the last record queued so far.
+    pub fn last_assigned(&self) -> Lsn {
+        self.assigned.get()
+    }
+
+    /// Resolves once every record up to `lsn` is covered by an fdatasync
+    /// (forcing one in the relaxed modes).
+    pub async fn wait_durable(self: &Rc<Self>, lsn: Lsn) -> Result<(), WalError> {
+        loop {
+            if let Some(e) = self.failed.borrow().clone() {
+                return Err(e);
+            }
+            if self.durable.get() >= lsn {
+                return Ok(());
+            }
+            if self.written.get() >= lsn {
+                self.request_sync();
+            }
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     /// Whether an I/O error has stopped this WAL.
@@ -149,18 +343,99 @@ impl Wal {
         self.failed.borrow().is_some()
     }
 
+    /// Whether writes are being refused for lack of disk space.
+    pub fn is_disk_full(&self) -> bool {
+        self.spare.borrow().is_none() && self.disk_full.borrow().is_some()
+    }
+
+    fn request_sync(self: &Rc<Self>) {
+        self.sync_due.set(true);
+        self.kick();
+    }
+
+    fn kick(self: &Rc<Self>) {
+        if !self.flushing.get() {
+            self.flushing.set(true);
+            let wal = self.clone();
+            glommio::spawn_local(async move { wal.flush_loop().await }).detach();
+        }
+    }
+
+    /// Reserve the next segment if none is ready (rate-limited while the
+    /// disk is full).
+    fn ensure_spare(self: &Rc<Self>) {
+        let retry = self.disk_full.borrow().as_ref().is_none_or(|(_, since)| since.elapsed() >= SPACE_RETRY);
+        if retry {
+            self.prepare_spare();
+        }
+    }
+
+    /// Create and preallocate the spare segment file in the background.
+    fn prepare_spare(self: &Rc<Self>) {
+        if self.preparing.get() || self.spare.borrow().is_some() {
+            return;
+        }
+        self.preparing.set(true);
+        let wal = self.clone();
+        glommio::spawn_local(async move {
+            match wal.create_spare().await {
+                Ok(file) => {
+                    *wal.spare.borrow_mut() = Some(Rc::new(file));
+                    *wal.disk_full.borrow_mut() = None;
+                }
+                Err(e) => {
+                    let msg = format!("cannot reserve the next WAL segment: {e}");
+                    *wal.disk_full.borrow_mut() = Some((msg, std::time::Instant::now()));
+                }
+            }
+            wal.preparing.set(false);
+        })
+        .detach();
+    }
+
+    async fn create_spare(&self) -> Result<DmaFile, WalError> {
+        self.spares_made.set(self.spares_made.get() + 1);
+        let path = self.dir.join(format!("{SPARE_PREFIX}{}.log.tmp", self.spares_made.get()));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .dma_open(&path)
+            .await
+            .map_err(|e| io_err(&format!("create {}", path.display()), &e, is_enospc(&e)))?;
+        if let Err(e) = file.pre_allocate(self.segment_bytes, false).await {
+            let _ = file.close().await;
+            let _ = std::fs::remove_file(&path);
+            return Err(io_err(&format!("preallocate {}", path.display()), &e, is_enospc(&e)));
+        }
+        Ok(file)
+    }
+
     async fn flush_loop(self: Rc<Self>) {
         loop {
+            if !self.flush_delay.is_zero() && !self.queue.borrow().is_empty() {
+                glommio::timer::sleep(self.flush_delay).await;
+            }
             let group: Vec<(u8, Vec<u8>, Waiter)> = {
                 let mut q = self.queue.borrow_mut();
                 let n = q.len().min(self.max_batch);
                 q.drain(..n).collect()
             };
             if group.is_empty() {
-                self.flushing.set(false);
-                return;
+                if self.sync_due.replace(false) && self.written.get() > self.durable.get() {
+                    if let Err(e) = self.sync_current().await {
+                        *self.failed.borrow_mut() = Some(e);
+                    }
+                }
+                if self.queue.borrow().is_empty() && !self.sync_due.get() {
+                    self.flushing.set(false);
+                    return;
+                }
+                continue;
             }
             let result = self.flush(&group).await;
+            self.ensure_spare();
             if let Err(e) = &result {
                 *self.failed.borrow_mut() = Some(e.clone());
             }
@@ -170,7 +445,8 @@ impl Wal {
         }
     }
 
-    /// Write one group; returns the LSN of its first record.
+    /// Write one group (and sync it if the policy says so); returns the LSN
+    /// of its first record.
     async fn flush(&self, group: &[(u8, Vec<u8>, Waiter)]) -> Result<Lsn, WalError> {
         let records: Vec<(u8, &[u8])> = group.iter().map(|(k, b, _)| (*k, b.as_slice())).collect();
         let first = self.writer.borrow().next_lsn();
@@ -180,39 +456,18 @@ impl Wal {
         })?;
         for step in steps {
             match step {
-                Step::OpenSegment { segment_seq, header, segment_bytes } => {
-                    // Build the segment under a temporary name and rename it
-                    // only once its header is durable: a crash mid-way leaves
-                    // a *.tmp file (removed at recovery), never a segment
-                    // without a valid header.
-                    let path = self.dir.join(segment_name(segment_seq));
-                    let tmp = self.dir.join(format!("{}.tmp", segment_name(segment_seq)));
-                    let file = OpenOptions::new()
-                        .read(true)
-                        .write(true)
-                        .create(true)
-                        .truncate(true)
-                        .dma_open(&tmp)
-                        .await
-                        .map_err(|e| io_err(&format!("create {}", tmp.display()), &e, is_enospc(&e)))?;
-                    file.pre_allocate(segment_bytes, false)
-                        .await
-                        .map_err(|e| io_err(&format!("preallocate {}", tmp.display()), &e, is_enospc(&e)))?;
-                    let file = Rc::new(file);
-                    self.write_synced(&file, 0, &header).await?;
-                    file.rename(&path)
-                        .await
-                        .map_err(|e| io_err(&format!("rename to {}", path.display()), &e, false))?;
-                    // The new name must be durable too. Once per segment, so a
-                    // plain blocking fsync of the directory is fine here.
-                    std::fs::File::open(&self.dir)
-                        .and_then(|d| d.sync_all())
-                        .map_err(|e| io_err(&format!("sync directory {}", self.dir.display()), &e, false))?;
-                    self.files.borrow_mut().insert(segment_seq, file);
-                }
-                Step::WriteBatch { segment_seq, offset, bytes, .. } => {
-                    let file = self.files.borrow().get(&segment_seq).cloned().expect("segment opened first");
-                    self.write_synced(&file, offset, &bytes).await?;
+                Step::OpenSegment { segment_seq, header, .. } => self.open_segment(segment_seq, &header).await?,
+                Step::WriteBatch { bytes, offset, last_lsn, .. } => {
+                    let file = self.current.borrow().clone().expect("segment opened first");
+                    write_all_at(&file, offset, &bytes).await?;
+                    self.written.set(last_lsn);
+                    self.bytes.set(self.bytes.get() + bytes.len() as u64);
+                    self.batches.set(self.batches.get() + 1);
+                    let unsynced = self.written.get() - self.durable.get();
+                    let p = self.policy;
+                    if p.every_write || (p.every_n > 0 && unsynced >= p.every_n) || self.sync_due.replace(false) {
+                        self.sync_current().await?;
+                    }
                 }
             }
         }
@@ -220,17 +475,63 @@ impl Wal {
         Ok(first)
     }
 
-    async fn write_synced(&self, file: &DmaFile, offset: u64, bytes: &[u8]) -> Result<(), WalError> {
-        let mut buf = file.alloc_dma_buffer(bytes.len());
-        buf.as_bytes_mut().copy_from_slice(bytes);
-        let written = file.write_at(buf, offset).await.map_err(|e| io_err("WAL write", &e, is_enospc(&e)))?;
-        if written != bytes.len() {
-            return Err(WalError::Io(format!("short WAL write: {written} of {} bytes", bytes.len())));
+    async fn sync_current(&self) -> Result<(), WalError> {
+        let file = self.current.borrow().clone();
+        if let Some(file) = file {
+            file.fdatasync().await.map_err(|e| io_err("WAL fdatasync", &e, false))?;
+            self.syncs.set(self.syncs.get() + 1);
         }
-        file.fdatasync().await.map_err(|e| io_err("WAL fdatasync", &e, is_enospc(&e)))?;
-        self.syncs.set(self.syncs.get() + 1);
+        self.durable.set(self.written.get());
         Ok(())
     }
+
+    /// Turn the spare file into segment `seq`: header written and synced
+    /// under the temporary name, then renamed and the directory synced, so
+    /// a crash leaves either no segment or one with a valid header.
+    async fn open_segment(&self, seq: u64, header: &[u8]) -> Result<(), WalError> {
+        // Whatever the old segment holds must be durable before later
+        // segments exist (recovery treats damage before them as corruption).
+        if self.written.get() > self.durable.get() {
+            self.sync_current().await?;
+        }
+        let spare = self.spare.borrow_mut().take();
+        let file = match spare {
+            Some(f) => f,
+            // The spare was not ready (or the disk was full a moment ago).
+            None => Rc::new(self.create_spare().await?),
+        };
+        write_all_at(&file, 0, header).await?;
+        file.fdatasync().await.map_err(|e| io_err("WAL fdatasync", &e, false))?;
+        self.syncs.set(self.syncs.get() + 1);
+        let path = self.dir.join(segment_name(seq));
+        file.rename(&path).await.map_err(|e| io_err(&format!("rename to {}", path.display()), &e, false))?;
+        // Once per segment, so a plain blocking fsync of the directory is fine.
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_err(&format!("sync directory {}", self.dir.display()), &e, false))?;
+        *self.current.borrow_mut() = Some(file);
+        self.segments.set(self.segments.get() + 1);
+        Ok(())
+    }
+
+    /// `n` old segments were deleted (after a snapshot covered them).
+    pub fn forget_segments(&self, n: u64) {
+        self.segments.set(self.segments.get().saturating_sub(n));
+    }
+
+    pub fn segment_bytes(&self) -> u64 {
+        self.segment_bytes
+    }
+}
+
+async fn write_all_at(file: &DmaFile, offset: u64, bytes: &[u8]) -> Result<(), WalError> {
+    let mut buf = file.alloc_dma_buffer(bytes.len());
+    buf.as_bytes_mut().copy_from_slice(bytes);
+    let written = file.write_at(buf, offset).await.map_err(|e| io_err("WAL write", &e, is_enospc(&e)))?;
+    if written != bytes.len() {
+        return Err(WalError::Io(format!("short WAL write: {written} of {} bytes", bytes.len())));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -254,7 +555,8 @@ mod tests {
         let (syncs, records) = LocalExecutorBuilder::default()
             .spawn(move || async move {
                 let writer = WalWriter::new(0, 16 * 4096, 1, 1, Box::new(|| 0x5eed));
-                let wal = Wal::new(d, writer, 64);
+                let policy = SyncPolicy { every_write: true, every_n: 0, interval: None };
+                let wal = Wal::new(d, writer, 16 * 4096, policy, 64, Duration::ZERO);
                 let tasks: Vec<_> = (0..32u64)
                     .map(|t| {
                         let wal = wal.clone();
@@ -282,7 +584,7 @@ mod tests {
         eprintln!("640 records from 32 concurrent writers: {syncs} fdatasyncs");
         assert_eq!(records, 640);
         assert!(syncs < 640 / 4, "group commit should share fdatasyncs: {syncs} syncs for 640 records");
-        let rec = recover_dir(&dir, 1).unwrap();
+        let rec = recover_dir(&dir, 1, false).unwrap();
         assert_eq!(rec.records.len(), 640);
         assert!(rec.next_segment_seq > 2, "segments rolled over");
         let bodies: std::collections::HashSet<Vec<u8>> = rec.records.into_iter().map(|r| r.body).collect();

@@ -57,8 +57,15 @@ impl Server {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("start server");
+        // The first line may say it is recovering; it serves once it listens.
+        let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        while !line.contains("listening on") {
+            line.clear();
+            if out.read_line(&mut line).unwrap() == 0 {
+                panic!("the server exited before listening");
+            }
+        }
         let addr =
             line.split("http://").nth(1).and_then(|r| r.split_whitespace().next()).expect("start line").to_owned();
         (child, addr)

@@ -3,5 +3,6 @@
 //! ([`wal`]) and the vector files users bring to benchmarks and imports
 //! ([`vecfile`]: texmex `.fvecs`/`.ivecs`, NumPy `.npy`).
 
+pub mod snapshot;
 pub mod vecfile;
 pub mod wal;

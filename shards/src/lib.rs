@@ -7,6 +7,7 @@
 
 pub mod distance;
 pub mod error;
+pub mod export;
 pub mod filter;
 pub mod ops;
 pub mod partition;

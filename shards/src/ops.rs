@@ -69,28 +69,109 @@ pub struct Hit {
 pub enum Op {
     // --- home operations ---
     CreateCollection(CollectionSpec),
-    DeleteCollection { name: String },
-    GetCollection { name: String },
+    DeleteCollection {
+        name: String,
+    },
+    GetCollection {
+        name: String,
+    },
     ListCollections,
-    ListPoints { name: String, from: PageFrom, limit: usize },
-    Upsert { name: String, points: Vec<PointIn> },
-    DeletePoint { name: String, id: u64 },
-    SetPayload { name: String, ids: Vec<u64>, patch: Payload },
-    DeletePayloadKeys { name: String, ids: Vec<u64>, keys: Vec<String> },
+    ListPoints {
+        name: String,
+        from: PageFrom,
+        limit: usize,
+    },
+    Upsert {
+        name: String,
+        points: Vec<PointIn>,
+    },
+    DeletePoint {
+        name: String,
+        id: u64,
+    },
+    SetPayload {
+        name: String,
+        ids: Vec<u64>,
+        patch: Payload,
+    },
+    DeletePayloadKeys {
+        name: String,
+        ids: Vec<u64>,
+        keys: Vec<String>,
+    },
     // --- partition operations ---
-    CreatePartition { uid: u64, spec: CollectionSpec },
-    DropPartition { name: String, uid: u64 },
-    ApplyUpsert { name: String, uid: u64, points: Vec<PointIn> },
-    ApplyDelete { name: String, uid: u64, ids: Vec<u64> },
-    ApplySetPayload { name: String, uid: u64, ids: Vec<u64>, patch: Payload },
-    ApplyDeletePayloadKeys { name: String, uid: u64, ids: Vec<u64>, keys: Vec<String> },
+    CreatePartition {
+        uid: u64,
+        spec: CollectionSpec,
+    },
+    DropPartition {
+        name: String,
+        uid: u64,
+    },
+    ApplyUpsert {
+        name: String,
+        uid: u64,
+        points: Vec<PointIn>,
+    },
+    ApplyDelete {
+        name: String,
+        uid: u64,
+        ids: Vec<u64>,
+    },
+    ApplySetPayload {
+        name: String,
+        uid: u64,
+        ids: Vec<u64>,
+        patch: Payload,
+    },
+    ApplyDeletePayloadKeys {
+        name: String,
+        uid: u64,
+        ids: Vec<u64>,
+        keys: Vec<String>,
+    },
     Search(SearchOp),
-    GetPoint { name: String, id: u64 },
-    Count { name: String, filter: Option<Arc<Filter>> },
+    GetPoint {
+        name: String,
+        id: u64,
+    },
+    Count {
+        name: String,
+        filter: Option<Arc<Filter>>,
+    },
     Stats,
+    /// Snapshot support: remember the partition as it is now ...
+    ExportBegin {
+        name: String,
+        uid: u64,
+    },
+    /// ... hand out up to `max_points` of it (`Reply::Exported`) ...
+    ExportChunk {
+        name: String,
+        uid: u64,
+        max_points: usize,
+    },
+    /// ... or forget it (an abandoned snapshot).
+    ExportEnd {
+        name: String,
+        uid: u64,
+    },
 }
 
 impl Op {
+    /// Home operations that change data (and are logged).
+    pub fn is_home_write(&self) -> bool {
+        matches!(
+            self,
+            Op::CreateCollection(_)
+                | Op::DeleteCollection { .. }
+                | Op::Upsert { .. }
+                | Op::DeletePoint { .. }
+                | Op::SetPayload { .. }
+                | Op::DeletePayloadKeys { .. }
+        )
+    }
+
     /// Partition operations run to completion on the receiving shard
     /// without messaging anyone; home operations may fan out.
     pub fn is_partition_op(&self) -> bool {
@@ -106,6 +187,9 @@ impl Op {
                 | Op::GetPoint { .. }
                 | Op::Count { .. }
                 | Op::Stats
+                | Op::ExportBegin { .. }
+                | Op::ExportChunk { .. }
+                | Op::ExportEnd { .. }
         )
     }
 }
@@ -139,6 +223,11 @@ pub enum Reply {
     Count(u64),
     Page(PointsPage),
     Stats(ShardDataStats),
+    /// A chunk of a partition export; `done` when it was the last.
+    Exported {
+        points: Vec<PointIn>,
+        done: bool,
+    },
 }
 
 /// A reply plus the partition operations the home shard still has to send to

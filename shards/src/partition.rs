@@ -65,6 +65,11 @@ impl Partition {
         self.ids.len()
     }
 
+    /// Ids in slot order.
+    pub fn ids(&self) -> &[u64] {
+        &self.ids
+    }
+
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }

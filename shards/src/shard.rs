@@ -4,6 +4,7 @@
 //! write-ahead log will slot in front of every mutation.
 
 use crate::error::{collection_not_found, invalid, point_not_found, ShardError};
+use crate::export::Export;
 use crate::ops::{
     CollectionInfo, CollectionSpec, Hit, Op, PageFrom, Plan, PointIn, PointsPage, Reply, SearchOp, ShardDataStats,
 };
@@ -36,6 +37,8 @@ struct PartitionSlot {
     uid: u64,
     spec: CollectionSpec,
     data: Partition,
+    /// A snapshot copying this partition out, if one is running.
+    export: Option<Export>,
 }
 
 pub struct Shard {
@@ -54,6 +57,10 @@ impl Shard {
 
     pub fn id(&self) -> ShardId {
         self.id
+    }
+
+    pub fn placement(&self) -> Placement {
+        self.placement
     }
 
     /// Run one operation. Partition operations addressed to this shard by a
@@ -296,16 +303,37 @@ impl Shard {
     }
 
     /// The partition for an apply op, if it is still the incarnation the home
-    /// shard meant (a concurrent delete may have dropped it).
-    fn partition_for_apply(&mut self, name: &str, uid: u64) -> Option<&mut Partition> {
-        self.partitions.get_mut(name).filter(|s| s.uid == uid).map(|s| &mut s.data)
+    /// shard meant (a concurrent delete may have dropped it). A running
+    /// export first copies the points the op will change.
+    fn partition_for_apply(&mut self, name: &str, uid: u64, ids: &[u64]) -> Option<&mut Partition> {
+        let slot = self.partitions.get_mut(name).filter(|s| s.uid == uid)?;
+        if let Some(export) = &mut slot.export {
+            for &id in ids {
+                export.before_write(&slot.data, id);
+            }
+        }
+        Some(&mut slot.data)
+    }
+
+    /// The collections homed here, for a snapshot cut.
+    pub fn homed_collections(&self) -> Vec<(CollectionSpec, u64)> {
+        let mut out: Vec<_> = self.catalog.values().map(|e| (e.spec.clone(), e.uid)).collect();
+        out.sort_by_key(|(_, uid)| *uid);
+        out
+    }
+
+    fn export_slot(&mut self, name: &str, uid: u64) -> Result<&mut PartitionSlot, ShardError> {
+        self.partitions
+            .get_mut(name)
+            .filter(|s| s.uid == uid)
+            .ok_or_else(|| ShardError::Conflict(format!("partition of '{name}' was dropped during a snapshot")))
     }
 
     fn apply_partition_op(&mut self, op: Op) -> Result<Reply, ShardError> {
         match op {
             Op::CreatePartition { uid, spec } => {
                 let data = Partition::new(spec.dimension);
-                self.partitions.insert(spec.name.clone(), PartitionSlot { uid, spec, data });
+                self.partitions.insert(spec.name.clone(), PartitionSlot { uid, spec, data, export: None });
                 Ok(Reply::Done)
             }
             Op::DropPartition { name, uid } => {
@@ -315,7 +343,8 @@ impl Shard {
                 Ok(Reply::Done)
             }
             Op::ApplyUpsert { name, uid, points } => {
-                if let Some(p) = self.partition_for_apply(&name, uid) {
+                let ids: Vec<u64> = points.iter().map(|p| p.id).collect();
+                if let Some(p) = self.partition_for_apply(&name, uid, &ids) {
                     for pt in points {
                         p.upsert(pt.id, &pt.values, pt.payload);
                     }
@@ -323,7 +352,7 @@ impl Shard {
                 Ok(Reply::Done)
             }
             Op::ApplyDelete { name, uid, ids } => {
-                if let Some(p) = self.partition_for_apply(&name, uid) {
+                if let Some(p) = self.partition_for_apply(&name, uid, &ids) {
                     for id in ids {
                         p.delete(id);
                     }
@@ -332,7 +361,7 @@ impl Shard {
             }
             Op::ApplySetPayload { name, uid, ids, patch } => {
                 let mut changed = 0;
-                if let Some(p) = self.partition_for_apply(&name, uid) {
+                if let Some(p) = self.partition_for_apply(&name, uid, &ids) {
                     for id in ids {
                         let f = |pl: &mut crate::payload::Payload| {
                             for (k, v) in &patch {
@@ -346,7 +375,7 @@ impl Shard {
             }
             Op::ApplyDeletePayloadKeys { name, uid, ids, keys } => {
                 let mut changed = 0;
-                if let Some(p) = self.partition_for_apply(&name, uid) {
+                if let Some(p) = self.partition_for_apply(&name, uid, &ids) {
                     for id in ids {
                         let f = |pl: &mut crate::payload::Payload| {
                             for k in &keys {
@@ -366,6 +395,29 @@ impl Shard {
             }
             Op::Count { name, filter } => Ok(Reply::Count(self.partition(&name)?.data.count(filter.as_deref()))),
             Op::Stats => Ok(Reply::Stats(self.data_stats())),
+            Op::ExportBegin { name, uid } => {
+                let slot = self.export_slot(&name, uid)?;
+                slot.export = Some(Export::begin(&slot.data));
+                Ok(Reply::Done)
+            }
+            Op::ExportChunk { name, uid, max_points } => {
+                let slot = self.export_slot(&name, uid)?;
+                let export = slot
+                    .export
+                    .as_mut()
+                    .ok_or_else(|| ShardError::Conflict(format!("no snapshot export of '{name}' is running")))?;
+                let (points, done) = export.next_chunk(&slot.data, max_points);
+                if done {
+                    slot.export = None;
+                }
+                Ok(Reply::Exported { points, done })
+            }
+            Op::ExportEnd { name, uid } => {
+                if let Ok(slot) = self.export_slot(&name, uid) {
+                    slot.export = None;
+                }
+                Ok(Reply::Done)
+            }
             home => Err(ShardError::Internal(format!("home operation {home:?} reached the partition path"))),
         }
     }

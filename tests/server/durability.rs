@@ -63,9 +63,87 @@ fn every_route_that_writes_survives_sigkill_and_restart() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Small segments and an eager snapshot cadence, so a test's few MiB of
+/// writes exercise snapshots, the manifest switch and segment deletion.
+pub const EAGER_SNAPSHOTS: &[(&str, &str)] = &[
+    ("AIONBD_WAL_SEGMENT_BYTES", "1048576"),
+    ("AIONBD_SNAPSHOT_MIN_WAL_BYTES", "262144"),
+    ("AIONBD_SNAPSHOT_WAL_PERCENT", "1"),
+];
+
+fn files_in(dir: &std::path::Path, prefix: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    v.retain(|n| n.starts_with(prefix));
+    v.sort();
+    v
+}
+
+fn metric(s: &Server, key: &str) -> u64 {
+    s.call("GET", "/metrics", None, 200)[key].as_u64().unwrap()
+}
+
+/// Snapshots are taken while writes go on, restore exactly what was
+/// acknowledged (with the WAL after them), and keep the disk bounded: old
+/// snapshots and covered segments are deleted.
+#[test]
+fn snapshots_restore_exactly_and_bound_the_log() {
+    let dir = unique_dir();
+    let s = Server::start_in(&dir, 2, EAGER_SNAPSHOTS, &[]);
+    s.call("POST", "/collections", Some(json!({"name": "big", "dimension": 256})), 200);
+    s.call("POST", "/collections", Some(json!({"name": "small", "dimension": 2})), 200);
+    s.call("POST", "/collections", Some(json!({"name": "dropped", "dimension": 2})), 200);
+    // ~10 MiB of WAL over 300 live points: the log outgrows the data.
+    for round in 0..40u64 {
+        let pts: Vec<Value> = (0..100u64)
+            .map(|i| {
+                let id = (round * 37 + i) % 300;
+                json!({"id": id, "values": vec![(round * 1000 + i) as f32; 256], "payload": {"round": round}})
+            })
+            .collect();
+        s.call("POST", "/collections/big/points", Some(json!({ "points": pts })), 200);
+        s.call("PUT", &format!("/collections/small/points/{round}"), Some(json!({"values": [round, 1]})), 200);
+        if round % 5 == 0 {
+            s.call("DELETE", &format!("/collections/big/points/{}", (round * 37) % 300), None, 200);
+            s.call(
+                "POST",
+                "/collections/big/points/payload/set",
+                Some(json!({"points": [(round * 37 + 1) % 300], "payload": {"tag": round}})),
+                200,
+            );
+        }
+    }
+    s.call("DELETE", "/collections/dropped", None, 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(&s, "persistence_checkpoint_success_total") < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(metric(&s, "persistence_checkpoint_success_total") >= 2, "no snapshots were taken");
+    assert_eq!(metric(&s, "persistence_checkpoint_error_total"), 0);
+    // Writes after the last snapshot come back from the WAL.
+    s.call("PUT", "/collections/small/points/9999", Some(json!({"values": [9, 9]})), 200);
+    let before = observe(&s);
+    s.kill();
+    for shard in ["shard-00", "shard-01"] {
+        let sd = dir.join(shard);
+        let snaps = files_in(&sd, "snap-");
+        assert!(snaps.len() <= 1, "{shard}: old snapshots kept: {snaps:?}");
+        let segs = files_in(&sd.join("wal"), "wal-0");
+        assert!(segs.len() <= 4, "{shard}: covered segments kept: {segs:?}");
+    }
+    let s = Server::start_in(&dir, 2, EAGER_SNAPSHOTS, &[]);
+    assert_eq!(observe(&s), before);
+    let hit = s.call("POST", "/collections/small/search", Some(json!({"query": [9, 9], "metric": "l2"})), 200);
+    assert_eq!(hit["id"], 9999);
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Writers record what the server acknowledged; the server is killed at
 /// random moments while they write; after each restart every acknowledged
-/// point must be there with its exact values. 12 rounds by default;
+/// point must be there with its exact values; snapshots are taken (and
+/// interrupted) along the way. 30 rounds by default;
 /// `AIONBD_CRASH_ITERATIONS` asks for more (scripts/crash-loop.sh).
 #[test]
 fn crash_loop_keeps_every_acknowledged_write() {
@@ -73,9 +151,9 @@ fn crash_loop_keeps_every_acknowledged_write() {
     let acked: Arc<Mutex<BTreeMap<u64, f32>>> = Arc::default();
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut next_id = 0u64;
-    let iterations: usize = std::env::var("AIONBD_CRASH_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(12);
+    let iterations: usize = std::env::var("AIONBD_CRASH_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
     for round in 0..iterations {
-        let s = Server::start_in(&dir, 2, &[], &[]);
+        let s = Server::start_in(&dir, 2, EAGER_SNAPSHOTS, &[]);
         if round == 0 {
             s.call("POST", "/collections", Some(json!({"name": "crash", "dimension": 2})), 200);
         }
@@ -121,7 +199,7 @@ fn crash_loop_keeps_every_acknowledged_write() {
     let n = acked.lock().unwrap().len();
     eprintln!("crash loop: {iterations} SIGKILLs, {n} acknowledged writes, all recovered");
     assert!(n > 100, "the writers got only {n} acknowledgements");
-    let s = Server::start_in(&dir, 2, &[], &[]);
+    let s = Server::start_in(&dir, 2, EAGER_SNAPSHOTS, &[]);
     let count = s.call("GET", "/collections/crash", None, 200)["point_count"].as_u64().unwrap();
     assert!(count >= n as u64, "{count} points after recovery, {n} acknowledged");
     drop(s);
@@ -157,5 +235,52 @@ fn a_data_directory_refuses_another_shard_layout() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("another layout"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// While the shards recover, /live answers 200 and /ready (and every data
+/// route) 503; once they listen, /ready is 200.
+#[test]
+fn live_answers_and_ready_is_503_during_recovery() {
+    use std::io::{BufRead, BufReader};
+    let dir = unique_dir();
+    let s = Server::start_in(&dir, 2, &[], &[]);
+    s.call("POST", "/collections", Some(json!({"name": "c", "dimension": 2})), 200);
+    s.kill();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_aionbd"))
+        .env_clear()
+        .env("AIONBD_BIND", "127.0.0.1:0")
+        .env("AIONBD_SHARDS", "2")
+        .env("AIONBD_DATA_DIR", &dir)
+        .env("AIONBD_DEBUG_RECOVERY_DELAY_MS", "1500")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.contains("recovering"), "first line: {line}");
+    let addr = line.split("http://").nth(1).unwrap().split('/').next().unwrap().to_owned();
+    let get = |path: &str| -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        write!(c, "GET {path} HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n").unwrap();
+        let mut resp = String::new();
+        c.read_to_string(&mut resp).unwrap();
+        (resp.split(' ').nth(1).unwrap().parse().unwrap(), resp)
+    };
+    assert_eq!(get("/live").0, 200);
+    let (status, body) = get("/ready");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("recovering"), "{body}");
+    assert_eq!(get("/collections/c").0, 503);
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert!(line.contains("listening on"), "second line: {line}");
+    assert_eq!(get("/ready").0, 200);
+    assert_eq!(get("/collections/c").0, 200);
+    let _ = child.kill();
+    let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -76,11 +76,12 @@ impl Server {
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
+            // Skip "recovering" lines: the server is up once it listens.
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("listening on") {
+                    let _ = tx.send(line);
+                }
             }
-            for _ in lines {}
         });
         let line = match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(l) => l,

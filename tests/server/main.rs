@@ -7,3 +7,4 @@ mod harness;
 mod http;
 mod quickstart;
 mod startup;
+mod surgery;

@@ -1,0 +1,93 @@
+//! The answer while the shards recover: a small blocking responder on the
+//! listen address that says `/live` 200, `/ready` 503, and 503 for every
+//! other route, until the shards have loaded their snapshots and replayed
+//! their logs and listen themselves (API.md §12; docs/api-decisions.md).
+//!
+//! It runs on its own thread, off the data path, and shares the port with
+//! the shards through SO_REUSEPORT. It stops just after they listen; in
+//! that ~millisecond overlap a request may still get its 503.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Longest request head the responder reads.
+const MAX_HEAD: usize = 16 * 1024;
+
+pub struct Responder {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Responder {
+    /// Listen on `addr` (already reserved, so this cannot race another
+    /// process) and answer until [`Responder::stop`].
+    pub fn start(addr: SocketAddr, started: Instant) -> std::io::Result<Responder> {
+        let (socket, _) = crate::runtime::reserve_address(addr)?;
+        socket.listen(128)?;
+        socket.set_nonblocking(true)?;
+        let listener: std::net::TcpListener = socket.into();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new().name("aionbd-recovering".into()).spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => answer(stream, started),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(2))
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        })?;
+        Ok(Responder { stop, thread: Some(thread) })
+    }
+
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Read one request head and answer it; the connection then closes.
+fn answer(mut stream: TcpStream, started: Instant) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let line = String::from_utf8_lossy(&head);
+    let mut parts = line.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = target.split('?').next().unwrap_or("");
+    let uptime_ms = started.elapsed().as_millis() as u64;
+    let (status, body) = match (method, path) {
+        ("GET", "/live") => (200, serde_json::json!({"status": "live", "uptime_ms": uptime_ms, "recovering": true})),
+        _ => (
+            503,
+            serde_json::json!({
+                "code": "not_ready",
+                "message": "the server is recovering its data (loading snapshots, replaying the write-ahead log); \
+                            retry when GET /ready answers 200"
+            }),
+        ),
+    };
+    let body = body.to_string();
+    let reason = if status == 200 { "OK" } else { "Service Unavailable" };
+    let resp = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         retry-after: 1\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(resp.as_bytes());
+}

@@ -1,0 +1,330 @@
+//! Per-shard snapshots: taking them in the background, switching the
+//! manifest, deleting what they make redundant, and loading them at start.
+//!
+//! A shard snapshots the collections it is home to, at a cut: the LSN of the
+//! last write its WAL has queued (see `Router::snapshot_cut`). The partitions
+//! of those collections (on any shard) are copied out chunk by chunk while
+//! writes go on (`aionbd_shards::export`), so the file holds exactly the
+//! state at the cut. The file is written on a low-priority task queue, then:
+//! wait until the WAL is durable up to the cut, rename the file into place,
+//! switch the manifest (write new, fsync, rename, fsync the directory), and
+//! only then delete the old snapshot and the WAL segments the new one covers.
+//! Formats and the recovery order: docs/storage.md.
+
+use crate::router::Router;
+use aionbd_io::snapshot::{encode_end, encode_frame, snapshot_name, Manifest, SnapshotHeader, SnapshotReader};
+use aionbd_io::wal::{Lsn, SegmentHeader, BLOCK_BYTES};
+use aionbd_shards::ops::{Op, Reply};
+use aionbd_shards::record::LogRecord;
+use futures_lite::AsyncWriteExt;
+use glommio::io::{DmaFile, DmaStreamWriterBuilder};
+use glommio::{Latency, Shares, TaskQueueHandle};
+use std::cell::{Cell, RefCell};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+pub const MANIFEST: &str = "MANIFEST";
+/// Points per export chunk (and per snapshot record): ~0.75 MiB at 384 dims.
+const CHUNK_POINTS: usize = 512;
+/// How often a shard checks whether a snapshot is due.
+const CHECK_EVERY: Duration = Duration::from_millis(100);
+/// Shares of the snapshot task queue; request handling has 1000.
+const SNAPSHOT_SHARES: usize = 50;
+
+/// One shard's snapshot state and counters.
+pub struct Snapshots {
+    shard_id: usize,
+    dir: PathBuf,
+    wal_dir: PathBuf,
+    min_wal_bytes: u64,
+    wal_percent: u64,
+    /// WAL bytes written when the last snapshot's cut was taken.
+    wal_bytes_at_cut: Cell<u64>,
+    last_file_bytes: Cell<u64>,
+    pub in_flight: Cell<bool>,
+    pub taken: Cell<u64>,
+    pub failed: Cell<u64>,
+    pub last_error: RefCell<Option<String>>,
+    queue: TaskQueueHandle,
+}
+
+impl Snapshots {
+    pub fn new(
+        shard_id: usize,
+        dir: PathBuf,
+        cfg: &crate::config::PersistenceConfig,
+        last_file_bytes: u64,
+    ) -> Rc<Self> {
+        let queue =
+            glommio::executor().create_task_queue(Shares::Static(SNAPSHOT_SHARES), Latency::NotImportant, "snapshot");
+        Rc::new(Snapshots {
+            shard_id,
+            wal_dir: dir.join("wal"),
+            dir,
+            min_wal_bytes: cfg.snapshot_min_wal_bytes,
+            wal_percent: cfg.snapshot_wal_percent,
+            wal_bytes_at_cut: Cell::new(0),
+            last_file_bytes: Cell::new(last_file_bytes),
+            in_flight: Cell::new(false),
+            taken: Cell::new(0),
+            failed: Cell::new(0),
+            last_error: RefCell::new(None),
+            queue,
+        })
+    }
+
+    /// Watch the WAL and take a snapshot whenever enough was written.
+    pub fn start(self: &Rc<Self>, router: Rc<Router>) {
+        let snaps = self.clone();
+        glommio::spawn_local_into(
+            async move {
+                loop {
+                    glommio::timer::sleep(CHECK_EVERY).await;
+                    if snaps.due(&router) {
+                        snaps.take(&router).await;
+                    }
+                }
+            },
+            self.queue,
+        )
+        .expect("the snapshot queue exists")
+        .detach();
+    }
+
+    fn due(&self, router: &Router) -> bool {
+        let Some(wal) = router.wal() else { return false };
+        if wal.is_failed() {
+            return false;
+        }
+        let since = wal.bytes.get() - self.wal_bytes_at_cut.get();
+        since >= self.min_wal_bytes.max(self.last_file_bytes.get() * self.wal_percent / 100) && since > 0
+    }
+
+    /// Take one snapshot now (errors are counted and logged; the WAL keeps
+    /// everything, so a failed snapshot loses nothing).
+    pub async fn take(&self, router: &Router) -> Option<Lsn> {
+        self.in_flight.set(true);
+        let result = self.write(router).await;
+        self.in_flight.set(false);
+        match result {
+            Ok((lsn, bytes)) => {
+                self.taken.set(self.taken.get() + 1);
+                self.last_file_bytes.set(bytes);
+                Some(lsn)
+            }
+            Err(e) => {
+                self.failed.set(self.failed.get() + 1);
+                eprintln!("aionbd: shard {}: snapshot failed (will retry): {e}", self.shard_id);
+                *self.last_error.borrow_mut() = Some(e);
+                None
+            }
+        }
+    }
+
+    async fn write(&self, router: &Router) -> Result<(Lsn, u64), String> {
+        let wal = router.wal().ok_or("persistence is off")?;
+        let bytes_at_cut = wal.bytes.get();
+        let cut = router.snapshot_cut().ok_or("persistence is off")?;
+        let lsn = cut.lsn;
+        let mut begun = Ok(());
+        for b in cut.begins {
+            if let Err(e) = b.wait().await {
+                begun = Err(e);
+            }
+        }
+        let name = snapshot_name(lsn);
+        let tmp = self.dir.join(format!("{name}.tmp"));
+        let result = async {
+            begun.map_err(|e| format!("cannot start the export: {e}"))?;
+            let file = DmaFile::create(&tmp).await.map_err(|e| format!("create {}: {e}", tmp.display()))?;
+            let mut out = DmaStreamWriterBuilder::new(file).with_buffer_size(1 << 20).with_write_behind(2).build();
+            let created_unix_ms =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+            let mut buf = SnapshotHeader { shard_id: self.shard_id as u16, lsn, created_unix_ms }.encode().to_vec();
+            let mut records = 0u64;
+            let mut next_part = 0;
+            for (spec, uid) in &cut.collections {
+                let create = LogRecord::CreateCollection { spec: spec.clone(), uid: *uid };
+                encode_frame(create.kind(), &create.encode(), &mut buf);
+                records += 1;
+                while let Some((name, part_uid, shard)) = cut.parts.get(next_part).filter(|p| p.0 == spec.name) {
+                    next_part += 1;
+                    loop {
+                        let op = Op::ExportChunk { name: name.clone(), uid: *part_uid, max_points: CHUNK_POINTS };
+                        let answer = router.call(*shard, op).wait().await.map_err(|e| format!("export: {e}"))?;
+                        let Ok(Reply::Exported { points, done }) = answer.into_reply() else {
+                            return Err("unexpected answer to an export".to_string());
+                        };
+                        if !points.is_empty() {
+                            let rec = LogRecord::Upsert { name: name.clone(), points };
+                            encode_frame(rec.kind(), &rec.encode(), &mut buf);
+                            records += 1;
+                        }
+                        out.write_all(&buf).await.map_err(|e| format!("write {}: {e}", tmp.display()))?;
+                        buf.clear();
+                        if done {
+                            break;
+                        }
+                        glommio::yield_if_needed().await;
+                    }
+                }
+            }
+            encode_end(records, lsn, &mut buf);
+            out.write_all(&buf).await.map_err(|e| format!("write {}: {e}", tmp.display()))?;
+            // Closing flushes, truncates to the real length and fdatasyncs.
+            out.close().await.map_err(|e| format!("close {}: {e}", tmp.display()))?;
+            std::fs::metadata(&tmp).map(|m| m.len()).map_err(|e| format!("{}: {e}", tmp.display()))
+        }
+        .await;
+        let bytes = match result {
+            Ok(b) => b,
+            Err(e) => {
+                // Stop the exports still running and drop the partial file.
+                for (name, uid, shard) in &cut.parts {
+                    let _ = router.call(*shard, Op::ExportEnd { name: name.clone(), uid: *uid }).wait().await;
+                }
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        // The manifest may only name a cut the WAL has made durable, or a
+        // crash could leave a snapshot ahead of its log.
+        wal.wait_durable(lsn).await.map_err(|e| format!("WAL: {e}"))?;
+        let path = self.dir.join(&name);
+        std::fs::rename(&tmp, &path).map_err(|e| format!("rename {}: {e}", tmp.display()))?;
+        sync_dir(&self.dir)?;
+        let manifest = Manifest {
+            shard_id: self.shard_id as u16,
+            snapshot: name.clone(),
+            lsn,
+            wal_segment_seq: newest_segment(&self.wal_dir),
+        };
+        write_atomically(&self.dir.join(MANIFEST), manifest.encode().as_bytes())?;
+        self.wal_bytes_at_cut.set(bytes_at_cut);
+        // The switch is durable: the old snapshot and covered segments go.
+        remove_old_snapshots(&self.dir, &name);
+        let removed = remove_covered_segments(&self.wal_dir, lsn)?;
+        wal.forget_segments(removed);
+        Ok((lsn, bytes))
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), String> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| format!("sync directory {}: {e}", dir.display()))
+}
+
+/// Replace `path` atomically and durably: temporary file, fsync, rename,
+/// fsync of the directory.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| format!("write {}: {e}", path.display()))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+fn remove_old_snapshots(dir: &Path, keep: &str) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("snap-") && name != keep {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Headers of the WAL segments in `wal_dir`: (sequence, first LSN, path),
+/// in sequence order. Unreadable files are left to recovery to report.
+fn segment_headers(wal_dir: &Path) -> Vec<(u64, Lsn, PathBuf)> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(wal_dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("wal-") && name.ends_with(".log")) {
+            continue;
+        }
+        let mut head = vec![0u8; BLOCK_BYTES];
+        let ok = std::fs::File::open(e.path()).and_then(|mut f| f.read_exact(&mut head)).is_ok();
+        if let Some(h) = ok.then(|| SegmentHeader::decode(&head).ok()).flatten() {
+            out.push((h.segment_seq, h.first_lsn, e.path()));
+        }
+    }
+    out.sort_by_key(|s| s.0);
+    out
+}
+
+fn newest_segment(wal_dir: &Path) -> u64 {
+    segment_headers(wal_dir).last().map_or(0, |s| s.0)
+}
+
+/// Delete the segments whose records are all at or below `lsn` (never the
+/// newest segment, which the WAL may still be writing). Returns how many.
+fn remove_covered_segments(wal_dir: &Path, lsn: Lsn) -> Result<u64, String> {
+    let segs = segment_headers(wal_dir);
+    let mut removed = 0;
+    for pair in segs.windows(2) {
+        if pair[1].1 <= lsn + 1 {
+            std::fs::remove_file(&pair[0].2).map_err(|e| format!("remove {}: {e}", pair[0].2.display()))?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        sync_dir(wal_dir)?;
+    }
+    Ok(removed)
+}
+
+/// What start-up found in a shard directory's manifest.
+pub struct Loaded {
+    pub manifest: Option<Manifest>,
+    pub records: u64,
+    pub file_bytes: u64,
+}
+
+/// Load the shard's current snapshot (if any) through `router`, before the
+/// WAL is replayed. Leftovers of interrupted snapshots are removed.
+pub async fn load(router: &Router, dir: &Path, shard_id: usize) -> Result<Loaded, String> {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    let mpath = dir.join(MANIFEST);
+    let text = match std::fs::read_to_string(&mpath) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Loaded { manifest: None, records: 0, file_bytes: 0 })
+        }
+        Err(e) => return Err(format!("cannot read {}: {e}", mpath.display())),
+    };
+    let manifest = Manifest::decode(&text).map_err(|e| format!("{}: {e}", mpath.display()))?;
+    if manifest.shard_id as usize != shard_id {
+        return Err(format!("{} belongs to shard {}, not {shard_id}", mpath.display(), manifest.shard_id));
+    }
+    let spath = dir.join(&manifest.snapshot);
+    let file = std::fs::File::open(&spath)
+        .map_err(|e| format!("snapshot {} (named by the manifest): {e}", spath.display()))?;
+    let file_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let bad = |e: aionbd_io::snapshot::SnapshotError| format!("snapshot {} is damaged {e}", spath.display());
+    let mut reader = SnapshotReader::new(std::io::BufReader::with_capacity(4 << 20, file)).map_err(bad)?;
+    if reader.header.lsn != manifest.lsn || reader.header.shard_id as usize != shard_id {
+        return Err(format!("snapshot {} does not match its manifest", spath.display()));
+    }
+    remove_old_snapshots(dir, &manifest.snapshot);
+    let mut records = 0u64;
+    while let Some((kind, body)) = reader.next_record().map_err(bad)? {
+        router.apply_logged(kind, &body, &|| format!("snapshot {} record {records}", spath.display()))?;
+        records += 1;
+        // Let peers apply what this shard sends them (and vice versa).
+        if records.is_multiple_of(64) {
+            futures_lite::future::yield_now().await;
+        }
+    }
+    Ok(Loaded { manifest: Some(manifest), records, file_bytes })
+}
