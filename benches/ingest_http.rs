@@ -1,5 +1,5 @@
-//! Durable ingest over HTTP (write-ahead log on, every write fdatasynced
-//! before its answer), measured side by side in one run:
+//! Durable ingest over HTTP in each durability mode (sync on write, every
+//! N writes, every second), measured side by side in one run:
 //!
 //! - 1 client, single-point PUTs in turn (one fdatasync per write: the
 //!   baseline group commit has to beat),
@@ -11,7 +11,9 @@
 //!
 //! Run: `cargo bench --bench ingest_http -- --data ../shared/data/debian-minilm`
 //! Options: `--seconds S` per phase (default 5), `--base FILE`,
-//! `--max-batch N` (writes per group commit, default 16 as shipped).
+//! `--max-batch N` (writes per group commit, default 16 as shipped),
+//! `--every-n N` (the every-N mode's N, default 64).
+//! Restart speed has its own benchmark (restart_http).
 //! The data directory is a temporary directory on the same disk as /tmp.
 
 mod common;
@@ -69,11 +71,18 @@ fn single_writers(addr: &str, base: &Matrix<f32>, clients: usize, seconds: f64, 
     (all.len() as u64, all)
 }
 
+/// One durability mode: its name and the settings that select it.
+struct Mode {
+    name: &'static str,
+    env: Vec<(&'static str, String)>,
+}
+
 fn main() {
     let mut data = PathBuf::from("../shared/data/debian-minilm");
     let mut base_file: Option<PathBuf> = None;
     let mut seconds = 5.0;
     let mut max_batch = "16".to_owned();
+    let mut every_n = "64".to_owned();
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -81,87 +90,91 @@ fn main() {
             "--base" => base_file = Some(PathBuf::from(it.next().expect("--base FILE"))),
             "--seconds" => seconds = it.next().and_then(|v| v.parse().ok()).expect("--seconds S"),
             "--max-batch" => max_batch = it.next().expect("--max-batch N"),
+            "--every-n" => every_n = it.next().expect("--every-n N"),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
     }
     let path = base_file.unwrap_or_else(|| data.join("base.fvecs"));
     let base: Matrix<f32> = vecfile::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    println!("data: {} x {} ({}); every write fdatasynced before its answer", base.rows, base.dim, path.display());
-    let server = Server::start(2, 2, &[("AIONBD_WAL_GROUP_COMMIT_MAX_BATCH", max_batch.as_str())]);
+    println!("data: {} x {} ({}); 2 shards", base.rows, base.dim, path.display());
     println!("group commit takes at most {max_batch} writes per fdatasync (AIONBD_WAL_GROUP_COMMIT_MAX_BATCH)");
-    let addr = server.addr.clone();
-    let mut c = Client::new(&addr);
-    let (st, _) = c.post("/collections", format!(r#"{{"name":"ingest","dimension":{}}}"#, base.dim).as_bytes());
-    assert_eq!(st, 200);
+    let relaxed = |extra: (&'static str, String)| {
+        vec![
+            ("AIONBD_WAL_SYNC_ON_WRITE", "false".to_owned()),
+            extra,
+            ("AIONBD_WAL_GROUP_COMMIT_MAX_BATCH", max_batch.clone()),
+        ]
+    };
+    let modes = [
+        Mode { name: "sync on write", env: vec![("AIONBD_WAL_GROUP_COMMIT_MAX_BATCH", max_batch.clone())] },
+        Mode { name: "every N writes", env: relaxed(("AIONBD_WAL_SYNC_EVERY_N_WRITES", every_n.clone())) },
+        Mode { name: "every 1 s", env: relaxed(("AIONBD_WAL_SYNC_INTERVAL_SECONDS", "1".to_owned())) },
+    ];
+    println!("every N writes: N = {every_n}");
     println!();
-    println!("| phase | points/s | p50 ms | p99 ms | fdatasyncs | points per fdatasync |");
-    println!("|---|---|---|---|---|---|");
-    let mut rates = Vec::new();
-    for (label, clients, first) in
-        [("1 writer, single points", 1usize, 0u64), ("32 writers, single points", 32, 1u64 << 40)]
-    {
-        let s0 = metric(&addr, "persistence_wal_group_commits_total");
+    println!("| mode | phase | points/s | p50 ms | p99 ms | fdatasyncs | points per fdatasync |");
+    println!("|---|---|---|---|---|---|---|");
+    let mut ratio = 0.0;
+    for mode in &modes {
+        let env: Vec<(&str, &str)> = mode.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let server = Server::start(2, 2, &env);
+        let addr = server.addr.clone();
+        let mut c = Client::new(&addr);
+        let (st, _) = c.post("/collections", format!(r#"{{"name":"ingest","dimension":{}}}"#, base.dim).as_bytes());
+        assert_eq!(st, 200);
+        let mut rates = Vec::new();
+        for (label, clients, first) in
+            [("1 writer, single points", 1usize, 0u64), ("32 writers, single points", 32, 1u64 << 40)]
+        {
+            let s0 = metric(&addr, "persistence_wal_fsyncs_total");
+            let t0 = Instant::now();
+            let (n, lat) = single_writers(&addr, &base, clients, seconds, first);
+            let rate = n as f64 / t0.elapsed().as_secs_f64();
+            let syncs = metric(&addr, "persistence_wal_fsyncs_total") - s0;
+            rates.push(rate);
+            println!(
+                "| {} | {label} | {rate:.0} | {:.2} | {:.2} | {syncs} | {:.1} |",
+                mode.name,
+                pct(&lat, 0.5),
+                pct(&lat, 0.99),
+                n as f64 / syncs.max(1) as f64
+            );
+        }
+        if ratio == 0.0 {
+            ratio = rates[1] / rates[0];
+        }
+        // 256-point batches, one client.
+        let s0 = metric(&addr, "persistence_wal_fsyncs_total");
+        let deadline = Instant::now() + Duration::from_secs_f64(seconds);
         let t0 = Instant::now();
-        let (n, lat) = single_writers(&addr, &base, clients, seconds, first);
+        let (mut n, mut lat, mut start) = (0u64, Vec::new(), 0usize);
+        while Instant::now() < deadline {
+            let pts: Vec<String> = (0..256)
+                .map(|j| {
+                    let row = (start + j) % base.rows;
+                    format!(r#"{{"id":{},"values":{}}}"#, (2u64 << 40) + (start + j) as u64, vec_json(base.row(row)))
+                })
+                .collect();
+            let body = format!(r#"{{"points":[{}]}}"#, pts.join(","));
+            let t = Instant::now();
+            let (st, resp) = c.post("/collections/ingest/points", body.as_bytes());
+            assert_eq!(st, 200, "{}", String::from_utf8_lossy(&resp));
+            lat.push(t.elapsed().as_secs_f64() * 1e3);
+            n += 256;
+            start += 256;
+        }
         let rate = n as f64 / t0.elapsed().as_secs_f64();
-        let syncs = metric(&addr, "persistence_wal_group_commits_total") - s0;
-        rates.push(rate);
+        let syncs = metric(&addr, "persistence_wal_fsyncs_total") - s0;
+        lat.sort_by(f64::total_cmp);
         println!(
-            "| {label} | {rate:.0} | {:.2} | {:.2} | {syncs} | {:.1} |",
+            "| {} | 1 client, 256-point batches | {rate:.0} | {:.2} | {:.2} | {syncs} | {:.1} |",
+            mode.name,
             pct(&lat, 0.5),
             pct(&lat, 0.99),
             n as f64 / syncs.max(1) as f64
         );
     }
-    // 256-point batches, one client.
-    let s0 = metric(&addr, "persistence_wal_group_commits_total");
-    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
-    let t0 = Instant::now();
-    let (mut n, mut lat, mut start) = (0u64, Vec::new(), 0usize);
-    while Instant::now() < deadline {
-        let pts: Vec<String> = (0..256)
-            .map(|j| {
-                let row = (start + j) % base.rows;
-                format!(r#"{{"id":{},"values":{}}}"#, (2u64 << 40) + (start + j) as u64, vec_json(base.row(row)))
-            })
-            .collect();
-        let body = format!(r#"{{"points":[{}]}}"#, pts.join(","));
-        let t = Instant::now();
-        let (st, resp) = c.post("/collections/ingest/points", body.as_bytes());
-        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&resp));
-        lat.push(t.elapsed().as_secs_f64() * 1e3);
-        n += 256;
-        start += 256;
-    }
-    let rate = n as f64 / t0.elapsed().as_secs_f64();
-    let syncs = metric(&addr, "persistence_wal_group_commits_total") - s0;
-    lat.sort_by(f64::total_cmp);
-    println!(
-        "| 1 client, 256-point batches | {rate:.0} | {:.2} | {:.2} | {syncs} | {:.1} |",
-        pct(&lat, 0.5),
-        pct(&lat, 0.99),
-        n as f64 / syncs.max(1) as f64
-    );
     println!();
-    println!("group commit: 32 writers / 1 writer = {:.1}x the points/s", rates[1] / rates[0]);
-    // Restart: SIGKILL, then replay the whole log (no snapshots yet).
-    let points = metric(&addr, "points");
-    let wal_bytes: u64 = std::fs::read_dir(server.data_dir.join("shard-00/wal"))
-        .into_iter()
-        .chain(std::fs::read_dir(server.data_dir.join("shard-01/wal")))
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum();
-    drop(c);
-    let mut server = server;
-    let took = server.crash_and_restart();
-    assert_eq!(metric(&server.addr, "points"), points, "every point back after the restart");
-    println!(
-        "restart after SIGKILL: {points} points replayed from {:.0} MB of WAL segments (preallocated size) in {:.2} s",
-        wal_bytes as f64 / 1e6,
-        took.as_secs_f64()
-    );
+    println!("group commit (sync on write): 32 writers / 1 writer = {ratio:.1}x the points/s");
 }

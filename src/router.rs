@@ -231,6 +231,27 @@ impl Router {
         Ok(())
     }
 
+    /// Snapshot loading: like [`Router::apply_logged`], but an `Upsert`
+    /// whose points all belong to one partition only updates the catalog
+    /// here and is decoded and applied by the partition's shard, so both
+    /// cores share the work of a restart.
+    pub fn restore_logged(&self, kind: u8, body: &[u8], what: &dyn Fn() -> String) -> Result<(), String> {
+        if kind == aionbd_shards::record::kind::UPSERT {
+            let (name, ids) = LogRecord::upsert_ids(body).map_err(|e| format!("{}: {e}", what()))?;
+            let target = self.shard.borrow_mut().restore_ids(&name, &ids).map_err(|e| format!("{}: {e}", what()))?;
+            if let Some((shard, uid)) = target {
+                let op = Op::RestoreEncoded { name, uid, body: body.to_vec() };
+                if shard == self.me {
+                    self.shard.borrow_mut().execute(op).map_err(|e| format!("{}: {e}", what()))?;
+                } else {
+                    drop(self.send_request(shard, op));
+                }
+                return Ok(());
+            }
+        }
+        self.apply_logged(kind, body, what)
+    }
+
     /// A snapshot's cut, taken synchronously: the LSN of the last write
     /// queued to the WAL, the collections homed here, and an export started
     /// on every partition of them. Messages to a peer arrive in order, so

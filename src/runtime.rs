@@ -141,9 +141,21 @@ async fn recover_shard(router: &Rc<Router>, cfg: &crate::config::Config, me: usi
     let shard_dir = cfg.data_dir.join(format!("shard-{me:02}"));
     let wal_dir = shard_dir.join("wal");
     std::fs::create_dir_all(&wal_dir).map_err(|e| format!("cannot create {}: {e}", wal_dir.display()))?;
+    let t0 = std::time::Instant::now();
+    // Read the WAL segments on a helper thread while the snapshot loads.
+    crate::wal::remove_unfinished(&wal_dir);
+    let reading = {
+        let dir = wal_dir.clone();
+        std::thread::spawn(move || crate::wal::read_segments(&dir))
+    };
     let loaded = crate::snapshot::load(router, &shard_dir, me).await?;
+    let t1 = std::time::Instant::now();
     let first_lsn = loaded.manifest.as_ref().map_or(1, |m| m.lsn + 1);
-    let recovered = crate::wal::recover_dir(&wal_dir, first_lsn, p.wal_truncate_corrupt)?;
+    let segments = reading
+        .join()
+        .map_err(|_| "the WAL reader thread panicked".to_string())?
+        .map_err(|e| format!("cannot read WAL directory {}: {e}", wal_dir.display()))?;
+    let recovered = crate::wal::recover_dir(&wal_dir, first_lsn, p.wal_truncate_corrupt, Some(segments))?;
     if let Some(m) = &loaded.manifest {
         if recovered.next_segment_seq <= m.wal_segment_seq {
             return Err(format!(
@@ -162,6 +174,16 @@ async fn recover_shard(router: &Rc<Router>, cfg: &crate::config::Config, me: usi
         if i % 64 == 63 {
             futures_lite::future::yield_now().await;
         }
+    }
+    if loaded.records > 0 || !recovered.records.is_empty() {
+        eprintln!(
+            "aionbd: shard {me}: snapshot: {} records ({:.1} MB) in {:.2} s; WAL: {} records replayed in {:.2} s",
+            loaded.records,
+            loaded.file_bytes as f64 / 1e6,
+            (t1 - t0).as_secs_f64(),
+            recovered.records.len(),
+            t1.elapsed().as_secs_f64()
+        );
     }
     let salt = Box::new(|| uuid::Uuid::new_v4().as_u64_pair().0);
     let writer = aionbd_io::wal::WalWriter::new(

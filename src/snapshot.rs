@@ -312,14 +312,15 @@ pub async fn load(router: &Router, dir: &Path, shard_id: usize) -> Result<Loaded
         .map_err(|e| format!("snapshot {} (named by the manifest): {e}", spath.display()))?;
     let file_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
     let bad = |e: aionbd_io::snapshot::SnapshotError| format!("snapshot {} is damaged {e}", spath.display());
-    let mut reader = SnapshotReader::new(std::io::BufReader::with_capacity(4 << 20, file)).map_err(bad)?;
+    let ahead = aionbd_io::snapshot::ReadAhead::new(file, 8 << 20, 4);
+    let mut reader = SnapshotReader::new(std::io::BufReader::with_capacity(1 << 20, ahead)).map_err(bad)?;
     if reader.header.lsn != manifest.lsn || reader.header.shard_id as usize != shard_id {
         return Err(format!("snapshot {} does not match its manifest", spath.display()));
     }
     remove_old_snapshots(dir, &manifest.snapshot);
     let mut records = 0u64;
     while let Some((kind, body)) = reader.next_record().map_err(bad)? {
-        router.apply_logged(kind, &body, &|| format!("snapshot {} record {records}", spath.display()))?;
+        router.restore_logged(kind, body, &|| format!("snapshot {} record {records}", spath.display()))?;
         records += 1;
         // Let peers apply what this shard sends them (and vice versa).
         if records.is_multiple_of(64) {

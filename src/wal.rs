@@ -79,19 +79,21 @@ pub fn read_segments(dir: &Path) -> std::io::Result<Vec<SegmentBytes>> {
 /// anywhere else refuses, unless `truncate_corrupt`: then the log is cut at
 /// the first bad record (the rest of that segment zeroed, later segments
 /// deleted) and the lost LSN range is reported.
-pub fn recover_dir(dir: &Path, first_lsn: Lsn, truncate_corrupt: bool) -> Result<Recovered, String> {
-    // Segments a crash interrupted before their header was durable, and
-    // the spare segment (it holds nothing).
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_name().to_string_lossy().ends_with(".log.tmp") {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
+/// `preread` may hold the segments already read (start-up reads them on a
+/// helper thread while the snapshot loads).
+pub fn recover_dir(
+    dir: &Path,
+    first_lsn: Lsn,
+    truncate_corrupt: bool,
+    mut preread: Option<Vec<SegmentBytes>>,
+) -> Result<Recovered, String> {
+    remove_unfinished(dir);
     let mut cuts = 0;
     let rec = loop {
-        let segments = read_segments(dir).map_err(|e| format!("cannot read WAL directory {}: {e}", dir.display()))?;
+        let segments = match preread.take() {
+            Some(s) => s,
+            None => read_segments(dir).map_err(|e| format!("cannot read WAL directory {}: {e}", dir.display()))?,
+        };
         let n_segments = segments.len();
         match recover(segments, first_lsn) {
             Ok(rec) => break rec,
@@ -123,6 +125,18 @@ pub fn recover_dir(dir: &Path, first_lsn: Lsn, truncate_corrupt: bool) -> Result
         eprintln!("aionbd: WAL {path}: truncated a torn tail at offset {offset} (an unacknowledged batch)");
     }
     Ok(rec)
+}
+
+/// Remove segments a crash interrupted before their header was durable,
+/// and spare segments (they hold nothing).
+pub fn remove_unfinished(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().ends_with(".log.tmp") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
 }
 
 fn zero_from(path: &Path, offset: u64) -> Result<(), String> {
@@ -584,7 +598,7 @@ mod tests {
         eprintln!("640 records from 32 concurrent writers: {syncs} fdatasyncs");
         assert_eq!(records, 640);
         assert!(syncs < 640 / 4, "group commit should share fdatasyncs: {syncs} syncs for 640 records");
-        let rec = recover_dir(&dir, 1, false).unwrap();
+        let rec = recover_dir(&dir, 1, false, None).unwrap();
         assert_eq!(rec.records.len(), 640);
         assert!(rec.next_segment_seq > 2, "segments rolled over");
         let bodies: std::collections::HashSet<Vec<u8>> = rec.records.into_iter().map(|r| r.body).collect();

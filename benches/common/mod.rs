@@ -13,6 +13,8 @@ pub struct Server {
     shards: usize,
     partitions: usize,
     extra: Vec<(String, String)>,
+    /// Pass the server's stderr through on later (re)starts.
+    pub show_stderr: bool,
 }
 
 impl Server {
@@ -21,17 +23,28 @@ impl Server {
         let data_dir = std::env::temp_dir().join(format!("aionbd-bench-{}-{shards}x{partitions}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data_dir);
         let extra: Vec<(String, String)> = extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let (child, addr) = Self::spawn(shards, partitions, &extra, &data_dir);
-        Server { child, addr, data_dir, shards, partitions, extra }
+        let (child, addr) = Self::spawn(shards, partitions, &extra, &data_dir, false);
+        Server { child, addr, data_dir, shards, partitions, extra, show_stderr: false }
     }
 
     /// SIGKILL the server and start it again on the same data directory;
     /// returns how long the new process took until it listened.
     pub fn crash_and_restart(&mut self) -> std::time::Duration {
+        self.kill();
+        self.restart()
+    }
+
+    /// SIGKILL (the data directory stays).
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Start again on the same data directory after [`Server::kill`];
+    /// returns how long the new process took until it listened.
+    pub fn restart(&mut self) -> std::time::Duration {
         let t0 = std::time::Instant::now();
-        let (child, addr) = Self::spawn(self.shards, self.partitions, &self.extra, &self.data_dir);
+        let (child, addr) = Self::spawn(self.shards, self.partitions, &self.extra, &self.data_dir, self.show_stderr);
         self.child = child;
         self.addr = addr;
         t0.elapsed()
@@ -42,6 +55,7 @@ impl Server {
         partitions: usize,
         extra: &[(String, String)],
         data_dir: &std::path::Path,
+        show_stderr: bool,
     ) -> (Child, String) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_aionbd"));
         cmd.env_clear()
@@ -52,7 +66,7 @@ impl Server {
             .env("AIONBD_MAX_BODY_BYTES", (64 << 20).to_string())
             .env("AIONBD_REQUEST_TIMEOUT_MS", "60000")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(if show_stderr { Stdio::inherit() } else { Stdio::null() });
         for (k, v) in extra {
             cmd.env(k, v);
         }

@@ -114,6 +114,7 @@ pub struct SnapshotReader<R: Read> {
     offset: u64,
     records: u64,
     done: bool,
+    body: Vec<u8>,
 }
 
 impl<R: Read> SnapshotReader<R> {
@@ -121,40 +122,48 @@ impl<R: Read> SnapshotReader<R> {
         let mut h = [0u8; SNAPSHOT_HEADER_BYTES];
         read_full(&mut src, &mut h, 0)?;
         let header = SnapshotHeader::decode(&h).map_err(|reason| SnapshotError { offset: 0, reason })?;
-        Ok(SnapshotReader { src, header, offset: SNAPSHOT_HEADER_BYTES as u64, records: 0, done: false })
+        Ok(SnapshotReader {
+            src,
+            header,
+            offset: SNAPSHOT_HEADER_BYTES as u64,
+            records: 0,
+            done: false,
+            body: Vec::new(),
+        })
     }
 
     /// The next record as (kind, body); `None` after a verified end frame.
-    pub fn next_record(&mut self) -> Result<Option<(u8, Vec<u8>)>, SnapshotError> {
+    /// The body borrows a buffer the reader reuses.
+    pub fn next_record(&mut self) -> Result<Option<(u8, &[u8])>, SnapshotError> {
         if self.done {
             return Ok(None);
         }
         let at = self.offset;
         let err = |reason: String| SnapshotError { offset: at, reason };
-        let mut fh = [0u8; FRAME_HEADER_BYTES];
+        let mut fh = [0u8; FRAME_HEADER_BYTES + 1];
         read_full(&mut self.src, &mut fh, at)?;
         let len = u32::from_le_bytes(fh[0..4].try_into().unwrap()) as usize;
         let crc = u32::from_le_bytes(fh[4..8].try_into().unwrap());
+        let kind = fh[8];
         if len == 0 || len > MAX_FRAME_BYTES {
             return Err(err(format!("impossible frame length {len}")));
         }
-        let mut buf = vec![0u8; len];
-        read_full(&mut self.src, &mut buf, at + FRAME_HEADER_BYTES as u64)?;
-        let kind = buf[0];
-        if frame_crc(kind, &buf[1..]) != crc {
+        self.body.resize(len - 1, 0);
+        read_full(&mut self.src, &mut self.body, at + FRAME_HEADER_BYTES as u64 + 1)?;
+        if frame_crc(kind, &self.body) != crc {
             return Err(err("frame checksum mismatch".into()));
         }
         self.offset += (FRAME_HEADER_BYTES + len) as u64;
         if kind != END_KIND {
             self.records += 1;
-            buf.remove(0);
-            return Ok(Some((kind, buf)));
+            return Ok(Some((kind, &self.body)));
         }
+        let body = &self.body;
         if len != 17 {
             return Err(err("malformed end frame".into()));
         }
-        let records = u64::from_le_bytes(buf[1..9].try_into().unwrap());
-        let lsn = u64::from_le_bytes(buf[9..17].try_into().unwrap());
+        let records = u64::from_le_bytes(body[0..8].try_into().unwrap());
+        let lsn = u64::from_le_bytes(body[8..16].try_into().unwrap());
         if records != self.records || lsn != self.header.lsn {
             return Err(err(format!(
                 "end frame says {records} records at LSN {lsn}, the file holds {} at LSN {}",
@@ -181,6 +190,68 @@ fn read_full(src: &mut impl Read, buf: &mut [u8], offset: u64) -> Result<(), Sna
             e.to_string()
         },
     })
+}
+
+/// A `Read` over a file whose reads run ahead on a helper thread, so disk
+/// time overlaps the caller's processing (start-up reads of big files).
+pub struct ReadAhead {
+    rx: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    /// Emptied chunks go back to the reader thread (no fresh pages per chunk).
+    recycle: std::sync::mpsc::Sender<Vec<u8>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl ReadAhead {
+    pub fn new(mut file: std::fs::File, chunk_bytes: usize, depth: usize) -> ReadAhead {
+        let (tx, rx) = std::sync::mpsc::sync_channel(depth);
+        let (recycle, spare) = std::sync::mpsc::channel::<Vec<u8>>();
+        std::thread::spawn(move || loop {
+            let mut buf = spare.try_recv().unwrap_or_default();
+            buf.resize(chunk_bytes, 0);
+            let mut filled = 0;
+            let result = loop {
+                match file.read(&mut buf[filled..]) {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => {
+                        filled += n;
+                        if filled == buf.len() {
+                            break Ok(());
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            buf.truncate(filled);
+            let last = filled < chunk_bytes || result.is_err();
+            let msg = result.map(|_| buf);
+            if tx.send(msg).is_err() || last {
+                return;
+            }
+        });
+        ReadAhead { rx, recycle, chunk: Vec::new(), at: 0 }
+    }
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    let used = std::mem::replace(&mut self.chunk, chunk);
+                    let _ = self.recycle.send(used);
+                    self.at = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.chunk.len() - self.at);
+        out[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 /// The manifest of one shard's data directory.
@@ -262,8 +333,8 @@ mod tests {
     fn read_all(bytes: &[u8]) -> Result<Vec<(u8, Vec<u8>)>, SnapshotError> {
         let mut r = SnapshotReader::new(bytes)?;
         let mut out = Vec::new();
-        while let Some(rec) = r.next_record()? {
-            out.push(rec);
+        while let Some((k, b)) = r.next_record()? {
+            out.push((k, b.to_vec()));
         }
         Ok(out)
     }

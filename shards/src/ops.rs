@@ -140,6 +140,13 @@ pub enum Op {
         filter: Option<Arc<Filter>>,
     },
     Stats,
+    /// Snapshot loading: an encoded `LogRecord::Upsert` whose points all
+    /// belong to this shard's partition, decoded here (on this core).
+    RestoreEncoded {
+        name: String,
+        uid: u64,
+        body: Vec<u8>,
+    },
     /// Snapshot support: remember the partition as it is now ...
     ExportBegin {
         name: String,
@@ -187,6 +194,7 @@ impl Op {
                 | Op::GetPoint { .. }
                 | Op::Count { .. }
                 | Op::Stats
+                | Op::RestoreEncoded { .. }
                 | Op::ExportBegin { .. }
                 | Op::ExportChunk { .. }
                 | Op::ExportEnd { .. }

@@ -222,6 +222,26 @@ impl LogRecord {
         w.0
     }
 
+    /// The collection and point ids of an encoded `Upsert`, without
+    /// decoding its vectors (snapshot loading: the home shard needs only the
+    /// ids; the partition shard decodes the rest).
+    pub fn upsert_ids(body: &[u8]) -> Result<(String, Vec<u64>), DecodeError> {
+        let mut r = Reader { b: body, at: 0 };
+        let name = r.str()?;
+        let n = r.count(16)?;
+        let mut ids = Vec::with_capacity(n);
+        for _ in 0..n {
+            ids.push(r.u64()?);
+            let dim = r.count(4)?;
+            r.take(dim * 4)?;
+            r.payload()?;
+        }
+        if r.at != body.len() {
+            return err("bytes left after the record");
+        }
+        Ok((name, ids))
+    }
+
     pub fn decode(kind: u8, body: &[u8]) -> Result<LogRecord, DecodeError> {
         let mut r = Reader { b: body, at: 0 };
         let rec = match kind {

@@ -315,6 +315,22 @@ impl Shard {
         Some(&mut slot.data)
     }
 
+    /// Snapshot loading, home side of an `Upsert` record: add the ids to the
+    /// catalog and say which shard must decode and apply the points (all of
+    /// one snapshot record's points come from one partition). `None` when the
+    /// points span partitions (then apply the record normally).
+    pub fn restore_ids(&mut self, name: &str, ids: &[u64]) -> Result<Option<(ShardId, u64)>, ShardError> {
+        let placement = self.placement;
+        let Some(&first) = ids.first() else { return Ok(None) };
+        let part = placement.partition_of(first);
+        if ids.iter().any(|&id| placement.partition_of(id) != part) {
+            return Ok(None);
+        }
+        let entry = self.entry_mut(name)?;
+        entry.ids.extend(ids.iter().copied());
+        Ok(Some((placement.partition_shard(name, part), entry.uid)))
+    }
+
     /// The collections homed here, for a snapshot cut.
     pub fn homed_collections(&self) -> Vec<(CollectionSpec, u64)> {
         let mut out: Vec<_> = self.catalog.values().map(|e| (e.spec.clone(), e.uid)).collect();
@@ -395,6 +411,18 @@ impl Shard {
             }
             Op::Count { name, filter } => Ok(Reply::Count(self.partition(&name)?.data.count(filter.as_deref()))),
             Op::Stats => Ok(Reply::Stats(self.data_stats())),
+            Op::RestoreEncoded { name, uid, body } => {
+                let Ok(LogRecord::Upsert { points, .. }) = LogRecord::decode(crate::record::kind::UPSERT, &body) else {
+                    return Err(ShardError::Internal(format!("snapshot record for '{name}' does not decode")));
+                };
+                let ids: Vec<u64> = points.iter().map(|p| p.id).collect();
+                if let Some(p) = self.partition_for_apply(&name, uid, &ids) {
+                    for pt in points {
+                        p.upsert(pt.id, &pt.values, pt.payload);
+                    }
+                }
+                Ok(Reply::Done)
+            }
             Op::ExportBegin { name, uid } => {
                 let slot = self.export_slot(&name, uid)?;
                 slot.export = Some(Export::begin(&slot.data));

@@ -284,3 +284,38 @@ fn live_answers_and_ready_is_503_during_recovery() {
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Relaxed modes acknowledge after the device write and sync later (every
+/// N writes, or on a timer): far fewer fdatasyncs, and a process crash
+/// still loses nothing acknowledged (only power loss could).
+#[test]
+fn relaxed_sync_modes_sync_less_and_survive_a_process_crash() {
+    for (mode, env) in [
+        ("every 25 writes", [("AIONBD_WAL_SYNC_ON_WRITE", "false"), ("AIONBD_WAL_SYNC_EVERY_N_WRITES", "25")]),
+        ("every second", [("AIONBD_WAL_SYNC_ON_WRITE", "false"), ("AIONBD_WAL_SYNC_INTERVAL_SECONDS", "1")]),
+    ] {
+        let dir = unique_dir();
+        let s = Server::start_in(&dir, 1, &env, &[]);
+        s.call("POST", "/collections", Some(json!({"name": "r", "dimension": 2})), 200);
+        let f0 = metric(&s, "persistence_wal_fsyncs_total");
+        for id in 0..100u64 {
+            s.call("PUT", &format!("/collections/r/points/{id}"), Some(json!({"values": [id, 1]})), 200);
+        }
+        let synced = metric(&s, "persistence_wal_fsyncs_total") - f0;
+        // Sync on write would have issued 100 (one per sequential write).
+        assert!(synced <= 8, "{mode}: {synced} fdatasyncs for 100 writes");
+        if mode == "every second" {
+            // The timer syncs what is pending.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while metric(&s, "persistence_wal_fsyncs_total") == f0 + synced {
+                assert!(Instant::now() < deadline, "the interval sync never came");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        s.kill();
+        let s = Server::start_in(&dir, 1, &env, &[]);
+        assert_eq!(s.call("GET", "/collections/r", None, 200)["point_count"], 100, "{mode}");
+        drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
