@@ -231,25 +231,23 @@ impl Router {
         Ok(())
     }
 
-    /// Snapshot loading: like [`Router::apply_logged`], but an `Upsert`
-    /// whose points all belong to one partition only updates the catalog
-    /// here and is decoded and applied by the partition's shard, so both
-    /// cores share the work of a restart.
+    /// Start-up replay of one logged record (snapshot or WAL): like
+    /// [`Router::apply_logged`], but an `Upsert` only updates the catalog
+    /// here and each partition's shard decodes and applies its own points,
+    /// so all cores share the work of a restart.
     pub fn restore_logged(&self, kind: u8, body: &[u8], what: &dyn Fn() -> String) -> Result<(), String> {
-        if kind == aionbd_shards::record::kind::UPSERT {
-            let (name, ids) = LogRecord::upsert_ids(body).map_err(|e| format!("{}: {e}", what()))?;
-            let target = self.shard.borrow_mut().restore_ids(&name, &ids).map_err(|e| format!("{}: {e}", what()))?;
-            if let Some((shard, uid)) = target {
-                let op = Op::RestoreEncoded { name, uid, body: body.to_vec() };
-                if shard == self.me {
-                    self.shard.borrow_mut().execute(op).map_err(|e| format!("{}: {e}", what()))?;
-                } else {
-                    drop(self.send_request(shard, op));
-                }
-                return Ok(());
+        if kind != aionbd_shards::record::kind::UPSERT {
+            return self.apply_logged(kind, body, what);
+        }
+        let ops = self.shard.borrow_mut().restore_upsert(body).map_err(|e| format!("{}: {e}", what()))?;
+        for (shard, op) in ops {
+            if shard == self.me {
+                self.shard.borrow_mut().execute(op).map_err(|e| format!("{}: {e}", what()))?;
+            } else {
+                drop(self.send_request(shard, op));
             }
         }
-        self.apply_logged(kind, body, what)
+        Ok(())
     }
 
     /// A snapshot's cut, taken synchronously: the LSN of the last write

@@ -169,7 +169,7 @@ async fn recover_shard(router: &Rc<Router>, cfg: &crate::config::Config, me: usi
     }
     let mut replayed_bytes = 0u64;
     for (i, r) in recovered.records.iter().enumerate() {
-        router.apply_logged(r.kind, &r.body, &|| format!("WAL record LSN {}", r.lsn))?;
+        router.restore_logged(r.kind, &r.body, &|| format!("WAL record LSN {}", r.lsn))?;
         replayed_bytes += (r.body.len() + aionbd_io::wal::format::RECORD_HEADER_BYTES) as u64;
         if i % 64 == 63 {
             futures_lite::future::yield_now().await;

@@ -222,24 +222,48 @@ impl LogRecord {
         w.0
     }
 
-    /// The collection and point ids of an encoded `Upsert`, without
-    /// decoding its vectors (snapshot loading: the home shard needs only the
-    /// ids; the partition shard decodes the rest).
-    pub fn upsert_ids(body: &[u8]) -> Result<(String, Vec<u64>), DecodeError> {
+    /// Split an encoded `Upsert` by partition without decoding vectors:
+    /// the collection, every point id, and per partition (by `part_of`
+    /// over `parts`) an encoded `Upsert` of just its points (empty when it
+    /// has none). Start-up uses it so each shard decodes its own points.
+    pub fn split_upsert(
+        body: &[u8],
+        parts: usize,
+        part_of: impl Fn(u64) -> usize,
+    ) -> Result<(String, Vec<u64>, Vec<Vec<u8>>), DecodeError> {
         let mut r = Reader { b: body, at: 0 };
         let name = r.str()?;
         let n = r.count(16)?;
         let mut ids = Vec::with_capacity(n);
+        let mut points: Vec<(Vec<u8>, u32)> = vec![(Vec::new(), 0); parts];
         for _ in 0..n {
-            ids.push(r.u64()?);
+            let start = r.at;
+            let id = r.u64()?;
             let dim = r.count(4)?;
             r.take(dim * 4)?;
             r.payload()?;
+            ids.push(id);
+            let part = &mut points[part_of(id).min(parts - 1)];
+            part.0.extend_from_slice(&body[start..r.at]);
+            part.1 += 1;
         }
         if r.at != body.len() {
             return err("bytes left after the record");
         }
-        Ok((name, ids))
+        let bodies = points
+            .into_iter()
+            .map(|(bytes, count)| {
+                if count == 0 {
+                    return Vec::new();
+                }
+                let mut w = Writer(Vec::with_capacity(bytes.len() + name.len() + 8));
+                w.str(&name);
+                w.u32(count);
+                w.0.extend_from_slice(&bytes);
+                w.0
+            })
+            .collect();
+        Ok((name, ids, bodies))
     }
 
     pub fn decode(kind: u8, body: &[u8]) -> Result<LogRecord, DecodeError> {
@@ -305,6 +329,34 @@ mod tests {
             prop::collection::vec(arb_scalar(), 0..3).prop_map(PayloadValue::Many)
         ];
         prop::collection::btree_map(".{1,6}", value, 0..4)
+    }
+
+    proptest! {
+        /// Splitting an upsert by partition and decoding the parts gives
+        /// the same points as decoding the whole record.
+        #[test]
+        fn split_upsert_partitions_the_points(
+            points in prop::collection::vec(
+                (any::<u64>(), prop::collection::vec(-1e6f32..1e6, 0..5), arb_payload())
+                    .prop_map(|(id, values, payload)| PointIn { id, values, payload }),
+                0..8,
+            ),
+            parts in 1usize..4,
+        ) {
+            let rec = LogRecord::Upsert { name: "c".into(), points: points.clone() };
+            let (name, ids, bodies) = LogRecord::split_upsert(&rec.encode(), parts, |id| (id % parts as u64) as usize).unwrap();
+            prop_assert_eq!(name, "c");
+            prop_assert_eq!(ids, points.iter().map(|p| p.id).collect::<Vec<_>>());
+            for (part, body) in bodies.iter().enumerate() {
+                let want: Vec<PointIn> = points.iter().filter(|p| (p.id % parts as u64) as usize == part).cloned().collect();
+                if want.is_empty() {
+                    prop_assert!(body.is_empty());
+                } else {
+                    let got = LogRecord::decode(kind::UPSERT, body).unwrap();
+                    prop_assert_eq!(got, LogRecord::Upsert { name: "c".into(), points: want });
+                }
+            }
+        }
     }
 
     fn arb_record() -> impl Strategy<Value = LogRecord> {

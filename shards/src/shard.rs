@@ -315,20 +315,25 @@ impl Shard {
         Some(&mut slot.data)
     }
 
-    /// Snapshot loading, home side of an `Upsert` record: add the ids to the
-    /// catalog and say which shard must decode and apply the points (all of
-    /// one snapshot record's points come from one partition). `None` when the
-    /// points span partitions (then apply the record normally).
-    pub fn restore_ids(&mut self, name: &str, ids: &[u64]) -> Result<Option<(ShardId, u64)>, ShardError> {
+    /// Start-up, home side of an encoded `Upsert` record: add its ids to the
+    /// catalog and return, per partition shard, the encoded points it must
+    /// decode and apply (`Op::RestoreEncoded`), so every core shares the
+    /// decoding. Same effect as `apply_record` of the decoded record.
+    pub fn restore_upsert(&mut self, body: &[u8]) -> Result<Vec<(ShardId, Op)>, ShardError> {
         let placement = self.placement;
-        let Some(&first) = ids.first() else { return Ok(None) };
-        let part = placement.partition_of(first);
-        if ids.iter().any(|&id| placement.partition_of(id) != part) {
-            return Ok(None);
-        }
-        let entry = self.entry_mut(name)?;
-        entry.ids.extend(ids.iter().copied());
-        Ok(Some((placement.partition_shard(name, part), entry.uid)))
+        let (name, ids, bodies) = LogRecord::split_upsert(body, placement.partitions, |id| placement.partition_of(id))
+            .map_err(|e| ShardError::Internal(e.to_string()))?;
+        let entry = self.entry_mut(&name)?;
+        entry.ids.extend(ids);
+        let uid = entry.uid;
+        Ok(bodies
+            .into_iter()
+            .enumerate()
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(part, body)| {
+                (placement.partition_shard(&name, part), Op::RestoreEncoded { name: name.clone(), uid, body })
+            })
+            .collect())
     }
 
     /// The collections homed here, for a snapshot cut.
