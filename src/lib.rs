@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod config;
+pub mod indexer;
 pub mod metrics;
 pub mod recovering;
 pub mod router;

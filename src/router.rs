@@ -202,6 +202,15 @@ impl Router {
         router
     }
 
+    pub fn me(&self) -> ShardId {
+        self.me
+    }
+
+    /// Run `f` on this shard's data (synchronously; never across an await).
+    pub fn with_shard<R>(&self, f: impl FnOnce(&mut Shard) -> R) -> R {
+        f(&mut self.shard.borrow_mut())
+    }
+
     pub fn n_shards(&self) -> usize {
         self.n_shards
     }

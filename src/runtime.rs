@@ -84,6 +84,10 @@ enum Progress {
     Failed(String),
 }
 
+/// Pause after an index build before a shard starts the next (API.md §9's
+/// `AIONBD_L2_INDEX_BUILD_COOLDOWN_MS` default).
+const INDEX_BUILD_COOLDOWN: Duration = Duration::from_millis(1000);
+
 /// Longest a start-up may spend replaying the WAL before it is reported.
 const RECOVERY_WAIT: Duration = Duration::from_secs(3600);
 
@@ -234,6 +238,7 @@ async fn shard_main(
         records = recover_shard(&router, cfg, me).await.map_err(|e| format!("shard {me}: {e}"))?;
     }
     router.barrier().await;
+    crate::indexer::start(router.clone(), INDEX_BUILD_COOLDOWN);
     let _ = ready.send(Progress::Recovered { records });
     while !go.load(Ordering::SeqCst) {
         glommio::timer::sleep(Duration::from_millis(1)).await;

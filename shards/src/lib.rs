@@ -9,6 +9,7 @@ pub mod distance;
 pub mod error;
 pub mod export;
 pub mod filter;
+pub mod ivf;
 pub mod ops;
 pub mod partition;
 pub mod payload;

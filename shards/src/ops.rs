@@ -52,6 +52,8 @@ pub struct SearchOp {
     pub k: usize,
     pub filter: Option<Arc<Filter>>,
     pub include_payload: bool,
+    /// `None`: exact scan. Otherwise use the partition's index as chosen.
+    pub approx: Option<crate::partition::IvfChoice>,
 }
 
 #[derive(Clone, Debug)]
@@ -140,6 +142,9 @@ pub enum Op {
         filter: Option<Arc<Filter>>,
     },
     Stats,
+    IndexStatus {
+        name: String,
+    },
     /// Snapshot loading: an encoded `LogRecord::Upsert` whose points all
     /// belong to this shard's partition, decoded here (on this core).
     RestoreEncoded {
@@ -194,6 +199,7 @@ impl Op {
                 | Op::GetPoint { .. }
                 | Op::Count { .. }
                 | Op::Stats
+                | Op::IndexStatus { .. }
                 | Op::RestoreEncoded { .. }
                 | Op::ExportBegin { .. }
                 | Op::ExportChunk { .. }
@@ -222,6 +228,8 @@ pub enum Reply {
     Hits {
         per_query: Vec<Vec<Hit>>,
         n_points: u64,
+        /// Calibrated recall of the index setting used; `None`: exact.
+        estimated_recall: Option<f32>,
     },
     Point {
         id: u64,
@@ -231,6 +239,8 @@ pub enum Reply {
     Count(u64),
     Page(PointsPage),
     Stats(ShardDataStats),
+    /// Index state of this shard's partition of a collection.
+    IndexStatus(Option<crate::partition::IvfStatus>),
     /// A chunk of a partition export; `done` when it was the last.
     Exported {
         points: Vec<PointIn>,

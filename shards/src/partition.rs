@@ -5,9 +5,10 @@
 
 use crate::distance::{kernels, Kernels, Metric, QUERY_BLOCK};
 use crate::filter::Filter;
+use crate::ivf::{exact_key, Builder, Ivf, IvfQuery, MIN_POINTS};
 use crate::payload::{payload_mem_bytes, Payload};
 use crate::topk::{Scored, TopK};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Rows scored per tile in batch search: 256 rows x 384 dims x 4 B = 384 KiB,
 /// which stays in a 2 MiB L2 while every query block passes over it.
@@ -22,6 +23,46 @@ pub struct Partition {
     payloads: Vec<Payload>,
     slot_of: HashMap<u64, u32>,
     payload_bytes: usize,
+    /// The IVF index, if built, and the points changed since its build
+    /// (searched exactly; their list entries are skipped).
+    ivf: Option<IvfState>,
+    /// Points changed since the running build copied the rows.
+    build_dirty: Option<HashSet<u64>>,
+    /// Upserts and deletes since the last build started.
+    changes: usize,
+    /// `changes` when `ivf_wanted` last looked (unchanged = writes paused).
+    changes_seen: usize,
+}
+
+#[derive(Clone, Debug)]
+struct IvfState {
+    index: Ivf,
+    dirty: HashSet<u64>,
+}
+
+/// How an approximate search should pick its probe count.
+#[derive(Clone, Copy, Debug)]
+pub struct IvfChoice {
+    /// Probe exactly this many lists (expert override).
+    pub nprobe: Option<usize>,
+    /// Otherwise: the smallest calibrated setting meeting this recall.
+    pub target_recall: f32,
+    /// `ivf` mode: use the index even when no setting meets the target
+    /// (all lists) or a filter is selective; `auto` answers exactly then.
+    pub forced: bool,
+}
+
+/// What a partition reports about its index (GET /collections/{name}).
+#[derive(Clone, Debug)]
+pub struct IvfStatus {
+    pub lists: usize,
+    pub indexed: usize,
+    pub pending_exact: usize,
+    pub build_ms: u64,
+    pub building: bool,
+    pub bytes: usize,
+    /// (nprobe, recall@10 for l2, dot, cosine)
+    pub calibration: Vec<(usize, [f32; 3])>,
 }
 
 /// How to score one search.
@@ -54,6 +95,10 @@ impl Partition {
             payloads: Vec::new(),
             slot_of: HashMap::new(),
             payload_bytes: 0,
+            ivf: None,
+            build_dirty: None,
+            changes: 0,
+            changes_seen: 0,
         }
     }
 
@@ -78,9 +123,21 @@ impl Partition {
         &self.vectors[slot * self.dim..(slot + 1) * self.dim]
     }
 
+    /// Note a change to point `id` for the index (exact until rebuilt).
+    fn touched(&mut self, id: u64) {
+        if let Some(s) = &mut self.ivf {
+            s.dirty.insert(id);
+        }
+        if let Some(d) = &mut self.build_dirty {
+            d.insert(id);
+        }
+        self.changes += 1;
+    }
+
     /// Insert or replace; returns true if the id was new here.
     pub fn upsert(&mut self, id: u64, values: &[f32], payload: Payload) -> bool {
         assert_eq!(values.len(), self.dim, "dimension validated before apply");
+        self.touched(id);
         let n = norm(values);
         let bytes = payload_mem_bytes(&payload);
         match self.slot_of.get(&id) {
@@ -110,6 +167,7 @@ impl Partition {
         let Some(slot) = self.slot_of.remove(&id) else {
             return false;
         };
+        self.touched(id);
         let slot = slot as usize;
         let last = self.ids.len() - 1;
         self.payload_bytes -= payload_mem_bytes(&self.payloads[slot]);
@@ -163,6 +221,130 @@ impl Partition {
             + self.slot_of.capacity() * 16
             + self.payloads.capacity() * std::mem::size_of::<Payload>()
             + self.payload_bytes
+            + self.ivf.as_ref().map_or(0, |s| s.index.mem_bytes() + s.dirty.capacity() * 16)
+    }
+
+    /// Bytes of the index alone.
+    pub fn index_bytes(&self) -> usize {
+        self.ivf.as_ref().map_or(0, |s| s.index.mem_bytes())
+    }
+
+    /// Whether the index should be (re)built now: enough points, no build
+    /// running, and none yet, or a tenth of the points changed since the
+    /// last build, or some changed and writes paused since the last look
+    /// (the indexer looks every 200 ms).
+    pub fn ivf_wanted(&mut self) -> bool {
+        let paused = self.changes > 0 && self.changes == self.changes_seen;
+        self.changes_seen = self.changes;
+        self.len() >= MIN_POINTS
+            && self.build_dirty.is_none()
+            && self.ivf.as_ref().is_none_or(|s| paused || self.changes * 10 >= s.index.indexed.max(1))
+    }
+
+    /// Start a build: copy the rows (the one synchronous cost) and track
+    /// changes from here on.
+    pub fn ivf_build_start(&mut self, seed: u64) -> Builder {
+        self.build_dirty = Some(HashSet::new());
+        self.changes = 0;
+        self.changes_seen = 0;
+        Builder::new(self.ids.clone(), self.vectors.clone(), self.norms.clone(), self.dim, seed)
+    }
+
+    /// Install a finished build; points changed since it started stay exact.
+    pub fn ivf_install(&mut self, index: Ivf) {
+        let dirty = self.build_dirty.take().unwrap_or_default();
+        self.ivf = Some(IvfState { index, dirty });
+    }
+
+    pub fn ivf_status(&self) -> Option<IvfStatus> {
+        let building = self.build_dirty.is_some();
+        match &self.ivf {
+            None if !building => None,
+            None => Some(IvfStatus {
+                lists: 0,
+                indexed: 0,
+                pending_exact: 0,
+                build_ms: 0,
+                building,
+                bytes: 0,
+                calibration: Vec::new(),
+            }),
+            Some(s) => {
+                let c = &s.index.calibration;
+                Some(IvfStatus {
+                    lists: s.index.nlist(),
+                    indexed: s.index.indexed,
+                    pending_exact: s.dirty.len(),
+                    build_ms: s.index.build_ms,
+                    building,
+                    bytes: s.index.mem_bytes(),
+                    calibration: c
+                        .ladder
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &n)| (n, [c.recall[0][i], c.recall[1][i], c.recall[2][i]]))
+                        .collect(),
+                })
+            }
+        }
+    }
+
+    /// Approximate top-k through the index, with the calibrated recall of
+    /// the setting used; `None` when the search should be exact instead (no
+    /// index, or `auto` and no setting meets the target, or a filter so
+    /// selective that probing would miss results).
+    pub fn search_ivf(
+        &self,
+        queries: &[Vec<f32>],
+        params: &SearchParams,
+        choice: IvfChoice,
+    ) -> Option<(Vec<Vec<Scored>>, f32)> {
+        let state = self.ivf.as_ref()?;
+        let index = &state.index;
+        let calib = &index.calibration;
+        let (nprobe, recall) = match choice.nprobe {
+            Some(n) => (n.min(index.nlist()), calib.recall_at(params.metric, n.min(index.nlist()))),
+            None => match calib.choose(params.metric, choice.target_recall) {
+                Some(c) => c,
+                None if choice.forced => (index.nlist(), calib.recall_at(params.metric, index.nlist())),
+                None => return None,
+            },
+        };
+        let filter = params.filter.filter(|f| !f.is_empty());
+        if let (Some(f), false) = (filter, choice.forced) {
+            // Points expected to match among those probed; too few and an
+            // exact filtered scan is the safer answer.
+            let sample = self.payloads.len().min(512);
+            let matching = self.payloads[..sample].iter().filter(|p| f.matches(p)).count();
+            let expected =
+                matching as f64 / sample.max(1) as f64 * self.len() as f64 * nprobe as f64 / index.nlist() as f64;
+            if expected < (8 * params.k) as f64 {
+                return None;
+            }
+        }
+        let results = queries
+            .iter()
+            .map(|q| {
+                let exact = |id: u64| -> Option<f32> {
+                    let slot = *self.slot_of.get(&id)? as usize;
+                    let key = exact_key(params.metric, q, self.row(slot), self.norms[slot]);
+                    (!key.is_nan()).then_some(key)
+                };
+                let passes =
+                    |id: u64| -> bool { filter.is_none_or(|f| self.payload(id).is_some_and(|p| f.matches(p))) };
+                let iq = IvfQuery { query: q, metric: params.metric, k: params.k, nprobe };
+                let hits = index.search(&iq, |id| !state.dirty.contains(&id) && passes(id), exact);
+                let mut top = TopK::new(params.k);
+                hits.into_iter().for_each(|h| top.push(h));
+                for &id in &state.dirty {
+                    if let (Some(key), true) = (exact(id), passes(id)) {
+                        top.push(Scored { key, id });
+                    }
+                }
+                top.into_sorted()
+            })
+            .collect();
+        Some((results, recall))
     }
 
     /// Exact top-k for every query. Queries must have this partition's

@@ -336,6 +336,29 @@ impl Shard {
             .collect())
     }
 
+    /// A partition that wants its index (re)built, with a builder over a
+    /// copy of its rows: (collection, uid, builder). One at a time.
+    pub fn ivf_next_build(&mut self, seed: u64) -> Option<(String, u64, crate::ivf::Builder)> {
+        // Every partition looks (each tracks whether its writes paused).
+        let mut pick = None;
+        for (name, slot) in self.partitions.iter_mut() {
+            if slot.data.ivf_wanted() && pick.is_none() {
+                pick = Some(name.clone());
+            }
+        }
+        let name = pick?;
+        let slot = self.partitions.get_mut(&name)?;
+        Some((name, slot.uid, slot.data.ivf_build_start(seed)))
+    }
+
+    /// Install a finished index, if its partition is still the same
+    /// incarnation.
+    pub fn ivf_install(&mut self, name: &str, uid: u64, index: crate::ivf::Ivf) {
+        if let Some(slot) = self.partitions.get_mut(name).filter(|s| s.uid == uid) {
+            slot.data.ivf_install(index);
+        }
+    }
+
     /// The collections homed here, for a snapshot cut.
     pub fn homed_collections(&self) -> Vec<(CollectionSpec, u64)> {
         let mut out: Vec<_> = self.catalog.values().map(|e| (e.spec.clone(), e.uid)).collect();
@@ -416,6 +439,7 @@ impl Shard {
             }
             Op::Count { name, filter } => Ok(Reply::Count(self.partition(&name)?.data.count(filter.as_deref()))),
             Op::Stats => Ok(Reply::Stats(self.data_stats())),
+            Op::IndexStatus { name } => Ok(Reply::IndexStatus(self.partition(&name)?.data.ivf_status())),
             Op::RestoreEncoded { name, uid, body } => {
                 let Ok(LogRecord::Upsert { points, .. }) = LogRecord::decode(crate::record::kind::UPSERT, &body) else {
                     return Err(ShardError::Internal(format!("snapshot record for '{name}' does not decode")));
@@ -472,9 +496,12 @@ impl Shard {
             return Err(invalid("cosine search needs a non-zero query vector"));
         }
         let params = SearchParams { metric: s.metric, k: s.k, filter: s.filter.as_deref() };
-        let per_query = slot
-            .data
-            .search(&s.queries, &params)
+        let approx = s.approx.and_then(|choice| slot.data.search_ivf(&s.queries, &params, choice));
+        let (found, estimated_recall) = match approx {
+            Some((found, recall)) => (found, Some(recall)),
+            None => (slot.data.search(&s.queries, &params), None),
+        };
+        let per_query = found
             .into_iter()
             .map(|hits| {
                 hits.into_iter()
@@ -486,7 +513,7 @@ impl Shard {
                     .collect()
             })
             .collect();
-        Ok(Reply::Hits { per_query, n_points: slot.data.len() as u64 })
+        Ok(Reply::Hits { per_query, n_points: slot.data.len() as u64, estimated_recall })
     }
 
     pub fn data_stats(&self) -> ShardDataStats {

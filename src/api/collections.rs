@@ -70,9 +70,36 @@ impl Api {
         }
     }
 
+    /// The catalog entry plus (additive) the index state of every
+    /// partition: lists, points indexed, points searched exactly until the
+    /// next build, build time, and the calibration (recall@10 per probe
+    /// count and metric).
     pub(super) async fn get_collection(&self, raw: &str) -> ApiResult {
         let name = collection_name(raw)?;
-        json(&InfoOut::from(&self.collection_info(&name).await?))
+        let info = self.collection_info(&name).await?;
+        let parts = self.scatter(&self.placement.shards_of(&name), || Op::IndexStatus { name: name.clone() }).await?;
+        let partitions: Vec<serde_json::Value> = parts
+            .into_iter()
+            .map(|r| match r {
+                Reply::IndexStatus(Some(st)) => serde_json::json!({
+                    "kind": "ivf",
+                    "lists": st.lists,
+                    "indexed_points": st.indexed,
+                    "exact_points": st.pending_exact,
+                    "building": st.building,
+                    "build_ms": st.build_ms,
+                    "bytes": st.bytes,
+                    "calibration": st.calibration.iter().map(|(n, r)| serde_json::json!({
+                        "nprobe": n, "recall_l2": r[0], "recall_dot": r[1], "recall_cosine": r[2]
+                    })).collect::<Vec<_>>(),
+                }),
+                _ => serde_json::json!({"kind": "none"}),
+            })
+            .collect();
+        let mut out =
+            serde_json::to_value(InfoOut::from(&info)).map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+        out["index"] = serde_json::json!({ "partitions": partitions });
+        json(&out)
     }
 
     pub(super) async fn delete_collection(&self, raw: &str) -> ApiResult {

@@ -6,13 +6,15 @@ use super::{body, collection_name, json, json_body, Api, ApiError};
 use crate::metrics::Metrics;
 use aionbd_http::Request;
 use aionbd_shards::ops::{Hit, Op, Reply, SearchOp};
-use aionbd_shards::partition::key_to_value;
+use aionbd_shards::partition::{key_to_value, IvfChoice};
 use aionbd_shards::Metric;
 use serde::Serialize;
 use std::sync::Arc;
 
 /// `ivf` is refused below this many points (API.md §6).
 const IVF_MIN_POINTS: u64 = 2048;
+/// `auto`'s recall target when the request names none (API.md §12).
+const DEFAULT_TARGET_RECALL: f64 = 0.95;
 
 #[derive(Serialize)]
 struct HitOut<'a> {
@@ -27,8 +29,8 @@ struct Top1Out<'a> {
     id: u64,
     metric: &'static str,
     value: f32,
-    mode: &'static str,
-    recall_at_k: f32,
+    #[serde(flatten)]
+    how: How,
     #[serde(skip_serializing_if = "Option::is_none")]
     payload: Option<&'a aionbd_shards::payload::Payload>,
 }
@@ -36,15 +38,15 @@ struct Top1Out<'a> {
 #[derive(Serialize)]
 struct TopKOut<'a> {
     metric: &'static str,
-    mode: &'static str,
-    recall_at_k: f32,
+    #[serde(flatten)]
+    how: How,
     hits: Vec<HitOut<'a>>,
 }
 
 #[derive(Serialize)]
 struct BatchItemOut<'a> {
-    mode: &'static str,
-    recall_at_k: f32,
+    #[serde(flatten)]
+    how: How,
     hits: Vec<HitOut<'a>>,
 }
 
@@ -54,10 +56,33 @@ struct BatchOut<'a> {
     results: Vec<BatchItemOut<'a>>,
 }
 
+/// How an answer was computed: `mode`, and `recall_at_k: 1.0` for an
+/// exact answer or `estimated_recall` (the calibrated recall@k of the index
+/// setting used) for an approximate one (API.md §6, §12).
+#[derive(Serialize, Clone, Copy)]
+struct How {
+    mode: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recall_at_k: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    estimated_recall: Option<f32>,
+}
+
 /// Results of one search request, one list of hits per query.
 struct Found {
     metric: Metric,
     per_query: Vec<Vec<Hit>>,
+    /// `None`: exact everywhere.
+    estimated_recall: Option<f32>,
+}
+
+impl Found {
+    fn how(&self) -> How {
+        match self.estimated_recall {
+            None => How { mode: "exact", recall_at_k: Some(1.0), estimated_recall: None },
+            Some(r) => How { mode: "ivf", recall_at_k: None, estimated_recall: Some(r) },
+        }
+    }
 }
 
 fn hits_out(metric: Metric, hits: &[Hit]) -> Vec<HitOut<'_>> {
@@ -97,6 +122,13 @@ impl Api {
         }
         let filter = b.filter.clone().map(|f| f.validate()).transpose()?.map(Arc::new);
         let n_queries = queries.len();
+        let target_recall = b.target_recall.unwrap_or(DEFAULT_TARGET_RECALL) as f32;
+        let nprobe = b.nprobe.map(|n| n as usize);
+        let approx = match mode {
+            body::Mode::Exact => None,
+            body::Mode::Auto => Some(IvfChoice { nprobe, target_recall, forced: false }),
+            body::Mode::Ivf => Some(IvfChoice { nprobe, target_recall, forced: true }),
+        };
         let op = SearchOp {
             name: name.clone(),
             queries: Arc::new(queries),
@@ -104,15 +136,21 @@ impl Api {
             k: limit as usize,
             filter,
             include_payload: b.include_payload.unwrap_or(true),
+            approx,
         };
         let shards = self.placement.shards_of(&name);
         let replies = self.scatter(&shards, || Op::Search(op.clone())).await?;
         let mut per_query: Vec<Vec<Hit>> = (0..n_queries).map(|_| Vec::new()).collect();
         let mut total = 0;
+        let mut estimated_recall: Option<f32> = None;
         for r in replies {
             match r {
-                Reply::Hits { per_query: part, n_points } => {
+                Reply::Hits { per_query: part, n_points, estimated_recall: part_recall } => {
                     total += n_points;
+                    // A partition that answered exactly counts as recall 1.
+                    if let Some(r) = part_recall {
+                        estimated_recall = Some(estimated_recall.map_or(r, |e: f32| e.min(r)));
+                    }
                     for (acc, hits) in per_query.iter_mut().zip(part) {
                         acc.extend(hits);
                     }
@@ -131,14 +169,19 @@ impl Api {
                     "mode 'ivf' needs at least {IVF_MIN_POINTS} points, collection '{name}' has {total}"
                 )));
             }
-            // No IVF index exists yet: answer exactly and say so.
-            Metrics::add(&metrics.search_ivf_fallback_exact_total, n_queries as u64);
+            if estimated_recall.is_none() {
+                // No index is ready yet (it builds in the background).
+                Metrics::add(&metrics.search_ivf_fallback_exact_total, n_queries as u64);
+            }
+        }
+        if estimated_recall.is_some() {
+            Metrics::add(&metrics.search_ivf_queries_total, n_queries as u64);
         }
         for hits in &mut per_query {
             hits.sort_by(|a, b| a.key.total_cmp(&b.key).then(a.id.cmp(&b.id)));
             hits.truncate(limit as usize);
         }
-        Ok(Found { metric, per_query })
+        Ok(Found { metric, per_query, estimated_recall })
     }
 
     pub(super) async fn search_top1(&self, raw: &str, req: &mut Request) -> super::ApiResult {
@@ -154,8 +197,7 @@ impl Api {
             id: hit.id,
             metric: metric.as_str(),
             value: key_to_value(metric, hit.key),
-            mode: "exact",
-            recall_at_k: 1.0,
+            how: found.how(),
             payload: hit.payload.as_ref().filter(|p| !p.is_empty()),
         })
     }
@@ -165,12 +207,7 @@ impl Api {
         let query = b.query.take().ok_or_else(|| ApiError::invalid("missing field `query`"))?;
         let found = self.run_search(raw, vec![query], &b, 10).await?;
         let metric = found.metric;
-        json(&TopKOut {
-            metric: metric.as_str(),
-            mode: "exact",
-            recall_at_k: 1.0,
-            hits: hits_out(metric, &found.per_query[0]),
-        })
+        json(&TopKOut { metric: metric.as_str(), how: found.how(), hits: hits_out(metric, &found.per_query[0]) })
     }
 
     pub(super) async fn search_batch(&self, raw: &str, req: &mut Request) -> super::ApiResult {
@@ -185,7 +222,7 @@ impl Api {
         let results = found
             .per_query
             .iter()
-            .map(|hits| BatchItemOut { mode: "exact", recall_at_k: 1.0, hits: hits_out(metric, hits) })
+            .map(|hits| BatchItemOut { how: found.how(), hits: hits_out(metric, hits) })
             .collect();
         json(&BatchOut { metric: metric.as_str(), results })
     }

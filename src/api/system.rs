@@ -93,7 +93,7 @@ impl Api {
             ("l2_index_cache_misses", U(0)),
             ("l2_index_cache_hit_ratio", F(0.0)),
             ("l2_index_build_requests", U(0)),
-            ("l2_index_build_successes", U(0)),
+            ("l2_index_build_successes", U(m.index_builds_total)),
             ("l2_index_build_failures", U(0)),
             ("l2_index_build_cooldown_skips", U(0)),
             ("l2_index_build_cooldown_ms", U(0)),

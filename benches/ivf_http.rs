@@ -1,0 +1,159 @@
+//! Approximate search over HTTP on a real data set, side by side in one run:
+//! exact, `ivf` at several `nprobe`, and `auto` at several `target_recall`:
+//! recall@10 against the ground truth, QPS and latency with 1 client, QPS
+//! with 8 clients for exact and auto 0.95; index build time (from the
+//! server's own report) and index bytes per vector against raw vectors.
+//!
+//! Run: `cargo bench --bench ivf_http -- --data ../shared/data/debian-minilm`
+//! Options: `--queries N` (default 500), `--seconds S` for the 8-client
+//! phases (default 5), `--metric dot|l2|cosine` (default dot).
+
+mod common;
+
+use aionbd_io::vecfile::{self, Matrix};
+use common::{vec_json, Client, Server};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+fn body(q: &[f32], metric: &str, extra: &str) -> Vec<u8> {
+    format!(r#"{{"query":{},"metric":"{metric}","limit":10,"include_payload":false{extra}}}"#, vec_json(q)).into_bytes()
+}
+
+/// One client over all query bodies: (QPS, p50, p99, recall@10, mode seen, estimated recall).
+fn run_one(addr: &str, bodies: &[Vec<u8>], gt: &Matrix<i32>) -> (f64, f64, f64, f64, String, f64) {
+    let mut c = Client::new(addr);
+    for b in bodies.iter().take(10) {
+        c.post("/collections/bench/search/topk", b);
+    }
+    let (mut lat, mut ok, mut mode, mut est) = (Vec::new(), 0usize, String::new(), 0.0);
+    let t0 = Instant::now();
+    for (i, b) in bodies.iter().enumerate() {
+        let t = Instant::now();
+        let (st, resp) = c.post("/collections/bench/search/topk", b);
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&resp));
+        let v: serde_json::Value = serde_json::from_slice(&resp).unwrap();
+        let ids: Vec<i32> = v["hits"].as_array().unwrap().iter().map(|h| h["id"].as_i64().unwrap() as i32).collect();
+        ok += ids.iter().filter(|id| gt.row(i)[..10].contains(id)).count();
+        mode = v["mode"].as_str().unwrap_or("").to_owned();
+        est = v["estimated_recall"].as_f64().unwrap_or(v["recall_at_k"].as_f64().unwrap_or(0.0));
+    }
+    let qps = bodies.len() as f64 / t0.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    (qps, pct(&lat, 0.5), pct(&lat, 0.99), ok as f64 / (bodies.len() * 10) as f64, mode, est)
+}
+
+fn concurrent(addr: &str, bodies: &[Vec<u8>], clients: usize, seconds: f64) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let n: usize = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..clients)
+            .map(|t| {
+                s.spawn(move || {
+                    let mut c = Client::new(addr);
+                    let (mut i, mut n) = (t * 37, 0);
+                    while Instant::now() < deadline {
+                        let (st, _) = c.post("/collections/bench/search/topk", &bodies[i % bodies.len()]);
+                        assert_eq!(st, 200);
+                        i += 1;
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    n as f64 / seconds
+}
+
+fn main() {
+    let mut data = PathBuf::from("../shared/data/debian-minilm");
+    let (mut n_queries, mut seconds, mut metric) = (500usize, 5.0f64, "dot".to_owned());
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut val = || it.next().unwrap_or_else(|| panic!("{a} needs a value"));
+        match a.as_str() {
+            "--data" => data = PathBuf::from(val()),
+            "--queries" => n_queries = val().parse().unwrap(),
+            "--seconds" => seconds = val().parse().unwrap(),
+            "--metric" => metric = val(),
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    let base: Matrix<f32> = vecfile::read(&data.join("base.fvecs")).expect("base.fvecs");
+    let queries: Matrix<f32> = vecfile::read(&data.join("queries.fvecs")).expect("queries.fvecs");
+    let gt: Matrix<i32> = vecfile::read(&data.join("gt.ivecs")).expect("gt.ivecs");
+    let n_queries = n_queries.min(queries.rows);
+    println!("data: {} x {}, {n_queries} queries, metric {metric}, 2 shards x 2 partitions", base.rows, base.dim);
+    let server = Server::start(2, 2, &[("AIONBD_PERSISTENCE_ENABLED", "false")]);
+    let addr = server.addr.clone();
+    let mut c = Client::new(&addr);
+    let (st, _) = c.post("/collections", format!(r#"{{"name":"bench","dimension":{}}}"#, base.dim).as_bytes());
+    assert_eq!(st, 200);
+    for start in (0..base.rows).step_by(256) {
+        let pts: Vec<String> = (start..(start + 256).min(base.rows))
+            .map(|i| format!(r#"{{"id":{i},"values":{}}}"#, vec_json(base.row(i))))
+            .collect();
+        let (st, r) = c.post("/collections/bench/points", format!(r#"{{"points":[{}]}}"#, pts.join(",")).as_bytes());
+        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&r));
+    }
+    // Wait for both partitions' indexes (built in the background).
+    let t0 = Instant::now();
+    let info = loop {
+        let (_, b) = c.send("GET", "/collections/bench", b"");
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        let parts = v["index"]["partitions"].as_array().unwrap().clone();
+        let settled = |p: &serde_json::Value| p["kind"] == "ivf" && p["building"] == false && p["exact_points"] == 0;
+        if parts.iter().all(settled) {
+            break v;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(300), "indexes not built: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let parts = info["index"]["partitions"].as_array().unwrap();
+    let build_ms: Vec<u64> = parts.iter().map(|p| p["build_ms"].as_u64().unwrap()).collect();
+    let index_bytes: u64 = parts.iter().map(|p| p["bytes"].as_u64().unwrap()).sum();
+    let raw = (base.rows * base.dim * 4) as f64;
+    println!(
+        "index: {} lists per partition; last build + calibration per partition (both at once, one per core): \
+         {:?} ms of work; every point indexed {:.1} s after the last upsert",
+        parts[0]["lists"],
+        build_ms,
+        t0.elapsed().as_secs_f64()
+    );
+    println!(
+        "index memory: {:.0} bytes per vector = {:.1} % of the raw f32 vectors ({} bytes each)",
+        index_bytes as f64 / base.rows as f64,
+        100.0 * index_bytes as f64 / raw,
+        base.dim * 4
+    );
+    println!("calibration (partition 0): {}", parts[0]["calibration"]);
+    println!();
+    println!("| mode | recall@10 | estimated | QPS 1 client | p50 ms | p99 ms | speed-up vs exact |");
+    println!("|---|---|---|---|---|---|---|");
+    let qs = |extra: &str| -> Vec<Vec<u8>> { (0..n_queries).map(|i| body(queries.row(i), &metric, extra)).collect() };
+    let exact = qs(r#","mode":"exact""#);
+    let (eq, ..) = run_one(&addr, &exact, &gt);
+    let mut configs: Vec<(String, Vec<u8>)> = vec![("exact".into(), Vec::new())];
+    for n in [1, 2, 4, 8, 16, 32, 64] {
+        configs.push((format!("ivf nprobe={n}"), format!(r#","mode":"ivf","nprobe":{n}"#).into_bytes()));
+    }
+    for t in [0.8, 0.9, 0.95, 0.99] {
+        configs.push((format!("auto target={t}"), format!(r#","mode":"auto","target_recall":{t}"#).into_bytes()));
+    }
+    for (label, extra) in &configs {
+        let bodies = if label == "exact" { exact.clone() } else { qs(std::str::from_utf8(extra).unwrap()) };
+        let (qps, p50, p99, recall, mode, est) = run_one(&addr, &bodies, &gt);
+        println!("| {label} ({mode}) | {recall:.4} | {est:.3} | {qps:.0} | {p50:.2} | {p99:.2} | {:.1}x |", qps / eq);
+    }
+    println!();
+    let auto95 = qs(r#","mode":"auto","target_recall":0.95"#);
+    let e8 = concurrent(&addr, &exact, 8, seconds);
+    let a8 = concurrent(&addr, &auto95, 8, seconds);
+    println!("8 clients: exact {e8:.0} QPS, auto 0.95 {a8:.0} QPS = {:.1}x", a8 / e8);
+}

@@ -1,0 +1,568 @@
+//! IVF index of one partition: a k-means coarse quantizer, inverted lists
+//! of 8-bit scalar-quantized codes, probing of the nearest lists, and
+//! re-ranking of the best candidates with full-precision vectors.
+//!
+//! The index is built from a copy of the partition's rows by a [`Builder`]
+//! that does bounded steps, so the shard can run it on a low-priority task
+//! queue and keep serving between steps. The builder also calibrates the
+//! index: for sample queries it measures recall@10 against an exact scan at
+//! each probe count of a ladder, per metric; `auto` then picks the smallest
+//! probe count whose measured recall meets the target.
+//!
+//! List entries are keys: row numbers of the copy while building (so the
+//! calibration can re-rank from the copy), point ids once installed.
+
+use crate::distance::{kernels, Metric};
+use crate::topk::{Scored, TopK};
+
+/// Fewest points for which a partition gets an index.
+pub const MIN_POINTS: usize = 2048;
+/// Multiply-adds a builder step may do (about half a millisecond), so the
+/// shard gets control back often.
+const STEP_WORK: usize = 2_000_000;
+const TRAIN_ITERS: usize = 8;
+/// Training sample: this many points per list (k-means cost is linear in it).
+const TRAIN_PER_LIST: usize = 32;
+/// Sample queries used for calibration.
+const CALIB_QUERIES: usize = 64;
+/// recall@k measured by calibration.
+pub const CALIB_K: usize = 10;
+
+/// Lists for `n` points: about √n, so a list holds about √n points.
+pub fn lists_for(n: usize) -> usize {
+    ((n as f64).sqrt().round() as usize).clamp(8, 4096)
+}
+
+/// Candidates re-ranked exactly per query.
+fn rerank_count(k: usize) -> usize {
+    (4 * k).max(40)
+}
+
+#[derive(Clone, Debug)]
+struct List {
+    keys: Vec<u64>,
+    codes: Vec<u8>,
+    norms: Vec<f32>,
+}
+
+/// Measured recall@10 per probe count, per metric (l2, dot, cosine).
+#[derive(Clone, Debug, Default)]
+pub struct Calibration {
+    pub ladder: Vec<usize>,
+    pub recall: [Vec<f32>; 3],
+    /// Queries the recall was measured over.
+    pub samples: usize,
+}
+
+fn metric_index(m: Metric) -> usize {
+    match m {
+        Metric::L2 => 0,
+        Metric::Dot => 1,
+        Metric::Cosine => 2,
+    }
+}
+
+impl Calibration {
+    /// The smallest probe count whose measured recall meets `target` with
+    /// a margin of one standard error of the measurement (so a setting that
+    /// only just met it on the sample is not trusted), with its measured
+    /// recall; `None` if no probe count does.
+    pub fn choose(&self, metric: Metric, target: f32) -> Option<(usize, f32)> {
+        let r = &self.recall[metric_index(metric)];
+        let samples = (self.samples.max(1) * CALIB_K) as f32;
+        self.ladder
+            .iter()
+            .zip(r)
+            .find(|(_, &rec)| rec >= 1.0 || rec - (rec * (1.0 - rec) / samples).sqrt() >= target)
+            .map(|(&n, &rec)| (n, rec))
+    }
+
+    /// Measured recall for a given probe count (the nearest ladder step at
+    /// or below it).
+    pub fn recall_at(&self, metric: Metric, nprobe: usize) -> f32 {
+        let r = &self.recall[metric_index(metric)];
+        self.ladder.iter().zip(r).filter(|(&n, _)| n <= nprobe).map(|(_, &rec)| rec).last().unwrap_or(0.0)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Ivf {
+    dim: usize,
+    centroids: Vec<f32>,
+    centroid_norms: Vec<f32>,
+    lists: Vec<List>,
+    sq_min: Vec<f32>,
+    sq_scale: Vec<f32>,
+    pub calibration: Calibration,
+    /// Points indexed when the build started.
+    pub indexed: usize,
+    /// Milliseconds the build took (steps only, not the waits between).
+    pub build_ms: u64,
+}
+
+/// One search through the index.
+pub struct IvfQuery<'a> {
+    pub query: &'a [f32],
+    pub metric: Metric,
+    pub k: usize,
+    pub nprobe: usize,
+}
+
+impl Ivf {
+    pub fn nlist(&self) -> usize {
+        self.lists.len()
+    }
+
+    /// Bytes of the index itself (codes, keys, norms, centroids).
+    pub fn mem_bytes(&self) -> usize {
+        self.lists.iter().map(|l| l.codes.capacity() + l.keys.capacity() * 8 + l.norms.capacity() * 4).sum::<usize>()
+            + (self.centroids.len() + self.sq_min.len() * 2 + self.centroid_norms.len()) * 4
+    }
+
+    /// Map every key (build-time row) through `f` (to point ids).
+    fn rekey(&mut self, f: impl Fn(u64) -> u64) {
+        for l in &mut self.lists {
+            l.keys.iter_mut().for_each(|k| *k = f(*k));
+        }
+    }
+
+    /// Approximate top-k: probe the `nprobe` nearest lists, keep the best
+    /// candidates by their quantized score (those `accept` admits), then
+    /// re-rank them by the full-precision key `exact` returns (`None`: the
+    /// point is gone or no longer indexed). Keys are "lower is better".
+    pub fn search(
+        &self,
+        q: &IvfQuery,
+        mut accept: impl FnMut(u64) -> bool,
+        mut exact: impl FnMut(u64) -> Option<f32>,
+    ) -> Vec<Scored> {
+        let kern = kernels();
+        let dim = self.dim;
+        // Cosine: probe and score with the normalised query.
+        let qn: Vec<f32>;
+        let query = if q.metric == Metric::Cosine {
+            let n = (kern.dot)(q.query, q.query).sqrt();
+            qn = q.query.iter().map(|x| x / n).collect();
+            &qn[..]
+        } else {
+            q.query
+        };
+        let mut order: Vec<(f32, usize)> = (0..self.lists.len())
+            .map(|c| {
+                let cen = &self.centroids[c * dim..(c + 1) * dim];
+                let key = match q.metric {
+                    Metric::L2 => (kern.l2sq)(query, cen),
+                    Metric::Dot => -(kern.dot)(query, cen),
+                    Metric::Cosine => -(kern.dot)(query, cen) / self.centroid_norms[c].max(f32::MIN_POSITIVE),
+                };
+                (key, c)
+            })
+            .collect();
+        let nprobe = q.nprobe.clamp(1, order.len());
+        order.select_nth_unstable_by(nprobe - 1, |a, b| a.0.total_cmp(&b.0));
+        // Quantized scoring: x_i ~ min_i + code_i * scale_i.
+        let l2 = q.metric == Metric::L2;
+        let (qa, qb): (Vec<f32>, Vec<f32>) = if l2 {
+            // sum_i scale_i^2 (q'_i - c_i)^2 with q'_i = (q_i - min_i) / scale_i
+            (0..dim)
+                .map(|i| {
+                    let s = self.sq_scale[i].max(f32::MIN_POSITIVE);
+                    ((query[i] - self.sq_min[i]) / s, s * s)
+                })
+                .unzip()
+        } else {
+            // sum_i q_i min_i + sum_i (q_i scale_i) c_i
+            (0..dim).map(|i| (query[i] * self.sq_scale[i], query[i] * self.sq_min[i])).unzip()
+        };
+        let base: f32 = if l2 { 0.0 } else { qb.iter().sum() };
+        let mut cand = TopK::new(rerank_count(q.k));
+        for &(_, c) in &order[..nprobe] {
+            let list = &self.lists[c];
+            for (j, code) in list.codes.chunks_exact(dim).enumerate() {
+                let approx = if l2 {
+                    sq_l2(&qa, &qb, code)
+                } else {
+                    let dot = base + sq_dot(&qa, code);
+                    match q.metric {
+                        Metric::Cosine => -dot / list.norms[j].max(f32::MIN_POSITIVE),
+                        _ => -dot,
+                    }
+                };
+                if approx <= cand.threshold() {
+                    let key = list.keys[j];
+                    if accept(key) {
+                        cand.push(Scored { key: approx, id: key });
+                    }
+                }
+            }
+        }
+        let mut top = TopK::new(q.k);
+        for c in cand.into_sorted() {
+            if let Some(key) = exact(c.id) {
+                top.push(Scored { key, id: c.id });
+            }
+        }
+        top.into_sorted()
+    }
+}
+
+/// Lanes of the quantized kernels: independent accumulators, so the
+/// compiler can keep them in one SIMD register (floating-point sums are not
+/// reordered otherwise).
+const LANES: usize = 8;
+
+/// sum_i w_i (a_i - c_i)^2 over 8-bit codes `c`.
+fn sq_l2(a: &[f32], w: &[f32], c: &[u8]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let n = c.len() / LANES * LANES;
+    for ((ac, wc), cc) in a[..n].chunks_exact(LANES).zip(w[..n].chunks_exact(LANES)).zip(c[..n].chunks_exact(LANES)) {
+        for l in 0..LANES {
+            let d = ac[l] - cc[l] as f32;
+            acc[l] += wc[l] * d * d;
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for i in n..c.len() {
+        let d = a[i] - c[i] as f32;
+        sum += w[i] * d * d;
+    }
+    sum
+}
+
+/// sum_i a_i c_i over 8-bit codes `c`.
+fn sq_dot(a: &[f32], c: &[u8]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let n = c.len() / LANES * LANES;
+    for (ac, cc) in a[..n].chunks_exact(LANES).zip(c[..n].chunks_exact(LANES)) {
+        for l in 0..LANES {
+            acc[l] += ac[l] * cc[l] as f32;
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for i in n..c.len() {
+        sum += a[i] * c[i] as f32;
+    }
+    sum
+}
+
+/// Exact key of `x` for `query` (lower is better), as the partition scores.
+pub fn exact_key(metric: Metric, query: &[f32], x: &[f32], x_norm: f32) -> f32 {
+    let kern = kernels();
+    match metric {
+        Metric::L2 => (kern.l2sq)(query, x),
+        Metric::Dot => -(kern.dot)(query, x),
+        Metric::Cosine => {
+            let qn = (kern.dot)(query, query).sqrt();
+            if x_norm == 0.0 || qn == 0.0 {
+                f32::NAN
+            } else {
+                -(kern.dot)(query, x) / (qn * x_norm)
+            }
+        }
+    }
+}
+
+enum Phase {
+    Train { iter: usize, cursor: usize, sums: Vec<f64>, counts: Vec<u32> },
+    Assign { cursor: usize },
+    Calibrate { query: usize, metric: usize },
+    Done,
+}
+
+/// Builds an [`Ivf`] over a copy of a partition's rows in bounded steps.
+pub struct Builder {
+    dim: usize,
+    ids: Vec<u64>,
+    rows: Vec<f32>,
+    norms: Vec<f32>,
+    sample: Vec<usize>,
+    index: Ivf,
+    phase: Phase,
+    hits: [Vec<u32>; 3],
+    started: std::time::Instant,
+    spent: std::time::Duration,
+}
+
+/// A small deterministic generator (splitmix64) for sampling.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl Builder {
+    /// `rows` holds `ids.len()` rows of `dim` floats; `norms` their norms.
+    pub fn new(ids: Vec<u64>, rows: Vec<f32>, norms: Vec<f32>, dim: usize, seed: u64) -> Builder {
+        let n = ids.len();
+        let nlist = lists_for(n).min(n.max(1));
+        let mut state = seed;
+        // Training sample without replacement (partial Fisher-Yates).
+        let want = (nlist * TRAIN_PER_LIST).min(n);
+        let mut perm: Vec<usize> = (0..n).collect();
+        for i in 0..want {
+            let j = i + (splitmix(&mut state) % (n - i) as u64) as usize;
+            perm.swap(i, j);
+        }
+        let sample: Vec<usize> = perm[..want].to_vec();
+        // Initial centroids: the first nlist sample points.
+        let mut centroids = Vec::with_capacity(nlist * dim);
+        for &r in &sample[..nlist] {
+            centroids.extend_from_slice(&rows[r * dim..(r + 1) * dim]);
+        }
+        // Scalar quantizer range per dimension, from the sample.
+        let mut lo = vec![f32::INFINITY; dim];
+        let mut hi = vec![f32::NEG_INFINITY; dim];
+        for &r in &sample {
+            for (i, &v) in rows[r * dim..(r + 1) * dim].iter().enumerate() {
+                lo[i] = lo[i].min(v);
+                hi[i] = hi[i].max(v);
+            }
+        }
+        let scale: Vec<f32> = lo.iter().zip(&hi).map(|(l, h)| ((h - l) / 255.0).max(0.0)).collect();
+        let lists = (0..nlist).map(|_| List { keys: Vec::new(), codes: Vec::new(), norms: Vec::new() }).collect();
+        // 1, 2, 3, 4, 6, 8, 12, 16, 24, ... then every list.
+        let mut ladder: Vec<usize> = std::iter::successors(Some(1usize), |p| Some(p * 2))
+            .flat_map(|p| [p, p + p / 2])
+            .filter(|&p| p > 0)
+            .take_while(|&p| p < nlist)
+            .collect();
+        ladder.dedup();
+        ladder.push(nlist);
+        let index = Ivf {
+            dim,
+            centroids,
+            centroid_norms: Vec::new(),
+            lists,
+            sq_min: lo,
+            sq_scale: scale,
+            calibration: Calibration { ladder: ladder.clone(), recall: Default::default(), samples: 0 },
+            indexed: n,
+            build_ms: 0,
+        };
+        let hits = std::array::from_fn(|_| vec![0u32; ladder.len()]);
+        Builder {
+            dim,
+            ids,
+            rows,
+            norms,
+            sample,
+            index,
+            phase: Phase::Train { iter: 0, cursor: 0, sums: vec![0.0; nlist * dim], counts: vec![0; nlist] },
+            hits,
+            started: std::time::Instant::now(),
+            spent: std::time::Duration::ZERO,
+        }
+    }
+
+    fn row(&self, r: usize) -> &[f32] {
+        &self.rows[r * self.dim..(r + 1) * self.dim]
+    }
+
+    fn nearest(&self, x: &[f32]) -> usize {
+        let l2 = kernels().l2sq;
+        let dim = self.dim;
+        (0..self.index.lists.len())
+            .map(|c| (l2(x, &self.index.centroids[c * dim..(c + 1) * dim]), c))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .map_or(0, |(_, c)| c)
+    }
+
+    /// Do a bounded amount of work; `true` once the index is complete.
+    pub fn step(&mut self) -> bool {
+        let t0 = std::time::Instant::now();
+        let done = self.step_inner();
+        self.spent += t0.elapsed();
+        done
+    }
+
+    fn step_inner(&mut self) -> bool {
+        let dim = self.dim;
+        let step_points = (STEP_WORK / (self.index.lists.len() * dim).max(1)).clamp(8, 4096);
+        match std::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::Train { iter, cursor, mut sums, mut counts } => {
+                let end = (cursor + step_points).min(self.sample.len());
+                for s in cursor..end {
+                    let r = self.sample[s];
+                    let c = self.nearest(self.row(r));
+                    counts[c] += 1;
+                    for (acc, &v) in sums[c * dim..(c + 1) * dim].iter_mut().zip(self.row(r)) {
+                        *acc += v as f64;
+                    }
+                }
+                if end < self.sample.len() {
+                    self.phase = Phase::Train { iter, cursor: end, sums, counts };
+                    return false;
+                }
+                // Move each centroid to the mean of its points (an empty
+                // list keeps its centroid).
+                for c in 0..counts.len() {
+                    if counts[c] > 0 {
+                        for i in 0..dim {
+                            self.index.centroids[c * dim + i] = (sums[c * dim + i] / counts[c] as f64) as f32;
+                        }
+                    }
+                }
+                self.phase = if iter + 1 < TRAIN_ITERS {
+                    let nlist = counts.len();
+                    Phase::Train { iter: iter + 1, cursor: 0, sums: vec![0.0; nlist * dim], counts: vec![0; nlist] }
+                } else {
+                    let dot = kernels().dot;
+                    self.index.centroid_norms = (0..counts.len())
+                        .map(|c| {
+                            let cen = &self.index.centroids[c * dim..(c + 1) * dim];
+                            dot(cen, cen).sqrt()
+                        })
+                        .collect();
+                    Phase::Assign { cursor: 0 }
+                };
+                false
+            }
+            Phase::Assign { cursor } => {
+                let end = (cursor + step_points).min(self.ids.len());
+                for r in cursor..end {
+                    let c = self.nearest(self.row(r));
+                    let list = &mut self.index.lists[c];
+                    list.keys.push(r as u64);
+                    list.norms.push(self.norms[r]);
+                    for (i, &v) in self.rows[r * dim..(r + 1) * dim].iter().enumerate() {
+                        let s = self.index.sq_scale[i];
+                        let code =
+                            if s > 0.0 { ((v - self.index.sq_min[i]) / s).round().clamp(0.0, 255.0) } else { 0.0 };
+                        list.codes.push(code as u8);
+                    }
+                }
+                self.phase = if end < self.ids.len() {
+                    Phase::Assign { cursor: end }
+                } else {
+                    Phase::Calibrate { query: 0, metric: 0 }
+                };
+                false
+            }
+            Phase::Calibrate { query, metric } => {
+                let n_queries = CALIB_QUERIES.min(self.sample.len());
+                if query < n_queries {
+                    let m = [Metric::L2, Metric::Dot, Metric::Cosine][metric];
+                    self.calibrate_one(self.sample[query], m);
+                    self.phase = if metric < 2 {
+                        Phase::Calibrate { query, metric: metric + 1 }
+                    } else {
+                        Phase::Calibrate { query: query + 1, metric: 0 }
+                    };
+                    return false;
+                }
+                self.index.calibration.samples = n_queries;
+                for m in 0..3 {
+                    self.index.calibration.recall[m] =
+                        self.hits[m].iter().map(|&h| h as f32 / (n_queries * CALIB_K).max(1) as f32).collect();
+                }
+                self.phase = Phase::Done;
+                true
+            }
+            Phase::Done => true,
+        }
+    }
+
+    /// One sample point as a query (itself excluded): exact top-10 by a full
+    /// scan of the copy, then the index at every ladder step, per metric.
+    fn calibrate_one(&mut self, me: usize, metric: Metric) {
+        let q = self.row(me).to_vec();
+        {
+            let mut exact = TopK::new(CALIB_K);
+            for r in 0..self.ids.len() {
+                if r != me {
+                    exact.push(Scored { key: exact_key(metric, &q, self.row(r), self.norms[r]), id: r as u64 });
+                }
+            }
+            let truth: Vec<u64> = exact.into_sorted().into_iter().map(|s| s.id).collect();
+            for (step, &nprobe) in self.index.calibration.ladder.iter().enumerate() {
+                let found = self.index.search(
+                    &IvfQuery { query: &q, metric, k: CALIB_K, nprobe },
+                    |key| key as usize != me,
+                    |key| Some(exact_key(metric, &q, self.row(key as usize), self.norms[key as usize])),
+                );
+                let hit = found.iter().filter(|s| truth.contains(&s.id)).count();
+                self.hits[metric_index(metric)][step] += hit as u32;
+            }
+        }
+    }
+
+    /// The finished index, keyed by point id.
+    pub fn finish(mut self) -> Ivf {
+        let ids = std::mem::take(&mut self.ids);
+        self.index.rekey(|row| ids[row as usize]);
+        for l in &mut self.index.lists {
+            l.keys.shrink_to_fit();
+            l.codes.shrink_to_fit();
+            l.norms.shrink_to_fit();
+        }
+        self.index.build_ms = self.spent.as_millis() as u64;
+        let _ = self.started;
+        self.index
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Clustered points: `clusters` centres, points scattered around them.
+    pub fn clustered(n: usize, dim: usize, clusters: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        let mut unit = || (splitmix(&mut s) >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0;
+        let centres: Vec<f32> = (0..clusters * dim).map(|_| unit() * 4.0).collect();
+        let mut out = Vec::with_capacity(n * dim);
+        for i in 0..n {
+            let c = i % clusters;
+            for d in 0..dim {
+                out.push(centres[c * dim + d] + unit());
+            }
+        }
+        out
+    }
+
+    fn build(n: usize, dim: usize) -> (Ivf, Vec<f32>, Vec<f32>) {
+        let rows = clustered(n, dim, 32, 7);
+        let norms: Vec<f32> = rows.chunks(dim).map(|r| r.iter().map(|x| x * x).sum::<f32>().sqrt()).collect();
+        let mut b = Builder::new((0..n as u64).collect(), rows.clone(), norms.clone(), dim, 1);
+        while !b.step() {}
+        (b.finish(), rows, norms)
+    }
+
+    #[test]
+    fn probing_every_list_equals_exact_and_recall_never_falls_as_probes_rise() {
+        let (n, dim) = (4000, 16);
+        let (ivf, rows, norms) = build(n, dim);
+        assert_eq!(ivf.nlist(), lists_for(n));
+        for metric in [Metric::L2, Metric::Dot, Metric::Cosine] {
+            let r = &ivf.calibration.recall[metric_index(metric)];
+            assert!(r.windows(2).all(|w| w[1] >= w[0]), "{metric:?}: recall falls as nprobe rises: {r:?}");
+            for qi in (0..n).step_by(397) {
+                let q = &rows[qi * dim..(qi + 1) * dim];
+                let exact_of = |id: u64| exact_key(metric, q, &rows[id as usize * dim..][..dim], norms[id as usize]);
+                let mut want = TopK::new(10);
+                (0..n as u64).for_each(|id| want.push(Scored { key: exact_of(id), id }));
+                let want: Vec<u64> = want.into_sorted().into_iter().map(|s| s.id).collect();
+                let got = ivf.search(
+                    &IvfQuery { query: q, metric, k: 10, nprobe: ivf.nlist() },
+                    |_| true,
+                    |id| Some(exact_of(id)),
+                );
+                let got: Vec<u64> = got.into_iter().map(|s| s.id).collect();
+                assert_eq!(got, want, "{metric:?} query {qi}");
+            }
+        }
+    }
+
+    #[test]
+    fn calibration_picks_the_smallest_probe_count_meeting_the_target() {
+        let (ivf, _, _) = build(3000, 8);
+        let c = &ivf.calibration;
+        let (n, r) = c.choose(Metric::L2, 0.9).expect("0.9 is reachable");
+        assert!(r >= 0.9);
+        let i = c.ladder.iter().position(|&x| x == n).unwrap();
+        assert!(i == 0 || c.choose(Metric::L2, c.recall[0][i - 1]).is_none_or(|(m, _)| m >= c.ladder[i - 1]));
+        assert_eq!(c.recall_at(Metric::L2, n), r);
+    }
+}

@@ -1,0 +1,40 @@
+//! Background index builds: one task per shard, on a low-priority task
+//! queue, that finds a partition wanting its IVF index (re)built, copies its
+//! rows, builds and calibrates the index in bounded steps (yielding the CPU
+//! to request handling after every step), and installs it. Writes and
+//! searches go on meanwhile; points changed since the copy are searched
+//! exactly until the next build (`shards::partition`).
+
+use crate::router::Router;
+use glommio::{Latency, Shares};
+use std::rc::Rc;
+use std::time::Duration;
+
+/// How often an idle shard looks for a partition to index.
+const CHECK_EVERY: Duration = Duration::from_millis(200);
+/// Shares of the build queue; request handling has 1000.
+const BUILD_SHARES: usize = 50;
+
+pub fn start(router: Rc<Router>, cooldown: Duration) {
+    let queue = glommio::executor().create_task_queue(Shares::Static(BUILD_SHARES), Latency::NotImportant, "ivf-build");
+    let mut seed = 0x5eed_u64 ^ router.me() as u64;
+    glommio::spawn_local_into(
+        async move {
+            loop {
+                glommio::timer::sleep(CHECK_EVERY).await;
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let Some((name, uid, mut builder)) = router.with_shard(|s| s.ivf_next_build(seed)) else { continue };
+                while !builder.step() {
+                    glommio::executor().yield_task_queue_now().await;
+                }
+                let index = builder.finish();
+                router.metrics.index_builds_total.set(router.metrics.index_builds_total.get() + 1);
+                router.with_shard(|s| s.ivf_install(&name, uid, index));
+                glommio::timer::sleep(cooldown).await;
+            }
+        },
+        queue,
+    )
+    .expect("the build queue exists")
+    .detach();
+}
