@@ -81,7 +81,7 @@ impl Calibration {
     /// or below it).
     pub fn recall_at(&self, metric: Metric, nprobe: usize) -> f32 {
         let r = &self.recall[metric_index(metric)];
-        self.ladder.iter().zip(r).filter(|(&n, _)| n <= nprobe).map(|(_, &rec)| rec).last().unwrap_or(0.0)
+        self.ladder.iter().zip(r).rfind(|(&n, _)| n <= nprobe).map_or(0.0, |(_, &rec)| rec)
     }
 }
 
@@ -276,6 +276,9 @@ pub struct Builder {
     rows: Vec<f32>,
     norms: Vec<f32>,
     sample: Vec<usize>,
+    /// Calibration queries: points outside the training sample when there
+    /// are any (k-means fits its own sample better than unseen queries).
+    probes: Vec<usize>,
     index: Ivf,
     phase: Phase,
     hits: [Vec<u32>; 3],
@@ -306,6 +309,12 @@ impl Builder {
             perm.swap(i, j);
         }
         let sample: Vec<usize> = perm[..want].to_vec();
+        let unseen = &perm[want..];
+        let probes: Vec<usize> = if unseen.len() >= CALIB_QUERIES {
+            unseen.iter().step_by(unseen.len() / CALIB_QUERIES).take(CALIB_QUERIES).copied().collect()
+        } else {
+            sample.iter().take(CALIB_QUERIES).copied().collect()
+        };
         // Initial centroids: the first nlist sample points.
         let mut centroids = Vec::with_capacity(nlist * dim);
         for &r in &sample[..nlist] {
@@ -348,6 +357,7 @@ impl Builder {
             rows,
             norms,
             sample,
+            probes,
             index,
             phase: Phase::Train { iter: 0, cursor: 0, sums: vec![0.0; nlist * dim], counts: vec![0; nlist] },
             hits,
@@ -441,10 +451,10 @@ impl Builder {
                 false
             }
             Phase::Calibrate { query, metric } => {
-                let n_queries = CALIB_QUERIES.min(self.sample.len());
+                let n_queries = self.probes.len();
                 if query < n_queries {
                     let m = [Metric::L2, Metric::Dot, Metric::Cosine][metric];
-                    self.calibrate_one(self.sample[query], m);
+                    self.calibrate_one(self.probes[query], m);
                     self.phase = if metric < 2 {
                         Phase::Calibrate { query, metric: metric + 1 }
                     } else {

@@ -18,6 +18,9 @@ pub enum LogRecord {
     DeletePayloadKeys { name: String, ids: Vec<u64>, keys: Vec<String> },
 }
 
+/// An upsert split by partition: (collection, every id, encoded parts).
+pub type SplitUpsert = (String, Vec<u64>, Vec<Vec<u8>>);
+
 /// Record kinds as stored in the WAL record header.
 pub mod kind {
     pub const CREATE_COLLECTION: u8 = 1;
@@ -230,7 +233,7 @@ impl LogRecord {
         body: &[u8],
         parts: usize,
         part_of: impl Fn(u64) -> usize,
-    ) -> Result<(String, Vec<u64>, Vec<Vec<u8>>), DecodeError> {
+    ) -> Result<SplitUpsert, DecodeError> {
         let mut r = Reader { b: body, at: 0 };
         let name = r.str()?;
         let n = r.count(16)?;

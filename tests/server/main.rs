@@ -5,6 +5,7 @@ mod api;
 mod durability;
 mod harness;
 mod http;
+mod ivf;
 mod quickstart;
 mod startup;
 mod surgery;
