@@ -223,6 +223,10 @@ impl Router {
         *self.snapshots.borrow_mut() = Some(s);
     }
 
+    pub fn snapshots(&self) -> Option<Rc<crate::snapshot::Snapshots>> {
+        self.snapshots.borrow().clone()
+    }
+
     pub fn wal(&self) -> Option<Rc<Wal>> {
         self.wal.borrow().clone()
     }

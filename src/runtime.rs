@@ -91,13 +91,36 @@ const INDEX_BUILD_COOLDOWN: Duration = Duration::from_millis(1000);
 /// Longest a start-up may spend replaying the WAL before it is reported.
 const RECOVERY_WAIT: Duration = Duration::from_secs(3600);
 
+/// How long a shard waits for the channel mesh to form, and for its peers
+/// to acknowledge the end of its replay, before the start-up is retried.
+/// (Rarely, glommio's mesh join never completes: seen about once in a few
+/// hundred starts under load, both executors idle. A fresh pool works.)
+const MESH_WAIT: Duration = Duration::from_secs(5);
+/// Start-up attempts before giving up on a stalled mesh.
+const START_ATTEMPTS: usize = 3;
+
+/// Marks a shard failure that a fresh executor pool may cure.
+const RETRY: &str = "retry: the shard mesh stalled";
+
 /// Start every shard. Returns once all of them listen, or with the errors.
 pub fn start(shared: Arc<Shared>, addr: SocketAddr, shutdown: Arc<AtomicBool>) -> Result<Started, String> {
+    for attempt in 1..=START_ATTEMPTS {
+        match start_once(shared.clone(), addr, shutdown.clone())? {
+            Some(started) => return Ok(started),
+            None => eprintln!("aionbd: start-up attempt {attempt}: the shard mesh stalled; starting the shards again"),
+        }
+    }
+    Err(format!("the shard mesh did not form in {START_ATTEMPTS} attempts"))
+}
+
+/// One attempt; `Ok(None)` when the mesh stalled and all shards stopped.
+fn start_once(shared: Arc<Shared>, addr: SocketAddr, shutdown: Arc<AtomicBool>) -> Result<Option<Started>, String> {
     let n = shared.config.shards;
     let mesh: Option<MeshBuilder<Msg, _>> = (n > 1).then(|| MeshBuilder::full(n, MESH_CHANNEL_CAPACITY));
     let (ready_tx, ready_rx) = mpsc::channel::<Progress>();
     let go = Arc::new(AtomicBool::new(false));
-    let go_shards = go.clone();
+    let abort = Arc::new(AtomicBool::new(false));
+    let gate = Gate { go: go.clone(), abort: abort.clone() };
     let spin = shared.config.spin_before_park_us;
     let mut builder = LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(n, None))
         .name("aionbd-shard")
@@ -108,7 +131,7 @@ pub fn start(shared: Arc<Shared>, addr: SocketAddr, shutdown: Arc<AtomicBool>) -
     }
     let handles = builder
         .on_all_shards(move || async move {
-            let result = shard_main(shared, mesh, addr, shutdown, go_shards, ready_tx.clone()).await;
+            let result = shard_main(shared, mesh, addr, shutdown, gate, ready_tx.clone()).await;
             if let Err(e) = result {
                 let _ = ready_tx.send(Progress::Failed(e));
             }
@@ -117,13 +140,20 @@ pub fn start(shared: Arc<Shared>, addr: SocketAddr, shutdown: Arc<AtomicBool>) -
     // Phase 1: every shard recovers its WAL and replays it. Nobody serves
     // until all have, so no request sees a half-replayed state.
     let mut replayed = 0;
+    let mut stalled = false;
     for _ in 0..n {
         match ready_rx.recv_timeout(RECOVERY_WAIT) {
             Ok(Progress::Recovered { records }) => replayed += records,
+            Ok(Progress::Failed(e)) if e == RETRY => stalled = true,
             Ok(Progress::Failed(e)) => return Err(e),
             Ok(Progress::Listening) => return Err("a shard listened before recovery ended".into()),
             Err(_) => return Err("a shard did not finish recovery in time".into()),
         }
+    }
+    if stalled {
+        abort.store(true, Ordering::SeqCst);
+        handles.join_all();
+        return Ok(None);
     }
     go.store(true, Ordering::SeqCst);
     // Phase 2: every shard listens.
@@ -135,7 +165,15 @@ pub fn start(shared: Arc<Shared>, addr: SocketAddr, shutdown: Arc<AtomicBool>) -
             Err(_) => return Err("a shard did not start listening within 30 s".into()),
         }
     }
-    Ok(Started { handles, replayed })
+    Ok(Some(Started { handles, replayed }))
+}
+
+/// What the main thread tells the shards after their recovery: serve, or
+/// stop (another shard's mesh stalled and the start-up is retried).
+#[derive(Clone)]
+struct Gate {
+    go: Arc<AtomicBool>,
+    abort: Arc<AtomicBool>,
 }
 
 /// Load the shard's snapshot, recover and replay its WAL, and attach the
@@ -210,7 +248,6 @@ async fn recover_shard(router: &Rc<Router>, cfg: &crate::config::Config, me: usi
     wal.segments.set(crate::wal::read_segment_names(&wal_dir).len() as u64);
     router.set_wal(wal);
     let snaps = crate::snapshot::Snapshots::new(me, shard_dir, p, loaded.file_bytes);
-    snaps.start(router.clone());
     router.set_snapshots(snaps);
     Ok(loaded.records as usize + recovered.records.len())
 }
@@ -220,12 +257,19 @@ async fn shard_main(
     mesh: Option<MeshBuilder<Msg, glommio::channels::channel_mesh::Full>>,
     addr: SocketAddr,
     shutdown: Arc<AtomicBool>,
-    go: Arc<AtomicBool>,
+    gate: Gate,
     ready: mpsc::Sender<Progress>,
 ) -> Result<(), String> {
     let cfg = &shared.config;
     let joined = match mesh {
-        Some(m) => Some(m.join().await.map_err(|_| "cannot join the shard mesh".to_string())?),
+        Some(m) => {
+            let joined = glommio::timer::timeout(MESH_WAIT, async { Ok(m.join().await) }).await;
+            match joined {
+                Ok(Ok(j)) => Some(j),
+                Ok(Err(_)) => return Err("cannot join the shard mesh".to_string()),
+                Err(_) => return Err(RETRY.to_string()),
+            }
+        }
         None => None,
     };
     let me = joined.as_ref().map_or(0, |(s, _)| s.peer_id());
@@ -237,12 +281,25 @@ async fn shard_main(
     if cfg.persistence.enabled {
         records = recover_shard(&router, cfg, me).await.map_err(|e| format!("shard {me}: {e}"))?;
     }
-    router.barrier().await;
-    crate::indexer::start(router.clone(), INDEX_BUILD_COOLDOWN);
+    let barrier = glommio::timer::timeout(MESH_WAIT, async {
+        router.barrier().await;
+        Ok(())
+    });
+    if barrier.await.is_err() {
+        return Err(RETRY.to_string());
+    }
     let _ = ready.send(Progress::Recovered { records });
-    while !go.load(Ordering::SeqCst) {
+    while !gate.go.load(Ordering::SeqCst) {
+        if gate.abort.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         glommio::timer::sleep(Duration::from_millis(1)).await;
     }
+    // Background work starts only once every shard serves.
+    if let Some(s) = router.snapshots() {
+        s.start(router.clone());
+    }
+    crate::indexer::start(router.clone(), INDEX_BUILD_COOLDOWN);
     let api = Rc::new(Api::new(router, shared.clone()));
     let listener = TcpListener::bind(addr).map_err(|e| format!("shard {me}: cannot listen on {addr}: {e}"))?;
     let conn_cfg = ConnConfig {

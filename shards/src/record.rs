@@ -229,11 +229,7 @@ impl LogRecord {
     /// the collection, every point id, and per partition (by `part_of`
     /// over `parts`) an encoded `Upsert` of just its points (empty when it
     /// has none). Start-up uses it so each shard decodes its own points.
-    pub fn split_upsert(
-        body: &[u8],
-        parts: usize,
-        part_of: impl Fn(u64) -> usize,
-    ) -> Result<SplitUpsert, DecodeError> {
+    pub fn split_upsert(body: &[u8], parts: usize, part_of: impl Fn(u64) -> usize) -> Result<SplitUpsert, DecodeError> {
         let mut r = Reader { b: body, at: 0 };
         let name = r.str()?;
         let n = r.count(16)?;

@@ -198,6 +198,15 @@ fn a_full_disk_answers_507_keeps_reads_and_resumes() {
     let data = fs.0.join("data");
     let s = Server::start_in(&data, 1, PLAIN_LOG, &[]);
     s.call("POST", "/collections", Some(json!({"name": "c", "dimension": 64})), 200);
+    // The first write consumed the spare segment; wait for its replacement
+    // so the ballast below meets a server that had room.
+    let wal = data.join("shard-00/wal");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_dir(&wal).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with("wal-spare-"))
+    {
+        assert!(Instant::now() < deadline, "no spare segment appeared");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // Fill the file system with ballast, then give back one piece.
     let mut ballast = Vec::new();
     for i in 0.. {
