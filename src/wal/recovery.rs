@@ -1,0 +1,131 @@
+//! Reading a WAL directory at start-up: list and read the segments, run
+//! `aionbd_io::wal::recover` over them, zero a torn tail, and (only when the
+//! operator asks) cut a log damaged before its tail.
+
+use aionbd_io::wal::{recover, Corruption, Lsn, Recovered, SegmentBytes};
+use std::path::{Path, PathBuf};
+
+/// Paths of the segment files in a WAL directory.
+pub fn read_segment_names(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with("wal-") && n.ends_with(".log")
+        })
+        .map(|e| e.path())
+        .collect();
+    out.sort();
+    out
+}
+
+/// Read every segment of a WAL directory (start-up only).
+pub fn read_segments(dir: &Path) -> std::io::Result<Vec<SegmentBytes>> {
+    read_segment_names(dir)
+        .into_iter()
+        .map(|p| Ok(SegmentBytes { bytes: std::fs::read(&p)?, name: p.display().to_string() }))
+        .collect()
+}
+
+/// Recover a WAL directory: the records after `first_lsn`, with a torn
+/// tail zeroed durably so the log can continue in a new segment. Damage
+/// anywhere else refuses, unless `truncate_corrupt`: then the log is cut at
+/// the first bad record (the rest of that segment zeroed, later segments
+/// deleted) and the lost LSN range is reported.
+/// `preread` may hold the segments already read (start-up reads them on a
+/// helper thread while the snapshot loads).
+pub fn recover_dir(
+    dir: &Path,
+    first_lsn: Lsn,
+    truncate_corrupt: bool,
+    mut preread: Option<Vec<SegmentBytes>>,
+) -> Result<Recovered, String> {
+    remove_unfinished(dir);
+    let mut cuts = 0;
+    let rec = loop {
+        let segments = match preread.take() {
+            Some(s) => s,
+            None => read_segments(dir).map_err(|e| format!("cannot read WAL directory {}: {e}", dir.display()))?,
+        };
+        let n_segments = segments.len();
+        match recover(segments, first_lsn) {
+            Ok(rec) => break rec,
+            Err(c) if truncate_corrupt && cuts <= n_segments => {
+                cuts += 1;
+                let dropped = cut_log(dir, &c).map_err(|e| format!("{c}; cutting the log failed: {e}"))?;
+                let from = c.last_good_lsn.map_or(first_lsn, |l| l + 1);
+                eprintln!(
+                    "aionbd: {c}\naionbd: --wal-truncate-corrupt: log cut at {} offset {}; records from LSN {from} on \
+                     are lost{}",
+                    c.segment,
+                    c.offset,
+                    match dropped {
+                        Some(hi) if hi > from => format!(" (later segments held LSNs up to at least {hi})"),
+                        _ => String::new(),
+                    }
+                );
+            }
+            Err(c) => {
+                return Err(format!(
+                    "{c}. The server refuses to start rather than lose acknowledged writes silently; \
+                     to start anyway and drop every record from the damage on, pass --wal-truncate-corrupt"
+                ))
+            }
+        }
+    };
+    if let Some((path, offset)) = &rec.torn_tail {
+        zero_from(Path::new(path), *offset)?;
+        eprintln!("aionbd: WAL {path}: truncated a torn tail at offset {offset} (an unacknowledged batch)");
+    }
+    Ok(rec)
+}
+
+/// Remove segments a crash interrupted before their header was durable,
+/// and spare segments (they hold nothing).
+pub fn remove_unfinished(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().ends_with(".log.tmp") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+fn zero_from(path: &Path, offset: u64) -> Result<(), String> {
+    use std::io::{Seek, SeekFrom, Write};
+    let p = path.display();
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| format!("{p}: {e}"))?;
+    let len = f.metadata().map_err(|e| format!("{p}: {e}"))?.len();
+    f.seek(SeekFrom::Start(offset)).map_err(|e| format!("{p}: {e}"))?;
+    f.write_all(&vec![0u8; len.saturating_sub(offset) as usize]).map_err(|e| format!("{p}: {e}"))?;
+    f.sync_data().map_err(|e| format!("{p}: {e}"))
+}
+
+/// Cut the log at a corruption: zero the damaged segment from the damage
+/// (or delete it when its header is bad) and delete every later segment.
+/// Returns the highest first-LSN among the deleted segments.
+fn cut_log(dir: &Path, c: &Corruption) -> Result<Option<Lsn>, String> {
+    let seq_of = |name: &str| -> Option<u64> {
+        let file = Path::new(name).file_name()?.to_str()?;
+        u64::from_str_radix(file.strip_prefix("wal-")?.strip_suffix(".log")?, 16).ok()
+    };
+    let bad = seq_of(&c.segment).ok_or_else(|| format!("unexpected segment name {}", c.segment))?;
+    let mut highest = None;
+    for seg in read_segments(dir).map_err(|e| e.to_string())? {
+        let Some(seq) = seq_of(&seg.name) else { continue };
+        if seq > bad || (seq == bad && c.offset == 0) {
+            if let Ok(h) = aionbd_io::wal::SegmentHeader::decode(&seg.bytes) {
+                highest = highest.max(Some(h.first_lsn));
+            }
+            std::fs::remove_file(&seg.name).map_err(|e| format!("remove {}: {e}", seg.name))?;
+        }
+    }
+    if c.offset > 0 {
+        zero_from(Path::new(&c.segment), c.offset)?;
+    }
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| format!("sync {}: {e}", dir.display()))?;
+    Ok(highest)
+}
