@@ -50,8 +50,11 @@ struct List {
 pub struct Calibration {
     pub ladder: Vec<usize>,
     pub recall: [Vec<f32>; 3],
-    /// Queries the recall was measured over.
-    pub samples: usize,
+    /// Queries the recall was measured over, per metric: collection points
+    /// for every metric, plus the recent real queries of that metric.
+    pub samples: [usize; 3],
+    /// How many of those were real queries (all metrics).
+    pub real_queries: usize,
 }
 
 fn metric_index(m: Metric) -> usize {
@@ -69,7 +72,7 @@ impl Calibration {
     /// recall; `None` if no probe count does.
     pub fn choose(&self, metric: Metric, target: f32) -> Option<(usize, f32)> {
         let r = &self.recall[metric_index(metric)];
-        let samples = (self.samples.max(1) * CALIB_K) as f32;
+        let samples = (self.samples[metric_index(metric)].max(1) * CALIB_K) as f32;
         self.ladder
             .iter()
             .zip(r)
@@ -325,6 +328,8 @@ pub struct Builder {
     /// Calibration queries: points outside the training sample when there
     /// are any (k-means fits its own sample better than unseen queries).
     probes: Vec<usize>,
+    /// Recent real queries (each calibrates its own metric).
+    real: Vec<(Metric, Vec<f32>)>,
     index: Ivf,
     phase: Phase,
     hits: [Vec<u32>; 3],
@@ -342,8 +347,16 @@ fn splitmix(state: &mut u64) -> u64 {
 }
 
 impl Builder {
-    /// `rows` holds `ids.len()` rows of `dim` floats; `norms` their norms.
-    pub fn new(ids: Vec<u64>, rows: Vec<f32>, norms: Vec<f32>, dim: usize, seed: u64) -> Builder {
+    /// `rows` holds `ids.len()` rows of `dim` floats; `norms` their norms;
+    /// `real` recent real queries to calibrate with besides the points.
+    pub fn new(
+        ids: Vec<u64>,
+        rows: Vec<f32>,
+        norms: Vec<f32>,
+        dim: usize,
+        seed: u64,
+        real: Vec<(Metric, Vec<f32>)>,
+    ) -> Builder {
         let n = ids.len();
         let nlist = lists_for(n).min(n.max(1));
         let mut state = seed;
@@ -392,7 +405,12 @@ impl Builder {
             lists,
             sq_min: lo,
             sq_scale: scale,
-            calibration: Calibration { ladder: ladder.clone(), recall: Default::default(), samples: 0 },
+            calibration: Calibration {
+                ladder: ladder.clone(),
+                recall: Default::default(),
+                samples: [0; 3],
+                real_queries: real.len(),
+            },
             indexed: n,
             build_ms: 0,
         };
@@ -404,6 +422,7 @@ impl Builder {
             norms,
             sample,
             probes,
+            real,
             index,
             phase: Phase::Train { iter: 0, cursor: 0, sums: vec![0.0; nlist * dim], counts: vec![0; nlist] },
             hits,
@@ -500,7 +519,8 @@ impl Builder {
                 let n_queries = self.probes.len();
                 if query < n_queries {
                     let m = [Metric::L2, Metric::Dot, Metric::Cosine][metric];
-                    self.calibrate_one(self.probes[query], m);
+                    let q = self.row(self.probes[query]).to_vec();
+                    self.calibrate_one(&q, Some(self.probes[query]), m);
                     self.phase = if metric < 2 {
                         Phase::Calibrate { query, metric: metric + 1 }
                     } else {
@@ -508,10 +528,18 @@ impl Builder {
                     };
                     return false;
                 }
-                self.index.calibration.samples = n_queries;
+                if query < n_queries + self.real.len() {
+                    let (m, q) = self.real[query - n_queries].clone();
+                    self.calibrate_one(&q, None, m);
+                    self.phase = Phase::Calibrate { query: query + 1, metric: 0 };
+                    return false;
+                }
                 for m in 0..3 {
+                    let metric = [Metric::L2, Metric::Dot, Metric::Cosine][m];
+                    let n = n_queries + self.real.iter().filter(|(rm, _)| *rm == metric).count();
+                    self.index.calibration.samples[m] = n;
                     self.index.calibration.recall[m] =
-                        self.hits[m].iter().map(|&h| h as f32 / (n_queries * CALIB_K).max(1) as f32).collect();
+                        self.hits[m].iter().map(|&h| h as f32 / (n * CALIB_K).max(1) as f32).collect();
                 }
                 self.phase = Phase::Done;
                 true
@@ -520,23 +548,24 @@ impl Builder {
         }
     }
 
-    /// One sample point as a query (itself excluded): exact top-10 by a full
-    /// scan of the copy, then the index at every ladder step, per metric.
-    fn calibrate_one(&mut self, me: usize, metric: Metric) {
-        let q = self.row(me).to_vec();
+    /// One calibration query (a point, itself excluded, or a real query):
+    /// exact top-10 by a full scan of the copy, then the index at every
+    /// ladder step.
+    fn calibrate_one(&mut self, q: &[f32], me: Option<usize>, metric: Metric) {
+        let me = me.unwrap_or(usize::MAX);
         {
             let mut exact = TopK::new(CALIB_K);
             for r in 0..self.ids.len() {
                 if r != me {
-                    exact.push(Scored { key: exact_key(metric, &q, self.row(r), self.norms[r]), id: r as u64 });
+                    exact.push(Scored { key: exact_key(metric, q, self.row(r), self.norms[r]), id: r as u64 });
                 }
             }
             let truth: Vec<u64> = exact.into_sorted().into_iter().map(|s| s.id).collect();
             for (step, &nprobe) in self.index.calibration.ladder.iter().enumerate() {
                 let found = self.index.search(
-                    &IvfQuery { query: &q, metric, k: CALIB_K, nprobe },
+                    &IvfQuery { query: q, metric, k: CALIB_K, nprobe },
                     |key| key as usize != me,
-                    |key| Some(exact_key(metric, &q, self.row(key as usize), self.norms[key as usize])),
+                    |key| Some(exact_key(metric, q, self.row(key as usize), self.norms[key as usize])),
                 );
                 let hit = found.iter().filter(|s| truth.contains(&s.id)).count();
                 self.hits[metric_index(metric)][step] += hit as u32;
@@ -581,7 +610,7 @@ mod tests {
     fn build(n: usize, dim: usize) -> (Ivf, Vec<f32>, Vec<f32>) {
         let rows = clustered(n, dim, 32, 7);
         let norms: Vec<f32> = rows.chunks(dim).map(|r| r.iter().map(|x| x * x).sum::<f32>().sqrt()).collect();
-        let mut b = Builder::new((0..n as u64).collect(), rows.clone(), norms.clone(), dim, 1);
+        let mut b = Builder::new((0..n as u64).collect(), rows.clone(), norms.clone(), dim, 1, Vec::new());
         while !b.step() {}
         (b.finish(), rows, norms)
     }

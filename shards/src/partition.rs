@@ -32,7 +32,15 @@ pub struct Partition {
     changes: usize,
     /// `changes` when `ivf_wanted` last looked (unchanged = writes paused).
     changes_seen: usize,
+    /// A uniform sample (reservoir) of recent real queries, for calibration.
+    reservoir: Vec<(Metric, Vec<f32>)>,
+    queries_seen: u64,
+    /// `queries_seen` when the last build started.
+    queries_at_build: u64,
 }
+
+/// Real queries a partition keeps for calibration.
+const RESERVOIR: usize = 64;
 
 #[derive(Clone, Debug)]
 struct IvfState {
@@ -61,6 +69,8 @@ pub struct IvfStatus {
     pub build_ms: u64,
     pub building: bool,
     pub bytes: usize,
+    /// Real queries among the calibration queries.
+    pub real_queries: usize,
     /// (nprobe, recall@10 for l2, dot, cosine)
     pub calibration: Vec<(usize, [f32; 3])>,
 }
@@ -99,6 +109,9 @@ impl Partition {
             build_dirty: None,
             changes: 0,
             changes_seen: 0,
+            reservoir: Vec::new(),
+            queries_seen: 0,
+            queries_at_build: 0,
         }
     }
 
@@ -229,6 +242,22 @@ impl Partition {
         self.ivf.as_ref().map_or(0, |s| s.index.mem_bytes())
     }
 
+    /// Offer a (validated) query to the calibration reservoir: reservoir
+    /// sampling keeps a uniform sample of the queries seen.
+    pub fn remember_query(&mut self, metric: Metric, q: &[f32]) {
+        self.queries_seen += 1;
+        if self.reservoir.len() < RESERVOIR {
+            self.reservoir.push((metric, q.to_vec()));
+            return;
+        }
+        let mut z = self.queries_seen.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 31)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        let j = (z % self.queries_seen) as usize;
+        if j < RESERVOIR {
+            self.reservoir[j] = (metric, q.to_vec());
+        }
+    }
+
     /// Whether the index should be (re)built now: enough points, no build
     /// running, and none yet, or a tenth of the points changed since the
     /// last build, or some changed and writes paused since the last look
@@ -236,9 +265,12 @@ impl Partition {
     pub fn ivf_wanted(&mut self) -> bool {
         let paused = self.changes > 0 && self.changes == self.changes_seen;
         self.changes_seen = self.changes;
+        // Recalibrate with real queries as they accumulate: after 64 new
+        // ones, then each time the count since the last build doubles.
+        let queries_due = self.queries_seen >= 2 * self.queries_at_build + RESERVOIR as u64;
         self.len() >= MIN_POINTS
             && self.build_dirty.is_none()
-            && self.ivf.as_ref().is_none_or(|s| paused || self.changes * 10 >= s.index.indexed.max(1))
+            && self.ivf.as_ref().is_none_or(|s| paused || queries_due || self.changes * 10 >= s.index.indexed.max(1))
     }
 
     /// Start a build: copy the rows (the one synchronous cost) and track
@@ -247,7 +279,9 @@ impl Partition {
         self.build_dirty = Some(HashSet::new());
         self.changes = 0;
         self.changes_seen = 0;
-        Builder::new(self.ids.clone(), self.vectors.clone(), self.norms.clone(), self.dim, seed)
+        self.queries_at_build = self.queries_seen;
+        let real = self.reservoir.clone();
+        Builder::new(self.ids.clone(), self.vectors.clone(), self.norms.clone(), self.dim, seed, real)
     }
 
     /// Install a finished build; points changed since it started stay exact.
@@ -267,6 +301,7 @@ impl Partition {
                 build_ms: 0,
                 building,
                 bytes: 0,
+                real_queries: 0,
                 calibration: Vec::new(),
             }),
             Some(s) => {
@@ -278,6 +313,7 @@ impl Partition {
                     build_ms: s.index.build_ms,
                     building,
                     bytes: s.index.mem_bytes(),
+                    real_queries: c.real_queries,
                     calibration: c
                         .ladder
                         .iter()

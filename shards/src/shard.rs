@@ -479,7 +479,8 @@ impl Shard {
         }
     }
 
-    fn search(&self, s: SearchOp) -> Result<Reply, ShardError> {
+    /// Query errors (400): dimension, finiteness, zero cosine query.
+    fn validate_queries(&self, s: &SearchOp) -> Result<(), ShardError> {
         let slot = self.partition(&s.name)?;
         if let Some(q) = s.queries.iter().find(|q| q.len() != slot.spec.dimension) {
             return Err(invalid(format!(
@@ -495,6 +496,18 @@ impl Shard {
         if s.metric == crate::Metric::Cosine && s.queries.iter().any(|q| q.iter().all(|&v| v == 0.0)) {
             return Err(invalid("cosine search needs a non-zero query vector"));
         }
+        Ok(())
+    }
+
+    fn search(&mut self, s: SearchOp) -> Result<Reply, ShardError> {
+        self.validate_queries(&s)?;
+        if let Some(slot) = self.partitions.get_mut(&s.name) {
+            // A few queries per request feed the calibration reservoir.
+            for q in s.queries.iter().take(4) {
+                slot.data.remember_query(s.metric, q);
+            }
+        }
+        let slot = self.partition(&s.name)?;
         let params = SearchParams { metric: s.metric, k: s.k, filter: s.filter.as_deref() };
         let approx = s.approx.and_then(|choice| slot.data.search_ivf(&s.queries, &params, choice));
         let (found, estimated_recall) = match approx {

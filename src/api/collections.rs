@@ -89,6 +89,7 @@ impl Api {
                     "building": st.building,
                     "build_ms": st.build_ms,
                     "bytes": st.bytes,
+                    "calibration_real_queries": st.real_queries,
                     "calibration": st.calibration.iter().map(|(n, r)| serde_json::json!({
                         "nprobe": n, "recall_l2": r[0], "recall_dot": r[1], "recall_cosine": r[2]
                     })).collect::<Vec<_>>(),

@@ -91,6 +91,17 @@ fn auto_meets_each_target_recall_on_held_out_queries() {
         eprintln!("target {target}: measured recall@10 {recall:.4}");
         assert!(recall >= target - 0.01, "target {target}: measured recall@10 {recall:.4}");
     }
+    // The queries served feed a reservoir that the next calibration uses.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = s.call("GET", "/collections/c", None, 200);
+        let parts = v["index"]["partitions"].as_array().unwrap();
+        if parts.iter().all(|p| p["calibration_real_queries"].as_u64().unwrap_or(0) > 0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no calibration with real queries: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
