@@ -19,7 +19,7 @@
 mod common;
 
 use aionbd_io::vecfile::{self, Matrix};
-use common::{vec_json, Client, Server};
+use common::{pct, vec_json, Client, Server};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -129,10 +129,6 @@ fn search_body(q: &[f32]) -> Vec<u8> {
         .into_bytes()
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
-}
-
 /// One client, queries in turn: (QPS, p50 ms, p99 ms, recall@10 if gt).
 fn single_client(
     addr: &str,
@@ -163,7 +159,7 @@ fn single_client(
     let qps = n as f64 / t0.elapsed().as_secs_f64();
     lat.sort_by(f64::total_cmp);
     let recall = gt.map(|_| hits_ok as f64 / (n * 10) as f64);
-    (qps, percentile(&lat, 0.5), percentile(&lat, 0.99), recall)
+    (qps, pct(&lat, 0.5), pct(&lat, 0.99), recall)
 }
 
 /// `clients` keep-alive clients for `seconds`: (QPS, p50 ms, p99 ms).
@@ -196,7 +192,7 @@ fn concurrent(addr: &str, queries: &Matrix<f32>, clients: usize, seconds: f64) -
     });
     let mut all: Vec<f64> = lats.into_iter().flatten().collect();
     all.sort_by(f64::total_cmp);
-    (all.len() as f64 / seconds, percentile(&all, 0.5), percentile(&all, 0.99))
+    (all.len() as f64 / seconds, pct(&all, 0.5), pct(&all, 0.99))
 }
 
 /// Batch search: queries per second for batches of `size` (one client).

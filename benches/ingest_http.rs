@@ -19,20 +19,9 @@
 mod common;
 
 use aionbd_io::vecfile::{self, Matrix};
-use common::{vec_json, Client, Server};
+use common::{metric, pct, vec_json, Client, Server};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-fn metric(addr: &str, key: &str) -> u64 {
-    let mut c = Client::new(addr);
-    let (_, body) = c.send("GET", "/metrics", b"");
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    v[key].as_u64().unwrap_or(0)
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
-}
 
 /// `clients` writers sending single-point PUTs (ids from `first_id`) for
 /// `seconds`: (points, latencies ms).
@@ -69,6 +58,16 @@ fn single_writers(addr: &str, base: &Matrix<f32>, clients: usize, seconds: f64, 
     let mut all: Vec<f64> = per.into_iter().flatten().collect();
     all.sort_by(f64::total_cmp);
     (all.len() as u64, all)
+}
+
+/// One table row: points/s, latency quantiles (`lat` sorted) and syncs.
+fn print_row(mode: &str, phase: &str, rate: f64, lat: &[f64], syncs: u64, points: u64) {
+    println!(
+        "| {mode} | {phase} | {rate:.0} | {:.2} | {:.2} | {syncs} | {:.1} |",
+        pct(lat, 0.5),
+        pct(lat, 0.99),
+        points as f64 / syncs.max(1) as f64
+    );
 }
 
 /// One durability mode: its name and the settings that select it.
@@ -133,13 +132,7 @@ fn main() {
             let rate = n as f64 / t0.elapsed().as_secs_f64();
             let syncs = metric(&addr, "persistence_wal_fsyncs_total") - s0;
             rates.push(rate);
-            println!(
-                "| {} | {label} | {rate:.0} | {:.2} | {:.2} | {syncs} | {:.1} |",
-                mode.name,
-                pct(&lat, 0.5),
-                pct(&lat, 0.99),
-                n as f64 / syncs.max(1) as f64
-            );
+            print_row(mode.name, label, rate, &lat, syncs, n);
         }
         if ratio == 0.0 {
             ratio = rates[1] / rates[0];
@@ -167,13 +160,7 @@ fn main() {
         let rate = n as f64 / t0.elapsed().as_secs_f64();
         let syncs = metric(&addr, "persistence_wal_fsyncs_total") - s0;
         lat.sort_by(f64::total_cmp);
-        println!(
-            "| {} | 1 client, 256-point batches | {rate:.0} | {:.2} | {:.2} | {syncs} | {:.1} |",
-            mode.name,
-            pct(&lat, 0.5),
-            pct(&lat, 0.99),
-            n as f64 / syncs.max(1) as f64
-        );
+        print_row(mode.name, "1 client, 256-point batches", rate, &lat, syncs, n);
     }
     println!();
     println!("group commit (sync on write): 32 writers / 1 writer = {ratio:.1}x the points/s");

@@ -11,13 +11,9 @@
 mod common;
 
 use aionbd_io::vecfile::{self, Matrix};
-use common::{vec_json, Client, Server};
+use common::{pct, vec_json, Client, Server};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
-}
 
 fn body(q: &[f32], metric: &str, extra: &str) -> Vec<u8> {
     format!(r#"{{"query":{},"metric":"{metric}","limit":10,"include_payload":false{extra}}}"#, vec_json(q)).into_bytes()

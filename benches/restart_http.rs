@@ -12,20 +12,13 @@
 mod common;
 
 use aionbd_io::vecfile::{self, Matrix};
-use common::{vec_json, Client, Server};
+use common::{metric, vec_json, Client, Server};
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const O_DIRECT: i32 = 0o40000;
-
-fn metric(addr: &str, key: &str) -> u64 {
-    let mut c = Client::new(addr);
-    let (_, body) = c.send("GET", "/metrics", b"");
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    v[key].as_u64().unwrap_or(0)
-}
 
 fn drop_caches() -> bool {
     let _ = std::process::Command::new("sync").status();

@@ -144,6 +144,19 @@ impl Client {
     }
 }
 
+/// One numeric key of the server's JSON `/metrics` (0 if absent).
+pub fn metric(addr: &str, key: &str) -> u64 {
+    let mut c = Client::new(addr);
+    let (_, body) = c.send("GET", "/metrics", b"");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    v[key].as_u64().unwrap_or(0)
+}
+
+/// The `p` quantile of sorted samples.
+pub fn pct(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
 pub fn vec_json(v: &[f32]) -> String {
     let parts: Vec<String> = v.iter().map(|x| x.to_string()).collect();
     format!("[{}]", parts.join(","))
