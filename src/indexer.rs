@@ -1,6 +1,6 @@
 //! Background index builds: one task per shard, on a low-priority task
 //! queue, that finds a partition wanting its IVF index (re)built, copies its
-//! rows, builds and calibrates the index in bounded steps (yielding the CPU
+//! rows in chunks, builds and calibrates the index in bounded steps (yielding the CPU
 //! to request handling after every step), and installs it. Writes and
 //! searches go on meanwhile; points changed since the copy are searched
 //! exactly until the next build (`shards::partition`).
@@ -24,6 +24,15 @@ pub fn start(router: Rc<Router>, cooldown: Duration) {
                 glommio::timer::sleep(CHECK_EVERY).await;
                 seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 let Some((name, uid, mut builder)) = router.with_shard(|s| s.ivf_next_build(seed)) else { continue };
+                // Rows come over in chunks between requests.
+                let mut copied = Some(false);
+                while copied == Some(false) {
+                    copied = router.with_shard(|s| s.ivf_copy_rows(&name, uid, &mut builder));
+                    glommio::executor().yield_task_queue_now().await;
+                }
+                if copied.is_none() {
+                    continue; // the partition was dropped
+                }
                 while !builder.step() {
                     glommio::executor().yield_task_queue_now().await;
                 }

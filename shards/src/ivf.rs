@@ -20,6 +20,8 @@ pub const MIN_POINTS: usize = 2048;
 /// Multiply-adds a builder step may do (about half a millisecond), so the
 /// shard gets control back often.
 const STEP_WORK: usize = 2_000_000;
+/// Rows handed over per copy step (about 3 MB at 384 dimensions).
+const COPY_ROWS: usize = 2048;
 const TRAIN_ITERS: usize = 8;
 /// Training sample: this many points per list (k-means cost is linear in it).
 const TRAIN_PER_LIST: usize = 32;
@@ -312,6 +314,7 @@ pub fn exact_key(metric: Metric, query: &[f32], x: &[f32], x_norm: f32) -> f32 {
 }
 
 enum Phase {
+    Copy,
     Train { iter: usize, cursor: usize, sums: Vec<f64>, counts: Vec<u32> },
     Assign { cursor: usize },
     Calibrate { query: usize, metric: usize },
@@ -347,16 +350,10 @@ fn splitmix(state: &mut u64) -> u64 {
 }
 
 impl Builder {
-    /// `rows` holds `ids.len()` rows of `dim` floats; `norms` their norms;
-    /// `real` recent real queries to calibrate with besides the points.
-    pub fn new(
-        ids: Vec<u64>,
-        rows: Vec<f32>,
-        norms: Vec<f32>,
-        dim: usize,
-        seed: u64,
-        real: Vec<(Metric, Vec<f32>)>,
-    ) -> Builder {
+    /// A build over the points `ids`, whose rows are then handed over in
+    /// chunks by [`Builder::copy_rows`] (so no single step copies a whole
+    /// partition); `real`: recent real queries to calibrate with.
+    pub fn new(ids: Vec<u64>, dim: usize, seed: u64, real: Vec<(Metric, Vec<f32>)>) -> Builder {
         let n = ids.len();
         let nlist = lists_for(n).min(n.max(1));
         let mut state = seed;
@@ -374,21 +371,6 @@ impl Builder {
         } else {
             sample.iter().take(CALIB_QUERIES).copied().collect()
         };
-        // Initial centroids: the first nlist sample points.
-        let mut centroids = Vec::with_capacity(nlist * dim);
-        for &r in &sample[..nlist] {
-            centroids.extend_from_slice(&rows[r * dim..(r + 1) * dim]);
-        }
-        // Scalar quantizer range per dimension, from the sample.
-        let mut lo = vec![f32::INFINITY; dim];
-        let mut hi = vec![f32::NEG_INFINITY; dim];
-        for &r in &sample {
-            for (i, &v) in rows[r * dim..(r + 1) * dim].iter().enumerate() {
-                lo[i] = lo[i].min(v);
-                hi[i] = hi[i].max(v);
-            }
-        }
-        let scale: Vec<f32> = lo.iter().zip(&hi).map(|(l, h)| ((h - l) / 255.0).max(0.0)).collect();
         let lists = (0..nlist).map(|_| List { keys: Vec::new(), codes: Vec::new(), norms: Vec::new() }).collect();
         // 1, 2, 3, 4, 6, 8, 12, 16, 24, ... then every list.
         let mut ladder: Vec<usize> = std::iter::successors(Some(1usize), |p| Some(p * 2))
@@ -400,11 +382,11 @@ impl Builder {
         ladder.push(nlist);
         let index = Ivf {
             dim,
-            centroids,
+            centroids: Vec::with_capacity(nlist * dim),
             centroid_norms: Vec::new(),
             lists,
-            sq_min: lo,
-            sq_scale: scale,
+            sq_min: Vec::new(),
+            sq_scale: Vec::new(),
             calibration: Calibration {
                 ladder: ladder.clone(),
                 recall: Default::default(),
@@ -417,18 +399,68 @@ impl Builder {
         let hits = std::array::from_fn(|_| vec![0u32; ladder.len()]);
         Builder {
             dim,
+            rows: Vec::with_capacity(n * dim),
+            norms: Vec::with_capacity(n),
             ids,
-            rows,
-            norms,
             sample,
             probes,
             real,
             index,
-            phase: Phase::Train { iter: 0, cursor: 0, sums: vec![0.0; nlist * dim], counts: vec![0; nlist] },
+            phase: Phase::Copy,
             hits,
             started: std::time::Instant::now(),
             spent: std::time::Duration::ZERO,
         }
+    }
+
+    /// Copy the next chunk of rows; `get` gives a point's current row and
+    /// norm (`None`: deleted since the build started; such points are
+    /// searched through the changed-points path anyway). `true` once all
+    /// rows are in and the build can [`Builder::step`].
+    pub fn copy_rows<'a>(&mut self, get: impl Fn(u64) -> Option<(&'a [f32], f32)>) -> bool {
+        let dim = self.dim;
+        let start = self.norms.len();
+        let end = (start + COPY_ROWS).min(self.ids.len());
+        for &id in &self.ids[start..end] {
+            match get(id) {
+                Some((row, norm)) => {
+                    self.rows.extend_from_slice(row);
+                    self.norms.push(norm);
+                }
+                None => {
+                    self.rows.resize(self.rows.len() + dim, 0.0);
+                    self.norms.push(0.0);
+                }
+            }
+        }
+        if end < self.ids.len() {
+            return false;
+        }
+        self.seed_from_rows();
+        true
+    }
+
+    /// Initial centroids (the first sample points) and the scalar
+    /// quantizer's range per dimension (from the sample).
+    fn seed_from_rows(&mut self) {
+        let dim = self.dim;
+        let nlist = self.index.lists.len();
+        let mut centroids = Vec::with_capacity(nlist * dim);
+        for &r in &self.sample[..nlist] {
+            centroids.extend_from_slice(self.row(r));
+        }
+        let mut lo = vec![f32::INFINITY; dim];
+        let mut hi = vec![f32::NEG_INFINITY; dim];
+        for &r in &self.sample {
+            for (i, &v) in self.row(r).iter().enumerate() {
+                lo[i] = lo[i].min(v);
+                hi[i] = hi[i].max(v);
+            }
+        }
+        self.index.sq_scale = lo.iter().zip(&hi).map(|(l, h)| ((h - l) / 255.0).max(0.0)).collect();
+        self.index.sq_min = lo;
+        self.index.centroids = centroids;
+        self.phase = Phase::Train { iter: 0, cursor: 0, sums: vec![0.0; nlist * dim], counts: vec![0; nlist] };
     }
 
     fn row(&self, r: usize) -> &[f32] {
@@ -456,6 +488,11 @@ impl Builder {
         let dim = self.dim;
         let step_points = (STEP_WORK / (self.index.lists.len() * dim).max(1)).clamp(8, 4096);
         match std::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::Copy => {
+                // Rows first (`copy_rows`); nothing to do until then.
+                self.phase = Phase::Copy;
+                false
+            }
             Phase::Train { iter, cursor, mut sums, mut counts } => {
                 let end = (cursor + step_points).min(self.sample.len());
                 for s in cursor..end {
@@ -610,7 +647,8 @@ mod tests {
     fn build(n: usize, dim: usize) -> (Ivf, Vec<f32>, Vec<f32>) {
         let rows = clustered(n, dim, 32, 7);
         let norms: Vec<f32> = rows.chunks(dim).map(|r| r.iter().map(|x| x * x).sum::<f32>().sqrt()).collect();
-        let mut b = Builder::new((0..n as u64).collect(), rows.clone(), norms.clone(), dim, 1, Vec::new());
+        let mut b = Builder::new((0..n as u64).collect(), dim, 1, Vec::new());
+        while !b.copy_rows(|id| Some((&rows[id as usize * dim..][..dim], norms[id as usize]))) {}
         while !b.step() {}
         (b.finish(), rows, norms)
     }

@@ -273,15 +273,20 @@ impl Partition {
             && self.ivf.as_ref().is_none_or(|s| paused || queries_due || self.changes * 10 >= s.index.indexed.max(1))
     }
 
-    /// Start a build: copy the rows (the one synchronous cost) and track
-    /// changes from here on.
+    /// Start a build: copy the ids (the rows follow in chunks through
+    /// [`Partition::ivf_copy_rows`]) and track changes from here on.
     pub fn ivf_build_start(&mut self, seed: u64) -> Builder {
         self.build_dirty = Some(HashSet::new());
         self.changes = 0;
         self.changes_seen = 0;
         self.queries_at_build = self.queries_seen;
         let real = self.reservoir.clone();
-        Builder::new(self.ids.clone(), self.vectors.clone(), self.norms.clone(), self.dim, seed, real)
+        Builder::new(self.ids.clone(), self.dim, seed, real)
+    }
+
+    /// Hand the running build its next chunk of rows; `true` when done.
+    pub fn ivf_copy_rows(&self, b: &mut Builder) -> bool {
+        b.copy_rows(|id| self.slot_of.get(&id).map(|&s| (self.row(s as usize), self.norms[s as usize])))
     }
 
     /// Install a finished build; points changed since it started stay exact.

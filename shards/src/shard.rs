@@ -351,6 +351,13 @@ impl Shard {
         Some((name, slot.uid, slot.data.ivf_build_start(seed)))
     }
 
+    /// Copy the next rows into a running build; `None` if its partition
+    /// is gone (the build is then dropped).
+    pub fn ivf_copy_rows(&self, name: &str, uid: u64, b: &mut crate::ivf::Builder) -> Option<bool> {
+        let slot = self.partitions.get(name).filter(|s| s.uid == uid)?;
+        Some(slot.data.ivf_copy_rows(b))
+    }
+
     /// Install a finished index, if its partition is still the same
     /// incarnation.
     pub fn ivf_install(&mut self, name: &str, uid: u64, index: crate::ivf::Ivf) {
