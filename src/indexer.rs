@@ -6,7 +6,6 @@
 //! exactly until the next build (`shards::partition`).
 
 use crate::router::Router;
-use glommio::{Latency, Shares};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -16,14 +15,18 @@ const CHECK_EVERY: Duration = Duration::from_millis(200);
 const BUILD_SHARES: usize = 50;
 
 pub fn start(router: Rc<Router>, cooldown: Duration) {
-    let queue = glommio::executor().create_task_queue(Shares::Static(BUILD_SHARES), Latency::NotImportant, "ivf-build");
+    let queue = crate::runtime::background_queue(BUILD_SHARES, "ivf-build");
     let mut seed = 0x5eed_u64 ^ router.me() as u64;
     glommio::spawn_local_into(
         async move {
             loop {
                 glommio::timer::sleep(CHECK_EVERY).await;
                 seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                let Some((name, uid, mut builder)) = router.with_shard(|s| s.ivf_next_build(seed)) else { continue };
+                let Some((name, uid, mut builder)) =
+                    router.with_shard(|s| s.ivf_next_build(seed, std::time::Instant::now()))
+                else {
+                    continue;
+                };
                 // Rows come over in chunks between requests.
                 let mut copied = Some(false);
                 while copied == Some(false) {

@@ -26,6 +26,24 @@ const IO_MEMORY_BYTES: usize = 2 << 20;
 const SHUTDOWN_POLL: Duration = Duration::from_millis(50);
 /// How long a shard waits for in-flight requests at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Longest a shard goes without polling for network and channel events
+/// while a background queue (index builds, snapshots) has work. Glommio
+/// runs a busy queue step after step and polls only when the preempt timer
+/// fires; requests and shard messages wait for that poll.
+const BACKGROUND_POLL: Duration = Duration::from_micros(500);
+/// Preempt timer when only request handling is busy.
+const PREEMPT_TIMER: Duration = Duration::from_millis(5);
+
+/// A low-priority task queue for background work: `shares` against request
+/// handling's 1000, and the reactor polled every [`BACKGROUND_POLL`] while
+/// it runs, so requests arriving meanwhile are not held back.
+pub fn background_queue(shares: usize, name: &str) -> glommio::TaskQueueHandle {
+    glommio::executor().create_task_queue(
+        glommio::Shares::Static(shares),
+        glommio::Latency::Matters(BACKGROUND_POLL),
+        name,
+    )
+}
 
 /// Reserve the listen address before the shards start: this resolves port 0
 /// to a real port that every shard then binds with SO_REUSEPORT, and fails
@@ -125,7 +143,7 @@ fn start_once(shared: Arc<Shared>, addr: SocketAddr, shutdown: Arc<AtomicBool>) 
     let mut builder = LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(n, None))
         .name("aionbd-shard")
         .io_memory(IO_MEMORY_BYTES)
-        .preempt_timer(Duration::from_millis(5));
+        .preempt_timer(PREEMPT_TIMER);
     if spin > 0 {
         builder = builder.spin_before_park(Duration::from_micros(spin));
     }

@@ -18,7 +18,7 @@ use aionbd_shards::ops::{Op, Reply};
 use aionbd_shards::record::LogRecord;
 use futures_lite::AsyncWriteExt;
 use glommio::io::{DmaFile, DmaStreamWriterBuilder};
-use glommio::{Latency, Shares, TaskQueueHandle};
+use glommio::TaskQueueHandle;
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -56,8 +56,7 @@ impl Snapshots {
         cfg: &crate::config::PersistenceConfig,
         last_file_bytes: u64,
     ) -> Rc<Self> {
-        let queue =
-            glommio::executor().create_task_queue(Shares::Static(SNAPSHOT_SHARES), Latency::NotImportant, "snapshot");
+        let queue = crate::runtime::background_queue(SNAPSHOT_SHARES, "snapshot");
         Rc::new(Snapshots {
             shard_id,
             wal_dir: dir.join("wal"),

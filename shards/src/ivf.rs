@@ -141,73 +141,128 @@ impl Ivf {
         mut accept: impl FnMut(u64) -> bool,
         mut exact: impl FnMut(u64) -> Option<f32>,
     ) -> Vec<Scored> {
-        let kern = kernels();
-        let dim = self.dim;
-        // Cosine: probe and score with the normalised query.
-        let qn: Vec<f32>;
-        let query = if q.metric == Metric::Cosine {
-            let n = (kern.dot)(q.query, q.query).sqrt();
-            qn = q.query.iter().map(|x| x / n).collect();
-            &qn[..]
-        } else {
-            q.query
-        };
-        let mut order: Vec<(f32, usize)> = (0..self.lists.len())
-            .map(|c| {
-                let cen = &self.centroids[c * dim..(c + 1) * dim];
-                let key = match q.metric {
-                    Metric::L2 => (kern.l2sq)(query, cen),
-                    Metric::Dot => -(kern.dot)(query, cen),
-                    Metric::Cosine => -(kern.dot)(query, cen) / self.centroid_norms[c].max(f32::MIN_POSITIVE),
-                };
-                (key, c)
-            })
-            .collect();
+        let scan = Scan::new(self, q);
+        let mut order = scan.list_order(self);
         let nprobe = q.nprobe.clamp(1, order.len());
         order.select_nth_unstable_by(nprobe - 1, |a, b| a.0.total_cmp(&b.0));
+        let mut cand = TopK::new(rerank_count(q.k));
+        for &(_, c) in &order[..nprobe] {
+            scan.list(self, c, &mut cand, &mut accept);
+        }
+        rerank(cand, q.k, &mut exact)
+    }
+
+    /// [`Ivf::search`] at every probe count of `ladder` (ascending) for the
+    /// cost of one search probing the largest: lists are scanned nearest
+    /// first and the candidates re-ranked at each rung.
+    pub fn search_ladder(
+        &self,
+        q: &IvfQuery,
+        ladder: &[usize],
+        mut accept: impl FnMut(u64) -> bool,
+        mut exact: impl FnMut(u64) -> Option<f32>,
+    ) -> Vec<Vec<Scored>> {
+        let scan = Scan::new(self, q);
+        let mut order = scan.list_order(self);
+        order.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut cand = TopK::new(rerank_count(q.k));
+        let mut scanned = 0;
+        ladder
+            .iter()
+            .map(|&nprobe| {
+                let nprobe = nprobe.clamp(1, order.len());
+                for &(_, c) in &order[scanned.min(nprobe)..nprobe] {
+                    scan.list(self, c, &mut cand, &mut accept);
+                }
+                scanned = scanned.max(nprobe);
+                rerank(cand.clone(), q.k, &mut exact)
+            })
+            .collect()
+    }
+}
+
+/// The exact top `k` of the quantized candidates.
+fn rerank(cand: TopK, k: usize, exact: &mut impl FnMut(u64) -> Option<f32>) -> Vec<Scored> {
+    let mut top = TopK::new(k);
+    for c in cand.into_sorted() {
+        if let Some(key) = exact(c.id) {
+            top.push(Scored { key, id: c.id });
+        }
+    }
+    top.into_sorted()
+}
+
+/// A query prepared for quantized scoring.
+struct Scan<'q> {
+    metric: Metric,
+    query: std::borrow::Cow<'q, [f32]>,
+    qa: Vec<f32>,
+    qb: Vec<f32>,
+    base: f32,
+}
+
+impl<'q> Scan<'q> {
+    fn new(ivf: &Ivf, q: &IvfQuery<'q>) -> Scan<'q> {
+        let kern = kernels();
+        let dim = ivf.dim;
+        // Cosine: probe and score with the normalised query.
+        let query: std::borrow::Cow<[f32]> = if q.metric == Metric::Cosine {
+            let n = (kern.dot)(q.query, q.query).sqrt();
+            q.query.iter().map(|x| x / n).collect::<Vec<f32>>().into()
+        } else {
+            q.query.into()
+        };
         // Quantized scoring: x_i ~ min_i + code_i * scale_i.
-        let l2 = q.metric == Metric::L2;
-        let (qa, qb): (Vec<f32>, Vec<f32>) = if l2 {
+        let (qa, qb): (Vec<f32>, Vec<f32>) = if q.metric == Metric::L2 {
             // sum_i scale_i^2 (q'_i - c_i)^2 with q'_i = (q_i - min_i) / scale_i
             (0..dim)
                 .map(|i| {
-                    let s = self.sq_scale[i].max(f32::MIN_POSITIVE);
-                    ((query[i] - self.sq_min[i]) / s, s * s)
+                    let s = ivf.sq_scale[i].max(f32::MIN_POSITIVE);
+                    ((query[i] - ivf.sq_min[i]) / s, s * s)
                 })
                 .unzip()
         } else {
             // sum_i q_i min_i + sum_i (q_i scale_i) c_i
-            (0..dim).map(|i| (query[i] * self.sq_scale[i], query[i] * self.sq_min[i])).unzip()
+            (0..dim).map(|i| (query[i] * ivf.sq_scale[i], query[i] * ivf.sq_min[i])).unzip()
         };
-        let base: f32 = if l2 { 0.0 } else { qb.iter().sum() };
-        let mut cand = TopK::new(rerank_count(q.k));
-        for &(_, c) in &order[..nprobe] {
-            let list = &self.lists[c];
-            for (j, code) in list.codes.chunks_exact(dim).enumerate() {
-                let approx = if l2 {
-                    sq_l2(&qa, &qb, code)
-                } else {
-                    let dot = base + sq_dot(&qa, code);
-                    match q.metric {
-                        Metric::Cosine => -dot / list.norms[j].max(f32::MIN_POSITIVE),
-                        _ => -dot,
-                    }
+        let base: f32 = if q.metric == Metric::L2 { 0.0 } else { qb.iter().sum() };
+        Scan { metric: q.metric, query, qa, qb, base }
+    }
+
+    /// (centroid key, list) for every list, unordered.
+    fn list_order(&self, ivf: &Ivf) -> Vec<(f32, usize)> {
+        let kern = kernels();
+        let dim = ivf.dim;
+        let query = &self.query[..];
+        (0..ivf.lists.len())
+            .map(|c| {
+                let cen = &ivf.centroids[c * dim..(c + 1) * dim];
+                let key = match self.metric {
+                    Metric::L2 => (kern.l2sq)(query, cen),
+                    Metric::Dot => -(kern.dot)(query, cen),
+                    Metric::Cosine => -(kern.dot)(query, cen) / ivf.centroid_norms[c].max(f32::MIN_POSITIVE),
                 };
-                if approx <= cand.threshold() {
-                    let key = list.keys[j];
-                    if accept(key) {
-                        cand.push(Scored { key: approx, id: key });
-                    }
+                (key, c)
+            })
+            .collect()
+    }
+
+    /// Score list `c` by its codes into `cand`.
+    fn list(&self, ivf: &Ivf, c: usize, cand: &mut TopK, accept: &mut impl FnMut(u64) -> bool) {
+        let list = &ivf.lists[c];
+        for (j, code) in list.codes.chunks_exact(ivf.dim).enumerate() {
+            let approx = match self.metric {
+                Metric::L2 => sq_l2(&self.qa, &self.qb, code),
+                Metric::Dot => -(self.base + sq_dot(&self.qa, code)),
+                Metric::Cosine => -(self.base + sq_dot(&self.qa, code)) / list.norms[j].max(f32::MIN_POSITIVE),
+            };
+            if approx <= cand.threshold() {
+                let key = list.keys[j];
+                if accept(key) {
+                    cand.push(Scored { key: approx, id: key });
                 }
             }
         }
-        let mut top = TopK::new(q.k);
-        for c in cand.into_sorted() {
-            if let Some(key) = exact(c.id) {
-                top.push(Scored { key, id: c.id });
-            }
-        }
-        top.into_sorted()
     }
 }
 
@@ -315,10 +370,34 @@ pub fn exact_key(metric: Metric, query: &[f32], x: &[f32], x_norm: f32) -> f32 {
 
 enum Phase {
     Copy,
-    Train { iter: usize, cursor: usize, sums: Vec<f64>, counts: Vec<u32> },
-    Assign { cursor: usize },
-    Calibrate { query: usize, metric: usize },
+    Train {
+        iter: usize,
+        cursor: usize,
+        sums: Vec<f64>,
+        counts: Vec<u32>,
+    },
+    Assign {
+        cursor: usize,
+    },
+    /// Calibration job `job` (probe points x 3 metrics, then real
+    /// queries), `cur` its progress.
+    Calibrate {
+        job: usize,
+        cur: Option<Box<CalibJob>>,
+    },
     Done,
+}
+
+/// One calibration query in progress: first an exact scan of the copy (in
+/// chunks), then the index at every ladder rung (one step).
+struct CalibJob {
+    query: Vec<f32>,
+    metric: Metric,
+    /// The query's own row (excluded from its answers), or `usize::MAX`.
+    me: usize,
+    exact: TopK,
+    scanned: usize,
+    truth: Option<Vec<u64>>,
 }
 
 /// Builds an [`Ivf`] over a copy of a partition's rows in bounded steps.
@@ -548,66 +627,90 @@ impl Builder {
                 self.phase = if end < self.ids.len() {
                     Phase::Assign { cursor: end }
                 } else {
-                    Phase::Calibrate { query: 0, metric: 0 }
+                    Phase::Calibrate { job: 0, cur: None }
                 };
                 false
             }
-            Phase::Calibrate { query, metric } => {
-                let n_queries = self.probes.len();
-                if query < n_queries {
-                    let m = [Metric::L2, Metric::Dot, Metric::Cosine][metric];
-                    let q = self.row(self.probes[query]).to_vec();
-                    self.calibrate_one(&q, Some(self.probes[query]), m);
-                    self.phase = if metric < 2 {
-                        Phase::Calibrate { query, metric: metric + 1 }
-                    } else {
-                        Phase::Calibrate { query: query + 1, metric: 0 }
-                    };
-                    return false;
-                }
-                if query < n_queries + self.real.len() {
-                    let (m, q) = self.real[query - n_queries].clone();
-                    self.calibrate_one(&q, None, m);
-                    self.phase = Phase::Calibrate { query: query + 1, metric: 0 };
-                    return false;
-                }
-                for m in 0..3 {
-                    let metric = [Metric::L2, Metric::Dot, Metric::Cosine][m];
-                    let n = n_queries + self.real.iter().filter(|(rm, _)| *rm == metric).count();
-                    self.index.calibration.samples[m] = n;
-                    self.index.calibration.recall[m] =
-                        self.hits[m].iter().map(|&h| h as f32 / (n * CALIB_K).max(1) as f32).collect();
-                }
-                self.phase = Phase::Done;
-                true
+            Phase::Calibrate { job, cur } => {
+                let mut cur = match cur {
+                    Some(cur) => cur,
+                    None => match self.calib_job(job) {
+                        Some(cur) => Box::new(cur),
+                        None => {
+                            self.finish_calibration();
+                            return true;
+                        }
+                    },
+                };
+                let done = self.calib_step(&mut cur, (STEP_WORK / dim.max(1)).max(64));
+                self.phase = if done {
+                    Phase::Calibrate { job: job + 1, cur: None }
+                } else {
+                    Phase::Calibrate { job, cur: Some(cur) }
+                };
+                false
             }
             Phase::Done => true,
         }
     }
 
-    /// One calibration query (a point, itself excluded, or a real query):
-    /// exact top-10 by a full scan of the copy, then the index at every
-    /// ladder step.
-    fn calibrate_one(&mut self, q: &[f32], me: Option<usize>, metric: Metric) {
-        let me = me.unwrap_or(usize::MAX);
-        {
-            let mut exact = TopK::new(CALIB_K);
-            for r in 0..self.ids.len() {
+    /// Calibration job `job`: probe point `job / 3` for each metric in
+    /// turn, then the real queries; `None` once all are done.
+    fn calib_job(&self, job: usize) -> Option<CalibJob> {
+        const METRICS: [Metric; 3] = [Metric::L2, Metric::Dot, Metric::Cosine];
+        let probe_jobs = self.probes.len() * 3;
+        let (query, metric, me) = if job < probe_jobs {
+            let r = self.probes[job / 3];
+            (self.row(r).to_vec(), METRICS[job % 3], r)
+        } else {
+            let (m, q) = self.real.get(job - probe_jobs)?;
+            (q.clone(), *m, usize::MAX)
+        };
+        Some(CalibJob { query, metric, me, exact: TopK::new(CALIB_K), scanned: 0, truth: None })
+    }
+
+    /// Advance `cur` by up to `rows` rows of exact scan, or run the index
+    /// at every ladder rung (one scan of the codes); `true` when the job is
+    /// complete.
+    fn calib_step(&mut self, cur: &mut CalibJob, rows: usize) -> bool {
+        let (q, metric, me) = (&cur.query[..], cur.metric, cur.me);
+        let Some(truth) = &cur.truth else {
+            let end = (cur.scanned + rows).min(self.ids.len());
+            for r in cur.scanned..end {
                 if r != me {
-                    exact.push(Scored { key: exact_key(metric, q, self.row(r), self.norms[r]), id: r as u64 });
+                    cur.exact.push(Scored { key: exact_key(metric, q, self.row(r), self.norms[r]), id: r as u64 });
                 }
             }
-            let truth: Vec<u64> = exact.into_sorted().into_iter().map(|s| s.id).collect();
-            for (step, &nprobe) in self.index.calibration.ladder.iter().enumerate() {
-                let found = self.index.search(
-                    &IvfQuery { query: q, metric, k: CALIB_K, nprobe },
-                    |key| key as usize != me,
-                    |key| Some(exact_key(metric, q, self.row(key as usize), self.norms[key as usize])),
-                );
-                let hit = found.iter().filter(|s| truth.contains(&s.id)).count();
-                self.hits[metric_index(metric)][step] += hit as u32;
+            cur.scanned = end;
+            if end == self.ids.len() {
+                let exact = std::mem::replace(&mut cur.exact, TopK::new(0));
+                cur.truth = Some(exact.into_sorted().into_iter().map(|s| s.id).collect());
             }
+            return false;
+        };
+        let ladder = &self.index.calibration.ladder;
+        let found = self.index.search_ladder(
+            &IvfQuery { query: q, metric, k: CALIB_K, nprobe: 0 },
+            ladder,
+            |key| key as usize != me,
+            |key| Some(exact_key(metric, q, self.row(key as usize), self.norms[key as usize])),
+        );
+        for (rung, found) in found.iter().enumerate() {
+            let hit = found.iter().filter(|s| truth.contains(&s.id)).count();
+            self.hits[metric_index(metric)][rung] += hit as u32;
         }
+        true
+    }
+
+    /// Turn the hit counts into recall per rung and metric.
+    fn finish_calibration(&mut self) {
+        for (m, metric) in [Metric::L2, Metric::Dot, Metric::Cosine].into_iter().enumerate() {
+            let n = self.probes.len() + self.real.iter().filter(|(rm, _)| *rm == metric).count();
+            self.index.calibration.samples[m] = n;
+            self.index.calibration.recall[m] =
+                self.hits[m].iter().map(|&h| h as f32 / (n * CALIB_K).max(1) as f32).collect();
+        }
+        self.phase = Phase::Done;
     }
 
     /// The finished index, keyed by point id.
@@ -674,6 +777,27 @@ mod tests {
                 );
                 let got: Vec<u64> = got.into_iter().map(|s| s.id).collect();
                 assert_eq!(got, want, "{metric:?} query {qi}");
+            }
+        }
+    }
+
+    #[test]
+    fn ladder_search_equals_a_search_at_each_rung() {
+        let (n, dim) = (3000, 12);
+        let (ivf, rows, norms) = build(n, dim);
+        let ladder = ivf.calibration.ladder.clone();
+        for metric in [Metric::L2, Metric::Dot, Metric::Cosine] {
+            for qi in (0..n).step_by(331) {
+                let q = &rows[qi * dim..(qi + 1) * dim];
+                let exact_of = |id: u64| exact_key(metric, q, &rows[id as usize * dim..][..dim], norms[id as usize]);
+                let odd = |id: u64| id % 2 == 1;
+                let at = ivf.search_ladder(&IvfQuery { query: q, metric, k: 10, nprobe: 0 }, &ladder, odd, |id| {
+                    Some(exact_of(id))
+                });
+                for (rung, &nprobe) in ladder.iter().enumerate() {
+                    let one = ivf.search(&IvfQuery { query: q, metric, k: 10, nprobe }, odd, |id| Some(exact_of(id)));
+                    assert_eq!(at[rung], one, "{metric:?} query {qi} nprobe {nprobe}");
+                }
             }
         }
     }

@@ -9,6 +9,7 @@ use crate::ivf::{exact_key, Builder, Ivf, IvfQuery, MIN_POINTS};
 use crate::payload::{payload_mem_bytes, Payload};
 use crate::topk::{Scored, TopK};
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 /// Rows scored per tile in batch search: 256 rows x 384 dims x 4 B = 384 KiB,
 /// which stays in a 2 MiB L2 while every query block passes over it.
@@ -37,7 +38,13 @@ pub struct Partition {
     queries_seen: u64,
     /// `queries_seen` when the last build started.
     queries_at_build: u64,
+    /// When the last build started, and whether it had real queries.
+    build_started: Option<(Instant, bool)>,
 }
+
+/// Least time between rebuilds that only recalibrate with new real queries
+/// (after the first, which comes as soon as the reservoir is full).
+pub const RECALIBRATE_GAP: Duration = Duration::from_secs(30);
 
 /// Real queries a partition keeps for calibration.
 const RESERVOIR: usize = 64;
@@ -112,6 +119,7 @@ impl Partition {
             reservoir: Vec::new(),
             queries_seen: 0,
             queries_at_build: 0,
+            build_started: None,
         }
     }
 
@@ -261,13 +269,16 @@ impl Partition {
     /// Whether the index should be (re)built now: enough points, no build
     /// running, and none yet, or a tenth of the points changed since the
     /// last build, or some changed and writes paused since the last look
-    /// (the indexer looks every 200 ms).
-    pub fn ivf_wanted(&mut self) -> bool {
+    /// (the indexer looks every 200 ms), or real queries are due to
+    /// recalibrate it.
+    pub fn ivf_wanted(&mut self, now: Instant) -> bool {
         let paused = self.changes > 0 && self.changes == self.changes_seen;
         self.changes_seen = self.changes;
         // Recalibrate with real queries as they accumulate: after 64 new
-        // ones, then each time the count since the last build doubles.
-        let queries_due = self.queries_seen >= 2 * self.queries_at_build + RESERVOIR as u64;
+        // ones, then each time the count since the last build doubles, at
+        // most once per RECALIBRATE_GAP (each costs a build).
+        let gap_over = self.build_started.is_none_or(|(at, real)| !real || now.duration_since(at) >= RECALIBRATE_GAP);
+        let queries_due = gap_over && self.queries_seen >= 2 * self.queries_at_build + RESERVOIR as u64;
         self.len() >= MIN_POINTS
             && self.build_dirty.is_none()
             && self.ivf.as_ref().is_none_or(|s| paused || queries_due || self.changes * 10 >= s.index.indexed.max(1))
@@ -275,8 +286,9 @@ impl Partition {
 
     /// Start a build: copy the ids (the rows follow in chunks through
     /// [`Partition::ivf_copy_rows`]) and track changes from here on.
-    pub fn ivf_build_start(&mut self, seed: u64) -> Builder {
+    pub fn ivf_build_start(&mut self, seed: u64, now: Instant) -> Builder {
         self.build_dirty = Some(HashSet::new());
+        self.build_started = Some((now, !self.reservoir.is_empty()));
         self.changes = 0;
         self.changes_seen = 0;
         self.queries_at_build = self.queries_seen;

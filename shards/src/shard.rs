@@ -338,17 +338,17 @@ impl Shard {
 
     /// A partition that wants its index (re)built, with a builder over a
     /// copy of its rows: (collection, uid, builder). One at a time.
-    pub fn ivf_next_build(&mut self, seed: u64) -> Option<(String, u64, crate::ivf::Builder)> {
+    pub fn ivf_next_build(&mut self, seed: u64, now: std::time::Instant) -> Option<(String, u64, crate::ivf::Builder)> {
         // Every partition looks (each tracks whether its writes paused).
         let mut pick = None;
         for (name, slot) in self.partitions.iter_mut() {
-            if slot.data.ivf_wanted() && pick.is_none() {
+            if slot.data.ivf_wanted(now) && pick.is_none() {
                 pick = Some(name.clone());
             }
         }
         let name = pick?;
         let slot = self.partitions.get_mut(&name)?;
-        Some((name, slot.uid, slot.data.ivf_build_start(seed)))
+        Some((name, slot.uid, slot.data.ivf_build_start(seed, now)))
     }
 
     /// Copy the next rows into a running build; `None` if its partition

@@ -43,6 +43,7 @@ impl Ord for Worst {
 }
 
 /// Keeps the `k` best candidates seen so far.
+#[derive(Clone)]
 pub struct TopK {
     k: usize,
     heap: BinaryHeap<Worst>,
