@@ -120,6 +120,13 @@ fn main() {
         base.dim * 4
     );
     println!("calibration (partition 0): {}", parts[0]["calibration"]);
+    let g = &parts[0]["hnsw"];
+    println!(
+        "hnsw: build {:?} ms of work per partition, {:.0} bytes per vector; calibration (partition 0): {}",
+        parts.iter().map(|p| p["hnsw"]["build_ms"].as_u64().unwrap()).collect::<Vec<_>>(),
+        parts.iter().map(|p| p["hnsw"]["bytes"].as_u64().unwrap()).sum::<u64>() as f64 / base.rows as f64,
+        g["calibration"]
+    );
     println!();
     println!("| mode | recall@10 | estimated | QPS 1 client | p50 ms | p99 ms | speed-up vs exact |");
     println!("|---|---|---|---|---|---|---|");
@@ -137,6 +144,9 @@ fn main() {
     for n in [1, 2, 4, 8, 16, 32, 64] {
         configs.push((format!("ivf nprobe={n}"), format!(r#","mode":"ivf","nprobe":{n}"#).into_bytes()));
     }
+    for ef in [16, 32, 64, 128] {
+        configs.push((format!("hnsw ef={ef}"), format!(r#","mode":"hnsw","ef":{ef}"#).into_bytes()));
+    }
     for t in [0.8, 0.9, 0.95, 0.99] {
         configs.push((format!("auto target={t}"), format!(r#","mode":"auto","target_recall":{t}"#).into_bytes()));
     }
@@ -150,6 +160,10 @@ fn main() {
     let e8 = concurrent(&addr, &exact, 8, seconds);
     let a8 = concurrent(&addr, &auto95, 8, seconds);
     println!("8 clients: exact {e8:.0} QPS, auto 0.95 {a8:.0} QPS = {:.1}x", a8 / e8);
+    for ef in [32, 64, 128] {
+        let h = concurrent(&addr, &qs(&format!(r#","mode":"hnsw","ef":{ef}"#)), 8, seconds);
+        println!("8 clients: hnsw ef={ef} {h:.0} QPS");
+    }
     println!(
         "warm-up: exact {during:.0} QPS while the first recalibrating rebuild ran ({eq:.0} after); \
          it ended {:.1} s after the warm-up queries",
@@ -171,6 +185,9 @@ fn settled(c: &mut Client, real: bool) -> serde_json::Value {
                 && p["building"] == false
                 && p["exact_points"] == 0
                 && (!real || p["calibration_real_queries"].as_u64().unwrap_or(0) > 0)
+                && p["hnsw"]["building"] == false
+                && p["hnsw"]["exact_points"] == 0
+                && (!real || p["hnsw"]["calibration_real_queries"].as_u64().unwrap_or(0) > 0)
         };
         if parts.iter().all(ok) {
             return v;

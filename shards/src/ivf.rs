@@ -12,7 +12,9 @@
 //! List entries are keys: row numbers of the copy while building (so the
 //! calibration can re-rank from the copy), point ids once installed.
 
+use crate::calib::{spread, CalibQuery, Calibration, Calibrator, Rows, CALIB_K, CALIB_QUERIES};
 use crate::distance::{kernels, Metric};
+use crate::sq8::{Prepared, Sq8};
 use crate::topk::{Scored, TopK};
 
 /// Fewest points for which a partition gets an index.
@@ -20,15 +22,9 @@ pub const MIN_POINTS: usize = 2048;
 /// Multiply-adds a builder step may do (about half a millisecond), so the
 /// shard gets control back often.
 const STEP_WORK: usize = 2_000_000;
-/// Rows handed over per copy step (about 3 MB at 384 dimensions).
-const COPY_ROWS: usize = 2048;
 const TRAIN_ITERS: usize = 8;
 /// Training sample: this many points per list (k-means cost is linear in it).
 const TRAIN_PER_LIST: usize = 32;
-/// Sample queries used for calibration.
-const CALIB_QUERIES: usize = 64;
-/// recall@k measured by calibration.
-pub const CALIB_K: usize = 10;
 
 /// Lists for `n` points: about √n, so a list holds about √n points.
 pub fn lists_for(n: usize) -> usize {
@@ -47,57 +43,13 @@ struct List {
     norms: Vec<f32>,
 }
 
-/// Measured recall@10 per probe count, per metric (l2, dot, cosine).
-#[derive(Clone, Debug, Default)]
-pub struct Calibration {
-    pub ladder: Vec<usize>,
-    pub recall: [Vec<f32>; 3],
-    /// Queries the recall was measured over, per metric: collection points
-    /// for every metric, plus the recent real queries of that metric.
-    pub samples: [usize; 3],
-    /// How many of those were real queries (all metrics).
-    pub real_queries: usize,
-}
-
-fn metric_index(m: Metric) -> usize {
-    match m {
-        Metric::L2 => 0,
-        Metric::Dot => 1,
-        Metric::Cosine => 2,
-    }
-}
-
-impl Calibration {
-    /// The smallest probe count whose measured recall meets `target` with
-    /// a margin of one standard error of the measurement (so a setting that
-    /// only just met it on the sample is not trusted), with its measured
-    /// recall; `None` if no probe count does.
-    pub fn choose(&self, metric: Metric, target: f32) -> Option<(usize, f32)> {
-        let r = &self.recall[metric_index(metric)];
-        let samples = (self.samples[metric_index(metric)].max(1) * CALIB_K) as f32;
-        self.ladder
-            .iter()
-            .zip(r)
-            .find(|(_, &rec)| rec >= 1.0 || rec - (rec * (1.0 - rec) / samples).sqrt() >= target)
-            .map(|(&n, &rec)| (n, rec))
-    }
-
-    /// Measured recall for a given probe count (the nearest ladder step at
-    /// or below it).
-    pub fn recall_at(&self, metric: Metric, nprobe: usize) -> f32 {
-        let r = &self.recall[metric_index(metric)];
-        self.ladder.iter().zip(r).rfind(|(&n, _)| n <= nprobe).map_or(0.0, |(_, &rec)| rec)
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct Ivf {
     dim: usize,
     centroids: Vec<f32>,
     centroid_norms: Vec<f32>,
     lists: Vec<List>,
-    sq_min: Vec<f32>,
-    sq_scale: Vec<f32>,
+    sq: Sq8,
     pub calibration: Calibration,
     /// Points indexed when the build started.
     pub indexed: usize,
@@ -121,7 +73,8 @@ impl Ivf {
     /// Bytes of the index itself (codes, keys, norms, centroids).
     pub fn mem_bytes(&self) -> usize {
         self.lists.iter().map(|l| l.codes.capacity() + l.keys.capacity() * 8 + l.norms.capacity() * 4).sum::<usize>()
-            + (self.centroids.len() + self.sq_min.len() * 2 + self.centroid_norms.len()) * 4
+            + (self.centroids.len() + self.centroid_norms.len()) * 4
+            + self.sq.mem_bytes()
     }
 
     /// Map every key (build-time row) through `f` (to point ids).
@@ -154,17 +107,19 @@ impl Ivf {
 
     /// [`Ivf::search`] at every probe count of `ladder` (ascending) for the
     /// cost of one search probing the largest: lists are scanned nearest
-    /// first and the candidates re-ranked at each rung.
+    /// first and the candidates re-ranked at each rung. With each answer:
+    /// the codes scanned up to that rung.
     pub fn search_ladder(
         &self,
         q: &IvfQuery,
         ladder: &[usize],
         mut accept: impl FnMut(u64) -> bool,
         mut exact: impl FnMut(u64) -> Option<f32>,
-    ) -> Vec<Vec<Scored>> {
+    ) -> Vec<(Vec<Scored>, usize)> {
         let scan = Scan::new(self, q);
         let mut order = scan.list_order(self);
         order.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut codes = 0;
         let mut cand = TopK::new(rerank_count(q.k));
         let mut scanned = 0;
         ladder
@@ -173,9 +128,10 @@ impl Ivf {
                 let nprobe = nprobe.clamp(1, order.len());
                 for &(_, c) in &order[scanned.min(nprobe)..nprobe] {
                     scan.list(self, c, &mut cand, &mut accept);
+                    codes += self.lists[c].keys.len();
                 }
                 scanned = scanned.max(nprobe);
-                rerank(cand.clone(), q.k, &mut exact)
+                (rerank(cand.clone(), q.k, &mut exact), codes)
             })
             .collect()
     }
@@ -193,47 +149,21 @@ fn rerank(cand: TopK, k: usize, exact: &mut impl FnMut(u64) -> Option<f32>) -> V
 }
 
 /// A query prepared for quantized scoring.
-struct Scan<'q> {
+struct Scan {
     metric: Metric,
-    query: std::borrow::Cow<'q, [f32]>,
-    qa: Vec<f32>,
-    qb: Vec<f32>,
-    base: f32,
+    prep: Prepared,
 }
 
-impl<'q> Scan<'q> {
-    fn new(ivf: &Ivf, q: &IvfQuery<'q>) -> Scan<'q> {
-        let kern = kernels();
-        let dim = ivf.dim;
-        // Cosine: probe and score with the normalised query.
-        let query: std::borrow::Cow<[f32]> = if q.metric == Metric::Cosine {
-            let n = (kern.dot)(q.query, q.query).sqrt();
-            q.query.iter().map(|x| x / n).collect::<Vec<f32>>().into()
-        } else {
-            q.query.into()
-        };
-        // Quantized scoring: x_i ~ min_i + code_i * scale_i.
-        let (qa, qb): (Vec<f32>, Vec<f32>) = if q.metric == Metric::L2 {
-            // sum_i scale_i^2 (q'_i - c_i)^2 with q'_i = (q_i - min_i) / scale_i
-            (0..dim)
-                .map(|i| {
-                    let s = ivf.sq_scale[i].max(f32::MIN_POSITIVE);
-                    ((query[i] - ivf.sq_min[i]) / s, s * s)
-                })
-                .unzip()
-        } else {
-            // sum_i q_i min_i + sum_i (q_i scale_i) c_i
-            (0..dim).map(|i| (query[i] * ivf.sq_scale[i], query[i] * ivf.sq_min[i])).unzip()
-        };
-        let base: f32 = if q.metric == Metric::L2 { 0.0 } else { qb.iter().sum() };
-        Scan { metric: q.metric, query, qa, qb, base }
+impl Scan {
+    fn new(ivf: &Ivf, q: &IvfQuery) -> Scan {
+        Scan { metric: q.metric, prep: ivf.sq.prepare(q.query, q.metric) }
     }
 
     /// (centroid key, list) for every list, unordered.
     fn list_order(&self, ivf: &Ivf) -> Vec<(f32, usize)> {
         let kern = kernels();
         let dim = ivf.dim;
-        let query = &self.query[..];
+        let query = &self.prep.query[..];
         (0..ivf.lists.len())
             .map(|c| {
                 let cen = &ivf.centroids[c * dim..(c + 1) * dim];
@@ -251,11 +181,7 @@ impl<'q> Scan<'q> {
     fn list(&self, ivf: &Ivf, c: usize, cand: &mut TopK, accept: &mut impl FnMut(u64) -> bool) {
         let list = &ivf.lists[c];
         for (j, code) in list.codes.chunks_exact(ivf.dim).enumerate() {
-            let approx = match self.metric {
-                Metric::L2 => sq_l2(&self.qa, &self.qb, code),
-                Metric::Dot => -(self.base + sq_dot(&self.qa, code)),
-                Metric::Cosine => -(self.base + sq_dot(&self.qa, code)) / list.norms[j].max(f32::MIN_POSITIVE),
-            };
+            let approx = self.prep.key(code, list.norms[j]);
             if approx <= cand.threshold() {
                 let key = list.keys[j];
                 if accept(key) {
@@ -264,91 +190,6 @@ impl<'q> Scan<'q> {
             }
         }
     }
-}
-
-/// Lanes of the quantized kernels: independent accumulators, so the
-/// compiler can keep them in one SIMD register (floating-point sums are not
-/// reordered otherwise).
-const LANES: usize = 8;
-
-/// Whether the AVX2+FMA builds of the quantized kernels may run here.
-fn have_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static HAVE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *HAVE.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
-}
-
-/// The same loops compiled for AVX2+FMA (the crate's baseline is SSE2).
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn sq_l2(a: &[f32], w: &[f32], c: &[u8]) -> f32 {
-        super::sq_l2_body(a, w, c)
-    }
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn sq_dot(a: &[f32], c: &[u8]) -> f32 {
-        super::sq_dot_body(a, c)
-    }
-}
-
-/// sum_i w_i (a_i - c_i)^2 over 8-bit codes `c`.
-fn sq_l2(a: &[f32], w: &[f32], c: &[u8]) -> f32 {
-    assert!(a.len() >= c.len() && w.len() >= c.len());
-    #[cfg(target_arch = "x86_64")]
-    if have_avx2() {
-        // SAFETY: the CPU has AVX2 and FMA (checked above).
-        return unsafe { avx2::sq_l2(a, w, c) };
-    }
-    sq_l2_body(a, w, c)
-}
-
-/// sum_i a_i c_i over 8-bit codes `c`.
-fn sq_dot(a: &[f32], c: &[u8]) -> f32 {
-    assert!(a.len() >= c.len());
-    #[cfg(target_arch = "x86_64")]
-    if have_avx2() {
-        // SAFETY: the CPU has AVX2 and FMA (checked above).
-        return unsafe { avx2::sq_dot(a, c) };
-    }
-    sq_dot_body(a, c)
-}
-
-#[inline(always)]
-fn sq_l2_body(a: &[f32], w: &[f32], c: &[u8]) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let n = c.len() / LANES * LANES;
-    for ((ac, wc), cc) in a[..n].chunks_exact(LANES).zip(w[..n].chunks_exact(LANES)).zip(c[..n].chunks_exact(LANES)) {
-        for l in 0..LANES {
-            let d = ac[l] - cc[l] as f32;
-            acc[l] += wc[l] * d * d;
-        }
-    }
-    let mut sum: f32 = acc.iter().sum();
-    for i in n..c.len() {
-        let d = a[i] - c[i] as f32;
-        sum += w[i] * d * d;
-    }
-    sum
-}
-
-#[inline(always)]
-fn sq_dot_body(a: &[f32], c: &[u8]) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let n = c.len() / LANES * LANES;
-    for (ac, cc) in a[..n].chunks_exact(LANES).zip(c[..n].chunks_exact(LANES)) {
-        for l in 0..LANES {
-            acc[l] += ac[l] * cc[l] as f32;
-        }
-    }
-    let mut sum: f32 = acc.iter().sum();
-    for i in n..c.len() {
-        sum += a[i] * c[i] as f32;
-    }
-    sum
 }
 
 /// Exact key of `x` for `query` (lower is better), as the partition scores.
@@ -370,52 +211,20 @@ pub fn exact_key(metric: Metric, query: &[f32], x: &[f32], x_norm: f32) -> f32 {
 
 enum Phase {
     Copy,
-    Train {
-        iter: usize,
-        cursor: usize,
-        sums: Vec<f64>,
-        counts: Vec<u32>,
-    },
-    Assign {
-        cursor: usize,
-    },
-    /// Calibration job `job` (probe points x 3 metrics, then real
-    /// queries), `cur` its progress.
-    Calibrate {
-        job: usize,
-        cur: Option<Box<CalibJob>>,
-    },
+    Train { iter: usize, cursor: usize, sums: Vec<f64>, counts: Vec<u32> },
+    Assign { cursor: usize },
+    Calibrate,
     Done,
-}
-
-/// One calibration query in progress: first an exact scan of the copy (in
-/// chunks), then the index at every ladder rung (one step).
-struct CalibJob {
-    query: Vec<f32>,
-    metric: Metric,
-    /// The query's own row (excluded from its answers), or `usize::MAX`.
-    me: usize,
-    exact: TopK,
-    scanned: usize,
-    truth: Option<Vec<u64>>,
 }
 
 /// Builds an [`Ivf`] over a copy of a partition's rows in bounded steps.
 pub struct Builder {
     dim: usize,
-    ids: Vec<u64>,
-    rows: Vec<f32>,
-    norms: Vec<f32>,
+    rows: Rows,
     sample: Vec<usize>,
-    /// Calibration queries: points outside the training sample when there
-    /// are any (k-means fits its own sample better than unseen queries).
-    probes: Vec<usize>,
-    /// Recent real queries (each calibrates its own metric).
-    real: Vec<(Metric, Vec<f32>)>,
     index: Ivf,
     phase: Phase,
-    hits: [Vec<u32>; 3],
-    started: std::time::Instant,
+    calib: Calibrator,
     spent: std::time::Duration,
 }
 
@@ -444,12 +253,10 @@ impl Builder {
             perm.swap(i, j);
         }
         let sample: Vec<usize> = perm[..want].to_vec();
+        // Calibration queries: points outside the training sample when there
+        // are enough (k-means fits its own sample better than unseen queries).
         let unseen = &perm[want..];
-        let probes: Vec<usize> = if unseen.len() >= CALIB_QUERIES {
-            unseen.iter().step_by(unseen.len() / CALIB_QUERIES).take(CALIB_QUERIES).copied().collect()
-        } else {
-            sample.iter().take(CALIB_QUERIES).copied().collect()
-        };
+        let probes = if unseen.len() >= CALIB_QUERIES { spread(unseen) } else { spread(&sample) };
         let lists = (0..nlist).map(|_| List { keys: Vec::new(), codes: Vec::new(), norms: Vec::new() }).collect();
         // 1, 2, 3, 4, 6, 8, 12, 16, 24, ... then every list.
         let mut ladder: Vec<usize> = std::iter::successors(Some(1usize), |p| Some(p * 2))
@@ -464,55 +271,26 @@ impl Builder {
             centroids: Vec::with_capacity(nlist * dim),
             centroid_norms: Vec::new(),
             lists,
-            sq_min: Vec::new(),
-            sq_scale: Vec::new(),
-            calibration: Calibration {
-                ladder: ladder.clone(),
-                recall: Default::default(),
-                samples: [0; 3],
-                real_queries: real.len(),
-            },
+            sq: Sq8::default(),
+            calibration: Calibration::default(),
             indexed: n,
             build_ms: 0,
         };
-        let hits = std::array::from_fn(|_| vec![0u32; ladder.len()]);
         Builder {
             dim,
-            rows: Vec::with_capacity(n * dim),
-            norms: Vec::with_capacity(n),
-            ids,
+            rows: Rows::new(ids, dim),
             sample,
-            probes,
-            real,
             index,
             phase: Phase::Copy,
-            hits,
-            started: std::time::Instant::now(),
+            calib: Calibrator::new(probes, real, ladder),
             spent: std::time::Duration::ZERO,
         }
     }
 
-    /// Copy the next chunk of rows; `get` gives a point's current row and
-    /// norm (`None`: deleted since the build started; such points are
-    /// searched through the changed-points path anyway). `true` once all
+    /// Copy the next chunk of rows (see [`Rows::copy`]); `true` once all
     /// rows are in and the build can [`Builder::step`].
     pub fn copy_rows<'a>(&mut self, get: impl Fn(u64) -> Option<(&'a [f32], f32)>) -> bool {
-        let dim = self.dim;
-        let start = self.norms.len();
-        let end = (start + COPY_ROWS).min(self.ids.len());
-        for &id in &self.ids[start..end] {
-            match get(id) {
-                Some((row, norm)) => {
-                    self.rows.extend_from_slice(row);
-                    self.norms.push(norm);
-                }
-                None => {
-                    self.rows.resize(self.rows.len() + dim, 0.0);
-                    self.norms.push(0.0);
-                }
-            }
-        }
-        if end < self.ids.len() {
+        if !self.rows.copy(get) {
             return false;
         }
         self.seed_from_rows();
@@ -528,22 +306,13 @@ impl Builder {
         for &r in &self.sample[..nlist] {
             centroids.extend_from_slice(self.row(r));
         }
-        let mut lo = vec![f32::INFINITY; dim];
-        let mut hi = vec![f32::NEG_INFINITY; dim];
-        for &r in &self.sample {
-            for (i, &v) in self.row(r).iter().enumerate() {
-                lo[i] = lo[i].min(v);
-                hi[i] = hi[i].max(v);
-            }
-        }
-        self.index.sq_scale = lo.iter().zip(&hi).map(|(l, h)| ((h - l) / 255.0).max(0.0)).collect();
-        self.index.sq_min = lo;
+        self.index.sq = Sq8::fit(dim, self.sample.iter().map(|&r| self.row(r)));
         self.index.centroids = centroids;
         self.phase = Phase::Train { iter: 0, cursor: 0, sums: vec![0.0; nlist * dim], counts: vec![0; nlist] };
     }
 
     fn row(&self, r: usize) -> &[f32] {
-        &self.rows[r * self.dim..(r + 1) * self.dim]
+        self.rows.row(r)
     }
 
     fn nearest(&self, x: &[f32]) -> usize {
@@ -611,111 +380,46 @@ impl Builder {
                 false
             }
             Phase::Assign { cursor } => {
-                let end = (cursor + step_points).min(self.ids.len());
+                let end = (cursor + step_points).min(self.rows.len());
                 for r in cursor..end {
                     let c = self.nearest(self.row(r));
                     let list = &mut self.index.lists[c];
                     list.keys.push(r as u64);
-                    list.norms.push(self.norms[r]);
-                    for (i, &v) in self.rows[r * dim..(r + 1) * dim].iter().enumerate() {
-                        let s = self.index.sq_scale[i];
-                        let code =
-                            if s > 0.0 { ((v - self.index.sq_min[i]) / s).round().clamp(0.0, 255.0) } else { 0.0 };
-                        list.codes.push(code as u8);
-                    }
+                    list.norms.push(self.rows.norm(r));
+                    self.index.sq.encode(self.rows.row(r), &mut list.codes);
                 }
-                self.phase = if end < self.ids.len() {
-                    Phase::Assign { cursor: end }
-                } else {
-                    Phase::Calibrate { job: 0, cur: None }
-                };
+                self.phase = if end < self.rows.len() { Phase::Assign { cursor: end } } else { Phase::Calibrate };
                 false
             }
-            Phase::Calibrate { job, cur } => {
-                let mut cur = match cur {
-                    Some(cur) => cur,
-                    None => match self.calib_job(job) {
-                        Some(cur) => Box::new(cur),
-                        None => {
-                            self.finish_calibration();
-                            return true;
-                        }
-                    },
-                };
-                let done = self.calib_step(&mut cur, (STEP_WORK / dim.max(1)).max(64));
-                self.phase = if done {
-                    Phase::Calibrate { job: job + 1, cur: None }
-                } else {
-                    Phase::Calibrate { job, cur: Some(cur) }
-                };
-                false
+            Phase::Calibrate => {
+                let (index, rows) = (&self.index, &self.rows);
+                let done = self.calib.step(rows, (STEP_WORK / dim.max(1)).max(64), |q: &CalibQuery| {
+                    let t = std::time::Instant::now();
+                    let me = q.me;
+                    let found = index.search_ladder(
+                        &IvfQuery { query: q.query, metric: q.metric, k: CALIB_K, nprobe: 0 },
+                        q.ladder,
+                        |key| key as usize != me,
+                        |key| Some(rows.key(q.metric, q.query, key as usize)),
+                    );
+                    // Time per rung: the centroids plus the codes scanned so far.
+                    let ns = t.elapsed().as_nanos() as f32;
+                    let total = (index.nlist() + found.last().map_or(0, |f| f.1)) as f32;
+                    found.into_iter().map(|(hits, codes)| (hits, ns * (index.nlist() + codes) as f32 / total)).collect()
+                });
+                if !done {
+                    self.phase = Phase::Calibrate;
+                }
+                done
             }
             Phase::Done => true,
         }
     }
 
-    /// Calibration job `job`: probe point `job / 3` for each metric in
-    /// turn, then the real queries; `None` once all are done.
-    fn calib_job(&self, job: usize) -> Option<CalibJob> {
-        const METRICS: [Metric; 3] = [Metric::L2, Metric::Dot, Metric::Cosine];
-        let probe_jobs = self.probes.len() * 3;
-        let (query, metric, me) = if job < probe_jobs {
-            let r = self.probes[job / 3];
-            (self.row(r).to_vec(), METRICS[job % 3], r)
-        } else {
-            let (m, q) = self.real.get(job - probe_jobs)?;
-            (q.clone(), *m, usize::MAX)
-        };
-        Some(CalibJob { query, metric, me, exact: TopK::new(CALIB_K), scanned: 0, truth: None })
-    }
-
-    /// Advance `cur` by up to `rows` rows of exact scan, or run the index
-    /// at every ladder rung (one scan of the codes); `true` when the job is
-    /// complete.
-    fn calib_step(&mut self, cur: &mut CalibJob, rows: usize) -> bool {
-        let (q, metric, me) = (&cur.query[..], cur.metric, cur.me);
-        let Some(truth) = &cur.truth else {
-            let end = (cur.scanned + rows).min(self.ids.len());
-            for r in cur.scanned..end {
-                if r != me {
-                    cur.exact.push(Scored { key: exact_key(metric, q, self.row(r), self.norms[r]), id: r as u64 });
-                }
-            }
-            cur.scanned = end;
-            if end == self.ids.len() {
-                let exact = std::mem::replace(&mut cur.exact, TopK::new(0));
-                cur.truth = Some(exact.into_sorted().into_iter().map(|s| s.id).collect());
-            }
-            return false;
-        };
-        let ladder = &self.index.calibration.ladder;
-        let found = self.index.search_ladder(
-            &IvfQuery { query: q, metric, k: CALIB_K, nprobe: 0 },
-            ladder,
-            |key| key as usize != me,
-            |key| Some(exact_key(metric, q, self.row(key as usize), self.norms[key as usize])),
-        );
-        for (rung, found) in found.iter().enumerate() {
-            let hit = found.iter().filter(|s| truth.contains(&s.id)).count();
-            self.hits[metric_index(metric)][rung] += hit as u32;
-        }
-        true
-    }
-
-    /// Turn the hit counts into recall per rung and metric.
-    fn finish_calibration(&mut self) {
-        for (m, metric) in [Metric::L2, Metric::Dot, Metric::Cosine].into_iter().enumerate() {
-            let n = self.probes.len() + self.real.iter().filter(|(rm, _)| *rm == metric).count();
-            self.index.calibration.samples[m] = n;
-            self.index.calibration.recall[m] =
-                self.hits[m].iter().map(|&h| h as f32 / (n * CALIB_K).max(1) as f32).collect();
-        }
-        self.phase = Phase::Done;
-    }
-
     /// The finished index, keyed by point id.
     pub fn finish(mut self) -> Ivf {
-        let ids = std::mem::take(&mut self.ids);
+        self.index.calibration = self.calib.finish();
+        let ids = std::mem::take(&mut self.rows.ids);
         self.index.rekey(|row| ids[row as usize]);
         for l in &mut self.index.lists {
             l.keys.shrink_to_fit();
@@ -723,7 +427,6 @@ impl Builder {
             l.norms.shrink_to_fit();
         }
         self.index.build_ms = self.spent.as_millis() as u64;
-        let _ = self.started;
         self.index
     }
 }
@@ -731,6 +434,7 @@ impl Builder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::calib::metric_index;
 
     /// Clustered points: `clusters` centres, points scattered around them.
     pub fn clustered(n: usize, dim: usize, clusters: usize, seed: u64) -> Vec<f32> {
@@ -796,7 +500,7 @@ mod tests {
                 });
                 for (rung, &nprobe) in ladder.iter().enumerate() {
                     let one = ivf.search(&IvfQuery { query: q, metric, k: 10, nprobe }, odd, |id| Some(exact_of(id)));
-                    assert_eq!(at[rung], one, "{metric:?} query {qi} nprobe {nprobe}");
+                    assert_eq!(at[rung].0, one, "{metric:?} query {qi} nprobe {nprobe}");
                 }
             }
         }
@@ -806,10 +510,10 @@ mod tests {
     fn calibration_picks_the_smallest_probe_count_meeting_the_target() {
         let (ivf, _, _) = build(3000, 8);
         let c = &ivf.calibration;
-        let (n, r) = c.choose(Metric::L2, 0.9).expect("0.9 is reachable");
+        let (n, r, _) = c.choose(Metric::L2, 0.9).expect("0.9 is reachable");
         assert!(r >= 0.9);
         let i = c.ladder.iter().position(|&x| x == n).unwrap();
-        assert!(i == 0 || c.choose(Metric::L2, c.recall[0][i - 1]).is_none_or(|(m, _)| m >= c.ladder[i - 1]));
+        assert!(i == 0 || c.choose(Metric::L2, c.recall[0][i - 1]).is_none_or(|(m, ..)| m >= c.ladder[i - 1]));
         assert_eq!(c.recall_at(Metric::L2, n), r);
     }
 }

@@ -5,10 +5,12 @@
 //! by one executor thread, and the server crate moves [`ops::Op`] messages
 //! between shards.
 
+pub mod calib;
 pub mod distance;
 pub mod error;
 pub mod export;
 pub mod filter;
+pub mod hnsw;
 pub mod ivf;
 pub mod ops;
 pub mod partition;
@@ -16,6 +18,7 @@ pub mod payload;
 pub mod placement;
 pub mod record;
 pub mod shard;
+pub mod sq8;
 pub mod topk;
 
 #[cfg(test)]

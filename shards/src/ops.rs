@@ -230,6 +230,8 @@ pub enum Reply {
         n_points: u64,
         /// Calibrated recall of the index setting used; `None`: exact.
         estimated_recall: Option<f32>,
+        /// The index that answered (`None`: exact).
+        index: Option<crate::partition::IndexKind>,
     },
     Point {
         id: u64,
@@ -240,7 +242,8 @@ pub enum Reply {
     Page(PointsPage),
     Stats(ShardDataStats),
     /// Index state of this shard's partition of a collection.
-    IndexStatus(Option<crate::partition::IvfStatus>),
+    /// The IVF index and the HNSW graph of a partition.
+    IndexStatus(Option<crate::partition::IvfStatus>, Option<crate::partition::HnswStatus>),
     /// A chunk of a partition export; `done` when it was the last.
     Exported {
         points: Vec<PointIn>,

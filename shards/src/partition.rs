@@ -40,6 +40,11 @@ pub struct Partition {
     queries_at_build: u64,
     /// When the last build started, and whether it had real queries.
     build_started: Option<(Instant, bool)>,
+    /// The HNSW graph, if built (see `graph`).
+    hnsw: Option<graph::HnswState>,
+    /// Points changed since the running graph build copied the rows.
+    hnsw_build_dirty: Option<HashSet<u64>>,
+    hnsw_params: crate::hnsw::HnswParams,
 }
 
 /// Least time between rebuilds that only recalibrate with new real queries
@@ -55,16 +60,22 @@ struct IvfState {
     dirty: HashSet<u64>,
 }
 
-/// How an approximate search should pick its probe count.
+mod graph;
+pub use graph::{HnswStatus, IndexKind};
+
+/// How an approximate search should pick its index and setting.
 #[derive(Clone, Copy, Debug)]
 pub struct IvfChoice {
     /// Probe exactly this many lists (expert override).
     pub nprobe: Option<usize>,
-    /// Otherwise: the smallest calibrated setting meeting this recall.
+    /// Beam width for the graph (expert override).
+    pub ef: Option<usize>,
+    /// Otherwise: the cheapest calibrated setting meeting this recall.
     pub target_recall: f32,
-    /// `ivf` mode: use the index even when no setting meets the target
-    /// (all lists) or a filter is selective; `auto` answers exactly then.
-    pub forced: bool,
+    /// `ivf` or `hnsw` mode: use that index even when no setting meets the
+    /// target (its widest setting) or a filter is selective; `None`
+    /// (`auto`) answers exactly then.
+    pub forced: Option<IndexKind>,
 }
 
 /// What a partition reports about its index (GET /collections/{name}).
@@ -78,8 +89,8 @@ pub struct IvfStatus {
     pub bytes: usize,
     /// Real queries among the calibration queries.
     pub real_queries: usize,
-    /// (nprobe, recall@10 for l2, dot, cosine)
-    pub calibration: Vec<(usize, [f32; 3])>,
+    /// (nprobe, recall@10 for l2, dot, cosine, ns per query)
+    pub calibration: Vec<(usize, [f32; 3], f32)>,
 }
 
 /// How to score one search.
@@ -120,6 +131,9 @@ impl Partition {
             queries_seen: 0,
             queries_at_build: 0,
             build_started: None,
+            hnsw: None,
+            hnsw_build_dirty: None,
+            hnsw_params: crate::hnsw::HnswParams::default(),
         }
     }
 
@@ -152,6 +166,7 @@ impl Partition {
         if let Some(d) = &mut self.build_dirty {
             d.insert(id);
         }
+        self.graph_touched(id);
         self.changes += 1;
     }
 
@@ -243,11 +258,12 @@ impl Partition {
             + self.payloads.capacity() * std::mem::size_of::<Payload>()
             + self.payload_bytes
             + self.ivf.as_ref().map_or(0, |s| s.index.mem_bytes() + s.dirty.capacity() * 16)
+            + self.graph_bytes()
     }
 
     /// Bytes of the index alone.
     pub fn index_bytes(&self) -> usize {
-        self.ivf.as_ref().map_or(0, |s| s.index.mem_bytes())
+        self.ivf.as_ref().map_or(0, |s| s.index.mem_bytes()) + self.graph_bytes()
     }
 
     /// Offer a (validated) query to the calibration reservoir: reservoir
@@ -331,22 +347,59 @@ impl Partition {
                     building,
                     bytes: s.index.mem_bytes(),
                     real_queries: c.real_queries,
-                    calibration: c
-                        .ladder
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &n)| (n, [c.recall[0][i], c.recall[1][i], c.recall[2][i]]))
-                        .collect(),
+                    calibration: c.table(),
                 })
             }
         }
     }
 
-    /// Approximate top-k through the index, with the calibrated recall of
-    /// the setting used; `None` when the search should be exact instead (no
-    /// index, or `auto` and no setting meets the target, or a filter so
-    /// selective that probing would miss results).
-    pub fn search_ivf(
+    /// (nprobe, calibrated recall, ns per query) for an IVF search; `None`
+    /// when it should be exact instead (no index, or `auto` and no setting
+    /// meets the target, or a filter so selective that probing would miss
+    /// results).
+    fn ivf_plan(&self, params: &SearchParams, choice: &IvfChoice, fraction: f64) -> Option<(usize, f32, f32)> {
+        let index = &self.ivf.as_ref()?.index;
+        let calib = &index.calibration;
+        let forced = choice.forced == Some(graph::IndexKind::Ivf);
+        let at = |n: usize| {
+            let n = n.min(index.nlist());
+            let i = calib.ladder.iter().rposition(|&e| e <= n).unwrap_or(0);
+            (n, calib.recall_at(params.metric, n), calib.cost_ns.get(i).copied().unwrap_or(f32::INFINITY))
+        };
+        let (nprobe, recall, cost) = match choice.nprobe {
+            Some(n) => at(n),
+            None => match calib.choose(params.metric, choice.target_recall) {
+                Some(c) => c,
+                None if forced => at(index.nlist()),
+                None => return None,
+            },
+        };
+        // Points expected to match among those probed; too few and an exact
+        // filtered scan is the safer answer.
+        let expected = fraction * self.len() as f64 * nprobe as f64 / index.nlist() as f64;
+        if !forced && fraction < 1.0 && expected < (8 * params.k) as f64 {
+            return None;
+        }
+        Some((nprobe, recall, cost))
+    }
+
+    /// The current exact key of a point for `q` (`None`: gone, or no
+    /// cosine for a zero vector): what indexes re-rank with.
+    fn exact_of<'a>(&'a self, metric: Metric, q: &'a [f32]) -> impl Fn(u64) -> Option<f32> + 'a {
+        move |id| {
+            let slot = *self.slot_of.get(&id)? as usize;
+            let key = exact_key(metric, q, self.row(slot), self.norms[slot]);
+            (!key.is_nan()).then_some(key)
+        }
+    }
+
+    /// Whether a point passes `filter` (none: every point).
+    fn passes<'a>(&'a self, filter: Option<&'a Filter>) -> impl Fn(u64) -> bool + 'a {
+        move |id| filter.is_none_or(|f| self.payload(id).is_some_and(|p| f.matches(p)))
+    }
+
+    /// Approximate top-k through the IVF index (see `ivf_plan`).
+    fn search_ivf(
         &self,
         queries: &[Vec<f32>],
         params: &SearchParams,
@@ -354,39 +407,14 @@ impl Partition {
     ) -> Option<(Vec<Vec<Scored>>, f32)> {
         let state = self.ivf.as_ref()?;
         let index = &state.index;
-        let calib = &index.calibration;
-        let (nprobe, recall) = match choice.nprobe {
-            Some(n) => (n.min(index.nlist()), calib.recall_at(params.metric, n.min(index.nlist()))),
-            None => match calib.choose(params.metric, choice.target_recall) {
-                Some(c) => c,
-                None if choice.forced => (index.nlist(), calib.recall_at(params.metric, index.nlist())),
-                None => return None,
-            },
-        };
+        let (nprobe, recall, _) = self.ivf_plan(params, &choice, self.filter_fraction(params))?;
         let filter = params.filter.filter(|f| !f.is_empty());
-        if let (Some(f), false) = (filter, choice.forced) {
-            // Points expected to match among those probed; too few and an
-            // exact filtered scan is the safer answer.
-            let sample = self.payloads.len().min(512);
-            let matching = self.payloads[..sample].iter().filter(|p| f.matches(p)).count();
-            let expected =
-                matching as f64 / sample.max(1) as f64 * self.len() as f64 * nprobe as f64 / index.nlist() as f64;
-            if expected < (8 * params.k) as f64 {
-                return None;
-            }
-        }
         let results = queries
             .iter()
             .map(|q| {
-                let exact = |id: u64| -> Option<f32> {
-                    let slot = *self.slot_of.get(&id)? as usize;
-                    let key = exact_key(params.metric, q, self.row(slot), self.norms[slot]);
-                    (!key.is_nan()).then_some(key)
-                };
-                let passes =
-                    |id: u64| -> bool { filter.is_none_or(|f| self.payload(id).is_some_and(|p| f.matches(p))) };
+                let (exact, passes) = (self.exact_of(params.metric, q), self.passes(filter));
                 let iq = IvfQuery { query: q, metric: params.metric, k: params.k, nprobe };
-                let hits = index.search(&iq, |id| !state.dirty.contains(&id) && passes(id), exact);
+                let hits = index.search(&iq, |id| !state.dirty.contains(&id) && passes(id), &exact);
                 let mut top = TopK::new(params.k);
                 hits.into_iter().for_each(|h| top.push(h));
                 for &id in &state.dirty {

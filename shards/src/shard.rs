@@ -351,6 +351,30 @@ impl Shard {
         Some((name, slot.uid, slot.data.ivf_build_start(seed, now)))
     }
 
+    /// A partition wanting its HNSW graph (re)built, and the builder.
+    pub fn graph_next_build(&mut self, seed: u64) -> Option<(String, u64, crate::hnsw::GraphBuilder)> {
+        let (name, slot) = self.partitions.iter_mut().find(|(_, s)| s.data.graph_wanted())?;
+        Some((name.clone(), slot.uid, slot.data.graph_build_start(seed)))
+    }
+
+    pub fn graph_copy_rows(&self, name: &str, uid: u64, b: &mut crate::hnsw::GraphBuilder) -> Option<bool> {
+        let slot = self.partitions.get(name).filter(|s| s.uid == uid)?;
+        Some(slot.data.graph_copy_rows(b))
+    }
+
+    pub fn graph_install(&mut self, name: &str, uid: u64, built: (crate::hnsw::Hnsw, crate::calib::Calibration, u64)) {
+        if let Some(slot) = self.partitions.get_mut(name).filter(|s| s.uid == uid) {
+            slot.data.graph_install(built);
+        }
+    }
+
+    /// Insert points changed since a graph build, for about `budget`;
+    /// `true` if any partition has more.
+    pub fn graph_extend(&mut self, budget: std::time::Duration) -> bool {
+        let Some(slot) = self.partitions.values_mut().find(|s| s.data.graph_pending()) else { return false };
+        slot.data.graph_extend(budget) || self.partitions.values().any(|s| s.data.graph_pending())
+    }
+
     /// Copy the next rows into a running build; `None` if its partition
     /// is gone (the build is then dropped).
     pub fn ivf_copy_rows(&self, name: &str, uid: u64, b: &mut crate::ivf::Builder) -> Option<bool> {
@@ -446,7 +470,10 @@ impl Shard {
             }
             Op::Count { name, filter } => Ok(Reply::Count(self.partition(&name)?.data.count(filter.as_deref()))),
             Op::Stats => Ok(Reply::Stats(self.data_stats())),
-            Op::IndexStatus { name } => Ok(Reply::IndexStatus(self.partition(&name)?.data.ivf_status())),
+            Op::IndexStatus { name } => {
+                let p = &self.partition(&name)?.data;
+                Ok(Reply::IndexStatus(p.ivf_status(), p.graph_status()))
+            }
             Op::RestoreEncoded { name, uid, body } => {
                 let Ok(LogRecord::Upsert { points, .. }) = LogRecord::decode(crate::record::kind::UPSERT, &body) else {
                     return Err(ShardError::Internal(format!("snapshot record for '{name}' does not decode")));
@@ -516,10 +543,10 @@ impl Shard {
         }
         let slot = self.partition(&s.name)?;
         let params = SearchParams { metric: s.metric, k: s.k, filter: s.filter.as_deref() };
-        let approx = s.approx.and_then(|choice| slot.data.search_ivf(&s.queries, &params, choice));
-        let (found, estimated_recall) = match approx {
-            Some((found, recall)) => (found, Some(recall)),
-            None => (slot.data.search(&s.queries, &params), None),
+        let approx = s.approx.and_then(|choice| slot.data.search_approx(&s.queries, &params, choice));
+        let (found, estimated_recall, index) = match approx {
+            Some((found, recall, kind)) => (found, Some(recall), Some(kind)),
+            None => (slot.data.search(&s.queries, &params), None, None),
         };
         let per_query = found
             .into_iter()
@@ -533,7 +560,7 @@ impl Shard {
                     .collect()
             })
             .collect();
-        Ok(Reply::Hits { per_query, n_points: slot.data.len() as u64, estimated_recall })
+        Ok(Reply::Hits { per_query, n_points: slot.data.len() as u64, estimated_recall, index })
     }
 
     pub fn data_stats(&self) -> ShardDataStats {

@@ -54,6 +54,7 @@ pub enum Mode {
     Auto,
     Exact,
     Ivf,
+    Hnsw,
 }
 
 /// The body of the three search routes: top-1 and top-k take `query`, batch
@@ -78,6 +79,8 @@ pub struct Search {
     pub limit: Option<u64>,
     #[serde(default)]
     pub nprobe: Option<u64>,
+    #[serde(default)]
+    pub ef: Option<u64>,
 }
 
 #[derive(Deserialize)]

@@ -81,7 +81,8 @@ impl Api {
         let partitions: Vec<serde_json::Value> = parts
             .into_iter()
             .map(|r| match r {
-                Reply::IndexStatus(Some(st)) => serde_json::json!({
+                Reply::IndexStatus(Some(st), graph) => {
+                    let mut v = serde_json::json!({
                     "kind": "ivf",
                     "lists": st.lists,
                     "indexed_points": st.indexed,
@@ -90,10 +91,28 @@ impl Api {
                     "build_ms": st.build_ms,
                     "bytes": st.bytes,
                     "calibration_real_queries": st.real_queries,
-                    "calibration": st.calibration.iter().map(|(n, r)| serde_json::json!({
-                        "nprobe": n, "recall_l2": r[0], "recall_dot": r[1], "recall_cosine": r[2]
+                    "calibration": st.calibration.iter().map(|(n, r, ns)| serde_json::json!({
+                        "nprobe": n, "recall_l2": r[0], "recall_dot": r[1], "recall_cosine": r[2], "us_per_query": ns / 1e3
                     })).collect::<Vec<_>>(),
-                }),
+                    });
+                    if let Some(g) = graph {
+                        v["hnsw"] = serde_json::json!({
+                            "nodes": g.nodes,
+                            "tombstones": g.tombstones,
+                            "exact_points": g.pending_exact,
+                            "building": g.building,
+                            "build_ms": g.build_ms,
+                            "bytes": g.bytes,
+                            "m": g.m,
+                            "ef_construction": g.ef_construction,
+                            "calibration_real_queries": g.real_queries,
+                            "calibration": g.calibration.iter().map(|(ef, r, ns)| serde_json::json!({
+                                "ef": ef, "recall_l2": r[0], "recall_dot": r[1], "recall_cosine": r[2], "us_per_query": ns / 1e3
+                            })).collect::<Vec<_>>(),
+                        });
+                    }
+                    v
+                }
                 _ => serde_json::json!({"kind": "none"}),
             })
             .collect();

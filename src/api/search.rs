@@ -6,7 +6,7 @@ use super::{body, collection_name, json, json_body, Api, ApiError};
 use crate::metrics::Metrics;
 use aionbd_http::Request;
 use aionbd_shards::ops::{Hit, Op, Reply, SearchOp};
-use aionbd_shards::partition::{key_to_value, IvfChoice};
+use aionbd_shards::partition::{key_to_value, IndexKind, IvfChoice};
 use aionbd_shards::Metric;
 use serde::Serialize;
 use std::sync::Arc;
@@ -15,6 +15,8 @@ use std::sync::Arc;
 const IVF_MIN_POINTS: u64 = 2048;
 /// `auto`'s recall target when the request names none (API.md §12).
 const DEFAULT_TARGET_RECALL: f64 = 0.95;
+/// Largest `ef` a search may ask for.
+const MAX_EF: u64 = 65_536;
 
 #[derive(Serialize)]
 struct HitOut<'a> {
@@ -74,13 +76,21 @@ struct Found {
     per_query: Vec<Vec<Hit>>,
     /// `None`: exact everywhere.
     estimated_recall: Option<f32>,
+    /// The indexes partitions answered with (exact ones not counted).
+    ivf: bool,
+    hnsw: bool,
 }
 
 impl Found {
     fn how(&self) -> How {
+        let mode = match (self.ivf, self.hnsw) {
+            (true, true) => "ivf+hnsw",
+            (false, true) => "hnsw",
+            _ => "ivf",
+        };
         match self.estimated_recall {
             None => How { mode: "exact", recall_at_k: Some(1.0), estimated_recall: None },
-            Some(r) => How { mode: "ivf", recall_at_k: None, estimated_recall: Some(r) },
+            Some(r) => How { mode, recall_at_k: None, estimated_recall: Some(r) },
         }
     }
 }
@@ -115,6 +125,11 @@ impl Api {
         if b.nprobe == Some(0) {
             return Err(ApiError::invalid("nprobe must be at least 1"));
         }
+        if let Some(ef) = b.ef {
+            if !(1..=MAX_EF).contains(&ef) {
+                return Err(ApiError::invalid(format!("ef must be between 1 and {MAX_EF}, got {ef}")));
+            }
+        }
         let limit = b.limit.unwrap_or(k_default);
         let max = cfg.max_topk_limit as u64;
         if limit == 0 || limit > max {
@@ -124,10 +139,13 @@ impl Api {
         let n_queries = queries.len();
         let target_recall = b.target_recall.unwrap_or(DEFAULT_TARGET_RECALL) as f32;
         let nprobe = b.nprobe.map(|n| n as usize);
+        let ef = b.ef.map(|n| n as usize);
+        let choice = |forced| Some(IvfChoice { nprobe, ef, target_recall, forced });
         let approx = match mode {
             body::Mode::Exact => None,
-            body::Mode::Auto => Some(IvfChoice { nprobe, target_recall, forced: false }),
-            body::Mode::Ivf => Some(IvfChoice { nprobe, target_recall, forced: true }),
+            body::Mode::Auto => choice(None),
+            body::Mode::Ivf => choice(Some(IndexKind::Ivf)),
+            body::Mode::Hnsw => choice(Some(IndexKind::Hnsw)),
         };
         let op = SearchOp {
             name: name.clone(),
@@ -143,10 +161,13 @@ impl Api {
         let mut per_query: Vec<Vec<Hit>> = (0..n_queries).map(|_| Vec::new()).collect();
         let mut total = 0;
         let mut estimated_recall: Option<f32> = None;
+        let (mut ivf, mut hnsw) = (false, false);
         for r in replies {
             match r {
-                Reply::Hits { per_query: part, n_points, estimated_recall: part_recall } => {
+                Reply::Hits { per_query: part, n_points, estimated_recall: part_recall, index } => {
                     total += n_points;
+                    ivf |= index == Some(IndexKind::Ivf);
+                    hnsw |= index == Some(IndexKind::Hnsw);
                     // A partition that answered exactly counts as recall 1.
                     if let Some(r) = part_recall {
                         estimated_recall = Some(estimated_recall.map_or(r, |e: f32| e.min(r)));
@@ -163,10 +184,11 @@ impl Api {
         }
         let metrics = &self.router.metrics;
         Metrics::add(&metrics.search_queries_total, n_queries as u64);
-        if mode == body::Mode::Ivf {
+        if mode == body::Mode::Ivf || mode == body::Mode::Hnsw {
             if total < IVF_MIN_POINTS {
+                let m = if mode == body::Mode::Ivf { "ivf" } else { "hnsw" };
                 return Err(ApiError::invalid(format!(
-                    "mode 'ivf' needs at least {IVF_MIN_POINTS} points, collection '{name}' has {total}"
+                    "mode '{m}' needs at least {IVF_MIN_POINTS} points, collection '{name}' has {total}"
                 )));
             }
             if estimated_recall.is_none() {
@@ -181,7 +203,7 @@ impl Api {
             hits.sort_by(|a, b| a.key.total_cmp(&b.key).then(a.id.cmp(&b.id)));
             hits.truncate(limit as usize);
         }
-        Ok(Found { metric, per_query, estimated_recall })
+        Ok(Found { metric, per_query, estimated_recall, ivf, hnsw })
     }
 
     pub(super) async fn search_top1(&self, raw: &str, req: &mut Request) -> super::ApiResult {

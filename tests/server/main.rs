@@ -4,6 +4,7 @@
 mod api;
 mod durability;
 mod harness;
+mod hnsw;
 mod http;
 mod ivf;
 mod quickstart;

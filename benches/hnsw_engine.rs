@@ -1,0 +1,119 @@
+//! The HNSW engine in-process (no HTTP), on a real data set: build time,
+//! bytes per vector, and for a ladder of `ef` the recall@10 and single-thread
+//! QPS of traversal over 8-bit codes and over the f32 vectors (same graph,
+//! same re-ranking), so the quantization's gain is measured side by side.
+//! `scripts/hnsw_compare.sh` runs it next to hnswlib on the same data.
+//!
+//! Run: `cargo bench --bench hnsw_engine -- --data ../shared/data/debian-minilm`
+//! Options: `--m 16 --ef-construction 100 --queries 1000 --json` (one JSON
+//! object per line instead of the table).
+
+use aionbd_io::vecfile::{self, Matrix};
+use aionbd_shards::distance::kernels;
+use aionbd_shards::hnsw::{Hnsw, HnswParams, HnswQuery};
+use aionbd_shards::sq8::Sq8;
+use aionbd_shards::Metric;
+use std::path::PathBuf;
+use std::time::Instant;
+
+const EFS: [usize; 10] = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256];
+
+fn build(base: &Matrix<f32>, rows: std::ops::Range<usize>, params: HnswParams) -> Hnsw {
+    let sq = Sq8::fit(base.dim, rows.clone().step_by(7).map(|i| base.row(i)));
+    let mut g = Hnsw::new(base.dim, params, sq, 42);
+    let dot = kernels().dot;
+    for i in rows {
+        let r = base.row(i);
+        g.insert(i as u64, r, dot(r, r).sqrt());
+    }
+    g
+}
+
+fn main() {
+    let mut data = PathBuf::from("../shared/data/debian-minilm");
+    let (mut params, mut n_queries, mut json) = (HnswParams::default(), 1000usize, false);
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut val = || it.next().unwrap_or_else(|| panic!("{a} needs a value"));
+        match a.as_str() {
+            "--data" => data = PathBuf::from(val()),
+            "--m" => params.m = val().parse().unwrap(),
+            "--ef-construction" => params.ef_construction = val().parse().unwrap(),
+            "--queries" => n_queries = val().parse().unwrap(),
+            "--json" => json = true,
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    let base: Matrix<f32> = vecfile::read(&data.join("base.fvecs")).expect("base.fvecs");
+    let queries: Matrix<f32> = vecfile::read(&data.join("queries.fvecs")).expect("queries.fvecs");
+    let gt: Matrix<i32> = vecfile::read(&data.join("gt.ivecs")).expect("gt.ivecs");
+    let nq = n_queries.min(queries.rows);
+    let n = base.rows;
+
+    // One graph on one thread, and two half graphs on two threads (as the
+    // server builds two partitions, one per core).
+    let t = Instant::now();
+    let g = build(&base, 0..n, params);
+    let build1 = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        let a = s.spawn(|| build(&base, 0..n / 2, params));
+        let b = s.spawn(|| build(&base, n / 2..n, params));
+        (a.join().unwrap().nodes(), b.join().unwrap().nodes())
+    });
+    let build2 = t.elapsed().as_secs_f64();
+    let bytes = g.mem_bytes() as f64 / n as f64;
+
+    let dot = kernels().dot;
+    let exact = |q: &[f32], id: u64| Some(-dot(q, base.row(id as usize)));
+    let run = |ef: usize, quantized: bool| -> (f64, f64) {
+        let mut hit = 0;
+        let t = Instant::now();
+        for qi in 0..nq {
+            let q = queries.row(qi);
+            let found = if quantized {
+                g.search(&HnswQuery { query: q, metric: Metric::Dot, k: 10, ef }, |_| true, |id| exact(q, id))
+            } else {
+                g.search_by(|nd| -dot(q, base.row(key_of(&g, nd))), 10, ef, |_| true, |id| exact(q, id))
+            };
+            hit += found.iter().filter(|s| gt.row(qi)[..10].contains(&(s.id as i32))).count();
+        }
+        (nq as f64 / t.elapsed().as_secs_f64(), hit as f64 / (nq * 10) as f64)
+    };
+    if json {
+        println!(
+            r#"{{"engine":"aionbd","m":{},"ef_construction":{},"build_s_1_thread":{build1:.3},"build_s_2_threads_2_partitions":{build2:.3},"bytes_per_vector":{bytes:.0}}}"#,
+            params.m, params.ef_construction
+        );
+    } else {
+        println!(
+            "data: {n} x {}, {nq} queries, dot, M={} ef_construction={}",
+            base.dim, params.m, params.ef_construction
+        );
+        println!("build: {build1:.2} s (one graph, 1 thread); {build2:.2} s (two half graphs, 2 threads)");
+        println!(
+            "graph + codes: {bytes:.0} bytes per vector ({:.1} % of the f32 vectors)",
+            100.0 * bytes / (base.dim * 4) as f64
+        );
+        println!();
+        println!("| ef | recall@10 sq8 | QPS sq8 | recall@10 f32 | QPS f32 | sq8 / f32 |");
+        println!("|---|---|---|---|---|---|");
+    }
+    for ef in EFS {
+        let (qq, rq) = run(ef, true);
+        let (qf, rf) = run(ef, false);
+        if json {
+            println!(
+                r#"{{"engine":"aionbd","ef":{ef},"recall":{rq:.4},"qps":{qq:.0},"recall_f32":{rf:.4},"qps_f32":{qf:.0}}}"#
+            );
+        } else {
+            println!("| {ef} | {rq:.4} | {qq:.0} | {rf:.4} | {qf:.0} | {:.2}x |", qq / qf);
+        }
+    }
+}
+
+/// The data row of node `nd` (the bench keys nodes by row number).
+fn key_of(g: &Hnsw, nd: u32) -> usize {
+    g.key_of(nd) as usize
+}

@@ -1,0 +1,712 @@
+//! HNSW graph index of one partition (Malkov & Yashunin), traversed over
+//! 8-bit scalar-quantized codes ([`crate::sq8`]) and re-ranked with the
+//! full-precision vectors the caller holds.
+//!
+//! Nodes are numbered in insertion order and carry a key (a row of the
+//! build's copy while building, a point id once installed). The graph is
+//! built with squared l2 between codes (the distance HNSW's guarantees are
+//! about); searches score with the query's own metric, and the calibration
+//! measures what that gives per metric. Deleted or replaced points are
+//! tombstoned: their nodes still route searches but never answer. Inserts
+//! after the build extend the graph one point at a time.
+
+use crate::calib::{spread, CalibQuery, Calibration, Calibrator, Rows, CALIB_K};
+use crate::distance::Metric;
+use crate::sq8::Sq8;
+use crate::topk::{Scored, TopK};
+use std::cell::RefCell;
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap};
+
+/// Graph settings (API: collection-level defaults in the server config).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HnswParams {
+    /// Links per node on the upper levels (twice this on level 0).
+    pub m: usize,
+    /// Beam width while inserting.
+    pub ef_construction: usize,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        HnswParams { m: 16, ef_construction: 100 }
+    }
+}
+
+/// A node and its distance to the point being looked for.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Near {
+    d: f32,
+    n: u32,
+}
+
+impl Eq for Near {}
+impl PartialOrd for Near {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Near {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.d.total_cmp(&o.d).then(self.n.cmp(&o.n))
+    }
+}
+
+/// Which nodes a search has seen: a mark per node, reset by bumping the
+/// generation instead of clearing.
+#[derive(Clone, Default)]
+struct Visited {
+    marks: Vec<u32>,
+    gen: u32,
+}
+
+impl Visited {
+    fn start(&mut self, n: usize) {
+        if self.marks.len() < n {
+            self.marks.resize(n, 0);
+        }
+        self.gen = self.gen.wrapping_add(1);
+        if self.gen == 0 {
+            self.marks.iter_mut().for_each(|m| *m = 0);
+            self.gen = 1;
+        }
+    }
+
+    /// `true` the first time `n` is seen.
+    #[inline]
+    fn first(&mut self, n: u32) -> bool {
+        let m = &mut self.marks[n as usize];
+        let new = *m != self.gen;
+        *m = self.gen;
+        new
+    }
+}
+
+/// One search through the graph.
+pub struct HnswQuery<'a> {
+    pub query: &'a [f32],
+    pub metric: Metric,
+    pub k: usize,
+    /// Beam width (at least `k` is used).
+    pub ef: usize,
+}
+
+#[derive(Clone)]
+pub struct Hnsw {
+    dim: usize,
+    params: HnswParams,
+    m0: usize,
+    sq: Sq8,
+    codes: Vec<u8>,
+    norms: Vec<f32>,
+    keys: Vec<u64>,
+    node_of: HashMap<u64, u32>,
+    /// Level-0 links, `m0` slots per node, `len0` of them used.
+    links0: Vec<u32>,
+    len0: Vec<u8>,
+    /// Links on levels 1..: `upper[node][level - 1]`.
+    upper: Vec<Vec<Vec<u32>>>,
+    deleted: Vec<bool>,
+    tombstones: usize,
+    entry: u32,
+    max_level: usize,
+    rng: u64,
+    visited: RefCell<Visited>,
+}
+
+impl Hnsw {
+    /// An empty graph whose codes use the quantizer `sq`.
+    pub fn new(dim: usize, params: HnswParams, sq: Sq8, seed: u64) -> Hnsw {
+        assert!(params.m >= 2 && params.m <= 64, "m out of range");
+        Hnsw {
+            dim,
+            params,
+            m0: 2 * params.m,
+            sq,
+            codes: Vec::new(),
+            norms: Vec::new(),
+            keys: Vec::new(),
+            node_of: HashMap::new(),
+            links0: Vec::new(),
+            len0: Vec::new(),
+            upper: Vec::new(),
+            deleted: Vec::new(),
+            tombstones: 0,
+            entry: 0,
+            max_level: 0,
+            rng: seed | 1,
+            visited: RefCell::new(Visited::default()),
+        }
+    }
+
+    /// Nodes, tombstoned ones included.
+    pub fn nodes(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Nodes that still answer.
+    pub fn live(&self) -> usize {
+        self.keys.len() - self.tombstones
+    }
+
+    pub fn tombstones(&self) -> usize {
+        self.tombstones
+    }
+
+    pub fn params(&self) -> HnswParams {
+        self.params
+    }
+
+    /// Bytes of the graph (codes, links, keys, norms, the key map).
+    pub fn mem_bytes(&self) -> usize {
+        let upper: usize = self.upper.iter().map(|l| 24 + l.iter().map(|v| 24 + v.capacity() * 4).sum::<usize>()).sum();
+        self.codes.capacity()
+            + self.norms.capacity() * 4
+            + self.keys.capacity() * 8
+            + self.node_of.capacity() * 16
+            + self.links0.capacity() * 4
+            + self.len0.capacity()
+            + self.deleted.capacity()
+            + upper
+            + self.sq.mem_bytes()
+    }
+
+    #[inline]
+    fn code(&self, n: u32) -> &[u8] {
+        &self.codes[n as usize * self.dim..][..self.dim]
+    }
+
+    #[inline]
+    fn links(&self, n: u32, level: usize) -> &[u32] {
+        if level == 0 {
+            let b = n as usize * self.m0;
+            &self.links0[b..b + self.len0[n as usize] as usize]
+        } else {
+            &self.upper[n as usize][level - 1]
+        }
+    }
+
+    fn set_links(&mut self, n: u32, level: usize, to: &[u32]) {
+        if level == 0 {
+            let b = n as usize * self.m0;
+            self.links0[b..b + to.len()].copy_from_slice(to);
+            self.len0[n as usize] = to.len() as u8;
+        } else {
+            let l = &mut self.upper[n as usize][level - 1];
+            l.clear();
+            l.extend_from_slice(to);
+        }
+    }
+
+    fn random_level(&mut self) -> usize {
+        // splitmix64 -> uniform (0, 1]; level = floor(-ln(u) / ln(m)).
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        let u = ((z >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        ((-u.ln() / (self.params.m as f64).ln()) as usize).min(16)
+    }
+
+    /// Tombstone the node of `key`, if any: it keeps routing, never answers.
+    pub fn remove(&mut self, key: u64) {
+        if let Some(n) = self.node_of.remove(&key) {
+            if !self.deleted[n as usize] {
+                self.deleted[n as usize] = true;
+                self.tombstones += 1;
+            }
+        }
+    }
+
+    /// Whether `key` has a live node.
+    pub fn contains(&self, key: u64) -> bool {
+        self.node_of.contains_key(&key)
+    }
+
+    /// Add a point (a key already in the graph is tombstoned first).
+    pub fn insert(&mut self, key: u64, x: &[f32], norm: f32) {
+        self.remove(key);
+        let node = self.keys.len() as u32;
+        let level = self.random_level();
+        self.sq.encode(x, &mut self.codes);
+        self.norms.push(norm);
+        self.keys.push(key);
+        self.node_of.insert(key, node);
+        self.links0.resize(self.links0.len() + self.m0, 0);
+        self.len0.push(0);
+        self.upper.push(vec![Vec::new(); level]);
+        self.deleted.push(false);
+        if node == 0 {
+            self.entry = 0;
+            self.max_level = level;
+            return;
+        }
+        // Look for neighbours by l2 from the point's own vector to the codes.
+        let prep = self.sq.prepare(x, Metric::L2);
+        let dist = |n: u32| prep.key(self.code(n), 1.0);
+        let mut cur = Near { d: dist(self.entry), n: self.entry };
+        for l in (level + 1..=self.max_level).rev() {
+            cur = self.greedy(&dist, cur, l);
+        }
+        let mut chosen: Vec<(usize, Vec<u32>)> = Vec::new();
+        let mut entry = vec![cur];
+        for l in (0..=level.min(self.max_level)).rev() {
+            let found = self.beam(&dist, &entry, self.params.ef_construction, l, |_| true);
+            let found = found.into_sorted_vec();
+            chosen.push((l, self.select(&found, self.params.m)));
+            entry = found;
+        }
+        for (l, to) in chosen {
+            self.set_links(node, l, &to);
+            for nb in to {
+                self.link(nb, node, l);
+            }
+        }
+        if level > self.max_level {
+            self.entry = node;
+            self.max_level = level;
+        }
+    }
+
+    /// Add the link `from -> to` on `level`; a full list keeps the best by
+    /// the selection heuristic.
+    fn link(&mut self, from: u32, to: u32, level: usize) {
+        let cap = if level == 0 { self.m0 } else { self.params.m };
+        let cur = self.links(from, level);
+        if cur.len() < cap {
+            let mut next = cur.to_vec();
+            next.push(to);
+            self.set_links(from, level, &next);
+            return;
+        }
+        let fc = self.code(from);
+        let mut cands: Vec<Near> =
+            cur.iter().chain([&to]).map(|&n| Near { d: self.sq.code_l2(fc, self.code(n)), n }).collect();
+        cands.sort();
+        let keep = self.select(&cands, cap);
+        self.set_links(from, level, &keep);
+    }
+
+    /// HNSW's neighbour heuristic over `cands` (nearest first): keep a
+    /// candidate only if it is nearer to the point than to every one kept,
+    /// so links spread in different directions.
+    fn select(&self, cands: &[Near], m: usize) -> Vec<u32> {
+        let mut out: Vec<Near> = Vec::with_capacity(m);
+        for c in cands {
+            if out.len() >= m {
+                break;
+            }
+            let cc = self.code(c.n);
+            if out.iter().all(|o| self.sq.code_l2(cc, self.code(o.n)) > c.d) {
+                out.push(*c);
+            }
+        }
+        out.into_iter().map(|c| c.n).collect()
+    }
+
+    /// Greedy walk on one level to the node nearest by `dist`.
+    fn greedy(&self, dist: &impl Fn(u32) -> f32, mut cur: Near, level: usize) -> Near {
+        loop {
+            let mut moved = false;
+            for &nb in self.links(cur.n, level) {
+                let d = dist(nb);
+                if d < cur.d {
+                    cur = Near { d, n: nb };
+                    moved = true;
+                }
+            }
+            if !moved {
+                return cur;
+            }
+        }
+    }
+
+    /// Beam search on one level: up to `ef` nearest nodes that `accept`
+    /// admits (every node routes, admitted or not).
+    fn beam(
+        &self,
+        dist: &impl Fn(u32) -> f32,
+        entry: &[Near],
+        ef: usize,
+        level: usize,
+        mut accept: impl FnMut(u32) -> bool,
+    ) -> BinaryHeap<Near> {
+        let mut visited = self.visited.borrow_mut();
+        visited.start(self.keys.len());
+        let mut cand: BinaryHeap<Reverse<Near>> = BinaryHeap::with_capacity(ef * 2);
+        let mut res: BinaryHeap<Near> = BinaryHeap::with_capacity(ef + 1);
+        for &e in entry {
+            if visited.first(e.n) {
+                cand.push(Reverse(e));
+                if accept(e.n) {
+                    res.push(e);
+                }
+            }
+        }
+        while res.len() > ef {
+            res.pop();
+        }
+        let bound = |res: &BinaryHeap<Near>| {
+            if res.len() >= ef {
+                res.peek().map_or(f32::INFINITY, |w| w.d)
+            } else {
+                f32::INFINITY
+            }
+        };
+        while let Some(Reverse(c)) = cand.pop() {
+            if c.d > bound(&res) {
+                break;
+            }
+            let links = self.links(c.n, level);
+            for &nb in links {
+                prefetch(self.code(nb));
+            }
+            for &nb in links {
+                if !visited.first(nb) {
+                    continue;
+                }
+                let d = dist(nb);
+                if d < bound(&res) {
+                    cand.push(Reverse(Near { d, n: nb }));
+                    if accept(nb) {
+                        res.push(Near { d, n: nb });
+                        if res.len() > ef {
+                            res.pop();
+                        }
+                    }
+                }
+            }
+        }
+        res
+    }
+
+    /// Approximate top-k over the codes, re-ranked by `exact` (`None`: the
+    /// point is gone); `accept` filters by key. Keys are "lower is better".
+    pub fn search(
+        &self,
+        q: &HnswQuery,
+        accept: impl FnMut(u64) -> bool,
+        exact: impl FnMut(u64) -> Option<f32>,
+    ) -> Vec<Scored> {
+        let prep = self.sq.prepare(q.query, q.metric);
+        self.search_by(|n| prep.key(self.code(n), self.norms[n as usize]), q.k, q.ef, accept, exact)
+    }
+
+    /// [`Hnsw::search`] with a caller's distance to node `n` (benchmarks
+    /// compare float traversal with it).
+    pub fn search_by(
+        &self,
+        dist: impl Fn(u32) -> f32,
+        k: usize,
+        ef: usize,
+        mut accept: impl FnMut(u64) -> bool,
+        mut exact: impl FnMut(u64) -> Option<f32>,
+    ) -> Vec<Scored> {
+        if self.keys.is_empty() || k == 0 {
+            return Vec::new();
+        }
+        let mut cur = Near { d: dist(self.entry), n: self.entry };
+        for l in (1..=self.max_level).rev() {
+            cur = self.greedy(&dist, cur, l);
+        }
+        let found =
+            self.beam(&dist, &[cur], ef.max(k), 0, |n| !self.deleted[n as usize] && accept(self.keys[n as usize]));
+        let mut top = TopK::new(k);
+        for c in found {
+            let key = self.keys[c.n as usize];
+            if let Some(e) = exact(key) {
+                top.push(Scored { key: e, id: key });
+            }
+        }
+        top.into_sorted()
+    }
+
+    /// The key of node `n`.
+    #[inline]
+    pub fn key_of(&self, n: u32) -> u64 {
+        self.keys[n as usize]
+    }
+
+    /// Keys of the live nodes.
+    pub fn keys(&self) -> impl Iterator<Item = u64> + '_ {
+        self.keys.iter().zip(&self.deleted).filter(|(_, &d)| !d).map(|(&k, _)| k)
+    }
+
+    /// Map every key through `f` (build rows to point ids).
+    pub fn rekey(&mut self, f: impl Fn(u64) -> u64) {
+        self.keys.iter_mut().for_each(|k| *k = f(*k));
+        self.node_of = self
+            .keys
+            .iter()
+            .zip(&self.deleted)
+            .enumerate()
+            .filter(|(_, (_, &d))| !d)
+            .map(|(n, (&k, _))| (k, n as u32))
+            .collect();
+    }
+}
+
+/// Beam widths the calibration measures.
+pub const EF_LADDER: [usize; 12] = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512];
+/// Work per builder step (inserts go on until this much time passed).
+const STEP_TIME: std::time::Duration = std::time::Duration::from_micros(500);
+
+enum Phase {
+    Copy,
+    Insert { next: usize },
+    Calibrate,
+    Done,
+}
+
+/// Builds an [`Hnsw`] over a copy of a partition's rows in bounded steps:
+/// inserts every row but the calibration sample, calibrates with that
+/// sample (unseen by the graph, like real queries) and the real queries,
+/// then inserts the sample too.
+pub struct GraphBuilder {
+    rows: Rows,
+    params: HnswParams,
+    seed: u64,
+    graph: Option<Hnsw>,
+    held_out: Vec<bool>,
+    calib: Calibrator,
+    phase: Phase,
+    spent: std::time::Duration,
+}
+
+impl GraphBuilder {
+    pub fn new(
+        ids: Vec<u64>,
+        dim: usize,
+        params: HnswParams,
+        seed: u64,
+        real: Vec<(Metric, Vec<f32>)>,
+    ) -> GraphBuilder {
+        let n = ids.len();
+        // Probe rows spread over the partition (ids are in no useful order).
+        let all: Vec<usize> = (0..n).collect();
+        let mut calib = Calibrator::new(spread(&all), real, EF_LADDER.to_vec());
+        calib.hold_out_probes(n);
+        let mut held_out = vec![false; n];
+        calib.probes().iter().for_each(|&r| held_out[r] = true);
+        GraphBuilder {
+            rows: Rows::new(ids, dim),
+            params,
+            seed,
+            graph: None,
+            held_out,
+            calib,
+            phase: Phase::Copy,
+            spent: std::time::Duration::ZERO,
+        }
+    }
+
+    /// Copy the next chunk of rows (see [`Rows::copy`]); `true` once all
+    /// are in.
+    pub fn copy_rows<'a>(&mut self, get: impl Fn(u64) -> Option<(&'a [f32], f32)>) -> bool {
+        if !self.rows.copy(get) {
+            return false;
+        }
+        let rows = &self.rows;
+        let sq = Sq8::fit(rows.dim, (0..rows.len()).step_by(7).map(|r| rows.row(r)));
+        self.graph = Some(Hnsw::new(rows.dim, self.params, sq, self.seed));
+        self.phase = Phase::Insert { next: 0 };
+        true
+    }
+
+    /// Do about half a millisecond of work; `true` once complete.
+    pub fn step(&mut self) -> bool {
+        let t0 = std::time::Instant::now();
+        let done = self.step_inner(t0);
+        self.spent += t0.elapsed();
+        done
+    }
+
+    fn step_inner(&mut self, t0: std::time::Instant) -> bool {
+        let Some(graph) = self.graph.as_mut() else { return false };
+        match std::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::Copy => self.phase = Phase::Copy,
+            Phase::Insert { mut next } => {
+                while next < self.rows.len() && t0.elapsed() < STEP_TIME {
+                    if !self.held_out[next] {
+                        graph.insert(next as u64, self.rows.row(next), self.rows.norm(next));
+                    }
+                    next += 1;
+                }
+                self.phase = if next < self.rows.len() { Phase::Insert { next } } else { Phase::Calibrate };
+            }
+            Phase::Calibrate => {
+                let rows = &self.rows;
+                let g = &*graph;
+                let done = self.calib.step(rows, 4096, |q: &CalibQuery| {
+                    let t = std::time::Instant::now();
+                    let me = q.me;
+                    let hq = HnswQuery { query: q.query, metric: q.metric, k: CALIB_K, ef: q.ladder[q.rung] };
+                    let found =
+                        g.search(&hq, |key| key as usize != me, |key| Some(rows.key(q.metric, q.query, key as usize)));
+                    vec![(found, t.elapsed().as_nanos() as f32)]
+                });
+                if done {
+                    for &r in self.calib.probes() {
+                        graph.insert(r as u64, rows.row(r), rows.norm(r));
+                    }
+                }
+                self.phase = if done { Phase::Done } else { Phase::Calibrate };
+            }
+            Phase::Done => return true,
+        }
+        false
+    }
+
+    /// The finished graph keyed by point id, its calibration and the
+    /// milliseconds of work it took.
+    pub fn finish(self) -> (Hnsw, Calibration, u64) {
+        let mut graph = self.graph.expect("finish after the rows were copied");
+        let ids = self.rows.ids;
+        graph.rekey(|row| ids[row as usize]);
+        (graph, self.calib.finish(), self.spent.as_millis() as u64)
+    }
+}
+
+/// Ask the CPU to start loading a node's code.
+#[inline(always)]
+fn prefetch(code: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetching is a hint; the pointer is valid (from a slice).
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch(code.as_ptr() as *const i8, _MM_HINT_T0);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = code;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ivf::exact_key;
+
+    fn clustered(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        let mut unit = || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        };
+        let centres: Vec<f32> = (0..16 * dim).map(|_| unit() * 4.0).collect();
+        (0..n)
+            .flat_map(|i| (0..dim).map(move |d| (i, d)).collect::<Vec<_>>())
+            .map(|(i, d)| centres[(i % 16) * dim + d] + unit())
+            .collect()
+    }
+
+    fn graph(rows: &[f32], dim: usize) -> (Hnsw, Vec<f32>) {
+        let norms: Vec<f32> = rows.chunks(dim).map(|r| r.iter().map(|x| x * x).sum::<f32>().sqrt()).collect();
+        let sq = Sq8::fit(dim, rows.chunks(dim));
+        let mut g = Hnsw::new(dim, HnswParams { m: 8, ef_construction: 64 }, sq, 3);
+        for (i, r) in rows.chunks(dim).enumerate() {
+            g.insert(i as u64, r, norms[i]);
+        }
+        (g, norms)
+    }
+
+    fn exact_top(
+        rows: &[f32],
+        norms: &[f32],
+        dim: usize,
+        q: &[f32],
+        metric: Metric,
+        k: usize,
+        live: impl Fn(u64) -> bool,
+    ) -> Vec<u64> {
+        let mut t = TopK::new(k);
+        for (i, r) in rows.chunks(dim).enumerate() {
+            if live(i as u64) {
+                t.push(Scored { key: exact_key(metric, q, r, norms[i]), id: i as u64 });
+            }
+        }
+        t.into_sorted().into_iter().map(|s| s.id).collect()
+    }
+
+    #[test]
+    fn a_beam_as_wide_as_the_graph_equals_exact_for_every_metric() {
+        let (n, dim) = (600, 12);
+        let rows = clustered(n, dim, 5);
+        let (g, norms) = graph(&rows, dim);
+        for metric in [Metric::L2, Metric::Dot, Metric::Cosine] {
+            for qi in (0..n).step_by(41) {
+                let q = &rows[qi * dim..(qi + 1) * dim];
+                let got: Vec<u64> = g
+                    .search(
+                        &HnswQuery { query: q, metric, k: 10, ef: n },
+                        |_| true,
+                        |id| Some(exact_key(metric, q, &rows[id as usize * dim..][..dim], norms[id as usize])),
+                    )
+                    .into_iter()
+                    .map(|s| s.id)
+                    .collect();
+                assert_eq!(got, exact_top(&rows, &norms, dim, q, metric, 10, |_| true), "{metric:?} query {qi}");
+            }
+        }
+    }
+
+    #[test]
+    fn tombstoned_and_replaced_points_never_answer() {
+        let (n, dim) = (800, 8);
+        let rows = clustered(n, dim, 9);
+        let (mut g, norms) = graph(&rows, dim);
+        for id in (0..n as u64).filter(|id| id % 3 == 0) {
+            g.remove(id);
+        }
+        // Point 1 moves far away: its old node must not answer for its old place.
+        let far = vec![100.0f32; dim];
+        g.insert(1, &far, far.iter().map(|x| x * x).sum::<f32>().sqrt());
+        assert_eq!(g.tombstones(), n.div_ceil(3) + 1);
+        let q = &rows[dim..2 * dim];
+        let got = g.search(
+            &HnswQuery { query: q, metric: Metric::L2, k: 20, ef: 200 },
+            |_| true,
+            |id| Some(exact_key(Metric::L2, q, &rows[id as usize * dim..][..dim], norms[id as usize])),
+        );
+        assert!(got.iter().all(|s| s.id % 3 != 0 && s.id != 1), "{got:?}");
+        let q = &far[..];
+        let got = g.search(
+            &HnswQuery { query: q, metric: Metric::L2, k: 1, ef: 50 },
+            |_| true,
+            |id| {
+                Some(if id == 1 {
+                    0.0
+                } else {
+                    exact_key(Metric::L2, q, &rows[id as usize * dim..][..dim], norms[id as usize])
+                })
+            },
+        );
+        assert_eq!(got[0].id, 1, "the moved point is found at its new place");
+    }
+
+    #[test]
+    fn recall_rises_with_the_beam_and_filters_only_admit_matches() {
+        let (n, dim) = (3000, 16);
+        let rows = clustered(n, dim, 13);
+        let (g, norms) = graph(&rows, dim);
+        let recall = |ef: usize, accept: &dyn Fn(u64) -> bool| {
+            let mut hit = 0;
+            let queries = (0..n).step_by(97);
+            let count = queries.clone().count();
+            for qi in queries {
+                let q = &rows[qi * dim..(qi + 1) * dim];
+                let truth = exact_top(&rows, &norms, dim, q, Metric::L2, 10, accept);
+                let got = g.search(&HnswQuery { query: q, metric: Metric::L2, k: 10, ef }, accept, |id| {
+                    Some(exact_key(Metric::L2, q, &rows[id as usize * dim..][..dim], norms[id as usize]))
+                });
+                assert!(got.iter().all(|s| accept(s.id)));
+                hit += got.iter().filter(|s| truth.contains(&s.id)).count();
+            }
+            hit as f64 / (count * 10) as f64
+        };
+        let all = |_: u64| true;
+        let (r10, r100) = (recall(10, &all), recall(100, &all));
+        assert!(r100 >= r10 && r100 > 0.95, "ef 10: {r10}, ef 100: {r100}");
+        let tenth = |id: u64| id.is_multiple_of(10);
+        assert!(recall(100, &tenth) > 0.9, "filtered recall {}", recall(100, &tenth));
+    }
+}

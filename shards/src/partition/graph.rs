@@ -1,0 +1,256 @@
+//! A partition's HNSW graph: building it (after the IVF index), extending it
+//! with points written since, tombstoning changed points at once, and
+//! choosing between the indexes for a search.
+//!
+//! A point changed after the graph's build is tombstoned in the graph and
+//! queued in `pending`: searches score pending points exactly until the
+//! indexer inserts them again (`Partition::graph_extend`), so a fresh point
+//! is found at once and a stale node never answers.
+
+use super::{IvfChoice, Partition, SearchParams, MIN_POINTS, RESERVOIR};
+use crate::calib::Calibration;
+use crate::hnsw::{GraphBuilder, Hnsw, HnswQuery};
+use crate::topk::{Scored, TopK};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+/// Which index answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IndexKind {
+    Ivf,
+    Hnsw,
+}
+
+impl IndexKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IndexKind::Ivf => "ivf",
+            IndexKind::Hnsw => "hnsw",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(super) struct HnswState {
+    graph: Hnsw,
+    calibration: Calibration,
+    /// Changed since the build or the last insert: scored exactly.
+    pending: HashSet<u64>,
+    build_ms: u64,
+    /// Nodes when installed (tombstones count against it).
+    built_nodes: usize,
+}
+
+impl std::fmt::Debug for HnswState {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "HnswState {{ nodes: {}, pending: {} }}", self.graph.nodes(), self.pending.len())
+    }
+}
+
+/// What a partition reports about its graph (GET /collections/{name}).
+#[derive(Clone, Debug)]
+pub struct HnswStatus {
+    pub nodes: usize,
+    pub tombstones: usize,
+    pub pending_exact: usize,
+    pub building: bool,
+    pub build_ms: u64,
+    pub bytes: usize,
+    pub m: usize,
+    pub ef_construction: usize,
+    pub real_queries: usize,
+    /// (ef, recall@10 for l2, dot, cosine, ns per query)
+    pub calibration: Vec<(usize, [f32; 3], f32)>,
+}
+
+/// Fraction of nodes tombstoned that triggers a rebuild.
+const TOMBSTONE_REBUILD: f64 = 0.2;
+/// Filters matching less than this fraction of a partition make `auto`
+/// answer exactly rather than walk the graph (a walk visits about ef / f
+/// nodes to find ef matches).
+const GRAPH_FILTER_MIN: f64 = 0.05;
+
+impl Partition {
+    pub(super) fn graph_touched(&mut self, id: u64) {
+        if let Some(h) = &mut self.hnsw {
+            h.graph.remove(id);
+            h.pending.insert(id);
+        }
+        if let Some(d) = &mut self.hnsw_build_dirty {
+            d.insert(id);
+        }
+    }
+
+    pub(super) fn graph_bytes(&self) -> usize {
+        self.hnsw.as_ref().map_or(0, |h| h.graph.mem_bytes() + h.pending.capacity() * 16)
+    }
+
+    /// Whether the graph should be (re)built now: the IVF index is in and
+    /// no build runs, and there is no graph yet, or a fifth of its nodes
+    /// are tombstones, or it was calibrated without real queries and the
+    /// reservoir has filled since.
+    pub fn graph_wanted(&self) -> bool {
+        self.len() >= MIN_POINTS
+            && self.ivf.is_some()
+            && self.build_dirty.is_none()
+            && self.hnsw_build_dirty.is_none()
+            && self.hnsw.as_ref().is_none_or(|h| {
+                h.graph.tombstones() as f64 >= TOMBSTONE_REBUILD * h.built_nodes.max(1) as f64
+                    || (h.calibration.real_queries == 0 && self.reservoir.len() >= RESERVOIR)
+            })
+    }
+
+    pub fn graph_build_start(&mut self, seed: u64) -> GraphBuilder {
+        self.hnsw_build_dirty = Some(HashSet::new());
+        GraphBuilder::new(self.ids.clone(), self.dim, self.hnsw_params, seed, self.reservoir.clone())
+    }
+
+    pub fn graph_copy_rows(&self, b: &mut GraphBuilder) -> bool {
+        b.copy_rows(|id| self.slot_of.get(&id).map(|&s| (self.row(s as usize), self.norms[s as usize])))
+    }
+
+    /// Install a finished graph; points changed since its copy are pending.
+    pub fn graph_install(&mut self, built: (Hnsw, Calibration, u64)) {
+        let (mut graph, calibration, build_ms) = built;
+        let pending = self.hnsw_build_dirty.take().unwrap_or_default();
+        pending.iter().for_each(|&id| graph.remove(id));
+        let built_nodes = graph.nodes();
+        self.hnsw = Some(HnswState { graph, calibration, pending, build_ms, built_nodes });
+    }
+
+    /// Insert pending points into the graph for up to `budget`; `true` if
+    /// any are left.
+    pub fn graph_extend(&mut self, budget: Duration) -> bool {
+        let t0 = Instant::now();
+        let Some(h) = &mut self.hnsw else { return false };
+        while t0.elapsed() < budget {
+            let Some(&id) = h.pending.iter().next() else { return false };
+            h.pending.remove(&id);
+            if let Some(&slot) = self.slot_of.get(&id) {
+                let slot = slot as usize;
+                h.graph.insert(id, &self.vectors[slot * self.dim..(slot + 1) * self.dim], self.norms[slot]);
+            }
+        }
+        !h.pending.is_empty()
+    }
+
+    pub fn graph_pending(&self) -> bool {
+        self.hnsw.as_ref().is_some_and(|h| !h.pending.is_empty())
+    }
+
+    pub fn graph_status(&self) -> Option<HnswStatus> {
+        let building = self.hnsw_build_dirty.is_some();
+        let h = self.hnsw.as_ref();
+        if h.is_none() && !building {
+            return None;
+        }
+        let p = self.hnsw_params;
+        Some(HnswStatus {
+            nodes: h.map_or(0, |h| h.graph.live()),
+            tombstones: h.map_or(0, |h| h.graph.tombstones()),
+            pending_exact: h.map_or(0, |h| h.pending.len()),
+            building,
+            build_ms: h.map_or(0, |h| h.build_ms),
+            bytes: h.map_or(0, |h| h.graph.mem_bytes()),
+            m: p.m,
+            ef_construction: p.ef_construction,
+            real_queries: h.map_or(0, |h| h.calibration.real_queries),
+            calibration: h.map_or(Vec::new(), |h| h.calibration.table()),
+        })
+    }
+
+    /// Share of points a filter matches, from up to 512 payloads spread
+    /// evenly over the partition (the first ones would be the oldest
+    /// writes, which filters on ids or times select unevenly).
+    pub(super) fn filter_fraction(&self, params: &SearchParams) -> f64 {
+        let Some(f) = params.filter.filter(|f| !f.is_empty()) else { return 1.0 };
+        let stride = (self.payloads.len() / 512).max(1);
+        let (mut seen, mut matching) = (0usize, 0usize);
+        for p in self.payloads.iter().step_by(stride) {
+            seen += 1;
+            matching += f.matches(p) as usize;
+        }
+        matching as f64 / seen.max(1) as f64
+    }
+
+    /// Approximate top-k through the index `choice` asks for (`auto`: the
+    /// cheaper calibrated one meeting the target), with the calibrated
+    /// recall of the setting used; `None` when the answer should be exact.
+    /// A query whose approximate answer has fewer than k hits is answered
+    /// exactly (so a filter never silently loses results).
+    pub fn search_approx(
+        &self,
+        queries: &[Vec<f32>],
+        params: &SearchParams,
+        choice: IvfChoice,
+    ) -> Option<(Vec<Vec<Scored>>, f32, IndexKind)> {
+        let fraction = self.filter_fraction(params);
+        let graph_plan = self.graph_plan(params, &choice, fraction);
+        let kind = match choice.forced {
+            Some(kind) => kind,
+            None if choice.ef.is_some() => IndexKind::Hnsw,
+            None if choice.nprobe.is_some() => IndexKind::Ivf,
+            None => {
+                let ivf_cost = self.ivf_plan(params, &choice, fraction).map(|p| p.2);
+                match (ivf_cost, graph_plan) {
+                    (Some(ic), Some((_, _, gc))) if ic <= gc => IndexKind::Ivf,
+                    (_, Some(_)) => IndexKind::Hnsw,
+                    (Some(_), None) => IndexKind::Ivf,
+                    (None, None) => return None,
+                }
+            }
+        };
+        let (mut found, recall) = match kind {
+            IndexKind::Ivf => self.search_ivf(queries, params, choice)?,
+            IndexKind::Hnsw => {
+                let (ef, recall, _) = graph_plan?;
+                (self.search_graph(queries, params, ef), recall)
+            }
+        };
+        for (q, hits) in queries.iter().zip(found.iter_mut()) {
+            if hits.len() < params.k.min(self.len()) {
+                *hits = self.search(std::slice::from_ref(q), params).pop().unwrap_or_default();
+            }
+        }
+        Some((found, recall, kind))
+    }
+
+    /// (ef, calibrated recall, ns per query) for a graph search.
+    fn graph_plan(&self, params: &SearchParams, choice: &IvfChoice, fraction: f64) -> Option<(usize, f32, f32)> {
+        let h = self.hnsw.as_ref()?;
+        let c = &h.calibration;
+        let widest = *c.ladder.last()?;
+        let forced = choice.forced == Some(IndexKind::Hnsw);
+        if !forced && fraction < GRAPH_FILTER_MIN {
+            return None;
+        }
+        let at = |ef: usize| {
+            let i = c.ladder.iter().rposition(|&e| e <= ef).unwrap_or(0);
+            (ef, c.recall_at(params.metric, ef), c.cost_ns.get(i).copied().unwrap_or(f32::INFINITY))
+        };
+        match choice.ef {
+            Some(ef) => Some(at(ef)),
+            None => c.choose(params.metric, choice.target_recall).or_else(|| forced.then(|| at(widest))),
+        }
+    }
+
+    fn search_graph(&self, queries: &[Vec<f32>], params: &SearchParams, ef: usize) -> Vec<Vec<Scored>> {
+        let h = self.hnsw.as_ref().expect("planned with a graph");
+        let filter = params.filter.filter(|f| !f.is_empty());
+        queries
+            .iter()
+            .map(|q| {
+                let (exact, passes) = (self.exact_of(params.metric, q), self.passes(filter));
+                let hq = HnswQuery { query: q, metric: params.metric, k: params.k, ef };
+                let mut top = TopK::new(params.k);
+                h.graph.search(&hq, &passes, &exact).into_iter().for_each(|s| top.push(s));
+                for &id in &h.pending {
+                    if let (Some(key), true) = (exact(id), passes(id)) {
+                        top.push(Scored { key, id });
+                    }
+                }
+                top.into_sorted()
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,284 @@
+//! 8-bit scalar quantization shared by the IVF and HNSW indexes: each
+//! dimension maps its [min, max] (from a sample) onto 0..=255, and a query
+//! stays full precision (asymmetric scoring), prepared once per query so a
+//! code scores with one pass of a SIMD kernel.
+
+use crate::distance::{kernels, Metric};
+
+/// Per-dimension ranges: x_i ~ min_i + code_i * scale_i.
+#[derive(Clone, Debug, Default)]
+pub struct Sq8 {
+    min: Vec<f32>,
+    scale: Vec<f32>,
+    /// scale_i^2, the weights of l2 between codes.
+    scale2: Vec<f32>,
+}
+
+impl Sq8 {
+    /// The ranges of `rows` (a sample of vectors of `dim` values).
+    pub fn fit<'a>(dim: usize, rows: impl Iterator<Item = &'a [f32]>) -> Sq8 {
+        let mut lo = vec![f32::INFINITY; dim];
+        let mut hi = vec![f32::NEG_INFINITY; dim];
+        for row in rows {
+            for (i, &v) in row.iter().enumerate() {
+                lo[i] = lo[i].min(v);
+                hi[i] = hi[i].max(v);
+            }
+        }
+        for i in 0..dim {
+            if lo[i] > hi[i] {
+                (lo[i], hi[i]) = (0.0, 0.0);
+            }
+        }
+        let scale: Vec<f32> = lo.iter().zip(&hi).map(|(l, h)| ((h - l) / 255.0).max(0.0)).collect();
+        let scale2 = scale.iter().map(|s| s * s).collect();
+        Sq8 { min: lo, scale, scale2 }
+    }
+
+    pub fn dim(&self) -> usize {
+        self.min.len()
+    }
+
+    pub fn mem_bytes(&self) -> usize {
+        self.min.len() * 12
+    }
+
+    /// Append the code of `x` (values outside the range clamp).
+    pub fn encode(&self, x: &[f32], out: &mut Vec<u8>) {
+        out.extend(x.iter().zip(self.min.iter().zip(&self.scale)).map(|(&v, (&m, &s))| {
+            if s > 0.0 {
+                ((v - m) / s).round().clamp(0.0, 255.0) as u8
+            } else {
+                0
+            }
+        }));
+    }
+
+    /// Prepare `query` for scoring codes by `metric` (cosine: the query is
+    /// normalised here; codes then divide by their vector's norm).
+    pub fn prepare(&self, query: &[f32], metric: Metric) -> Prepared {
+        let kern = kernels();
+        let dim = self.min.len();
+        let normed: Vec<f32>;
+        let query = if metric == Metric::Cosine {
+            let n = (kern.dot)(query, query).sqrt();
+            normed = query.iter().map(|x| x / n).collect();
+            &normed[..]
+        } else {
+            query
+        };
+        let (a, b): (Vec<f32>, Vec<f32>) = if metric == Metric::L2 {
+            // sum_i scale_i^2 (q'_i - c_i)^2 with q'_i = (q_i - min_i) / scale_i;
+            // a dimension of one value (scale 0) adds a constant instead.
+            (0..dim)
+                .map(|i| match self.scale[i] {
+                    0.0 => (0.0, 0.0),
+                    s => ((query[i] - self.min[i]) / s, s * s),
+                })
+                .unzip()
+        } else {
+            // sum_i q_i min_i + sum_i (q_i scale_i) c_i
+            (0..dim).map(|i| (query[i] * self.scale[i], query[i] * self.min[i])).unzip()
+        };
+        let base = if metric == Metric::L2 {
+            (0..dim).filter(|&i| self.scale[i] == 0.0).map(|i| (query[i] - self.min[i]).powi(2)).sum()
+        } else {
+            b.iter().sum()
+        };
+        // Dot and cosine score with integers: a_i ~ step * ai_i, 13 bits, so
+        // 4096 dimensions of |ai_i| * 255 stay far inside an i32.
+        let top = a.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        let step = if top > 0.0 { top / 8191.0 } else { 1.0 };
+        let ai = a.iter().map(|x| (x / step).round() as i16).collect();
+        Prepared { metric, query: query.to_vec(), a, b, base, ai, step }
+    }
+
+    /// Squared l2 distance between two codes (both quantized).
+    pub fn code_l2(&self, x: &[u8], y: &[u8]) -> f32 {
+        code_l2(&self.scale2, x, y)
+    }
+}
+
+/// A query ready to score codes; keys are "lower is better".
+pub struct Prepared {
+    metric: Metric,
+    /// The query as scored (normalised for cosine).
+    pub query: Vec<f32>,
+    a: Vec<f32>,
+    b: Vec<f32>,
+    base: f32,
+    ai: Vec<i16>,
+    step: f32,
+}
+
+impl Prepared {
+    /// The approximate key of a code whose vector has norm `norm` (used by
+    /// cosine only).
+    #[inline]
+    pub fn key(&self, code: &[u8], norm: f32) -> f32 {
+        match self.metric {
+            Metric::L2 => self.base + sq_l2(&self.a, &self.b, code),
+            Metric::Dot => -(self.base + self.step * int_dot(&self.ai, code) as f32),
+            Metric::Cosine => -(self.base + self.step * int_dot(&self.ai, code) as f32) / norm.max(f32::MIN_POSITIVE),
+        }
+    }
+}
+
+/// Lanes of the quantized kernels: independent accumulators, so the
+/// compiler can keep them in one SIMD register (floating-point sums are not
+/// reordered otherwise).
+const LANES: usize = 8;
+
+/// Whether the AVX2+FMA builds of the quantized kernels may run here.
+fn have_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static HAVE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *HAVE.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// The same loops compiled for AVX2+FMA (the crate's baseline is SSE2).
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn sq_l2(a: &[f32], w: &[f32], c: &[u8]) -> f32 {
+        super::sq_l2_body(a, w, c)
+    }
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn int_dot(a: &[i16], c: &[u8]) -> i32 {
+        super::int_dot_body(a, c)
+    }
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn code_l2(w: &[f32], x: &[u8], y: &[u8]) -> f32 {
+        super::code_l2_body(w, x, y)
+    }
+}
+
+macro_rules! dispatch {
+    ($name:ident, $body:ident, ($($arg:ident: $ty:ty),*), $check:expr) => {
+        dispatch!($name, $body, ($($arg: $ty),*), $check, f32);
+    };
+    ($name:ident, $body:ident, ($($arg:ident: $ty:ty),*), $check:expr, $out:ty) => {
+        #[inline]
+        fn $name($($arg: $ty),*) -> $out {
+            assert!($check, "kernel slices of unequal length");
+            #[cfg(target_arch = "x86_64")]
+            if have_avx2() {
+                // SAFETY: the CPU has AVX2 and FMA (checked above).
+                return unsafe { avx2::$name($($arg),*) };
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
+// sum_i w_i (a_i - c_i)^2 over 8-bit codes `c`.
+dispatch!(sq_l2, sq_l2_body, (a: &[f32], w: &[f32], c: &[u8]), a.len() >= c.len() && w.len() >= c.len());
+// sum_i a_i c_i in integers.
+dispatch!(int_dot, int_dot_body, (a: &[i16], c: &[u8]), a.len() >= c.len(), i32);
+// sum_i w_i (x_i - y_i)^2 over two codes.
+dispatch!(code_l2, code_l2_body, (w: &[f32], x: &[u8], y: &[u8]), w.len() >= x.len() && y.len() >= x.len());
+
+#[inline(always)]
+fn sq_l2_body(a: &[f32], w: &[f32], c: &[u8]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let n = c.len() / LANES * LANES;
+    for ((ac, wc), cc) in a[..n].chunks_exact(LANES).zip(w[..n].chunks_exact(LANES)).zip(c[..n].chunks_exact(LANES)) {
+        for l in 0..LANES {
+            let d = ac[l] - cc[l] as f32;
+            acc[l] += wc[l] * d * d;
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for i in n..c.len() {
+        let d = a[i] - c[i] as f32;
+        sum += w[i] * d * d;
+    }
+    sum
+}
+
+#[inline(always)]
+fn int_dot_body(a: &[i16], c: &[u8]) -> i32 {
+    const W: usize = 16;
+    let mut acc = [0i32; W];
+    let n = c.len() / W * W;
+    for (ac, cc) in a[..n].chunks_exact(W).zip(c[..n].chunks_exact(W)) {
+        for l in 0..W {
+            acc[l] += ac[l] as i32 * cc[l] as i32;
+        }
+    }
+    let mut sum: i32 = acc.iter().sum();
+    for i in n..c.len() {
+        sum += a[i] as i32 * c[i] as i32;
+    }
+    sum
+}
+
+#[inline(always)]
+fn code_l2_body(w: &[f32], x: &[u8], y: &[u8]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let n = x.len() / LANES * LANES;
+    for ((wc, xc), yc) in w[..n].chunks_exact(LANES).zip(x[..n].chunks_exact(LANES)).zip(y[..n].chunks_exact(LANES)) {
+        for l in 0..LANES {
+            let d = xc[l] as f32 - yc[l] as f32;
+            acc[l] += wc[l] * d * d;
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for i in n..x.len() {
+        let d = x[i] as f32 - y[i] as f32;
+        sum += w[i] * d * d;
+    }
+    sum
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn dequant(sq: &Sq8, code: &[u8]) -> Vec<f32> {
+        code.iter().enumerate().map(|(i, &c)| sq.min[i] + c as f32 * sq.scale[i]).collect()
+    }
+
+    proptest! {
+        /// Every kernel (SIMD or not) equals the plain formula on the
+        /// dequantized vectors, for any dimension (tails included).
+        #[test]
+        fn quantized_keys_equal_the_keys_of_the_dequantized_vectors(
+            dim in 1usize..40,
+            seed in prop::collection::vec(-3.0f32..3.0, 200),
+        ) {
+            let mut seed = seed;
+            // A constant dimension (scale 0) must not break the l2 kernel.
+            if dim > 1 {
+                seed.iter_mut().step_by(dim).for_each(|v| *v = 0.5);
+            }
+            let rows: Vec<&[f32]> = seed.chunks_exact(dim).collect();
+            prop_assume!(rows.len() >= 3);
+            let sq = Sq8::fit(dim, rows.iter().copied());
+            // The query lies outside the fitted range in the constant dimension.
+            let mut q = rows[0].to_vec();
+            q[0] += 1.0;
+            let (q, x, y) = (&q[..], rows[1], rows[2]);
+            let (mut cx, mut cy) = (Vec::new(), Vec::new());
+            sq.encode(x, &mut cx);
+            sq.encode(y, &mut cy);
+            let (dx, dy) = (dequant(&sq, &cx), dequant(&sq, &cy));
+            let close = |a: f32, b: f32| (a - b).abs() <= 1e-3 * (1.0 + a.abs().max(b.abs()));
+            // Dot and cosine quantize the query to 13 bits: within 1e-3 of
+            // the sum of absolute terms.
+            let scale: f32 = q.iter().zip(&dx).map(|(a, b)| (a * b).abs()).sum::<f32>() + q.iter().zip(&sq.min).map(|(a, b)| (a * b).abs()).sum::<f32>();
+            let near = |a: f32, b: f32| (a - b).abs() <= 1e-3 * (1.0 + scale);
+            let l2: f32 = q.iter().zip(&dx).map(|(a, b)| (a - b) * (a - b)).sum();
+            prop_assert!(close(sq.prepare(q, Metric::L2).key(&cx, 1.0), l2));
+            let dot: f32 = q.iter().zip(&dx).map(|(a, b)| a * b).sum();
+            prop_assert!(near(sq.prepare(q, Metric::Dot).key(&cx, 1.0), -dot));
+            let cl2: f32 = dx.iter().zip(&dy).map(|(a, b)| (a - b) * (a - b)).sum();
+            prop_assert!(close(sq.code_l2(&cx, &cy), cl2));
+        }
+    }
+}

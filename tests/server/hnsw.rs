@@ -1,0 +1,121 @@
+//! The HNSW graph through the real server: built after the IVF index, used
+//! by `mode: "hnsw"` and by `auto` when cheaper, kept fresh by incremental
+//! inserts and tombstones, and filtered searches that meet their target.
+
+use crate::harness::Server;
+use crate::ivf::{clustered, ids, load, topk};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// Wait until every partition has a settled graph (and IVF index).
+fn wait_graph(s: &Server, name: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let v = s.call("GET", &format!("/collections/{name}"), None, 200);
+        let parts = v["index"]["partitions"].as_array().unwrap();
+        let settled = |p: &Value| {
+            p["building"] == false
+                && p["exact_points"] == 0
+                && p["hnsw"]["building"] == false
+                && p["hnsw"]["exact_points"] == 0
+                && p["hnsw"]["nodes"].as_u64().unwrap_or(0) > 0
+        };
+        if parts.iter().all(settled) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "graph not built: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn exact_ids(s: &Server, q: &[f32], extra: Value) -> Vec<u64> {
+    let mut body = json!({"mode": "exact"});
+    body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    ids(&topk(s, "c", q, body))
+}
+
+/// Mean recall@10 of `extra` against exact over `queries`.
+fn recall(s: &Server, queries: &[Vec<f32>], extra: Value) -> f64 {
+    let mut found = 0;
+    for q in queries {
+        let filter = extra.get("filter").map_or(json!({}), |f| json!({ "filter": f }));
+        let truth = exact_ids(s, q, filter);
+        let v = topk(s, "c", q, extra.clone());
+        let got = ids(&v);
+        assert!(got.len() == truth.len(), "fewer hits than exact: {v}");
+        found += got.iter().filter(|id| truth.contains(id)).count();
+    }
+    found as f64 / (queries.len() * 10) as f64
+}
+
+#[test]
+fn a_beam_as_wide_as_the_collection_equals_exact() {
+    let s = Server::start(1, &[("AIONBD_PERSISTENCE_ENABLED", "false")]);
+    let (points, queries) = clustered(2_500, 21);
+    load(&s, "c", &points);
+    wait_graph(&s, "c");
+    for q in queries.iter().take(30) {
+        let v = topk(&s, "c", q, json!({"mode": "hnsw", "ef": 4096}));
+        assert_eq!(v["mode"], "hnsw", "{v}");
+        assert!(v["estimated_recall"].as_f64().unwrap() > 0.0, "{v}");
+        assert_eq!(ids(&v), exact_ids(&s, q, json!({})));
+    }
+    // ef is validated.
+    let body = json!({"query": queries[0], "metric": "l2", "mode": "hnsw", "ef": 0});
+    let e = s.call("POST", "/collections/c/search/topk", Some(body), 400);
+    assert!(e["message"].as_str().unwrap().contains("ef"), "{e}");
+}
+
+#[test]
+fn graph_meets_targets_stays_fresh_and_survives_deleting_a_third() {
+    let s = Server::start(2, &[("AIONBD_PERSISTENCE_ENABLED", "false")]);
+    let (points, queries) = clustered(10_000, 23);
+    load(&s, "c", &points);
+    wait_graph(&s, "c");
+    for target in [0.9, 0.95, 0.99] {
+        let r = recall(&s, &queries, json!({"mode": "hnsw", "target_recall": target}));
+        eprintln!("hnsw target {target}: recall@10 {r:.4}");
+        assert!(r >= target - 0.01, "hnsw target {target}: recall@10 {r:.4}");
+    }
+    // A fresh point is found at once; a deleted one never comes back.
+    let q = &queries[0];
+    s.call("POST", "/collections/c/points", Some(json!({"points": [{"id": 99_999, "values": q}]})), 200);
+    assert_eq!(ids(&topk(&s, "c", q, json!({"mode": "hnsw", "ef": 16})))[0], 99_999);
+    s.call("DELETE", "/collections/c/points/99999", None, 200);
+    assert!(!ids(&topk(&s, "c", q, json!({"mode": "hnsw", "ef": 16}))).contains(&99_999));
+    // Delete 30 % of the points: never returned, recall holds at once and
+    // after the rebuild the tombstones trigger.
+    let gone: Vec<u64> = (0..10_000u64).filter(|i| i % 10 < 3).collect();
+    for id in &gone {
+        s.call("DELETE", &format!("/collections/c/points/{id}"), None, 200);
+    }
+    for when in ["at once", "after rebuild"] {
+        if when == "after rebuild" {
+            wait_graph(&s, "c");
+        }
+        for q in &queries {
+            let got = ids(&topk(&s, "c", q, json!({"mode": "hnsw", "ef": 32})));
+            assert!(got.iter().all(|id| id % 10 >= 3), "deleted point returned {when}: {got:?}");
+        }
+        let r = recall(&s, &queries, json!({"mode": "auto", "target_recall": 0.95}));
+        eprintln!("after deleting 30 % ({when}): auto 0.95 recall@10 {r:.4}");
+        assert!(r >= 0.94, "after deleting 30 % ({when}): recall@10 {r:.4}");
+    }
+}
+
+#[test]
+fn filtered_searches_meet_the_target_at_each_selectivity() {
+    let s = Server::start(2, &[("AIONBD_PERSISTENCE_ENABLED", "false")]);
+    let (points, queries) = clustered(10_000, 29);
+    load(&s, "c", &points);
+    wait_graph(&s, "c");
+    // Payload `n` is the id: `n < x` selects x / 10,000 of the points.
+    for (share, below) in [("1 %", 100), ("10 %", 1_000), ("50 %", 5_000)] {
+        let filter = json!({"must": [{"field": "n", "lt": below}]});
+        for mode in ["auto", "hnsw"] {
+            let r = recall(&s, &queries, json!({"mode": mode, "target_recall": 0.95, "filter": filter}));
+            eprintln!("filter {share}, {mode}: recall@10 {r:.4}");
+            assert!(r >= 0.94, "filter {share}, {mode}: recall@10 {r:.4}");
+        }
+    }
+}
