@@ -56,6 +56,8 @@ settings![
     ("persistence.snapshot_min_wal_bytes", "AIONBD_SNAPSHOT_MIN_WAL_BYTES", "67108864"),
     ("persistence.snapshot_wal_percent", "AIONBD_SNAPSHOT_WAL_PERCENT", "50"),
     ("persistence.wal_truncate_corrupt", "AIONBD_WAL_TRUNCATE_CORRUPT", "false"),
+    ("index.hnsw_m", "AIONBD_HNSW_M", "16"),
+    ("index.hnsw_ef_construction", "AIONBD_HNSW_EF_CONSTRUCTION", "100"),
     ("security.auth_mode", "AIONBD_AUTH_MODE", "disabled"),
     ("security.tls_enabled", "AIONBD_TLS_ENABLED", "false"),
 ];
@@ -130,6 +132,8 @@ pub struct Config {
     pub strict_finite: bool,
     pub memory_budget_bytes: u64,
     pub persistence: PersistenceConfig,
+    /// HNSW graph settings for every partition.
+    pub hnsw: aionbd_shards::hnsw::HnswParams,
 }
 
 /// Raw settings as text, with where each came from (for error messages).
@@ -309,7 +313,16 @@ pub fn build(raw: &RawSettings, cpus: usize, mut errors: Vec<String>) -> Result<
             "server.partitions_per_collection = {partitions_per_collection}: at most one partition per shard ({shards} shards)"
         ));
     }
+    let hnsw_m: usize = t.num("index.hnsw_m", 2);
+    if hnsw_m > 64 {
+        t.errors.push(format!("index.hnsw_m = {hnsw_m}: at most 64"));
+    }
+    let hnsw = aionbd_shards::hnsw::HnswParams {
+        m: hnsw_m.clamp(2, 64),
+        ef_construction: t.num("index.hnsw_ef_construction", 1),
+    };
     let cfg = Config {
+        hnsw,
         bind: bind.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
         data_dir,
         shards,

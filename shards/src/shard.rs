@@ -19,6 +19,8 @@ use std::ops::Bound;
 #[derive(Clone, Copy, Debug)]
 pub struct ShardLimits {
     pub max_points_per_collection: u64,
+    /// Graph settings for the partitions this shard creates.
+    pub hnsw: crate::hnsw::HnswParams,
 }
 
 /// Point ids grouped by the shard holding them.
@@ -407,7 +409,8 @@ impl Shard {
     fn apply_partition_op(&mut self, op: Op) -> Result<Reply, ShardError> {
         match op {
             Op::CreatePartition { uid, spec } => {
-                let data = Partition::new(spec.dimension);
+                let mut data = Partition::new(spec.dimension);
+                data.set_graph_params(self.limits.hnsw);
                 self.partitions.insert(spec.name.clone(), PartitionSlot { uid, spec, data, export: None });
                 Ok(Reply::Done)
             }

@@ -71,6 +71,10 @@ const TOMBSTONE_REBUILD: f64 = 0.2;
 const GRAPH_FILTER_MIN: f64 = 0.05;
 
 impl Partition {
+    pub fn set_graph_params(&mut self, p: crate::hnsw::HnswParams) {
+        self.hnsw_params = p;
+    }
+
     pub(super) fn graph_touched(&mut self, id: u64) {
         if let Some(h) = &mut self.hnsw {
             h.graph.remove(id);
