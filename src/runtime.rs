@@ -292,7 +292,11 @@ async fn shard_main(
     };
     let me = joined.as_ref().map_or(0, |(s, _)| s.peer_id());
     let placement = Placement::new(cfg.shards, cfg.partitions_per_collection);
-    let shard = Shard::new(me, placement, ShardLimits { max_points_per_collection: cfg.max_points_per_collection, hnsw: cfg.hnsw });
+    let shard = Shard::new(
+        me,
+        placement,
+        ShardLimits { max_points_per_collection: cfg.max_points_per_collection, hnsw: cfg.hnsw },
+    );
     let metrics = Rc::new(Metrics::default());
     let router = Router::start(shard, cfg.shards, metrics.clone(), joined);
     let mut records = 0;

@@ -15,6 +15,7 @@ pub mod ivf;
 pub mod ops;
 pub mod partition;
 pub mod payload;
+pub mod payload_index;
 pub mod placement;
 pub mod record;
 pub mod shard;

@@ -242,8 +242,9 @@ pub enum Reply {
     Page(PointsPage),
     Stats(ShardDataStats),
     /// Index state of this shard's partition of a collection.
-    /// The IVF index and the HNSW graph of a partition.
-    IndexStatus(Option<crate::partition::IvfStatus>, Option<crate::partition::HnswStatus>),
+    /// The IVF index, the HNSW graph and the payload indexes (field,
+    /// distinct strings/booleans, numeric entries) of a partition.
+    IndexStatus(Option<crate::partition::IvfStatus>, Option<crate::partition::HnswStatus>, Vec<(String, usize, usize)>),
     /// A chunk of a partition export; `done` when it was the last.
     Exported {
         points: Vec<PointIn>,

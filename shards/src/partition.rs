@@ -45,6 +45,8 @@ pub struct Partition {
     /// Points changed since the running graph build copied the rows.
     hnsw_build_dirty: Option<HashSet<u64>>,
     hnsw_params: crate::hnsw::HnswParams,
+    /// Indexes of the payload fields filters use (see `payload_index`).
+    payload_index: crate::payload_index::PayloadIndexes,
 }
 
 /// Least time between rebuilds that only recalibrate with new real queries
@@ -60,6 +62,7 @@ struct IvfState {
     dirty: HashSet<u64>,
 }
 
+mod filtered;
 mod graph;
 pub use graph::{HnswStatus, IndexKind};
 
@@ -134,6 +137,7 @@ impl Partition {
             hnsw: None,
             hnsw_build_dirty: None,
             hnsw_params: crate::hnsw::HnswParams::default(),
+            payload_index: Default::default(),
         }
     }
 
@@ -181,11 +185,13 @@ impl Partition {
                 let slot = slot as usize;
                 self.vectors[slot * self.dim..(slot + 1) * self.dim].copy_from_slice(values);
                 self.norms[slot] = n;
+                self.payload_index.update(id, Some(&self.payloads[slot]), Some(&payload));
                 self.payload_bytes = self.payload_bytes + bytes - payload_mem_bytes(&self.payloads[slot]);
                 self.payloads[slot] = payload;
                 false
             }
             None => {
+                self.payload_index.update(id, None, Some(&payload));
                 self.slot_of.insert(id, self.ids.len() as u32);
                 self.ids.push(id);
                 self.vectors.extend_from_slice(values);
@@ -205,6 +211,7 @@ impl Partition {
         };
         self.touched(id);
         let slot = slot as usize;
+        self.payload_index.update(id, Some(&self.payloads[slot]), None);
         let last = self.ids.len() - 1;
         self.payload_bytes -= payload_mem_bytes(&self.payloads[slot]);
         if slot != last {
@@ -238,6 +245,7 @@ impl Partition {
         let before_bytes = payload_mem_bytes(p);
         let before = p.clone();
         f(p);
+        self.payload_index.update(id, Some(&before), Some(p));
         self.payload_bytes = self.payload_bytes + payload_mem_bytes(p) - before_bytes;
         Some(*p != before)
     }
@@ -259,6 +267,7 @@ impl Partition {
             + self.payload_bytes
             + self.ivf.as_ref().map_or(0, |s| s.index.mem_bytes() + s.dirty.capacity() * 16)
             + self.graph_bytes()
+            + self.payload_index.mem_bytes()
     }
 
     /// Bytes of the index alone.

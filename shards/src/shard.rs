@@ -475,7 +475,7 @@ impl Shard {
             Op::Stats => Ok(Reply::Stats(self.data_stats())),
             Op::IndexStatus { name } => {
                 let p = &self.partition(&name)?.data;
-                Ok(Reply::IndexStatus(p.ivf_status(), p.graph_status()))
+                Ok(Reply::IndexStatus(p.ivf_status(), p.graph_status(), p.payload_index_status()))
             }
             Op::RestoreEncoded { name, uid, body } => {
                 let Ok(LogRecord::Upsert { points, .. }) = LogRecord::decode(crate::record::kind::UPSERT, &body) else {
@@ -543,13 +543,24 @@ impl Shard {
             for q in s.queries.iter().take(4) {
                 slot.data.remember_query(s.metric, q);
             }
+            if let Some(f) = s.filter.as_deref() {
+                slot.data.ensure_payload_indexes(f);
+            }
         }
         let slot = self.partition(&s.name)?;
         let params = SearchParams { metric: s.metric, k: s.k, filter: s.filter.as_deref() };
-        let approx = s.approx.and_then(|choice| slot.data.search_approx(&s.queries, &params, choice));
-        let (found, estimated_recall, index) = match approx {
-            Some((found, recall, kind)) => (found, Some(recall), Some(kind)),
-            None => (slot.data.search(&s.queries, &params), None, None),
+        // Planner: a filter whose indexed must clause leaves few candidates
+        // is answered exactly from them (unless an index was forced).
+        let forced = s.approx.is_some_and(|c| c.forced.is_some());
+        let candidates = if forced { None } else { slot.data.filter_candidates(&params) };
+        let approx = match candidates {
+            Some(_) => None,
+            None => s.approx.and_then(|choice| slot.data.search_approx(&s.queries, &params, choice)),
+        };
+        let (found, estimated_recall, index) = match (approx, candidates) {
+            (Some((found, recall, kind)), _) => (found, Some(recall), Some(kind)),
+            (None, Some(c)) => (slot.data.search_candidates(&s.queries, &params, &c), None, None),
+            (None, None) => (slot.data.search(&s.queries, &params), None, None),
         };
         let per_query = found
             .into_iter()

@@ -81,7 +81,14 @@ impl Api {
         let partitions: Vec<serde_json::Value> = parts
             .into_iter()
             .map(|r| match r {
-                Reply::IndexStatus(Some(st), graph) => {
+                Reply::IndexStatus(st, graph, payload) => {
+                    let payload: Vec<serde_json::Value> = payload
+                        .iter()
+                        .map(|(f, terms, numbers)| serde_json::json!({"field": f, "terms": terms, "numbers": numbers}))
+                        .collect();
+                    let Some(st) = st else {
+                        return serde_json::json!({"kind": "none", "payload_indexes": payload});
+                    };
                     let mut v = serde_json::json!({
                     "kind": "ivf",
                     "lists": st.lists,
@@ -95,6 +102,7 @@ impl Api {
                         "nprobe": n, "recall_l2": r[0], "recall_dot": r[1], "recall_cosine": r[2], "us_per_query": ns / 1e3
                     })).collect::<Vec<_>>(),
                     });
+                    v["payload_indexes"] = payload.into();
                     if let Some(g) = graph {
                         v["hnsw"] = serde_json::json!({
                             "nodes": g.nodes,
@@ -113,7 +121,7 @@ impl Api {
                     }
                     v
                 }
-                _ => serde_json::json!({"kind": "none"}),
+                r => serde_json::json!({"kind": "none", "error": format!("{r:?}")}),
             })
             .collect();
         let mut out =

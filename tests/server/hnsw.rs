@@ -119,3 +119,57 @@ fn filtered_searches_meet_the_target_at_each_selectivity() {
         }
     }
 }
+
+#[test]
+fn payload_indexes_answer_selective_filters_exactly_and_follow_writes() {
+    let s = Server::start(2, &[("AIONBD_PERSISTENCE_ENABLED", "false")]);
+    let (points, queries) = clustered(6_000, 31);
+    load(&s, "c", &points);
+    // Brute force over the points whose payload `n` (= id) is below 60.
+    let brute = |q: &[f32], live: &dyn Fn(u64) -> bool| -> Vec<u64> {
+        let mut all: Vec<(f32, u64)> = (0..points.len() as u64)
+            .filter(|&id| id < 60 && live(id))
+            .map(|id| (points[id as usize].iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum(), id))
+            .collect();
+        all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        all.into_iter().take(10).map(|(_, id)| id).collect()
+    };
+    let filter = json!({"must": [{"field": "n", "lt": 60}]});
+    for q in queries.iter().take(20) {
+        for mode in ["auto", "exact"] {
+            let v = topk(&s, "c", q, json!({"mode": mode, "filter": filter}));
+            assert_eq!(v["mode"], "exact", "{v}");
+            assert_eq!(ids(&v), brute(q, &|_| true), "{mode}");
+        }
+    }
+    // The first filtered search created an index on `n` in every partition.
+    let info = s.call("GET", "/collections/c", None, 200);
+    let indexed: u64 = info["index"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let idx = p["payload_indexes"].as_array().unwrap();
+            assert_eq!(idx[0]["field"], "n", "{p}");
+            idx[0]["numbers"].as_u64().unwrap()
+        })
+        .sum();
+    assert_eq!(indexed, 6_000);
+    // Writes keep it current: point 5 leaves the filter, a new point
+    // enters it, point 7 is deleted.
+    let q = &queries[0];
+    s.call(
+        "POST",
+        "/collections/c/points",
+        Some(json!({"points": [
+            {"id": 5, "values": points[5], "payload": {"n": 100_000}},
+            {"id": 50_000, "values": q, "payload": {"n": 3}}
+        ]})),
+        200,
+    );
+    s.call("DELETE", "/collections/c/points/7", None, 200);
+    let got = ids(&topk(&s, "c", q, json!({"filter": filter, "limit": 60})));
+    assert_eq!(got[0], 50_000);
+    assert!(!got.contains(&5) && !got.contains(&7), "{got:?}");
+    assert_eq!(got.len(), 59, "60 matches, 5 left, 7 deleted, 50000 joined: {got:?}");
+}

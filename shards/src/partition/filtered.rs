@@ -1,0 +1,62 @@
+//! The filter planner of a partition: payload indexes for the fields that
+//! filters' `must` clauses name, and exact answers from their candidates
+//! when a filter matches few points.
+
+use super::{Partition, SearchParams};
+use crate::filter::{Clause, Filter};
+use crate::topk::{Scored, TopK};
+
+/// Largest share of a partition a filter's candidates may have for the
+/// planner to score them one by one rather than scan (random access to a
+/// candidate's row costs a few times a sequential scan step).
+const CANDIDATES_MAX_SHARE: usize = 10;
+
+impl Partition {
+    /// Create the payload indexes `filter`'s `must` clauses would use (one
+    /// pass over the payloads per new field).
+    pub fn ensure_payload_indexes(&mut self, filter: &Filter) {
+        for clause in &filter.must {
+            let (Clause::Match { field, .. } | Clause::Range { field, .. }) = clause;
+            if !self.payload_index.has(field) {
+                let points = self.ids.iter().copied().zip(self.payloads.iter());
+                self.payload_index.create(field, points);
+            }
+        }
+    }
+
+    /// The only points the search's filter can match, when an index on one
+    /// of its `must` clauses yields at most a tenth of the partition.
+    pub fn filter_candidates(&self, params: &SearchParams) -> Option<Vec<u64>> {
+        let filter = params.filter.filter(|f| !f.is_empty())?;
+        self.payload_index.candidates(filter, self.len() / CANDIDATES_MAX_SHARE)
+    }
+
+    /// Exact top-k among `candidates` (each checked against the whole
+    /// filter).
+    pub fn search_candidates(
+        &self,
+        queries: &[Vec<f32>],
+        params: &SearchParams,
+        candidates: &[u64],
+    ) -> Vec<Vec<Scored>> {
+        let passes = self.passes(params.filter);
+        queries
+            .iter()
+            .map(|q| {
+                let exact = self.exact_of(params.metric, q);
+                let mut top = TopK::new(params.k);
+                for &id in candidates {
+                    if let (true, Some(key)) = (passes(id), exact(id)) {
+                        top.push(Scored { key, id });
+                    }
+                }
+                top.into_sorted()
+            })
+            .collect()
+    }
+
+    /// (field, distinct strings/booleans, numeric entries) per index.
+    pub fn payload_index_status(&self) -> Vec<(String, usize, usize)> {
+        self.payload_index.status()
+    }
+}
