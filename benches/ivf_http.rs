@@ -93,7 +93,7 @@ fn main() {
     assert_eq!(st, 200);
     for start in (0..base.rows).step_by(256) {
         let pts: Vec<String> = (start..(start + 256).min(base.rows))
-            .map(|i| format!(r#"{{"id":{i},"values":{}}}"#, vec_json(base.row(i))))
+            .map(|i| format!(r#"{{"id":{i},"values":{},"payload":{{"n":{i}}}}}"#, vec_json(base.row(i))))
             .collect();
         let (st, r) = c.post("/collections/bench/points", format!(r#"{{"points":[{}]}}"#, pts.join(",")).as_bytes());
         assert_eq!(st, 200, "{}", String::from_utf8_lossy(&r));
@@ -164,11 +164,49 @@ fn main() {
         let h = concurrent(&addr, &qs(&format!(r#","mode":"hnsw","ef":{ef}"#)), 8, seconds);
         println!("8 clients: hnsw ef={ef} {h:.0} QPS");
     }
+    filtered(&addr, &queries, n_queries, &metric, base.rows);
     println!(
         "warm-up: exact {during:.0} QPS while the first recalibrating rebuild ran ({eq:.0} after); \
          it ended {:.1} s after the warm-up queries",
         recal.as_secs_f64()
     );
+}
+
+/// Filtered searches at 1 %, 10 % and 50 % selectivity (payload `n` = id,
+/// filter `n < x`): recall@10 against the exact filtered answer, QPS with
+/// 1 client, per mode.
+fn filtered(addr: &str, queries: &Matrix<f32>, n_queries: usize, metric: &str, rows: usize) {
+    println!();
+    println!("| filter | mode | answered as | recall@10 | QPS 1 client | p50 ms | p99 ms |");
+    println!("|---|---|---|---|---|---|---|");
+    for share in [0.01, 0.1, 0.5] {
+        let below = (rows as f64 * share) as u64;
+        let with = |mode: &str| -> Vec<Vec<u8>> {
+            let extra = format!(r#","mode":"{mode}","filter":{{"must":[{{"field":"n","lt":{below}}}]}}"#);
+            (0..n_queries).map(|i| body(queries.row(i), metric, &extra)).collect()
+        };
+        // The exact filtered answers are the ground truth here.
+        let mut c = Client::new(addr);
+        let truth: Vec<i32> = with("exact")
+            .iter()
+            .flat_map(|b| {
+                let (_, r) = c.post("/collections/bench/search/topk", b);
+                let v: serde_json::Value = serde_json::from_slice(&r).unwrap();
+                let mut ids: Vec<i32> =
+                    v["hits"].as_array().unwrap().iter().map(|h| h["id"].as_i64().unwrap() as i32).collect();
+                ids.resize(10, -1);
+                ids
+            })
+            .collect();
+        let gt = Matrix { rows: n_queries, dim: 10, data: truth };
+        for mode in ["exact", "auto", "hnsw", "ivf"] {
+            let (qps, p50, p99, recall, used, _) = run_one(addr, &with(mode), &gt);
+            println!(
+                "| n < {below} ({:.0} %) | {mode} | {used} | {recall:.4} | {qps:.0} | {p50:.2} | {p99:.2} |",
+                share * 100.0
+            );
+        }
+    }
 }
 
 /// Wait until every partition has a settled IVF index (no build running,

@@ -12,7 +12,7 @@
 
 use crate::calib::{spread, CalibQuery, Calibration, Calibrator, Rows, CALIB_K};
 use crate::distance::Metric;
-use crate::sq8::Sq8;
+use crate::sq8::{Prepared, Sq8};
 use crate::topk::{Scored, TopK};
 use std::cell::RefCell;
 use std::cmp::{Ordering, Reverse};
@@ -79,6 +79,33 @@ impl Visited {
         let new = *m != self.gen;
         *m = self.gen;
         new
+    }
+}
+
+/// How a walk scores nodes: the distance to node `n`, and a hint to load
+/// what that will read ahead of time.
+pub trait Scorer {
+    fn dist(&self, n: u32) -> f32;
+    /// `whole`: everything `dist(n)` reads; otherwise its first cache line.
+    fn prefetch(&self, n: u32, whole: bool);
+}
+
+/// Scoring by the graph's own codes.
+struct Codes<'a> {
+    g: &'a Hnsw,
+    prep: &'a Prepared,
+}
+
+impl Scorer for Codes<'_> {
+    #[inline]
+    fn dist(&self, n: u32) -> f32 {
+        self.prep.key(self.g.code(n), self.g.norms[n as usize])
+    }
+
+    #[inline]
+    fn prefetch(&self, n: u32, whole: bool) {
+        let code = self.g.code(n);
+        prefetch(if whole { code } else { &code[..code.len().min(1)] });
     }
 }
 
@@ -244,15 +271,15 @@ impl Hnsw {
         }
         // Look for neighbours by l2 from the point's own vector to the codes.
         let prep = self.sq.prepare(x, Metric::L2);
-        let dist = |n: u32| prep.key(self.code(n), 1.0);
-        let mut cur = Near { d: dist(self.entry), n: self.entry };
+        let sc = Codes { g: self, prep: &prep };
+        let mut cur = Near { d: sc.dist(self.entry), n: self.entry };
         for l in (level + 1..=self.max_level).rev() {
-            cur = self.greedy(&dist, cur, l);
+            cur = self.greedy(&sc, cur, l);
         }
         let mut chosen: Vec<(usize, Vec<u32>)> = Vec::new();
         let mut entry = vec![cur];
         for l in (0..=level.min(self.max_level)).rev() {
-            let found = self.beam(&dist, &entry, self.params.ef_construction, l, |_| true);
+            let found = self.beam(&sc, &entry, self.params.ef_construction, l, |_| true);
             let found = found.into_sorted_vec();
             chosen.push((l, self.select(&found, self.params.m)));
             entry = found;
@@ -306,11 +333,11 @@ impl Hnsw {
     }
 
     /// Greedy walk on one level to the node nearest by `dist`.
-    fn greedy(&self, dist: &impl Fn(u32) -> f32, mut cur: Near, level: usize) -> Near {
+    fn greedy(&self, sc: &impl Scorer, mut cur: Near, level: usize) -> Near {
         loop {
             let mut moved = false;
             for &nb in self.links(cur.n, level) {
-                let d = dist(nb);
+                let d = sc.dist(nb);
                 if d < cur.d {
                     cur = Near { d, n: nb };
                     moved = true;
@@ -326,7 +353,7 @@ impl Hnsw {
     /// admits (every node routes, admitted or not).
     fn beam(
         &self,
-        dist: &impl Fn(u32) -> f32,
+        sc: &impl Scorer,
         entry: &[Near],
         ef: usize,
         level: usize,
@@ -359,14 +386,19 @@ impl Hnsw {
                 break;
             }
             let links = self.links(c.n, level);
+            // The first line of every neighbour's code now, the whole code
+            // of the next neighbour while scoring this one.
             for &nb in links {
-                prefetch(self.code(nb));
+                sc.prefetch(nb, false);
             }
-            for &nb in links {
+            for (j, &nb) in links.iter().enumerate() {
+                if let Some(&next) = links.get(j + 1) {
+                    sc.prefetch(next, true);
+                }
                 if !visited.first(nb) {
                     continue;
                 }
-                let d = dist(nb);
+                let d = sc.dist(nb);
                 if d < bound(&res) {
                     cand.push(Reverse(Near { d, n: nb }));
                     if accept(nb) {
@@ -390,14 +422,14 @@ impl Hnsw {
         exact: impl FnMut(u64) -> Option<f32>,
     ) -> Vec<Scored> {
         let prep = self.sq.prepare(q.query, q.metric);
-        self.search_by(|n| prep.key(self.code(n), self.norms[n as usize]), q.k, q.ef, accept, exact)
+        self.search_by(&Codes { g: self, prep: &prep }, q.k, q.ef, accept, exact)
     }
 
-    /// [`Hnsw::search`] with a caller's distance to node `n` (benchmarks
-    /// compare float traversal with it).
+    /// [`Hnsw::search`] with a caller's scoring of nodes (benchmarks compare
+    /// float traversal with it).
     pub fn search_by(
         &self,
-        dist: impl Fn(u32) -> f32,
+        sc: &impl Scorer,
         k: usize,
         ef: usize,
         mut accept: impl FnMut(u64) -> bool,
@@ -406,12 +438,11 @@ impl Hnsw {
         if self.keys.is_empty() || k == 0 {
             return Vec::new();
         }
-        let mut cur = Near { d: dist(self.entry), n: self.entry };
+        let mut cur = Near { d: sc.dist(self.entry), n: self.entry };
         for l in (1..=self.max_level).rev() {
-            cur = self.greedy(&dist, cur, l);
+            cur = self.greedy(sc, cur, l);
         }
-        let found =
-            self.beam(&dist, &[cur], ef.max(k), 0, |n| !self.deleted[n as usize] && accept(self.keys[n as usize]));
+        let found = self.beam(sc, &[cur], ef.max(k), 0, |n| !self.deleted[n as usize] && accept(self.keys[n as usize]));
         let mut top = TopK::new(k);
         for c in found {
             let key = self.keys[c.n as usize];
@@ -568,14 +599,16 @@ impl GraphBuilder {
     }
 }
 
-/// Ask the CPU to start loading a node's code.
+/// Ask the CPU to start loading `code` (every 64-byte line of it).
 #[inline(always)]
 fn prefetch(code: &[u8]) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetching is a hint; the pointer is valid (from a slice).
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch(code.as_ptr() as *const i8, _MM_HINT_T0);
+    for line in code.chunks(64) {
+        // SAFETY: prefetching is a hint; the pointer is valid (from a slice).
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch(line.as_ptr() as *const i8, _MM_HINT_T0);
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = code;

@@ -147,9 +147,33 @@ mod avx2 {
     pub unsafe fn sq_l2(a: &[f32], w: &[f32], c: &[u8]) -> f32 {
         super::sq_l2_body(a, w, c)
     }
+    /// 16 dimensions per step: widen the codes to i16 and multiply-add
+    /// pairs into i32 lanes (`vpmaddwd`), two accumulators.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn int_dot(a: &[i16], c: &[u8]) -> i32 {
-        super::int_dot_body(a, c)
+        use std::arch::x86_64::*;
+        let n = c.len() / 32 * 32;
+        let (mut acc0, mut acc1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+        let mut i = 0;
+        while i < n {
+            // SAFETY: i + 32 <= c.len() <= a.len() (checked by the caller).
+            let c0 = _mm256_cvtepu8_epi16(_mm_loadu_si128(c.as_ptr().add(i) as *const __m128i));
+            let c1 = _mm256_cvtepu8_epi16(_mm_loadu_si128(c.as_ptr().add(i + 16) as *const __m128i));
+            let a0 = _mm256_loadu_si256(a.as_ptr().add(i) as *const __m256i);
+            let a1 = _mm256_loadu_si256(a.as_ptr().add(i + 16) as *const __m256i);
+            acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(a0, c0));
+            acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(a1, c1));
+            i += 32;
+        }
+        let acc = _mm256_add_epi32(acc0, acc1);
+        let s = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+        let mut sum = _mm_cvtsi128_si32(s);
+        for j in n..c.len() {
+            sum += *a.get_unchecked(j) as i32 * *c.get_unchecked(j) as i32;
+        }
+        sum
     }
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn code_l2(w: &[f32], x: &[u8], y: &[u8]) -> f32 {
