@@ -6,7 +6,8 @@
 //!
 //! Run: `cargo bench --bench ivf_http -- --data ../shared/data/debian-minilm`
 //! Options: `--queries N` (default 500), `--seconds S` for the 8-client
-//! phases (default 5), `--metric dot|l2|cosine` (default dot).
+//! phases (default 5), `--metric dot|l2|cosine` (default dot),
+//! `--partitions 1|2` per collection (default 2, one per shard).
 
 mod common;
 
@@ -68,7 +69,7 @@ fn concurrent(addr: &str, bodies: &[Vec<u8>], clients: usize, seconds: f64) -> f
 
 fn main() {
     let mut data = PathBuf::from("../shared/data/debian-minilm");
-    let (mut n_queries, mut seconds, mut metric) = (500usize, 5.0f64, "dot".to_owned());
+    let (mut n_queries, mut seconds, mut metric, mut partitions) = (500usize, 5.0f64, "dot".to_owned(), 2usize);
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = || it.next().unwrap_or_else(|| panic!("{a} needs a value"));
@@ -77,6 +78,7 @@ fn main() {
             "--queries" => n_queries = val().parse().unwrap(),
             "--seconds" => seconds = val().parse().unwrap(),
             "--metric" => metric = val(),
+            "--partitions" => partitions = val().parse().unwrap(),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -85,8 +87,11 @@ fn main() {
     let queries: Matrix<f32> = vecfile::read(&data.join("queries.fvecs")).expect("queries.fvecs");
     let gt: Matrix<i32> = vecfile::read(&data.join("gt.ivecs")).expect("gt.ivecs");
     let n_queries = n_queries.min(queries.rows);
-    println!("data: {} x {}, {n_queries} queries, metric {metric}, 2 shards x 2 partitions", base.rows, base.dim);
-    let server = Server::start(2, 2, &[("AIONBD_PERSISTENCE_ENABLED", "false")]);
+    println!(
+        "data: {} x {}, {n_queries} queries, metric {metric}, 2 shards x {partitions} partitions",
+        base.rows, base.dim
+    );
+    let server = Server::start(2, partitions, &[("AIONBD_PERSISTENCE_ENABLED", "false")]);
     let addr = server.addr.clone();
     let mut c = Client::new(&addr);
     let (st, _) = c.post("/collections", format!(r#"{{"name":"bench","dimension":{}}}"#, base.dim).as_bytes());

@@ -51,7 +51,7 @@ pub struct Partition {
 
 /// Least time between rebuilds that only recalibrate with new real queries
 /// (after the first, which comes as soon as the reservoir is full).
-pub const RECALIBRATE_GAP: Duration = Duration::from_secs(30);
+pub const RECALIBRATE_GAP: Duration = Duration::from_secs(300);
 
 /// Real queries a partition keeps for calibration.
 const RESERVOIR: usize = 64;
