@@ -1,41 +1,93 @@
-//! Background index builds: one task per shard, on a low-priority task
-//! queue, that inserts points written since into the HNSW graphs, then
-//! finds a partition wanting its IVF index (or, once that is in, its HNSW
-//! graph) (re)built, copies its
-//! rows in chunks, builds and calibrates the index in bounded steps (yielding the CPU
-//! to request handling after every step), and installs it. Writes and
+//! Background index work: one task per shard, on a low-priority task queue.
+//! Each round it inserts points written since into the HNSW graphs (once
+//! writes paused), then finds a partition wanting its IVF index, or once
+//! that is in its HNSW graph, (re)built: copies its rows in chunks, builds
+//! and calibrates in bounded steps, and installs the result. Writes and
 //! searches go on meanwhile; points changed since the copy are searched
 //! exactly until the next build (`shards::partition`).
+//!
+//! Pacing: between steps the task yields the CPU; while the shard is
+//! serving requests it also rests three times as long as the step took, so
+//! index work takes at most a quarter of a busy shard. (Glommio's shares
+//! alone do not bound it: a request queue that waits on I/O loses its turn
+//! credit, and the background queue runs a step at each of its wake-ups.)
 
 use crate::router::Router;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often an idle shard looks for a partition to index.
 const CHECK_EVERY: Duration = Duration::from_millis(200);
 /// Shares of the build queue; request handling has 1000.
 const BUILD_SHARES: usize = 50;
-
 /// Time a graph-extension step may take.
-const EXTEND_STEP: Duration = Duration::from_micros(500);
+const EXTEND_STEP: Duration = Duration::from_micros(150);
+/// Rest per unit of step time while requests arrive.
+const BUSY_REST: u32 = 3;
+
+/// Paces background steps against request load.
+struct Pace<'a> {
+    router: &'a Router,
+    seen: u64,
+}
+
+impl<'a> Pace<'a> {
+    fn new(router: &'a Router) -> Self {
+        Pace { router, seen: router.metrics.requests_started() }
+    }
+
+    /// Run one step, then give the CPU back (and rest if requests arrived).
+    async fn step<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        let t0 = Instant::now();
+        let out = f();
+        let took = t0.elapsed();
+        let now = self.router.metrics.requests_started();
+        if now != self.seen {
+            self.seen = now;
+            glommio::timer::sleep(took * BUSY_REST).await;
+        } else {
+            glommio::executor().yield_task_queue_now().await;
+        }
+        out
+    }
+}
 
 /// Build the HNSW graph of a partition that wants one (after its IVF index).
 async fn build_graph(router: &Router, seed: u64) {
     let Some((name, uid, mut builder)) = router.with_shard(|s| s.graph_next_build(seed)) else { return };
+    let mut pace = Pace::new(router);
     let mut copied = Some(false);
     while copied == Some(false) {
-        copied = router.with_shard(|s| s.graph_copy_rows(&name, uid, &mut builder));
-        glommio::executor().yield_task_queue_now().await;
+        copied = pace.step(|| router.with_shard(|s| s.graph_copy_rows(&name, uid, &mut builder))).await;
     }
     if copied.is_none() {
         return;
     }
-    while !builder.step() {
-        glommio::executor().yield_task_queue_now().await;
-    }
+    while !pace.step(|| builder.step()).await {}
     router.metrics.index_builds_total.set(router.metrics.index_builds_total.get() + 1);
     let built = builder.finish();
     router.with_shard(|s| s.graph_install(&name, uid, built));
+}
+
+/// Build the IVF index of a partition that wants one; `false` if none does.
+async fn build_ivf(router: &Router, seed: u64) -> bool {
+    let Some((name, uid, mut builder)) = router.with_shard(|s| s.ivf_next_build(seed, Instant::now())) else {
+        return false;
+    };
+    let mut pace = Pace::new(router);
+    // Rows come over in chunks between requests.
+    let mut copied = Some(false);
+    while copied == Some(false) {
+        copied = pace.step(|| router.with_shard(|s| s.ivf_copy_rows(&name, uid, &mut builder))).await;
+    }
+    if copied.is_none() {
+        return true; // the partition was dropped
+    }
+    while !pace.step(|| builder.step()).await {}
+    let index = builder.finish();
+    router.metrics.index_builds_total.set(router.metrics.index_builds_total.get() + 1);
+    router.with_shard(|s| s.ivf_install(&name, uid, index));
+    true
 }
 
 pub fn start(router: Rc<Router>, cooldown: Duration) {
@@ -46,32 +98,16 @@ pub fn start(router: Rc<Router>, cooldown: Duration) {
             loop {
                 glommio::timer::sleep(CHECK_EVERY).await;
                 seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                // Points written since a graph's build go in first.
-                while router.with_shard(|s| s.graph_extend(EXTEND_STEP)) {
-                    glommio::executor().yield_task_queue_now().await;
-                }
-                let Some((name, uid, mut builder)) =
-                    router.with_shard(|s| s.ivf_next_build(seed, std::time::Instant::now()))
-                else {
+                // Points written since a graph's build go in first, once
+                // writes paused for a look (200 ms).
+                let mut pace = Pace::new(&router);
+                while pace.step(|| router.with_shard(|s| s.graph_extend(EXTEND_STEP))).await {}
+                router.with_shard(|s| s.graph_look());
+                if build_ivf(&router, seed).await {
+                    glommio::timer::sleep(cooldown).await;
+                } else {
                     build_graph(&router, seed).await;
-                    continue;
-                };
-                // Rows come over in chunks between requests.
-                let mut copied = Some(false);
-                while copied == Some(false) {
-                    copied = router.with_shard(|s| s.ivf_copy_rows(&name, uid, &mut builder));
-                    glommio::executor().yield_task_queue_now().await;
                 }
-                if copied.is_none() {
-                    continue; // the partition was dropped
-                }
-                while !builder.step() {
-                    glommio::executor().yield_task_queue_now().await;
-                }
-                let index = builder.finish();
-                router.metrics.index_builds_total.set(router.metrics.index_builds_total.get() + 1);
-                router.with_shard(|s| s.ivf_install(&name, uid, index));
-                glommio::timer::sleep(cooldown).await;
             }
         },
         queue,

@@ -94,6 +94,14 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Requests this shard has started serving (the indexer paces itself
+    /// by it).
+    pub fn requests_started(&self) -> u64 {
+        self.requests_total.get()
+    }
+}
+
+impl Metrics {
     pub fn request_started(&self) {
         bump(&self.requests_total, 1);
         bump(&self.in_flight, 1);

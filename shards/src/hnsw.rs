@@ -486,7 +486,7 @@ impl Hnsw {
 /// Beam widths the calibration measures.
 pub const EF_LADDER: [usize; 12] = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512];
 /// Work per builder step (inserts go on until this much time passed).
-const STEP_TIME: std::time::Duration = std::time::Duration::from_micros(500);
+const STEP_TIME: std::time::Duration = std::time::Duration::from_micros(150);
 
 enum Phase {
     Copy,
@@ -574,7 +574,7 @@ impl GraphBuilder {
             Phase::Calibrate => {
                 let rows = &self.rows;
                 let g = &*graph;
-                let done = self.calib.step(rows, 4096, |q: &CalibQuery| {
+                let done = self.calib.step(rows, 1024, |q: &CalibQuery| {
                     let t = std::time::Instant::now();
                     let me = q.me;
                     let hq = HnswQuery { query: q.query, metric: q.metric, k: CALIB_K, ef: q.ladder[q.rung] };

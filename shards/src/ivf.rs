@@ -19,9 +19,9 @@ use crate::topk::{Scored, TopK};
 
 /// Fewest points for which a partition gets an index.
 pub const MIN_POINTS: usize = 2048;
-/// Multiply-adds a builder step may do (about half a millisecond), so the
+/// Multiply-adds a builder step may do (about a tenth of a millisecond), so the
 /// shard gets control back often.
-const STEP_WORK: usize = 2_000_000;
+const STEP_WORK: usize = 500_000;
 const TRAIN_ITERS: usize = 8;
 /// Training sample: this many points per list (k-means cost is linear in it).
 const TRAIN_PER_LIST: usize = 32;

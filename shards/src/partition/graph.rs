@@ -4,8 +4,9 @@
 //!
 //! A point changed after the graph's build is tombstoned in the graph and
 //! queued in `pending`: searches score pending points exactly until the
-//! indexer inserts them again (`Partition::graph_extend`), so a fresh point
-//! is found at once and a stale node never answers.
+//! indexer inserts them again (`Partition::graph_extend`, once writes
+//! pause), so a fresh point is found at once and a stale node never
+//! answers. A fifth of the graph pending or tombstoned rebuilds it.
 
 use super::{IvfChoice, Partition, SearchParams, MIN_POINTS, RESERVOIR};
 use crate::calib::Calibration;
@@ -39,6 +40,10 @@ pub(super) struct HnswState {
     build_ms: u64,
     /// Nodes when installed (tombstones count against it).
     built_nodes: usize,
+    /// Writes that touched the graph, and that count when the indexer last
+    /// looked: extension waits for writes to pause.
+    touches: u64,
+    touches_seen: u64,
 }
 
 impl std::fmt::Debug for HnswState {
@@ -79,6 +84,7 @@ impl Partition {
         if let Some(h) = &mut self.hnsw {
             h.graph.remove(id);
             h.pending.insert(id);
+            h.touches += 1;
         }
         if let Some(d) = &mut self.hnsw_build_dirty {
             d.insert(id);
@@ -99,7 +105,8 @@ impl Partition {
             && self.build_dirty.is_none()
             && self.hnsw_build_dirty.is_none()
             && self.hnsw.as_ref().is_none_or(|h| {
-                h.graph.tombstones() as f64 >= TOMBSTONE_REBUILD * h.built_nodes.max(1) as f64
+                let stale = h.graph.tombstones().max(h.pending.len());
+                stale as f64 >= TOMBSTONE_REBUILD * h.built_nodes.max(1) as f64
                     || (h.calibration.real_queries == 0 && self.reservoir.len() >= RESERVOIR)
             })
     }
@@ -119,14 +126,16 @@ impl Partition {
         let pending = self.hnsw_build_dirty.take().unwrap_or_default();
         pending.iter().for_each(|&id| graph.remove(id));
         let built_nodes = graph.nodes();
-        self.hnsw = Some(HnswState { graph, calibration, pending, build_ms, built_nodes });
+        self.hnsw = Some(HnswState { graph, calibration, pending, build_ms, built_nodes, touches: 0, touches_seen: 0 });
     }
 
-    /// Insert pending points into the graph for up to `budget`; `true` if
-    /// any are left.
+    /// Insert pending points into the graph for up to `budget`, if writes
+    /// paused since the indexer last looked (an insert costs several times
+    /// the write, so it waits for idle time rather than slow ingest down);
+    /// `true` if it may go on.
     pub fn graph_extend(&mut self, budget: Duration) -> bool {
         let t0 = Instant::now();
-        let Some(h) = &mut self.hnsw else { return false };
+        let Some(h) = self.hnsw.as_mut().filter(|h| h.touches == h.touches_seen) else { return false };
         while t0.elapsed() < budget {
             let Some(&id) = h.pending.iter().next() else { return false };
             h.pending.remove(&id);
@@ -138,8 +147,16 @@ impl Partition {
         !h.pending.is_empty()
     }
 
+    /// Pending points that may be inserted now (writes paused).
     pub fn graph_pending(&self) -> bool {
-        self.hnsw.as_ref().is_some_and(|h| !h.pending.is_empty())
+        self.hnsw.as_ref().is_some_and(|h| !h.pending.is_empty() && h.touches == h.touches_seen)
+    }
+
+    /// The indexer looked: writes after this delay extension.
+    pub fn graph_look(&mut self) {
+        if let Some(h) = &mut self.hnsw {
+            h.touches_seen = h.touches;
+        }
     }
 
     pub fn graph_status(&self) -> Option<HnswStatus> {
