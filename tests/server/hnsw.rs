@@ -71,7 +71,17 @@ fn graph_meets_targets_stays_fresh_and_survives_deleting_a_third() {
     let s = Server::start(2, &[("AIONBD_PERSISTENCE_ENABLED", "false")]);
     let (points, queries) = clustered(10_000, 23);
     load(&s, "c", &points);
-    wait_graph(&s, "c");
+    let info = wait_graph(&s, "c");
+    // The graph and the IVF index count in memory_used_bytes.
+    let index_bytes: u64 = info["index"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["bytes"].as_u64().unwrap() + p["hnsw"]["bytes"].as_u64().unwrap())
+        .sum();
+    let used = s.call("GET", "/metrics", None, 200)["memory_used_bytes"].as_u64().unwrap();
+    let raw = (points.len() * points[0].len() * 4) as u64;
+    assert!(index_bytes > raw / 2 && used >= raw + index_bytes, "used {used}, raw {raw}, indexes {index_bytes}");
     for target in [0.9, 0.95, 0.99] {
         let r = recall(&s, &queries, json!({"mode": "hnsw", "target_recall": target}));
         eprintln!("hnsw target {target}: recall@10 {r:.4}");
