@@ -34,6 +34,25 @@ const BACKGROUND_POLL: Duration = Duration::from_micros(500);
 /// Preempt timer when only request handling is busy.
 const PREEMPT_TIMER: Duration = Duration::from_millis(5);
 
+/// How often every shard wakes up whatever it is doing.
+const HEARTBEAT: Duration = Duration::from_millis(5);
+
+/// Work around a glommio 0.9 scheduler bug: when the preempt timer fires
+/// before a round runs any task queue, the executor can park although a
+/// queue is runnable, and sleeps until some I/O or timer completes (fixed
+/// upstream in glommio/glommio#53, not in a release we can use). A request
+/// whose handling was runnable then waited for the client's next request,
+/// seen as rare 30 s test timeouts under CPU contention. A pending timer
+/// bounds that sleep, so every shard keeps one.
+fn start_heartbeat() {
+    glommio::spawn_local(async {
+        loop {
+            glommio::timer::sleep(HEARTBEAT).await;
+        }
+    })
+    .detach();
+}
+
 /// A low-priority task queue for background work: `shares` against request
 /// handling's 1000, and the reactor polled every [`BACKGROUND_POLL`] while
 /// it runs, so requests arriving meanwhile are not held back.
@@ -322,6 +341,7 @@ async fn shard_main(
         s.start(router.clone());
     }
     crate::indexer::start(router.clone(), INDEX_BUILD_COOLDOWN);
+    start_heartbeat();
     let api = Rc::new(Api::new(router, shared.clone()));
     let listener = TcpListener::bind(addr).map_err(|e| format!("shard {me}: cannot listen on {addr}: {e}"))?;
     let conn_cfg = ConnConfig {

@@ -29,6 +29,9 @@ pub const MANIFEST: &str = "MANIFEST";
 const CHUNK_POINTS: usize = 512;
 /// How often a shard checks whether a snapshot is due.
 const CHECK_EVERY: Duration = Duration::from_millis(100);
+/// Marks a snapshot given up because a collection was dropped while it was
+/// exported (not a failure: it is taken again later).
+const ABORTED: &str = "aborted: ";
 /// Shares of the snapshot task queue; request handling has 1000.
 const SNAPSHOT_SHARES: usize = 50;
 
@@ -112,6 +115,10 @@ impl Snapshots {
                 self.last_file_bytes.set(bytes);
                 Some(lsn)
             }
+            Err(e) if e.starts_with(ABORTED) => {
+                eprintln!("aionbd: shard {}: snapshot restarts later: {}", self.shard_id, &e[ABORTED.len()..]);
+                None
+            }
             Err(e) => {
                 self.failed.set(self.failed.get() + 1);
                 eprintln!("aionbd: shard {}: snapshot failed (will retry): {e}", self.shard_id);
@@ -151,7 +158,13 @@ impl Snapshots {
                     next_part += 1;
                     loop {
                         let op = Op::ExportChunk { name: name.clone(), uid: *part_uid, max_points: CHUNK_POINTS };
-                        let answer = router.call(*shard, op).wait().await.map_err(|e| format!("export: {e}"))?;
+                        let answer = match router.call(*shard, op).wait().await {
+                            Ok(a) => a,
+                            // Dropped after the cut: the log holds the drop;
+                            // start over later rather than fail.
+                            Err(aionbd_shards::ShardError::Conflict(e)) => return Err(format!("{ABORTED}{e}")),
+                            Err(e) => return Err(format!("export: {e}")),
+                        };
                         let Ok(Reply::Exported { points, done }) = answer.into_reply() else {
                             return Err("unexpected answer to an export".to_string());
                         };

@@ -30,6 +30,9 @@ pub fn metric_index(m: Metric) -> usize {
 
 const METRICS: [Metric; 3] = [Metric::L2, Metric::Dot, Metric::Cosine];
 
+/// A calibration as rows: (setting, [recall l2, dot, cosine], ns per query).
+pub type CalibTable = Vec<(usize, [f32; 3], f32)>;
+
 /// Measured recall@10 and cost per setting, per metric (l2, dot, cosine).
 #[derive(Clone, Debug, Default)]
 pub struct Calibration {
@@ -43,9 +46,34 @@ pub struct Calibration {
     pub samples: [usize; 3],
     /// How many of those were real queries (all metrics).
     pub real_queries: usize,
+    /// The same measured with only a share of the points admitted (percent,
+    /// ascending), as a filter admits them: filtered searches use these.
+    pub by_share: Vec<(u32, Calibration)>,
+}
+
+/// Whether row `r` belongs to the pseudo-random `share` percent of rows a
+/// filtered calibration admits.
+pub fn in_share(r: usize, share: u32) -> bool {
+    if share >= 100 {
+        return true;
+    }
+    let mut z = (r as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    ((z ^ (z >> 31)) % 100) < share as u64
 }
 
 impl Calibration {
+    /// The calibration for searches whose filter admits `fraction` of the
+    /// points: the measured share nearest at or below it (`None` below the
+    /// smallest share measured); unfiltered searches use `self`.
+    pub fn for_fraction(&self, fraction: f64) -> Option<&Calibration> {
+        if fraction >= 1.0 {
+            return Some(self);
+        }
+        self.by_share.iter().rev().find(|(share, _)| *share as f64 <= fraction * 100.0 + 1e-9).map(|(_, c)| c)
+    }
+
     /// The smallest setting whose measured recall meets `target` with a
     /// margin of one standard error of the measurement (so a setting that
     /// only just met it on the sample is not trusted), with its measured
@@ -66,7 +94,7 @@ impl Calibration {
     }
 
     /// Per setting: (setting, [recall l2, dot, cosine], ns per query).
-    pub fn table(&self) -> Vec<(usize, [f32; 3], f32)> {
+    pub fn table(&self) -> CalibTable {
         (0..self.ladder.len())
             .map(|i| {
                 let at = |m: usize| self.recall[m].get(i).copied().unwrap_or(0.0);
@@ -166,6 +194,9 @@ pub struct Calibrator {
     probes: Vec<usize>,
     /// Rows left out of the exact answers (not in the index yet).
     held_out: Vec<bool>,
+    /// Percent of rows admitted (`in_share`), as a filter would.
+    share: u32,
+    done: bool,
     real: Vec<(Metric, Vec<f32>)>,
     ladder: Vec<usize>,
     hits: [Vec<u32>; 3],
@@ -179,6 +210,8 @@ impl Calibrator {
     pub fn new(probes: Vec<usize>, real: Vec<(Metric, Vec<f32>)>, ladder: Vec<usize>) -> Calibrator {
         Calibrator {
             held_out: Vec::new(),
+            share: 100,
+            done: false,
             hits: std::array::from_fn(|_| vec![0; ladder.len()]),
             cost: vec![(0.0, 0); ladder.len()],
             probes,
@@ -197,12 +230,27 @@ impl Calibrator {
         self.probes.iter().for_each(|&r| self.held_out[r] = true);
     }
 
+    /// Admit only the `in_share(row, share)` rows to the exact answers (the
+    /// index under test must admit the same ones).
+    pub fn admit_share(&mut self, share: u32) {
+        self.share = share;
+    }
+
+    pub fn share(&self) -> u32 {
+        self.share
+    }
+
     pub fn probes(&self) -> &[usize] {
         &self.probes
     }
 
     pub fn ladder(&self) -> &[usize] {
         &self.ladder
+    }
+
+    /// Whether every query is done (`step` returned `true`).
+    pub fn is_done(&self) -> bool {
+        self.done
     }
 
     /// Do a bounded amount of work: part of an exact scan, or one call of
@@ -216,12 +264,13 @@ impl Calibrator {
         eval: impl FnOnce(&CalibQuery) -> Vec<(Vec<Scored>, f32)>,
     ) -> bool {
         let Some(mut cur) = self.cur.take().or_else(|| self.next_job(rows)) else {
+            self.done = true;
             return true;
         };
         let Some(truth) = &cur.truth else {
             let end = (cur.scanned + scan_rows).min(rows.len());
             for r in cur.scanned..end {
-                if r != cur.me && !self.held_out.get(r).copied().unwrap_or(false) {
+                if r != cur.me && !self.held_out.get(r).copied().unwrap_or(false) && in_share(r, self.share) {
                     cur.exact.push(Scored { key: rows.key(cur.metric, &cur.query, r), id: r as u64 });
                 }
             }

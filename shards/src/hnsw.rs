@@ -10,7 +10,7 @@
 //! tombstoned: their nodes still route searches but never answer. Inserts
 //! after the build extend the graph one point at a time.
 
-use crate::calib::{spread, CalibQuery, Calibration, Calibrator, Rows, CALIB_K};
+use crate::calib::{in_share, spread, CalibQuery, Calibration, Calibrator, Rows, CALIB_K};
 use crate::distance::Metric;
 use crate::sq8::{Prepared, Sq8};
 use crate::topk::{Scored, TopK};
@@ -505,10 +505,15 @@ pub struct GraphBuilder {
     seed: u64,
     graph: Option<Hnsw>,
     held_out: Vec<bool>,
-    calib: Calibrator,
+    /// Unfiltered first, then each filtered share (`FILTER_SHARES`).
+    calibs: Vec<Calibrator>,
     phase: Phase,
     spent: std::time::Duration,
 }
+
+/// Shares of points (percent) the graph is also calibrated with, as broad
+/// filters admit them.
+pub const FILTER_SHARES: [u32; 2] = [10, 50];
 
 impl GraphBuilder {
     pub fn new(
@@ -521,17 +526,25 @@ impl GraphBuilder {
         let n = ids.len();
         // Probe rows spread over the partition (ids are in no useful order).
         let all: Vec<usize> = (0..n).collect();
-        let mut calib = Calibrator::new(spread(&all), real, EF_LADDER.to_vec());
-        calib.hold_out_probes(n);
+        let probes = spread(&all);
         let mut held_out = vec![false; n];
-        calib.probes().iter().for_each(|&r| held_out[r] = true);
+        probes.iter().for_each(|&r| held_out[r] = true);
+        let calibs = std::iter::once(100)
+            .chain(FILTER_SHARES)
+            .map(|share| {
+                let mut c = Calibrator::new(probes.clone(), real.clone(), EF_LADDER.to_vec());
+                c.hold_out_probes(n);
+                c.admit_share(share);
+                c
+            })
+            .collect();
         GraphBuilder {
             rows: Rows::new(ids, dim),
             params,
             seed,
             graph: None,
             held_out,
-            calib,
+            calibs,
             phase: Phase::Copy,
             spent: std::time::Duration::ZERO,
         }
@@ -574,20 +587,23 @@ impl GraphBuilder {
             Phase::Calibrate => {
                 let rows = &self.rows;
                 let g = &*graph;
-                let done = self.calib.step(rows, 1024, |q: &CalibQuery| {
+                // The first calibration not done yet (each returns done once).
+                let Some(calib) = self.calibs.iter_mut().find(|c| !c.is_done()) else {
+                    for &r in &self.calibs[0].probes().to_vec() {
+                        graph.insert(r as u64, rows.row(r), rows.norm(r));
+                    }
+                    return true;
+                };
+                let share = calib.share();
+                calib.step(rows, 1024, |q: &CalibQuery| {
                     let t = std::time::Instant::now();
                     let me = q.me;
                     let hq = HnswQuery { query: q.query, metric: q.metric, k: CALIB_K, ef: q.ladder[q.rung] };
-                    let found =
-                        g.search(&hq, |key| key as usize != me, |key| Some(rows.key(q.metric, q.query, key as usize)));
+                    let admit = |key: u64| key as usize != me && in_share(key as usize, share);
+                    let found = g.search(&hq, admit, |key| Some(rows.key(q.metric, q.query, key as usize)));
                     vec![(found, t.elapsed().as_nanos() as f32)]
                 });
-                if done {
-                    for &r in self.calib.probes() {
-                        graph.insert(r as u64, rows.row(r), rows.norm(r));
-                    }
-                }
-                self.phase = if done { Phase::Done } else { Phase::Calibrate };
+                self.phase = Phase::Calibrate;
             }
             Phase::Done => return true,
         }
@@ -600,7 +616,10 @@ impl GraphBuilder {
         let mut graph = self.graph.expect("finish after the rows were copied");
         let ids = self.rows.ids;
         graph.rekey(|row| ids[row as usize]);
-        (graph, self.calib.finish(), self.spent.as_millis() as u64)
+        let mut calibs = self.calibs.into_iter().map(|c| (c.share(), c.finish()));
+        let (_, mut calibration) = calibs.next().expect("the unfiltered calibration");
+        calibration.by_share = calibs.collect();
+        (graph, calibration, self.spent.as_millis() as u64)
     }
 }
 

@@ -114,8 +114,9 @@ impl Api {
                             "m": g.m,
                             "ef_construction": g.ef_construction,
                             "calibration_real_queries": g.real_queries,
-                            "calibration": g.calibration.iter().map(|(ef, r, ns)| serde_json::json!({
-                                "ef": ef, "recall_l2": r[0], "recall_dot": r[1], "recall_cosine": r[2], "us_per_query": ns / 1e3
+                            "calibration": ef_table(&g.calibration),
+                            "calibration_filtered": g.calibration_by_share.iter().map(|(share, t)| serde_json::json!({
+                                "admitted_percent": share, "calibration": ef_table(t)
                             })).collect::<Vec<_>>(),
                         });
                     }
@@ -135,4 +136,13 @@ impl Api {
         self.call(self.placement.home(&name), Op::DeleteCollection { name: name.clone() }).await?;
         json(&serde_json::json!({"name": name, "deleted": true}))
     }
+}
+
+/// A graph calibration table as JSON rows.
+fn ef_table(t: &[(usize, [f32; 3], f32)]) -> Vec<serde_json::Value> {
+    t.iter()
+        .map(|(ef, r, ns)| {
+            serde_json::json!({"ef": ef, "recall_l2": r[0], "recall_dot": r[1], "recall_cosine": r[2], "us_per_query": ns / 1e3})
+        })
+        .collect()
 }

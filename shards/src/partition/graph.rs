@@ -65,15 +65,13 @@ pub struct HnswStatus {
     pub ef_construction: usize,
     pub real_queries: usize,
     /// (ef, recall@10 for l2, dot, cosine, ns per query)
-    pub calibration: Vec<(usize, [f32; 3], f32)>,
+    pub calibration: crate::calib::CalibTable,
+    /// The same with a share (percent) of the points admitted.
+    pub calibration_by_share: Vec<(u32, crate::calib::CalibTable)>,
 }
 
 /// Fraction of nodes tombstoned that triggers a rebuild.
 const TOMBSTONE_REBUILD: f64 = 0.2;
-/// Filters matching less than this fraction of a partition make `auto`
-/// answer exactly rather than walk the graph (a walk visits about ef / f
-/// nodes to find ef matches).
-const GRAPH_FILTER_MIN: f64 = 0.05;
 
 impl Partition {
     pub fn set_graph_params(&mut self, p: crate::hnsw::HnswParams) {
@@ -177,6 +175,8 @@ impl Partition {
             ef_construction: p.ef_construction,
             real_queries: h.map_or(0, |h| h.calibration.real_queries),
             calibration: h.map_or(Vec::new(), |h| h.calibration.table()),
+            calibration_by_share: h
+                .map_or(Vec::new(), |h| h.calibration.by_share.iter().map(|(s, c)| (*s, c.table())).collect()),
         })
     }
 
@@ -239,12 +239,17 @@ impl Partition {
     /// (ef, calibrated recall, ns per query) for a graph search.
     fn graph_plan(&self, params: &SearchParams, choice: &IvfChoice, fraction: f64) -> Option<(usize, f32, f32)> {
         let h = self.hnsw.as_ref()?;
-        let c = &h.calibration;
-        let widest = *c.ladder.last()?;
         let forced = choice.forced == Some(IndexKind::Hnsw);
-        if !forced && fraction < GRAPH_FILTER_MIN {
-            return None;
-        }
+        // A filtered walk uses the calibration measured with a share of the
+        // points admitted at or below the filter's (10 % or 50 %); `auto`
+        // does not walk the graph for narrower filters (a walk visits about
+        // ef / share nodes to find ef matches).
+        let c = match h.calibration.for_fraction(fraction) {
+            Some(c) => c,
+            None if forced => h.calibration.by_share.first().map_or(&h.calibration, |(_, c)| c),
+            None => return None,
+        };
+        let widest = *c.ladder.last()?;
         let at = |ef: usize| {
             let i = c.ladder.iter().rposition(|&e| e <= ef).unwrap_or(0);
             (ef, c.recall_at(params.metric, ef), c.cost_ns.get(i).copied().unwrap_or(f32::INFINITY))
