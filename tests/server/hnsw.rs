@@ -3,7 +3,7 @@
 //! inserts and tombstones, and filtered searches that meet their target.
 
 use crate::harness::Server;
-use crate::ivf::{clustered, ids, load, topk};
+use crate::ivf::{clustered, ids, load, topk, INDEX_TEST_ENV};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -50,7 +50,7 @@ fn recall(s: &Server, queries: &[Vec<f32>], extra: Value) -> f64 {
 
 #[test]
 fn a_beam_as_wide_as_the_collection_equals_exact() {
-    let s = Server::start(1, &[("AIONBD_PERSISTENCE_ENABLED", "false")]);
+    let s = Server::start(1, INDEX_TEST_ENV);
     let (points, queries) = clustered(2_500, 21);
     load(&s, "c", &points);
     wait_graph(&s, "c");
@@ -68,7 +68,7 @@ fn a_beam_as_wide_as_the_collection_equals_exact() {
 
 #[test]
 fn graph_meets_targets_stays_fresh_and_survives_deleting_a_third() {
-    let s = Server::start(2, &[("AIONBD_PERSISTENCE_ENABLED", "false")]);
+    let s = Server::start(2, INDEX_TEST_ENV);
     let (points, queries) = clustered(10_000, 23);
     load(&s, "c", &points);
     let info = wait_graph(&s, "c");
@@ -115,7 +115,7 @@ fn graph_meets_targets_stays_fresh_and_survives_deleting_a_third() {
 
 #[test]
 fn filtered_searches_meet_the_target_at_each_selectivity() {
-    let s = Server::start(2, &[("AIONBD_PERSISTENCE_ENABLED", "false")]);
+    let s = Server::start(2, INDEX_TEST_ENV);
     let (points, queries) = clustered(10_000, 29);
     load(&s, "c", &points);
     wait_graph(&s, "c");
@@ -132,7 +132,7 @@ fn filtered_searches_meet_the_target_at_each_selectivity() {
 
 #[test]
 fn payload_indexes_answer_selective_filters_exactly_and_follow_writes() {
-    let s = Server::start(2, &[("AIONBD_PERSISTENCE_ENABLED", "false")]);
+    let s = Server::start(2, INDEX_TEST_ENV);
     let (points, queries) = clustered(6_000, 31);
     load(&s, "c", &points);
     // Brute force over the points whose payload `n` (= id) is below 60.
