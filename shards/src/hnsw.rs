@@ -10,7 +10,9 @@
 //! tombstoned: their nodes still route searches but never answer. Inserts
 //! after the build extend the graph one point at a time.
 
-use crate::calib::{in_share, spread, CalibQuery, Calibration, Calibrator, Rows, CALIB_K};
+mod build;
+pub use build::{GraphBuilder, EF_LADDER, FILTER_SHARES};
+
 use crate::distance::Metric;
 use crate::sq8::{Prepared, Sq8};
 use crate::topk::{Scored, TopK};
@@ -480,146 +482,6 @@ impl Hnsw {
             .filter(|(_, (_, &d))| !d)
             .map(|(n, (&k, _))| (k, n as u32))
             .collect();
-    }
-}
-
-/// Beam widths the calibration measures.
-pub const EF_LADDER: [usize; 12] = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512];
-/// Work per builder step (inserts go on until this much time passed).
-const STEP_TIME: std::time::Duration = std::time::Duration::from_micros(150);
-
-enum Phase {
-    Copy,
-    Insert { next: usize },
-    Calibrate,
-    Done,
-}
-
-/// Builds an [`Hnsw`] over a copy of a partition's rows in bounded steps:
-/// inserts every row but the calibration sample, calibrates with that
-/// sample (unseen by the graph, like real queries) and the real queries,
-/// then inserts the sample too.
-pub struct GraphBuilder {
-    rows: Rows,
-    params: HnswParams,
-    seed: u64,
-    graph: Option<Hnsw>,
-    held_out: Vec<bool>,
-    /// Unfiltered first, then each filtered share (`FILTER_SHARES`).
-    calibs: Vec<Calibrator>,
-    phase: Phase,
-    spent: std::time::Duration,
-}
-
-/// Shares of points (percent) the graph is also calibrated with, as broad
-/// filters admit them.
-pub const FILTER_SHARES: [u32; 2] = [10, 50];
-
-impl GraphBuilder {
-    pub fn new(
-        ids: Vec<u64>,
-        dim: usize,
-        params: HnswParams,
-        seed: u64,
-        real: Vec<(Metric, Vec<f32>)>,
-    ) -> GraphBuilder {
-        let n = ids.len();
-        // Probe rows spread over the partition (ids are in no useful order).
-        let all: Vec<usize> = (0..n).collect();
-        let probes = spread(&all);
-        let mut held_out = vec![false; n];
-        probes.iter().for_each(|&r| held_out[r] = true);
-        let calibs = std::iter::once(100)
-            .chain(FILTER_SHARES)
-            .map(|share| {
-                let mut c = Calibrator::new(probes.clone(), real.clone(), EF_LADDER.to_vec());
-                c.hold_out_probes(n);
-                c.admit_share(share);
-                c
-            })
-            .collect();
-        GraphBuilder {
-            rows: Rows::new(ids, dim),
-            params,
-            seed,
-            graph: None,
-            held_out,
-            calibs,
-            phase: Phase::Copy,
-            spent: std::time::Duration::ZERO,
-        }
-    }
-
-    /// Copy the next chunk of rows (see [`Rows::copy`]); `true` once all
-    /// are in.
-    pub fn copy_rows<'a>(&mut self, get: impl Fn(u64) -> Option<(&'a [f32], f32)>) -> bool {
-        if !self.rows.copy(get) {
-            return false;
-        }
-        let rows = &self.rows;
-        let sq = Sq8::fit(rows.dim, (0..rows.len()).step_by(7).map(|r| rows.row(r)));
-        self.graph = Some(Hnsw::new(rows.dim, self.params, sq, self.seed));
-        self.phase = Phase::Insert { next: 0 };
-        true
-    }
-
-    /// Do about half a millisecond of work; `true` once complete.
-    pub fn step(&mut self) -> bool {
-        let t0 = std::time::Instant::now();
-        let done = self.step_inner(t0);
-        self.spent += t0.elapsed();
-        done
-    }
-
-    fn step_inner(&mut self, t0: std::time::Instant) -> bool {
-        let Some(graph) = self.graph.as_mut() else { return false };
-        match std::mem::replace(&mut self.phase, Phase::Done) {
-            Phase::Copy => self.phase = Phase::Copy,
-            Phase::Insert { mut next } => {
-                while next < self.rows.len() && t0.elapsed() < STEP_TIME {
-                    if !self.held_out[next] {
-                        graph.insert(next as u64, self.rows.row(next), self.rows.norm(next));
-                    }
-                    next += 1;
-                }
-                self.phase = if next < self.rows.len() { Phase::Insert { next } } else { Phase::Calibrate };
-            }
-            Phase::Calibrate => {
-                let rows = &self.rows;
-                let g = &*graph;
-                // The first calibration not done yet (each returns done once).
-                let Some(calib) = self.calibs.iter_mut().find(|c| !c.is_done()) else {
-                    for &r in &self.calibs[0].probes().to_vec() {
-                        graph.insert(r as u64, rows.row(r), rows.norm(r));
-                    }
-                    return true;
-                };
-                let share = calib.share();
-                calib.step(rows, 1024, |q: &CalibQuery| {
-                    let t = std::time::Instant::now();
-                    let me = q.me;
-                    let hq = HnswQuery { query: q.query, metric: q.metric, k: CALIB_K, ef: q.ladder[q.rung] };
-                    let admit = |key: u64| key as usize != me && in_share(key as usize, share);
-                    let found = g.search(&hq, admit, |key| Some(rows.key(q.metric, q.query, key as usize)));
-                    vec![(found, t.elapsed().as_nanos() as f32)]
-                });
-                self.phase = Phase::Calibrate;
-            }
-            Phase::Done => return true,
-        }
-        false
-    }
-
-    /// The finished graph keyed by point id, its calibration and the
-    /// milliseconds of work it took.
-    pub fn finish(self) -> (Hnsw, Calibration, u64) {
-        let mut graph = self.graph.expect("finish after the rows were copied");
-        let ids = self.rows.ids;
-        graph.rekey(|row| ids[row as usize]);
-        let mut calibs = self.calibs.into_iter().map(|c| (c.share(), c.finish()));
-        let (_, mut calibration) = calibs.next().expect("the unfiltered calibration");
-        calibration.by_share = calibs.collect();
-        (graph, calibration, self.spent.as_millis() as u64)
     }
 }
 
