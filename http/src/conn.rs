@@ -40,6 +40,41 @@ pub trait Service {
 }
 
 const READ_CHUNK: usize = 64 * 1024;
+/// After an error answer, how long and how much of what the peer still
+/// sends is read and dropped before the socket closes (see `linger`).
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 64 << 20;
+
+/// Send an error answer and close gracefully: half-close, then read and
+/// drop what the peer is still sending (say the rest of a body over the
+/// limit) until it closes, for at most `LINGER_TIME` / `LINGER_BYTES`.
+/// Closing with unread bytes makes the kernel reset the connection, and a
+/// reset can destroy the answer before the client reads it: a client
+/// uploading a 2 MB body would see "connection reset" instead of the 413.
+async fn fail<S, F, SF>(stream: &mut S, out: &[u8], chunk: &mut [u8], sleep: F) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: Fn(Duration) -> SF,
+    SF: Future<Output = ()>,
+{
+    stream.write_all(out).await?;
+    stream.flush().await?;
+    stream.close().await?;
+    let (t0, mut drained) = (Instant::now(), 0usize);
+    while drained < LINGER_BYTES {
+        let left = LINGER_TIME.saturating_sub(t0.elapsed());
+        let read = futures_lite::future::or(async { Some(stream.read(chunk).await) }, async {
+            sleep(left).await;
+            None
+        })
+        .await;
+        match read {
+            Some(Ok(n)) if n > 0 => drained += n,
+            _ => break,
+        }
+    }
+    Ok(())
+}
 
 /// Serve one connection to completion. `sleep` supplies the runtime's timer.
 pub async fn serve<S, V, F, SF>(mut stream: S, service: &V, cfg: &ConnConfig, sleep: F) -> std::io::Result<()>
@@ -86,8 +121,7 @@ where
                 }
                 Err(e) => {
                     service.error(&e).encode(false, &mut out);
-                    stream.write_all(&out).await?;
-                    return stream.flush().await;
+                    return fail(&mut stream, &out, &mut chunk, sleep).await;
                 }
             }
         }
@@ -111,8 +145,7 @@ where
             None if mid_request => {
                 let e = HttpError { status: 408, message: "request not received in time".into() };
                 service.error(&e).encode(false, &mut out);
-                stream.write_all(&out).await?;
-                return stream.flush().await;
+                return fail(&mut stream, &out, &mut chunk, sleep).await;
             }
             None => return Ok(()),
             Some(Ok(0)) => return Ok(()),
