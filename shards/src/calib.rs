@@ -33,12 +33,20 @@ const METRICS: [Metric; 3] = [Metric::L2, Metric::Dot, Metric::Cosine];
 /// A calibration as rows: (setting, [recall l2, dot, cosine], ns per query).
 pub type CalibTable = Vec<(usize, [f32; 3], f32)>;
 
-/// Measured recall@10 and cost per setting, per metric (l2, dot, cosine).
+/// Measured recall and cost per setting, per metric (l2, dot, cosine).
 #[derive(Clone, Debug, Default)]
 pub struct Calibration {
     /// The settings, ascending (more work, more recall).
     pub ladder: Vec<usize>,
+    /// The recall this partition contributes to a collection-wide top 10
+    /// split over `parts` partitions (see [`Calibration::apply_parts`]);
+    /// recall@10 of the partition itself with one partition.
     pub recall: [Vec<f32>; 3],
+    /// Per setting, the share of queries whose exact j-th nearest point
+    /// (j < 10) the index found in its top 10.
+    pub by_rank: [Vec<[f32; CALIB_K]>; 3],
+    /// Partitions per collection `recall` was computed for.
+    pub parts: usize,
     /// Mean nanoseconds per query at each setting (all metrics).
     pub cost_ns: Vec<f32>,
     /// Queries the recall was measured over, per metric: collection points
@@ -63,7 +71,42 @@ pub fn in_share(r: usize, share: u32) -> bool {
     ((z ^ (z >> 31)) % 100) < share as u64
 }
 
+/// `w[j]`: the chance that a partition holds more than `j` of a
+/// collection-wide top 10, points being spread evenly over `parts`
+/// partitions by their ids' hash (so a partition's share is binomial).
+fn rank_weights(parts: usize) -> [f64; CALIB_K] {
+    let p = 1.0 / parts.max(1) as f64;
+    let k = CALIB_K as i32;
+    let mut pmf = [0.0f64; CALIB_K + 1];
+    let mut choose = 1.0f64;
+    for (m, slot) in pmf.iter_mut().enumerate() {
+        *slot = choose * p.powi(m as i32) * (1.0 - p).powi(k - m as i32);
+        choose = choose * (k - m as i32) as f64 / (m as f64 + 1.0);
+    }
+    std::array::from_fn(|j| pmf[j + 1..].iter().sum())
+}
+
 impl Calibration {
+    /// Recompute `recall` for a collection of `parts` partitions. A
+    /// collection-wide top 10 holds M of this partition's points, its own
+    /// exact top M, M ~ Binomial(10, 1/parts); the merged answer finds as
+    /// many of them as this partition's answer holds, so the recall it
+    /// contributes is the per-rank hit rate weighted by P(M > rank). With
+    /// one partition this is recall@10; with two, the top ranks (which a
+    /// graph or list scan finds most reliably) weigh most.
+    pub fn apply_parts(&mut self, parts: usize) {
+        let w = rank_weights(parts);
+        let total: f64 = w.iter().sum();
+        for m in 0..3 {
+            self.recall[m] = self.by_rank[m]
+                .iter()
+                .map(|r| (r.iter().zip(&w).map(|(&h, &w)| h as f64 * w).sum::<f64>() / total) as f32)
+                .collect();
+        }
+        self.parts = parts.max(1);
+        self.by_share.iter_mut().for_each(|(_, c)| c.apply_parts(parts));
+    }
+
     /// The calibration for searches whose filter admits `fraction` of the
     /// points: the measured share nearest at or below it (`None` below the
     /// smallest share measured); unfiltered searches use `self`.
@@ -80,7 +123,8 @@ impl Calibration {
     /// recall and cost; `None` if none does.
     pub fn choose(&self, metric: Metric, target: f32) -> Option<(usize, f32, f32)> {
         let r = &self.recall[metric_index(metric)];
-        let samples = (self.samples[metric_index(metric)].max(1) * CALIB_K) as f32;
+        // Each query contributes about 10 / parts answers to the estimate.
+        let samples = (self.samples[metric_index(metric)].max(1) * CALIB_K) as f32 / self.parts.max(1) as f32;
         (0..self.ladder.len())
             .find(|&i| r[i] >= 1.0 || r[i] - (r[i] * (1.0 - r[i]) / samples).sqrt() >= target)
             .map(|i| (self.ladder[i], r[i], self.cost_ns.get(i).copied().unwrap_or(f32::INFINITY)))
@@ -166,17 +210,41 @@ impl Rows {
 }
 
 /// One calibration query in progress: first an exact scan of the copy (in
-/// chunks), then the index (one or more ladder settings per step).
+/// chunks) for each of its metrics at once (one dot product per row gives
+/// all three keys), then the index for each metric in turn (one or more
+/// ladder settings per step).
 struct Job {
     query: Vec<f32>,
-    metric: Metric,
+    q_norm: f32,
+    /// Every metric for a sample point, its own for a real query.
+    metrics: Vec<Metric>,
     /// The query's own row (excluded from its answers), or `usize::MAX`.
     me: usize,
-    exact: TopK,
+    exact: Vec<TopK>,
     scanned: usize,
-    truth: Option<Vec<u64>>,
+    /// The exact answers, per metric, once the scan is complete.
+    truths: Option<Vec<Vec<u64>>>,
+    /// The metric being evaluated (index into `metrics`).
+    at: usize,
     rung: usize,
+    /// Consecutive rungs that found the whole exact answer.
+    streak: u32,
 }
+
+/// The exact key of a row from its dot product with the query.
+fn key_from_dot(metric: Metric, dot: f32, q_norm: f32, x_norm: f32) -> f32 {
+    match metric {
+        Metric::L2 => (q_norm * q_norm + x_norm * x_norm - 2.0 * dot).max(0.0),
+        Metric::Dot => -dot,
+        Metric::Cosine if q_norm == 0.0 || x_norm == 0.0 => f32::NAN,
+        Metric::Cosine => -dot / (q_norm * x_norm),
+    }
+}
+
+/// Every this many evaluations (a query under one metric) walks the whole
+/// ladder (the others stop once two rungs in a row found their whole
+/// answer), so every rung's cost is measured.
+const FULL_LADDER_EVERY: usize = 8;
 
 /// One query of a calibration, for the index under test.
 pub struct CalibQuery<'a> {
@@ -199,9 +267,15 @@ pub struct Calibrator {
     done: bool,
     real: Vec<(Metric, Vec<f32>)>,
     ladder: Vec<usize>,
-    hits: [Vec<u32>; 3],
+    /// Per metric, rung and rank j: queries whose exact j-th nearest the
+    /// index found.
+    hits: [Vec<[u32; CALIB_K]>; 3],
+    /// Per metric and rank j: queries whose exact answer has a j-th point.
+    ranks: [[u32; CALIB_K]; 3],
     cost: Vec<(f64, u32)>,
     job: usize,
+    /// Evaluations finished (a query under one metric).
+    evals: usize,
     cur: Option<Box<Job>>,
 }
 
@@ -212,12 +286,14 @@ impl Calibrator {
             held_out: Vec::new(),
             share: 100,
             done: false,
-            hits: std::array::from_fn(|_| vec![0; ladder.len()]),
+            hits: std::array::from_fn(|_| vec![[0; CALIB_K]; ladder.len()]),
+            ranks: [[0; CALIB_K]; 3],
             cost: vec![(0.0, 0); ladder.len()],
             probes,
             real,
             ladder,
             job: 0,
+            evals: 0,
             cur: None,
         }
     }
@@ -267,36 +343,66 @@ impl Calibrator {
             self.done = true;
             return true;
         };
-        let Some(truth) = &cur.truth else {
+        let Some(truths) = &cur.truths else {
             let end = (cur.scanned + scan_rows).min(rows.len());
+            let dot = crate::distance::kernels().dot;
             for r in cur.scanned..end {
-                if r != cur.me && !self.held_out.get(r).copied().unwrap_or(false) && in_share(r, self.share) {
-                    cur.exact.push(Scored { key: rows.key(cur.metric, &cur.query, r), id: r as u64 });
+                if r == cur.me || self.held_out.get(r).copied().unwrap_or(false) || !in_share(r, self.share) {
+                    continue;
+                }
+                let d = dot(&cur.query, rows.row(r));
+                for (top, &m) in cur.exact.iter_mut().zip(&cur.metrics) {
+                    let key = key_from_dot(m, d, cur.q_norm, rows.norm(r));
+                    if !key.is_nan() {
+                        top.push(Scored { key, id: r as u64 });
+                    }
                 }
             }
             cur.scanned = end;
             if end == rows.len() {
-                let exact = std::mem::replace(&mut cur.exact, TopK::new(0));
-                cur.truth = Some(exact.into_sorted().into_iter().map(|s| s.id).collect());
+                let tops = std::mem::take(&mut cur.exact);
+                let truths: Vec<Vec<u64>> =
+                    tops.into_iter().map(|t| t.into_sorted().into_iter().map(|s| s.id).collect()).collect();
+                for (t, &m) in truths.iter().zip(&cur.metrics) {
+                    self.ranks[metric_index(m)][..t.len()].iter_mut().for_each(|n| *n += 1);
+                }
+                cur.truths = Some(truths);
             }
             self.cur = Some(cur);
             return false;
         };
-        let answers = eval(&CalibQuery {
-            query: &cur.query,
-            metric: cur.metric,
-            me: cur.me,
-            rung: cur.rung,
-            ladder: &self.ladder,
-        });
+        let (metric, truth) = (cur.metrics[cur.at], &truths[cur.at]);
+        let answers = eval(&CalibQuery { query: &cur.query, metric, me: cur.me, rung: cur.rung, ladder: &self.ladder });
+        let hits = &mut self.hits[metric_index(metric)];
         for (found, ns) in answers.into_iter().take(self.ladder.len() - cur.rung) {
-            let hit = found.iter().filter(|s| truth.contains(&s.id)).count();
-            self.hits[metric_index(cur.metric)][cur.rung] += hit as u32;
+            let mut all = true;
+            for (j, id) in truth.iter().enumerate() {
+                if found.iter().any(|s| s.id == *id) {
+                    hits[cur.rung][j] += 1;
+                } else {
+                    all = false;
+                }
+            }
             let c = &mut self.cost[cur.rung];
             *c = (c.0 + ns as f64, c.1 + 1);
             cur.rung += 1;
+            cur.streak = if all { cur.streak + 1 } else { 0 };
+            // Two rungs in a row found everything: a wider search finds it
+            // too (it explores what the narrower one did and more), so the
+            // remaining rungs are credited without running them.
+            if cur.streak >= 2 && !self.evals.is_multiple_of(FULL_LADDER_EVERY) {
+                for rung in &mut hits[cur.rung..] {
+                    rung[..truth.len()].iter_mut().for_each(|h| *h += 1);
+                }
+                cur.rung = self.ladder.len();
+                break;
+            }
         }
-        if cur.rung < self.ladder.len() {
+        if cur.rung == self.ladder.len() {
+            self.evals += 1;
+            (cur.at, cur.rung, cur.streak) = (cur.at + 1, 0, 0);
+        }
+        if cur.at < cur.metrics.len() {
             self.cur = Some(cur);
         } else {
             self.job += 1;
@@ -304,33 +410,54 @@ impl Calibrator {
         false
     }
 
-    /// Job `job`: probe point `job / 3` for each metric in turn, then the
-    /// real queries; `None` once all are done.
+    /// Job `job`: sample point `job` under every metric, then the real
+    /// queries, each under its own; `None` once all are done.
     fn next_job(&self, rows: &Rows) -> Option<Box<Job>> {
-        let probe_jobs = self.probes.len() * 3;
-        let (query, metric, me) = if self.job < probe_jobs {
-            let r = self.probes[self.job / 3];
-            (rows.row(r).to_vec(), METRICS[self.job % 3], r)
+        let (query, metrics, me) = if self.job < self.probes.len() {
+            let r = self.probes[self.job];
+            (rows.row(r).to_vec(), METRICS.to_vec(), r)
         } else {
-            let (m, q) = self.real.get(self.job - probe_jobs)?;
-            (q.clone(), *m, usize::MAX)
+            let (m, q) = self.real.get(self.job - self.probes.len())?;
+            (q.clone(), vec![*m], usize::MAX)
         };
-        Some(Box::new(Job { query, metric, me, exact: TopK::new(CALIB_K), scanned: 0, truth: None, rung: 0 }))
+        let q_norm = crate::partition::norm(&query);
+        Some(Box::new(Job {
+            query,
+            q_norm,
+            exact: metrics.iter().map(|_| TopK::new(CALIB_K)).collect(),
+            metrics,
+            me,
+            scanned: 0,
+            truths: None,
+            at: 0,
+            rung: 0,
+            streak: 0,
+        }))
     }
 
-    /// The measured recall and cost per setting.
+    /// The measured recall and cost per setting (recall as recall@10: see
+    /// [`Calibration::apply_parts`] for collections of several partitions).
     pub fn finish(self) -> Calibration {
-        let mut c = Calibration {
-            ladder: self.ladder,
-            cost_ns: self.cost.iter().map(|&(sum, n)| (sum / n.max(1) as f64) as f32).collect(),
-            real_queries: self.real.len(),
-            ..Default::default()
-        };
-        for (m, metric) in METRICS.into_iter().enumerate() {
-            let n = self.probes.len() + self.real.iter().filter(|(rm, _)| *rm == metric).count();
-            c.samples[m] = n;
-            c.recall[m] = self.hits[m].iter().map(|&h| h as f32 / (n * CALIB_K).max(1) as f32).collect();
+        // A rung no query ran (only possible without queries) is costed
+        // from the one below it, in proportion to the setting.
+        let mut cost_ns: Vec<f32> = Vec::with_capacity(self.ladder.len());
+        for (i, &(sum, n)) in self.cost.iter().enumerate() {
+            let c = match (n, cost_ns.last()) {
+                (0, Some(&below)) => below * self.ladder[i] as f32 / self.ladder[i - 1].max(1) as f32,
+                _ => (sum / n.max(1) as f64) as f32,
+            };
+            cost_ns.push(c);
         }
+        let mut c = Calibration { ladder: self.ladder, cost_ns, real_queries: self.real.len(), ..Default::default() };
+        for (m, metric) in METRICS.into_iter().enumerate() {
+            c.samples[m] = self.probes.len() + self.real.iter().filter(|(rm, _)| *rm == metric).count();
+            let ranks = self.ranks[m];
+            c.by_rank[m] = self.hits[m]
+                .iter()
+                .map(|h| std::array::from_fn(|j| if ranks[j] == 0 { 1.0 } else { h[j] as f32 / ranks[j] as f32 }))
+                .collect();
+        }
+        c.apply_parts(1);
         c
     }
 }
@@ -341,4 +468,69 @@ pub fn spread(candidates: &[usize]) -> Vec<usize> {
         return candidates.to_vec();
     }
     candidates.iter().step_by(candidates.len() / CALIB_QUERIES).take(CALIB_QUERIES).copied().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rank_weights_are_the_chance_of_holding_more_than_j_of_the_top() {
+        assert!(rank_weights(1).iter().all(|&w| (w - 1.0).abs() < 1e-12));
+        let w = rank_weights(2);
+        // E[M] = 10 / 2, and P(M > j) falls with j.
+        assert!((w.iter().sum::<f64>() - 5.0).abs() < 1e-9);
+        assert!(w.windows(2).all(|p| p[0] > p[1]));
+        assert!((w[0] - (1.0 - 0.5f64.powi(10))).abs() < 1e-12);
+    }
+
+    #[test]
+    fn parts_weigh_the_top_ranks() {
+        let mut c = Calibration { ladder: vec![1], ..Default::default() };
+        // Finds the best 5 always, the rest never.
+        let ranks: [f32; CALIB_K] = std::array::from_fn(|j| if j < 5 { 1.0 } else { 0.0 });
+        c.by_rank = std::array::from_fn(|_| vec![ranks]);
+        c.apply_parts(1);
+        assert!((c.recall[0][0] - 0.5).abs() < 1e-6);
+        c.apply_parts(2);
+        // With two partitions most of a partition's share of the top 10
+        // is its own top 5.
+        let w = rank_weights(2);
+        let want = w[..5].iter().sum::<f64>() / 5.0;
+        assert!((c.recall[1][0] as f64 - want).abs() < 1e-6 && want > 0.85, "{want}");
+    }
+
+    /// A calibration of an index that always finds the exact answer runs
+    /// two rungs for most queries, the whole ladder for every eighth, and
+    /// still measures recall 1 and a cost for every rung.
+    #[test]
+    fn queries_answered_fully_twice_stop_climbing() {
+        let (n, dim) = (300usize, 4usize);
+        let data: Vec<f32> = (0..n * dim).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
+        let mut rows = Rows::new((0..n as u64).collect(), dim);
+        let row = |id: u64| &data[id as usize * dim..][..dim];
+        while !rows.copy(|id| Some((row(id), crate::partition::norm(row(id))))) {}
+        let ladder = vec![1, 2, 4, 8, 16];
+        let probes: Vec<usize> = (0..16).collect();
+        let mut cal = Calibrator::new(probes, Vec::new(), ladder.clone());
+        let mut runs = 0usize;
+        while !cal.step(&rows, 1000, |q: &CalibQuery| {
+            runs += 1;
+            let mut top = TopK::new(CALIB_K);
+            for r in (0..n).filter(|&r| r != q.me) {
+                // Scored as the calibration's exact scan scores (ties and
+                // rounding alike).
+                let d = (crate::distance::kernels().dot)(q.query, rows.row(r));
+                let key = key_from_dot(q.metric, d, crate::partition::norm(q.query), rows.norm(r));
+                top.push(Scored { key, id: r as u64 });
+            }
+            vec![(top.into_sorted(), 1000.0 * q.ladder[q.rung] as f32)]
+        }) {}
+        let jobs = 16usize * 3;
+        let full = jobs.div_ceil(FULL_LADDER_EVERY);
+        assert_eq!(runs, full * ladder.len() + (jobs - full) * 2);
+        let c = cal.finish();
+        assert!(c.recall.iter().all(|r| r.iter().all(|&x| x == 1.0)), "{:?}", c.recall);
+        assert_eq!(c.cost_ns, vec![1000.0, 2000.0, 4000.0, 8000.0, 16000.0]);
+    }
 }

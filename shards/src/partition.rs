@@ -45,6 +45,9 @@ pub struct Partition {
     /// Points changed since the running graph build copied the rows.
     hnsw_build_dirty: Option<HashSet<u64>>,
     hnsw_params: crate::hnsw::HnswParams,
+    /// Partitions of this collection: calibrated recall is the share of a
+    /// collection-wide answer (see `Calibration::apply_parts`).
+    parts: usize,
     /// Indexes of the payload fields filters use (see `payload_index`).
     payload_index: crate::payload_index::PayloadIndexes,
 }
@@ -116,6 +119,35 @@ pub fn norm(v: &[f32]) -> f32 {
     (kernels().dot)(v, v).sqrt()
 }
 
+/// Exact keys of a partition's points for one query (see `exact_of`).
+#[derive(Clone, Copy)]
+pub(crate) struct ExactOf<'a> {
+    p: &'a Partition,
+    metric: Metric,
+    q: &'a [f32],
+}
+
+impl ExactOf<'_> {
+    /// The exact key of point `id` (`None`: not here).
+    pub(crate) fn get(&self, id: u64) -> Option<f32> {
+        let slot = *self.p.slot_of.get(&id)? as usize;
+        let key = exact_key(self.metric, self.q, self.p.row(slot), self.p.norms[slot]);
+        (!key.is_nan()).then_some(key)
+    }
+}
+
+impl crate::hnsw::Exact for ExactOf<'_> {
+    fn exact(&self, id: u64) -> Option<f32> {
+        self.get(id)
+    }
+
+    fn prefetch(&self, id: u64) {
+        if let Some(&slot) = self.p.slot_of.get(&id) {
+            crate::hnsw::prefetch(self.p.row(slot as usize));
+        }
+    }
+}
+
 impl Partition {
     pub fn new(dim: usize) -> Self {
         Partition {
@@ -137,6 +169,7 @@ impl Partition {
             hnsw: None,
             hnsw_build_dirty: None,
             hnsw_params: crate::hnsw::HnswParams::default(),
+            parts: 1,
             payload_index: Default::default(),
         }
     }
@@ -327,7 +360,8 @@ impl Partition {
     }
 
     /// Install a finished build; points changed since it started stay exact.
-    pub fn ivf_install(&mut self, index: Ivf) {
+    pub fn ivf_install(&mut self, mut index: Ivf) {
+        index.calibration.apply_parts(self.parts);
         let dirty = self.build_dirty.take().unwrap_or_default();
         self.ivf = Some(IvfState { index, dirty });
     }
@@ -394,12 +428,8 @@ impl Partition {
 
     /// The current exact key of a point for `q` (`None`: gone, or no
     /// cosine for a zero vector): what indexes re-rank with.
-    fn exact_of<'a>(&'a self, metric: Metric, q: &'a [f32]) -> impl Fn(u64) -> Option<f32> + 'a {
-        move |id| {
-            let slot = *self.slot_of.get(&id)? as usize;
-            let key = exact_key(metric, q, self.row(slot), self.norms[slot]);
-            (!key.is_nan()).then_some(key)
-        }
+    fn exact_of<'a>(&'a self, metric: Metric, q: &'a [f32]) -> ExactOf<'a> {
+        ExactOf { p: self, metric, q }
     }
 
     /// Whether a point passes `filter` (none: every point).
@@ -423,11 +453,11 @@ impl Partition {
             .map(|q| {
                 let (exact, passes) = (self.exact_of(params.metric, q), self.passes(filter));
                 let iq = IvfQuery { query: q, metric: params.metric, k: params.k, nprobe };
-                let hits = index.search(&iq, |id| !state.dirty.contains(&id) && passes(id), &exact);
+                let hits = index.search(&iq, |id| !state.dirty.contains(&id) && passes(id), |id| exact.get(id));
                 let mut top = TopK::new(params.k);
                 hits.into_iter().for_each(|h| top.push(h));
                 for &id in &state.dirty {
-                    if let (Some(key), true) = (exact(id), passes(id)) {
+                    if let (Some(key), true) = (exact.get(id), passes(id)) {
                         top.push(Scored { key, id });
                     }
                 }

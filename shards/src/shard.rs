@@ -415,7 +415,7 @@ impl Shard {
         match op {
             Op::CreatePartition { uid, spec } => {
                 let mut data = Partition::new(spec.dimension);
-                data.set_graph_params(self.limits.hnsw);
+                data.configure(self.limits.hnsw, self.placement.partitions);
                 self.partitions.insert(spec.name.clone(), PartitionSlot { uid, spec, data, export: None });
                 Ok(Reply::Done)
             }

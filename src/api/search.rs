@@ -160,7 +160,10 @@ impl Api {
         let replies = self.scatter(&shards, || Op::Search(op.clone())).await?;
         let mut per_query: Vec<Vec<Hit>> = (0..n_queries).map(|_| Vec::new()).collect();
         let mut total = 0;
-        let mut estimated_recall: Option<f32> = None;
+        // Recall of the merged answer: each partition's calibrated share
+        // of it (see `Calibration::apply_parts`) weighted by its size, an
+        // exact partition counting 1; `None` while every one is exact.
+        let (mut recall_sum, mut approximate) = (0.0f64, false);
         let (mut ivf, mut hnsw) = (false, false);
         for r in replies {
             match r {
@@ -168,10 +171,8 @@ impl Api {
                     total += n_points;
                     ivf |= index == Some(IndexKind::Ivf);
                     hnsw |= index == Some(IndexKind::Hnsw);
-                    // A partition that answered exactly counts as recall 1.
-                    if let Some(r) = part_recall {
-                        estimated_recall = Some(estimated_recall.map_or(r, |e: f32| e.min(r)));
-                    }
+                    approximate |= part_recall.is_some();
+                    recall_sum += n_points as f64 * part_recall.unwrap_or(1.0) as f64;
                     for (acc, hits) in per_query.iter_mut().zip(part) {
                         acc.extend(hits);
                     }
@@ -182,6 +183,7 @@ impl Api {
         if total == 0 {
             return Err(ApiError::invalid(format!("collection '{name}' is empty: nothing to search")));
         }
+        let estimated_recall = approximate.then(|| (recall_sum / total as f64) as f32);
         let metrics = &self.router.metrics;
         Metrics::add(&metrics.search_queries_total, n_queries as u64);
         if mode == body::Mode::Ivf || mode == body::Mode::Hnsw {

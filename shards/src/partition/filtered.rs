@@ -46,7 +46,7 @@ impl Partition {
                 let exact = self.exact_of(params.metric, q);
                 let mut top = TopK::new(params.k);
                 for &id in candidates {
-                    if let (true, Some(key)) = (passes(id), exact(id)) {
+                    if let (true, Some(key)) = (passes(id), exact.get(id)) {
                         top.push(Scored { key, id });
                     }
                 }

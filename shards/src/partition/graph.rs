@@ -74,8 +74,10 @@ pub struct HnswStatus {
 const TOMBSTONE_REBUILD: f64 = 0.2;
 
 impl Partition {
-    pub fn set_graph_params(&mut self, p: crate::hnsw::HnswParams) {
+    /// Graph settings, and the collection's partition count.
+    pub fn configure(&mut self, p: crate::hnsw::HnswParams, parts: usize) {
         self.hnsw_params = p;
+        self.parts = parts.max(1);
     }
 
     pub(super) fn graph_touched(&mut self, id: u64) {
@@ -120,7 +122,8 @@ impl Partition {
 
     /// Install a finished graph; points changed since its copy are pending.
     pub fn graph_install(&mut self, built: (Hnsw, Calibration, u64)) {
-        let (mut graph, calibration, build_ms) = built;
+        let (mut graph, mut calibration, build_ms) = built;
+        calibration.apply_parts(self.parts);
         let pending = self.hnsw_build_dirty.take().unwrap_or_default();
         pending.iter().for_each(|&id| graph.remove(id));
         let built_nodes = graph.nodes();
@@ -269,9 +272,9 @@ impl Partition {
                 let (exact, passes) = (self.exact_of(params.metric, q), self.passes(filter));
                 let hq = HnswQuery { query: q, metric: params.metric, k: params.k, ef };
                 let mut top = TopK::new(params.k);
-                h.graph.search(&hq, &passes, &exact).into_iter().for_each(|s| top.push(s));
+                h.graph.search(&hq, &passes, exact).into_iter().for_each(|s| top.push(s));
                 for &id in &h.pending {
-                    if let (Some(key), true) = (exact(id), passes(id)) {
+                    if let (Some(key), true) = (exact.get(id), passes(id)) {
                         top.push(Scored { key, id });
                     }
                 }
