@@ -92,6 +92,20 @@ pub trait Scorer {
     fn prefetch(&self, n: u32, whole: bool);
 }
 
+/// Full-precision scoring of the candidates a walk re-ranks.
+pub trait Exact {
+    /// The exact key of the point with graph key `key` (`None`: gone).
+    fn exact(&self, key: u64) -> Option<f32>;
+    /// Start loading what `exact(key)` will read (a hint).
+    fn prefetch(&self, _key: u64) {}
+}
+
+impl<F: Fn(u64) -> Option<f32>> Exact for F {
+    fn exact(&self, key: u64) -> Option<f32> {
+        self(key)
+    }
+}
+
 /// Scoring by the graph's own codes.
 struct Codes<'a> {
     g: &'a Hnsw,
@@ -417,12 +431,7 @@ impl Hnsw {
 
     /// Approximate top-k over the codes, re-ranked by `exact` (`None`: the
     /// point is gone); `accept` filters by key. Keys are "lower is better".
-    pub fn search(
-        &self,
-        q: &HnswQuery,
-        accept: impl FnMut(u64) -> bool,
-        exact: impl FnMut(u64) -> Option<f32>,
-    ) -> Vec<Scored> {
+    pub fn search(&self, q: &HnswQuery, accept: impl FnMut(u64) -> bool, exact: impl Exact) -> Vec<Scored> {
         let prep = self.sq.prepare(q.query, q.metric);
         self.search_by(&Codes { g: self, prep: &prep }, q.k, q.ef, accept, exact)
     }
@@ -435,7 +444,7 @@ impl Hnsw {
         k: usize,
         ef: usize,
         mut accept: impl FnMut(u64) -> bool,
-        mut exact: impl FnMut(u64) -> Option<f32>,
+        exact: impl Exact,
     ) -> Vec<Scored> {
         if self.keys.is_empty() || k == 0 {
             return Vec::new();
@@ -450,10 +459,13 @@ impl Hnsw {
         // on the data measured (the calibration measures it either way).
         let mut found = found.into_sorted_vec();
         found.truncate((2 * k).max(20));
+        // The full vectors are mostly out of cache: ask for all of them
+        // first so their loads overlap.
+        found.iter().for_each(|c| exact.prefetch(self.keys[c.n as usize]));
         let mut top = TopK::new(k);
         for c in found {
             let key = self.keys[c.n as usize];
-            if let Some(e) = exact(key) {
+            if let Some(e) = exact.exact(key) {
                 top.push(Scored { key: e, id: key });
             }
         }
@@ -485,9 +497,11 @@ impl Hnsw {
     }
 }
 
-/// Ask the CPU to start loading `code` (every 64-byte line of it).
+/// Ask the CPU to start loading `data` (every 64-byte line of it).
 #[inline(always)]
-fn prefetch(code: &[u8]) {
+pub fn prefetch<T>(data: &[T]) {
+    // SAFETY: the bytes of a slice of plain values, read-only.
+    let code = unsafe { std::slice::from_raw_parts(data.as_ptr() as *const u8, std::mem::size_of_val(data)) };
     #[cfg(target_arch = "x86_64")]
     for line in code.chunks(64) {
         // SAFETY: prefetching is a hint; the pointer is valid (from a slice).
