@@ -7,7 +7,9 @@
 //! Run: `cargo bench --bench ivf_http -- --data ../shared/data/debian-minilm`
 //! Options: `--queries N` (default 500), `--seconds S` for the 8-client
 //! phases (default 5), `--metric dot|l2|cosine` (default dot),
-//! `--partitions 1|2` per collection (default 2, one per shard).
+//! `--partitions 1|2` per collection (default 2, one per shard),
+//! `--hnsw-only` (exact, hnsw and auto rows, no IVF rows, no filtered table:
+//! what `scripts/hnsw_http_compare.sh` runs between two hnswlib runs).
 
 mod common;
 
@@ -70,6 +72,7 @@ fn concurrent(addr: &str, bodies: &[Vec<u8>], clients: usize, seconds: f64) -> f
 fn main() {
     let mut data = PathBuf::from("../shared/data/debian-minilm");
     let (mut n_queries, mut seconds, mut metric, mut partitions) = (500usize, 5.0f64, "dot".to_owned(), 2usize);
+    let mut hnsw_only = false;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = || it.next().unwrap_or_else(|| panic!("{a} needs a value"));
@@ -79,6 +82,7 @@ fn main() {
             "--seconds" => seconds = val().parse().unwrap(),
             "--metric" => metric = val(),
             "--partitions" => partitions = val().parse().unwrap(),
+            "--hnsw-only" => hnsw_only = true,
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -146,30 +150,38 @@ fn main() {
     let recal = t1.elapsed();
     let (eq, ..) = run_one(&addr, &exact, &gt);
     let mut configs: Vec<(String, Vec<u8>)> = vec![("exact".into(), Vec::new())];
-    for n in [1, 2, 4, 8, 16, 32, 64] {
+    for n in [1, 2, 4, 8, 16, 32, 64].into_iter().filter(|_| !hnsw_only) {
         configs.push((format!("ivf nprobe={n}"), format!(r#","mode":"ivf","nprobe":{n}"#).into_bytes()));
     }
-    for ef in [16, 32, 64, 128] {
+    for ef in [16, 20, 24, 32, 64, 128] {
         configs.push((format!("hnsw ef={ef}"), format!(r#","mode":"hnsw","ef":{ef}"#).into_bytes()));
     }
     for t in [0.8, 0.9, 0.95, 0.99] {
         configs.push((format!("auto target={t}"), format!(r#","mode":"auto","target_recall":{t}"#).into_bytes()));
     }
+    let mut recalls = std::collections::HashMap::new();
     for (label, extra) in &configs {
         let bodies = if label == "exact" { exact.clone() } else { qs(std::str::from_utf8(extra).unwrap()) };
         let (qps, p50, p99, recall, mode, est) = run_one(&addr, &bodies, &gt);
         println!("| {label} ({mode}) | {recall:.4} | {est:.3} | {qps:.0} | {p50:.2} | {p99:.2} | {:.1}x |", qps / eq);
+        recalls.insert(label.clone(), recall);
     }
     println!();
     let auto95 = qs(r#","mode":"auto","target_recall":0.95"#);
     let e8 = concurrent(&addr, &exact, 8, seconds);
     let a8 = concurrent(&addr, &auto95, 8, seconds);
-    println!("8 clients: exact {e8:.0} QPS, auto 0.95 {a8:.0} QPS = {:.1}x", a8 / e8);
-    for ef in [32, 64, 128] {
+    println!(
+        "8 clients: exact {e8:.0} QPS, auto 0.95 {a8:.0} QPS = {:.1}x (recall {:.4})",
+        a8 / e8,
+        recalls["auto target=0.95"]
+    );
+    for ef in [16, 20, 24, 32, 64, 128] {
         let h = concurrent(&addr, &qs(&format!(r#","mode":"hnsw","ef":{ef}"#)), 8, seconds);
-        println!("8 clients: hnsw ef={ef} {h:.0} QPS");
+        println!("8 clients: hnsw ef={ef} {h:.0} QPS (recall {:.4})", recalls[&format!("hnsw ef={ef}")]);
     }
-    filtered(&addr, &queries, n_queries, &metric, base.rows);
+    if !hnsw_only {
+        filtered(&addr, &queries, n_queries, &metric, base.rows);
+    }
     println!(
         "warm-up: exact {during:.0} QPS while the first recalibrating rebuild ran ({eq:.0} after); \
          it ended {:.1} s after the warm-up queries",

@@ -4,6 +4,7 @@ bytes per vector, and recall@10 / QPS per ef with 1 and 2 query threads.
 Prints one JSON object per line, like `hnsw_engine --json`.
 
 Usage: hnswlib_bench.py DATA_DIR [--m 16] [--ef-construction 100] [--queries 1000]
+                        [--efs 16,24,32] [--no-single-thread-build]
 """
 import argparse
 import json
@@ -28,6 +29,8 @@ def main():
     ap.add_argument("--m", type=int, default=16)
     ap.add_argument("--ef-construction", type=int, default=100)
     ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--efs", default=",".join(map(str, EFS)))
+    ap.add_argument("--no-single-thread-build", action="store_true")
     a = ap.parse_args()
     base = xvecs(os.path.join(a.data, "base.fvecs"), np.float32)
     queries = xvecs(os.path.join(a.data, "queries.fvecs"), np.float32)[: a.queries]
@@ -41,14 +44,14 @@ def main():
         index.add_items(base, np.arange(n), num_threads=threads)
         return index, time.perf_counter() - t
 
-    _, build1 = build(1)
+    build1 = None if a.no_single_thread_build else build(1)[1]
     index, build2 = build(2)
     # Level-0 links and data per element, plus the upper levels' share.
     size_per = index.index_file_size() / n if hasattr(index, "index_file_size") else None
     print(json.dumps({"engine": "hnswlib", "m": a.m, "ef_construction": a.ef_construction,
-                      "build_s_1_thread": round(build1, 3), "build_s_2_threads": round(build2, 3),
+                      "build_s_1_thread": build1 and round(build1, 3), "build_s_2_threads": round(build2, 3),
                       "bytes_per_vector": round(size_per) if size_per else None}), flush=True)
-    for ef in EFS:
+    for ef in [int(e) for e in a.efs.split(",")]:
         index.set_ef(ef)
         row = {"engine": "hnswlib", "ef": ef}
         for threads in (1, 2):
