@@ -98,6 +98,12 @@ pub trait Exact {
     fn exact(&self, key: u64) -> Option<f32>;
     /// Start loading what `exact(key)` will read (a hint).
     fn prefetch(&self, _key: u64) {}
+    /// The exact keys of `keys`, in order: all loads are started first so
+    /// they overlap (the rows are mostly out of cache).
+    fn exact_all(&self, keys: &[u64]) -> Vec<Option<f32>> {
+        keys.iter().for_each(|&k| self.prefetch(k));
+        keys.iter().map(|&k| self.exact(k)).collect()
+    }
 }
 
 impl<F: Fn(u64) -> Option<f32>> Exact for F {
@@ -459,14 +465,11 @@ impl Hnsw {
         // on the data measured (the calibration measures it either way).
         let mut found = found.into_sorted_vec();
         found.truncate((2 * k).max(20));
-        // The full vectors are mostly out of cache: ask for all of them
-        // first so their loads overlap.
-        found.iter().for_each(|c| exact.prefetch(self.keys[c.n as usize]));
+        let keys: Vec<u64> = found.iter().map(|c| self.keys[c.n as usize]).collect();
         let mut top = TopK::new(k);
-        for c in found {
-            let key = self.keys[c.n as usize];
-            if let Some(e) = exact.exact(key) {
-                top.push(Scored { key: e, id: key });
+        for (key, e) in keys.iter().zip(exact.exact_all(&keys)) {
+            if let Some(e) = e {
+                top.push(Scored { key: e, id: *key });
             }
         }
         top.into_sorted()

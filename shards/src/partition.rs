@@ -22,7 +22,10 @@ pub struct Partition {
     vectors: Vec<f32>,
     norms: Vec<f32>,
     payloads: Vec<Payload>,
-    slot_of: HashMap<u64, u32>,
+    /// Point id -> slot. ahash (randomly seeded, so crafted ids cannot
+    /// force collisions) instead of SipHash: re-ranking looks up every
+    /// candidate, and SipHash was a visible share of a graph search.
+    slot_of: HashMap<u64, u32, ahash::RandomState>,
     payload_bytes: usize,
     /// The IVF index, if built, and the points changed since its build
     /// (searched exactly; their list entries are skipped).
@@ -141,10 +144,18 @@ impl crate::hnsw::Exact for ExactOf<'_> {
         self.get(id)
     }
 
-    fn prefetch(&self, id: u64) {
-        if let Some(&slot) = self.p.slot_of.get(&id) {
-            crate::hnsw::prefetch(self.p.row(slot as usize));
-        }
+    /// One slot lookup per point: prefetch every row, then score.
+    fn exact_all(&self, ids: &[u64]) -> Vec<Option<f32>> {
+        let slots: Vec<Option<usize>> = ids.iter().map(|id| self.p.slot_of.get(id).map(|&s| s as usize)).collect();
+        slots.iter().flatten().for_each(|&s| crate::hnsw::prefetch(self.p.row(s)));
+        slots
+            .iter()
+            .map(|s| {
+                let s = (*s)?;
+                let key = exact_key(self.metric, self.q, self.p.row(s), self.p.norms[s]);
+                (!key.is_nan()).then_some(key)
+            })
+            .collect()
     }
 }
 
@@ -156,7 +167,7 @@ impl Partition {
             vectors: Vec::new(),
             norms: Vec::new(),
             payloads: Vec::new(),
-            slot_of: HashMap::new(),
+            slot_of: HashMap::default(),
             payload_bytes: 0,
             ivf: None,
             build_dirty: None,
