@@ -7,8 +7,9 @@
 //! exactly until the next build (`shards::partition`).
 //!
 //! Pacing: between steps the task yields the CPU; while the shard is
-//! serving requests it also rests three times as long as the step took, so
-//! index work takes at most a quarter of a busy shard. (Glommio's shares
+//! serving requests it also rests three times as long as the step took
+//! (eight times while it takes writes), so index work takes at most a
+//! quarter of a busy shard (a ninth of an ingesting one). (Glommio's shares
 //! alone do not bound it: a request queue that waits on I/O loses its turn
 //! credit, and the background queue runs a step at each of its wake-ups.)
 

@@ -41,7 +41,7 @@ pub trait Service {
 
 const READ_CHUNK: usize = 64 * 1024;
 /// After an error answer, how long and how much of what the peer still
-/// sends is read and dropped before the socket closes (see `linger`).
+/// sends is read and dropped before the socket closes (see `fail`).
 const LINGER_TIME: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 64 << 20;
 

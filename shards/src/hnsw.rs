@@ -96,12 +96,10 @@ pub trait Scorer {
 pub trait Exact {
     /// The exact key of the point with graph key `key` (`None`: gone).
     fn exact(&self, key: u64) -> Option<f32>;
-    /// Start loading what `exact(key)` will read (a hint).
-    fn prefetch(&self, _key: u64) {}
-    /// The exact keys of `keys`, in order: all loads are started first so
-    /// they overlap (the rows are mostly out of cache).
+    /// The exact keys of `keys`, in order. The partition's implementation
+    /// starts loading every row before scoring the first (the rows are
+    /// mostly out of cache).
     fn exact_all(&self, keys: &[u64]) -> Vec<Option<f32>> {
-        keys.iter().for_each(|&k| self.prefetch(k));
         keys.iter().map(|&k| self.exact(k)).collect()
     }
 }

@@ -194,12 +194,19 @@ impl Scan {
 
 /// Exact key of `x` for `query` (lower is better), as the partition scores.
 pub fn exact_key(metric: Metric, query: &[f32], x: &[f32], x_norm: f32) -> f32 {
+    let q_norm = if metric == Metric::Cosine { (kernels().dot)(query, query).sqrt() } else { 0.0 };
+    exact_key_normed(metric, query, q_norm, x, x_norm)
+}
+
+/// [`exact_key`] with the query's norm (used by cosine only) computed once
+/// by the caller, for scoring many points against one query.
+pub fn exact_key_normed(metric: Metric, query: &[f32], q_norm: f32, x: &[f32], x_norm: f32) -> f32 {
     let kern = kernels();
     match metric {
         Metric::L2 => (kern.l2sq)(query, x),
         Metric::Dot => -(kern.dot)(query, x),
         Metric::Cosine => {
-            let qn = (kern.dot)(query, query).sqrt();
+            let qn = q_norm;
             if x_norm == 0.0 || qn == 0.0 {
                 f32::NAN
             } else {

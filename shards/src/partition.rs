@@ -5,7 +5,7 @@
 
 use crate::distance::{kernels, Kernels, Metric, QUERY_BLOCK};
 use crate::filter::Filter;
-use crate::ivf::{exact_key, Builder, Ivf, IvfQuery, MIN_POINTS};
+use crate::ivf::{exact_key_normed, Builder, Ivf, IvfQuery, MIN_POINTS};
 use crate::payload::{payload_mem_bytes, Payload};
 use crate::topk::{Scored, TopK};
 use std::collections::{HashMap, HashSet};
@@ -128,13 +128,20 @@ pub(crate) struct ExactOf<'a> {
     p: &'a Partition,
     metric: Metric,
     q: &'a [f32],
+    /// The query's norm (cosine only), computed once, not per point.
+    q_norm: f32,
 }
 
 impl ExactOf<'_> {
     /// The exact key of point `id` (`None`: not here).
     pub(crate) fn get(&self, id: u64) -> Option<f32> {
-        let slot = *self.p.slot_of.get(&id)? as usize;
-        let key = exact_key(self.metric, self.q, self.p.row(slot), self.p.norms[slot]);
+        self.at(*self.p.slot_of.get(&id)? as usize)
+    }
+
+    /// The exact key of the point in `slot` (`None`: no cosine for a zero
+    /// vector).
+    fn at(&self, slot: usize) -> Option<f32> {
+        let key = exact_key_normed(self.metric, self.q, self.q_norm, self.p.row(slot), self.p.norms[slot]);
         (!key.is_nan()).then_some(key)
     }
 }
@@ -148,14 +155,7 @@ impl crate::hnsw::Exact for ExactOf<'_> {
     fn exact_all(&self, ids: &[u64]) -> Vec<Option<f32>> {
         let slots: Vec<Option<usize>> = ids.iter().map(|id| self.p.slot_of.get(id).map(|&s| s as usize)).collect();
         slots.iter().flatten().for_each(|&s| crate::hnsw::prefetch(self.p.row(s)));
-        slots
-            .iter()
-            .map(|s| {
-                let s = (*s)?;
-                let key = exact_key(self.metric, self.q, self.p.row(s), self.p.norms[s]);
-                (!key.is_nan()).then_some(key)
-            })
-            .collect()
+        slots.iter().map(|s| self.at((*s)?)).collect()
     }
 }
 
@@ -440,7 +440,8 @@ impl Partition {
     /// The current exact key of a point for `q` (`None`: gone, or no
     /// cosine for a zero vector): what indexes re-rank with.
     fn exact_of<'a>(&'a self, metric: Metric, q: &'a [f32]) -> ExactOf<'a> {
-        ExactOf { p: self, metric, q }
+        let q_norm = if metric == Metric::Cosine { norm(q) } else { 0.0 };
+        ExactOf { p: self, metric, q, q_norm }
     }
 
     /// Whether a point passes `filter` (none: every point).
