@@ -14,7 +14,7 @@ mod build;
 pub use build::{GraphBuilder, EF_LADDER, FILTER_SHARES};
 
 use crate::distance::Metric;
-use crate::sq8::{Prepared, Sq8};
+use crate::sq8::{L2Codes, Prepared, Sq8};
 use crate::topk::{Scored, TopK};
 use std::cell::RefCell;
 use std::cmp::{Ordering, Reverse};
@@ -124,8 +124,25 @@ impl Scorer for Codes<'_> {
 
     #[inline]
     fn prefetch(&self, n: u32, whole: bool) {
-        let code = self.g.code(n);
-        prefetch(if whole { code } else { &code[..code.len().min(1)] });
+        self.g.prefetch_code(n, whole);
+    }
+}
+
+/// Squared l2 by the integer kernel (construction, and l2 searches).
+struct L2Scorer<'a> {
+    g: &'a Hnsw,
+    q: &'a L2Codes,
+}
+
+impl Scorer for L2Scorer<'_> {
+    #[inline]
+    fn dist(&self, n: u32) -> f32 {
+        self.q.key(self.g.code(n), self.g.sqs[n as usize])
+    }
+
+    #[inline]
+    fn prefetch(&self, n: u32, whole: bool) {
+        self.g.prefetch_code(n, whole);
     }
 }
 
@@ -146,6 +163,8 @@ pub struct Hnsw {
     sq: Sq8,
     codes: Vec<u8>,
     norms: Vec<f32>,
+    /// Per node `Sq8::code_sq` of its code (integer l2).
+    sqs: Vec<f32>,
     keys: Vec<u64>,
     node_of: HashMap<u64, u32>,
     /// Level-0 links, `m0` slots per node, `len0` of them used.
@@ -172,6 +191,7 @@ impl Hnsw {
             sq,
             codes: Vec::new(),
             norms: Vec::new(),
+            sqs: Vec::new(),
             keys: Vec::new(),
             node_of: HashMap::new(),
             links0: Vec::new(),
@@ -204,11 +224,12 @@ impl Hnsw {
         self.params
     }
 
-    /// Bytes of the graph (codes, links, keys, norms, the key map).
+    /// Bytes of the graph (codes, links, keys, norms, code terms, the key map).
     pub fn mem_bytes(&self) -> usize {
         let upper: usize = self.upper.iter().map(|l| 24 + l.iter().map(|v| 24 + v.capacity() * 4).sum::<usize>()).sum();
         self.codes.capacity()
             + self.norms.capacity() * 4
+            + self.sqs.capacity() * 4
             + self.keys.capacity() * 8
             + self.node_of.capacity() * 16
             + self.links0.capacity() * 4
@@ -221,6 +242,13 @@ impl Hnsw {
     #[inline]
     fn code(&self, n: u32) -> &[u8] {
         &self.codes[n as usize * self.dim..][..self.dim]
+    }
+
+    /// Start loading node `n`'s code (`whole`: every line, else the first).
+    #[inline]
+    fn prefetch_code(&self, n: u32, whole: bool) {
+        let code = self.code(n);
+        prefetch(if whole { code } else { &code[..code.len().min(1)] });
     }
 
     #[inline]
@@ -278,6 +306,7 @@ impl Hnsw {
         let level = self.random_level();
         self.sq.encode(x, &mut self.codes);
         self.norms.push(norm);
+        self.sqs.push(self.sq.code_sq(self.code(node)));
         self.keys.push(key);
         self.node_of.insert(key, node);
         self.links0.resize(self.links0.len() + self.m0, 0);
@@ -290,8 +319,8 @@ impl Hnsw {
             return;
         }
         // Look for neighbours by l2 from the point's own vector to the codes.
-        let prep = self.sq.prepare(x, Metric::L2);
-        let sc = Codes { g: self, prep: &prep };
+        let q = self.sq.l2_query(x);
+        let sc = L2Scorer { g: self, q: &q };
         let mut cur = Near { d: sc.dist(self.entry), n: self.entry };
         for l in (level + 1..=self.max_level).rev() {
             cur = self.greedy(&sc, cur, l);
@@ -327,9 +356,9 @@ impl Hnsw {
             self.set_links(from, level, &next);
             return;
         }
-        let fc = self.code(from);
+        let fq = self.sq.l2_code(self.code(from), self.sqs[from as usize]);
         let mut cands: Vec<Near> =
-            cur.iter().chain([&to]).map(|&n| Near { d: self.sq.code_l2(fc, self.code(n)), n }).collect();
+            cur.iter().chain([&to]).map(|&n| Near { d: fq.key(self.code(n), self.sqs[n as usize]), n }).collect();
         cands.sort();
         let keep = self.select(&cands, cap);
         self.set_links(from, level, &keep);
@@ -339,17 +368,18 @@ impl Hnsw {
     /// candidate only if it is nearer to the point than to every one kept,
     /// so links spread in different directions.
     fn select(&self, cands: &[Near], m: usize) -> Vec<u32> {
-        let mut out: Vec<Near> = Vec::with_capacity(m);
+        // Each kept node is prepared once to score the candidates after it.
+        let mut out: Vec<(u32, L2Codes)> = Vec::with_capacity(m);
         for c in cands {
             if out.len() >= m {
                 break;
             }
-            let cc = self.code(c.n);
-            if out.iter().all(|o| self.sq.code_l2(cc, self.code(o.n)) > c.d) {
-                out.push(*c);
+            let (cc, csq) = (self.code(c.n), self.sqs[c.n as usize]);
+            if out.iter().all(|(_, o)| o.key(cc, csq) > c.d) {
+                out.push((c.n, self.sq.l2_code(cc, csq)));
             }
         }
-        out.into_iter().map(|c| c.n).collect()
+        out.into_iter().map(|(n, _)| n).collect()
     }
 
     /// Greedy walk on one level to the node nearest by `dist`.
@@ -436,6 +466,10 @@ impl Hnsw {
     /// Approximate top-k over the codes, re-ranked by `exact` (`None`: the
     /// point is gone); `accept` filters by key. Keys are "lower is better".
     pub fn search(&self, q: &HnswQuery, accept: impl FnMut(u64) -> bool, exact: impl Exact) -> Vec<Scored> {
+        if q.metric == Metric::L2 {
+            let l2 = self.sq.l2_query(q.query);
+            return self.search_by(&L2Scorer { g: self, q: &l2 }, q.k, q.ef, accept, exact);
+        }
         let prep = self.sq.prepare(q.query, q.metric);
         self.search_by(&Codes { g: self, prep: &prep }, q.k, q.ef, accept, exact)
     }

@@ -12,6 +12,10 @@ pub struct Sq8 {
     scale: Vec<f32>,
     /// scale_i^2, the weights of l2 between codes.
     scale2: Vec<f32>,
+    /// [`Sq8::l2_code`]'s integer terms are `code_i * code_mult_i`, one
+    /// step `code_step` for every code (no per-code scan for the largest).
+    code_mult: Vec<f32>,
+    code_step: f32,
 }
 
 impl Sq8 {
@@ -31,8 +35,13 @@ impl Sq8 {
             }
         }
         let scale: Vec<f32> = lo.iter().zip(&hi).map(|(l, h)| ((h - l) / 255.0).max(0.0)).collect();
-        let scale2 = scale.iter().map(|s| s * s).collect();
-        Sq8 { min: lo, scale, scale2 }
+        let scale2: Vec<f32> = scale.iter().map(|s| s * s).collect();
+        // The largest term any code can have, and their largest sum: the
+        // same bounds as `to_i16` applies per vector.
+        let terms: Vec<f32> = scale2.iter().map(|w| w * 255.0).collect();
+        let (_, code_step) = to_i16(&terms);
+        let code_mult = scale2.iter().map(|w| w / code_step).collect();
+        Sq8 { min: lo, scale, scale2, code_mult, code_step }
     }
 
     pub fn dim(&self) -> usize {
@@ -40,7 +49,7 @@ impl Sq8 {
     }
 
     pub fn mem_bytes(&self) -> usize {
-        self.min.len() * 12
+        self.min.len() * 16 + 4
     }
 
     /// Append the code of `x` (values outside the range clamp).
@@ -85,17 +94,32 @@ impl Sq8 {
         } else {
             b.iter().sum()
         };
-        // Dot and cosine score with integers: a_i ~ step * ai_i, 13 bits, so
-        // 4096 dimensions of |ai_i| * 255 stay far inside an i32.
-        let top = a.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-        let step = if top > 0.0 { top / 8191.0 } else { 1.0 };
-        let ai = a.iter().map(|x| (x / step).round() as i16).collect();
+        // Dot and cosine score with integers.
+        let (ai, step) = to_i16(&a);
         Prepared { metric, query: query.to_vec(), a, b, base, ai, step }
     }
 
-    /// Squared l2 distance between two codes (both quantized).
-    pub fn code_l2(&self, x: &[u8], y: &[u8]) -> f32 {
-        code_l2(&self.scale2, x, y)
+    /// `sum_i scale_i^2 code_i^2`: the per-code term of [`L2Codes::key`],
+    /// stored next to each code by its owner.
+    pub fn code_sq(&self, code: &[u8]) -> f32 {
+        code.iter().zip(&self.scale2).map(|(&c, w)| w * (c as f32) * (c as f32)).sum()
+    }
+
+    /// Squared l2 from the vector `x` to codes, in integers.
+    pub fn l2_query(&self, x: &[f32]) -> L2Codes {
+        // With x'_i = x_i - min_i: |x' - scale * c|^2
+        //   = |x'|^2 - 2 sum_i (x'_i scale_i) c_i + sum_i scale_i^2 c_i^2.
+        let shifted: Vec<f32> = x.iter().zip(&self.min).map(|(v, m)| v - m).collect();
+        let a: Vec<f32> = shifted.iter().zip(&self.scale).map(|(v, s)| v * s).collect();
+        let (ai, step) = to_i16(&a);
+        L2Codes { ai, step, base: shifted.iter().map(|v| v * v).sum() }
+    }
+
+    /// Squared l2 from the code `code` (whose [`Sq8::code_sq`] is
+    /// `code_sq`) to other codes, in integers.
+    pub fn l2_code(&self, code: &[u8], code_sq: f32) -> L2Codes {
+        let ai = code.iter().zip(&self.code_mult).map(|(&c, m)| (c as f32 * m + 0.5) as i16).collect();
+        L2Codes { ai, step: self.code_step, base: code_sq }
     }
 }
 
@@ -121,6 +145,43 @@ impl Prepared {
             Metric::Dot => -(self.base + self.step * int_dot(&self.ai, code) as f32),
             Metric::Cosine => -(self.base + self.step * int_dot(&self.ai, code) as f32) / norm.max(f32::MIN_POSITIVE),
         }
+    }
+}
+
+/// `a` as integers `ai` with `a_i ~ step * ai_i`: 13 bits for the largest
+/// term, coarser if needed so that `sum_i |ai_i| * 255` (the most an integer
+/// kernel can add up, in i32 lanes) stays inside an i32 at any dimension.
+fn to_i16(a: &[f32]) -> (Vec<i16>, f32) {
+    let top = a.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let sum: f32 = a.iter().map(|x| x.abs()).sum();
+    let step = (top / 8191.0).max(sum * 255.0 / 2.0e9);
+    let step = if step > 0.0 && step.is_finite() { step } else { 1.0 };
+    let inv = 1.0 / step;
+    // Round half away from zero without a libm call per value.
+    let ai = a
+        .iter()
+        .map(|x| {
+            let r = x * inv;
+            (if r >= 0.0 { r + 0.5 } else { r - 0.5 }) as i16
+        })
+        .collect();
+    (ai, step)
+}
+
+/// Squared l2 distances to codes by the integer kernel (the HNSW graph's
+/// construction and l2 walks): `key(code, code_sq)` with `code_sq` from
+/// [`Sq8::code_sq`].
+#[derive(Clone, Debug)]
+pub struct L2Codes {
+    ai: Vec<i16>,
+    step: f32,
+    base: f32,
+}
+
+impl L2Codes {
+    #[inline]
+    pub fn key(&self, code: &[u8], code_sq: f32) -> f32 {
+        self.base + code_sq - 2.0 * self.step * int_dot(&self.ai, code) as f32
     }
 }
 
@@ -175,10 +236,6 @@ mod avx2 {
         }
         sum
     }
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn code_l2(w: &[f32], x: &[u8], y: &[u8]) -> f32 {
-        super::code_l2_body(w, x, y)
-    }
 }
 
 macro_rules! dispatch {
@@ -203,8 +260,6 @@ macro_rules! dispatch {
 dispatch!(sq_l2, sq_l2_body, (a: &[f32], w: &[f32], c: &[u8]), a.len() >= c.len() && w.len() >= c.len());
 // sum_i a_i c_i in integers.
 dispatch!(int_dot, int_dot_body, (a: &[i16], c: &[u8]), a.len() >= c.len(), i32);
-// sum_i w_i (x_i - y_i)^2 over two codes.
-dispatch!(code_l2, code_l2_body, (w: &[f32], x: &[u8], y: &[u8]), w.len() >= x.len() && y.len() >= x.len());
 
 #[inline(always)]
 fn sq_l2_body(a: &[f32], w: &[f32], c: &[u8]) -> f32 {
@@ -237,24 +292,6 @@ fn int_dot_body(a: &[i16], c: &[u8]) -> i32 {
     let mut sum: i32 = acc.iter().sum();
     for i in n..c.len() {
         sum += a[i] as i32 * c[i] as i32;
-    }
-    sum
-}
-
-#[inline(always)]
-fn code_l2_body(w: &[f32], x: &[u8], y: &[u8]) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let n = x.len() / LANES * LANES;
-    for ((wc, xc), yc) in w[..n].chunks_exact(LANES).zip(x[..n].chunks_exact(LANES)).zip(y[..n].chunks_exact(LANES)) {
-        for l in 0..LANES {
-            let d = xc[l] as f32 - yc[l] as f32;
-            acc[l] += wc[l] * d * d;
-        }
-    }
-    let mut sum: f32 = acc.iter().sum();
-    for i in n..x.len() {
-        let d = x[i] as f32 - y[i] as f32;
-        sum += w[i] * d * d;
     }
     sum
 }
@@ -302,7 +339,14 @@ mod tests {
             let dot: f32 = q.iter().zip(&dx).map(|(a, b)| a * b).sum();
             prop_assert!(near(sq.prepare(q, Metric::Dot).key(&cx, 1.0), -dot));
             let cl2: f32 = dx.iter().zip(&dy).map(|(a, b)| (a - b) * (a - b)).sum();
-            prop_assert!(close(sq.code_l2(&cx, &cy), cl2));
+            // The integer l2 keys: 13 bits of the query (or code) terms,
+            // within 1e-3 of the sum of squares they cancel from.
+            let sq_scale = |v: &[f32]| 1.0 + v.iter().zip(&sq.min).map(|(a, m)| (a - m) * (a - m)).sum::<f32>()
+                + dx.iter().zip(&sq.min).map(|(a, m)| (a - m) * (a - m)).sum::<f32>();
+            let l2i = sq.l2_query(q).key(&cx, sq.code_sq(&cx));
+            prop_assert!((l2i - l2).abs() <= 1e-3 * sq_scale(q), "{l2i} vs {l2}");
+            let cl2i = sq.l2_code(&cy, sq.code_sq(&cy)).key(&cx, sq.code_sq(&cx));
+            prop_assert!((cl2i - cl2).abs() <= 1e-3 * sq_scale(&dy), "{cl2i} vs {cl2}");
         }
     }
 }
