@@ -8,7 +8,9 @@
 //! Options: `--queries N` (default 500), `--seconds S` for the 8-client
 //! phases (default 5), `--metric dot|l2|cosine` (default dot),
 //! `--partitions 1|2` per collection (default 2, one per shard),
-//! `--hnsw-only` (exact, hnsw and auto rows, no IVF rows, no filtered table:
+//! `--rounds N --between CMD` (after the table, N times: run the shell
+//! command CMD, e.g. a peer's benchmark, then the 8-client hnsw phase at
+//! ef 24 and 32), `--hnsw-only` (exact, hnsw and auto rows, no IVF rows, no filtered table:
 //! what `scripts/hnsw_http_compare.sh` runs between two hnswlib runs).
 
 mod common;
@@ -73,6 +75,7 @@ fn main() {
     let mut data = PathBuf::from("../shared/data/debian-minilm");
     let (mut n_queries, mut seconds, mut metric, mut partitions) = (500usize, 5.0f64, "dot".to_owned(), 2usize);
     let mut hnsw_only = false;
+    let (mut rounds, mut between) = (0usize, String::new());
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = || it.next().unwrap_or_else(|| panic!("{a} needs a value"));
@@ -83,6 +86,8 @@ fn main() {
             "--metric" => metric = val(),
             "--partitions" => partitions = val().parse().unwrap(),
             "--hnsw-only" => hnsw_only = true,
+            "--rounds" => rounds = val().parse().unwrap(),
+            "--between" => between = val(),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -178,6 +183,18 @@ fn main() {
     for ef in [16, 20, 24, 32, 64, 128] {
         let h = concurrent(&addr, &qs(&format!(r#","mode":"hnsw","ef":{ef}"#)), 8, seconds);
         println!("8 clients: hnsw ef={ef} {h:.0} QPS (recall {:.4})", recalls[&format!("hnsw ef={ef}")]);
+    }
+    // Alternate a peer's measurement (`--between`, run while this server
+    // idles) with ours, so both see the same machine minute by minute.
+    for r in 1..=rounds {
+        if !between.is_empty() {
+            let st = std::process::Command::new("sh").arg("-c").arg(&between).status().expect("run --between");
+            assert!(st.success(), "--between failed: {st}");
+        }
+        for ef in [24, 32] {
+            let h = concurrent(&addr, &qs(&format!(r#","mode":"hnsw","ef":{ef}"#)), 8, seconds);
+            println!("round {r}: 8 clients: hnsw ef={ef} {h:.0} QPS (recall {:.4})", recalls[&format!("hnsw ef={ef}")]);
+        }
     }
     if !hnsw_only {
         filtered(&addr, &queries, n_queries, &metric, base.rows);
