@@ -8,8 +8,9 @@
 //!
 //! Pacing: between steps the task yields the CPU; while the shard is
 //! serving requests it also rests three times as long as the step took
-//! (eight times while it takes writes), so index work takes at most a
-//! quarter of a busy shard (a ninth of an ingesting one). (Glommio's shares
+//! (eight times while it applies writes, as a collection's home or as a
+//! partition of one), so index work takes at most a quarter of a busy
+//! shard (a ninth of an ingesting one). (Glommio's shares
 //! alone do not bound it: a request queue that waits on I/O loses its turn
 //! credit, and the background queue runs a step at each of its wake-ups.)
 
@@ -38,14 +39,9 @@ struct Pace<'a> {
     writes_seen: u64,
 }
 
-/// WAL records this shard has taken (0 without persistence).
-fn writes(router: &Router) -> u64 {
-    router.wal().map_or(0, |w| w.records.get())
-}
-
 impl<'a> Pace<'a> {
     fn new(router: &'a Router) -> Self {
-        Pace { router, seen: router.metrics.requests_started(), writes_seen: writes(router) }
+        Pace { router, seen: router.metrics.requests_started(), writes_seen: router.metrics.writes_applied() }
     }
 
     /// Run one step, then give the CPU back (and rest if requests arrived).
@@ -53,7 +49,7 @@ impl<'a> Pace<'a> {
         let t0 = Instant::now();
         let out = f();
         let took = t0.elapsed();
-        let (now, w) = (self.router.metrics.requests_started(), writes(self.router));
+        let (now, w) = (self.router.metrics.requests_started(), self.router.metrics.writes_applied());
         if w != self.writes_seen {
             (self.seen, self.writes_seen) = (now, w);
             glommio::timer::sleep(took * WRITE_REST).await;

@@ -19,6 +19,9 @@ fn wall_minute() -> u64 {
 
 pub struct Metrics {
     requests_total: Cell<u64>,
+    /// Data-changing operations this shard applied, home writes and
+    /// partition writes alike (the indexer paces itself by it).
+    writes_applied: Cell<u64>,
     in_flight: Cell<u64>,
     responses_2xx: Cell<u64>,
     responses_4xx: Cell<u64>,
@@ -75,6 +78,7 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics {
             requests_total: Cell::new(0),
+            writes_applied: Cell::new(0),
             in_flight: Cell::new(0),
             responses_2xx: Cell::new(0),
             responses_4xx: Cell::new(0),
@@ -98,6 +102,14 @@ impl Metrics {
     /// by it).
     pub fn requests_started(&self) -> u64 {
         self.requests_total.get()
+    }
+
+    pub fn writes_applied(&self) -> u64 {
+        self.writes_applied.get()
+    }
+
+    pub fn write_applied(&self) {
+        bump(&self.writes_applied, 1);
     }
 }
 

@@ -373,6 +373,9 @@ impl Router {
             }
             return Pending::Ready(Ok(Answer::Stats(data, Box::new(m))));
         }
+        if op.changes_data() {
+            self.metrics.write_applied();
+        }
         if op.is_home_write() {
             if let Some(wal) = self.wal.borrow().as_ref() {
                 if let Err(e) = wal.admit() {

@@ -184,6 +184,19 @@ impl Op {
         )
     }
 
+    /// Operations that change data, home or partition (not catalog-only
+    /// reads, searches or exports).
+    pub fn changes_data(&self) -> bool {
+        self.is_home_write()
+            || matches!(
+                self,
+                Op::ApplyUpsert { .. }
+                    | Op::ApplyDelete { .. }
+                    | Op::ApplySetPayload { .. }
+                    | Op::ApplyDeletePayloadKeys { .. }
+            )
+    }
+
     /// Partition operations run to completion on the receiving shard
     /// without messaging anyone; home operations may fan out.
     pub fn is_partition_op(&self) -> bool {
