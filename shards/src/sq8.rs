@@ -305,6 +305,31 @@ mod tests {
         code.iter().enumerate().map(|(i, &c)| sq.min[i] + c as f32 * sq.scale[i]).collect()
     }
 
+    /// At the largest dimension allowed (4096) a query whose every term is
+    /// the largest against a code of all 255s adds up 8191 * 255 * 4096 >
+    /// i32::MAX with 13-bit terms: the integer keys must still equal the
+    /// float formula (they wrapped around before the sum bound).
+    #[test]
+    fn integer_keys_do_not_overflow_at_the_largest_dimension() {
+        let dim = 4096;
+        let (lo, hi) = (vec![0.0f32; dim], vec![1.0f32; dim]);
+        let sq = Sq8::fit(dim, [&lo[..], &hi[..]].into_iter());
+        let mut code = Vec::new();
+        sq.encode(&hi, &mut code);
+        assert!(code.iter().all(|&c| c == 255));
+        let q = vec![1.0f32; dim];
+        let dot = sq.prepare(&q, Metric::Dot).key(&code, 1.0);
+        assert!((dot + dim as f32).abs() <= 1e-3 * dim as f32, "dot key {dot}, want {}", -(dim as f32));
+        let far = vec![-1.0f32; dim];
+        let l2 = sq.l2_query(&far).key(&code, sq.code_sq(&code));
+        let want = 4.0 * dim as f32;
+        assert!((l2 - want).abs() <= 1e-3 * want, "l2 key {l2}, want {want}");
+        let mut zero = Vec::new();
+        sq.encode(&lo, &mut zero);
+        let cl2 = sq.l2_code(&code, sq.code_sq(&code)).key(&zero, sq.code_sq(&zero));
+        assert!((cl2 - dim as f32).abs() <= 1e-3 * dim as f32, "code l2 {cl2}, want {dim}");
+    }
+
     proptest! {
         /// Every kernel (SIMD or not) equals the plain formula on the
         /// dequantized vectors, for any dimension (tails included).
