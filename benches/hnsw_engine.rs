@@ -19,7 +19,8 @@ use std::time::Instant;
 const EFS: [usize; 10] = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256];
 
 fn build(base: &Matrix<f32>, rows: std::ops::Range<usize>, params: HnswParams) -> Hnsw {
-    let sq = Sq8::fit(base.dim, rows.clone().step_by(7).map(|i| base.row(i)));
+    let sq =
+        Sq8::fit_bits(base.dim, rows.clone().step_by(7).map(|i| base.row(i)), aionbd_shards::hnsw::code_bits(base.dim));
     let mut g = Hnsw::new(base.dim, params, sq, 42);
     let dot = kernels().dot;
     for i in rows {

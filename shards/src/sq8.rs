@@ -1,13 +1,21 @@
-//! 8-bit scalar quantization shared by the IVF and HNSW indexes: each
-//! dimension maps its [min, max] (from a sample) onto 0..=255, and a query
-//! stays full precision (asymmetric scoring), prepared once per query so a
-//! code scores with one pass of a SIMD kernel.
+//! Scalar quantization shared by the IVF and HNSW indexes: each dimension
+//! maps its [min, max] (from a sample) onto 0..=255 (8-bit codes, IVF) or
+//! 0..=15 (4-bit codes, two dimensions per byte, the HNSW graph), and a
+//! query stays full precision (asymmetric scoring), prepared once per query
+//! so a code scores with one pass of a SIMD integer kernel.
+//!
+//! 4-bit layout: blocks of 32 dimensions in 16 bytes; byte `j` of block `b`
+//! holds dimension `32b + j` in its low nibble and `32b + 16 + j` in its
+//! high one (a dimension count that is not a multiple of 32 is padded with
+//! zero codes, which score nothing).
 
 use crate::distance::{kernels, Metric};
 
 /// Per-dimension ranges: x_i ~ min_i + code_i * scale_i.
 #[derive(Clone, Debug, Default)]
 pub struct Sq8 {
+    /// Codes of 4 bits (packed) instead of 8.
+    packed: bool,
     min: Vec<f32>,
     scale: Vec<f32>,
     /// scale_i^2, the weights of l2 between codes.
@@ -19,8 +27,16 @@ pub struct Sq8 {
 }
 
 impl Sq8 {
-    /// The ranges of `rows` (a sample of vectors of `dim` values).
+    /// 8-bit codes over the ranges of `rows` (a sample of vectors of `dim`
+    /// values).
     pub fn fit<'a>(dim: usize, rows: impl Iterator<Item = &'a [f32]>) -> Sq8 {
+        Sq8::fit_bits(dim, rows, 8)
+    }
+
+    /// Codes of `bits` (8, or 4: packed) over the ranges of `rows`.
+    pub fn fit_bits<'a>(dim: usize, rows: impl Iterator<Item = &'a [f32]>, bits: u32) -> Sq8 {
+        assert!(bits == 8 || bits == 4, "8- or 4-bit codes");
+        let top = ((1u32 << bits) - 1) as f32;
         let mut lo = vec![f32::INFINITY; dim];
         let mut hi = vec![f32::NEG_INFINITY; dim];
         for row in rows {
@@ -34,18 +50,54 @@ impl Sq8 {
                 (lo[i], hi[i]) = (0.0, 0.0);
             }
         }
-        let scale: Vec<f32> = lo.iter().zip(&hi).map(|(l, h)| ((h - l) / 255.0).max(0.0)).collect();
+        let scale: Vec<f32> = lo.iter().zip(&hi).map(|(l, h)| ((h - l) / top).max(0.0)).collect();
         let scale2: Vec<f32> = scale.iter().map(|s| s * s).collect();
         // The largest term any code can have, and their largest sum: the
         // same bounds as `to_i16` applies per vector.
-        let terms: Vec<f32> = scale2.iter().map(|w| w * 255.0).collect();
+        let terms: Vec<f32> = scale2.iter().map(|w| w * top).collect();
         let (_, code_step) = to_i16(&terms);
         let code_mult = scale2.iter().map(|w| w / code_step).collect();
-        Sq8 { min: lo, scale, scale2, code_mult, code_step }
+        Sq8 { packed: bits == 4, min: lo, scale, scale2, code_mult, code_step }
     }
 
     pub fn dim(&self) -> usize {
         self.min.len()
+    }
+
+    /// Bytes of one code.
+    pub fn code_len(&self) -> usize {
+        if self.packed {
+            self.min.len().div_ceil(32) * 16
+        } else {
+            self.min.len()
+        }
+    }
+
+    /// Length of the integer query vectors the kernels take (4-bit: the
+    /// dimensions padded to whole blocks).
+    fn ai_len(&self) -> usize {
+        if self.packed {
+            self.min.len().div_ceil(32) * 32
+        } else {
+            self.min.len()
+        }
+    }
+
+    /// Code values of `code`, one per dimension.
+    fn levels<'a>(&self, code: &'a [u8]) -> impl Iterator<Item = u8> + 'a {
+        let (dim, packed) = (self.min.len(), self.packed);
+        (0..dim).map(move |i| {
+            if packed {
+                let byte = code[i / 32 * 16 + i % 16];
+                if i % 32 < 16 {
+                    byte & 15
+                } else {
+                    byte >> 4
+                }
+            } else {
+                code[i]
+            }
+        })
     }
 
     pub fn mem_bytes(&self) -> usize {
@@ -54,13 +106,20 @@ impl Sq8 {
 
     /// Append the code of `x` (values outside the range clamp).
     pub fn encode(&self, x: &[f32], out: &mut Vec<u8>) {
-        out.extend(x.iter().zip(self.min.iter().zip(&self.scale)).map(|(&v, (&m, &s))| {
-            if s > 0.0 {
-                ((v - m) / s).round().clamp(0.0, 255.0) as u8
-            } else {
-                0
+        let top = if self.packed { 15.0 } else { 255.0 };
+        let level = |i: usize| -> u8 {
+            match (x.get(i), self.scale.get(i)) {
+                (Some(&v), Some(&s)) if s > 0.0 => ((v - self.min[i]) / s).round().clamp(0.0, top) as u8,
+                _ => 0,
             }
-        }));
+        };
+        if self.packed {
+            for b in 0..self.min.len().div_ceil(32) {
+                out.extend((0..16).map(|j| level(32 * b + j) | level(32 * b + 16 + j) << 4));
+            }
+        } else {
+            out.extend((0..self.min.len()).map(level));
+        }
     }
 
     /// Prepare `query` for scoring codes by `metric` (cosine: the query is
@@ -95,14 +154,15 @@ impl Sq8 {
             b.iter().sum()
         };
         // Dot and cosine score with integers.
-        let (ai, step) = to_i16(&a);
-        Prepared { metric, query: query.to_vec(), a, b, base, ai, step }
+        let (mut ai, step) = to_i16(&a);
+        ai.resize(self.ai_len(), 0);
+        Prepared { metric, packed: self.packed, query: query.to_vec(), a, b, base, ai, step }
     }
 
     /// `sum_i scale_i^2 code_i^2`: the per-code term of [`L2Codes::key`],
     /// stored next to each code by its owner.
     pub fn code_sq(&self, code: &[u8]) -> f32 {
-        code.iter().zip(&self.scale2).map(|(&c, w)| w * (c as f32) * (c as f32)).sum()
+        self.levels(code).zip(&self.scale2).map(|(c, w)| w * (c as f32) * (c as f32)).sum()
     }
 
     /// Squared l2 from the vector `x` to codes, in integers.
@@ -111,21 +171,25 @@ impl Sq8 {
         //   = |x'|^2 - 2 sum_i (x'_i scale_i) c_i + sum_i scale_i^2 c_i^2.
         let shifted: Vec<f32> = x.iter().zip(&self.min).map(|(v, m)| v - m).collect();
         let a: Vec<f32> = shifted.iter().zip(&self.scale).map(|(v, s)| v * s).collect();
-        let (ai, step) = to_i16(&a);
-        L2Codes { ai, step, base: shifted.iter().map(|v| v * v).sum() }
+        let (mut ai, step) = to_i16(&a);
+        ai.resize(self.ai_len(), 0);
+        L2Codes { packed: self.packed, ai, step, base: shifted.iter().map(|v| v * v).sum() }
     }
 
     /// Squared l2 from the code `code` (whose [`Sq8::code_sq`] is
     /// `code_sq`) to other codes, in integers.
     pub fn l2_code(&self, code: &[u8], code_sq: f32) -> L2Codes {
-        let ai = code.iter().zip(&self.code_mult).map(|(&c, m)| (c as f32 * m + 0.5) as i16).collect();
-        L2Codes { ai, step: self.code_step, base: code_sq }
+        let mut ai: Vec<i16> =
+            self.levels(code).zip(&self.code_mult).map(|(c, m)| (c as f32 * m + 0.5) as i16).collect();
+        ai.resize(self.ai_len(), 0);
+        L2Codes { packed: self.packed, ai, step: self.code_step, base: code_sq }
     }
 }
 
 /// A query ready to score codes; keys are "lower is better".
 pub struct Prepared {
     metric: Metric,
+    packed: bool,
     /// The query as scored (normalised for cosine).
     pub query: Vec<f32>,
     a: Vec<f32>,
@@ -138,12 +202,19 @@ pub struct Prepared {
 impl Prepared {
     /// The approximate key of a code whose vector has norm `norm` (used by
     /// cosine only).
+    /// l2 over 4-bit codes goes through [`Sq8::l2_query`] (it needs each
+    /// code's own term).
     #[inline]
     pub fn key(&self, code: &[u8], norm: f32) -> f32 {
         match self.metric {
-            Metric::L2 => self.base + sq_l2(&self.a, &self.b, code),
-            Metric::Dot => -(self.base + self.step * int_dot(&self.ai, code) as f32),
-            Metric::Cosine => -(self.base + self.step * int_dot(&self.ai, code) as f32) / norm.max(f32::MIN_POSITIVE),
+            Metric::L2 => {
+                debug_assert!(!self.packed, "l2 keys of 4-bit codes come from Sq8::l2_query");
+                self.base + sq_l2(&self.a, &self.b, code)
+            }
+            Metric::Dot => -(self.base + self.step * dot_codes(self.packed, &self.ai, code) as f32),
+            Metric::Cosine => {
+                -(self.base + self.step * dot_codes(self.packed, &self.ai, code) as f32) / norm.max(f32::MIN_POSITIVE)
+            }
         }
     }
 }
@@ -173,6 +244,7 @@ fn to_i16(a: &[f32]) -> (Vec<i16>, f32) {
 /// [`Sq8::code_sq`].
 #[derive(Clone, Debug)]
 pub struct L2Codes {
+    packed: bool,
     ai: Vec<i16>,
     step: f32,
     base: f32,
@@ -181,7 +253,17 @@ pub struct L2Codes {
 impl L2Codes {
     #[inline]
     pub fn key(&self, code: &[u8], code_sq: f32) -> f32 {
-        self.base + code_sq - 2.0 * self.step * int_dot(&self.ai, code) as f32
+        self.base + code_sq - 2.0 * self.step * dot_codes(self.packed, &self.ai, code) as f32
+    }
+}
+
+/// `sum_i ai_i code_i` over 8-bit or packed 4-bit codes.
+#[inline]
+fn dot_codes(packed: bool, ai: &[i16], code: &[u8]) -> i32 {
+    if packed {
+        int_dot4(ai, code)
+    } else {
+        int_dot(ai, code)
     }
 }
 
@@ -204,6 +286,30 @@ fn have_avx2() -> bool {
 /// The same loops compiled for AVX2+FMA (the crate's baseline is SSE2).
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
+    /// 32 dimensions (16 bytes of packed codes) per step: the low and the
+    /// high nibbles widened to i16 and multiply-added like `int_dot`.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn int_dot4(a: &[i16], c: &[u8]) -> i32 {
+        use std::arch::x86_64::*;
+        let mask = _mm_set1_epi8(0x0F);
+        let (mut acc0, mut acc1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+        for b in 0..c.len() / 16 {
+            // SAFETY: 16 * b + 16 <= c.len() and 32 * b + 32 <= a.len()
+            // (checked by the caller).
+            let v = _mm_loadu_si128(c.as_ptr().add(16 * b) as *const __m128i);
+            let lo = _mm256_cvtepu8_epi16(_mm_and_si128(v, mask));
+            let hi = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(v, 4), mask));
+            let a0 = _mm256_loadu_si256(a.as_ptr().add(32 * b) as *const __m256i);
+            let a1 = _mm256_loadu_si256(a.as_ptr().add(32 * b + 16) as *const __m256i);
+            acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(a0, lo));
+            acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(a1, hi));
+        }
+        let acc = _mm256_add_epi32(acc0, acc1);
+        let s = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+        _mm_cvtsi128_si32(s)
+    }
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn sq_l2(a: &[f32], w: &[f32], c: &[u8]) -> f32 {
         super::sq_l2_body(a, w, c)
@@ -260,6 +366,8 @@ macro_rules! dispatch {
 dispatch!(sq_l2, sq_l2_body, (a: &[f32], w: &[f32], c: &[u8]), a.len() >= c.len() && w.len() >= c.len());
 // sum_i a_i c_i in integers.
 dispatch!(int_dot, int_dot_body, (a: &[i16], c: &[u8]), a.len() >= c.len(), i32);
+// The same over packed 4-bit codes (whole 16-byte blocks).
+dispatch!(int_dot4, int_dot4_body, (a: &[i16], c: &[u8]), c.len().is_multiple_of(16) && a.len() >= 2 * c.len(), i32);
 
 #[inline(always)]
 fn sq_l2_body(a: &[f32], w: &[f32], c: &[u8]) -> f32 {
@@ -277,6 +385,17 @@ fn sq_l2_body(a: &[f32], w: &[f32], c: &[u8]) -> f32 {
         sum += w[i] * d * d;
     }
     sum
+}
+
+#[inline(always)]
+fn int_dot4_body(a: &[i16], c: &[u8]) -> i32 {
+    let mut acc = [0i32; 16];
+    for (ab, cb) in a.chunks_exact(32).zip(c.chunks_exact(16)) {
+        for j in 0..16 {
+            acc[j] += ab[j] as i32 * (cb[j] & 15) as i32 + ab[16 + j] as i32 * (cb[j] >> 4) as i32;
+        }
+    }
+    acc.iter().sum()
 }
 
 #[inline(always)]
@@ -302,7 +421,24 @@ mod tests {
     use proptest::prelude::*;
 
     fn dequant(sq: &Sq8, code: &[u8]) -> Vec<f32> {
-        code.iter().enumerate().map(|(i, &c)| sq.min[i] + c as f32 * sq.scale[i]).collect()
+        sq.levels(code).enumerate().map(|(i, c)| sq.min[i] + c as f32 * sq.scale[i]).collect()
+    }
+
+    /// The packed layout: dimension 32b + j in the low nibble of byte
+    /// 16b + j, 32b + 16 + j in its high nibble; padding codes are 0.
+    #[test]
+    fn four_bit_codes_pack_two_dimensions_per_byte() {
+        let dim = 40;
+        let (lo, hi) = (vec![0.0f32; dim], vec![15.0f32; dim]);
+        let sq = Sq8::fit_bits(dim, [&lo[..], &hi[..]].into_iter(), 4);
+        let x: Vec<f32> = (0..dim).map(|i| (i % 16) as f32).collect();
+        let mut code = Vec::new();
+        sq.encode(&x, &mut code);
+        assert_eq!(code.len(), sq.code_len());
+        assert_eq!(code.len(), 32);
+        assert_eq!(code[3], 3 | 3 << 4); // dims 3 and 19
+        assert_eq!(code[16 + 5], 5); // dim 37 (low); the high nibble is padding
+        assert_eq!(sq.levels(&code).map(|c| c as f32).collect::<Vec<_>>(), x);
     }
 
     /// At the largest dimension allowed (4096) a query whose every term is
@@ -332,7 +468,8 @@ mod tests {
 
     proptest! {
         /// Every kernel (SIMD or not) equals the plain formula on the
-        /// dequantized vectors, for any dimension (tails included).
+        /// dequantized vectors, for any dimension (tails included), with
+        /// 8-bit and packed 4-bit codes.
         #[test]
         fn quantized_keys_equal_the_keys_of_the_dequantized_vectors(
             dim in 1usize..40,
@@ -345,7 +482,8 @@ mod tests {
             }
             let rows: Vec<&[f32]> = seed.chunks_exact(dim).collect();
             prop_assume!(rows.len() >= 3);
-            let sq = Sq8::fit(dim, rows.iter().copied());
+            for bits in [8, 4] {
+            let sq = Sq8::fit_bits(dim, rows.iter().copied(), bits);
             // The query lies outside the fitted range in the constant dimension.
             let mut q = rows[0].to_vec();
             q[0] += 1.0;
@@ -360,7 +498,9 @@ mod tests {
             let scale: f32 = q.iter().zip(&dx).map(|(a, b)| (a * b).abs()).sum::<f32>() + q.iter().zip(&sq.min).map(|(a, b)| (a * b).abs()).sum::<f32>();
             let near = |a: f32, b: f32| (a - b).abs() <= 1e-3 * (1.0 + scale);
             let l2: f32 = q.iter().zip(&dx).map(|(a, b)| (a - b) * (a - b)).sum();
-            prop_assert!(close(sq.prepare(q, Metric::L2).key(&cx, 1.0), l2));
+            if bits == 8 {
+                prop_assert!(close(sq.prepare(q, Metric::L2).key(&cx, 1.0), l2));
+            }
             let dot: f32 = q.iter().zip(&dx).map(|(a, b)| a * b).sum();
             prop_assert!(near(sq.prepare(q, Metric::Dot).key(&cx, 1.0), -dot));
             let cl2: f32 = dx.iter().zip(&dy).map(|(a, b)| (a - b) * (a - b)).sum();
@@ -372,6 +512,7 @@ mod tests {
             prop_assert!((l2i - l2).abs() <= 1e-3 * sq_scale(q), "{l2i} vs {l2}");
             let cl2i = sq.l2_code(&cy, sq.code_sq(&cy)).key(&cx, sq.code_sq(&cx));
             prop_assert!((cl2i - cl2).abs() <= 1e-3 * sq_scale(&dy), "{cl2i} vs {cl2}");
+            }
         }
     }
 }

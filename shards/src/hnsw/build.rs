@@ -81,7 +81,8 @@ impl GraphBuilder {
             return false;
         }
         let rows = &self.rows;
-        let sq = Sq8::fit(rows.dim, (0..rows.len()).step_by(7).map(|r| rows.row(r)));
+        let bits = super::code_bits(rows.dim);
+        let sq = Sq8::fit_bits(rows.dim, (0..rows.len()).step_by(7).map(|r| rows.row(r)), bits);
         self.graph = Some(Hnsw::new(rows.dim, self.params, sq, self.seed));
         self.phase = Phase::Insert { next: 0 };
         true
