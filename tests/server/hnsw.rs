@@ -3,7 +3,7 @@
 //! inserts and tombstones, and filtered searches that meet their target.
 
 use crate::harness::Server;
-use crate::ivf::{clustered, ids, load, topk, INDEX_TEST_ENV};
+use crate::ivf::{clustered, clustered_dim, ids, load, topk, INDEX_TEST_ENV};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -46,6 +46,28 @@ fn recall(s: &Server, queries: &[Vec<f32>], extra: Value) -> f64 {
         found += got.iter().filter(|id| truth.contains(id)).count();
     }
     found as f64 / (queries.len() * 10) as f64
+}
+
+/// From 128 dimensions the graph stores 4-bit codes (the layout is pinned
+/// by `shards::sq8`'s tests): targets are still met, and an exhaustive
+/// beam is still exact.
+#[test]
+fn four_bit_graphs_meet_targets_and_stay_exact_when_exhaustive() {
+    let dim = 128;
+    let s = Server::start(2, INDEX_TEST_ENV);
+    let (points, queries) = clustered_dim(6_000, dim, 31);
+    load(&s, "c", &points);
+    wait_graph(&s, "c");
+    for target in [0.9, 0.95] {
+        let r = recall(&s, &queries, json!({"mode": "hnsw", "target_recall": target}));
+        eprintln!("4-bit hnsw target {target}: recall@10 {r:.4}");
+        assert!(r >= target - 0.01, "hnsw target {target}: recall@10 {r:.4}");
+    }
+    for q in queries.iter().take(20) {
+        let v = topk(&s, "c", q, json!({"mode": "hnsw", "ef": 8192}));
+        assert_eq!(v["mode"], "hnsw", "{v}");
+        assert_eq!(ids(&v), exact_ids(&s, q, json!({})));
+    }
 }
 
 #[test]

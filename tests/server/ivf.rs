@@ -29,8 +29,13 @@ impl Rng {
 /// Points around 48 cluster centres; the held-out queries come from the
 /// same clusters.
 pub(crate) fn clustered(n: usize, seed: u64) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    clustered_dim(n, DIM, seed)
+}
+
+/// [`clustered`] at `dim` dimensions.
+pub(crate) fn clustered_dim(n: usize, dim: usize, seed: u64) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
     let mut r = Rng(seed);
-    let centres: Vec<Vec<f32>> = (0..48).map(|_| (0..DIM).map(|_| r.unit() * 0.5).collect()).collect();
+    let centres: Vec<Vec<f32>> = (0..48).map(|_| (0..dim).map(|_| r.unit() * 0.5).collect()).collect();
     let mut point = |i: usize| -> Vec<f32> { centres[i % 48].iter().map(|c| c + r.unit()).collect() };
     let points = (0..n).map(&mut point).collect();
     let queries = (0..120).map(|i| point(i * 7 + 3)).collect();
@@ -38,7 +43,7 @@ pub(crate) fn clustered(n: usize, seed: u64) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
 }
 
 pub(crate) fn load(s: &Server, name: &str, points: &[Vec<f32>]) {
-    s.call("POST", "/collections", Some(json!({"name": name, "dimension": DIM})), 200);
+    s.call("POST", "/collections", Some(json!({"name": name, "dimension": points[0].len()})), 200);
     for (c, chunk) in points.chunks(256).enumerate() {
         let pts: Vec<Value> = chunk
             .iter()
