@@ -198,6 +198,9 @@ fn a_full_disk_answers_507_keeps_reads_and_resumes() {
     let data = fs.0.join("data");
     let s = Server::start_in(&data, 1, PLAIN_LOG, &[]);
     s.call("POST", "/collections", Some(json!({"name": "c", "dimension": 64})), 200);
+    // One point before the disk fills, so the read checks below have data
+    // even when the very first batch is the one refused.
+    s.call("PUT", "/collections/c/points/1000000", Some(json!({"values": vec![0.5; 64]})), 200);
     // The first write consumed the spare segment; wait for its replacement
     // so the ballast below meets a server that had room.
     let wal = data.join("shard-00/wal");
@@ -218,7 +221,7 @@ fn a_full_disk_answers_507_keeps_reads_and_resumes() {
         ballast.push(p);
     }
     std::fs::remove_file(ballast.pop().unwrap()).unwrap();
-    let mut acked = 0u64;
+    let mut acked = 1u64;
     let mut refused = None;
     for batch in 0..400u64 {
         let pts: Vec<_> = (0..50).map(|i| json!({"id": batch * 50 + i, "values": vec![i as f32; 64]})).collect();
