@@ -60,13 +60,10 @@ fn main() {
     let g = build(&base, 0..n, params);
     let build1 = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    std::thread::scope(|s| {
-        if quick {
-            return (0, 0);
-        }
+    let mut halves = std::thread::scope(|s| {
         let a = s.spawn(|| build(&base, 0..n / 2, params));
         let b = s.spawn(|| build(&base, n / 2..n, params));
-        (a.join().unwrap().nodes(), b.join().unwrap().nodes())
+        [a.join().unwrap(), b.join().unwrap()]
     });
     let build2 = t.elapsed().as_secs_f64();
     let bytes = g.mem_bytes() as f64 / n as f64;
@@ -102,6 +99,48 @@ fn main() {
             "graph + codes: {bytes:.0} bytes per vector ({:.1} % of the f32 vectors)",
             100.0 * bytes / (base.dim * 4) as f64
         );
+        println!();
+    }
+    // The server's shape: every query walks both half graphs (one per
+    // partition). Serial: the CPU a query costs; two threads, one per half
+    // at once: the throughput two busy cores give without HTTP.
+    let halves_run = |halves: &mut [Hnsw; 2], ef: usize, threads: bool| -> (f64, f64) {
+        let walk = |g: &Hnsw, qi: usize| {
+            let q = queries.row(qi);
+            g.search(&HnswQuery { query: q, metric: Metric::Dot, k: 10, ef }, |_| true, |id| exact(q, id))
+        };
+        let t = Instant::now();
+        let hit = if threads {
+            std::thread::scope(|s| {
+                let hs: Vec<_> = halves
+                    .iter_mut()
+                    .map(|g| s.spawn(move || (0..nq).map(|qi| walk(g, qi).len()).sum::<usize>()))
+                    .collect();
+                hs.into_iter().for_each(|h| {
+                    h.join().unwrap();
+                });
+            });
+            0
+        } else {
+            (0..nq)
+                .map(|qi| {
+                    let mut top = aionbd_shards::topk::TopK::new(10);
+                    halves.iter().flat_map(|g| walk(g, qi)).for_each(|s| top.push(s));
+                    top.into_sorted().iter().filter(|s| gt.row(qi)[..10].contains(&(s.id as i32))).count()
+                })
+                .sum()
+        };
+        (nq as f64 / t.elapsed().as_secs_f64(), hit as f64 / (nq * 10) as f64)
+    };
+    if !json {
+        println!("| ef | recall@10 two halves | QPS two halves, 1 thread | QPS two halves, 2 threads | one graph 1 thread / halves 1 thread |");
+        println!("|---|---|---|---|---|");
+        for ef in [16, 24, 32, 64] {
+            let (one, _) = run(ef, true);
+            let (serial, r) = halves_run(&mut halves, ef, false);
+            let (par, _) = halves_run(&mut halves, ef, true);
+            println!("| {ef} | {r:.4} | {serial:.0} | {par:.0} | {:.2}x |", one / serial);
+        }
         println!();
         println!("| ef | recall@10 sq8 | QPS sq8 | recall@10 f32 | QPS f32 | sq8 / f32 |");
         println!("|---|---|---|---|---|---|");

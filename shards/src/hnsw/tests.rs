@@ -134,3 +134,17 @@ fn recall_rises_with_the_beam_and_filters_only_admit_matches() {
     let tenth = |id: u64| id.is_multiple_of(10);
     assert!(recall(100, &tenth) > 0.9, "filtered recall {}", recall(100, &tenth));
 }
+
+#[test]
+fn code_storage_starts_on_a_cache_line_and_keeps_every_byte() {
+    let mut b = LineBytes::default();
+    let mut want = Vec::new();
+    for n in 0..300u32 {
+        let code: Vec<u8> = (0..(n % 70) as u8).map(|i| i.wrapping_mul(31).wrapping_add(n as u8)).collect();
+        b.extend_from_slice(&code);
+        want.extend_from_slice(&code);
+        assert_eq!(b.as_slice(), &want[..]);
+        assert_eq!(b.as_slice().as_ptr() as usize % 64, 0);
+    }
+    assert!(b.capacity() >= want.len());
+}

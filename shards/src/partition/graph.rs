@@ -272,7 +272,13 @@ impl Partition {
                 let (exact, passes) = (self.exact_of(params.metric, q), self.passes(filter));
                 let hq = HnswQuery { query: q, metric: params.metric, k: params.k, ef };
                 let mut top = TopK::new(params.k);
-                h.graph.search(&hq, &passes, exact).into_iter().for_each(|s| top.push(s));
+                // Unfiltered, the walk never reads a node's key (a cache miss
+                // per admitted neighbour) nor calls a filter.
+                let found = match filter {
+                    None => h.graph.search(&hq, |_| true, exact),
+                    Some(_) => h.graph.search(&hq, &passes, exact),
+                };
+                found.into_iter().for_each(|s| top.push(s));
                 for &id in &h.pending {
                     if let (Some(key), true) = (exact.get(id), passes(id)) {
                         top.push(Scored { key, id });
