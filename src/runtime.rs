@@ -43,14 +43,39 @@ const HEARTBEAT: Duration = Duration::from_millis(5);
 /// upstream in glommio/glommio#53, not in a release we can use). A request
 /// whose handling was runnable then waited for the client's next request,
 /// seen as rare 30 s test timeouts under CPU contention. A pending timer
-/// bounds that sleep, so every shard keeps one.
-fn start_heartbeat() {
-    glommio::spawn_local(async {
+/// bounds that sleep, so every shard keeps one. It also reports turns that
+/// came late (a shard busy in one long step, or not running at all).
+fn start_heartbeat(me: usize) {
+    glommio::spawn_local(async move {
+        let mut last = (std::time::Instant::now(), thread_cpu());
         loop {
             glommio::timer::sleep(HEARTBEAT).await;
+            let now = (std::time::Instant::now(), thread_cpu());
+            let gap = now.0 - last.0;
+            if gap >= STALL_REPORT {
+                let ran = now.1.saturating_sub(last.1);
+                eprintln!(
+                    "aionbd: shard {me}: no turn for {} ms, its thread ran {} ms of it ({}); work queued meanwhile waited",
+                    gap.as_millis(),
+                    ran.as_millis(),
+                    if ran * 2 > gap { "one long step" } else { "the thread was not running or the executor slept" }
+                );
+            }
+            last = now;
         }
     })
     .detach();
+}
+
+/// A shard that gets no turn for this long reports it (on stderr).
+const STALL_REPORT: Duration = Duration::from_millis(500);
+
+/// CPU time this thread has used.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid out-pointer; the thread CPU clock exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// A low-priority task queue for background work: `shares` against request
@@ -341,7 +366,7 @@ async fn shard_main(
         s.start(router.clone());
     }
     crate::indexer::start(router.clone(), INDEX_BUILD_COOLDOWN);
-    start_heartbeat();
+    start_heartbeat(me);
     let api = Rc::new(Api::new(router, shared.clone()));
     let listener = TcpListener::bind(addr).map_err(|e| format!("shard {me}: cannot listen on {addr}: {e}"))?;
     let conn_cfg = ConnConfig {

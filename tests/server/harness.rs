@@ -5,8 +5,11 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
+
+/// Lines of the server's stderr kept for failure messages.
+const LOG_TAIL: usize = 40;
 
 pub struct Server {
     child: Child,
@@ -15,6 +18,9 @@ pub struct Server {
     /// Remove `data_dir` on drop (false when the test passed it in).
     owns_dir: bool,
     command: String,
+    /// The last [`LOG_TAIL`] lines of the server's stderr. The pipe is
+    /// drained all along: a full pipe would block the shard that writes.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 #[derive(Debug)]
@@ -74,6 +80,21 @@ impl Server {
         let command = format!("{cmd:?}");
         let mut child = cmd.spawn().expect("spawn aionbd");
         let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let tail = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("no turn for") {
+                    eprintln!("{line}"); // a stalled shard: shown even when the test passes
+                }
+                let mut t = tail.lock().unwrap();
+                if t.len() == LOG_TAIL {
+                    t.remove(0);
+                }
+                t.push(line);
+            }
+        });
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             // Skip "recovering" lines: the server is up once it listens.
@@ -87,8 +108,9 @@ impl Server {
             Ok(l) => l,
             Err(_) => {
                 let _ = child.kill();
-                let out = child.wait_with_output().unwrap();
-                panic!("server did not start: {command}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(100)); // the last lines
+                panic!("server did not start: {command}\nstderr:\n{}", log.lock().unwrap().join("\n"));
             }
         };
         let addr = line
@@ -97,7 +119,7 @@ impl Server {
             .and_then(|r| r.split_whitespace().next())
             .unwrap_or_else(|| panic!("unexpected start line: {line}"))
             .to_owned();
-        Server { child, addr, data_dir, owns_dir: false, command }
+        Server { child, addr, data_dir, owns_dir: false, command, log }
     }
 
     pub fn connect(&self) -> TcpStream {
@@ -138,8 +160,13 @@ impl Server {
     pub fn call(&self, method: &str, path: &str, body: Option<Value>, status: u16) -> Value {
         let text = body.map(|b| b.to_string());
         let r = self.req(method, path, text.as_deref());
-        assert_eq!(r.status, status, "{method} {path} {text:?} -> {} {}", r.status, r.body);
+        assert_eq!(r.status, status, "{method} {path} {text:?} -> {} {}\n{}", r.status, r.body, self.stderr_tail());
         r.json()
+    }
+
+    /// The server's command line and the last lines of its stderr.
+    pub fn stderr_tail(&self) -> String {
+        format!("server: {}\nlast stderr lines:\n{}", self.command, self.log.lock().unwrap().join("\n"))
     }
 
     /// Assert an error response: status and code.
