@@ -14,8 +14,14 @@ const STEP_TIME: std::time::Duration = std::time::Duration::from_micros(150);
 
 enum Phase {
     Copy,
-    Insert { next: usize },
+    Insert {
+        next: usize,
+    },
     Calibrate,
+    /// The calibration sample goes in last, a few points per step.
+    InsertProbes {
+        next: usize,
+    },
     Done,
 }
 
@@ -114,10 +120,8 @@ impl GraphBuilder {
                 let g = &*graph;
                 // The first calibration not done yet (each returns done once).
                 let Some(calib) = self.calibs.iter_mut().find(|c| !c.is_done()) else {
-                    for &r in &self.calibs[0].probes().to_vec() {
-                        graph.insert(r as u64, rows.row(r), rows.norm(r));
-                    }
-                    return true;
+                    self.phase = Phase::InsertProbes { next: 0 };
+                    return false;
                 };
                 let share = calib.share();
                 calib.step(rows, 1024, |q: &CalibQuery| {
@@ -129,6 +133,18 @@ impl GraphBuilder {
                     vec![(found, t.elapsed().as_nanos() as f32)]
                 });
                 self.phase = Phase::Calibrate;
+            }
+            Phase::InsertProbes { mut next } => {
+                let probes = self.calibs[0].probes();
+                while next < probes.len() && t0.elapsed() < STEP_TIME {
+                    let r = probes[next];
+                    graph.insert(r as u64, self.rows.row(r), self.rows.norm(r));
+                    next += 1;
+                }
+                if next == probes.len() {
+                    return true;
+                }
+                self.phase = Phase::InsertProbes { next };
             }
             Phase::Done => return true,
         }
