@@ -10,6 +10,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 fn main() {
+    // A shard thread that panicked would leave its data unreachable while
+    // the other shards serve on, so requests touching it would hang until
+    // they time out. End the process instead: every acknowledged write is
+    // in the WAL, and a supervisor (systemd: Restart=) starts it again.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        eprintln!("aionbd: a thread panicked; aborting the process (acknowledged writes are in the WAL)");
+        std::process::abort();
+    }));
     let started = Instant::now();
     let cli = config::Cli::parse();
     let mut errors = Vec::new();

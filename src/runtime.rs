@@ -58,7 +58,13 @@ fn start_heartbeat(me: usize) {
                     "aionbd: shard {me}: no turn for {} ms, its thread ran {} ms of it ({}); work queued meanwhile waited",
                     gap.as_millis(),
                     ran.as_millis(),
-                    if ran * 2 > gap { "one long step" } else { "the thread was not running or the executor slept" }
+                    // Hundreds of ms of CPU without a turn: long synchronous
+                    // work (under contention it also waited for the CPU).
+                    if ran * 2 >= STALL_REPORT {
+                        "long synchronous work"
+                    } else {
+                        "the thread was not running or the executor slept"
+                    }
                 );
             }
             last = now;
@@ -367,6 +373,14 @@ async fn shard_main(
     }
     crate::indexer::start(router.clone(), INDEX_BUILD_COOLDOWN);
     start_heartbeat(me);
+    // Test hook: this shard panics after the given milliseconds.
+    if let Some(ms) = std::env::var(format!("AIONBD_DEBUG_PANIC_SHARD_{me}_MS")).ok().and_then(|v| v.parse().ok()) {
+        glommio::spawn_local(async move {
+            glommio::timer::sleep(Duration::from_millis(ms)).await;
+            panic!("AIONBD_DEBUG_PANIC_SHARD_{me}_MS: shard {me} panics as asked");
+        })
+        .detach();
+    }
     let api = Rc::new(Api::new(router, shared.clone()));
     let listener = TcpListener::bind(addr).map_err(|e| format!("shard {me}: cannot listen on {addr}: {e}"))?;
     let conn_cfg = ConnConfig {

@@ -390,6 +390,8 @@ fn search_metrics_filters_ties_and_errors() {
     assert!(s.call("GET", "/metrics", None, 200)["search_ivf_fallback_exact_total"].as_u64().unwrap() >= 1);
 }
 
+/// 75 queries, more than a query block of the exact kernels, fewer than
+/// the batch limit.
 #[test]
 fn batch_search_equals_single_searches() {
     let s = Server::start(2, &[]);
@@ -402,7 +404,7 @@ fn batch_search_equals_single_searches() {
     let pts: Vec<Value> =
         (0..200u64).map(|i| json!({"id": i, "values": (0..8).map(|_| next()).collect::<Vec<_>>()})).collect();
     s.call("POST", "/collections/b/points", Some(json!({ "points": pts })), 200);
-    let queries: Vec<Vec<f32>> = (0..9).map(|_| (0..8).map(|_| next()).collect()).collect();
+    let queries: Vec<Vec<f32>> = (0..75).map(|_| (0..8).map(|_| next()).collect()).collect();
     for metric in ["l2", "dot", "cosine"] {
         let batch = s.call(
             "POST",

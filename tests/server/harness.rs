@@ -143,9 +143,25 @@ impl Server {
         if let Some(b) = body {
             bytes.extend_from_slice(b);
         }
+        let t0 = std::time::Instant::now();
         s.write_all(&bytes).unwrap();
         let mut out = Vec::new();
-        s.read_to_end(&mut out).unwrap();
+        if let Err(e) = s.read_to_end(&mut out) {
+            // A request that got no answer: is the server wedged, or only
+            // this connection? Ask on a fresh one.
+            let probe = TcpStream::connect(&self.addr).and_then(|mut p| {
+                p.set_read_timeout(Some(Duration::from_secs(5)))?;
+                p.write_all(b"GET /metrics HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")?;
+                let mut b = String::new();
+                p.read_to_string(&mut b).map(|_| b)
+            });
+            panic!(
+                "{method} {path}: no answer after {:?} ({e}; {} bytes read)\nGET /metrics on a new connection: {probe:?}\n{}",
+                t0.elapsed(),
+                out.len(),
+                self.stderr_tail()
+            );
+        }
         let mut resps = parse_responses(&out);
         assert_eq!(resps.len(), 1, "{} {path}: expected one response, got {resps:?}\nserver: {}", method, self.command);
         resps.remove(0)
@@ -177,6 +193,11 @@ impl Server {
         assert_eq!(v["code"], code, "{method} {path}: {v}");
         assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
         v
+    }
+
+    /// Wait up to `limit` for the process to exit on its own.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        wait_timeout(&mut self.child, limit)
     }
 
     /// SIGKILL: the process gets no chance to clean up (a crash).

@@ -51,3 +51,16 @@ fn sigterm_shuts_down_cleanly() {
     let status = s.terminate();
     assert!(status.success(), "exit status {status:?}");
 }
+
+/// A shard that panics ends the whole process, with the panic on stderr,
+/// instead of leaving its data unreachable while the other shard serves on
+/// (requests touching it would hang until they time out).
+#[test]
+fn a_panicking_shard_ends_the_process() {
+    let mut s = Server::start(2, &[("AIONBD_DEBUG_PANIC_SHARD_1_MS", "300")]);
+    let status = s.wait_exit(std::time::Duration::from_secs(10)).expect("the server exits after a shard panics");
+    assert!(!status.success(), "exit status {status:?}");
+    std::thread::sleep(std::time::Duration::from_millis(200)); // the last stderr lines
+    let tail = s.stderr_tail();
+    assert!(tail.contains("shard 1 panics as asked") && tail.contains("aborting the process"), "{tail}");
+}
