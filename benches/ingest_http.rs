@@ -1,13 +1,16 @@
 //! Durable ingest over HTTP in each durability mode (sync on write, every
-//! N writes, every second), measured side by side in one run:
+//! N writes, every second) and with persistence off (the request path's
+//! ceiling: nothing written to disk), measured side by side in one run:
 //!
 //! - 1 client, single-point PUTs in turn (one fdatasync per write: the
 //!   baseline group commit has to beat),
 //! - 32 concurrent clients, single-point PUTs (group commit shares syncs),
 //! - 1 client, 256-point batch upserts,
 //!
-//! each reporting points/s, p50/p99 acknowledgement latency and the
-//! fdatasyncs issued (from /metrics).
+//! each reporting points/s, p50/p99 acknowledgement latency, the
+//! fdatasyncs issued (from /metrics) and the CPU time per point of the
+//! server process and of this load generator (from /proc and getrusage;
+//! both share the machine's cores).
 //!
 //! Run: `cargo bench --bench ingest_http -- --data ../shared/data/debian-minilm`
 //! Options: `--seconds S` per phase (default 5), `--base FILE`,
@@ -19,7 +22,7 @@
 mod common;
 
 use aionbd_io::vecfile::{self, Matrix};
-use common::{metric, pct, vec_json, Client, Server};
+use common::{metric, own_cpu_seconds, pct, vec_json, Client, Server};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -60,13 +63,37 @@ fn single_writers(addr: &str, base: &Matrix<f32>, clients: usize, seconds: f64, 
     (all.len() as u64, all)
 }
 
-/// One table row: points/s, latency quantiles (`lat` sorted) and syncs.
-fn print_row(mode: &str, phase: &str, rate: f64, lat: &[f64], syncs: u64, points: u64) {
+/// What a phase cost: fdatasyncs and CPU seconds of the server and of this
+/// load generator, read before and after it.
+struct Cost {
+    syncs: u64,
+    server_cpu: f64,
+    load_cpu: f64,
+}
+
+impl Cost {
+    fn now(server: &Server) -> Cost {
+        Cost {
+            syncs: metric(&server.addr, "persistence_wal_fsyncs_total"),
+            server_cpu: server.cpu_seconds(),
+            load_cpu: own_cpu_seconds(),
+        }
+    }
+}
+
+/// One table row: points/s, latency quantiles (`lat` sorted), syncs and CPU
+/// per point (server, load generator) between `before` and now.
+fn print_row(server: &Server, before: &Cost, mode: &str, phase: &str, rate: f64, lat: &[f64], points: u64) {
+    let after = Cost::now(server);
+    let syncs = after.syncs - before.syncs;
+    let per_point = |s: f64| s * 1e6 / points.max(1) as f64;
+    let per_sync = if syncs == 0 { "-".to_owned() } else { format!("{:.1}", points as f64 / syncs as f64) };
     println!(
-        "| {mode} | {phase} | {rate:.0} | {:.2} | {:.2} | {syncs} | {:.1} |",
+        "| {mode} | {phase} | {rate:.0} | {:.2} | {:.2} | {syncs} | {per_sync} | {:.0} | {:.0} |",
         pct(lat, 0.5),
         pct(lat, 0.99),
-        points as f64 / syncs.max(1) as f64
+        per_point(after.server_cpu - before.server_cpu),
+        per_point(after.load_cpu - before.load_cpu),
     );
 }
 
@@ -109,12 +136,19 @@ fn main() {
         Mode { name: "sync on write", env: vec![("AIONBD_WAL_GROUP_COMMIT_MAX_BATCH", max_batch.clone())] },
         Mode { name: "every N writes", env: relaxed(("AIONBD_WAL_SYNC_EVERY_N_WRITES", every_n.clone())) },
         Mode { name: "every 1 s", env: relaxed(("AIONBD_WAL_SYNC_INTERVAL_SECONDS", "1".to_owned())) },
+        // The request path without the log: what this box serves when
+        // nothing is written to disk, the ceiling for every mode above.
+        Mode { name: "no WAL (persistence off)", env: vec![("AIONBD_PERSISTENCE_ENABLED", "false".to_owned())] },
     ];
     println!("every N writes: N = {every_n}");
     println!();
-    println!("| mode | phase | points/s | p50 ms | p99 ms | fdatasyncs | points per fdatasync |");
-    println!("|---|---|---|---|---|---|---|");
-    let mut ratio = 0.0;
+    println!(
+        "| mode | phase | points/s | p50 ms | p99 ms | fdatasyncs | points per fdatasync | server CPU us/point | load CPU us/point |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    // 32-writer points/s per mode, and the sync-on-write one-writer rate.
+    let mut many = Vec::new();
+    let mut one = 0.0;
     for mode in &modes {
         let env: Vec<(&str, &str)> = mode.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let server = Server::start(2, 2, &env);
@@ -126,19 +160,19 @@ fn main() {
         for (label, clients, first) in
             [("1 writer, single points", 1usize, 0u64), ("32 writers, single points", 32, 1u64 << 40)]
         {
-            let s0 = metric(&addr, "persistence_wal_fsyncs_total");
+            let before = Cost::now(&server);
             let t0 = Instant::now();
             let (n, lat) = single_writers(&addr, &base, clients, seconds, first);
             let rate = n as f64 / t0.elapsed().as_secs_f64();
-            let syncs = metric(&addr, "persistence_wal_fsyncs_total") - s0;
             rates.push(rate);
-            print_row(mode.name, label, rate, &lat, syncs, n);
+            print_row(&server, &before, mode.name, label, rate, &lat, n);
         }
-        if ratio == 0.0 {
-            ratio = rates[1] / rates[0];
+        if one == 0.0 {
+            one = rates[0];
         }
+        many.push(rates[1]);
         // 256-point batches, one client.
-        let s0 = metric(&addr, "persistence_wal_fsyncs_total");
+        let before = Cost::now(&server);
         let deadline = Instant::now() + Duration::from_secs_f64(seconds);
         let t0 = Instant::now();
         let (mut n, mut lat, mut start) = (0u64, Vec::new(), 0usize);
@@ -158,10 +192,14 @@ fn main() {
             start += 256;
         }
         let rate = n as f64 / t0.elapsed().as_secs_f64();
-        let syncs = metric(&addr, "persistence_wal_fsyncs_total") - s0;
         lat.sort_by(f64::total_cmp);
-        print_row(mode.name, "1 client, 256-point batches", rate, &lat, syncs, n);
+        print_row(&server, &before, mode.name, "1 client, 256-point batches", rate, &lat, n);
     }
     println!();
-    println!("group commit (sync on write): 32 writers / 1 writer = {ratio:.1}x the points/s");
+    println!("group commit (sync on write): 32 writers / 1 writer = {:.1}x the points/s", many[0] / one);
+    println!(
+        "ceiling: 32 writers with no WAL at all = {:.1}x the sync-on-write one-writer rate ({:.0} points/s)",
+        many[3] / one,
+        many[3]
+    );
 }

@@ -12,6 +12,8 @@
 //! Run: `cargo bench --bench wal_group_commit -- [--dir DIR] [--seconds S]`
 //! (default: a temporary directory under /tmp, 5 s per phase).
 
+mod common;
+
 use aionbd::wal::{SyncPolicy, Wal};
 use aionbd_io::wal::writer::WalWriter;
 use glommio::LocalExecutorBuilder;
@@ -81,8 +83,10 @@ fn main() {
                 let wal = Wal::new(sub, writer, segment as u64, policy, max_batch, Duration::ZERO);
                 // Let the spare segment be preallocated before timing.
                 glommio::timer::sleep(Duration::from_millis(300)).await;
+                let cpu0 = common::own_cpu_seconds();
                 let (n, lat, syncs) = phase(&wal, writers, seconds).await;
-                rows.push((writers, max_batch, n as f64 / seconds, pct(&lat, 0.5), pct(&lat, 0.99), syncs, n));
+                let cpu = (common::own_cpu_seconds() - cpu0) * 1e6 / n.max(1) as f64;
+                rows.push((writers, max_batch, n as f64 / seconds, pct(&lat, 0.5), pct(&lat, 0.99), syncs, n, cpu));
             }
             rows
         })
@@ -92,13 +96,13 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     println!("record: {RECORD_BYTES} bytes, sync on write, {seconds} s per phase, directory under {}", dir.display());
     println!(
-        "| writers | max batch | records/s | p50 ms | p99 ms | fdatasyncs | records per fdatasync | vs 1 writer |"
+        "| writers | max batch | records/s | p50 ms | p99 ms | fdatasyncs | records per fdatasync | vs 1 writer | CPU us/record |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let base = rows[0].2;
-    for (w, b, rate, p50, p99, syncs, n) in rows {
+    for (w, b, rate, p50, p99, syncs, n, cpu) in rows {
         println!(
-            "| {w} | {b} | {rate:.0} | {p50:.3} | {p99:.3} | {syncs} | {:.1} | {:.1}x |",
+            "| {w} | {b} | {rate:.0} | {p50:.3} | {p99:.3} | {syncs} | {:.1} | {:.1}x | {cpu:.1} |",
             n as f64 / syncs.max(1) as f64,
             rate / base
         );

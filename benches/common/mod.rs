@@ -50,6 +50,18 @@ impl Server {
         t0.elapsed()
     }
 
+    /// CPU seconds (user + system) the server process has used so far,
+    /// from /proc (Linux).
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).expect("/proc/PID/stat");
+        // Fields after the command name (which may hold spaces) start at
+        // state (field 3); utime and stime are fields 14 and 15.
+        let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+        ticks as f64 / clock_ticks()
+    }
+
     fn spawn(
         shards: usize,
         partitions: usize,
@@ -142,6 +154,26 @@ impl Client {
             self.buf.extend_from_slice(&chunk[..k]);
         }
     }
+}
+
+/// Clock ticks per second, the unit of /proc times.
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf reads a constant and has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// CPU seconds (user + system) this process (every thread) has used.
+pub fn own_cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct it is given; zeroed is a valid start.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(u.ru_utime) + tv(u.ru_stime)
 }
 
 /// One numeric key of the server's JSON `/metrics` (0 if absent).
