@@ -323,6 +323,42 @@ impl Router {
         }
     }
 
+    /// Issue `steps` pieces of work to every shard in `to`: every remote
+    /// piece is sent first (a peer runs one per turn), then this shard's own
+    /// pieces run one per turn of the calling task, which yields in between.
+    /// So work split into steps never holds a shard for its whole length
+    /// and both shards still work at once. Answers are `[step][shard]`.
+    pub async fn scatter_steps(
+        &self,
+        to: &[ShardId],
+        steps: usize,
+        op: impl Fn(usize) -> Op,
+    ) -> Vec<Vec<Result<Answer, ShardError>>> {
+        let mut pend: Vec<Vec<Option<Pending>>> =
+            (0..steps).map(|i| to.iter().map(|&s| (s != self.me).then(|| self.call(s, op(i)))).collect()).collect();
+        if to.contains(&self.me) {
+            for (i, row) in pend.iter_mut().enumerate() {
+                if i > 0 {
+                    futures_lite::future::yield_now().await;
+                }
+                for (slot, &s) in row.iter_mut().zip(to) {
+                    if s == self.me {
+                        *slot = Some(self.call(s, op(i)));
+                    }
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(steps);
+        for row in pend {
+            let mut answers = Vec::with_capacity(row.len());
+            for p in row {
+                answers.push(p.expect("every slot issued").wait().await);
+            }
+            out.push(answers);
+        }
+        out
+    }
+
     fn send_request(&self, to: ShardId, op: Op) -> AnswerRx {
         let req_id = self.next_req.get();
         self.next_req.set(req_id + 1);

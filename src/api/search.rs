@@ -17,6 +17,10 @@ const IVF_MIN_POINTS: u64 = 2048;
 const DEFAULT_TARGET_RECALL: f64 = 0.95;
 /// Largest `ef` a search may ask for.
 const MAX_EF: u64 = 65_536;
+/// Queries a partition answers in one synchronous step. A batch goes to
+/// each partition in pieces of this many (all sent at once, run one per
+/// turn), so a large exact batch does not hold a shard for its whole scan.
+const QUERIES_PER_STEP: usize = 64;
 
 #[derive(Serialize)]
 struct HitOut<'a> {
@@ -147,37 +151,51 @@ impl Api {
             body::Mode::Ivf => choice(Some(IndexKind::Ivf)),
             body::Mode::Hnsw => choice(Some(IndexKind::Hnsw)),
         };
-        let op = SearchOp {
-            name: name.clone(),
-            queries: Arc::new(queries),
-            metric,
-            k: limit as usize,
-            filter,
-            include_payload: b.include_payload.unwrap_or(true),
-            approx,
+        let steps: Vec<Arc<Vec<Vec<f32>>>> = if n_queries <= QUERIES_PER_STEP {
+            vec![Arc::new(queries)]
+        } else {
+            queries.chunks(QUERIES_PER_STEP).map(|c| Arc::new(c.to_vec())).collect()
+        };
+        let op = |step: usize| {
+            Op::Search(SearchOp {
+                name: name.clone(),
+                queries: steps[step].clone(),
+                metric,
+                k: limit as usize,
+                filter: filter.clone(),
+                include_payload: b.include_payload.unwrap_or(true),
+                approx,
+            })
         };
         let shards = self.placement.shards_of(&name);
-        let replies = self.scatter(&shards, || Op::Search(op.clone())).await?;
+        let answers = self.router.scatter_steps(&shards, steps.len(), op).await;
         let mut per_query: Vec<Vec<Hit>> = (0..n_queries).map(|_| Vec::new()).collect();
         let mut total = 0;
         // Recall of the merged answer: each partition's calibrated share
         // of it (see `Calibration::apply_parts`) weighted by its size, an
         // exact partition counting 1; `None` while every one is exact.
+        // A partition's steps each weigh by their share of the queries.
         let (mut recall_sum, mut approximate) = (0.0f64, false);
         let (mut ivf, mut hnsw) = (false, false);
-        for r in replies {
-            match r {
-                Reply::Hits { per_query: part, n_points, estimated_recall: part_recall, index } => {
-                    total += n_points;
-                    ivf |= index == Some(IndexKind::Ivf);
-                    hnsw |= index == Some(IndexKind::Hnsw);
-                    approximate |= part_recall.is_some();
-                    recall_sum += n_points as f64 * part_recall.unwrap_or(1.0) as f64;
-                    for (acc, hits) in per_query.iter_mut().zip(part) {
-                        acc.extend(hits);
+        for (step, row) in answers.into_iter().enumerate() {
+            let first = step * QUERIES_PER_STEP;
+            let share = steps[step].len() as f64 / n_queries as f64;
+            for a in row {
+                match a.and_then(crate::router::Answer::into_reply)? {
+                    Reply::Hits { per_query: part, n_points, estimated_recall: part_recall, index } => {
+                        if step == 0 {
+                            total += n_points;
+                        }
+                        ivf |= index == Some(IndexKind::Ivf);
+                        hnsw |= index == Some(IndexKind::Hnsw);
+                        approximate |= part_recall.is_some();
+                        recall_sum += share * n_points as f64 * part_recall.unwrap_or(1.0) as f64;
+                        for (acc, hits) in per_query[first..].iter_mut().zip(part) {
+                            acc.extend(hits);
+                        }
                     }
+                    r => return Err(ApiError::new(500, "internal", format!("unexpected shard reply {r:?}"))),
                 }
-                r => return Err(ApiError::new(500, "internal", format!("unexpected shard reply {r:?}"))),
             }
         }
         if total == 0 {

@@ -188,17 +188,16 @@ fn concurrent_clients_on_two_shards_see_one_database() {
 /// request is past its deadline whether the timer fires while it waits for
 /// the other shard or the scan finishes first; loading (~10 ms per batch)
 /// stays well inside it.
-#[test]
-fn waiting_past_the_request_timeout_answers_408() {
-    let s = Server::start(
-        2,
-        &[
-            ("AIONBD_REQUEST_TIMEOUT_MS", "250"),
-            ("AIONBD_PERSISTENCE_ENABLED", "false"),
-            ("AIONBD_SEARCH_BATCH_MAX_QUERIES", "4096"),
-            ("AIONBD_MAX_BODY_BYTES", "16777216"),
-        ],
-    );
+/// Settings for a server that takes large exact batches.
+const BIG_BATCHES: [(&str, &str); 3] = [
+    ("AIONBD_PERSISTENCE_ENABLED", "false"),
+    ("AIONBD_SEARCH_BATCH_MAX_QUERIES", "4096"),
+    ("AIONBD_MAX_BODY_BYTES", "16777216"),
+];
+
+/// A collection "slow" of 10,240 points x 400 dimensions, and the body of
+/// an exact batch search of `n` queries over it (seconds of CPU for 4096).
+fn slow_collection(s: &Server, n: usize) -> String {
     s.call("POST", "/collections", Some(serde_json::json!({"name": "slow", "dimension": 400})), 200);
     for chunk in 0..40u64 {
         let pts: Vec<serde_json::Value> = (0..256u64)
@@ -209,11 +208,45 @@ fn waiting_past_the_request_timeout_answers_408() {
             .collect();
         s.call("POST", "/collections/slow/points", Some(serde_json::json!({ "points": pts })), 200);
     }
-    let queries: Vec<Vec<f32>> = (0..4096).map(|q| (0..400).map(|d| ((q * 7 + d) % 13) as f32).collect()).collect();
-    let body = serde_json::json!({"queries": queries, "metric": "l2", "limit": 10}).to_string();
+    let queries: Vec<Vec<f32>> = (0..n).map(|q| (0..400).map(|d| ((q * 7 + d) % 13) as f32).collect()).collect();
+    serde_json::json!({"queries": queries, "metric": "l2", "limit": 10, "mode": "exact"}).to_string()
+}
+
+#[test]
+fn waiting_past_the_request_timeout_answers_408() {
+    let mut env = BIG_BATCHES.to_vec();
+    env.push(("AIONBD_REQUEST_TIMEOUT_MS", "250"));
+    let s = Server::start(2, &env);
+    let body = slow_collection(&s, 4096);
     let r = s.req("POST", "/collections/slow/search/topk/batch", Some(&body));
     assert_eq!(r.status, 408, "{}", r.body);
     assert_eq!(r.json()["code"], "request_timeout");
     // The server keeps serving afterwards.
     assert_eq!(s.call("GET", "/live", None, 200)["status"], "live");
+}
+
+#[test]
+fn a_large_exact_batch_does_not_hold_its_shard() {
+    // One shard: every request shares the core the batch runs on. The
+    // batch is answered in steps of 64 queries, so a small request sent
+    // while it runs is answered between two steps, before the batch ends.
+    let s = Server::start(1, &BIG_BATCHES);
+    let body = slow_collection(&s, 2048);
+    let batch_done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let batch = scope.spawn(|| {
+            let r = s.req("POST", "/collections/slow/search/topk/batch", Some(&body));
+            batch_done.store(true, std::sync::atomic::Ordering::SeqCst);
+            r
+        });
+        // Let the batch arrive and start scanning (it scans for seconds).
+        std::thread::sleep(Duration::from_millis(300));
+        let small = s.call("GET", "/collections/slow", None, 200);
+        let finished_first = batch_done.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(small["point_count"], 10240, "{small}");
+        let r = batch.join().unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.json()["results"].as_array().map(Vec::len), Some(2048));
+        assert!(!finished_first, "the small request waited for the whole batch");
+    });
 }
