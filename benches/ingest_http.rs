@@ -28,9 +28,10 @@ use std::time::{Duration, Instant};
 
 /// `clients` writers sending single-point PUTs (ids from `first_id`) for
 /// `seconds`: (points, latencies ms).
-fn single_writers(addr: &str, base: &Matrix<f32>, clients: usize, seconds: f64, first_id: u64) -> (u64, Vec<f64>) {
-    let bodies: Vec<Vec<u8>> =
-        (0..base.rows.min(2000)).map(|i| format!(r#"{{"values":{}}}"#, vec_json(base.row(i))).into_bytes()).collect();
+fn single_writers(addr: &str, rows_json: &[String], clients: usize, seconds: f64, first_id: u64) -> (u64, Vec<f64>) {
+    let bodies: Vec<Vec<u8>> = (0..rows_json.len().min(2000))
+        .map(|i| format!(r#"{{"values":{}}}"#, rows_json[i % rows_json.len()]).into_bytes())
+        .collect();
     let bodies = &bodies;
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let per: Vec<Vec<f64>> = std::thread::scope(|s| {
@@ -124,6 +125,8 @@ fn main() {
     let path = base_file.unwrap_or_else(|| data.join("base.fvecs"));
     let base: Matrix<f32> = vecfile::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     println!("data: {} x {} ({}); 2 shards", base.rows, base.dim, path.display());
+    // Request bodies are built from these before any timing starts.
+    let rows_json: Vec<String> = (0..base.rows.min(4096)).map(|i| vec_json(base.row(i))).collect();
     println!("group commit takes at most {max_batch} writes per fdatasync (AIONBD_WAL_GROUP_COMMIT_MAX_BATCH)");
     let relaxed = |extra: (&'static str, String)| {
         vec![
@@ -162,7 +165,7 @@ fn main() {
         {
             let before = Cost::now(&server);
             let t0 = Instant::now();
-            let (n, lat) = single_writers(&addr, &base, clients, seconds, first);
+            let (n, lat) = single_writers(&addr, &rows_json, clients, seconds, first);
             let rate = n as f64 / t0.elapsed().as_secs_f64();
             rates.push(rate);
             print_row(&server, &before, mode.name, label, rate, &lat, n);
@@ -177,13 +180,18 @@ fn main() {
         let t0 = Instant::now();
         let (mut n, mut lat, mut start) = (0u64, Vec::new(), 0usize);
         while Instant::now() < deadline {
-            let pts: Vec<String> = (0..256)
-                .map(|j| {
-                    let row = (start + j) % base.rows;
-                    format!(r#"{{"id":{},"values":{}}}"#, (2u64 << 40) + (start + j) as u64, vec_json(base.row(row)))
-                })
-                .collect();
-            let body = format!(r#"{{"points":[{}]}}"#, pts.join(","));
+            // Fresh ids over pre-formatted vectors: the client's own float
+            // formatting must not be what is timed.
+            let mut body = String::with_capacity(256 * (rows_json[0].len() + 32));
+            body.push_str(r#"{"points":["#);
+            for j in 0..256 {
+                if j > 0 {
+                    body.push(',');
+                }
+                let id = (2u64 << 40) + (start + j) as u64;
+                body.push_str(&format!(r#"{{"id":{id},"values":{}}}"#, rows_json[(start + j) % rows_json.len()]));
+            }
+            body.push_str("]}");
             let t = Instant::now();
             let (st, resp) = c.post("/collections/ingest/points", body.as_bytes());
             assert_eq!(st, 200, "{}", String::from_utf8_lossy(&resp));
