@@ -56,9 +56,6 @@ fn main() {
     } else {
         eprintln!("aionbd: persistence disabled: data lives in memory only and is lost on exit");
     }
-    if cfg.memory_budget_bytes > 0 {
-        eprintln!("aionbd: warning: memory budget is accepted but not enforced in this version");
-    }
     let (reservation, addr) = match runtime::reserve_address(cfg.bind) {
         Ok(x) => x,
         Err(e) => {

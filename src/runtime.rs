@@ -37,6 +37,35 @@ const PREEMPT_TIMER: Duration = Duration::from_millis(5);
 /// How often every shard wakes up whatever it is doing.
 const HEARTBEAT: Duration = Duration::from_millis(5);
 
+/// Least time between two measurements of a shard's memory (memory budget).
+const MEMORY_REPORT_EVERY: Duration = Duration::from_millis(20);
+
+/// With a memory budget, every shard measures the memory its data holds
+/// and tells the other shards when it changed, so each home shard admits
+/// new points against the whole process's use (`Shard::memory_in_use`).
+/// Measuring walks the partitions and payload indexes, so the pause after
+/// a measurement is at least 20x its length (at most ~5 % of the shard).
+fn start_memory_reports(router: Rc<Router>) {
+    glommio::spawn_local(async move {
+        let me = router.me();
+        let mut last = None;
+        loop {
+            let t0 = std::time::Instant::now();
+            let own = router.with_shard(|s| s.measure_memory());
+            let took = t0.elapsed();
+            if last != Some(own) {
+                for peer in (0..router.n_shards()).filter(|&p| p != me) {
+                    // Nothing to wait for: the peer just records it.
+                    drop(router.call(peer, aionbd_shards::ops::Op::PeerMemory { from: me, bytes: own }));
+                }
+                last = Some(own);
+            }
+            glommio::timer::sleep(MEMORY_REPORT_EVERY.max(took * 20)).await;
+        }
+    })
+    .detach();
+}
+
 /// Work around a glommio 0.9 scheduler bug: when the preempt timer fires
 /// before a round runs any task queue, the executor can park although a
 /// queue is runnable, and sleeps until some I/O or timer completes (fixed
@@ -345,7 +374,11 @@ async fn shard_main(
     let shard = Shard::new(
         me,
         placement,
-        ShardLimits { max_points_per_collection: cfg.max_points_per_collection, hnsw: cfg.hnsw },
+        ShardLimits {
+            max_points_per_collection: cfg.max_points_per_collection,
+            memory_budget_bytes: cfg.memory_budget_bytes,
+            hnsw: cfg.hnsw,
+        },
     );
     let metrics = Rc::new(Metrics::default());
     let router = Router::start(shard, cfg.shards, metrics.clone(), joined);
@@ -373,6 +406,9 @@ async fn shard_main(
     }
     crate::indexer::start(router.clone(), INDEX_BUILD_COOLDOWN);
     start_heartbeat(me);
+    if cfg.memory_budget_bytes > 0 {
+        start_memory_reports(router.clone());
+    }
     // Test hook: this shard panics after the given milliseconds.
     if let Some(ms) = std::env::var(format!("AIONBD_DEBUG_PANIC_SHARD_{me}_MS")).ok().and_then(|v| v.parse().ok()) {
         glommio::spawn_local(async move {

@@ -142,6 +142,11 @@ pub enum Op {
         filter: Option<Arc<Filter>>,
     },
     Stats,
+    /// Another shard's memory as it measured it (for the memory budget).
+    PeerMemory {
+        from: ShardId,
+        bytes: u64,
+    },
     IndexStatus {
         name: String,
     },

@@ -19,6 +19,8 @@ use std::ops::Bound;
 #[derive(Clone, Copy, Debug)]
 pub struct ShardLimits {
     pub max_points_per_collection: u64,
+    /// Memory all shards' data may hold together (0: no budget).
+    pub memory_budget_bytes: u64,
     /// Graph settings for the partitions this shard creates.
     pub hnsw: crate::hnsw::HnswParams,
 }
@@ -50,11 +52,35 @@ pub struct Shard {
     catalog: HashMap<String, CatalogEntry>,
     partitions: HashMap<String, PartitionSlot>,
     next_uid: u64,
+    memory: MemoryView,
 }
+
+/// This shard's view of the memory the data holds, for the memory budget:
+/// its own bytes as last measured plus an estimate of what it admitted
+/// since, and what each other shard last reported.
+#[derive(Default)]
+struct MemoryView {
+    measured: u64,
+    admitted: u64,
+    peers: HashMap<ShardId, u64>,
+}
+
+/// Bytes a new point is assumed to add until the next measurement, on top
+/// of its vector (ids, norms, maps, catalog entry; payloads and indexes are
+/// counted when measured).
+pub const POINT_OVERHEAD_BYTES: u64 = 128;
 
 impl Shard {
     pub fn new(id: ShardId, placement: Placement, limits: ShardLimits) -> Self {
-        Shard { id, placement, limits, catalog: HashMap::new(), partitions: HashMap::new(), next_uid: 1 }
+        Shard {
+            id,
+            placement,
+            limits,
+            catalog: HashMap::new(),
+            partitions: HashMap::new(),
+            next_uid: 1,
+            memory: MemoryView::default(),
+        }
     }
 
     pub fn id(&self) -> ShardId {
@@ -109,7 +135,8 @@ impl Shard {
                 Ok(LogRecord::DeleteCollection { name })
             }
             Op::Upsert { name, points } => {
-                self.validate_upsert(&name, &points)?;
+                let new_bytes = self.validate_upsert(&name, &points)?;
+                self.memory.admitted += new_bytes;
                 Ok(LogRecord::Upsert { name, points })
             }
             Op::DeletePoint { name, id } => {
@@ -246,8 +273,9 @@ impl Shard {
         Ok(Plan { reply, fanout, log: None })
     }
 
-    /// Upsert validation: dimension, finiteness, payload keys, point cap.
-    fn validate_upsert(&self, name: &str, points: &[PointIn]) -> Result<(), ShardError> {
+    /// Upsert validation: dimension, finiteness, payload keys, point cap,
+    /// memory budget. Returns the bytes the new points are estimated to add.
+    fn validate_upsert(&self, name: &str, points: &[PointIn]) -> Result<u64, ShardError> {
         let cap = self.limits.max_points_per_collection;
         let entry = self.entry(name)?;
         for (i, p) in points.iter().enumerate() {
@@ -277,7 +305,30 @@ impl Shard {
                 fresh.len()
             )));
         }
-        Ok(())
+        let new_bytes = fresh.len() as u64 * (entry.spec.dimension as u64 * 4 + POINT_OVERHEAD_BYTES);
+        let budget = self.limits.memory_budget_bytes;
+        let in_use = self.memory_in_use();
+        if budget > 0 && new_bytes > 0 && in_use + new_bytes > budget {
+            return Err(ShardError::ResourceExhausted(format!(
+                "memory budget of {budget} bytes would be exceeded: {in_use} bytes in use, {} new points need about \
+                 {new_bytes} (delete collections to free memory)",
+                fresh.len()
+            )));
+        }
+        Ok(new_bytes)
+    }
+
+    /// Memory the data holds on every shard, as this shard knows it.
+    pub fn memory_in_use(&self) -> u64 {
+        self.memory.measured + self.memory.admitted + self.memory.peers.values().sum::<u64>()
+    }
+
+    /// Measure this shard's own memory again (dropping the estimate of
+    /// what it admitted since the last measurement); returns the bytes.
+    pub fn measure_memory(&mut self) -> u64 {
+        self.memory.measured = self.data_stats().memory_bytes;
+        self.memory.admitted = 0;
+        self.memory.measured
     }
 
     /// Check every id exists (404 otherwise); return them deduplicated.
@@ -478,6 +529,10 @@ impl Shard {
             }
             Op::Count { name, filter } => Ok(Reply::Count(self.partition(&name)?.data.count(filter.as_deref()))),
             Op::Stats => Ok(Reply::Stats(self.data_stats())),
+            Op::PeerMemory { from, bytes } => {
+                self.memory.peers.insert(from, bytes);
+                Ok(Reply::Done)
+            }
             Op::IndexStatus { name } => {
                 let p = &self.partition(&name)?.data;
                 Ok(Reply::IndexStatus(p.ivf_status(), p.graph_status(), p.payload_index_status()))
@@ -614,5 +669,48 @@ fn page(entry: &CatalogEntry, from: PageFrom, limit: usize) -> PointsPage {
             let more = it.next().is_some();
             PointsPage { next_offset: None, next_after_id: if more { ids.last().copied() } else { None }, ids, total }
         }
+    }
+}
+
+#[cfg(test)]
+mod memory_budget_tests {
+    use super::*;
+    use crate::payload::Payload;
+
+    fn upsert(shard: &mut Shard, ids: std::ops::Range<u64>) -> Result<Plan, ShardError> {
+        let points = ids.map(|id| PointIn { id, values: vec![0.5; 16], payload: Payload::default() }).collect();
+        shard.execute(Op::Upsert { name: "c".into(), points })
+    }
+
+    #[test]
+    fn new_points_past_the_budget_are_refused_with_every_shard_counted() {
+        // 16 dimensions: each new point is estimated at 64 + 128 bytes.
+        let per = 16 * 4 + POINT_OVERHEAD_BYTES;
+        let limits =
+            ShardLimits { max_points_per_collection: 1000, memory_budget_bytes: 50 * per, hnsw: Default::default() };
+        let mut shard = Shard::new(0, Placement::new(1, 1), limits);
+        shard
+            .execute(Op::CreateCollection(CollectionSpec { name: "c".into(), dimension: 16, strict_finite: true }))
+            .unwrap();
+        upsert(&mut shard, 0..50).unwrap();
+        assert!(matches!(upsert(&mut shard, 50..51), Err(ShardError::ResourceExhausted(_))));
+        // Replacing stored points adds nothing.
+        upsert(&mut shard, 0..50).unwrap();
+        // A measurement replaces the estimate with what the data holds.
+        let measured = shard.measure_memory();
+        assert!(measured > 0);
+        assert_eq!(shard.memory_in_use(), measured);
+        // Another shard's report counts against the same budget.
+        shard.execute(Op::PeerMemory { from: 1, bytes: 50 * per }).unwrap();
+        assert_eq!(shard.memory_in_use(), measured + 50 * per);
+        let err = upsert(&mut shard, 50..51).unwrap_err();
+        assert!(matches!(&err, ShardError::ResourceExhausted(m) if m.contains("memory budget")), "{err:?}");
+        shard.execute(Op::PeerMemory { from: 1, bytes: 0 }).unwrap();
+        shard.measure_memory();
+        // Without a budget nothing is refused for memory.
+        let mut free = Shard::new(0, Placement::new(1, 1), ShardLimits { memory_budget_bytes: 0, ..limits });
+        free.execute(Op::CreateCollection(CollectionSpec { name: "c".into(), dimension: 16, strict_finite: true }))
+            .unwrap();
+        upsert(&mut free, 0..200).unwrap();
     }
 }
