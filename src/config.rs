@@ -60,6 +60,8 @@ settings![
     ("index.hnsw_ef_construction", "AIONBD_HNSW_EF_CONSTRUCTION", "100"),
     ("security.auth_mode", "AIONBD_AUTH_MODE", "disabled"),
     ("security.tls_enabled", "AIONBD_TLS_ENABLED", "false"),
+    ("security.rate_limit_per_minute", "AIONBD_AUTH_RATE_LIMIT_PER_MINUTE", "0"),
+    ("security.rate_window_retention_minutes", "AIONBD_AUTH_RATE_WINDOW_RETENTION_MINUTES", "60"),
 ];
 
 #[derive(Parser, Debug, Default)]
@@ -131,6 +133,8 @@ pub struct Config {
     pub search_batch_max_queries: usize,
     pub strict_finite: bool,
     pub memory_budget_bytes: u64,
+    /// Requests per UTC minute, all routes, all shards (0: no limit).
+    pub rate_limit_per_minute: u64,
     pub persistence: PersistenceConfig,
     /// HNSW graph settings for every partition.
     pub hnsw: aionbd_shards::hnsw::HnswParams,
@@ -343,6 +347,7 @@ pub fn build(raw: &RawSettings, cpus: usize, mut errors: Vec<String>) -> Result<
         search_batch_max_queries: t.num("limits.search_batch_max_queries", 1),
         strict_finite: t.flag("limits.strict_finite"),
         memory_budget_bytes: t.num("limits.memory_budget_bytes", 0),
+        rate_limit_per_minute: t.num("security.rate_limit_per_minute", 0),
         persistence: PersistenceConfig {
             enabled: t.flag("persistence.enabled"),
             wal_sync_on_write: t.flag("persistence.wal_sync_on_write"),
@@ -373,6 +378,9 @@ pub fn build(raw: &RawSettings, cpus: usize, mut errors: Vec<String>) -> Result<
         );
         t.errors.push(msg);
     }
+    // One bucket while there are no tenants: nothing to prune, but a bad
+    // value is still an error, as for every setting.
+    let _ = t.num::<u64>("security.rate_window_retention_minutes", 1);
     if t.flag("security.tls_enabled") {
         t.errors.push(
             "security.tls_enabled = true: TLS is not available in this version; refusing to start rather than serve plain HTTP"

@@ -7,6 +7,7 @@ pub mod api;
 pub mod config;
 pub mod indexer;
 pub mod metrics;
+pub mod rate;
 pub mod recovering;
 pub mod router;
 pub mod runtime;

@@ -34,6 +34,7 @@ pub struct Metrics {
     pub search_ivf_queries_total: Cell<u64>,
     pub search_ivf_fallback_exact_total: Cell<u64>,
     pub index_builds_total: Cell<u64>,
+    pub rate_limit_rejections_total: Cell<u64>,
     pub connections_open: Cell<u64>,
     pub connections_total: Cell<u64>,
     pub connections_rejected_total: Cell<u64>,
@@ -54,6 +55,7 @@ pub struct MetricsSnapshot {
     pub search_ivf_queries_total: u64,
     pub search_ivf_fallback_exact_total: u64,
     pub index_builds_total: u64,
+    pub rate_limit_rejections_total: u64,
     pub connections_open: u64,
     pub connections_total: u64,
     pub connections_rejected_total: u64,
@@ -90,6 +92,7 @@ impl Default for Metrics {
             search_ivf_queries_total: Cell::new(0),
             search_ivf_fallback_exact_total: Cell::new(0),
             index_builds_total: Cell::new(0),
+            rate_limit_rejections_total: Cell::new(0),
             connections_open: Cell::new(0),
             connections_total: Cell::new(0),
             connections_rejected_total: Cell::new(0),
@@ -157,6 +160,7 @@ impl Metrics {
             search_ivf_queries_total: self.search_ivf_queries_total.get(),
             search_ivf_fallback_exact_total: self.search_ivf_fallback_exact_total.get(),
             index_builds_total: self.index_builds_total.get(),
+            rate_limit_rejections_total: self.rate_limit_rejections_total.get(),
             connections_open: self.connections_open.get(),
             connections_total: self.connections_total.get(),
             connections_rejected_total: self.connections_rejected_total.get(),
@@ -191,6 +195,7 @@ impl MetricsSnapshot {
         self.search_queries_total += o.search_queries_total;
         self.search_ivf_queries_total += o.search_ivf_queries_total;
         self.index_builds_total += o.index_builds_total;
+        self.rate_limit_rejections_total += o.rate_limit_rejections_total;
         self.search_ivf_fallback_exact_total += o.search_ivf_fallback_exact_total;
         self.connections_open += o.connections_open;
         self.connections_total += o.connections_total;

@@ -35,8 +35,19 @@ type Durable = Pin<Box<dyn Future<Output = Result<u64, WalError>>>>;
 
 /// What crosses the mesh.
 pub enum Msg {
-    Request { req_id: u64, op: Op },
-    Response { req_id: u64, answer: Result<Answer, ShardError> },
+    Request {
+        req_id: u64,
+        op: Op,
+    },
+    Response {
+        req_id: u64,
+        answer: Result<Answer, ShardError>,
+    },
+    /// The sender's request count in a rate-limit window (`rate`).
+    Rate {
+        minute: u64,
+        count: u64,
+    },
 }
 
 /// A shard's answer: data, or statistics with the shard's HTTP metrics.
@@ -72,6 +83,8 @@ pub struct Router {
     /// This shard's write-ahead log; `None` when persistence is off.
     wal: RefCell<Option<Rc<Wal>>>,
     snapshots: RefCell<Option<Rc<crate::snapshot::Snapshots>>>,
+    /// The request rate limit's window as this shard sees it.
+    pub rate: crate::rate::RateLimit,
 }
 
 /// What [`Router::snapshot_cut`] returns.
@@ -172,6 +185,7 @@ impl Router {
             next_req: Cell::new(1),
             wal: RefCell::new(None),
             snapshots: RefCell::new(None),
+            rate: Default::default(),
         });
         for (peer, rx, senders) in forwarders {
             let queued = router.queued.clone();
@@ -359,6 +373,13 @@ impl Router {
         out
     }
 
+    /// Tell every other shard this shard's count in a rate-limit window.
+    pub fn report_rate(&self, minute: u64, count: u64) {
+        for peer in (0..self.n_shards).filter(|&p| p != self.me) {
+            self.push(peer, Msg::Rate { minute, count });
+        }
+    }
+
     fn send_request(&self, to: ShardId, op: Op) -> AnswerRx {
         let req_id = self.next_req.get();
         self.next_req.set(req_id + 1);
@@ -440,6 +461,7 @@ impl Router {
     /// Handle one message from a peer. Never awaits.
     fn receive(self: &Rc<Self>, peer: ShardId, msg: Msg) {
         match msg {
+            Msg::Rate { minute, count } => self.rate.record_peer(peer, minute, count),
             Msg::Response { req_id, answer } => {
                 if let Some(tx) = self.pending.borrow_mut().remove(&req_id) {
                     // The caller may have timed out and dropped its end.

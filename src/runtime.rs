@@ -382,6 +382,7 @@ async fn shard_main(
     );
     let metrics = Rc::new(Metrics::default());
     let router = Router::start(shard, cfg.shards, metrics.clone(), joined);
+    router.rate.set_limit(cfg.rate_limit_per_minute);
     let mut records = 0;
     if cfg.persistence.enabled {
         records = recover_shard(&router, cfg, me).await.map_err(|e| format!("shard {me}: {e}"))?;

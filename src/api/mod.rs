@@ -118,6 +118,33 @@ impl Api {
         }
     }
 
+    /// The rate limit (API.md §8): count this request in the current UTC
+    /// minute across shards, or answer 429 with `Retry-After`.
+    fn admit_rate(&self, request_id: &str) -> Result<(), Response> {
+        let rate = &self.router.rate;
+        if rate.limit() == 0 {
+            return Ok(());
+        }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        match rate.admit(now) {
+            Ok((minute, count)) => {
+                self.router.report_rate(minute, count);
+                Ok(())
+            }
+            Err(retry) => {
+                crate::metrics::Metrics::add(&self.router.metrics.rate_limit_rejections_total, 1);
+                let e = ApiError::new(
+                    429,
+                    "resource_exhausted",
+                    format!("rate limit of {} requests per minute reached; retry in {retry} s", rate.limit()),
+                );
+                Err(self
+                    .respond(429, Body::Json(e.body()), request_id.to_owned())
+                    .with_header("retry-after", retry.to_string()))
+            }
+        }
+    }
+
     fn respond(&self, status: u16, body: Body, request_id: String) -> Response {
         let (ctype, bytes) = match body {
             Body::Json(b) => ("application/json", b),
@@ -228,6 +255,10 @@ impl Service for Api {
         let metrics = self.router.metrics.clone();
         metrics.request_started();
         let rid = request_id(&req);
+        if let Err(resp) = self.admit_rate(&rid) {
+            metrics.request_finished(resp.status, t0.elapsed().as_micros() as u64);
+            return resp;
+        }
         let timeout = Duration::from_millis(self.cfg().request_timeout_ms);
         let read_only = is_read_only(&req);
         let work = async {

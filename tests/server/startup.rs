@@ -26,11 +26,20 @@ fn every_configuration_problem_is_reported_at_once() {
             ("AIONBD_WAL_SYNC_ON_WRITE", "perhaps"),
             ("AIONBD_SHARDS", "999"),
             ("AIONBD_AUTH_MODE", "jwt"),
+            ("AIONBD_AUTH_RATE_LIMIT_PER_MINUTE", "-5"),
+            ("AIONBD_AUTH_RATE_WINDOW_RETENTION_MINUTES", "0"),
         ],
         &[],
     );
     assert_eq!(code, 2, "{err}");
-    for needle in ["limits.max_dimension", "persistence.wal_sync_on_write", "server.shards", "security.auth_mode"] {
+    for needle in [
+        "limits.max_dimension",
+        "persistence.wal_sync_on_write",
+        "server.shards",
+        "security.auth_mode",
+        "security.rate_limit_per_minute",
+        "security.rate_window_retention_minutes",
+    ] {
         assert!(err.contains(needle), "missing {needle} in: {err}");
     }
     let (code, err) = run_expecting_failure(&[], &["--set", "limits.nope=1"]);
