@@ -60,6 +60,8 @@ settings![
     ("index.hnsw_ef_construction", "AIONBD_HNSW_EF_CONSTRUCTION", "100"),
     ("security.auth_mode", "AIONBD_AUTH_MODE", "disabled"),
     ("security.tls_enabled", "AIONBD_TLS_ENABLED", "false"),
+    ("security.tls_cert_path", "AIONBD_TLS_CERT_PATH", ""),
+    ("security.tls_key_path", "AIONBD_TLS_KEY_PATH", ""),
     ("security.rate_limit_per_minute", "AIONBD_AUTH_RATE_LIMIT_PER_MINUTE", "0"),
     ("security.rate_window_retention_minutes", "AIONBD_AUTH_RATE_WINDOW_RETENTION_MINUTES", "60"),
 ];
@@ -135,6 +137,8 @@ pub struct Config {
     pub memory_budget_bytes: u64,
     /// Requests per UTC minute, all routes, all shards (0: no limit).
     pub rate_limit_per_minute: u64,
+    /// HTTPS: certificate chain and private key (PEM files); `None`: HTTP.
+    pub tls: Option<(PathBuf, PathBuf)>,
     pub persistence: PersistenceConfig,
     /// HNSW graph settings for every partition.
     pub hnsw: aionbd_shards::hnsw::HnswParams,
@@ -325,7 +329,7 @@ pub fn build(raw: &RawSettings, cpus: usize, mut errors: Vec<String>) -> Result<
         m: hnsw_m.clamp(2, 64),
         ef_construction: t.num("index.hnsw_ef_construction", 1),
     };
-    let cfg = Config {
+    let mut cfg = Config {
         hnsw,
         bind: bind.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
         data_dir,
@@ -348,6 +352,7 @@ pub fn build(raw: &RawSettings, cpus: usize, mut errors: Vec<String>) -> Result<
         strict_finite: t.flag("limits.strict_finite"),
         memory_budget_bytes: t.num("limits.memory_budget_bytes", 0),
         rate_limit_per_minute: t.num("security.rate_limit_per_minute", 0),
+        tls: None,
         persistence: PersistenceConfig {
             enabled: t.flag("persistence.enabled"),
             wal_sync_on_write: t.flag("persistence.wal_sync_on_write"),
@@ -382,10 +387,16 @@ pub fn build(raw: &RawSettings, cpus: usize, mut errors: Vec<String>) -> Result<
     // value is still an error, as for every setting.
     let _ = t.num::<u64>("security.rate_window_retention_minutes", 1);
     if t.flag("security.tls_enabled") {
-        t.errors.push(
-            "security.tls_enabled = true: TLS is not available in this version; refusing to start rather than serve plain HTTP"
-                .into(),
-        );
+        let (cert, key) = (t.text("security.tls_cert_path").0, t.text("security.tls_key_path").0);
+        if cert.is_empty() || key.is_empty() {
+            t.errors.push(
+                "security.tls_enabled = true needs security.tls_cert_path and security.tls_key_path \
+                 (AIONBD_TLS_CERT_PATH, AIONBD_TLS_KEY_PATH: PEM files)"
+                    .into(),
+            );
+        } else {
+            cfg.tls = Some((PathBuf::from(cert), PathBuf::from(key)));
+        }
     }
     if errors.is_empty() {
         Ok(cfg)

@@ -12,4 +12,5 @@ pub mod recovering;
 pub mod router;
 pub mod runtime;
 pub mod snapshot;
+pub mod tls;
 pub mod wal;

@@ -44,6 +44,16 @@ fn main() {
             std::process::exit(2);
         }
     };
+    let tls = match &cfg.tls {
+        Some((cert, key)) => match aionbd::tls::server_config(cert, key) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("aionbd: {e}");
+                std::process::exit(2);
+            }
+        },
+        None => None,
+    };
     if let Err(e) = std::fs::create_dir_all(&cfg.data_dir) {
         eprintln!("aionbd: cannot create data directory {}: {e}", cfg.data_dir.display());
         std::process::exit(1);
@@ -76,9 +86,10 @@ fn main() {
     // While the shards load snapshots and replay logs, a stand-in answers
     // /live (200) and everything else (503) on the same address.
     let responder = if cfg.persistence.enabled {
-        match recovering::Responder::start(addr, started) {
+        match recovering::Responder::start(addr, started, tls.clone()) {
             Ok(r) => {
-                println!("aionbd recovering data; http://{addr}/live answers, /ready is 503 until done");
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                println!("aionbd recovering data; {scheme}://{addr}/live answers, /ready is 503 until done");
                 let _ = std::io::stdout().flush();
                 Some(r)
             }
@@ -94,7 +105,8 @@ fn main() {
     if let Some(ms) = std::env::var("AIONBD_DEBUG_RECOVERY_DELAY_MS").ok().and_then(|v| v.parse().ok()) {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
-    let shared = Arc::new(api::Shared { config: cfg, started, kernel_name });
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let shared = Arc::new(api::Shared { config: cfg, tls, started, kernel_name });
     let result = runtime::start(shared, addr, shutdown.clone());
     if let Some(r) = responder {
         r.stop();
@@ -110,7 +122,7 @@ fn main() {
         eprintln!("aionbd: recovered {} write(s) from the write-ahead log", started.replayed);
     }
     println!(
-        "aionbd listening on http://{addr} (shards: {shards}, partitions per collection: {partitions}, kernels: {kernel_name})"
+        "aionbd listening on {scheme}://{addr} (shards: {shards}, partitions per collection: {partitions}, kernels: {kernel_name})"
     );
     let _ = std::io::stdout().flush();
     started.handles.join_all();

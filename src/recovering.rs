@@ -8,7 +8,7 @@
 //! that ~millisecond overlap a request may still get its 503.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -24,8 +24,13 @@ pub struct Responder {
 
 impl Responder {
     /// Listen on `addr` (already reserved, so this cannot race another
-    /// process) and answer until [`Responder::stop`].
-    pub fn start(addr: SocketAddr, started: Instant) -> std::io::Result<Responder> {
+    /// process) and answer until [`Responder::stop`], over TLS when `tls`
+    /// is given (as the shards will).
+    pub fn start(
+        addr: SocketAddr,
+        started: Instant,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> std::io::Result<Responder> {
         let (socket, _) = crate::runtime::reserve_address(addr)?;
         socket.listen(128)?;
         socket.set_nonblocking(true)?;
@@ -35,7 +40,22 @@ impl Responder {
         let thread = std::thread::Builder::new().name("aionbd-recovering".into()).spawn(move || {
             while !flag.load(Ordering::Relaxed) {
                 match listener.accept() {
-                    Ok((stream, _)) => answer(stream, started),
+                    Ok((stream, _)) => {
+                        let _ = stream.set_nonblocking(false);
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+                        let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+                        match &tls {
+                            None => answer(stream, started),
+                            Some(cfg) => {
+                                if let Ok(conn) = rustls::ServerConnection::new(cfg.clone()) {
+                                    let mut tls_stream = rustls::StreamOwned::new(conn, stream);
+                                    answer(&mut tls_stream, started);
+                                    tls_stream.conn.send_close_notify();
+                                    let _ = tls_stream.flush();
+                                }
+                            }
+                        }
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         std::thread::sleep(Duration::from_millis(2))
                     }
@@ -55,9 +75,7 @@ impl Responder {
 }
 
 /// Read one request head and answer it; the connection then closes.
-fn answer(mut stream: TcpStream, started: Instant) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+fn answer(mut stream: impl Read + Write, started: Instant) {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 4096];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
@@ -90,4 +108,5 @@ fn answer(mut stream: TcpStream, started: Instant) {
         body.len()
     );
     let _ = stream.write_all(resp.as_bytes());
+    let _ = stream.flush();
 }

@@ -453,8 +453,26 @@ async fn shard_main(
                     Metrics::add(&metrics.connections_open, 1);
                     let api = api.clone();
                     let metrics = metrics.clone();
+                    let tls = shared.tls.clone().map(futures_rustls::TlsAcceptor::from);
                     glommio::spawn_local(async move {
-                        let _ = aionbd_http::conn::serve(stream, &*api, &conn_cfg, glommio::timer::sleep).await;
+                        match tls {
+                            None => {
+                                let _ = aionbd_http::conn::serve(stream, &*api, &conn_cfg, glommio::timer::sleep).await;
+                            }
+                            // The handshake gets the time a request has to arrive.
+                            Some(acceptor) => {
+                                let handshake = async { acceptor.accept(stream).await.ok() };
+                                let late = async {
+                                    glommio::timer::sleep(conn_cfg.request_read_timeout).await;
+                                    None
+                                };
+                                if let Some(tls_stream) = futures_lite::future::or(handshake, late).await {
+                                    let _ =
+                                        aionbd_http::conn::serve(tls_stream, &*api, &conn_cfg, glommio::timer::sleep)
+                                            .await;
+                                }
+                            }
+                        }
                         metrics.connections_open.set(metrics.connections_open.get() - 1);
                     })
                     .detach();

@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 /// Process-wide facts every shard's API reads (immutable after start).
 pub struct Shared {
     pub config: Config,
+    /// HTTPS configuration; `None`: plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     pub started: Instant,
     pub kernel_name: &'static str,
 }

@@ -242,25 +242,12 @@ fn a_data_directory_refuses_another_shard_layout() {
 /// route) 503; once they listen, /ready is 200.
 #[test]
 fn live_answers_and_ready_is_503_during_recovery() {
-    use std::io::{BufRead, BufReader};
+    use std::io::BufRead;
     let dir = unique_dir();
     let s = Server::start_in(&dir, 2, &[], &[]);
     s.call("POST", "/collections", Some(json!({"name": "c", "dimension": 2})), 200);
     s.kill();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_aionbd"))
-        .env_clear()
-        .env("AIONBD_BIND", "127.0.0.1:0")
-        .env("AIONBD_SHARDS", "2")
-        .env("AIONBD_DATA_DIR", &dir)
-        .env("AIONBD_DEBUG_RECOVERY_DELAY_MS", "1500")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert!(line.contains("recovering"), "first line: {line}");
+    let (mut child, mut out, mut line) = crate::harness::start_recovering(&dir, &[]);
     let addr = line.split("http://").nth(1).unwrap().split('/').next().unwrap().to_owned();
     let get = |path: &str| -> (u16, String) {
         use std::io::{Read, Write};

@@ -114,7 +114,7 @@ impl Server {
             }
         };
         let addr = line
-            .split("http://")
+            .split("://")
             .nth(1)
             .and_then(|r| r.split_whitespace().next())
             .unwrap_or_else(|| panic!("unexpected start line: {line}"))
@@ -284,4 +284,29 @@ pub fn read_responses(s: &mut TcpStream, n: usize) -> Vec<Resp> {
         }
         buf.extend_from_slice(&chunk[..k]);
     }
+}
+
+/// Start the server on `dir` (2 shards) with recovery held back 1.5 s (a
+/// test hook) and `env`: the process, its stdout after the first line, and
+/// that first line (the recovery notice).
+pub fn start_recovering(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (Child, BufReader<std::process::ChildStdout>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aionbd"))
+        .env_clear()
+        .envs(env.iter().copied())
+        .env("AIONBD_BIND", "127.0.0.1:0")
+        .env("AIONBD_SHARDS", "2")
+        .env("AIONBD_DATA_DIR", dir)
+        .env("AIONBD_DEBUG_RECOVERY_DELAY_MS", "1500")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.contains("recovering"), "first line: {line}");
+    (child, out, line)
 }

@@ -10,3 +10,4 @@ mod ivf;
 mod quickstart;
 mod startup;
 mod surgery;
+mod tls;

@@ -5,7 +5,7 @@ use crate::harness::{wait_timeout, Server};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn run_expecting_failure(env: &[(&str, &str)], args: &[&str]) -> (i32, String) {
+pub fn run_expecting_failure(env: &[(&str, &str)], args: &[&str]) -> (i32, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_aionbd"));
     cmd.env_clear().env("AIONBD_BIND", "127.0.0.1:0").args(args).stdout(Stdio::null()).stderr(Stdio::piped());
     for (k, v) in env {
