@@ -14,3 +14,4 @@ pub mod runtime;
 pub mod snapshot;
 pub mod tls;
 pub mod wal;
+pub mod watchdog;

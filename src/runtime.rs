@@ -79,6 +79,7 @@ fn start_heartbeat(me: usize) {
         let mut last = (std::time::Instant::now(), thread_cpu());
         loop {
             glommio::timer::sleep(HEARTBEAT).await;
+            crate::watchdog::beat(me);
             let now = (std::time::Instant::now(), thread_cpu());
             let gap = now.0 - last.0;
             if gap >= STALL_REPORT {
@@ -201,6 +202,7 @@ const RETRY: &str = "retry: the shard mesh stalled";
 
 /// Start every shard. Returns once all of them listen, or with the errors.
 pub fn start(shared: Arc<Shared>, addr: SocketAddr, shutdown: Arc<AtomicBool>) -> Result<Started, String> {
+    crate::watchdog::install(shared.config.shards);
     for attempt in 1..=START_ATTEMPTS {
         match start_once(shared.clone(), addr, shutdown.clone())? {
             Some(started) => return Ok(started),
@@ -407,8 +409,19 @@ async fn shard_main(
     }
     crate::indexer::start(router.clone(), INDEX_BUILD_COOLDOWN);
     start_heartbeat(me);
+    let _watched = crate::watchdog::watch(me);
     if cfg.memory_budget_bytes > 0 {
         start_memory_reports(router.clone());
+    }
+    // Test hook: this shard's thread blocks in pause(2), as in a sleep no
+    // timer ends, after the given milliseconds; only a signal frees it.
+    if let Some(ms) = std::env::var(format!("AIONBD_DEBUG_PAUSE_SHARD_{me}_MS")).ok().and_then(|v| v.parse().ok()) {
+        glommio::spawn_local(async move {
+            glommio::timer::sleep(Duration::from_millis(ms)).await;
+            // SAFETY: pause has no preconditions; it returns after a signal.
+            unsafe { libc::pause() };
+        })
+        .detach();
     }
     // Test hook: this shard panics after the given milliseconds.
     if let Some(ms) = std::env::var(format!("AIONBD_DEBUG_PANIC_SHARD_{me}_MS")).ok().and_then(|v| v.parse().ok()) {

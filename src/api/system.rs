@@ -102,6 +102,7 @@ impl Api {
             ("l2_index_warmup_on_boot", B(false)),
             ("auth_failures_total", U(0)),
             ("rate_limit_rejections_total", U(m.rate_limit_rejections_total)),
+            ("shard_watchdog_signals_total", U(crate::watchdog::signals())),
             ("audit_events_total", U(0)),
             ("collection_write_lock_entries", U(0)),
             ("tenant_rate_window_entries", U(0)),

@@ -73,3 +73,17 @@ fn a_panicking_shard_ends_the_process() {
     let tail = s.stderr_tail();
     assert!(tail.contains("shard 1 panics as asked") && tail.contains("aborting the process"), "{tail}");
 }
+
+#[test]
+fn a_shard_blocked_in_a_system_call_is_woken_by_the_watchdog() {
+    // The test hook blocks the only shard's thread in pause(2) 300 ms after
+    // it starts: like an executor asleep with no timer to end the sleep,
+    // only a signal frees it (src/watchdog.rs).
+    let s = Server::start(1, &[("AIONBD_DEBUG_PAUSE_SHARD_0_MS", "300")]);
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(s.call("GET", "/live", None, 200)["status"], "live");
+    s.call("POST", "/collections", Some(serde_json::json!({"name": "w", "dimension": 1})), 200);
+    s.call("PUT", "/collections/w/points/1", Some(serde_json::json!({"values": [1.0]})), 200);
+    let signals = s.call("GET", "/metrics", None, 200)["shard_watchdog_signals_total"].as_u64().unwrap();
+    assert!(signals >= 1, "the watchdog sent {signals} signals");
+}

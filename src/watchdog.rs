@@ -1,0 +1,113 @@
+//! Waking a shard whose executor sleeps through its own timers.
+//!
+//! Seen in session 7: after a burst of load, one shard's glommio executor
+//! slept in `io_uring_enter` with its 5 ms heartbeat and its 50 ms shutdown
+//! check pending, and did not wake for ten minutes (SIGTERM never finished);
+//! attaching a debugger (which interrupts the system call) let it go on at
+//! once. A lost wake-up of this kind also fits the rare test requests that
+//! waited 30 s with no late-turn report. So a plain thread outside glommio
+//! watches every shard's heartbeat: a shard without a turn for
+//! [`STALE`] gets a signal (SIGURG, with a handler that does nothing and no
+//! `SA_RESTART`), which makes a sleeping `io_uring_enter` return EINTR; the
+//! executor then runs its due timers and carries on. A shard busy in a long
+//! synchronous step gets the same signal; it returns to that step at once.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// A shard this long without a heartbeat turn is signalled.
+pub const STALE: Duration = Duration::from_millis(100);
+/// How often the watchdog looks.
+const LOOK_EVERY: Duration = Duration::from_millis(25);
+
+struct Slot {
+    /// Kernel thread id of the shard's thread; 0 while not watched.
+    tid: AtomicI64,
+    /// Milliseconds since [`epoch`] of its last heartbeat turn.
+    turn_ms: AtomicU64,
+}
+
+static SLOTS: OnceLock<Vec<Slot>> = OnceLock::new();
+static EPOCH: OnceLock<Instant> = OnceLock::new();
+/// Signals sent (`/metrics`: `shard_watchdog_signals_total`).
+static SIGNALS: AtomicU64 = AtomicU64::new(0);
+
+fn now_ms() -> u64 {
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+extern "C" fn on_signal(_: libc::c_int) {}
+
+/// Install the signal handler and start the watchdog thread for `shards`
+/// shards (once per process).
+pub fn install(shards: usize) {
+    let mut first = false;
+    SLOTS.get_or_init(|| {
+        first = true;
+        (0..shards).map(|_| Slot { tid: AtomicI64::new(0), turn_ms: AtomicU64::new(0) }).collect()
+    });
+    if !first {
+        return;
+    }
+    now_ms();
+    // SAFETY: a zeroed sigaction is a valid start; the handler does nothing
+    // (async-signal-safe) and no SA_RESTART, so blocking calls see EINTR.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGURG, &sa, std::ptr::null_mut());
+    }
+    let _ = std::thread::Builder::new().name("aionbd-watchdog".into()).spawn(|| {
+        let slots = SLOTS.get().expect("installed");
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() };
+        loop {
+            std::thread::sleep(LOOK_EVERY);
+            let now = now_ms();
+            for slot in slots {
+                let tid = slot.tid.load(Ordering::Acquire);
+                if tid != 0 && now.saturating_sub(slot.turn_ms.load(Ordering::Relaxed)) > STALE.as_millis() as u64 {
+                    // SAFETY: tgkill only reaches a thread of this process;
+                    // one that has exited gives ESRCH.
+                    unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, libc::SIGURG) };
+                    SIGNALS.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    });
+}
+
+/// Watch the calling thread as shard `me` until the guard drops.
+pub fn watch(me: usize) -> Watched {
+    beat(me);
+    if let Some(slot) = SLOTS.get().and_then(|s| s.get(me)) {
+        // SAFETY: gettid has no preconditions.
+        slot.tid.store(unsafe { libc::gettid() } as i64, Ordering::Release);
+    }
+    Watched(me)
+}
+
+/// Shard `me` had a turn now.
+pub fn beat(me: usize) {
+    if let Some(slot) = SLOTS.get().and_then(|s| s.get(me)) {
+        slot.turn_ms.store(now_ms(), Ordering::Relaxed);
+    }
+}
+
+/// Signals sent to shards without a turn for [`STALE`] so far.
+pub fn signals() -> u64 {
+    SIGNALS.load(Ordering::Relaxed)
+}
+
+/// Stops watching its shard when dropped (the shard's thread is ending).
+pub struct Watched(usize);
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        if let Some(slot) = SLOTS.get().and_then(|s| s.get(self.0)) {
+            slot.tid.store(0, Ordering::Release);
+        }
+    }
+}
