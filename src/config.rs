@@ -64,6 +64,8 @@ settings![
     ("security.tls_key_path", "AIONBD_TLS_KEY_PATH", ""),
     ("security.rate_limit_per_minute", "AIONBD_AUTH_RATE_LIMIT_PER_MINUTE", "0"),
     ("security.rate_window_retention_minutes", "AIONBD_AUTH_RATE_WINDOW_RETENTION_MINUTES", "60"),
+    ("security.tenant_max_collections", "AIONBD_AUTH_TENANT_MAX_COLLECTIONS", "0"),
+    ("security.tenant_max_points", "AIONBD_AUTH_TENANT_MAX_POINTS", "0"),
 ];
 
 #[derive(Parser, Debug, Default)]
@@ -386,6 +388,16 @@ pub fn build(raw: &RawSettings, cpus: usize, mut errors: Vec<String>) -> Result<
     // One bucket while there are no tenants: nothing to prune, but a bad
     // value is still an error, as for every setting.
     let _ = t.num::<u64>("security.rate_window_retention_minutes", 1);
+    for key in ["security.tenant_max_collections", "security.tenant_max_points"] {
+        let (v, origin) = t.text(key);
+        if v != "0" {
+            let msg = format!(
+                "{key} = '{v}' (from {origin}): tenant quotas are not available in this version; \
+                 refusing to start rather than run without them"
+            );
+            t.errors.push(msg);
+        }
+    }
     if t.flag("security.tls_enabled") {
         let (cert, key) = (t.text("security.tls_cert_path").0, t.text("security.tls_key_path").0);
         if cert.is_empty() || key.is_empty() {

@@ -28,6 +28,7 @@ fn every_configuration_problem_is_reported_at_once() {
             ("AIONBD_AUTH_MODE", "jwt"),
             ("AIONBD_AUTH_RATE_LIMIT_PER_MINUTE", "-5"),
             ("AIONBD_AUTH_RATE_WINDOW_RETENTION_MINUTES", "0"),
+            ("AIONBD_AUTH_TENANT_MAX_POINTS", "100"),
         ],
         &[],
     );
@@ -39,6 +40,7 @@ fn every_configuration_problem_is_reported_at_once() {
         "security.auth_mode",
         "security.rate_limit_per_minute",
         "security.rate_window_retention_minutes",
+        "security.tenant_max_points",
     ] {
         assert!(err.contains(needle), "missing {needle} in: {err}");
     }
