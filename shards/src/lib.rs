@@ -23,6 +23,8 @@ pub mod sq8;
 pub mod topk;
 
 #[cfg(test)]
+mod memory_budget_tests;
+#[cfg(test)]
 mod replay_tests;
 
 pub use distance::Metric;
