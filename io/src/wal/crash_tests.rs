@@ -76,18 +76,24 @@ fn recover_disk(disk: &SimDisk) -> super::recover::Recovered {
 fn seeded_crashes_keep_every_acknowledged_record_and_no_holes() {
     let mut torn_tails = 0;
     let mut rollovers = 0;
+    let mut resumed = 0;
     for seed in 0..3000u64 {
         let mut rng = Rng::new(seed);
         let mut disk = SimDisk::default();
         let mut written: BTreeMap<Lsn, Vec<u8>> = BTreeMap::new();
         let mut acked: Lsn = 0;
-        let (mut next_lsn, mut next_seq) = (1, 1);
-        // Three lives: crash, recover, keep writing in a fresh segment.
+        let mut last: Option<super::recover::Recovered> = None;
+        // Three lives: crash, recover, keep writing where the log ended
+        // (in the newest segment, as the server does).
         for _life in 0..3 {
             let salt_seed = rng.next_u64();
             let mut salt_rng = Rng::new(salt_seed);
-            let mut writer =
-                WalWriter::new(0, 8 * BLOCK_BYTES, next_lsn, next_seq, Box::new(move || salt_rng.next_u64()));
+            let salt = Box::new(move || salt_rng.next_u64());
+            let mut writer = match &last {
+                None => WalWriter::new(0, 8 * BLOCK_BYTES, 1, 1, salt),
+                Some(rec) => WalWriter::after_recovery(0, 8 * BLOCK_BYTES, rec, salt),
+            };
+            resumed += writer.current_segment().is_some() as usize;
             run_until_crash(&mut disk, &mut writer, &mut rng, &mut written, &mut acked);
             let rec = recover_disk(&disk);
             if let Some((name, offset)) = &rec.torn_tail {
@@ -111,12 +117,15 @@ fn seeded_crashes_keep_every_acknowledged_record_and_no_holes() {
             }
             // What was not recovered was never acknowledged; forget it.
             written.retain(|&l, _| l < rec.next_lsn);
-            next_lsn = rec.next_lsn;
-            next_seq = rec.next_segment_seq;
+            last = Some(rec);
         }
     }
-    eprintln!("3000 seeds x 3 lives: {torn_tails} torn tails repaired, {rollovers} recoveries after rollover");
+    eprintln!(
+        "3000 seeds x 3 lives: {torn_tails} torn tails repaired, {rollovers} recoveries after rollover, \
+         {resumed} lives continued in the recovered segment"
+    );
     // The runs must actually exercise torn tails and segment rollover.
     assert!(torn_tails > 100, "only {torn_tails} torn tails");
     assert!(rollovers > 100, "only {rollovers} runs with rollover");
+    assert!(resumed > 1000, "only {resumed} lives resumed a segment");
 }

@@ -16,13 +16,31 @@ pub struct SegmentBytes {
 pub struct Recovered {
     pub records: Vec<Record>,
     pub next_lsn: Lsn,
-    /// The next segment number to use (recovery never appends to old ones).
+    /// The next segment number to use for a new segment.
     pub next_segment_seq: u64,
     /// A torn tail that was dropped: (segment name, offset). Before writing
     /// anything new, the caller must zero that segment from the offset to
     /// its end and sync it; otherwise the torn batch would sit in front of
     /// later segments and the next recovery would rightly call it corruption.
     pub torn_tail: Option<(String, u64)>,
+    /// Where a writer continues in the newest segment instead of opening a
+    /// new one (after the torn tail, if any, was zeroed durably), so that a
+    /// restart adds no segment: `None` with no segment, or when the newest
+    /// segment does not end exactly at `next_lsn`.
+    pub resume: Option<Resume>,
+    /// Bytes of the segments that hold the records replayed (headers and
+    /// batch padding included): the log a snapshot would make redundant.
+    pub log_bytes: u64,
+}
+
+/// The end of the newest segment: its header, the offset just past its last
+/// intact batch and that batch's payload CRC (the chain value).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resume {
+    pub segment: String,
+    pub header: super::format::SegmentHeader,
+    pub valid_bytes: u64,
+    pub last_payload_crc: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,10 +81,26 @@ pub fn recover(mut segments: Vec<SegmentBytes>, first_lsn: Lsn) -> Result<Recove
         }
     }
     scans.sort_by_key(|(_, s)| s.header.segment_seq);
-    let mut out = Recovered { records: Vec::new(), next_lsn: first_lsn, next_segment_seq: 1, torn_tail: None };
+    let mut out = Recovered {
+        records: Vec::new(),
+        next_lsn: first_lsn,
+        next_segment_seq: 1,
+        torn_tail: None,
+        resume: None,
+        log_bytes: 0,
+    };
     let n = scans.len();
+    let mut tail_lsn = first_lsn;
     for (i, (name, scan)) in scans.into_iter().enumerate() {
         out.next_segment_seq = scan.header.segment_seq + 1;
+        // Only the newest segment can be resumed; set again for each one.
+        out.resume = (i + 1 == n).then(|| Resume {
+            segment: name.clone(),
+            header: scan.header,
+            valid_bytes: scan.valid_bytes,
+            last_payload_crc: scan.last_payload_crc,
+        });
+        tail_lsn = scan.next_lsn;
         let last_good = out.next_lsn.checked_sub(1).filter(|&l| l >= first_lsn);
         if scan.next_lsn <= first_lsn && out.records.is_empty() {
             continue; // wholly before the snapshot
@@ -86,6 +120,7 @@ pub fn recover(mut segments: Vec<SegmentBytes>, first_lsn: Lsn) -> Result<Recove
                 last_good_lsn: last_good,
             });
         }
+        out.log_bytes += scan.valid_bytes;
         for r in scan.records {
             if r.lsn >= first_lsn {
                 out.records.push(r);
@@ -107,6 +142,11 @@ pub fn recover(mut segments: Vec<SegmentBytes>, first_lsn: Lsn) -> Result<Recove
                 return Err(Corruption { segment: name, offset, reason, last_good_lsn: out.next_lsn.checked_sub(1) })
             }
         }
+    }
+    // The newest segment must end exactly where the log ends (it may also
+    // end exactly at the snapshot, having been skipped above).
+    if tail_lsn != out.next_lsn {
+        out.resume = None;
     }
     Ok(out)
 }

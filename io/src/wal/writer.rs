@@ -52,8 +52,8 @@ pub struct WalWriter {
 
 impl WalWriter {
     /// A writer whose next record gets `next_lsn` and whose next segment is
-    /// `next_segment_seq` (after recovery: always a fresh segment, never the
-    /// recovered tail). `salt` supplies a random value per segment.
+    /// `next_segment_seq`; it opens a new segment on its first append.
+    /// `salt` supplies a random value per segment.
     pub fn new(
         shard_id: u16,
         segment_bytes: usize,
@@ -72,6 +72,38 @@ impl WalWriter {
             next_segment_seq,
             salt,
         }
+    }
+
+    /// The writer for a log just recovered: it continues in the newest
+    /// segment where recovery found its end (`Recovered::resume`, after any
+    /// torn tail there was zeroed durably), or opens a new segment when
+    /// there is none or it was made with another segment size or shard.
+    /// Continuing keeps a restart from adding a preallocated segment.
+    pub fn after_recovery(
+        shard_id: u16,
+        segment_bytes: usize,
+        rec: &super::recover::Recovered,
+        salt: Box<dyn FnMut() -> u64>,
+    ) -> Self {
+        let mut w = Self::new(shard_id, segment_bytes, rec.next_lsn, rec.next_segment_seq, salt);
+        if let Some(r) = &rec.resume {
+            let fits = r.header.segment_bytes as usize == segment_bytes
+                && r.header.shard_id == shard_id
+                && (r.valid_bytes as usize).is_multiple_of(BLOCK_BYTES)
+                && r.valid_bytes as usize >= BLOCK_BYTES
+                && (r.valid_bytes as usize) < segment_bytes;
+            if fits {
+                w.current = Some(r.header);
+                w.next_block = r.valid_bytes as usize / BLOCK_BYTES;
+                w.prev_payload_crc = r.last_payload_crc;
+            }
+        }
+        w
+    }
+
+    /// The segment the next batch goes to if it fits (`None`: a new one).
+    pub fn current_segment(&self) -> Option<u64> {
+        self.current.map(|h| h.segment_seq)
     }
 
     pub fn next_lsn(&self) -> Lsn {
