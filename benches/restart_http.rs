@@ -8,6 +8,11 @@
 //! Run (as root, for the cache drop): `cargo bench --bench restart_http --
 //! --data ../shared/data/debian-minilm` Options: `--points N`, `--base FILE`.
 //! Vectors cycle through the base file with fresh ids.
+//!
+//! `--wal-points N`: instead, N single-point upserts (PUT, 32 writers) with
+//! snapshots off, so the restart replays a log of N small records.
+//! `--relayout`: then also restart with 1 shard instead of 2 (the server
+//! re-places the data into the new layout first) and time that too.
 
 mod common;
 
@@ -66,36 +71,11 @@ fn read_direct(files: &[PathBuf]) -> (u64, Duration) {
     (total, t0.elapsed())
 }
 
-fn main() {
-    let mut data = PathBuf::from("../shared/data/debian-minilm");
-    let mut base_file: Option<PathBuf> = None;
-    let mut points = 1_000_000usize;
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--data" => data = PathBuf::from(it.next().expect("--data DIR")),
-            "--base" => base_file = Some(PathBuf::from(it.next().expect("--base FILE"))),
-            "--points" => points = it.next().and_then(|v| v.parse().ok()).expect("--points N"),
-            "--bench" => {}
-            other => panic!("unknown argument {other}"),
-        }
-    }
-    let path = base_file.unwrap_or_else(|| data.join("base.fvecs"));
-    let base: Matrix<f32> = vecfile::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    println!("data: {} x {} ({}), loading {points} points, 2 shards", base.rows, base.dim, path.display());
-    let cap = points.to_string();
-    let mut server = Server::start(2, 2, &[("AIONBD_MAX_POINTS_PER_COLLECTION", cap.as_str())]);
-    let addr = server.addr.clone();
-    let (st, _) =
-        Client::new(&addr).post("/collections", format!(r#"{{"name":"big","dimension":{}}}"#, base.dim).as_bytes());
-    assert_eq!(st, 200);
-    // Pre-render each base row once; batches are stitched from them.
-    let rows: Vec<String> = (0..base.rows).map(|i| vec_json(base.row(i))).collect();
-    let t0 = Instant::now();
+/// Batch upserts of 256 points from 4 writers.
+fn load_batches(addr: &str, rows: &[String], points: usize) {
     let writers = 4;
     std::thread::scope(|s| {
         for w in 0..writers {
-            let (rows, addr) = (&rows, &addr);
             s.spawn(move || {
                 let mut c = Client::new(addr);
                 let mut start = w * 256;
@@ -111,6 +91,65 @@ fn main() {
             });
         }
     });
+}
+
+fn main() {
+    let mut data = PathBuf::from("../shared/data/debian-minilm");
+    let mut base_file: Option<PathBuf> = None;
+    let mut points = 1_000_000usize;
+    let mut wal_points = 0usize;
+    let mut relayout = false;
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--data" => data = PathBuf::from(it.next().expect("--data DIR")),
+            "--base" => base_file = Some(PathBuf::from(it.next().expect("--base FILE"))),
+            "--points" => points = it.next().and_then(|v| v.parse().ok()).expect("--points N"),
+            "--wal-points" => wal_points = it.next().and_then(|v| v.parse().ok()).expect("--wal-points N"),
+            "--relayout" => relayout = true,
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    let path = base_file.unwrap_or_else(|| data.join("base.fvecs"));
+    let base: Matrix<f32> = vecfile::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    if wal_points > 0 {
+        points = wal_points;
+    }
+    println!("data: {} x {} ({}), loading {points} points, 2 shards", base.rows, base.dim, path.display());
+    let cap = points.to_string();
+    let mut env = vec![("AIONBD_MAX_POINTS_PER_COLLECTION", cap.as_str())];
+    if wal_points > 0 {
+        // Only the log: no snapshot, and syncs once a second (the layout
+        // of the log is the same batches either way).
+        env.extend([("AIONBD_SNAPSHOT_MIN_WAL_BYTES", "1099511627776"), ("AIONBD_WAL_SYNC_ON_WRITE", "false")]);
+    }
+    let mut server = Server::start(2, 2, &env);
+    let addr = server.addr.clone();
+    let (st, _) =
+        Client::new(&addr).post("/collections", format!(r#"{{"name":"big","dimension":{}}}"#, base.dim).as_bytes());
+    assert_eq!(st, 200);
+    // Pre-render each base row once; batches are stitched from them.
+    let rows: Vec<String> = (0..base.rows).map(|i| vec_json(base.row(i))).collect();
+    let t0 = Instant::now();
+    if wal_points > 0 {
+        let writers = 32;
+        std::thread::scope(|s| {
+            for w in 0..writers {
+                let (rows, addr) = (&rows, &addr);
+                s.spawn(move || {
+                    let mut c = Client::new(addr);
+                    for i in (w..points).step_by(writers) {
+                        let body = format!(r#"{{"values":{}}}"#, rows[i % rows.len()]);
+                        let (st, resp) = c.send("PUT", &format!("/collections/big/points/{i}"), body.as_bytes());
+                        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&resp));
+                    }
+                });
+            }
+        });
+    } else {
+        load_batches(&addr, &rows, points);
+    }
     let load = t0.elapsed().as_secs_f64();
     assert_eq!(metric(&addr, "points") as usize, points);
     // Let a snapshot in flight finish (a real crash would not wait; the
@@ -161,4 +200,18 @@ fn main() {
         if cold { "cold" } else { "warm" }
     );
     println!("restart speed / disk sequential read speed = {:.0} %", 100.0 * restart_rate / disk_rate);
+    if relayout {
+        server.kill();
+        drop_caches();
+        server.set_layout(1, 1);
+        let took = server.restart();
+        assert_eq!(metric(&server.addr, "points") as usize, points, "every point back in the new layout");
+        println!(
+            "restart into a new layout (2 x 2 -> 1 x 1 shards x partitions): {points} points back in {:.2} s = \
+             {:.0} MB/s of the old files ({:.0} % of the disk's sequential read)",
+            took.as_secs_f64(),
+            bytes as f64 / took.as_secs_f64() / 1e6,
+            100.0 * bytes as f64 / took.as_secs_f64() / 1e6 / disk_rate
+        );
+    }
 }

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod config;
+pub mod datadir;
 pub mod indexer;
 pub mod metrics;
 pub mod rate;

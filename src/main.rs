@@ -54,25 +54,32 @@ fn main() {
         },
         None => None,
     };
-    if let Err(e) = std::fs::create_dir_all(&cfg.data_dir) {
-        eprintln!("aionbd: cannot create data directory {}: {e}", cfg.data_dir.display());
-        std::process::exit(1);
-    }
-    if cfg.persistence.enabled {
-        if let Err(e) = runtime::check_layout(&cfg) {
-            eprintln!("aionbd: {e}");
-            std::process::exit(2);
+    // Lock and recognise the data directory (re-laying it out if it was
+    // written with other shard or partition counts) before reading it.
+    let data_dir = if cfg.persistence.enabled {
+        match aionbd::datadir::open(&cfg.data_dir, cfg.shards, cfg.partitions_per_collection) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!("aionbd: {e}");
+                std::process::exit(2);
+            }
         }
     } else {
         eprintln!("aionbd: persistence disabled: data lives in memory only and is lost on exit");
-    }
-    let (reservation, addr) = match runtime::reserve_address(cfg.bind) {
-        Ok(x) => x,
+        None
+    };
+    let listener = match runtime::listen(cfg.bind) {
+        Ok(l) => Arc::new(l),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            eprintln!("aionbd: cannot listen on {}: address in use (another process listens there)", cfg.bind);
+            std::process::exit(1);
+        }
         Err(e) => {
             eprintln!("aionbd: cannot listen on {}: {e}", cfg.bind);
             std::process::exit(1);
         }
     };
+    let addr = listener.local_addr().unwrap_or(cfg.bind);
     let shutdown = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         if let Err(e) = signal_hook::flag::register(sig, shutdown.clone()) {
@@ -86,7 +93,7 @@ fn main() {
     // While the shards load snapshots and replay logs, a stand-in answers
     // /live (200) and everything else (503) on the same address.
     let responder = if cfg.persistence.enabled {
-        match recovering::Responder::start(addr, started, tls.clone()) {
+        match listener.try_clone().and_then(|l| recovering::Responder::start(l, started, tls.clone())) {
             Ok(r) => {
                 let scheme = if tls.is_some() { "https" } else { "http" };
                 println!("aionbd recovering data; {scheme}://{addr}/live answers, /ready is 503 until done");
@@ -106,8 +113,9 @@ fn main() {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let shared = Arc::new(api::Shared { config: cfg, tls, started, kernel_name });
-    let result = runtime::start(shared, addr, shutdown.clone());
+    let shards_root = data_dir.as_ref().map_or_else(|| cfg.data_dir.clone(), |d| d.shards_root.clone());
+    let shared = Arc::new(api::Shared { config: cfg, tls, started, kernel_name, shards_root });
+    let result = runtime::start(shared, listener.clone(), shutdown.clone());
     if let Some(r) = responder {
         r.stop();
     }
@@ -126,7 +134,8 @@ fn main() {
     );
     let _ = std::io::stdout().flush();
     started.handles.join_all();
-    drop(reservation);
+    drop(listener);
+    drop(data_dir);
     if shutdown.load(Ordering::Relaxed) {
         eprintln!("aionbd: stopped");
     }

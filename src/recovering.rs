@@ -3,12 +3,13 @@
 //! other route, until the shards have loaded their snapshots and replayed
 //! their logs and listen themselves (API.md §12; docs/api-decisions.md).
 //!
-//! It runs on its own thread, off the data path, and shares the port with
-//! the shards through SO_REUSEPORT. It stops just after they listen; in
-//! that ~millisecond overlap a request may still get its 503.
+//! It runs on its own thread, off the data path, and accepts from the same
+//! listening socket the shards will accept from. It stops just after they
+//! listen (a request in that ~millisecond overlap may still get its 503);
+//! connections it did not accept stay queued for the shards, so none is
+//! reset at the hand-over.
 
 use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -23,18 +24,14 @@ pub struct Responder {
 }
 
 impl Responder {
-    /// Listen on `addr` (already reserved, so this cannot race another
-    /// process) and answer until [`Responder::stop`], over TLS when `tls`
-    /// is given (as the shards will).
+    /// Answer on `listener` (a duplicate of the process's listening socket,
+    /// which the shards accept from once they serve) until
+    /// [`Responder::stop`], over TLS when `tls` is given (as the shards will).
     pub fn start(
-        addr: SocketAddr,
+        listener: std::net::TcpListener,
         started: Instant,
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> std::io::Result<Responder> {
-        let (socket, _) = crate::runtime::reserve_address(addr)?;
-        socket.listen(128)?;
-        socket.set_nonblocking(true)?;
-        let listener: std::net::TcpListener = socket.into();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new().name("aionbd-recovering".into()).spawn(move || {

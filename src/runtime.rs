@@ -12,8 +12,9 @@ use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,6 +104,11 @@ fn start_heartbeat(me: usize) {
     .detach();
 }
 
+/// A test hook's value: milliseconds from the environment variable `name`.
+fn debug_ms(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
 /// A shard that gets no turn for this long reports it (on stderr).
 const STALL_REPORT: Duration = Duration::from_millis(500);
 
@@ -125,49 +131,24 @@ pub fn background_queue(shares: usize, name: &str) -> glommio::TaskQueueHandle {
     )
 }
 
-/// Reserve the listen address before the shards start: this resolves port 0
-/// to a real port that every shard then binds with SO_REUSEPORT, and fails
-/// early (with a clear message) if the address is taken. The returned socket
-/// is never listened on, so it receives no connections.
-pub fn reserve_address(addr: SocketAddr) -> std::io::Result<(socket2::Socket, SocketAddr)> {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+/// Bind and listen on `addr` once for the whole process. Every shard
+/// accepts from this one socket (a duplicate of its descriptor each), and
+/// so does the recovery stand-in before them: a second process cannot bind
+/// the address (no SO_REUSEPORT, so no port sharing with another server),
+/// connections queued while the shards take over are served, not reset,
+/// and SO_REUSEADDR lets a restart bind past connections in TIME_WAIT.
+pub fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
     socket.bind(&addr.into())?;
-    let local = socket.local_addr()?.as_socket().expect("an inet socket has an inet address");
-    Ok((socket, local))
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
 }
 
-/// The data directory records the shard layout it was written with; data
-/// placed by one layout cannot be read with another, so a mismatch refuses
-/// to start instead of silently losing collections.
-pub fn check_layout(cfg: &crate::config::Config) -> Result<(), String> {
-    let path = cfg.data_dir.join("LAYOUT");
-    let want =
-        format!("format=1\nshards={}\npartitions_per_collection={}\n", cfg.shards, cfg.partitions_per_collection);
-    match std::fs::read_to_string(&path) {
-        Ok(have) if have == want => Ok(()),
-        Ok(have) => Err(format!(
-            "{} was written with another layout:\n{have}but this start asks for:\n{want}\
-             start with the same server.shards and server.partitions_per_collection, or use a new data_dir",
-            path.display()
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let tmp = cfg.data_dir.join("LAYOUT.tmp");
-            let write = || -> std::io::Result<()> {
-                use std::io::Write;
-                let mut f = std::fs::File::create(&tmp)?;
-                f.write_all(want.as_bytes())?;
-                f.sync_all()?;
-                std::fs::rename(&tmp, &path)?;
-                std::fs::File::open(&cfg.data_dir)?.sync_all()
-            };
-            write().map_err(|e| format!("cannot write {}: {e}", path.display()))
-        }
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-    }
-}
+/// Connections the kernel queues before a shard accepts them.
+const LISTEN_BACKLOG: i32 = 1024;
 
 pub struct Started {
     pub handles: glommio::PoolThreadHandles<()>,
@@ -177,7 +158,7 @@ pub struct Started {
 
 /// Start-up progress a shard reports to the main thread.
 enum Progress {
-    Recovered { records: usize },
+    Recovered { shard: usize, records: usize },
     Listening,
     Failed(String),
 }
@@ -186,13 +167,15 @@ enum Progress {
 /// `AIONBD_L2_INDEX_BUILD_COOLDOWN_MS` default).
 const INDEX_BUILD_COOLDOWN: Duration = Duration::from_millis(1000);
 
-/// Longest a start-up may spend replaying the WAL before it is reported.
-const RECOVERY_WAIT: Duration = Duration::from_secs(3600);
+/// How often the main thread reports recovery progress on stderr.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
-/// How long a shard waits for the channel mesh to form, and for its peers
-/// to acknowledge the end of its replay, before the start-up is retried.
-/// (Rarely, glommio's mesh join never completes: seen about once in a few
-/// hundred starts under load, both executors idle. A fresh pool works.)
+/// How long a shard waits for the channel mesh to form before the start-up
+/// is retried. (Rarely, glommio's mesh join never completes: seen about once
+/// in a few hundred starts under load, both executors idle. A fresh pool
+/// works.) Nothing is read before the join, so a retry redoes no work.
+/// After it, shards wait for each other without a deadline: recovery takes
+/// as long as the data needs, and reports its progress.
 const MESH_WAIT: Duration = Duration::from_secs(5);
 /// Start-up attempts before giving up on a stalled mesh.
 const START_ATTEMPTS: usize = 3;
@@ -201,10 +184,14 @@ const START_ATTEMPTS: usize = 3;
 const RETRY: &str = "retry: the shard mesh stalled";
 
 /// Start every shard. Returns once all of them listen, or with the errors.
-pub fn start(shared: Arc<Shared>, addr: SocketAddr, shutdown: Arc<AtomicBool>) -> Result<Started, String> {
+pub fn start(
+    shared: Arc<Shared>,
+    listener: Arc<std::net::TcpListener>,
+    shutdown: Arc<AtomicBool>,
+) -> Result<Started, String> {
     crate::watchdog::install(shared.config.shards);
     for attempt in 1..=START_ATTEMPTS {
-        match start_once(shared.clone(), addr, shutdown.clone())? {
+        match start_once(shared.clone(), listener.clone(), shutdown.clone())? {
             Some(started) => return Ok(started),
             None => eprintln!("aionbd: start-up attempt {attempt}: the shard mesh stalled; starting the shards again"),
         }
@@ -213,13 +200,18 @@ pub fn start(shared: Arc<Shared>, addr: SocketAddr, shutdown: Arc<AtomicBool>) -
 }
 
 /// One attempt; `Ok(None)` when the mesh stalled and all shards stopped.
-fn start_once(shared: Arc<Shared>, addr: SocketAddr, shutdown: Arc<AtomicBool>) -> Result<Option<Started>, String> {
+fn start_once(
+    shared: Arc<Shared>,
+    listener: Arc<std::net::TcpListener>,
+    shutdown: Arc<AtomicBool>,
+) -> Result<Option<Started>, String> {
     let n = shared.config.shards;
     let mesh: Option<MeshBuilder<Msg, _>> = (n > 1).then(|| MeshBuilder::full(n, MESH_CHANNEL_CAPACITY));
     let (ready_tx, ready_rx) = mpsc::channel::<Progress>();
     let go = Arc::new(AtomicBool::new(false));
     let abort = Arc::new(AtomicBool::new(false));
-    let gate = Gate { go: go.clone(), abort: abort.clone() };
+    let progress: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
+    let gate = Gate { go: go.clone(), abort: abort.clone(), progress: progress.clone() };
     let spin = shared.config.spin_before_park_us;
     let mut builder = LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(n, None))
         .name("aionbd-shard")
@@ -230,7 +222,7 @@ fn start_once(shared: Arc<Shared>, addr: SocketAddr, shutdown: Arc<AtomicBool>) 
     }
     let handles = builder
         .on_all_shards(move || async move {
-            let result = shard_main(shared, mesh, addr, shutdown, gate, ready_tx.clone()).await;
+            let result = shard_main(shared, mesh, listener, shutdown, gate, ready_tx.clone()).await;
             if let Err(e) = result {
                 let _ = ready_tx.send(Progress::Failed(e));
             }
@@ -239,20 +231,35 @@ fn start_once(shared: Arc<Shared>, addr: SocketAddr, shutdown: Arc<AtomicBool>) 
     // Phase 1: every shard recovers its WAL and replays it. Nobody serves
     // until all have, so no request sees a half-replayed state.
     let mut replayed = 0;
-    let mut stalled = false;
-    for _ in 0..n {
-        match ready_rx.recv_timeout(RECOVERY_WAIT) {
-            Ok(Progress::Recovered { records }) => replayed += records,
-            Ok(Progress::Failed(e)) if e == RETRY => stalled = true,
+    let mut done = vec![false; n];
+    let t0 = std::time::Instant::now();
+    let mut last_report = t0;
+    while done.iter().any(|d| !d) {
+        match ready_rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(Progress::Recovered { shard, records }) => {
+                replayed += records;
+                done[shard] = true;
+            }
+            Ok(Progress::Failed(e)) if e == RETRY => {
+                abort.store(true, Ordering::SeqCst);
+                handles.join_all();
+                return Ok(None);
+            }
             Ok(Progress::Failed(e)) => return Err(e),
             Ok(Progress::Listening) => return Err("a shard listened before recovery ended".into()),
-            Err(_) => return Err("a shard did not finish recovery in time".into()),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Err("the shards stopped during recovery".into()),
         }
-    }
-    if stalled {
-        abort.store(true, Ordering::SeqCst);
-        handles.join_all();
-        return Ok(None);
+        if last_report.elapsed() >= PROGRESS_EVERY {
+            last_report = std::time::Instant::now();
+            let states: Vec<String> = (0..n)
+                .map(|s| {
+                    let r = progress[s].load(Ordering::Relaxed);
+                    format!("shard {s} {} {r} records", if done[s] { "done," } else { "replaying," })
+                })
+                .collect();
+            eprintln!("aionbd: recovering for {:.0} s: {}", t0.elapsed().as_secs_f64(), states.join("; "));
+        }
     }
     go.store(true, Ordering::SeqCst);
     // Phase 2: every shard listens.
@@ -273,13 +280,15 @@ fn start_once(shared: Arc<Shared>, addr: SocketAddr, shutdown: Arc<AtomicBool>) 
 struct Gate {
     go: Arc<AtomicBool>,
     abort: Arc<AtomicBool>,
+    /// Records each shard has applied so far (snapshot and WAL).
+    progress: Arc<Vec<AtomicU64>>,
 }
 
 /// Load the shard's snapshot, recover and replay its WAL, and attach the
 /// WAL and the snapshot task to the router. Returns the records applied.
-async fn recover_shard(router: &Rc<Router>, cfg: &crate::config::Config, me: usize) -> Result<usize, String> {
-    let p = &cfg.persistence;
-    let shard_dir = cfg.data_dir.join(format!("shard-{me:02}"));
+async fn recover_shard(router: &Rc<Router>, shared: &Shared, me: usize, progress: &AtomicU64) -> Result<usize, String> {
+    let p = &shared.config.persistence;
+    let shard_dir = shared.shards_root.join(format!("shard-{me:02}"));
     let wal_dir = shard_dir.join("wal");
     std::fs::create_dir_all(&wal_dir).map_err(|e| format!("cannot create {}: {e}", wal_dir.display()))?;
     let t0 = std::time::Instant::now();
@@ -289,7 +298,7 @@ async fn recover_shard(router: &Rc<Router>, cfg: &crate::config::Config, me: usi
         let dir = wal_dir.clone();
         std::thread::spawn(move || crate::wal::read_segments(&dir))
     };
-    let loaded = crate::snapshot::load(router, &shard_dir, me).await?;
+    let loaded = crate::snapshot::load(router, &shard_dir, me, progress).await?;
     let t1 = std::time::Instant::now();
     let first_lsn = loaded.manifest.as_ref().map_or(1, |m| m.lsn + 1);
     let segments = reading
@@ -308,11 +317,16 @@ async fn recover_shard(router: &Rc<Router>, cfg: &crate::config::Config, me: usi
             ));
         }
     }
+    // Test hook: this shard's replay starts late, as a long log's would end.
+    if let Some(ms) = debug_ms(&format!("AIONBD_DEBUG_SLOW_REPLAY_SHARD_{me}_MS")) {
+        glommio::timer::sleep(Duration::from_millis(ms)).await;
+    }
     let mut replayed_bytes = 0u64;
     for (i, r) in recovered.records.iter().enumerate() {
         router.restore_logged(r.kind, &r.body, &|| format!("WAL record LSN {}", r.lsn))?;
         replayed_bytes += (r.body.len() + aionbd_io::wal::format::RECORD_HEADER_BYTES) as u64;
         if i % 64 == 63 {
+            progress.fetch_add(64, Ordering::Relaxed);
             futures_lite::future::yield_now().await;
         }
     }
@@ -327,13 +341,8 @@ async fn recover_shard(router: &Rc<Router>, cfg: &crate::config::Config, me: usi
         );
     }
     let salt = Box::new(|| uuid::Uuid::new_v4().as_u64_pair().0);
-    let writer = aionbd_io::wal::WalWriter::new(
-        me as u16,
-        p.wal_segment_bytes as usize,
-        recovered.next_lsn,
-        recovered.next_segment_seq,
-        salt,
-    );
+    let writer = aionbd_io::wal::WalWriter::after_recovery(me as u16, p.wal_segment_bytes as usize, &recovered, salt);
+    let resume = writer.current_segment();
     let wal = crate::wal::Wal::new(
         wal_dir.clone(),
         writer,
@@ -342,11 +351,15 @@ async fn recover_shard(router: &Rc<Router>, cfg: &crate::config::Config, me: usi
         p.wal_group_commit_max_batch as usize,
         Duration::from_millis(p.wal_group_commit_flush_delay_ms),
     );
-    // The replayed tail counts toward the next snapshot.
-    wal.bytes.set(replayed_bytes);
+    if let Some(seq) = resume {
+        wal.resume_segment(seq).await?;
+    }
+    // The replayed log counts toward the next snapshot.
+    wal.bytes.set(recovered.log_bytes.max(replayed_bytes));
     wal.segments.set(crate::wal::read_segment_names(&wal_dir).len() as u64);
     router.set_wal(wal);
     let snaps = crate::snapshot::Snapshots::new(me, shard_dir, p, loaded.file_bytes);
+    progress.store(loaded.records + recovered.records.len() as u64, Ordering::Relaxed);
     router.set_snapshots(snaps);
     Ok(loaded.records as usize + recovered.records.len())
 }
@@ -354,7 +367,7 @@ async fn recover_shard(router: &Rc<Router>, cfg: &crate::config::Config, me: usi
 async fn shard_main(
     shared: Arc<Shared>,
     mesh: Option<MeshBuilder<Msg, glommio::channels::channel_mesh::Full>>,
-    addr: SocketAddr,
+    listener: Arc<std::net::TcpListener>,
     shutdown: Arc<AtomicBool>,
     gate: Gate,
     ready: mpsc::Sender<Progress>,
@@ -385,18 +398,39 @@ async fn shard_main(
     let metrics = Rc::new(Metrics::default());
     let router = Router::start(shard, cfg.shards, metrics.clone(), joined);
     router.rate.set_limit(cfg.rate_limit_per_minute);
+    // A shard that gets no turn is woken (and reported) from the start.
+    start_heartbeat(me);
+    let _watched = crate::watchdog::watch(me);
     let mut records = 0;
     if cfg.persistence.enabled {
-        records = recover_shard(&router, cfg, me).await.map_err(|e| format!("shard {me}: {e}"))?;
+        records =
+            recover_shard(&router, &shared, me, &gate.progress[me]).await.map_err(|e| format!("shard {me}: {e}"))?;
     }
-    let barrier = glommio::timer::timeout(MESH_WAIT, async {
-        router.barrier().await;
-        Ok(())
-    });
-    if barrier.await.is_err() {
-        return Err(RETRY.to_string());
+    // Wait (without a deadline) until every peer applied what this shard
+    // sent it; a start-up given up elsewhere stops the wait.
+    let aborted = async {
+        while !gate.abort.load(Ordering::SeqCst) {
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    futures_lite::future::or(router.barrier(), aborted).await;
+    if gate.abort.load(Ordering::SeqCst) {
+        return Ok(());
     }
-    let _ = ready.send(Progress::Recovered { records });
+    // A log replayed at start that is due for a snapshot gets it now,
+    // before writes are taken: a server that crashes again before its
+    // background snapshot ran (a crash loop) still bounds its log and the
+    // next start's replay.
+    if let Some(s) = router.snapshots().filter(|s| s.due(&router)) {
+        let t0 = std::time::Instant::now();
+        if let Some(lsn) = s.take(&router).await {
+            eprintln!(
+                "aionbd: shard {me}: snapshot at LSN {lsn} taken at start-up in {:.2} s",
+                t0.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let _ = ready.send(Progress::Recovered { shard: me, records });
     while !gate.go.load(Ordering::SeqCst) {
         if gate.abort.load(Ordering::SeqCst) {
             return Ok(());
@@ -408,8 +442,6 @@ async fn shard_main(
         s.start(router.clone());
     }
     crate::indexer::start(router.clone(), INDEX_BUILD_COOLDOWN);
-    start_heartbeat(me);
-    let _watched = crate::watchdog::watch(me);
     if cfg.memory_budget_bytes > 0 {
         start_memory_reports(router.clone());
     }
@@ -432,7 +464,11 @@ async fn shard_main(
         .detach();
     }
     let api = Rc::new(Api::new(router, shared.clone()));
-    let listener = TcpListener::bind(addr).map_err(|e| format!("shard {me}: cannot listen on {addr}: {e}"))?;
+    let fd = listener.try_clone().map_err(|e| format!("shard {me}: cannot share the listening socket: {e}"))?;
+    // SAFETY: a fresh duplicate of a listening TCP socket's descriptor,
+    // owned from here on by the glommio listener (closed when it drops).
+    let listen_fd = fd.into_raw_fd();
+    let listener = unsafe { TcpListener::from_raw_fd(listen_fd) };
     let conn_cfg = ConnConfig {
         limits: Limits { max_head_bytes: cfg.max_head_bytes, max_headers: 64, max_body_bytes: cfg.max_body_bytes },
         request_read_timeout: Duration::from_millis(cfg.request_read_timeout_ms),
@@ -490,6 +526,7 @@ async fn shard_main(
                     })
                     .detach();
                 }
+                Err(_) if shutdown.load(Ordering::Relaxed) => glommio::timer::sleep(SHUTDOWN_POLL).await,
                 Err(e) => {
                     // Out of file descriptors and similar: back off briefly.
                     eprintln!("aionbd: shard {me}: accept failed: {e}");
@@ -499,6 +536,10 @@ async fn shard_main(
         }
     };
     let _: Option<()> = futures_lite::future::or(accept, stop).await;
+    // Stop the kernel from queueing connections no shard will accept (the
+    // socket is shared: any shard may do it, the others' calls are no-ops).
+    // SAFETY: shutdown on a descriptor this listener owns.
+    unsafe { libc::shutdown(listen_fd, libc::SHUT_RD) };
     drop(listener);
     // Let requests already running finish; idle connections are dropped.
     let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;

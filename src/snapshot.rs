@@ -94,7 +94,8 @@ impl Snapshots {
         .detach();
     }
 
-    fn due(&self, router: &Router) -> bool {
+    /// Enough log was written since the last snapshot's cut to take one.
+    pub fn due(&self, router: &Router) -> bool {
         let Some(wal) = router.wal() else { return false };
         if wal.is_failed() {
             return false;
@@ -300,7 +301,12 @@ pub struct Loaded {
 
 /// Load the shard's current snapshot (if any) through `router`, before the
 /// WAL is replayed. Leftovers of interrupted snapshots are removed.
-pub async fn load(router: &Router, dir: &Path, shard_id: usize) -> Result<Loaded, String> {
+pub async fn load(
+    router: &Router,
+    dir: &Path,
+    shard_id: usize,
+    progress: &std::sync::atomic::AtomicU64,
+) -> Result<Loaded, String> {
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if name.ends_with(".tmp") {
@@ -336,6 +342,7 @@ pub async fn load(router: &Router, dir: &Path, shard_id: usize) -> Result<Loaded
         records += 1;
         // Let peers apply what this shard sends them (and vice versa).
         if records.is_multiple_of(64) {
+            progress.store(records, std::sync::atomic::Ordering::Relaxed);
             futures_lite::future::yield_now().await;
         }
     }

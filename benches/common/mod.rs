@@ -34,6 +34,12 @@ impl Server {
         self.restart()
     }
 
+    /// Later (re)starts use this layout (the server re-places the data).
+    pub fn set_layout(&mut self, shards: usize, partitions: usize) {
+        self.shards = shards;
+        self.partitions = partitions;
+    }
+
     /// SIGKILL (the data directory stays).
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -265,6 +265,19 @@ impl LogRecord {
         Ok((name, ids, bodies))
     }
 
+    /// The collection a record of any kind belongs to, read without
+    /// decoding the rest (every body starts with the collection's name).
+    /// Re-placing data into a new layout routes records by it.
+    pub fn collection_name(kind: u8, body: &[u8]) -> Result<&str, DecodeError> {
+        if !(kind::CREATE_COLLECTION..=kind::DELETE_PAYLOAD_KEYS).contains(&kind) {
+            return err(&format!("unknown record kind {kind}"));
+        }
+        let mut r = Reader { b: body, at: 0 };
+        let len = r.count(1)?;
+        let bytes = r.take(len)?;
+        std::str::from_utf8(bytes).map_err(|_| DecodeError("collection name is not UTF-8".into()))
+    }
+
     pub fn decode(kind: u8, body: &[u8]) -> Result<LogRecord, DecodeError> {
         let mut r = Reader { b: body, at: 0 };
         let rec = match kind {
@@ -386,6 +399,21 @@ mod tests {
         fn records_round_trip(rec in arb_record()) {
             let bytes = rec.encode();
             prop_assert_eq!(LogRecord::decode(rec.kind(), &bytes), Ok(rec));
+        }
+
+        #[test]
+        fn the_collection_name_is_read_from_every_kind(rec in arb_record()) {
+            let name = match &rec {
+                LogRecord::CreateCollection { spec, .. } => spec.name.clone(),
+                LogRecord::DeleteCollection { name }
+                | LogRecord::Upsert { name, .. }
+                | LogRecord::DeletePoints { name, .. }
+                | LogRecord::SetPayload { name, .. }
+                | LogRecord::DeletePayloadKeys { name, .. } => name.clone(),
+            };
+            let bytes = rec.encode();
+            prop_assert_eq!(LogRecord::collection_name(rec.kind(), &bytes), Ok(name.as_str()));
+            prop_assert!(LogRecord::collection_name(0, &bytes).is_err());
         }
 
         #[test]

@@ -29,6 +29,8 @@ pub struct Shared {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub started: Instant,
     pub kernel_name: &'static str,
+    /// Where the shard directories of the data directory's layout are.
+    pub shards_root: std::path::PathBuf,
 }
 
 pub struct Api {

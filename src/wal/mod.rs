@@ -406,6 +406,21 @@ impl Wal {
         Ok(())
     }
 
+    /// Continue in segment `seq`, the newest one recovery found (the writer
+    /// was made by `WalWriter::after_recovery`), instead of opening a new
+    /// one: a restart then adds no segment file.
+    pub async fn resume_segment(&self, seq: u64) -> Result<(), String> {
+        let path = self.dir.join(segment_name(seq));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .dma_open(&path)
+            .await
+            .map_err(|e| format!("cannot open {} to continue the log: {e}", path.display()))?;
+        *self.current.borrow_mut() = Some(Rc::new(file));
+        Ok(())
+    }
+
     /// `n` old segments were deleted (after a snapshot covered them).
     pub fn forget_segments(&self, n: u64) {
         self.segments.set(self.segments.get().saturating_sub(n));

@@ -200,6 +200,10 @@ impl Server {
         wait_timeout(&mut self.child, limit)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: the process gets no chance to clean up (a crash).
     pub fn kill(mut self) {
         let _ = self.child.kill();
@@ -309,4 +313,46 @@ pub fn start_recovering(
     out.read_line(&mut line).unwrap();
     assert!(line.contains("recovering"), "first line: {line}");
     (child, out, line)
+}
+
+/// Mount a size-limited tmpfs (needs root, as on the CI machines).
+pub struct Tmpfs(pub std::path::PathBuf);
+
+impl Tmpfs {
+    pub fn mount(mib: u64) -> Option<Tmpfs> {
+        Self::mount_with(&format!("size={mib}m"))
+    }
+
+    /// Mount with these options (`ro`, `size=...`).
+    pub fn mount_with(options: &str) -> Option<Tmpfs> {
+        let dir = unique_dir();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Tmpfs(dir))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Every collection, and every point of each, as clients see them.
+pub fn observe(s: &Server) -> Vec<Value> {
+    let mut out = Vec::new();
+    let list = s.call("GET", "/collections", None, 200);
+    for c in list["collections"].as_array().unwrap() {
+        let name = c["name"].as_str().unwrap();
+        out.push(c.clone());
+        let page = s.call("GET", &format!("/collections/{name}/points?limit=1000"), None, 200);
+        for p in page["points"].as_array().unwrap() {
+            out.push(s.call("GET", &format!("/collections/{name}/points/{}", p["id"]), None, 200));
+        }
+    }
+    out
 }

@@ -4,7 +4,7 @@
 //! offset, unless the operator passes --wal-truncate-corrupt. And a full
 //! disk: 507 for writes, reads go on, writes resume when space returns.
 
-use crate::harness::{unique_dir, Server};
+use crate::harness::{unique_dir, Server, Tmpfs};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -165,28 +165,6 @@ fn a_damaged_snapshot_or_manifest_refuses_to_start() {
     assert_eq!(ids(&s), vec![1]);
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Mount a size-limited tmpfs (needs root, as on the CI machines).
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(mib: u64) -> Option<Tmpfs> {
-        let dir = unique_dir();
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(&dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then_some(Tmpfs(dir))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[test]

@@ -1,0 +1,406 @@
+//! The data directory: recognised before anything is written to it, owned
+//! by one process at a time (a lock file held for the life of the process),
+//! and laid out for the shard and partition counts this start asks for.
+//!
+//! `LAYOUT` records the layout the data was written with. A start with other
+//! counts re-places the data (`relayout`): every old shard's snapshot and
+//! log records are routed, collection by collection and in their log order,
+//! to the new home shard of their collection, and written as one snapshot
+//! per new shard in a new *generation* directory `layout-N/`. Switching
+//! `LAYOUT` to name generation N is the one atomic step; what a crash leaves
+//! on either side of it is removed at the next start. docs/storage.md has
+//! the directory and the steps.
+
+use aionbd_io::snapshot::{encode_end, encode_frame, snapshot_name, Manifest, SnapshotHeader, SnapshotReader};
+use aionbd_io::wal::{recover, SegmentBytes};
+use aionbd_shards::placement::Placement;
+use aionbd_shards::record::LogRecord;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// The layout file's name in the data directory.
+pub const LAYOUT: &str = "LAYOUT";
+/// The lock file's name; it holds the owner's PID.
+pub const LOCK: &str = "LOCK";
+/// The only `LAYOUT` format this version reads and writes.
+const FORMAT: u64 = 1;
+
+/// An open data directory: locked, and laid out for this start.
+pub struct DataDir {
+    /// Where `shard-NN/` of the current layout live.
+    pub shards_root: PathBuf,
+    /// Held (locked) until the process ends.
+    _lock: File,
+}
+
+/// What `LAYOUT` says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub shards: usize,
+    pub partitions: usize,
+    /// 0: shard directories at the top; N: under `layout-N/`.
+    pub generation: u64,
+}
+
+impl Layout {
+    fn encode(&self) -> String {
+        let mut s = format!("format={FORMAT}\nshards={}\npartitions_per_collection={}\n", self.shards, self.partitions);
+        if self.generation > 0 {
+            s.push_str(&format!("generation={}\n", self.generation));
+        }
+        s
+    }
+
+    fn decode(text: &str) -> Result<Layout, String> {
+        let (mut format, mut shards, mut partitions, mut generation) = (None, None, None, 0);
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let (k, v) = line.split_once('=').ok_or_else(|| format!("unreadable line {line:?}"))?;
+            let n: u64 = v.trim().parse().map_err(|_| format!("unreadable line {line:?}"))?;
+            match k.trim() {
+                "format" => format = Some(n),
+                "shards" => shards = Some(n as usize),
+                "partitions_per_collection" => partitions = Some(n as usize),
+                "generation" => generation = n,
+                other => return Err(format!("unknown key {other:?} (written by a newer version?)")),
+            }
+        }
+        match format {
+            Some(FORMAT) => {}
+            Some(f) if f > FORMAT => {
+                return Err(format!("format {f} was written by a newer version of aionbd (this one reads {FORMAT})"))
+            }
+            _ => return Err("no known format line".into()),
+        }
+        match (shards, partitions) {
+            (Some(s), Some(p)) if s >= 1 && (1..=s).contains(&p) => Ok(Layout { shards: s, partitions: p, generation }),
+            _ => Err("shard or partition counts missing or out of range".into()),
+        }
+    }
+
+    /// Where this layout's shard directories are.
+    pub fn shards_root(&self, data_dir: &Path) -> PathBuf {
+        if self.generation == 0 {
+            data_dir.to_path_buf()
+        } else {
+            data_dir.join(format!("layout-{}", self.generation))
+        }
+    }
+}
+
+/// Directory entries allowed in a data directory that has no `LAYOUT` yet:
+/// the lock file of an earlier start that stopped before writing it, a
+/// file system's `lost+found`, and hidden files.
+fn harmless(name: &str) -> bool {
+    name == LOCK || name == "lost+found" || name.starts_with('.')
+}
+
+/// Open the data directory for a start with `shards` x `partitions`:
+/// refuse one that is not ours, is read-only, is newer, or is in use by
+/// another process (touching nothing); take the lock; clear leftovers of an
+/// interrupted re-layout; and re-lay the data out if its counts differ.
+pub fn open(dir: &Path, shards: usize, partitions: usize) -> Result<DataDir, String> {
+    let shown = dir.display();
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => return Err(format!("data directory {shown} is not a directory")),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create data directory {shown}: {e}"))?
+        }
+        Err(e) => return Err(format!("data directory {shown}: {e}")),
+    }
+    // Recognise the directory before writing anything into it.
+    read_layout(dir)?;
+    let lock = lock(dir)?;
+    // Under the lock: what another process may have changed meanwhile.
+    let have = read_layout(dir)?;
+    let want = Layout { shards, partitions, generation: have.map_or(0, |h| h.generation) };
+    remove_leftovers(dir, have.map_or(0, |h| h.generation))?;
+    let layout = match have {
+        None => {
+            crate::snapshot::write_atomically(&dir.join(LAYOUT), want.encode().as_bytes())?;
+            want
+        }
+        Some(h) if h.shards == shards && h.partitions == partitions => h,
+        Some(h) => relayout(dir, h, shards, partitions)?,
+    };
+    Ok(DataDir { shards_root: layout.shards_root(dir), _lock: lock })
+}
+
+/// `LAYOUT`'s content, `None` for a new (empty) directory; an error for a
+/// directory that is not a data directory or one this version cannot read.
+fn read_layout(dir: &Path) -> Result<Option<Layout>, String> {
+    let path = dir.join(LAYOUT);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Layout::decode(&text).map(Some).map_err(|e| format!("{}: {e}; refusing to start", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let entries =
+                std::fs::read_dir(dir).map_err(|e| format!("cannot read data directory {}: {e}", dir.display()))?;
+            let mut foreign: Vec<String> = entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !harmless(n))
+                .collect();
+            if foreign.is_empty() {
+                return Ok(None);
+            }
+            foreign.sort();
+            let more = foreign.len().saturating_sub(3);
+            foreign.truncate(3);
+            Err(format!(
+                "{} is not an aionbd data directory: it has no {LAYOUT} file but holds {}{}; \
+                 point server.data_dir at an empty or new directory",
+                dir.display(),
+                foreign.join(", "),
+                if more > 0 { format!(" and {more} more") } else { String::new() }
+            ))
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Take the data directory's lock for the life of the process, or say who
+/// holds it. A lock left by a process that died is no obstacle: the kernel
+/// drops an flock with its holder.
+fn lock(dir: &Path) -> Result<File, String> {
+    let path = dir.join(LOCK);
+    let mut file =
+        std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(
+            |e| match e.raw_os_error() {
+                Some(libc::EROFS) => format!("data directory {} is on a read-only file system", dir.display()),
+                Some(libc::EACCES) | Some(libc::EPERM) => {
+                    format!("data directory {} is not writable by this user ({e})", dir.display())
+                }
+                _ => format!("cannot create lock file {}: {e}", path.display()),
+            },
+        )?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            let pid = holder.trim();
+            return Err(format!(
+                "data directory {} is in use by another aionbd process (PID {}; lock file {})",
+                dir.display(),
+                if pid.is_empty() { "unknown" } else { pid },
+                path.display()
+            ));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(format!("cannot lock {}: {e}", path.display())),
+    }
+    let pid = format!("{}\n", std::process::id());
+    file.set_len(0)
+        .and_then(|_| file.write_all(pid.as_bytes()))
+        .map_err(|e| format!("cannot write lock file {}: {e}", path.display()))?;
+    Ok(file)
+}
+
+/// Remove what an interrupted re-layout left: unfinished generations, and
+/// every generation other than the current one (including the top-level
+/// shard directories of generation 0 once the data moved on).
+fn remove_leftovers(dir: &Path, generation: u64) -> Result<(), String> {
+    let current = format!("layout-{generation}");
+    for e in std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let old_generation = name.starts_with("layout-") && name != current;
+        let old_top_shard = generation > 0 && is_shard_dir_name(&name);
+        if old_generation || old_top_shard {
+            std::fs::remove_dir_all(e.path()).map_err(|err| format!("cannot remove {}: {err}", e.path().display()))?;
+        }
+    }
+    sync_dir(dir)
+}
+
+fn is_shard_dir_name(name: &str) -> bool {
+    name.strip_prefix("shard-").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), String> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| format!("sync directory {}: {e}", dir.display()))
+}
+
+/// Test hook: abort the process at the named step of a re-layout, as a
+/// crash there would (`AIONBD_DEBUG_RELAYOUT_CRASH=<step>`).
+fn crash_point(step: &str) {
+    if std::env::var("AIONBD_DEBUG_RELAYOUT_CRASH").is_ok_and(|s| s == step) {
+        eprintln!("aionbd: AIONBD_DEBUG_RELAYOUT_CRASH: aborting at {step}");
+        std::process::abort();
+    }
+}
+
+/// What `for_each_record` calls per record: kind, body, and where it came
+/// from (for messages).
+type RecordSink<'a> = dyn FnMut(u8, &[u8], &dyn Fn() -> String) -> Result<(), String> + 'a;
+
+/// One new shard's snapshot file being written.
+struct NewShard {
+    dir: PathBuf,
+    out: BufWriter<File>,
+    records: u64,
+}
+
+/// Re-place the data of layout `old` into `shards` x `partitions`, as the
+/// next generation, and switch `LAYOUT` to it. Returns the new layout.
+fn relayout(dir: &Path, old: Layout, shards: usize, partitions: usize) -> Result<Layout, String> {
+    let t0 = std::time::Instant::now();
+    let new = Layout { shards, partitions, generation: old.generation + 1 };
+    eprintln!(
+        "aionbd: {} was written with {} shard(s) x {} partition(s); re-placing its data for {shards} x {partitions} \
+         (generation {})",
+        dir.display(),
+        old.shards,
+        old.partitions,
+        new.generation
+    );
+    let tmp = dir.join(format!("layout-{}.tmp", new.generation));
+    let fail = |what: &str, e: &dyn std::fmt::Display| format!("re-layout: {what}: {e}");
+    std::fs::create_dir_all(&tmp).map_err(|e| fail(&tmp.display().to_string(), &e))?;
+    let created_unix_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let mut outs = Vec::with_capacity(shards);
+    for j in 0..shards {
+        let sdir = tmp.join(format!("shard-{j:02}"));
+        std::fs::create_dir_all(sdir.join("wal")).map_err(|e| fail(&sdir.display().to_string(), &e))?;
+        let path = sdir.join(snapshot_name(0));
+        let file = File::create(&path).map_err(|e| fail(&path.display().to_string(), &e))?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        out.write_all(&SnapshotHeader { shard_id: j as u16, lsn: 0, created_unix_ms }.encode())
+            .map_err(|e| fail(&path.display().to_string(), &e))?;
+        outs.push(NewShard { dir: sdir, out, records: 0 });
+    }
+    let placement = Placement::new(shards, partitions);
+    let old_root = old.shards_root(dir);
+    let mut frame = Vec::new();
+    let mut moved = (0u64, 0u64);
+    for k in 0..old.shards {
+        let mut route = |kind: u8, body: &[u8], what: &dyn Fn() -> String| -> Result<(), String> {
+            let name = LogRecord::collection_name(kind, body).map_err(|e| format!("re-layout: {}: {e}", what()))?;
+            let to = &mut outs[placement.home(name)];
+            frame.clear();
+            encode_frame(kind, body, &mut frame);
+            to.out.write_all(&frame).map_err(|e| fail(&to.dir.display().to_string(), &e))?;
+            to.records += 1;
+            moved = (moved.0 + 1, moved.1 + frame.len() as u64);
+            Ok(())
+        };
+        for_each_record(&old_root.join(format!("shard-{k:02}")), k, &mut route)?;
+        if k == 0 {
+            crash_point("copying");
+        }
+    }
+    for (j, s) in outs.into_iter().enumerate() {
+        let mut out = s.out;
+        frame.clear();
+        encode_end(s.records, 0, &mut frame);
+        out.write_all(&frame).map_err(|e| fail(&s.dir.display().to_string(), &e))?;
+        let file = out.into_inner().map_err(|e| fail(&s.dir.display().to_string(), &e.error()))?;
+        file.sync_all().map_err(|e| fail(&s.dir.display().to_string(), &e))?;
+        let manifest = Manifest { shard_id: j as u16, snapshot: snapshot_name(0), lsn: 0, wal_segment_seq: 0 };
+        crate::snapshot::write_atomically(&s.dir.join(crate::snapshot::MANIFEST), manifest.encode().as_bytes())?;
+        sync_dir(&s.dir.join("wal"))?;
+    }
+    sync_dir(&tmp)?;
+    crash_point("written");
+    let dest = new.shards_root(dir);
+    std::fs::rename(&tmp, &dest).map_err(|e| fail("rename", &e))?;
+    sync_dir(dir)?;
+    crash_point("renamed");
+    // The switch: from here on the data directory is the new layout.
+    crate::snapshot::write_atomically(&dir.join(LAYOUT), new.encode().as_bytes())?;
+    crash_point("switched");
+    remove_leftovers(dir, new.generation)?;
+    eprintln!(
+        "aionbd: re-placed {} records ({:.1} MB) into {} in {:.2} s",
+        moved.0,
+        moved.1 as f64 / 1e6,
+        dest.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(new)
+}
+
+/// Every record of an old shard in log order: its snapshot's, then its
+/// WAL's after the snapshot. Damage refuses, naming the file, as start-up
+/// would (start with the old layout to repair it first).
+fn for_each_record(shard_dir: &Path, shard: usize, f: &mut RecordSink) -> Result<(), String> {
+    let mpath = shard_dir.join(crate::snapshot::MANIFEST);
+    let mut first_lsn = 1;
+    match std::fs::read_to_string(&mpath) {
+        Ok(text) => {
+            let m = Manifest::decode(&text).map_err(|e| format!("{}: {e}", mpath.display()))?;
+            let spath = shard_dir.join(&m.snapshot);
+            let file = File::open(&spath).map_err(|e| format!("snapshot {}: {e}", spath.display()))?;
+            let bad = |e: aionbd_io::snapshot::SnapshotError| format!("snapshot {} is damaged {e}", spath.display());
+            let ahead = aionbd_io::snapshot::ReadAhead::new(file, 8 << 20, 4);
+            let mut reader = SnapshotReader::new(std::io::BufReader::with_capacity(1 << 20, ahead)).map_err(bad)?;
+            if reader.header.lsn != m.lsn || reader.header.shard_id as usize != shard {
+                return Err(format!("snapshot {} does not match its manifest", spath.display()));
+            }
+            let mut n = 0u64;
+            while let Some((kind, body)) = reader.next_record().map_err(bad)? {
+                f(kind, body, &|| format!("snapshot {} record {n}", spath.display()))?;
+                n += 1;
+            }
+            first_lsn = m.lsn + 1;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot read {}: {e}", mpath.display())),
+    }
+    let wal_dir = shard_dir.join("wal");
+    if !wal_dir.exists() {
+        return Ok(());
+    }
+    let segments: Vec<SegmentBytes> =
+        crate::wal::read_segments(&wal_dir).map_err(|e| format!("cannot read {}: {e}", wal_dir.display()))?;
+    let rec = recover(segments, first_lsn)
+        .map_err(|c| format!("{c}; start once with the old layout to repair the log (see --wal-truncate-corrupt)"))?;
+    for r in &rec.records {
+        f(r.kind, &r.body, &|| format!("WAL record LSN {} of {}", r.lsn, wal_dir.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_files_round_trip_and_newer_or_foreign_ones_are_refused() {
+        for l in
+            [Layout { shards: 2, partitions: 2, generation: 0 }, Layout { shards: 3, partitions: 1, generation: 7 }]
+        {
+            assert_eq!(Layout::decode(&l.encode()), Ok(l));
+        }
+        // Generation 0 writes exactly what earlier versions wrote.
+        assert_eq!(
+            Layout { shards: 2, partitions: 2, generation: 0 }.encode(),
+            "format=1\nshards=2\npartitions_per_collection=2\n"
+        );
+        let newer = Layout::decode("format=2\nshards=2\npartitions_per_collection=2\n").unwrap_err();
+        assert!(newer.contains("newer version"), "{newer}");
+        assert!(Layout::decode("format=1\nshards=2\npartitions_per_collection=2\ncolour=blue\n").is_err());
+        assert!(Layout::decode("format=1\nshards=2\npartitions_per_collection=3\n").is_err());
+        assert!(Layout::decode("hello world").is_err());
+    }
+
+    #[test]
+    fn a_directory_with_other_files_is_refused_untouched() {
+        let d = std::env::temp_dir().join(format!("aionbd-datadir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("notes.txt"), "mine").unwrap();
+        let err = open(&d, 1, 1).err().expect("refused");
+        assert!(err.contains("not an aionbd data directory") && err.contains("notes.txt"), "{err}");
+        let names: Vec<_> = std::fs::read_dir(&d).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("notes.txt")], "nothing was written");
+        // Empty (but for hidden files): taken, locked, and a second open refused.
+        std::fs::remove_file(d.join("notes.txt")).unwrap();
+        std::fs::write(d.join(".keep"), "").unwrap();
+        let first = open(&d, 1, 1).expect("an empty directory is opened");
+        let err = open(&d, 1, 1).err().expect("locked");
+        assert!(err.contains("in use by another aionbd process") && err.contains(&std::process::id().to_string()));
+        drop(first);
+        assert!(open(&d, 1, 1).is_ok(), "the lock goes with its holder");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
