@@ -323,3 +323,50 @@ fn a_crash_at_any_step_of_a_relayout_leaves_the_old_or_the_new_layout() {
     }
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// A client polling with fresh connections from the moment the address
+/// answers (the recovery stand-in) until well after the shards took over
+/// gets an answer on every connection: none is reset at the hand-over
+/// (the stand-in and the shards accept from the same socket). Five starts.
+#[test]
+fn polling_through_the_recovery_hand_over_sees_no_reset() {
+    use std::io::{BufRead, Read, Write};
+    let dir = unique_dir();
+    let s = Server::start_in(&dir, 2, &[], &[]);
+    fill(&s, "h", 1, 100);
+    s.kill();
+    let path = std::env::var("PATH").unwrap_or_default();
+    let (mut resets, mut answers) = (Vec::new(), 0);
+    for round in 0..5 {
+        let (mut child, mut out, line) = crate::harness::start_recovering(&dir, &[("PATH", &path)]);
+        let addr = line.split("://").nth(1).and_then(|r| r.split('/').next()).unwrap().to_owned();
+        // Read the "listening" line in the background.
+        let listening = std::thread::spawn(move || {
+            let mut l = String::new();
+            let _ = out.read_line(&mut l);
+            l
+        });
+        let mut after_ready = 0;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while after_ready < 200 && std::time::Instant::now() < deadline {
+            let mut c = std::net::TcpStream::connect(&addr).expect("the address accepts throughout");
+            c.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+            let mut resp = String::new();
+            let got = c
+                .write_all(b"GET /ready HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
+                .and_then(|_| c.read_to_string(&mut resp));
+            match got {
+                Ok(_) if resp.starts_with("HTTP/1.1 200") => after_ready += 1,
+                Ok(_) if resp.starts_with("HTTP/1.1 503") => {}
+                other => resets.push(format!("round {round}: {other:?} {resp:?}")),
+            }
+            answers += 1;
+        }
+        assert_eq!(after_ready, 200, "round {round}: /ready never answered 200");
+        assert!(listening.join().unwrap().contains("listening on"));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(resets.is_empty(), "{} of {answers} connections failed: {resets:?}", resets.len());
+    let _ = std::fs::remove_dir_all(&dir);
+}
