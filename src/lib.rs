@@ -10,6 +10,7 @@ pub mod indexer;
 pub mod metrics;
 pub mod rate;
 pub mod recovering;
+pub mod replay;
 pub mod router;
 pub mod runtime;
 pub mod snapshot;

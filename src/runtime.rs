@@ -292,20 +292,44 @@ async fn recover_shard(router: &Rc<Router>, shared: &Shared, me: usize, progress
     let wal_dir = shard_dir.join("wal");
     std::fs::create_dir_all(&wal_dir).map_err(|e| format!("cannot create {}: {e}", wal_dir.display()))?;
     let t0 = std::time::Instant::now();
-    // Read the WAL segments on a helper thread while the snapshot loads.
-    crate::wal::remove_unfinished(&wal_dir);
-    let reading = {
-        let dir = wal_dir.clone();
-        std::thread::spawn(move || crate::wal::read_segments(&dir))
-    };
+    // Read and scan the WAL segments on a helper thread, a few ahead of
+    // the replay, starting while the snapshot loads.
+    let reader = (!p.wal_truncate_corrupt).then(|| crate::wal::SegmentReader::start(&wal_dir));
     let loaded = crate::snapshot::load(router, &shard_dir, me, progress).await?;
     let t1 = std::time::Instant::now();
     let first_lsn = loaded.manifest.as_ref().map_or(1, |m| m.lsn + 1);
-    let segments = reading
-        .join()
-        .map_err(|_| "the WAL reader thread panicked".to_string())?
-        .map_err(|e| format!("cannot read WAL directory {}: {e}", wal_dir.display()))?;
-    let recovered = crate::wal::recover_dir(&wal_dir, first_lsn, p.wal_truncate_corrupt, Some(segments))?;
+    // Test hook: this shard's replay starts late, as a long log's would end.
+    if let Some(ms) = debug_ms(&format!("AIONBD_DEBUG_SLOW_REPLAY_SHARD_{me}_MS")) {
+        glommio::timer::sleep(Duration::from_millis(ms)).await;
+    }
+    let mut replayer = crate::replay::Replayer::new(router);
+    let mut apply = |r: &aionbd_io::wal::Record| {
+        replayer.apply(r)?;
+        if replayer.records.is_multiple_of(64) {
+            progress.fetch_add(64, Ordering::Relaxed);
+        }
+        Ok(())
+    };
+    let (recovered, read_bytes) = match reader {
+        Some(reader) => reader.replay(first_lsn, &mut apply).await?,
+        // Cutting a damaged log needs the whole log first (the operator's
+        // --wal-truncate-corrupt): read, recover (and cut), then replay.
+        None => {
+            let segments = crate::wal::read_segments(&wal_dir)
+                .map_err(|e| format!("cannot read WAL directory {}: {e}", wal_dir.display()))?;
+            let read: u64 = segments.iter().map(|s| s.bytes.len() as u64).sum();
+            let mut rec = crate::wal::recover_dir(&wal_dir, first_lsn, true, Some(segments))?;
+            for (i, r) in std::mem::take(&mut rec.records).iter().enumerate() {
+                apply(r)?;
+                if i % 64 == 63 {
+                    futures_lite::future::yield_now().await;
+                }
+            }
+            (rec, read)
+        }
+    };
+    replayer.flush()?;
+    let (replayed, replayed_bytes) = (replayer.records, replayer.bytes);
     if let Some(m) = &loaded.manifest {
         if recovered.next_segment_seq <= m.wal_segment_seq {
             return Err(format!(
@@ -317,26 +341,14 @@ async fn recover_shard(router: &Rc<Router>, shared: &Shared, me: usize, progress
             ));
         }
     }
-    // Test hook: this shard's replay starts late, as a long log's would end.
-    if let Some(ms) = debug_ms(&format!("AIONBD_DEBUG_SLOW_REPLAY_SHARD_{me}_MS")) {
-        glommio::timer::sleep(Duration::from_millis(ms)).await;
-    }
-    let mut replayed_bytes = 0u64;
-    for (i, r) in recovered.records.iter().enumerate() {
-        router.restore_logged(r.kind, &r.body, &|| format!("WAL record LSN {}", r.lsn))?;
-        replayed_bytes += (r.body.len() + aionbd_io::wal::format::RECORD_HEADER_BYTES) as u64;
-        if i % 64 == 63 {
-            progress.fetch_add(64, Ordering::Relaxed);
-            futures_lite::future::yield_now().await;
-        }
-    }
-    if loaded.records > 0 || !recovered.records.is_empty() {
+    if loaded.records > 0 || replayed > 0 {
         eprintln!(
-            "aionbd: shard {me}: snapshot: {} records ({:.1} MB) in {:.2} s; WAL: {} records replayed in {:.2} s",
+            "aionbd: shard {me}: snapshot: {} records ({:.1} MB) in {:.2} s; WAL: {replayed} records ({:.1} MB of \
+             segments read and scanned alongside) replayed in {:.2} s",
             loaded.records,
             loaded.file_bytes as f64 / 1e6,
             (t1 - t0).as_secs_f64(),
-            recovered.records.len(),
+            read_bytes as f64 / 1e6,
             t1.elapsed().as_secs_f64()
         );
     }
@@ -359,9 +371,9 @@ async fn recover_shard(router: &Rc<Router>, shared: &Shared, me: usize, progress
     wal.segments.set(crate::wal::read_segment_names(&wal_dir).len() as u64);
     router.set_wal(wal);
     let snaps = crate::snapshot::Snapshots::new(me, shard_dir, p, loaded.file_bytes);
-    progress.store(loaded.records + recovered.records.len() as u64, Ordering::Relaxed);
+    progress.store(loaded.records + replayed, Ordering::Relaxed);
     router.set_snapshots(snaps);
-    Ok(loaded.records as usize + recovered.records.len())
+    Ok((loaded.records + replayed) as usize)
 }
 
 async fn shard_main(

@@ -265,6 +265,28 @@ impl LogRecord {
         Ok((name, ids, bodies))
     }
 
+    /// An encoded `Upsert` as (collection, point count, the points' bytes),
+    /// without decoding the points. Bodies of one collection concatenate:
+    /// [`LogRecord::encode_upsert_parts`] of the summed count and the joined
+    /// bytes is the upsert of all their points in order, which replay uses
+    /// to apply runs of small upserts as one.
+    pub fn upsert_parts(body: &[u8]) -> Result<(&str, u32, &[u8]), DecodeError> {
+        let mut r = Reader { b: body, at: 0 };
+        let len = r.count(1)?;
+        let name = std::str::from_utf8(r.take(len)?).map_err(|_| DecodeError("collection name is not UTF-8".into()))?;
+        let n = r.count(16)? as u32;
+        Ok((name, n, &body[r.at..]))
+    }
+
+    /// The body of an `Upsert` from [`LogRecord::upsert_parts`]' pieces.
+    pub fn encode_upsert_parts(name: &str, count: u32, points: &[u8]) -> Vec<u8> {
+        let mut w = Writer(Vec::with_capacity(8 + name.len() + points.len()));
+        w.str(name);
+        w.u32(count);
+        w.0.extend_from_slice(points);
+        w.0
+    }
+
     /// The collection a record of any kind belongs to, read without
     /// decoding the rest (every body starts with the collection's name).
     /// Re-placing data into a new layout routes records by it.
@@ -399,6 +421,26 @@ mod tests {
         fn records_round_trip(rec in arb_record()) {
             let bytes = rec.encode();
             prop_assert_eq!(LogRecord::decode(rec.kind(), &bytes), Ok(rec));
+        }
+
+        /// Joining the parts of two upserts of one collection gives the
+        /// upsert of both point lists, in order.
+        #[test]
+        fn upsert_parts_concatenate(
+            a in prop::collection::vec((any::<u64>(), prop::collection::vec(-1e6f32..1e6, 0..5), arb_payload()), 0..4),
+            b in prop::collection::vec((any::<u64>(), prop::collection::vec(-1e6f32..1e6, 0..5), arb_payload()), 0..4),
+        ) {
+            let pts = |v: &Vec<(u64, Vec<f32>, Payload)>| -> Vec<PointIn> {
+                v.iter().map(|(id, values, payload)| PointIn { id: *id, values: values.clone(), payload: payload.clone() }).collect()
+            };
+            let (ra, rb) = (LogRecord::Upsert { name: "c".into(), points: pts(&a) }, LogRecord::Upsert { name: "c".into(), points: pts(&b) });
+            let (ea, eb) = (ra.encode(), rb.encode());
+            let (na, ca, pa) = LogRecord::upsert_parts(&ea).unwrap();
+            let (_, cb, pb) = LogRecord::upsert_parts(&eb).unwrap();
+            let joined = LogRecord::encode_upsert_parts(na, ca + cb, &[pa, pb].concat());
+            let mut all = pts(&a);
+            all.extend(pts(&b));
+            prop_assert_eq!(LogRecord::decode(kind::UPSERT, &joined).unwrap(), LogRecord::Upsert { name: "c".into(), points: all });
         }
 
         #[test]

@@ -47,7 +47,7 @@ fn is_enospc(e: &glommio::GlommioError<()>) -> bool {
 }
 
 mod recovery;
-pub use recovery::{read_segment_names, read_segments, recover_dir, remove_unfinished};
+pub use recovery::{read_segment_names, read_segments, recover_dir, remove_unfinished, SegmentReader};
 
 pub fn segment_name(seq: u64) -> String {
     format!("wal-{seq:016x}.log")

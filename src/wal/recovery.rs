@@ -2,7 +2,7 @@
 //! `aionbd_io::wal::recover` over them, zero a torn tail, and (only when the
 //! operator asks) cut a log damaged before its tail.
 
-use aionbd_io::wal::{recover, Corruption, Lsn, Recovered, SegmentBytes};
+use aionbd_io::wal::{recover, scan_segment, Corruption, Lsn, Record, Recovered, Recovery, SegmentBytes, SegmentScan};
 use std::path::{Path, PathBuf};
 
 /// Paths of the segment files in a WAL directory.
@@ -67,12 +67,7 @@ pub fn recover_dir(
                     }
                 );
             }
-            Err(c) => {
-                return Err(format!(
-                    "{c}. The server refuses to start rather than lose acknowledged writes silently; \
-                     to start anyway and drop every record from the damage on, pass --wal-truncate-corrupt"
-                ))
-            }
+            Err(c) => return Err(refusal(c)),
         }
     };
     if let Some((path, offset)) = &rec.torn_tail {
@@ -80,6 +75,110 @@ pub fn recover_dir(
         eprintln!("aionbd: WAL {path}: truncated a torn tail at offset {offset} (an unacknowledged batch)");
     }
     Ok(rec)
+}
+
+/// One segment read and scanned by the helper thread of [`SegmentReader`].
+type Scanned = (String, std::io::Result<(u64, Result<SegmentScan, aionbd_io::wal::FormatError>)>);
+
+/// A WAL directory read and scanned segment by segment on a helper thread,
+/// a few segments ahead of the shard that applies them: reading, scanning
+/// and replaying overlap, and at most `AHEAD` scanned segments wait in
+/// memory. Started before the snapshot loads.
+pub struct SegmentReader {
+    dir: PathBuf,
+    segments: usize,
+    rx: std::sync::mpsc::Receiver<Scanned>,
+}
+
+/// Scanned segments the helper thread keeps ready.
+const AHEAD: usize = 4;
+
+impl SegmentReader {
+    pub fn start(dir: &Path) -> SegmentReader {
+        remove_unfinished(dir);
+        let names = read_segment_names(dir);
+        let (tx, rx) = std::sync::mpsc::sync_channel(AHEAD);
+        let segments = names.len();
+        let spawned = std::thread::Builder::new().name("aionbd-wal-read".into()).spawn(move || {
+            // One buffer for every segment: no fresh pages to fault in each time.
+            let mut buf = Vec::new();
+            for path in names {
+                let read = std::fs::File::open(&path).and_then(|mut f| {
+                    buf.clear();
+                    std::io::Read::read_to_end(&mut f, &mut buf)
+                });
+                let scanned = read.map(|n| (n as u64, scan_segment(&buf)));
+                if tx.send((path.display().to_string(), scanned)).is_err() {
+                    return;
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            // Without the thread the receiver reports "stopped" at once.
+            eprintln!("aionbd: cannot start the WAL reader thread: {e}");
+        }
+        SegmentReader { dir: dir.to_path_buf(), segments, rx }
+    }
+
+    /// Recover the log from `first_lsn` as [`recover_dir`] does (damage
+    /// refuses; a torn tail is zeroed durably at the end), calling `apply`
+    /// on each record as soon as its segment is scanned. Returns how the
+    /// log ends (`records` empty) and the bytes read. On an error the
+    /// records applied so far must be thrown away (start-up stops).
+    pub async fn replay(
+        self,
+        first_lsn: Lsn,
+        mut apply: impl FnMut(&Record) -> Result<(), String>,
+    ) -> Result<(Recovered, u64), String> {
+        let mut rec = Recovery::new(first_lsn, self.segments);
+        let mut read = 0u64;
+        let mut applied = 0usize;
+        for _ in 0..self.segments {
+            let (name, scanned) = loop {
+                match self.rx.try_recv() {
+                    Ok(s) => break s,
+                    Err(std::sync::mpsc::TryRecvError::Empty) => {
+                        glommio::timer::sleep(std::time::Duration::from_micros(200)).await
+                    }
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                        return Err(format!("the WAL reader of {} stopped", self.dir.display()))
+                    }
+                }
+            };
+            let (bytes, scan) = scanned.map_err(|e| format!("cannot read WAL segment {name}: {e}"))?;
+            read += bytes;
+            let pushed = match scan {
+                Ok(scan) => rec.push(name, scan),
+                Err(e) => Err(Corruption {
+                    segment: name,
+                    offset: 0,
+                    reason: format!("segment header: {e}"),
+                    last_good_lsn: None,
+                }),
+            };
+            for r in pushed.map_err(refusal)? {
+                apply(&r)?;
+                applied += 1;
+                if applied.is_multiple_of(64) {
+                    futures_lite::future::yield_now().await;
+                }
+            }
+        }
+        let rec = rec.finish();
+        if let Some((path, offset)) = &rec.torn_tail {
+            zero_from(Path::new(path), *offset)?;
+            eprintln!("aionbd: WAL {path}: truncated a torn tail at offset {offset} (an unacknowledged batch)");
+        }
+        Ok((rec, read))
+    }
+}
+
+/// The message for a log damaged before its tail.
+fn refusal(c: Corruption) -> String {
+    format!(
+        "{c}. The server refuses to start rather than lose acknowledged writes silently; \
+         to start anyway and drop every record from the damage on, pass --wal-truncate-corrupt"
+    )
 }
 
 /// Remove segments a crash interrupted before their header was durable,

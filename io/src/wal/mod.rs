@@ -23,6 +23,6 @@ pub mod writer;
 mod crash_tests;
 
 pub use format::{encode_batch, BatchHeader, FormatError, Lsn, SegmentHeader, BLOCK_BYTES};
-pub use recover::{recover, Corruption, Recovered, SegmentBytes};
+pub use recover::{recover, Corruption, Recovered, Recovery, SegmentBytes};
 pub use scan::{scan_segment, Record, ScanEnd, SegmentScan};
 pub use writer::{Step, WalWriter, WriteError};

@@ -3,7 +3,7 @@
 //! the log is usable (possibly after dropping a torn tail) or corrupt.
 
 use super::format::{FormatError, Lsn};
-use super::scan::{scan_segment, Record, ScanEnd};
+use super::scan::{scan_segment, Record, ScanEnd, SegmentScan};
 use std::fmt;
 
 /// Where a segment's bytes came from, for messages.
@@ -70,43 +70,98 @@ pub fn recover(mut segments: Vec<SegmentBytes>, first_lsn: Lsn) -> Result<Recove
     for s in segments.drain(..) {
         match scan_segment(&s.bytes) {
             Ok(scan) => scans.push((s.name, scan)),
-            Err(e) => {
-                return Err(Corruption {
-                    segment: s.name,
-                    offset: 0,
-                    reason: format!("segment header: {}", describe(&e)),
-                    last_good_lsn: None,
-                })
-            }
+            Err(e) => return Err(header_corruption(s.name, &e)),
         }
     }
     scans.sort_by_key(|(_, s)| s.header.segment_seq);
-    let mut out = Recovered {
-        records: Vec::new(),
-        next_lsn: first_lsn,
-        next_segment_seq: 1,
-        torn_tail: None,
-        resume: None,
-        log_bytes: 0,
-    };
-    let n = scans.len();
-    let mut tail_lsn = first_lsn;
-    for (i, (name, scan)) in scans.into_iter().enumerate() {
+    let mut rec = Recovery::new(first_lsn, scans.len());
+    let mut records = Vec::new();
+    for (name, scan) in scans {
+        records.extend(rec.push(name, scan)?);
+    }
+    let mut out = rec.finish();
+    out.records = records;
+    Ok(out)
+}
+
+fn header_corruption(segment: String, e: &FormatError) -> Corruption {
+    Corruption { segment, offset: 0, reason: format!("segment header: {}", describe(e)), last_good_lsn: None }
+}
+
+/// The same recovery one segment at a time, so a caller can apply each
+/// segment's records while the next is read and scanned. Segments must come
+/// in sequence order, all `n_segments` of them; whatever `push` returned
+/// before a `Corruption` is to be thrown away with it (start-up then stops).
+pub struct Recovery {
+    first_lsn: Lsn,
+    n_segments: usize,
+    pushed: usize,
+    started: bool,
+    tail_lsn: Lsn,
+    out: Recovered,
+}
+
+impl Recovery {
+    pub fn new(first_lsn: Lsn, n_segments: usize) -> Self {
+        Recovery {
+            first_lsn,
+            n_segments,
+            pushed: 0,
+            started: false,
+            tail_lsn: first_lsn,
+            out: Recovered {
+                records: Vec::new(),
+                next_lsn: first_lsn,
+                next_segment_seq: 1,
+                torn_tail: None,
+                resume: None,
+                log_bytes: 0,
+            },
+        }
+    }
+
+    /// Scan one segment's bytes and [`Recovery::push`] it.
+    pub fn push_bytes(&mut self, name: String, bytes: &[u8]) -> Result<Vec<Record>, Corruption> {
+        match scan_segment(bytes) {
+            Ok(scan) => self.push(name, scan),
+            Err(e) => Err(header_corruption(name, &e)),
+        }
+    }
+
+    /// The next segment's scan: its records at or after `first_lsn`, or
+    /// the corruption that stops recovery.
+    pub fn push(&mut self, name: String, scan: SegmentScan) -> Result<Vec<Record>, Corruption> {
+        let first_lsn = self.first_lsn;
+        let last = self.pushed + 1 == self.n_segments;
+        if self.pushed > 0 && scan.header.segment_seq < self.out.next_segment_seq {
+            return Err(Corruption {
+                segment: name,
+                offset: 0,
+                reason: format!(
+                    "segment {} comes after segment {}",
+                    scan.header.segment_seq,
+                    self.out.next_segment_seq - 1
+                ),
+                last_good_lsn: self.out.next_lsn.checked_sub(1),
+            });
+        }
+        self.pushed += 1;
+        let out = &mut self.out;
         out.next_segment_seq = scan.header.segment_seq + 1;
         // Only the newest segment can be resumed; set again for each one.
-        out.resume = (i + 1 == n).then(|| Resume {
+        out.resume = last.then(|| Resume {
             segment: name.clone(),
             header: scan.header,
             valid_bytes: scan.valid_bytes,
             last_payload_crc: scan.last_payload_crc,
         });
-        tail_lsn = scan.next_lsn;
+        self.tail_lsn = scan.next_lsn;
         let last_good = out.next_lsn.checked_sub(1).filter(|&l| l >= first_lsn);
-        if scan.next_lsn <= first_lsn && out.records.is_empty() {
-            continue; // wholly before the snapshot
+        if scan.next_lsn <= first_lsn && !self.started {
+            return Ok(Vec::new()); // wholly before the snapshot
         }
         let gap = scan.header.first_lsn > out.next_lsn;
-        let overlap = scan.header.first_lsn < out.next_lsn && !out.records.is_empty();
+        let overlap = scan.header.first_lsn < out.next_lsn && self.started;
         if gap || overlap {
             return Err(Corruption {
                 segment: name,
@@ -121,15 +176,12 @@ pub fn recover(mut segments: Vec<SegmentBytes>, first_lsn: Lsn) -> Result<Recove
             });
         }
         out.log_bytes += scan.valid_bytes;
-        for r in scan.records {
-            if r.lsn >= first_lsn {
-                out.records.push(r);
-            }
-        }
+        let records: Vec<Record> = scan.records.into_iter().filter(|r| r.lsn >= first_lsn).collect();
+        self.started |= !records.is_empty();
         out.next_lsn = out.next_lsn.max(scan.next_lsn);
         match scan.end {
             ScanEnd::Clean => {}
-            ScanEnd::TornTail { offset, .. } if i + 1 == n => out.torn_tail = Some((name, offset)),
+            ScanEnd::TornTail { offset, .. } if last => out.torn_tail = Some((name, offset)),
             ScanEnd::TornTail { offset, reason } => {
                 return Err(Corruption {
                     segment: name,
@@ -142,13 +194,18 @@ pub fn recover(mut segments: Vec<SegmentBytes>, first_lsn: Lsn) -> Result<Recove
                 return Err(Corruption { segment: name, offset, reason, last_good_lsn: out.next_lsn.checked_sub(1) })
             }
         }
+        Ok(records)
     }
-    // The newest segment must end exactly where the log ends (it may also
-    // end exactly at the snapshot, having been skipped above).
-    if tail_lsn != out.next_lsn {
-        out.resume = None;
+
+    /// How the log ends (`records` empty: `push` returned them).
+    pub fn finish(mut self) -> Recovered {
+        // The newest segment must end exactly where the log ends (it may
+        // also end exactly at the snapshot, having been skipped).
+        if self.tail_lsn != self.out.next_lsn {
+            self.out.resume = None;
+        }
+        self.out
     }
-    Ok(out)
 }
 
 fn describe(e: &FormatError) -> String {

@@ -1,0 +1,67 @@
+//! Replaying a shard's log at start-up. Consecutive upserts to one
+//! collection (a log of single-point PUTs is mostly that) are joined into
+//! one upsert of up to [`RUN_POINTS`] points before they are applied: the
+//! same points in the same order, so the same state (a later point with the
+//! same id still wins), for one split by partition and one message per
+//! partition instead of one per record. Any other record ends the run first.
+
+use crate::router::Router;
+use aionbd_io::wal::{Lsn, Record};
+use aionbd_shards::record::{kind, LogRecord};
+
+/// Most points one joined upsert carries.
+const RUN_POINTS: u32 = 512;
+/// Most bytes of points one joined upsert carries.
+const RUN_BYTES: usize = 1 << 20;
+
+pub struct Replayer<'a> {
+    router: &'a Router,
+    run: Option<Run>,
+    /// Records applied (joined ones counted one by one) and their bytes.
+    pub records: u64,
+    pub bytes: u64,
+}
+
+struct Run {
+    name: String,
+    count: u32,
+    points: Vec<u8>,
+    lsns: (Lsn, Lsn),
+}
+
+impl<'a> Replayer<'a> {
+    pub fn new(router: &'a Router) -> Self {
+        Replayer { router, run: None, records: 0, bytes: 0 }
+    }
+
+    /// Apply one record in log order (upserts may wait in the current run).
+    pub fn apply(&mut self, r: &Record) -> Result<(), String> {
+        self.records += 1;
+        self.bytes += (r.body.len() + aionbd_io::wal::format::RECORD_HEADER_BYTES) as u64;
+        if r.kind == kind::UPSERT {
+            let (name, count, points) =
+                LogRecord::upsert_parts(&r.body).map_err(|e| format!("WAL record LSN {}: {e}", r.lsn))?;
+            let joins = self.run.as_ref().is_some_and(|run| {
+                run.name == name && run.count + count <= RUN_POINTS && run.points.len() + points.len() <= RUN_BYTES
+            });
+            if !joins {
+                self.flush()?;
+                self.run = Some(Run { name: name.to_owned(), count: 0, points: Vec::new(), lsns: (r.lsn, r.lsn) });
+            }
+            let run = self.run.as_mut().expect("a run was just started");
+            run.count += count;
+            run.points.extend_from_slice(points);
+            run.lsns.1 = r.lsn;
+            return Ok(());
+        }
+        self.flush()?;
+        self.router.restore_logged(r.kind, &r.body, &|| format!("WAL record LSN {}", r.lsn))
+    }
+
+    /// Apply the run waiting, if any. Call once after the last record.
+    pub fn flush(&mut self) -> Result<(), String> {
+        let Some(run) = self.run.take() else { return Ok(()) };
+        let body = LogRecord::encode_upsert_parts(&run.name, run.count, &run.points);
+        self.router.restore_logged(kind::UPSERT, &body, &|| format!("WAL records LSN {} to {}", run.lsns.0, run.lsns.1))
+    }
+}
