@@ -9,14 +9,20 @@ use serde::Deserialize;
 /// A filter as it arrives on the wire, before validation.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct FilterSpec {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub must: Option<Vec<ClauseSpec>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub should: Option<Vec<ClauseSpec>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub must_not: Option<Vec<ClauseSpec>>,
     #[serde(default)]
     pub minimum_should_match: Option<u64>,
+}
+
+/// `Some(T)` when present; `null` is an error (API.md §2: `null` for an
+/// array is 400), absence is `None` via `#[serde(default)]`.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 /// One clause as it arrives: exactly one of `value` or range bounds.

@@ -8,11 +8,13 @@ pub struct ApiError {
     pub status: u16,
     pub code: &'static str,
     pub message: String,
+    /// The `Allow` header of a 405 answer.
+    pub allow: Option<&'static str>,
 }
 
 impl ApiError {
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError { status, code, message: message.into(), allow: None }
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {

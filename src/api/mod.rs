@@ -112,11 +112,14 @@ impl Api {
             (["collections", name, "search", "topk"], "POST") => self.search_topk(name, req).await,
             (["collections", name, "search", "topk", "batch"], "POST") => self.search_batch(name, req).await,
             (path, _) => match allowed_methods(path) {
-                Some(allow) => Err(ApiError::new(
-                    405,
-                    "invalid_argument",
-                    format!("method {method} is not allowed on {}; allowed: {allow}", req.path),
-                )),
+                Some(allow) => Err(ApiError {
+                    allow: Some(allow),
+                    ..ApiError::new(
+                        405,
+                        "invalid_argument",
+                        format!("method {method} is not allowed on {}; allowed: {allow}", req.path),
+                    )
+                }),
                 None => Err(ApiError::not_found(format!("no route for {} {}", method, req.path))),
             },
         }
@@ -223,8 +226,9 @@ fn collection_name(raw: &str) -> Result<String, ApiError> {
     if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
         return Err(ApiError::invalid(format!("collection name '{name}' may only contain A-Z a-z 0-9 - _ .")));
     }
-    if name.contains("..") {
-        return Err(ApiError::invalid(format!("collection name '{name}' must not contain '..'")));
+    if name.contains("..") || name == "." {
+        // `.` and `..` are path segments URL clients rewrite away.
+        return Err(ApiError::invalid(format!("collection name '{name}' must not be '.' or contain '..'")));
     }
     Ok(name.to_owned())
 }
@@ -280,7 +284,13 @@ impl Service for Api {
         };
         let resp = match result {
             Ok(body) => self.respond(200, body, rid),
-            Err(e) => self.respond(e.status, Body::Json(e.body()), rid),
+            Err(e) => {
+                let resp = self.respond(e.status, Body::Json(e.body()), rid);
+                match e.allow {
+                    Some(allow) => resp.with_header("allow", allow.to_owned()),
+                    None => resp,
+                }
+            }
         };
         metrics.request_finished(resp.status, t0.elapsed().as_micros() as u64);
         resp

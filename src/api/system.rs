@@ -194,6 +194,12 @@ impl Api {
                 (k.dot)(&b.left, &b.right) / (nl * nr)
             }
         };
+        if !value.is_finite() {
+            return Err(ApiError::invalid(format!(
+                "the {} of these vectors is beyond the range of a 32-bit float",
+                metric.as_str()
+            )));
+        }
         #[derive(serde::Serialize)]
         struct DistanceOut {
             metric: &'static str,

@@ -559,9 +559,34 @@ fn distance_route() {
         r#"{"left":[0,0],"right":[1,1],"metric":"cosine"}"#,
         r#"{"left":[1e39],"right":[1]}"#,
         r#"{"left":[1],"right":[1],"metric":"manhattan"}"#,
+        // Results beyond f32 are refused rather than answered as null.
+        r#"{"left":[1e30,1e30],"right":[1e30,1e30]}"#,
+        r#"{"left":[3e38,3e38],"right":[-3e38,-3e38],"metric":"l2"}"#,
     ] {
         s.error("POST", "/distance", Some(bad), 400, "invalid_argument");
     }
+}
+
+/// Found by schemathesis (clients/python/tests): serde reads a struct from
+/// a JSON array, and `null` clause lists slipped past the filter parser.
+#[test]
+fn bodies_must_be_objects_and_null_lists_are_refused() {
+    let s = Server::start(1, &[]);
+    s.error("POST", "/collections", Some(r#"["arr",3]"#), 400, "invalid_argument");
+    s.error("POST", "/distance", Some("[[1,2],[3,4]]"), 400, "invalid_argument");
+    s.call("POST", "/collections", Some(json!({"name": "arr", "dimension": 3})), 200);
+    s.error("PUT", "/collections/arr/points/5", Some("[[1,2,3]]"), 400, "invalid_argument");
+    s.error("POST", "/collections/arr/points/count", Some("[]"), 400, "invalid_argument");
+    for list in ["must", "should", "must_not"] {
+        let body = format!(r#"{{"filter":{{"{list}":null}}}}"#);
+        s.error("POST", "/collections/arr/points/count", Some(&body), 400, "invalid_argument");
+    }
+    // Whitespace before the object is fine.
+    assert_eq!(s.call("POST", "/collections/arr/points/count", None, 400)["code"], "invalid_argument");
+    let r = s.req("POST", "/collections/arr/points/count", Some("  \n {}"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    // `.` is a path segment URL clients rewrite away: not a name.
+    s.error("POST", "/collections", Some(r#"{"name":".","dimension":2}"#), 400, "invalid_argument");
 }
 
 #[test]
@@ -570,5 +595,8 @@ fn routing_errors_are_json() {
     s.error("GET", "/nope", None, 404, "not_found");
     s.error("PATCH", "/collections", None, 405, "invalid_argument");
     s.error("DELETE", "/live", None, 405, "invalid_argument");
+    // RFC 9110: a 405 names the methods the resource has.
+    assert_eq!(s.req("PATCH", "/collections", None).header("allow"), Some("GET, POST"));
+    assert_eq!(s.req("TRACE", "/live", None).header("allow"), Some("GET"));
     s.error("GET", "/collections/x/points/notanumber", None, 400, "invalid_argument");
 }
