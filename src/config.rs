@@ -59,6 +59,18 @@ settings![
     ("index.hnsw_m", "AIONBD_HNSW_M", "16"),
     ("index.hnsw_ef_construction", "AIONBD_HNSW_EF_CONSTRUCTION", "100"),
     ("security.auth_mode", "AIONBD_AUTH_MODE", "disabled"),
+    ("security.api_keys", "AIONBD_AUTH_API_KEYS", ""),
+    ("security.api_key_scopes", "AIONBD_AUTH_API_KEY_SCOPES", ""),
+    ("security.bearer_tokens", "AIONBD_AUTH_BEARER_TOKENS", ""),
+    ("security.jwt_hs256_secret", "AIONBD_AUTH_JWT_HS256_SECRET", ""),
+    ("security.jwt_issuer", "AIONBD_AUTH_JWT_ISSUER", ""),
+    ("security.jwt_audience", "AIONBD_AUTH_JWT_AUDIENCE", ""),
+    ("security.jwt_tenant_claim", "AIONBD_AUTH_JWT_TENANT_CLAIM", "tenant"),
+    ("security.jwt_principal_claim", "AIONBD_AUTH_JWT_PRINCIPAL_CLAIM", "sub"),
+    ("security.jwt_public_keys", "AIONBD_AUTH_JWT_PUBLIC_KEYS", ""),
+    ("security.jwt_jwks_path", "AIONBD_AUTH_JWT_JWKS_PATH", ""),
+    ("security.auth_open_health", "AIONBD_AUTH_OPEN_HEALTH", "false"),
+    ("security.auth_metrics_admin", "AIONBD_AUTH_METRICS_ADMIN", "false"),
     ("security.tls_enabled", "AIONBD_TLS_ENABLED", "false"),
     ("security.tls_cert_path", "AIONBD_TLS_CERT_PATH", ""),
     ("security.tls_key_path", "AIONBD_TLS_KEY_PATH", ""),
@@ -137,8 +149,16 @@ pub struct Config {
     pub search_batch_max_queries: usize,
     pub strict_finite: bool,
     pub memory_budget_bytes: u64,
-    /// Requests per UTC minute, all routes, all shards (0: no limit).
+    /// Requests per tenant per UTC minute, all routes, all shards (0: no limit).
     pub rate_limit_per_minute: u64,
+    /// Minutes an idle tenant's rate window is kept.
+    pub rate_window_retention_minutes: u64,
+    /// Authentication settings (built into `auth::Auth` at start-up).
+    pub auth: crate::auth::Settings,
+    /// With auth on, `/live` and `/ready` answer without credentials.
+    pub auth_open_health: bool,
+    /// With auth on, `/metrics*` need scope `admin`.
+    pub auth_metrics_admin: bool,
     /// HTTPS: certificate chain and private key (PEM files); `None`: HTTP.
     pub tls: Option<(PathBuf, PathBuf)>,
     pub persistence: PersistenceConfig,
@@ -211,6 +231,12 @@ pub fn gather(cli: &Cli, env: &dyn Fn(&str) -> Option<String>, errors: &mut Vec<
     for s in SETTINGS {
         if let Some(v) = env(s.env) {
             raw.insert(s.key, (v, s.env.to_owned()));
+        }
+    }
+    // The original's legacy name for opaque bearer tokens.
+    if env("AIONBD_AUTH_BEARER_TOKENS").is_none() {
+        if let Some(v) = env("AIONBD_AUTH_JWT_TOKENS") {
+            raw.insert("security.bearer_tokens", (v, "AIONBD_AUTH_JWT_TOKENS".into()));
         }
     }
     // The original's megabyte budget; the byte form wins when both are set.
@@ -354,7 +380,11 @@ pub fn build(raw: &RawSettings, cpus: usize, mut errors: Vec<String>) -> Result<
         strict_finite: t.flag("limits.strict_finite"),
         memory_budget_bytes: t.num("limits.memory_budget_bytes", 0),
         rate_limit_per_minute: t.num("security.rate_limit_per_minute", 0),
+        rate_window_retention_minutes: 60,
         tls: None,
+        auth: Default::default(),
+        auth_open_health: false,
+        auth_metrics_admin: false,
         persistence: PersistenceConfig {
             enabled: t.flag("persistence.enabled"),
             wal_sync_on_write: t.flag("persistence.wal_sync_on_write"),
@@ -377,17 +407,26 @@ pub fn build(raw: &RawSettings, cpus: usize, mut errors: Vec<String>) -> Result<
             cfg.persistence.wal_segment_bytes
         ));
     }
-    let (auth, origin) = t.text("security.auth_mode");
-    if !auth.eq_ignore_ascii_case("disabled") {
-        let msg = format!(
-            "security.auth_mode = '{auth}' (from {origin}): authentication is not available in this version; \
-             refusing to start rather than serve without it"
-        );
-        t.errors.push(msg);
+    let text = |k: &str| raw[k].0.trim().to_owned();
+    cfg.auth = crate::auth::Settings {
+        mode: text("security.auth_mode"),
+        api_keys: text("security.api_keys"),
+        api_key_scopes: text("security.api_key_scopes"),
+        bearer_tokens: text("security.bearer_tokens"),
+        jwt_hs256_secret: raw["security.jwt_hs256_secret"].0.clone(),
+        jwt_issuer: text("security.jwt_issuer"),
+        jwt_audience: text("security.jwt_audience"),
+        jwt_tenant_claim: text("security.jwt_tenant_claim"),
+        jwt_principal_claim: text("security.jwt_principal_claim"),
+        jwt_public_keys: text("security.jwt_public_keys"),
+        jwt_jwks_path: text("security.jwt_jwks_path"),
+    };
+    if let Err(errs) = crate::auth::Auth::build(&cfg.auth) {
+        t.errors.extend(errs);
     }
-    // One bucket while there are no tenants: nothing to prune, but a bad
-    // value is still an error, as for every setting.
-    let _ = t.num::<u64>("security.rate_window_retention_minutes", 1);
+    cfg.auth_open_health = t.flag("security.auth_open_health");
+    cfg.auth_metrics_admin = t.flag("security.auth_metrics_admin");
+    cfg.rate_window_retention_minutes = t.num("security.rate_window_retention_minutes", 1);
     for key in ["security.tenant_max_collections", "security.tenant_max_points"] {
         let (v, origin) = t.text(key);
         if v != "0" {
@@ -418,10 +457,21 @@ pub fn build(raw: &RawSettings, cpus: usize, mut errors: Vec<String>) -> Result<
 }
 
 /// Effective configuration as TOML (for `--print-config`).
+/// Settings whose values are secrets: shown as fingerprints only.
+const SECRETS: &[&str] =
+    &["security.api_keys", "security.api_key_scopes", "security.bearer_tokens", "security.jwt_hs256_secret"];
+
 pub fn render(raw: &RawSettings) -> String {
     let mut out = String::new();
     let mut section = "";
     for (key, (value, _)) in raw {
+        let masked;
+        let value = if SECRETS.contains(key) && !value.is_empty() {
+            masked = format!("<secret {}>", crate::auth::fingerprint(value));
+            &masked
+        } else {
+            value
+        };
         let (sec, name) = key.split_once('.').unwrap();
         if sec != section {
             out.push_str(&format!("{}[{sec}]\n", if section.is_empty() { "" } else { "\n" }));

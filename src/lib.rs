@@ -4,6 +4,7 @@
 //! the modules directly.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod datadir;
 pub mod indexer;

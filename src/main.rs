@@ -114,7 +114,16 @@ fn main() {
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
     let shards_root = data_dir.as_ref().map_or_else(|| cfg.data_dir.clone(), |d| d.shards_root.clone());
-    let shared = Arc::new(api::Shared { config: cfg, tls, started, kernel_name, shards_root });
+    // Checked with the configuration already; built again here to keep.
+    let auth = match aionbd::auth::Auth::build(&cfg.auth) {
+        Ok(a) => a,
+        Err(errs) => {
+            eprintln!("aionbd: {}", errs.join("; "));
+            std::process::exit(2);
+        }
+    };
+    let auth_mode = auth.mode.as_str();
+    let shared = Arc::new(api::Shared { config: cfg, tls, started, kernel_name, shards_root, auth });
     let result = runtime::start(shared, listener.clone(), shutdown.clone());
     if let Some(r) = responder {
         r.stop();
@@ -130,7 +139,7 @@ fn main() {
         eprintln!("aionbd: recovered {} write(s) from the write-ahead log", started.replayed);
     }
     println!(
-        "aionbd listening on {scheme}://{addr} (shards: {shards}, partitions per collection: {partitions}, kernels: {kernel_name})"
+        "aionbd listening on {scheme}://{addr} (shards: {shards}, partitions per collection: {partitions}, kernels: {kernel_name}, auth: {auth_mode})"
     );
     let _ = std::io::stdout().flush();
     started.handles.join_all();

@@ -35,6 +35,10 @@ pub struct Metrics {
     pub search_ivf_fallback_exact_total: Cell<u64>,
     pub index_builds_total: Cell<u64>,
     pub rate_limit_rejections_total: Cell<u64>,
+    /// 401s by `auth::Failure` (its `ALL` order).
+    pub auth_failures: [Cell<u64>; 6],
+    /// 403s: a credential whose scope does not reach the route.
+    pub auth_forbidden_total: Cell<u64>,
     pub connections_open: Cell<u64>,
     pub connections_total: Cell<u64>,
     pub connections_rejected_total: Cell<u64>,
@@ -56,6 +60,8 @@ pub struct MetricsSnapshot {
     pub search_ivf_fallback_exact_total: u64,
     pub index_builds_total: u64,
     pub rate_limit_rejections_total: u64,
+    pub auth_failures: [u64; 6],
+    pub auth_forbidden_total: u64,
     pub connections_open: u64,
     pub connections_total: u64,
     pub connections_rejected_total: u64,
@@ -93,6 +99,8 @@ impl Default for Metrics {
             search_ivf_fallback_exact_total: Cell::new(0),
             index_builds_total: Cell::new(0),
             rate_limit_rejections_total: Cell::new(0),
+            auth_failures: Default::default(),
+            auth_forbidden_total: Cell::new(0),
             connections_open: Cell::new(0),
             connections_total: Cell::new(0),
             connections_rejected_total: Cell::new(0),
@@ -161,6 +169,8 @@ impl Metrics {
             search_ivf_fallback_exact_total: self.search_ivf_fallback_exact_total.get(),
             index_builds_total: self.index_builds_total.get(),
             rate_limit_rejections_total: self.rate_limit_rejections_total.get(),
+            auth_failures: std::array::from_fn(|i| self.auth_failures[i].get()),
+            auth_forbidden_total: self.auth_forbidden_total.get(),
             connections_open: self.connections_open.get(),
             connections_total: self.connections_total.get(),
             connections_rejected_total: self.connections_rejected_total.get(),
@@ -196,6 +206,10 @@ impl MetricsSnapshot {
         self.search_ivf_queries_total += o.search_ivf_queries_total;
         self.index_builds_total += o.index_builds_total;
         self.rate_limit_rejections_total += o.rate_limit_rejections_total;
+        for (a, b) in self.auth_failures.iter_mut().zip(o.auth_failures) {
+            *a += b;
+        }
+        self.auth_forbidden_total += o.auth_forbidden_total;
         self.search_ivf_fallback_exact_total += o.search_ivf_fallback_exact_total;
         self.connections_open += o.connections_open;
         self.connections_total += o.connections_total;

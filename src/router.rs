@@ -45,6 +45,7 @@ pub enum Msg {
     },
     /// The sender's request count in a rate-limit window (`rate`).
     Rate {
+        tenant: std::sync::Arc<str>,
         minute: u64,
         count: u64,
     },
@@ -374,9 +375,9 @@ impl Router {
     }
 
     /// Tell every other shard this shard's count in a rate-limit window.
-    pub fn report_rate(&self, minute: u64, count: u64) {
+    pub fn report_rate(&self, tenant: &std::sync::Arc<str>, minute: u64, count: u64) {
         for peer in (0..self.n_shards).filter(|&p| p != self.me) {
-            self.push(peer, Msg::Rate { minute, count });
+            self.push(peer, Msg::Rate { tenant: tenant.clone(), minute, count });
         }
     }
 
@@ -461,7 +462,7 @@ impl Router {
     /// Handle one message from a peer. Never awaits.
     fn receive(self: &Rc<Self>, peer: ShardId, msg: Msg) {
         match msg {
-            Msg::Rate { minute, count } => self.rate.record_peer(peer, minute, count),
+            Msg::Rate { tenant, minute, count } => self.rate.record_peer(&tenant, peer, minute, count),
             Msg::Response { req_id, answer } => {
                 if let Some(tx) = self.pending.borrow_mut().remove(&req_id) {
                     // The caller may have timed out and dropped its end.

@@ -409,7 +409,7 @@ async fn shard_main(
     );
     let metrics = Rc::new(Metrics::default());
     let router = Router::start(shard, cfg.shards, metrics.clone(), joined);
-    router.rate.set_limit(cfg.rate_limit_per_minute);
+    router.rate.set_limit(cfg.rate_limit_per_minute, cfg.rate_window_retention_minutes);
     // A shard that gets no turn is woken (and reported) from the start.
     start_heartbeat(me);
     let _watched = crate::watchdog::watch(me);

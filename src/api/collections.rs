@@ -1,7 +1,7 @@
 //! Collection routes (API.md §4). The catalog entry lives on the
 //! collection's home shard; listing asks every shard for the entries it homes.
 
-use super::{body, collection_name, json, json_body, Api, ApiError, ApiResult};
+use super::{body, collection_name, internal_name, json, json_body, visible_name, Api, ApiError, ApiResult};
 use aionbd_http::Request;
 use aionbd_shards::ops::{CollectionInfo, CollectionSpec, Op, Reply};
 use serde::Serialize;
@@ -19,7 +19,7 @@ pub(super) struct InfoOut<'a> {
 impl<'a> From<&'a CollectionInfo> for InfoOut<'a> {
     fn from(i: &'a CollectionInfo) -> Self {
         InfoOut {
-            name: &i.spec.name,
+            name: visible_name(&i.spec.name),
             dimension: i.spec.dimension,
             strict_finite: i.spec.strict_finite,
             point_count: i.point_count,
@@ -33,9 +33,9 @@ fn unexpected(r: Reply) -> ApiError {
 }
 
 impl Api {
-    pub(super) async fn create_collection(&self, req: &mut Request) -> ApiResult {
+    pub(super) async fn create_collection(&self, req: &mut Request, tenant: Option<&str>) -> ApiResult {
         let b: body::CreateCollection = json_body(req)?;
-        let name = collection_name(&b.name)?;
+        let name = internal_name(tenant, &collection_name(&b.name)?);
         let max = self.cfg().max_dimension;
         if b.dimension == 0 || b.dimension > max as u64 {
             return Err(ApiError::invalid(format!("dimension must be between 1 and {max}, got {}", b.dimension)));
@@ -48,7 +48,9 @@ impl Api {
         }
     }
 
-    pub(super) async fn list_collections(&self) -> ApiResult {
+    /// The caller's collections only (those of its tenant; with auth off,
+    /// those made with auth off).
+    pub(super) async fn list_collections(&self, tenant: Option<&str>) -> ApiResult {
         let replies = self.scatter(&self.all_shards(), || Op::ListCollections).await?;
         let mut all: Vec<CollectionInfo> = Vec::new();
         for r in replies {
@@ -57,7 +59,8 @@ impl Api {
                 r => return Err(unexpected(r)),
             }
         }
-        all.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        all.retain(|c| super::in_namespace(&c.spec.name, tenant));
+        all.sort_by(|a, b| visible_name(&a.spec.name).cmp(visible_name(&b.spec.name)));
         let out: Vec<InfoOut> = all.iter().map(InfoOut::from).collect();
         json(&serde_json::json!({ "collections": out }))
     }
@@ -75,7 +78,7 @@ impl Api {
     /// next build, build time, and the calibration (recall@10 per probe
     /// count and metric).
     pub(super) async fn get_collection(&self, raw: &str) -> ApiResult {
-        let name = collection_name(raw)?;
+        let name = raw.to_owned();
         let info = self.collection_info(&name).await?;
         let parts = self.scatter(&self.placement.shards_of(&name), || Op::IndexStatus { name: name.clone() }).await?;
         let partitions: Vec<serde_json::Value> = parts
@@ -132,9 +135,9 @@ impl Api {
     }
 
     pub(super) async fn delete_collection(&self, raw: &str) -> ApiResult {
-        let name = collection_name(raw)?;
+        let name = raw.to_owned();
         self.call(self.placement.home(&name), Op::DeleteCollection { name: name.clone() }).await?;
-        json(&serde_json::json!({"name": name, "deleted": true}))
+        json(&serde_json::json!({"name": visible_name(&name), "deleted": true}))
     }
 }
 

@@ -8,16 +8,20 @@ pub mod body;
 mod collections;
 mod error;
 mod points;
+mod routes;
 mod search;
 mod system;
 
+use crate::auth::{Principal, Scope};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::router::{Answer, Router};
 use aionbd_http::{HttpError, Request, Response, Service};
 use aionbd_shards::ops::{Op, Reply};
 use aionbd_shards::placement::{Placement, ShardId};
 pub use error::ApiError;
 use glommio::sync::Semaphore;
+use routes::{Class, Matched, RouteId};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +33,8 @@ pub struct Shared {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub started: Instant,
     pub kernel_name: &'static str,
+    /// Who may call, built from `config.auth` at start-up.
+    pub auth: crate::auth::Auth,
     /// Where the shard directories of the data directory's layout are.
     pub shards_root: std::path::PathBuf,
 }
@@ -86,56 +92,92 @@ impl Api {
         (0..self.router.n_shards()).collect()
     }
 
-    async fn route(&self, req: &mut Request) -> ApiResult {
-        let segments: Vec<String> = req.path.split('/').skip(1).map(percent_decode).collect::<Result<_, _>>()?;
-        let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
-        let method = req.method.as_str();
-        match (seg.as_slice(), method) {
-            (["live"], "GET") => self.live(),
-            (["ready"], "GET") => self.ready().await,
-            (["metrics"], "GET") => self.metrics_json().await,
-            (["metrics", "prometheus"], "GET") => self.metrics_prometheus().await,
-            (["distance"], "POST") => self.distance(req),
-            (["collections"], "GET") => self.list_collections().await,
-            (["collections"], "POST") => self.create_collection(req).await,
-            (["collections", name], "GET") => self.get_collection(name).await,
-            (["collections", name], "DELETE") => self.delete_collection(name).await,
-            (["collections", name, "points"], "GET") => self.list_points(name, req.query.as_deref()).await,
-            (["collections", name, "points"], "POST") => self.upsert_batch(name, req).await,
-            (["collections", name, "points", "count"], "POST") => self.count(name, req).await,
-            (["collections", name, "points", "payload", "set"], "POST") => self.payload_set(name, req).await,
-            (["collections", name, "points", "payload", "delete"], "POST") => self.payload_delete(name, req).await,
-            (["collections", name, "points", id], "GET") => self.get_point(name, id).await,
-            (["collections", name, "points", id], "PUT") => self.upsert_point(name, id, req).await,
-            (["collections", name, "points", id], "DELETE") => self.delete_point(name, id).await,
-            (["collections", name, "search"], "POST") => self.search_top1(name, req).await,
-            (["collections", name, "search", "topk"], "POST") => self.search_topk(name, req).await,
-            (["collections", name, "search", "topk", "batch"], "POST") => self.search_batch(name, req).await,
-            (path, _) => match allowed_methods(path) {
-                Some(allow) => Err(ApiError {
-                    allow: Some(allow),
-                    ..ApiError::new(
-                        405,
-                        "invalid_argument",
-                        format!("method {method} is not allowed on {}; allowed: {allow}", req.path),
-                    )
-                }),
-                None => Err(ApiError::not_found(format!("no route for {} {}", method, req.path))),
-            },
+    /// Run the handler of a resolved route. Collection names are made
+    /// internal here (`tenant::name` with auth on), and put back to what
+    /// the caller sees in error messages.
+    async fn route(&self, req: &mut Request, m: &Matched<'_>, who: &Principal) -> ApiResult {
+        let tenant = who.tenant.as_deref();
+        let coll = m.name.map(|raw| collection_name(raw).map(|v| (internal_name(tenant, &v), v))).transpose()?;
+        let name = coll.as_ref().map_or("", |(internal, _)| internal.as_str());
+        let id = m.point.unwrap_or("");
+        let result = match m.id {
+            RouteId::Live => self.live(),
+            RouteId::Ready => self.ready().await,
+            RouteId::Metrics => self.metrics_json().await,
+            RouteId::MetricsPrometheus => self.metrics_prometheus().await,
+            RouteId::Distance => self.distance(req),
+            RouteId::ListCollections => self.list_collections(tenant).await,
+            RouteId::CreateCollection => self.create_collection(req, tenant).await,
+            RouteId::GetCollection => self.get_collection(name).await,
+            RouteId::DeleteCollection => self.delete_collection(name).await,
+            RouteId::ListPoints => self.list_points(name, req.query.as_deref()).await,
+            RouteId::UpsertBatch => self.upsert_batch(name, req).await,
+            RouteId::Count => self.count(name, req).await,
+            RouteId::PayloadSet => self.payload_set(name, req).await,
+            RouteId::PayloadDelete => self.payload_delete(name, req).await,
+            RouteId::GetPoint => self.get_point(name, id).await,
+            RouteId::UpsertPoint => self.upsert_point(name, id, req).await,
+            RouteId::DeletePoint => self.delete_point(name, id).await,
+            RouteId::SearchTop1 => self.search_top1(name, req).await,
+            RouteId::SearchTopK => self.search_topk(name, req).await,
+            RouteId::SearchBatch => self.search_batch(name, req).await,
+        };
+        match (result, &coll) {
+            (Err(mut e), Some((internal, visible))) if internal != visible => {
+                e.message = e.message.replace(internal.as_str(), visible);
+                Err(e)
+            }
+            (r, _) => r,
         }
+    }
+
+    /// Who is calling (API.md §8): 401 with the reason class, counted in
+    /// `auth_failures_*_total`. With `security.auth_open_health`, the probes
+    /// answer anyone.
+    fn authenticate(&self, req: &Request, class: Option<Class>) -> Result<Principal, Response> {
+        let auth = &self.shared.auth;
+        if auth.enabled() && self.cfg().auth_open_health && class == Some(Class::Health) {
+            return Ok(Principal { tenant: None, scope: Scope::Read });
+        }
+        auth.authenticate(req.header("x-api-key"), req.header("authorization")).map_err(|f| {
+            Metrics::add(&self.router.metrics.auth_failures[f.index()], 1);
+            let e = ApiError::new(401, "unauthorized", f.message());
+            self.respond(401, Body::Json(e.body()), request_id(req)).with_header("www-authenticate", "Bearer")
+        })
+    }
+
+    /// Scopes (API.md §8): write routes need `write` or `admin`; with
+    /// `security.auth_metrics_admin`, the metrics routes need `admin`.
+    fn authorize(&self, class: Class, who: &Principal) -> Result<(), ApiError> {
+        let need = match class {
+            Class::Write => Scope::Write,
+            Class::Metrics if self.shared.auth.enabled() && self.cfg().auth_metrics_admin => Scope::Admin,
+            _ => Scope::Read,
+        };
+        if who.scope >= need {
+            return Ok(());
+        }
+        Metrics::add(&self.router.metrics.auth_forbidden_total, 1);
+        Err(ApiError::new(
+            403,
+            "forbidden",
+            format!("this credential's scope ({:?}) does not allow this route (needs {:?})", who.scope, need)
+                .to_lowercase(),
+        ))
     }
 
     /// The rate limit (API.md §8): count this request in the current UTC
     /// minute across shards, or answer 429 with `Retry-After`.
-    fn admit_rate(&self, request_id: &str) -> Result<(), Response> {
+    fn admit_rate(&self, who: &Principal, request_id: &str) -> Result<(), Response> {
         let rate = &self.router.rate;
         if rate.limit() == 0 {
             return Ok(());
         }
+        let tenant = who.tenant.clone().unwrap_or_else(|| PUBLIC.clone());
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        match rate.admit(now) {
+        match rate.admit(&tenant, now) {
             Ok((minute, count)) => {
-                self.router.report_rate(minute, count);
+                self.router.report_rate(&tenant, minute, count);
                 Ok(())
             }
             Err(retry) => {
@@ -160,23 +202,6 @@ impl Api {
         Response::new(status, ctype, bytes)
             .with_header("x-request-id", request_id)
             .with_header("date", httpdate::fmt_http_date(std::time::SystemTime::now()))
-    }
-}
-
-/// Methods served on a path shape, for 405 answers.
-fn allowed_methods(seg: &[&str]) -> Option<&'static str> {
-    match seg {
-        ["live"] | ["ready"] | ["metrics"] | ["metrics", "prometheus"] => Some("GET"),
-        ["distance"] => Some("POST"),
-        ["collections"] => Some("GET, POST"),
-        ["collections", _] => Some("GET, DELETE"),
-        ["collections", _, "points"] => Some("GET, POST"),
-        ["collections", _, "points", "payload", "set" | "delete"] => Some("POST"),
-        ["collections", _, "points", _] => Some("GET, PUT, DELETE, POST"),
-        ["collections", _, "search"]
-        | ["collections", _, "search", "topk"]
-        | ["collections", _, "search", "topk", "batch"] => Some("POST"),
-        _ => None,
     }
 }
 
@@ -217,6 +242,36 @@ fn json_body<T: serde::de::DeserializeOwned>(req: &mut Request) -> Result<T, Api
     body::parse(&mut req.body)
 }
 
+/// The rate-limit bucket of callers without a tenant (auth off).
+static PUBLIC: std::sync::LazyLock<std::sync::Arc<str>> = std::sync::LazyLock::new(|| "public".into());
+
+/// Between a tenant and a collection name in the internal name; names
+/// cannot contain `:`, so it is unambiguous (API.md §8).
+const NS_SEP: &str = "::";
+
+/// The name a collection is stored under: `tenant::name` with auth on,
+/// the name itself with auth off.
+fn internal_name(tenant: Option<&str>, visible: &str) -> String {
+    match tenant {
+        Some(t) => format!("{t}{NS_SEP}{visible}"),
+        None => visible.to_owned(),
+    }
+}
+
+/// The name a caller sees for an internal name.
+fn visible_name(internal: &str) -> &str {
+    internal.split_once(NS_SEP).map_or(internal, |(_, v)| v)
+}
+
+/// Whether a collection belongs to `tenant` (`None`: made with auth off).
+fn in_namespace(internal: &str, tenant: Option<&str>) -> bool {
+    match (internal.split_once(NS_SEP), tenant) {
+        (Some((t, _)), Some(want)) => t == want,
+        (None, None) => true,
+        _ => false,
+    }
+}
+
 /// Validate and trim a collection name (API.md §4).
 fn collection_name(raw: &str) -> Result<String, ApiError> {
     let name = raw.trim();
@@ -237,15 +292,6 @@ fn point_id(raw: &str) -> Result<u64, ApiError> {
     raw.parse::<u64>().map_err(|_| ApiError::invalid(format!("point id '{raw}' is not an unsigned 64-bit integer")))
 }
 
-/// Requests that change nothing: GETs, searches, counts and `/distance`.
-fn is_read_only(req: &Request) -> bool {
-    match req.method.as_str() {
-        "GET" => true,
-        "POST" => req.path.contains("/search") || req.path.ends_with("/points/count") || req.path == "/distance",
-        _ => false,
-    }
-}
-
 fn fresh_request_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
@@ -263,16 +309,30 @@ impl Service for Api {
         let metrics = self.router.metrics.clone();
         metrics.request_started();
         let rid = request_id(&req);
-        if let Err(resp) = self.admit_rate(&rid) {
+        // Order (API.md §2): auth 401, rate limit 429, routing 404/405,
+        // scope 403, then the handler.
+        let segments: Result<Vec<String>, ApiError> = req.path.split('/').skip(1).map(percent_decode).collect();
+        let seg: Vec<&str> = segments.as_ref().map_or_else(|_| Vec::new(), |v| v.iter().map(String::as_str).collect());
+        let resolved = segments.as_ref().map_err(Clone::clone).and_then(|_| routes::resolve(&req.method, &seg));
+        let who = match self.authenticate(&req, resolved.as_ref().ok().map(|m| m.class)) {
+            Ok(p) => p,
+            Err(resp) => {
+                metrics.request_finished(resp.status, t0.elapsed().as_micros() as u64);
+                return resp;
+            }
+        };
+        if let Err(resp) = self.admit_rate(&who, &rid) {
             metrics.request_finished(resp.status, t0.elapsed().as_micros() as u64);
             return resp;
         }
         let timeout = Duration::from_millis(self.cfg().request_timeout_ms);
-        let read_only = is_read_only(&req);
+        let read_only = matches!(&resolved, Ok(m) if m.class != Class::Write);
         let work = async {
+            let m = resolved?;
+            self.authorize(m.class, &who)?;
             let _permit =
                 self.permits.acquire_permit(1).await.map_err(|_| ApiError::new(503, "not_ready", "shutting down"))?;
-            self.route(&mut req).await
+            self.route(&mut req, &m, &who).await
         };
         let result = match glommio::timer::timeout(timeout, async { Ok(work.await) }).await {
             // A read that finished past the deadline (a long synchronous

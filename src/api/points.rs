@@ -2,7 +2,7 @@
 //! validates the whole request, orders it and fans it out to partitions;
 //! reads go straight to the partition holding the point.
 
-use super::{body, collection_name, json, json_body, point_id, Api, ApiError, ApiResult};
+use super::{body, json, json_body, point_id, Api, ApiError, ApiResult};
 use aionbd_http::Request;
 use aionbd_shards::ops::{Op, PageFrom, PointIn, Reply};
 use aionbd_shards::payload::Payload;
@@ -32,7 +32,7 @@ impl Api {
     }
 
     pub(super) async fn upsert_point(&self, raw: &str, id: &str, req: &mut Request) -> ApiResult {
-        let name = collection_name(raw)?;
+        let name = raw.to_owned();
         let id = point_id(id)?;
         let b: body::UpsertPoint = json_body(req)?;
         let point = PointIn { id, values: b.values, payload: b.payload.unwrap_or_default() };
@@ -41,7 +41,7 @@ impl Api {
     }
 
     pub(super) async fn upsert_batch(&self, raw: &str, req: &mut Request) -> ApiResult {
-        let name = collection_name(raw)?;
+        let name = raw.to_owned();
         let b: body::BatchUpsert = json_body(req)?;
         let max = self.cfg().upsert_batch_max_points;
         if b.points.is_empty() || b.points.len() > max {
@@ -59,7 +59,7 @@ impl Api {
     }
 
     pub(super) async fn get_point(&self, raw: &str, id: &str) -> ApiResult {
-        let name = collection_name(raw)?;
+        let name = raw.to_owned();
         let id = point_id(id)?;
         let shard = self.placement.shard_of_point(&name, id);
         match self.call(shard, Op::GetPoint { name, id }).await? {
@@ -69,14 +69,14 @@ impl Api {
     }
 
     pub(super) async fn delete_point(&self, raw: &str, id: &str) -> ApiResult {
-        let name = collection_name(raw)?;
+        let name = raw.to_owned();
         let id = point_id(id)?;
         self.call(self.placement.home(&name), Op::DeletePoint { name, id }).await?;
         json(&json!({"id": id, "deleted": true}))
     }
 
     pub(super) async fn list_points(&self, raw: &str, query: Option<&str>) -> ApiResult {
-        let name = collection_name(raw)?;
+        let name = raw.to_owned();
         let (mut offset, mut limit, mut after) = (None, None, None);
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -125,7 +125,7 @@ impl Api {
     }
 
     pub(super) async fn count(&self, raw: &str, req: &mut Request) -> ApiResult {
-        let name = collection_name(raw)?;
+        let name = raw.to_owned();
         let b: body::Count = json_body(req)?;
         let filter = b.filter.map(|f| f.validate()).transpose()?.map(std::sync::Arc::new);
         let shards = self.placement.shards_of(&name);
@@ -148,7 +148,7 @@ impl Api {
     }
 
     pub(super) async fn payload_set(&self, raw: &str, req: &mut Request) -> ApiResult {
-        let name = collection_name(raw)?;
+        let name = raw.to_owned();
         let b: body::PayloadSet = json_body(req)?;
         if b.points.is_empty() {
             return Err(ApiError::invalid("points must not be empty"));
@@ -161,7 +161,7 @@ impl Api {
     }
 
     pub(super) async fn payload_delete(&self, raw: &str, req: &mut Request) -> ApiResult {
-        let name = collection_name(raw)?;
+        let name = raw.to_owned();
         let b: body::PayloadDelete = json_body(req)?;
         if b.points.is_empty() {
             return Err(ApiError::invalid("points must not be empty"));

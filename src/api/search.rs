@@ -2,7 +2,7 @@
 //! the queries to every partition of the collection, each partition scans
 //! its points exactly, and the partial top-k lists are merged here.
 
-use super::{body, collection_name, json, json_body, Api, ApiError};
+use super::{body, json, json_body, Api, ApiError};
 use crate::metrics::Metrics;
 use aionbd_http::Request;
 use aionbd_shards::ops::{Hit, Op, Reply, SearchOp};
@@ -117,7 +117,7 @@ impl Api {
         b: &body::Search,
         k_default: u64,
     ) -> Result<Found, ApiError> {
-        let name = collection_name(raw)?;
+        let name = raw.to_owned();
         let cfg = self.cfg();
         let metric = b.metric.unwrap_or(Metric::Dot);
         let mode = b.mode.unwrap_or(body::Mode::Auto);

@@ -2,6 +2,7 @@
 //! server on 127.0.0.1:0 with an explicit shard count.
 
 mod api;
+mod auth;
 mod datadir;
 mod durability;
 mod harness;

@@ -73,3 +73,55 @@ fn readme_quick_start_curl_examples_work_verbatim() {
     assert!(all.contains("aionbd_http_requests_total"), "prometheus text missing: {all}");
     assert!(jsons.iter().all(|v| v.get("code").is_none()), "an example answered an error: {all}");
 }
+
+/// The README's authentication examples: each ```sh block that exports
+/// `AIONBD_AUTH_*` and runs the server gives the environment; the ```sh
+/// block after it is run verbatim (only the port differs) against a server
+/// started with that environment. Every command must answer without an
+/// error, and the same server must refuse a request with no credential.
+#[test]
+fn readme_auth_examples_work_verbatim() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let mut blocks: Vec<String> = Vec::new();
+    let mut current: Option<String> = None;
+    for line in readme.lines() {
+        match (&mut current, line.trim_start()) {
+            (None, "```sh") => current = Some(String::new()),
+            (Some(b), l) if l.starts_with("```") => {
+                blocks.push(std::mem::take(b));
+                current = None;
+            }
+            (Some(b), _) => {
+                b.push_str(line);
+                b.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    let mut ran = 0;
+    for pair in blocks.windows(2) {
+        let (env_block, script) = (&pair[0], &pair[1]);
+        if !(env_block.contains("export AIONBD_AUTH_MODE") && env_block.contains("cargo run --release")) {
+            continue;
+        }
+        let env: Vec<(String, String)> = env_block
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
+            .collect();
+        let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        env.push(("AIONBD_PERSISTENCE_ENABLED", "false"));
+        let s = Server::start(2, &env);
+        let script = script.replace("127.0.0.1:8080", &s.addr);
+        let out = Command::new("bash").arg("-c").arg(format!("set -e\n{script}")).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{script}\nstdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+        let answers: Vec<Value> =
+            serde_json::Deserializer::from_str(&stdout).into_iter::<Value>().map_while(Result::ok).collect();
+        assert!(!answers.is_empty() && answers.iter().all(|v| v.get("code").is_none()), "{script}\n{stdout}");
+        assert_eq!(s.req("GET", "/collections", None).status, 401, "{env:?}: no credential must be refused");
+        ran += 1;
+    }
+    assert_eq!(ran, 3, "README lost an auth example");
+}

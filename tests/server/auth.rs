@@ -1,0 +1,460 @@
+//! Authentication, tenants and scopes through the real server (API.md §8):
+//! every route against every kind of credential, with the expected status
+//! of each cell written out; JWTs signed in the test with HS256, EdDSA,
+//! ES256 and RS256 keys, and the ways a token must fail.
+
+use crate::harness::{unique_dir, Resp, Server};
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+
+/// Who sends a request in the matrix.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Who {
+    Nobody,
+    BadKey,
+    BadToken,
+    Malformed,
+    ReadKey,
+    WriteKey,
+    AdminKey,
+    Token,
+    OtherTenant,
+}
+
+const EVERYONE: [Who; 9] = [
+    Who::Nobody,
+    Who::BadKey,
+    Who::BadToken,
+    Who::Malformed,
+    Who::ReadKey,
+    Who::WriteKey,
+    Who::AdminKey,
+    Who::Token,
+    Who::OtherTenant,
+];
+
+const KEYS: &str = "acme:a-admin,acme:a-write,acme:a-read,beta:b-admin";
+const SCOPES: &str = "a-write:write,a-read:readonly";
+
+fn headers(who: Who) -> Vec<(&'static str, &'static str)> {
+    match who {
+        Who::Nobody => vec![],
+        Who::BadKey => vec![("x-api-key", "not-a-key")],
+        Who::BadToken => vec![("authorization", "Bearer not-a-token")],
+        Who::Malformed => vec![("authorization", "Basic YWxhZGRpbjpvcGVuc2VzYW1l")],
+        Who::ReadKey => vec![("x-api-key", "a-read")],
+        Who::WriteKey => vec![("x-api-key", "a-write")],
+        Who::AdminKey => vec![("x-api-key", "a-admin")],
+        Who::Token => vec![("authorization", "Bearer a-token")],
+        Who::OtherTenant => vec![("x-api-key", "b-admin")],
+    }
+}
+
+fn send(s: &Server, who: Who, method: &str, path: &str, body: Option<&str>) -> Resp {
+    let mut h = headers(who);
+    if body.is_some() {
+        h.push(("content-type", "application/json"));
+    }
+    s.raw(method, path, &h, body.map(str::as_bytes))
+}
+
+/// Tenant acme's fixture: collection `only-a` (dimension 2) with points
+/// 1..=3, made again before each cell so every cell starts the same.
+fn fixture(s: &Server) {
+    let _ = send(s, Who::AdminKey, "DELETE", "/collections/only-a", None);
+    let r = send(s, Who::AdminKey, "POST", "/collections", Some(r#"{"name":"only-a","dimension":2}"#));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let pts =
+        r#"{"points":[{"id":1,"values":[1,0],"payload":{"k":"x"}},{"id":2,"values":[0,1]},{"id":3,"values":[1,1]}]}"#;
+    assert_eq!(send(s, Who::AdminKey, "POST", "/collections/only-a/points", Some(pts)).status, 200);
+}
+
+/// Every route of the table, with a request that succeeds for a caller
+/// allowed to make it: (method, path, body, is a write route).
+fn routes() -> Vec<(&'static str, &'static str, Option<&'static str>, bool)> {
+    let q = r#"{"query":[1,0],"limit":2}"#;
+    vec![
+        ("GET", "/live", None, false),
+        ("GET", "/ready", None, false),
+        ("GET", "/metrics", None, false),
+        ("GET", "/metrics/prometheus", None, false),
+        ("POST", "/distance", Some(r#"{"left":[1,2],"right":[3,4]}"#), false),
+        ("GET", "/collections", None, false),
+        ("POST", "/collections", Some(r#"{"name":"made","dimension":2}"#), true),
+        ("GET", "/collections/only-a", None, false),
+        ("DELETE", "/collections/only-a", None, true),
+        ("GET", "/collections/only-a/points", None, false),
+        ("POST", "/collections/only-a/points", Some(r#"{"points":[{"id":9,"values":[2,2]}]}"#), true),
+        ("POST", "/collections/only-a/points/count", Some("{}"), false),
+        ("POST", "/collections/only-a/points/payload/set", Some(r#"{"points":[2],"payload":{"n":1}}"#), true),
+        ("POST", "/collections/only-a/points/payload/delete", Some(r#"{"points":[1],"keys":["k"]}"#), true),
+        ("GET", "/collections/only-a/points/3", None, false),
+        ("PUT", "/collections/only-a/points/7", Some(r#"{"values":[3,3]}"#), true),
+        ("DELETE", "/collections/only-a/points/2", None, true),
+        ("POST", "/collections/only-a/search", Some(q), false),
+        ("POST", "/collections/only-a/search/topk", Some(q), false),
+        ("POST", "/collections/only-a/search/topk/batch", Some(r#"{"queries":[[1,0]],"limit":2}"#), false),
+    ]
+}
+
+/// The expected status of one cell.
+fn expected(who: Who, path: &str, write: bool) -> u16 {
+    let collection_route = path.starts_with("/collections/");
+    match who {
+        Who::Nobody | Who::BadKey | Who::BadToken | Who::Malformed => 401,
+        Who::ReadKey if write => 403,
+        Who::ReadKey | Who::WriteKey | Who::AdminKey | Who::Token => 200,
+        // Another tenant: acme's collection does not exist for it.
+        Who::OtherTenant if collection_route => 404,
+        Who::OtherTenant => 200,
+    }
+}
+
+#[test]
+fn every_route_against_every_credential() {
+    let s = Server::start(
+        2,
+        &[
+            ("AIONBD_AUTH_MODE", "api_key_or_bearer_token"),
+            ("AIONBD_AUTH_API_KEYS", KEYS),
+            ("AIONBD_AUTH_API_KEY_SCOPES", SCOPES),
+            ("AIONBD_AUTH_BEARER_TOKENS", "acme:a-token"),
+            ("AIONBD_PERSISTENCE_ENABLED", "false"),
+        ],
+    );
+    // Tenant beta's own data, which no cell may see or change.
+    let r = send(&s, Who::OtherTenant, "POST", "/collections", Some(r#"{"name":"only-b","dimension":3}"#));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = send(&s, Who::OtherTenant, "PUT", "/collections/only-b/points/5", Some(r#"{"values":[5,5,5]}"#));
+    assert_eq!(r.status, 200);
+    let mut failures = Vec::new();
+    for (method, path, body, write) in routes() {
+        for who in EVERYONE {
+            fixture(&s);
+            let _ = send(&s, Who::AdminKey, "DELETE", "/collections/made", None);
+            let _ = send(&s, Who::OtherTenant, "DELETE", "/collections/made", None);
+            let r = send(&s, who, method, path, body);
+            let want = expected(who, path, write);
+            if r.status != want {
+                failures.push(format!("{who:?} {method} {path}: {} (expected {want}) {}", r.status, r.body));
+                continue;
+            }
+            let body: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+            let code = body.get("code").cloned().unwrap_or(Value::Null);
+            match want {
+                401 => assert_eq!(code, "unauthorized", "{who:?} {method} {path}"),
+                403 => assert_eq!(code, "forbidden", "{who:?} {method} {path}"),
+                404 => assert!(r.body.contains("only-a") && !r.body.contains("::"), "{}", r.body),
+                _ => {}
+            }
+            if method == "GET" && path == "/collections" && want == 200 {
+                let list = r.json();
+                let names: Vec<&str> =
+                    list["collections"].as_array().unwrap().iter().filter_map(|c| c["name"].as_str()).collect();
+                let own = if who == Who::OtherTenant { "only-b" } else { "only-a" };
+                assert_eq!(names, vec![own], "{who:?} lists only its tenant's collections, unprefixed");
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} cells differ:\n{}", failures.len(), failures.join("\n"));
+    // Nothing of beta's was touched by any cell.
+    let b = send(&s, Who::OtherTenant, "GET", "/collections/only-b/points/5", None);
+    assert_eq!((b.status, b.json()["values"].clone()), (200, json!([5.0, 5.0, 5.0])));
+    assert_eq!(send(&s, Who::OtherTenant, "GET", "/collections/only-b", None).json()["point_count"], 1);
+    // The same name in two tenants is two collections.
+    fixture(&s);
+    assert_eq!(
+        send(&s, Who::OtherTenant, "POST", "/collections", Some(r#"{"name":"only-a","dimension":4}"#)).status,
+        200
+    );
+    assert_eq!(send(&s, Who::AdminKey, "GET", "/collections/only-a", None).json()["dimension"], 2);
+    assert_eq!(send(&s, Who::OtherTenant, "GET", "/collections/only-a", None).json()["dimension"], 4);
+    // Failures are counted by reason; a 401 says how to authenticate.
+    let m = send(&s, Who::AdminKey, "GET", "/metrics", None).json();
+    assert!(m["auth_failures_missing_total"].as_u64().unwrap() >= 20, "{m}");
+    assert!(m["auth_failures_malformed_total"].as_u64().unwrap() >= 20, "{m}");
+    assert!(m["auth_forbidden_total"].as_u64().unwrap() >= 7, "{m}");
+    assert_eq!(send(&s, Who::Nobody, "GET", "/nope", None).header("www-authenticate"), Some("Bearer"));
+    // A route that writes to a collection named like a read route is a write.
+    assert_eq!(send(&s, Who::ReadKey, "POST", "/collections/search-log/points", Some("{}")).status, 403);
+}
+
+#[test]
+fn tenants_survive_restart_and_auth_off_collections_stay_invisible() {
+    let dir = unique_dir();
+    let env: &[(&str, &str)] = &[("AIONBD_AUTH_MODE", "api_key"), ("AIONBD_AUTH_API_KEYS", KEYS)];
+    // Made with auth off: no namespace.
+    let s = Server::start_in(&dir, 2, &[], &[]);
+    s.call("POST", "/collections", Some(json!({"name": "open", "dimension": 2})), 200);
+    drop(s);
+    let s = Server::start_in(&dir, 2, env, &[]);
+    fixture(&s);
+    let r = send(&s, Who::OtherTenant, "POST", "/collections", Some(r#"{"name":"only-a","dimension":3}"#));
+    assert_eq!(r.status, 200);
+    s.kill();
+    let s = Server::start_in(&dir, 2, env, &[]);
+    let list = |who| send(&s, who, "GET", "/collections", None).json()["collections"].clone();
+    assert_eq!(list(Who::AdminKey).as_array().unwrap().len(), 1, "{}", list(Who::AdminKey));
+    assert_eq!(list(Who::AdminKey)[0]["dimension"], 2);
+    assert_eq!(list(Who::OtherTenant)[0]["dimension"], 3);
+    assert_eq!(send(&s, Who::AdminKey, "GET", "/collections/open", None).status, 404);
+    assert_eq!(send(&s, Who::AdminKey, "GET", "/collections/only-a/points/3", None).status, 200);
+    drop(s);
+    // With auth off again, only the collection made with auth off shows.
+    let s = Server::start_in(&dir, 2, &[], &[]);
+    let names = s.call("GET", "/collections", None, 200)["collections"].clone();
+    assert_eq!(names.as_array().unwrap().len(), 1, "{names}");
+    assert_eq!(names[0]["name"], "open");
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn probes_can_be_left_open_and_metrics_kept_for_admins() {
+    let s = Server::start(
+        1,
+        &[
+            ("AIONBD_AUTH_MODE", "api_key"),
+            ("AIONBD_AUTH_API_KEYS", KEYS),
+            ("AIONBD_AUTH_API_KEY_SCOPES", SCOPES),
+            ("AIONBD_AUTH_OPEN_HEALTH", "true"),
+            ("AIONBD_AUTH_METRICS_ADMIN", "true"),
+            ("AIONBD_PERSISTENCE_ENABLED", "false"),
+        ],
+    );
+    assert_eq!(send(&s, Who::Nobody, "GET", "/live", None).status, 200);
+    assert_eq!(send(&s, Who::Nobody, "GET", "/ready", None).status, 200);
+    assert_eq!(send(&s, Who::Nobody, "GET", "/collections", None).status, 401);
+    assert_eq!(send(&s, Who::WriteKey, "GET", "/metrics", None).status, 403);
+    assert_eq!(send(&s, Who::ReadKey, "GET", "/metrics/prometheus", None).status, 403);
+    assert_eq!(send(&s, Who::AdminKey, "GET", "/metrics", None).status, 200);
+}
+
+#[test]
+fn bad_auth_settings_are_all_reported_without_secrets() {
+    let (code, err) = crate::startup::run_expecting_failure(
+        &[
+            ("AIONBD_AUTH_MODE", "api_key"),
+            ("AIONBD_AUTH_API_KEYS", "acme:s3cr3t-one,beta:s3cr3t-one,broken"),
+            ("AIONBD_AUTH_API_KEY_SCOPES", "ghost:read"),
+            ("AIONBD_SHARDS", "1"),
+        ],
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("listed twice") && err.contains("not tenant:secret") && err.contains("not in security.api_keys")
+    );
+    assert!(!err.contains("s3cr3t-one") && !err.contains("broken"), "a secret was printed: {err}");
+    for (mode, missing) in
+        [("jwt", "needs a key"), ("bearer_token", "needs security.bearer_tokens"), ("sso", "expected")]
+    {
+        let (code, err) =
+            crate::startup::run_expecting_failure(&[("AIONBD_AUTH_MODE", mode), ("AIONBD_SHARDS", "1")], &[]);
+        assert_eq!(code, 2, "{mode}: {err}");
+        assert!(err.contains(missing), "{mode}: {err}");
+    }
+}
+
+// ---- JWT ----
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef-hs256";
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn claims(extra: Value) -> Value {
+    let mut c = json!({"sub": "svc", "tenant": "acme", "iss": "edge-ca", "aud": "aionbd", "exp": now() + 600});
+    for (k, v) in extra.as_object().unwrap() {
+        if v.is_null() {
+            c.as_object_mut().unwrap().remove(k);
+        } else {
+            c[k] = v.clone();
+        }
+    }
+    c
+}
+
+fn sign(alg: Algorithm, kid: Option<&str>, key: &EncodingKey, c: &Value) -> String {
+    let mut h = Header::new(alg);
+    h.kid = kid.map(str::to_owned);
+    encode(&h, c, key).unwrap()
+}
+
+/// Key pairs made for the test: (private PKCS#8 PEM, public SPKI PEM).
+fn keypair(alg: &'static rcgen::SignatureAlgorithm) -> (String, String) {
+    let kp = rcgen::KeyPair::generate_for(alg).unwrap();
+    (kp.serialize_pem(), kp.public_key_pem())
+}
+
+/// RSA: ring cannot generate RSA keys, so openssl does.
+fn rsa_keypair(dir: &std::path::Path) -> (String, String) {
+    let key = dir.join("rsa.pem");
+    let ok = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+        .arg(&key)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl (Debian package openssl) makes the test's RSA key")
+        .success();
+    assert!(ok);
+    let public = std::process::Command::new("openssl").args(["pkey", "-pubout", "-in"]).arg(&key).output().unwrap();
+    (std::fs::read_to_string(&key).unwrap(), String::from_utf8(public.stdout).unwrap())
+}
+
+#[test]
+fn jwts_of_every_algorithm_verify_and_every_bad_one_is_401() {
+    let dir = unique_dir();
+    let (ed_priv, ed_pub) = keypair(&rcgen::PKCS_ED25519);
+    let (ec_priv, ec_pub) = keypair(&rcgen::PKCS_ECDSA_P256_SHA256);
+    let (rsa_priv, rsa_pub) = rsa_keypair(&dir);
+    for (name, pem) in [("ed.pem", &ed_pub), ("ec.pem", &ec_pub), ("rsa.pub.pem", &rsa_pub)] {
+        std::fs::write(dir.join(name), pem).unwrap();
+    }
+    let keys = format!(
+        "ed1:EdDSA:{},ec1:ES256:{},rsa1:RS256:{}",
+        dir.join("ed.pem").display(),
+        dir.join("ec.pem").display(),
+        dir.join("rsa.pub.pem").display()
+    );
+    let s = Server::start(
+        1,
+        &[
+            ("AIONBD_AUTH_MODE", "jwt"),
+            ("AIONBD_AUTH_JWT_HS256_SECRET", SECRET),
+            ("AIONBD_AUTH_JWT_PUBLIC_KEYS", &keys),
+            ("AIONBD_AUTH_JWT_ISSUER", "edge-ca"),
+            ("AIONBD_AUTH_JWT_AUDIENCE", "other,aionbd"),
+            ("AIONBD_PERSISTENCE_ENABLED", "false"),
+        ],
+    );
+    let hs = EncodingKey::from_secret(SECRET.as_bytes());
+    let ed = EncodingKey::from_ed_pem(ed_priv.as_bytes()).unwrap();
+    let ec = EncodingKey::from_ec_pem(ec_priv.as_bytes()).unwrap();
+    let rsa = EncodingKey::from_rsa_pem(rsa_priv.as_bytes()).unwrap();
+    let get = |token: &str| {
+        let auth = format!("Bearer {token}");
+        s.raw("GET", "/collections", &[("authorization", &auth)], None)
+    };
+    let good = claims(json!({}));
+    for (what, token) in [
+        ("HS256", sign(Algorithm::HS256, None, &hs, &good)),
+        ("EdDSA", sign(Algorithm::EdDSA, Some("ed1"), &ed, &good)),
+        ("ES256", sign(Algorithm::ES256, Some("ec1"), &ec, &good)),
+        ("RS256", sign(Algorithm::RS256, Some("rsa1"), &rsa, &good)),
+        ("expired within the 60 s leeway", sign(Algorithm::HS256, None, &hs, &claims(json!({"exp": now() - 30})))),
+    ] {
+        let r = get(&token);
+        assert_eq!(r.status, 200, "{what}: {}", r.body);
+    }
+    let create = |token: &str, name: &str| {
+        let auth = format!("Bearer {token}");
+        let body = format!(r#"{{"name":"{name}","dimension":2}}"#);
+        s.raw(
+            "POST",
+            "/collections",
+            &[("authorization", &auth), ("content-type", "application/json")],
+            Some(body.as_bytes()),
+        )
+    };
+    // A JWT caller is admin unless its scope claim says less.
+    let reader = sign(Algorithm::EdDSA, Some("ed1"), &ed, &claims(json!({"scope": "read"})));
+    let r = create(&reader, "x");
+    assert_eq!(r.status, 403, "{}", r.body);
+    // Tenants come from the claim: the RS256 caller of tenant acme sees what
+    // the HS256 caller of acme made.
+    let r = create(&sign(Algorithm::HS256, None, &hs, &good), "shared");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(get(&sign(Algorithm::RS256, Some("rsa1"), &rsa, &good)).json()["collections"][0]["name"], "shared");
+    let beta = sign(Algorithm::ES256, Some("ec1"), &ec, &claims(json!({"tenant": "beta"})));
+    assert_eq!(get(&beta).json()["collections"], json!([]));
+
+    let b64 = |v: &Value| {
+        use std::io::Write;
+        let mut out = Vec::new();
+        let _ = write!(out, "{v}");
+        base64url(&out)
+    };
+    let valid = sign(Algorithm::HS256, None, &hs, &good);
+    let mut parts: Vec<String> = valid.split('.').map(String::from).collect();
+    parts[1] = b64(&claims(json!({"tenant": "beta"})));
+    let tampered = parts.join(".");
+    let none = format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&good));
+    // HS256 "signed" with the RSA public key as the secret (alg confusion).
+    let confused_kid = sign(Algorithm::HS256, Some("rsa1"), &EncodingKey::from_secret(rsa_pub.as_bytes()), &good);
+    let confused = sign(Algorithm::HS256, None, &EncodingKey::from_secret(rsa_pub.as_bytes()), &good);
+    let bad: Vec<(&str, String, &str)> = vec![
+        ("expired past the leeway", sign(Algorithm::HS256, None, &hs, &claims(json!({"exp": now() - 120}))), "expired"),
+        ("nbf in the future", sign(Algorithm::HS256, None, &hs, &claims(json!({"nbf": now() + 300}))), "expired"),
+        ("wrong iss", sign(Algorithm::HS256, None, &hs, &claims(json!({"iss": "someone-else"}))), "claims"),
+        ("wrong aud", sign(Algorithm::HS256, None, &hs, &claims(json!({"aud": "not-us"}))), "claims"),
+        ("no exp", sign(Algorithm::HS256, None, &hs, &claims(json!({"exp": null}))), "claims"),
+        ("no tenant", sign(Algorithm::HS256, None, &hs, &claims(json!({"tenant": null}))), "claims"),
+        ("blank tenant", sign(Algorithm::HS256, None, &hs, &claims(json!({"tenant": " "}))), "claims"),
+        ("unknown scope", sign(Algorithm::HS256, None, &hs, &claims(json!({"scope": "root"}))), "claims"),
+        ("alg none", none, "invalid_jwt"),
+        ("HS256 with the RSA public key, rsa kid", confused_kid, "invalid_jwt"),
+        ("HS256 with the RSA public key, no kid", confused, "invalid_jwt"),
+        ("unknown kid", sign(Algorithm::EdDSA, Some("nope"), &ed, &good), "invalid_jwt"),
+        ("EdDSA key under the ES256 kid", sign(Algorithm::EdDSA, Some("ec1"), &ed, &good), "invalid_jwt"),
+        ("tampered payload", tampered, "invalid_jwt"),
+        ("not a JWT", "abc.def".to_owned(), "invalid_jwt"),
+    ];
+    let before = s.call("GET", "/metrics", None, 401);
+    assert_eq!(before["code"], "unauthorized");
+    for (what, token, _) in &bad {
+        let r = get(token);
+        assert_eq!(r.status, 401, "{what}: {}", r.body);
+        assert_eq!(r.json()["code"], "unauthorized", "{what}");
+    }
+    let m = get(&valid).status;
+    assert_eq!(m, 200);
+    let auth = format!("Bearer {valid}");
+    let metrics: Value = s.raw("GET", "/metrics", &[("authorization", &auth)], None).json();
+    for reason in ["expired", "claims", "invalid_jwt"] {
+        let want = bad.iter().filter(|b| b.2 == reason).count() as u64;
+        assert_eq!(metrics[format!("auth_failures_{reason}_total")], want, "{reason}: {metrics}");
+    }
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// base64url without padding (the JWT encoding), for hand-made tokens.
+fn base64url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The rate limit counts per tenant (API.md §8): one tenant at its limit
+/// does not slow another; failed authentication is not counted.
+#[test]
+fn the_rate_limit_is_per_tenant() {
+    let s = Server::start(
+        2,
+        &[
+            ("AIONBD_AUTH_MODE", "api_key"),
+            ("AIONBD_AUTH_API_KEYS", KEYS),
+            ("AIONBD_AUTH_RATE_LIMIT_PER_MINUTE", "10"),
+            ("AIONBD_PERSISTENCE_ENABLED", "false"),
+        ],
+    );
+    // The window is the UTC wall-clock minute: start early in one.
+    let second = now() % 60;
+    if second >= 45 {
+        std::thread::sleep(std::time::Duration::from_secs(61 - second));
+    }
+    for _ in 0..20 {
+        assert_eq!(send(&s, Who::BadKey, "GET", "/live", None).status, 401);
+    }
+    let statuses = |who| (0..15).map(|_| send(&s, who, "GET", "/live", None).status).collect::<Vec<_>>();
+    let a = statuses(Who::AdminKey);
+    assert_eq!(a.iter().filter(|&&c| c == 200).count(), 10, "{a:?}");
+    let r = send(&s, Who::WriteKey, "GET", "/live", None);
+    assert_eq!(r.status, 429, "another key of the same tenant shares its bucket");
+    assert!(r.header("retry-after").is_some());
+    let b = statuses(Who::OtherTenant);
+    assert_eq!(b.iter().filter(|&&c| c == 200).count(), 10, "{b:?}");
+    let m = send(&s, Who::OtherTenant, "GET", "/metrics", None);
+    assert_eq!(m.status, 429);
+}
