@@ -153,6 +153,8 @@ pub struct Config {
     pub rate_limit_per_minute: u64,
     /// Minutes an idle tenant's rate window is kept.
     pub rate_window_retention_minutes: u64,
+    /// Collections and points per tenant (0: no limit).
+    pub tenant_quota: aionbd_shards::quota::TenantQuota,
     /// Authentication settings (built into `auth::Auth` at start-up).
     pub auth: crate::auth::Settings,
     /// With auth on, `/live` and `/ready` answer without credentials.
@@ -381,6 +383,7 @@ pub fn build(raw: &RawSettings, cpus: usize, mut errors: Vec<String>) -> Result<
         memory_budget_bytes: t.num("limits.memory_budget_bytes", 0),
         rate_limit_per_minute: t.num("security.rate_limit_per_minute", 0),
         rate_window_retention_minutes: 60,
+        tenant_quota: Default::default(),
         tls: None,
         auth: Default::default(),
         auth_open_health: false,
@@ -427,15 +430,17 @@ pub fn build(raw: &RawSettings, cpus: usize, mut errors: Vec<String>) -> Result<
     cfg.auth_open_health = t.flag("security.auth_open_health");
     cfg.auth_metrics_admin = t.flag("security.auth_metrics_admin");
     cfg.rate_window_retention_minutes = t.num("security.rate_window_retention_minutes", 1);
-    for key in ["security.tenant_max_collections", "security.tenant_max_points"] {
-        let (v, origin) = t.text(key);
-        if v != "0" {
-            let msg = format!(
-                "{key} = '{v}' (from {origin}): tenant quotas are not available in this version; \
-                 refusing to start rather than run without them"
-            );
-            t.errors.push(msg);
-        }
+    cfg.tenant_quota = aionbd_shards::quota::TenantQuota {
+        max_collections: t.num("security.tenant_max_collections", 0),
+        max_points: t.num("security.tenant_max_points", 0),
+    };
+    let quota_set = cfg.tenant_quota != Default::default();
+    if quota_set && crate::auth::Mode::parse(&cfg.auth.mode) == Some(crate::auth::Mode::Disabled) {
+        t.errors.push(
+            "security.tenant_max_collections / tenant_max_points need authentication on (security.auth_mode): \
+             with it off there are no tenants to count for (docs/auth.md)"
+                .into(),
+        );
     }
     if t.flag("security.tls_enabled") {
         let (cert, key) = (t.text("security.tls_cert_path").0, t.text("security.tls_key_path").0);

@@ -39,6 +39,8 @@ pub struct Metrics {
     pub auth_failures: [Cell<u64>; 6],
     /// 403s: a credential whose scope does not reach the route.
     pub auth_forbidden_total: Cell<u64>,
+    /// 429s from tenant quotas: collections, points.
+    pub quota_rejections: [Cell<u64>; 2],
     pub connections_open: Cell<u64>,
     pub connections_total: Cell<u64>,
     pub connections_rejected_total: Cell<u64>,
@@ -62,6 +64,7 @@ pub struct MetricsSnapshot {
     pub rate_limit_rejections_total: u64,
     pub auth_failures: [u64; 6],
     pub auth_forbidden_total: u64,
+    pub quota_rejections: [u64; 2],
     pub connections_open: u64,
     pub connections_total: u64,
     pub connections_rejected_total: u64,
@@ -101,6 +104,7 @@ impl Default for Metrics {
             rate_limit_rejections_total: Cell::new(0),
             auth_failures: Default::default(),
             auth_forbidden_total: Cell::new(0),
+            quota_rejections: Default::default(),
             connections_open: Cell::new(0),
             connections_total: Cell::new(0),
             connections_rejected_total: Cell::new(0),
@@ -171,6 +175,7 @@ impl Metrics {
             rate_limit_rejections_total: self.rate_limit_rejections_total.get(),
             auth_failures: std::array::from_fn(|i| self.auth_failures[i].get()),
             auth_forbidden_total: self.auth_forbidden_total.get(),
+            quota_rejections: std::array::from_fn(|i| self.quota_rejections[i].get()),
             connections_open: self.connections_open.get(),
             connections_total: self.connections_total.get(),
             connections_rejected_total: self.connections_rejected_total.get(),
@@ -210,6 +215,9 @@ impl MetricsSnapshot {
             *a += b;
         }
         self.auth_forbidden_total += o.auth_forbidden_total;
+        for (a, b) in self.quota_rejections.iter_mut().zip(o.quota_rejections) {
+            *a += b;
+        }
         self.search_ivf_fallback_exact_total += o.search_ivf_fallback_exact_total;
         self.connections_open += o.connections_open;
         self.connections_total += o.connections_total;

@@ -405,6 +405,7 @@ async fn shard_main(
             max_points_per_collection: cfg.max_points_per_collection,
             memory_budget_bytes: cfg.memory_budget_bytes,
             hnsw: cfg.hnsw,
+            tenant_quota: cfg.tenant_quota,
         },
     );
     let metrics = Rc::new(Metrics::default());

@@ -13,6 +13,8 @@ pub enum ShardError {
     Conflict(String),
     /// A configured cap was reached (points per collection, ...).
     ResourceExhausted(String),
+    /// A tenant quota was reached (`crate::quota`).
+    Quota(crate::quota::Quota, String),
     /// The disk is full: the write could not be made durable.
     InsufficientStorage(String),
     /// An internal invariant failed, a peer shard could not be reached, or
@@ -27,6 +29,7 @@ impl fmt::Display for ShardError {
             | ShardError::NotFound(m)
             | ShardError::Conflict(m)
             | ShardError::ResourceExhausted(m)
+            | ShardError::Quota(_, m)
             | ShardError::InsufficientStorage(m)
             | ShardError::Internal(m) => f.write_str(m),
         }

@@ -17,6 +17,7 @@ pub mod partition;
 pub mod payload;
 pub mod payload_index;
 pub mod placement;
+pub mod quota;
 pub mod record;
 pub mod shard;
 pub mod sq8;

@@ -16,8 +16,12 @@ fn upsert(shard: &mut Shard, ids: std::ops::Range<u64>) -> Result<Plan, ShardErr
 fn new_points_past_the_budget_are_refused_with_every_shard_counted() {
     // 16 dimensions: each new point is estimated at 64 + 128 bytes.
     let per = 16 * 4 + POINT_OVERHEAD_BYTES;
-    let limits =
-        ShardLimits { max_points_per_collection: 1000, memory_budget_bytes: 50 * per, hnsw: Default::default() };
+    let limits = ShardLimits {
+        max_points_per_collection: 1000,
+        memory_budget_bytes: 50 * per,
+        hnsw: Default::default(),
+        tenant_quota: Default::default(),
+    };
     let mut shard = Shard::new(0, Placement::new(1, 1), limits);
     shard
         .execute(Op::CreateCollection(CollectionSpec { name: "c".into(), dimension: 16, strict_finite: true }))

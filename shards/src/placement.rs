@@ -13,6 +13,16 @@ pub struct Placement {
     pub partitions: usize,
 }
 
+/// Between a tenant and a collection name in a collection's internal name;
+/// names cannot contain `:`, so the split is unambiguous.
+pub const TENANT_SEP: &str = "::";
+
+/// The tenant of an internal collection name; `None` for a collection made
+/// with authentication off.
+pub fn tenant_of(name: &str) -> Option<&str> {
+    name.split_once(TENANT_SEP).map(|(t, _)| t)
+}
+
 /// FNV-1a: stable across processes and versions (placement must not change
 /// between restarts once data is persisted).
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -38,8 +48,13 @@ impl Placement {
     }
 
     /// The shard owning the collection's catalog entry and partition 0.
+    /// Every collection of a tenant (`tenant::name`) has the same home: the
+    /// tenant's catalog lives on one shard, which checks its quotas in the
+    /// same synchronous step as each write (exact under any concurrency).
+    /// Partitions still spread over every shard.
     pub fn home(&self, name: &str) -> ShardId {
-        (fnv1a(name.as_bytes()) % self.n_shards as u64) as ShardId
+        let key = tenant_of(name).unwrap_or(name);
+        (fnv1a(key.as_bytes()) % self.n_shards as u64) as ShardId
     }
 
     pub fn partition_shard(&self, name: &str, partition: usize) -> ShardId {
@@ -75,5 +90,16 @@ mod tests {
             counts[p.partition_of(id)] += 1;
         }
         assert!(counts.iter().all(|&c| c > 9_000), "{counts:?}");
+    }
+
+    #[test]
+    fn a_tenants_collections_share_a_home_and_others_spread() {
+        let p = Placement::new(4, 4);
+        let homes: std::collections::BTreeSet<_> = (0..50).map(|i| p.home(&format!("acme::c{i}"))).collect();
+        assert_eq!(homes.len(), 1);
+        let spread: std::collections::BTreeSet<_> = (0..50).map(|i| p.home(&format!("c{i}"))).collect();
+        assert_eq!(spread.len(), 4, "names without a tenant keep their own homes");
+        assert_eq!(tenant_of("acme::docs"), Some("acme"));
+        assert_eq!(tenant_of("docs"), None);
     }
 }

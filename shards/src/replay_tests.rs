@@ -19,7 +19,12 @@ struct Cluster {
 impl Cluster {
     fn new(n: usize, partitions: usize) -> Self {
         let placement = Placement::new(n, partitions);
-        let limits = ShardLimits { max_points_per_collection: 40, memory_budget_bytes: 0, hnsw: Default::default() };
+        let limits = ShardLimits {
+            max_points_per_collection: 40,
+            memory_budget_bytes: 0,
+            hnsw: Default::default(),
+            tenant_quota: Default::default(),
+        };
         Cluster {
             shards: (0..n).map(|i| Shard::new(i, placement, limits)).collect(),
             placement,

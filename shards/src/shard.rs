@@ -23,6 +23,9 @@ pub struct ShardLimits {
     pub memory_budget_bytes: u64,
     /// Graph settings for the partitions this shard creates.
     pub hnsw: crate::hnsw::HnswParams,
+    /// Collections and points per tenant (checked here: a tenant's
+    /// collections are all homed on one shard).
+    pub tenant_quota: crate::quota::TenantQuota,
 }
 
 /// Point ids grouped by the shard holding them.
@@ -126,6 +129,9 @@ impl Shard {
             Op::CreateCollection(spec) => {
                 if self.catalog.contains_key(&spec.name) {
                     return Err(ShardError::Conflict(format!("collection '{}' already exists", spec.name)));
+                }
+                if let Some(tenant) = crate::placement::tenant_of(&spec.name) {
+                    self.limits.tenant_quota.admit(tenant, self.tenant_usage(tenant), 1, 0)?;
                 }
                 let uid = ((self.id as u64) << 48) | self.next_uid;
                 Ok(LogRecord::CreateCollection { spec, uid })
@@ -275,6 +281,16 @@ impl Shard {
 
     /// Upsert validation: dimension, finiteness, payload keys, point cap,
     /// memory budget. Returns the bytes the new points are estimated to add.
+    /// Collections and points `tenant` holds (all homed on this shard).
+    fn tenant_usage(&self, tenant: &str) -> crate::quota::Usage {
+        let mut u = crate::quota::Usage::default();
+        for e in self.catalog.values().filter(|e| crate::placement::tenant_of(&e.spec.name) == Some(tenant)) {
+            u.collections += 1;
+            u.points += e.ids.len() as u64;
+        }
+        u
+    }
+
     fn validate_upsert(&self, name: &str, points: &[PointIn]) -> Result<u64, ShardError> {
         let cap = self.limits.max_points_per_collection;
         let entry = self.entry(name)?;
@@ -298,6 +314,9 @@ impl Shard {
             }
         }
         let fresh: BTreeSet<u64> = points.iter().map(|p| p.id).filter(|id| !entry.ids.contains(id)).collect();
+        if let Some(tenant) = crate::placement::tenant_of(name) {
+            self.limits.tenant_quota.admit(tenant, self.tenant_usage(tenant), 0, fresh.len() as u64)?;
+        }
         if entry.ids.len() as u64 + fresh.len() as u64 > cap {
             return Err(ShardError::ResourceExhausted(format!(
                 "collection '{name}' would exceed its cap of {cap} points ({} stored, {} new)",

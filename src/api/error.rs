@@ -10,11 +10,13 @@ pub struct ApiError {
     pub message: String,
     /// The `Allow` header of a 405 answer.
     pub allow: Option<&'static str>,
+    /// A tenant quota refused the request (counted in `/metrics`).
+    pub quota: Option<aionbd_shards::quota::Quota>,
 }
 
 impl ApiError {
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), allow: None }
+        ApiError { status, code, message: message.into(), allow: None, quota: None }
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -42,6 +44,7 @@ impl From<ShardError> for ApiError {
             ShardError::NotFound(m) => ApiError::new(404, "not_found", m),
             ShardError::Conflict(m) => ApiError::new(409, "conflict", m),
             ShardError::ResourceExhausted(m) => ApiError::new(429, "resource_exhausted", m),
+            ShardError::Quota(q, m) => ApiError { quota: Some(q), ..ApiError::new(429, "resource_exhausted", m) },
             ShardError::InsufficientStorage(m) => ApiError::new(507, "insufficient_storage", m),
             ShardError::Internal(m) => ApiError::new(500, "internal", m),
         }

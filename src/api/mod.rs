@@ -245,28 +245,26 @@ fn json_body<T: serde::de::DeserializeOwned>(req: &mut Request) -> Result<T, Api
 /// The rate-limit bucket of callers without a tenant (auth off).
 static PUBLIC: std::sync::LazyLock<std::sync::Arc<str>> = std::sync::LazyLock::new(|| "public".into());
 
-/// Between a tenant and a collection name in the internal name; names
-/// cannot contain `:`, so it is unambiguous (API.md §8).
-const NS_SEP: &str = "::";
+use aionbd_shards::placement::TENANT_SEP;
 
 /// The name a collection is stored under: `tenant::name` with auth on,
 /// the name itself with auth off.
 fn internal_name(tenant: Option<&str>, visible: &str) -> String {
     match tenant {
-        Some(t) => format!("{t}{NS_SEP}{visible}"),
+        Some(t) => format!("{t}{TENANT_SEP}{visible}"),
         None => visible.to_owned(),
     }
 }
 
 /// The name a caller sees for an internal name.
 fn visible_name(internal: &str) -> &str {
-    internal.split_once(NS_SEP).map_or(internal, |(_, v)| v)
+    internal.split_once(TENANT_SEP).map_or(internal, |(_, v)| v)
 }
 
 /// Whether a collection belongs to `tenant` (`None`: made with auth off).
 fn in_namespace(internal: &str, tenant: Option<&str>) -> bool {
-    match (internal.split_once(NS_SEP), tenant) {
-        (Some((t, _)), Some(want)) => t == want,
+    match (aionbd_shards::placement::tenant_of(internal), tenant) {
+        (Some(t), Some(want)) => t == want,
         (None, None) => true,
         _ => false,
     }
@@ -345,6 +343,9 @@ impl Service for Api {
         let resp = match result {
             Ok(body) => self.respond(200, body, rid),
             Err(e) => {
+                if let Some(q) = e.quota {
+                    Metrics::add(&self.router.metrics.quota_rejections[q as usize], 1);
+                }
                 let resp = self.respond(e.status, Body::Json(e.body()), rid);
                 match e.allow {
                     Some(allow) => resp.with_header("allow", allow.to_owned()),

@@ -458,3 +458,72 @@ fn the_rate_limit_is_per_tenant() {
     let m = send(&s, Who::OtherTenant, "GET", "/metrics", None);
     assert_eq!(m.status, 429);
 }
+
+/// Tenant quotas under concurrency (API.md §8): 32 clients of one tenant
+/// racing to create collections and add points end exactly at the quota,
+/// never above it, and after a restart too; another tenant is not affected.
+#[test]
+fn tenant_quotas_hold_exactly_under_racing_clients_and_restart() {
+    let dir = unique_dir();
+    let env: &[(&str, &str)] = &[
+        ("AIONBD_AUTH_MODE", "api_key"),
+        ("AIONBD_AUTH_API_KEYS", KEYS),
+        ("AIONBD_AUTH_TENANT_MAX_COLLECTIONS", "5"),
+        ("AIONBD_AUTH_TENANT_MAX_POINTS", "100"),
+    ];
+    let s = Server::start_in(&dir, 2, env, &[]);
+    let race = |f: &(dyn Fn(usize) -> Resp + Sync)| -> Vec<Resp> {
+        std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..32).map(|i| sc.spawn(move || f(i))).collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    };
+    let made = race(&|i| {
+        let body = format!(r#"{{"name":"c{i}","dimension":2}}"#);
+        send(&s, Who::AdminKey, "POST", "/collections", Some(&body))
+    });
+    let ok: Vec<usize> = (0..32).filter(|&i| made[i].status == 200).collect();
+    assert_eq!(ok.len(), 5, "collections made: {ok:?}");
+    for r in made.iter().filter(|r| r.status != 200) {
+        assert_eq!((r.status, r.json()["code"].clone()), (429, json!("resource_exhausted")), "{}", r.body);
+        assert!(r.body.contains("quota of 5 collections"), "{}", r.body);
+    }
+    // 32 batches of 10 new points over the 5 collections: exactly 10 fit.
+    let added = race(&|i| {
+        let pts: Vec<String> = (0..10).map(|k| format!(r#"{{"id":{},"values":[1,2]}}"#, i * 10 + k)).collect();
+        let body = format!(r#"{{"points":[{}]}}"#, pts.join(","));
+        send(&s, Who::AdminKey, "POST", &format!("/collections/c{}/points", ok[i % 5]), Some(&body))
+    });
+    assert_eq!(added.iter().filter(|r| r.status == 200).count(), 10);
+    assert!(added.iter().all(|r| r.status == 200 || r.status == 429));
+    let total = |s: &Server| -> u64 {
+        ok.iter()
+            .map(|i| {
+                send(s, Who::AdminKey, "GET", &format!("/collections/c{i}"), None).json()["point_count"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .sum()
+    };
+    assert_eq!(total(&s), 100);
+    // Replacing a stored point adds nothing, so it passes at the quota.
+    let c = format!("/collections/c{}/points", ok[0]);
+    let first_id: u64 = send(&s, Who::AdminKey, "GET", &c, None).json()["points"][0]["id"].as_u64().unwrap();
+    let r = send(&s, Who::AdminKey, "PUT", &format!("{c}/{first_id}"), Some(r#"{"values":[9,9]}"#));
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Another tenant has its own quota.
+    assert_eq!(send(&s, Who::OtherTenant, "POST", "/collections", Some(r#"{"name":"c0","dimension":2}"#)).status, 200);
+    s.kill();
+    let s = Server::start_in(&dir, 2, env, &[]);
+    assert_eq!(total(&s), 100, "after restart");
+    assert_eq!(send(&s, Who::AdminKey, "POST", "/collections", Some(r#"{"name":"late","dimension":2}"#)).status, 429);
+    assert_eq!(send(&s, Who::AdminKey, "PUT", &format!("{c}/99999"), Some(r#"{"values":[1,1]}"#)).status, 429);
+    // Deleting frees room.
+    assert_eq!(send(&s, Who::AdminKey, "DELETE", &format!("{c}/{first_id}"), None).status, 200);
+    assert_eq!(send(&s, Who::AdminKey, "PUT", &format!("{c}/99999"), Some(r#"{"values":[1,1]}"#)).status, 200);
+    let m = send(&s, Who::AdminKey, "GET", "/metrics", None).json();
+    assert!(m["tenant_quota_point_rejections_total"].as_u64().unwrap() >= 1, "{m}");
+    assert!(m["tenant_quota_collection_rejections_total"].as_u64().unwrap() >= 1, "{m}");
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}

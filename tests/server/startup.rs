@@ -28,7 +28,7 @@ fn every_configuration_problem_is_reported_at_once() {
             ("AIONBD_AUTH_MODE", "jwt"),
             ("AIONBD_AUTH_RATE_LIMIT_PER_MINUTE", "-5"),
             ("AIONBD_AUTH_RATE_WINDOW_RETENTION_MINUTES", "0"),
-            ("AIONBD_AUTH_TENANT_MAX_POINTS", "100"),
+            ("AIONBD_AUTH_TENANT_MAX_POINTS", "-1"),
         ],
         &[],
     );
@@ -46,6 +46,10 @@ fn every_configuration_problem_is_reported_at_once() {
     }
     let (code, err) = run_expecting_failure(&[], &["--set", "limits.nope=1"]);
     assert_eq!(code, 2, "{err}");
+    // Quotas count per tenant: with authentication off there are none.
+    let (code, err) = run_expecting_failure(&[("AIONBD_AUTH_TENANT_MAX_COLLECTIONS", "3")], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("need authentication on"), "{err}");
 }
 
 #[test]
