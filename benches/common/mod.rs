@@ -116,13 +116,21 @@ impl Drop for Server {
 pub struct Client {
     s: TcpStream,
     buf: Vec<u8>,
+    /// Header lines sent with every request (e.g. a credential).
+    extra: String,
 }
 
 impl Client {
     pub fn new(addr: &str) -> Client {
+        Self::with_header(addr, None)
+    }
+
+    /// A client sending `name: value` with every request.
+    pub fn with_header(addr: &str, header: Option<(&str, &str)>) -> Client {
         let s = TcpStream::connect(addr).unwrap();
         s.set_nodelay(true).unwrap();
-        Client { s, buf: Vec::with_capacity(1 << 16) }
+        let extra = header.map_or(String::new(), |(k, v)| format!("{k}: {v}\r\n"));
+        Client { s, buf: Vec::with_capacity(1 << 16), extra }
     }
 
     pub fn post(&mut self, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
@@ -131,7 +139,8 @@ impl Client {
 
     pub fn send(&mut self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nhost: b\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nhost: b\r\ncontent-type: application/json\r\n{}content-length: {}\r\n\r\n",
+            self.extra,
             body.len()
         );
         let mut req = head.into_bytes();
