@@ -163,6 +163,22 @@ pub struct Settings {
 
 type Digest = [u8; 32];
 
+/// Leeway on `exp` and `nbf` (API.md §8: 60 s).
+const JWT_LEEWAY_SECONDS: u64 = 60;
+/// Verified tokens a shard remembers (cleared of expired ones when full).
+const TOKEN_CACHE_ENTRIES: usize = 4096;
+
+/// Verified JWTs by digest, with the time (unix seconds) they stay valid
+/// until; one per shard, so no lock.
+#[derive(Default)]
+pub struct TokenCache {
+    map: std::cell::RefCell<HashMap<Digest, (Principal, u64)>>,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
 fn sha256(s: &str) -> Digest {
     let d = digest(&SHA256, s.as_bytes());
     let mut out = [0u8; 32];
@@ -322,6 +338,18 @@ impl Auth {
     /// Who sent a request with these headers. The `…_or_…` modes try the
     /// API key first, then the token (a bad key with a good token passes).
     pub fn authenticate(&self, api_key: Option<&str>, authorization: Option<&str>) -> Result<Principal, Failure> {
+        self.authenticate_cached(api_key, authorization, None)
+    }
+
+    /// [`Auth::authenticate`], remembering verified JWTs in `cache` (one
+    /// per shard) until they expire, so a client that sends the same token
+    /// again pays a hash and a lookup instead of a signature check.
+    pub fn authenticate_cached(
+        &self,
+        api_key: Option<&str>,
+        authorization: Option<&str>,
+        cache: Option<&TokenCache>,
+    ) -> Result<Principal, Failure> {
         if self.mode == Mode::Disabled {
             return Ok(Principal { tenant: None, scope: Scope::Admin });
         }
@@ -348,7 +376,25 @@ impl Auth {
                 None => Err(Failure::Unknown),
             };
         }
-        self.jwt.as_ref().expect("jwt modes build a verifier").verify(token)
+        let jwt = self.jwt.as_ref().expect("jwt modes build a verifier");
+        let Some(cache) = cache else { return jwt.verify(token).map(|(p, _)| p) };
+        let key = sha256(token);
+        let now = unix_now();
+        if let Some((p, until)) = cache.map.borrow().get(&key) {
+            if now <= *until {
+                return Ok(p.clone());
+            }
+        }
+        let (p, exp) = jwt.verify(token)?;
+        let mut map = cache.map.borrow_mut();
+        if map.len() >= TOKEN_CACHE_ENTRIES {
+            map.retain(|_, (_, until)| now <= *until);
+            if map.len() >= TOKEN_CACHE_ENTRIES {
+                map.clear();
+            }
+        }
+        map.insert(key, (p.clone(), exp.saturating_add(JWT_LEEWAY_SECONDS)));
+        Ok(p)
     }
 }
 
@@ -424,7 +470,8 @@ impl Jwt {
         }
     }
 
-    fn verify(&self, token: &str) -> Result<Principal, Failure> {
+    /// The caller and the token's `exp`.
+    fn verify(&self, token: &str) -> Result<(Principal, u64), Failure> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Failure::InvalidJwt)?;
         let key = match &header.kid {
             Some(kid) => self.keys.get(kid),
@@ -434,6 +481,7 @@ impl Jwt {
         };
         let Some(key) = key.filter(|k| k.alg == header.alg) else { return Err(Failure::InvalidJwt) };
         let mut v = Validation::new(key.alg);
+        v.leeway = JWT_LEEWAY_SECONDS;
         v.validate_nbf = true;
         if let Some(iss) = &self.issuer {
             v.set_issuer(&[iss]);
@@ -466,7 +514,8 @@ impl Jwt {
                 v.as_str().and_then(|s| s.split_whitespace().filter_map(Scope::parse).max()).ok_or(Failure::Claims)?
             }
         };
-        Ok(Principal { tenant: Some(tenant.into()), scope })
+        let exp = claims.get("exp").and_then(|e| e.as_u64()).unwrap_or(0);
+        Ok((Principal { tenant: Some(tenant.into()), scope }, exp))
     }
 }
 
@@ -495,6 +544,29 @@ mod tests {
         assert_eq!(a.authenticate(None, Some("Basic abc")), Err(Failure::Malformed));
         assert_eq!(a.authenticate(None, Some("bearer t-one")).unwrap().scope, Scope::Admin);
         assert_eq!(a.authenticate(None, Some("Bearer t-two")), Err(Failure::Unknown));
+    }
+
+    #[test]
+    fn verified_jwts_are_remembered_until_they_expire() {
+        let secret = "0123456789abcdef0123456789abcdef";
+        let a = Auth::build(&Settings { jwt_hs256_secret: secret.into(), ..settings("jwt") }).unwrap();
+        let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+        let make = |exp: u64, tenant: &str| {
+            let c = serde_json::json!({"tenant": tenant, "exp": exp});
+            jsonwebtoken::encode(&jsonwebtoken::Header::default(), &c, &key).unwrap()
+        };
+        let cache = TokenCache::default();
+        let good = format!("Bearer {}", make(unix_now() + 600, "t1"));
+        let p = a.authenticate_cached(None, Some(&good), Some(&cache)).unwrap();
+        assert_eq!(a.authenticate_cached(None, Some(&good), Some(&cache)).unwrap(), p);
+        assert_eq!(cache.map.borrow().len(), 1);
+        // A cached entry past its time is verified again (and refused).
+        let old = format!("Bearer {}", make(unix_now() - 3600, "t2"));
+        cache.map.borrow_mut().insert(sha256(old.trim_start_matches("Bearer ")), (p.clone(), unix_now() - 1));
+        assert_eq!(a.authenticate_cached(None, Some(&old), Some(&cache)), Err(Failure::Expired));
+        // Another token is another entry, whatever the first one says.
+        let other = format!("Bearer {}", make(unix_now() + 600, "t3"));
+        assert_eq!(a.authenticate_cached(None, Some(&other), Some(&cache)).unwrap().tenant.as_deref(), Some("t3"));
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub struct Api {
     placement: Placement,
     /// This shard's share of `max_concurrency`.
     permits: Rc<Semaphore>,
+    /// JWTs this shard verified, until they expire.
+    tokens: crate::auth::TokenCache,
 }
 
 /// A successful answer body.
@@ -66,7 +68,13 @@ impl Api {
         let cfg = &shared.config;
         let placement = Placement::new(cfg.shards, cfg.partitions_per_collection);
         let per_shard = cfg.max_concurrency.div_ceil(cfg.shards).max(1);
-        Api { router, shared, placement, permits: Rc::new(Semaphore::new(per_shard as u64)) }
+        Api {
+            router,
+            shared,
+            placement,
+            permits: Rc::new(Semaphore::new(per_shard as u64)),
+            tokens: Default::default(),
+        }
     }
 
     fn cfg(&self) -> &Config {
@@ -139,11 +147,13 @@ impl Api {
         if auth.enabled() && self.cfg().auth_open_health && class == Some(Class::Health) {
             return Ok(Principal { tenant: None, scope: Scope::Read });
         }
-        auth.authenticate(req.header("x-api-key"), req.header("authorization")).map_err(|f| {
-            Metrics::add(&self.router.metrics.auth_failures[f.index()], 1);
-            let e = ApiError::new(401, "unauthorized", f.message());
-            self.respond(401, Body::Json(e.body()), request_id(req)).with_header("www-authenticate", "Bearer")
-        })
+        auth.authenticate_cached(req.header("x-api-key"), req.header("authorization"), Some(&self.tokens)).map_err(
+            |f| {
+                Metrics::add(&self.router.metrics.auth_failures[f.index()], 1);
+                let e = ApiError::new(401, "unauthorized", f.message());
+                self.respond(401, Body::Json(e.body()), request_id(req)).with_header("www-authenticate", "Bearer")
+            },
+        )
     }
 
     /// Scopes (API.md §8): write routes need `write` or `admin`; with
