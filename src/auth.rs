@@ -133,9 +133,15 @@ impl Failure {
         }
     }
 
-    pub fn message(self) -> &'static str {
+    /// What a 401 says: the class of the problem and, for a missing
+    /// credential, what this server's mode accepts.
+    pub fn message(self, mode: Mode) -> &'static str {
         match self {
-            Failure::Missing => "authentication required: send an x-api-key header or Authorization: Bearer <token>",
+            Failure::Missing => match mode {
+                Mode::ApiKey => "authentication required: send an x-api-key header",
+                Mode::BearerToken | Mode::Jwt => "authentication required: send Authorization: Bearer <token>",
+                _ => "authentication required: send an x-api-key header or Authorization: Bearer <token>",
+            },
             Failure::Malformed => "malformed Authorization header: expected 'Bearer <token>'",
             Failure::Unknown => "invalid credentials",
             Failure::InvalidJwt => "invalid token",

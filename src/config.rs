@@ -26,6 +26,7 @@ settings![
     ("server.bind", "AIONBD_BIND", "127.0.0.1:8080"),
     ("server.data_dir", "AIONBD_DATA_DIR", "./data"),
     ("server.shards", "AIONBD_SHARDS", "0"),
+    ("server.allow_more_shards_than_cpus", "AIONBD_ALLOW_MORE_SHARDS_THAN_CPUS", "false"),
     ("server.partitions_per_collection", "AIONBD_PARTITIONS_PER_COLLECTION", "0"),
     ("server.spin_before_park_us", "AIONBD_SPIN_BEFORE_PARK_US", "50"),
     ("server.max_concurrency", "AIONBD_MAX_CONCURRENCY", "256"),
@@ -80,7 +81,7 @@ settings![
     ("security.tenant_max_points", "AIONBD_AUTH_TENANT_MAX_POINTS", "0"),
 ];
 
-#[derive(Parser, Debug, Default)]
+#[derive(Parser, Debug, Default, Clone)]
 #[command(name = "aionbd", version, about = "AIONBD: edge-first vector database server")]
 pub struct Cli {
     /// Read settings from this TOML file (see the shipped config.toml).
@@ -134,6 +135,9 @@ pub struct Config {
     pub shards: usize,
     pub partitions_per_collection: usize,
     pub spin_before_park_us: u64,
+    /// More shards than CPUs: executors are not pinned (tests, or moving a
+    /// data directory between layouts on a small box).
+    pub oversubscribed: bool,
     pub max_concurrency: usize,
     pub request_timeout_ms: u64,
     pub max_body_bytes: usize,
@@ -340,9 +344,12 @@ pub fn build(raw: &RawSettings, cpus: usize, mut errors: Vec<String>) -> Result<
     let data_dir = PathBuf::from(t.text("server.data_dir").0);
     let shards_req: usize = t.num("server.shards", 0);
     let shards = if shards_req == 0 { cpus } else { shards_req };
-    if shards > cpus {
-        t.errors
-            .push(format!("server.shards = {shards}: this machine has {cpus} CPUs (one pinned shard per CPU at most)"));
+    let oversubscribed = shards > cpus;
+    if oversubscribed && !t.flag("server.allow_more_shards_than_cpus") {
+        t.errors.push(format!(
+            "server.shards = {shards}: this machine has {cpus} CPUs (one pinned shard per CPU at most; \
+             server.allow_more_shards_than_cpus = true runs them unpinned)"
+        ));
     }
     let parts_req: usize = t.num("server.partitions_per_collection", 0);
     let partitions_per_collection = if parts_req == 0 { shards } else { parts_req };
@@ -366,6 +373,7 @@ pub fn build(raw: &RawSettings, cpus: usize, mut errors: Vec<String>) -> Result<
         shards,
         partitions_per_collection: partitions_per_collection.clamp(1, shards.max(1)),
         spin_before_park_us: t.num("server.spin_before_park_us", 0),
+        oversubscribed,
         max_concurrency: t.num("server.max_concurrency", 1),
         request_timeout_ms: t.num("server.request_timeout_ms", 1),
         max_body_bytes: t.num("server.max_body_bytes", 1),

@@ -44,16 +44,31 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let tls = match &cfg.tls {
-        Some((cert, key)) => match aionbd::tls::server_config(cert, key) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                eprintln!("aionbd: {e}");
-                std::process::exit(2);
-            }
-        },
-        None => None,
+    // Credentials and the TLS certificate: built now, rebuilt on SIGHUP.
+    let creds = match aionbd::reload::build(&cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("aionbd: {e}");
+            std::process::exit(2);
+        }
     };
+    let tls = creds.tls.clone();
+    let auth_mode = creds.auth.mode.as_str();
+    let current = Arc::new(aionbd::reload::Current::new(creds));
+    {
+        let (cli, tls_on) = (cli.clone(), tls.is_some());
+        aionbd::reload::watch(current.clone(), move || {
+            let mut errors = Vec::new();
+            let env = |k: &str| std::env::var(k).ok();
+            let raw = config::gather(&cli, &env, &mut errors);
+            let cfg = config::build(&raw, cpus, errors).map_err(|e| e.join("; "))?;
+            let next = aionbd::reload::build(&cfg)?;
+            if next.tls.is_some() != tls_on {
+                return Err("TLS cannot be turned on or off by a reload; restart the server".into());
+            }
+            Ok(next)
+        });
+    }
     // Lock and recognise the data directory (re-laying it out if it was
     // written with other shard or partition counts) before reading it.
     let data_dir = if cfg.persistence.enabled {
@@ -87,6 +102,16 @@ fn main() {
             std::process::exit(1);
         }
     }
+    // Tell systemd a stop began (the flag above does the stopping).
+    if let Ok(mut signals) =
+        signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+    {
+        let _ = std::thread::Builder::new().name("aionbd-signals".into()).spawn(move || {
+            if signals.forever().next().is_some() {
+                aionbd::notify::stopping();
+            }
+        });
+    }
     let kernel_name = aionbd_shards::distance::kernels().name;
     let shards = cfg.shards;
     let partitions = cfg.partitions_per_collection;
@@ -114,16 +139,7 @@ fn main() {
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
     let shards_root = data_dir.as_ref().map_or_else(|| cfg.data_dir.clone(), |d| d.shards_root.clone());
-    // Checked with the configuration already; built again here to keep.
-    let auth = match aionbd::auth::Auth::build(&cfg.auth) {
-        Ok(a) => a,
-        Err(errs) => {
-            eprintln!("aionbd: {}", errs.join("; "));
-            std::process::exit(2);
-        }
-    };
-    let auth_mode = auth.mode.as_str();
-    let shared = Arc::new(api::Shared { config: cfg, tls, started, kernel_name, shards_root, auth });
+    let shared = Arc::new(api::Shared { config: cfg, tls, started, kernel_name, shards_root, current });
     let result = runtime::start(shared, listener.clone(), shutdown.clone());
     if let Some(r) = responder {
         r.stop();
@@ -138,10 +154,12 @@ fn main() {
     if started.replayed > 0 {
         eprintln!("aionbd: recovered {} write(s) from the write-ahead log", started.replayed);
     }
-    println!(
+    let line = format!(
         "aionbd listening on {scheme}://{addr} (shards: {shards}, partitions per collection: {partitions}, kernels: {kernel_name}, auth: {auth_mode})"
     );
+    println!("{line}");
     let _ = std::io::stdout().flush();
+    aionbd::notify::ready(line.trim_start_matches("aionbd "));
     started.handles.join_all();
     drop(listener);
     drop(data_dir);

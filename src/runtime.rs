@@ -169,6 +169,8 @@ const INDEX_BUILD_COOLDOWN: Duration = Duration::from_millis(1000);
 
 /// How often the main thread reports recovery progress on stderr.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// How often it updates systemd's STATUS= line meanwhile.
+const STATUS_EVERY: Duration = Duration::from_millis(500);
 
 /// How long a shard waits for the channel mesh to form before the start-up
 /// is retried. (Rarely, glommio's mesh join never completes: seen about once
@@ -213,7 +215,11 @@ fn start_once(
     let progress: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
     let gate = Gate { go: go.clone(), abort: abort.clone(), progress: progress.clone() };
     let spin = shared.config.spin_before_park_us;
-    let mut builder = LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(n, None))
+    // One pinned executor per CPU; unpinned when asked for more shards
+    // than CPUs (server.allow_more_shards_than_cpus).
+    let placement =
+        if shared.config.oversubscribed { PoolPlacement::Unbound(n) } else { PoolPlacement::MaxSpread(n, None) };
+    let mut builder = LocalExecutorPoolBuilder::new(placement)
         .name("aionbd-shard")
         .io_memory(IO_MEMORY_BYTES)
         .preempt_timer(PREEMPT_TIMER);
@@ -234,6 +240,8 @@ fn start_once(
     let mut done = vec![false; n];
     let t0 = std::time::Instant::now();
     let mut last_report = t0;
+    let mut last_status = t0;
+    crate::notify::status("recovering: loading snapshots and replaying the write-ahead log");
     while done.iter().any(|d| !d) {
         match ready_rx.recv_timeout(Duration::from_millis(200)) {
             Ok(Progress::Recovered { shard, records }) => {
@@ -250,15 +258,22 @@ fn start_once(
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return Err("the shards stopped during recovery".into()),
         }
-        if last_report.elapsed() >= PROGRESS_EVERY {
-            last_report = std::time::Instant::now();
+        let states = || -> String {
             let states: Vec<String> = (0..n)
                 .map(|s| {
                     let r = progress[s].load(Ordering::Relaxed);
                     format!("shard {s} {} {r} records", if done[s] { "done," } else { "replaying," })
                 })
                 .collect();
-            eprintln!("aionbd: recovering for {:.0} s: {}", t0.elapsed().as_secs_f64(), states.join("; "));
+            format!("recovering for {:.0} s: {}", t0.elapsed().as_secs_f64(), states.join("; "))
+        };
+        if last_status.elapsed() >= STATUS_EVERY {
+            last_status = std::time::Instant::now();
+            crate::notify::status(&states());
+        }
+        if last_report.elapsed() >= PROGRESS_EVERY {
+            last_report = std::time::Instant::now();
+            eprintln!("aionbd: {}", states());
         }
     }
     go.store(true, Ordering::SeqCst);
@@ -468,6 +483,15 @@ async fn shard_main(
         })
         .detach();
     }
+    // Test hook: this shard's thread is busy (no turn) for 2 s after the
+    // given milliseconds, as a shard stuck in a long step would be.
+    if let Some(ms) = debug_ms(&format!("AIONBD_DEBUG_STALL_SHARD_{me}_MS")) {
+        glommio::spawn_local(async move {
+            glommio::timer::sleep(Duration::from_millis(ms)).await;
+            std::thread::sleep(Duration::from_secs(2));
+        })
+        .detach();
+    }
     // Test hook: this shard panics after the given milliseconds.
     if let Some(ms) = std::env::var(format!("AIONBD_DEBUG_PANIC_SHARD_{me}_MS")).ok().and_then(|v| v.parse().ok()) {
         glommio::spawn_local(async move {
@@ -489,6 +513,8 @@ async fn shard_main(
         max_pipelined: 16,
     };
     let max_conns = cfg.max_connections_per_shard as u64;
+    // The certificate for new connections (taken again after a SIGHUP).
+    let creds = crate::reload::Local::new(&shared.current);
     // First sleep warms glommio's timer (its first sleep can be slow).
     glommio::timer::sleep(Duration::from_millis(1)).await;
     let _ = ready.send(Progress::Listening);
@@ -515,7 +541,7 @@ async fn shard_main(
                     Metrics::add(&metrics.connections_open, 1);
                     let api = api.clone();
                     let metrics = metrics.clone();
-                    let tls = shared.tls.clone().map(futures_rustls::TlsAcceptor::from);
+                    let tls = creds.get(&shared.current).tls.clone().map(futures_rustls::TlsAcceptor::from);
                     glommio::spawn_local(async move {
                         match tls {
                             None => {

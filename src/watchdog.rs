@@ -59,13 +59,27 @@ pub fn install(shards: usize) {
         libc::sigemptyset(&mut sa.sa_mask);
         libc::sigaction(libc::SIGURG, &sa, std::ptr::null_mut());
     }
-    let _ = std::thread::Builder::new().name("aionbd-watchdog".into()).spawn(|| {
+    // systemd's watchdog (WatchdogSec=): ping every half interval while
+    // every watched shard had a turn within it; a stuck shard stops the
+    // pings and systemd restarts the service.
+    let systemd = crate::notify::watchdog_interval().map(|i| (i / 2).as_millis().max(1) as u64);
+    let _ = std::thread::Builder::new().name("aionbd-watchdog".into()).spawn(move || {
         let slots = SLOTS.get().expect("installed");
         // SAFETY: getpid has no preconditions.
         let pid = unsafe { libc::getpid() };
+        let mut last_ping = 0u64;
         loop {
             std::thread::sleep(LOOK_EVERY);
             let now = now_ms();
+            if let Some(half) = systemd {
+                let turning = slots.iter().all(|s| {
+                    s.tid.load(Ordering::Acquire) == 0 || now.saturating_sub(s.turn_ms.load(Ordering::Relaxed)) <= half
+                });
+                if turning && now.saturating_sub(last_ping) >= half {
+                    crate::notify::watchdog();
+                    last_ping = now;
+                }
+            }
             for slot in slots {
                 let tid = slot.tid.load(Ordering::Acquire);
                 if tid != 0 && now.saturating_sub(slot.turn_ms.load(Ordering::Relaxed)) > STALE.as_millis() as u64 {

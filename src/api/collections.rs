@@ -35,14 +35,20 @@ fn unexpected(r: Reply) -> ApiError {
 impl Api {
     pub(super) async fn create_collection(&self, req: &mut Request, tenant: Option<&str>) -> ApiResult {
         let b: body::CreateCollection = json_body(req)?;
-        let name = internal_name(tenant, &collection_name(&b.name)?);
+        let visible = collection_name(&b.name)?;
+        let name = internal_name(tenant, &visible);
         let max = self.cfg().max_dimension;
         if b.dimension == 0 || b.dimension > max as u64 {
             return Err(ApiError::invalid(format!("dimension must be between 1 and {max}, got {}", b.dimension)));
         }
         let spec =
             CollectionSpec { name: name.clone(), dimension: b.dimension as usize, strict_finite: b.strict_finite };
-        match self.call(self.placement.home(&name), Op::CreateCollection(spec)).await? {
+        // Errors name the collection as the caller does (no tenant prefix).
+        let shown = |mut e: ApiError| {
+            e.message = e.message.replace(&name, &visible);
+            e
+        };
+        match self.call(self.placement.home(&name), Op::CreateCollection(spec)).await.map_err(shown)? {
             Reply::Info(info) => json(&InfoOut::from(&info)),
             r => Err(unexpected(r)),
         }

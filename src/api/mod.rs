@@ -33,8 +33,8 @@ pub struct Shared {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub started: Instant,
     pub kernel_name: &'static str,
-    /// Who may call, built from `config.auth` at start-up.
-    pub auth: crate::auth::Auth,
+    /// Credentials and the TLS certificate, reloaded on SIGHUP.
+    pub current: Arc<crate::reload::Current>,
     /// Where the shard directories of the data directory's layout are.
     pub shards_root: std::path::PathBuf,
 }
@@ -47,6 +47,8 @@ pub struct Api {
     permits: Rc<Semaphore>,
     /// JWTs this shard verified, until they expire.
     tokens: crate::auth::TokenCache,
+    /// This shard's view of the credentials (taken again after a reload).
+    creds: crate::reload::Local,
 }
 
 /// A successful answer body.
@@ -68,12 +70,14 @@ impl Api {
         let cfg = &shared.config;
         let placement = Placement::new(cfg.shards, cfg.partitions_per_collection);
         let per_shard = cfg.max_concurrency.div_ceil(cfg.shards).max(1);
+        let creds = crate::reload::Local::new(&shared.current);
         Api {
             router,
-            shared,
             placement,
             permits: Rc::new(Semaphore::new(per_shard as u64)),
             tokens: Default::default(),
+            creds,
+            shared,
         }
     }
 
@@ -143,14 +147,15 @@ impl Api {
     /// `auth_failures_*_total`. With `security.auth_open_health`, the probes
     /// answer anyone.
     fn authenticate(&self, req: &Request, class: Option<Class>) -> Result<Principal, Response> {
-        let auth = &self.shared.auth;
+        let creds = self.creds.get(&self.shared.current);
+        let auth = &creds.auth;
         if auth.enabled() && self.cfg().auth_open_health && class == Some(Class::Health) {
             return Ok(Principal { tenant: None, scope: Scope::Read });
         }
         auth.authenticate_cached(req.header("x-api-key"), req.header("authorization"), Some(&self.tokens)).map_err(
             |f| {
                 Metrics::add(&self.router.metrics.auth_failures[f.index()], 1);
-                let e = ApiError::new(401, "unauthorized", f.message());
+                let e = ApiError::new(401, "unauthorized", f.message(auth.mode));
                 self.respond(401, Body::Json(e.body()), request_id(req)).with_header("www-authenticate", "Bearer")
             },
         )
@@ -161,7 +166,9 @@ impl Api {
     fn authorize(&self, class: Class, who: &Principal) -> Result<(), ApiError> {
         let need = match class {
             Class::Write => Scope::Write,
-            Class::Metrics if self.shared.auth.enabled() && self.cfg().auth_metrics_admin => Scope::Admin,
+            Class::Metrics if self.creds.get(&self.shared.current).auth.enabled() && self.cfg().auth_metrics_admin => {
+                Scope::Admin
+            }
             _ => Scope::Read,
         };
         if who.scope >= need {

@@ -108,6 +108,11 @@ impl Api {
             ("auth_failures_expired_total", U(m.auth_failures[4])),
             ("auth_failures_claims_total", U(m.auth_failures[5])),
             ("auth_forbidden_total", U(m.auth_forbidden_total)),
+            ("credential_reloads_total", U(self.shared.current.reloads.load(std::sync::atomic::Ordering::Relaxed))),
+            (
+                "credential_reload_failures_total",
+                U(self.shared.current.failures.load(std::sync::atomic::Ordering::Relaxed)),
+            ),
             ("rate_limit_rejections_total", U(m.rate_limit_rejections_total)),
             ("shard_watchdog_signals_total", U(crate::watchdog::signals())),
             ("audit_events_total", U(0)),

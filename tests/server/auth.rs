@@ -161,8 +161,12 @@ fn every_route_against_every_credential() {
     let b = send(&s, Who::OtherTenant, "GET", "/collections/only-b/points/5", None);
     assert_eq!((b.status, b.json()["values"].clone()), (200, json!([5.0, 5.0, 5.0])));
     assert_eq!(send(&s, Who::OtherTenant, "GET", "/collections/only-b", None).json()["point_count"], 1);
-    // The same name in two tenants is two collections.
+    // The same name in two tenants is two collections; a name taken in the
+    // caller's own tenant is 409, named as the caller named it.
     fixture(&s);
+    let r = send(&s, Who::AdminKey, "POST", "/collections", Some(r#"{"name":"only-a","dimension":2}"#));
+    assert_eq!(r.status, 409);
+    assert!(r.body.contains("'only-a'") && !r.body.contains("::"), "{}", r.body);
     assert_eq!(
         send(&s, Who::OtherTenant, "POST", "/collections", Some(r#"{"name":"only-a","dimension":4}"#)).status,
         200
@@ -524,6 +528,57 @@ fn tenant_quotas_hold_exactly_under_racing_clients_and_restart() {
     let m = send(&s, Who::AdminKey, "GET", "/metrics", None).json();
     assert!(m["tenant_quota_point_rejections_total"].as_u64().unwrap() >= 1, "{m}");
     assert!(m["tenant_quota_collection_rejections_total"].as_u64().unwrap() >= 1, "{m}");
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// SIGHUP reloads the credentials from the config file: on one keep-alive
+/// connection that stays open throughout, the old key stops working and
+/// the new one starts; a broken file leaves the new key in force, says why
+/// on stderr and counts the failure.
+#[test]
+fn sighup_rotates_keys_on_open_connections_and_a_bad_file_changes_nothing() {
+    use std::io::Write;
+    let dir = unique_dir();
+    let cfg = dir.join("aionbd.toml");
+    let write_keys = |keys: &str| {
+        std::fs::write(&cfg, format!("[security]\nauth_mode = \"api_key\"\napi_keys = \"{keys}\"\n")).unwrap();
+    };
+    write_keys("acme:old-key");
+    let cfg_arg = cfg.display().to_string();
+    let s = Server::start_with_args(1, &[("AIONBD_PERSISTENCE_ENABLED", "false")], &["--config", &cfg_arg]);
+    let mut conn = s.connect();
+    let mut ask = |key: &str| -> u16 {
+        write!(conn, "GET /collections HTTP/1.1\r\nhost: t\r\nx-api-key: {key}\r\n\r\n").unwrap();
+        crate::harness::read_responses(&mut conn, 1).remove(0).status
+    };
+    assert_eq!((ask("old-key"), ask("new-key")), (200, 401));
+    let hup = |pid: u32| {
+        let ok = std::process::Command::new("bash").arg("-c").arg(format!("kill -HUP {pid}")).status().unwrap();
+        assert!(ok.success());
+    };
+    let wait_for = |what: &str, f: &mut dyn FnMut() -> bool| {
+        let t0 = std::time::Instant::now();
+        while !f() {
+            assert!(t0.elapsed() < std::time::Duration::from_secs(10), "{what}: not within 10 s\n{}", s.stderr_tail());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    write_keys("acme:new-key");
+    hup(s.pid());
+    wait_for("the new key", &mut || ask("new-key") == 200);
+    assert_eq!(ask("old-key"), 401, "the old key stopped working on the same connection");
+    // A broken file: refused, the credentials in force stay.
+    write_keys("nocolon");
+    hup(s.pid());
+    let reload_failures = |s: &Server| {
+        let r = s.raw("GET", "/metrics", &[("x-api-key", "new-key")], None);
+        r.json()["credential_reload_failures_total"].as_u64().unwrap()
+    };
+    wait_for("the refused reload", &mut || reload_failures(&s) == 1);
+    assert_eq!((ask("new-key"), ask("old-key")), (200, 401));
+    assert!(s.stderr_tail().contains("reload refused"), "{}", s.stderr_tail());
+    assert!(!s.stderr_tail().contains("nocolon"), "a secret was printed: {}", s.stderr_tail());
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -9,6 +9,7 @@ mod harness;
 mod hnsw;
 mod http;
 mod ivf;
+mod notify;
 mod quickstart;
 mod startup;
 mod surgery;

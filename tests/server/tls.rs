@@ -118,3 +118,43 @@ fn the_recovery_stand_in_speaks_tls_too() {
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_dir_all(certs);
 }
+
+/// SIGHUP loads a new certificate from the same paths: new connections
+/// get it (a client trusting only the new one connects, one trusting only
+/// the old one no longer does); an unreadable key leaves the old one.
+#[test]
+fn sighup_loads_a_new_certificate() {
+    let (dir, cert, key) = self_signed();
+    let old_cert = dir.join("old.pem");
+    std::fs::copy(&cert, &old_cert).unwrap();
+    let old_cert = old_cert.to_str().unwrap().to_owned();
+    let s = Server::start(
+        1,
+        &[("AIONBD_TLS_ENABLED", "true"), ("AIONBD_TLS_CERT_PATH", &cert), ("AIONBD_TLS_KEY_PATH", &key)],
+    );
+    let live = format!("https://{}/live", s.addr);
+    assert_eq!(curl(&old_cert, &[&live]).0, 0);
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let hup =
+        || assert!(Command::new("bash").arg("-c").arg(format!("kill -HUP {}", s.pid())).status().unwrap().success());
+    hup();
+    let t0 = std::time::Instant::now();
+    while curl(&cert, &[&live]).0 != 0 {
+        assert!(t0.elapsed().as_secs() < 10, "the new certificate was not served\n{}", s.stderr_tail());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_ne!(curl(&old_cert, &[&live]).0, 0, "the old certificate is still served");
+    // A key file that no longer parses: refused, the new certificate stays.
+    std::fs::write(&key, "not a key").unwrap();
+    hup();
+    let t0 = std::time::Instant::now();
+    while !s.stderr_tail().contains("reload refused") {
+        assert!(t0.elapsed().as_secs() < 10, "{}", s.stderr_tail());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(curl(&cert, &[&live]).0, 0);
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,126 @@
+//! Credentials and the TLS certificate, reloaded on SIGHUP without a
+//! restart and without dropping connections.
+//!
+//! A plain thread waits for SIGHUP, reads the configuration again (the
+//! `--config` file, and the key, JWKS, PEM and certificate files it names;
+//! environment variables are the process's and stay as they were) and, if
+//! everything builds, publishes the new set under a new generation number.
+//! Shards compare that number (one relaxed atomic load per request) with
+//! the one they hold and take the new set only when it changed, so the
+//! request path takes no lock. A set that does not build leaves the old one
+//! in force; why is printed on stderr and counted in `/metrics`.
+
+use crate::auth::Auth;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// What a reload replaces.
+pub struct Credentials {
+    pub auth: Auth,
+    /// HTTPS configuration; `None`: plain HTTP (TLS cannot be switched on
+    /// or off by a reload, only its certificate changed).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// The current set and its generation, shared by every shard.
+pub struct Current {
+    generation: AtomicU64,
+    set: Mutex<Arc<Credentials>>,
+    pub reloads: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+impl Current {
+    pub fn new(first: Credentials) -> Current {
+        Current {
+            generation: AtomicU64::new(1),
+            set: Mutex::new(Arc::new(first)),
+            reloads: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The current set (takes the lock: call only when the generation moved).
+    pub fn get(&self) -> (u64, Arc<Credentials>) {
+        let set = self.set.lock().unwrap_or_else(|p| p.into_inner());
+        (self.generation(), set.clone())
+    }
+
+    pub fn publish(&self, next: Credentials) {
+        let mut set = self.set.lock().unwrap_or_else(|p| p.into_inner());
+        *set = Arc::new(next);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.reloads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn failed(&self) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A shard's view: the set it last took and its generation (no lock unless
+/// a reload happened since).
+pub struct Local {
+    seen: std::cell::RefCell<(u64, Arc<Credentials>)>,
+}
+
+impl Local {
+    pub fn new(current: &Current) -> Local {
+        Local { seen: std::cell::RefCell::new(current.get()) }
+    }
+
+    pub fn get(&self, current: &Current) -> Arc<Credentials> {
+        if current.generation() != self.seen.borrow().0 {
+            *self.seen.borrow_mut() = current.get();
+        }
+        self.seen.borrow().1.clone()
+    }
+}
+
+/// Build the credentials a configuration names.
+pub fn build(cfg: &crate::config::Config) -> Result<Credentials, String> {
+    let auth = Auth::build(&cfg.auth).map_err(|e| e.join("; "))?;
+    let tls = match &cfg.tls {
+        Some((cert, key)) => Some(crate::tls::server_config(cert, key)?),
+        None => None,
+    };
+    Ok(Credentials { auth, tls })
+}
+
+/// Wait for SIGHUP on a thread of its own and reload with `load` (which
+/// reads the configuration again) each time.
+pub fn watch(current: Arc<Current>, load: impl Fn() -> Result<Credentials, String> + Send + 'static) {
+    let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("aionbd: cannot watch SIGHUP (credentials will not reload): {e}");
+            return;
+        }
+    };
+    let spawned = std::thread::Builder::new().name("aionbd-reload".into()).spawn(move || {
+        for _ in signals.forever() {
+            match load() {
+                Ok(next) => {
+                    let what = format!(
+                        "auth {}, {}",
+                        next.auth.mode.as_str(),
+                        if next.tls.is_some() { "TLS" } else { "no TLS" }
+                    );
+                    current.publish(next);
+                    eprintln!("aionbd: SIGHUP: credentials reloaded ({what})");
+                }
+                Err(e) => {
+                    current.failed();
+                    eprintln!("aionbd: SIGHUP: reload refused, the previous credentials stay in force: {e}");
+                }
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        eprintln!("aionbd: cannot start the reload thread: {e}");
+    }
+}
