@@ -1,5 +1,6 @@
-// Credentials, retries, timeouts, TLS and broken answers. Auth is checked
-// against the stub (the server refuses to start with auth on for now).
+// Credentials, retries, timeouts, TLS and broken answers. The exact
+// credential headers are checked against the stub (the real server's auth
+// modes are in auth.test.ts).
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -65,6 +66,7 @@ describe("against a stub", () => {
     const e = await c.listCollections().catch((x: unknown) => x);
     assert.ok(e instanceof UnauthorizedError && e.status === 401 && e.requestId === "rid-401");
     await assert.rejects(c.deleteCollection("x"), ForbiddenError);
+    assert.equal(stub.requests.length, 2); // neither is retried
   });
 
   it("sends JSON with its content type", async () => {

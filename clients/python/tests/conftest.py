@@ -1,7 +1,8 @@
 """Fixtures: the real server binary (AIONBD_BIN, default target/release/aionbd
-of the repository) on an ephemeral port with a temporary data directory, and
-a scripted stub HTTP server for what the server cannot do yet (auth) or on
-demand (429/503 sequences, broken answers)."""
+of the repository) on an ephemeral port with a temporary data directory
+(`Server(env)` starts one with extra environment variables, e.g. an auth
+mode), and a scripted stub HTTP server for what a real server does only on
+demand (429/503 sequences, broken answers, the exact headers sent)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,9 @@ def server_bin() -> str:
 
 
 class Server:
-    """One server process; `url` once it listens. Stopped with SIGTERM."""
+    """One server process; `url` once it listens. Stopped with SIGTERM by
+    `stop()` or at the end of a `with` block. `env` is added to (and
+    overrides) the test process's environment."""
 
     def __init__(self, env: Optional[Dict[str, str]] = None, persistence: bool = False) -> None:
         self.dir = tempfile.TemporaryDirectory(prefix="aionbd-sdk-")
@@ -67,6 +70,12 @@ class Server:
             self.stderr.seek(0)
             pytest.fail(f"server did not start: {self.stderr.read()}")
         return found[0]
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -1,7 +1,7 @@
 """docs/openapi.yaml: a valid OpenAPI 3.1 document, naming exactly the
-server's routes, whose response schemas the real binary's answers satisfy
-(one scripted request per route and documented error, then a bounded
-schemathesis run)."""
+server's routes, whose response schemas and required headers the real
+binary's answers satisfy (one scripted request per route and documented
+error, with auth off and on, then a bounded schemathesis run)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,20 @@ ROUTES = {
     ("post", "/collections/{name}/search"), ("post", "/collections/{name}/search/topk"),
     ("post", "/collections/{name}/search/topk/batch"),
 }
+# The write routes of API.md §8 (scope `write` or `admin`), and the metrics
+# routes (`admin` with AIONBD_AUTH_METRICS_ADMIN): the operations that may
+# answer 403.
+WRITE_ROUTES = {
+    ("post", "/collections"), ("delete", "/collections/{name}"), ("post", "/collections/{name}/points"),
+    ("post", "/collections/{name}/points/payload/set"), ("post", "/collections/{name}/points/payload/delete"),
+    ("put", "/collections/{name}/points/{id}"), ("delete", "/collections/{name}/points/{id}"),
+}
+METRICS_ROUTES = {("get", "/metrics"), ("get", "/metrics/prometheus")}
+AUTH_ENV = {
+    "AIONBD_AUTH_MODE": "api_key",
+    "AIONBD_AUTH_API_KEYS": "tenant-a:key-a,tenant-a:key-r",
+    "AIONBD_AUTH_API_KEY_SCOPES": "key-r:read",
+}
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +70,25 @@ def test_spec_names_exactly_the_server_routes(spec: Dict[str, Any]) -> None:
     methods = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
     documented = {(m, p) for p, item in spec["paths"].items() for m in item if m in methods}
     assert documented == ROUTES
+
+
+def test_spec_declares_optional_auth_on_every_operation(spec: Dict[str, Any]) -> None:
+    """Both schemes apply to every operation (none overrides `security`), `{}`
+    keeps them optional (auth is off by default); every operation documents
+    401, exactly the write and metrics routes 403."""
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["ApiKey"] == {**schemes["ApiKey"], "type": "apiKey", "in": "header", "name": "x-api-key"}
+    assert (schemes["Bearer"]["type"], schemes["Bearer"]["scheme"]) == ("http", "bearer")
+    assert spec["security"] == [{}, {"ApiKey": []}, {"Bearer": []}]
+    for m, p in ROUTES:
+        op = spec["paths"][p][m]
+        assert "security" not in op, f"{m} {p} overrides the global security"
+        assert op["responses"]["401"] == {"$ref": "#/components/responses/Unauthorized"}, f"{m} {p}"
+        assert ("403" in op["responses"]) == ((m, p) in WRITE_ROUTES | METRICS_ROUTES), f"{m} {p}"
+    responses = spec["components"]["responses"]
+    assert responses["Unauthorized"]["headers"]["WWW-Authenticate"]["$ref"] == "#/components/headers/WwwAuthenticate"
+    assert responses["MethodNotAllowed"]["headers"]["Allow"]["$ref"] == "#/components/headers/Allow"
+    assert all(spec["components"]["headers"][h]["required"] for h in ("WwwAuthenticate", "Allow"))
 
 
 class Conformance:
@@ -77,22 +110,36 @@ class Conformance:
             obj = node
         return obj
 
+    def _validate(self, schema: Dict[str, Any], value: Any, where: str) -> None:
+        root = {"$ref": "urn:spec" + schema["$ref"]} if "$ref" in schema else schema
+        validator = Draft202012Validator(root, registry=self.registry)
+        errors = sorted(validator.iter_errors(value), key=str)
+        assert not errors, f"{where}: {errors[0].message} in {value!r}"
+
+    def conforms(self, resp: httpx.Response, response: Dict[str, Any], where: str) -> Any:
+        """`resp` against one documented response: its required headers (and
+        string-valued ones against their schema), content type and body."""
+        response = self._deref(response)
+        assert resp.headers.get("x-request-id"), "every answer carries x-request-id"
+        for name, header in response.get("headers", {}).items():
+            header = self._deref(header)
+            value = resp.headers.get(name)
+            assert value is not None or not header.get("required"), f"{where}: no {name} header"
+            if value is not None and header["schema"].get("type") == "string":
+                self._validate(header["schema"], value, f"{where}: header {name}")
+        ctype = resp.headers["content-type"].split(";")[0]
+        assert ctype in response["content"], f"{where}: content type {ctype} not documented"
+        body = resp.json() if ctype == "application/json" else resp.text
+        self._validate(response["content"][ctype]["schema"], body, where)
+        return body
+
     def __call__(self, method: str, template: str, status: int, path: Optional[str] = None, **kw: Any) -> Any:
         resp = self.http.request(method.upper(), path or template, **kw)
         assert resp.status_code == status, f"{method} {path or template}: {resp.status_code} {resp.text}"
         op = self.spec["paths"][template][method]
         documented = op["responses"]
         assert str(status) in documented, f"{method} {template}: status {status} is not documented"
-        response = self._deref(documented[str(status)])
-        assert resp.headers.get("x-request-id"), "every answer carries x-request-id"
-        ctype = resp.headers["content-type"].split(";")[0]
-        assert ctype in response["content"], f"{method} {template}: content type {ctype} not documented"
-        schema = response["content"][ctype]["schema"]
-        body = resp.json() if ctype == "application/json" else resp.text
-        root = {"$ref": "urn:spec" + schema["$ref"]} if "$ref" in schema else schema
-        validator = Draft202012Validator(root, registry=self.registry)
-        errors = sorted(validator.iter_errors(body), key=str)
-        assert not errors, f"{method} {template} {status}: {errors[0].message} in {body}"
+        body = self.conforms(resp, documented[str(status)], f"{method} {template} {status}")
         self.checked.add((method, template, status))
         return body
 
@@ -128,6 +175,7 @@ def test_real_answers_match_the_spec(spec: Dict[str, Any], live_server: Server) 
     check("get", p, 200, "/collections/spec/points/1")
     check("get", p, 404, "/collections/spec/points/999")
     check("get", p, 400, "/collections/spec/points/x")
+    check("get", p, 405, "/collections/spec/points/count")  # the literal route wins: Allow: POST
     check("get", c + "/points", 200, "/collections/spec/points", params={"limit": 5})
     check("get", c + "/points", 200, "/collections/spec/points", params={"limit": 5, "after_id": 37})
     check("get", c + "/points", 400, "/collections/spec/points", params={"offset": 1, "after_id": 3})
@@ -160,6 +208,58 @@ def test_real_answers_match_the_spec(spec: Dict[str, Any], live_server: Server) 
     assert {(m, t) for m, t, s in check.checked if s == 200} == ROUTES
 
 
+def test_wrong_methods_answer_405_with_allow(spec: Dict[str, Any], live_server: Server) -> None:
+    """Every path, with a method it does not have: 405 as documented, and
+    `Allow` names exactly the path's methods."""
+    check = Conformance(spec, live_server.url)
+    for template, item in spec["paths"].items():
+        path = template.replace("{name}", "spec405").replace("{id}", "1")
+        methods = {m.upper() for m in item if m in ("get", "put", "post", "delete")}
+        for wrong in sorted({"GET", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"} - methods):
+            resp = check.http.request(wrong, path)
+            assert resp.status_code == 405, f"{wrong} {path}: {resp.status_code}"
+            body = check.conforms(resp, {"$ref": "#/components/responses/MethodNotAllowed"}, f"{wrong} {path}")
+            assert body["code"] == "invalid_argument"
+            assert set(resp.headers["allow"].split(", ")) == methods, f"{wrong} {path}: {resp.headers['allow']}"
+
+
+@pytest.fixture(scope="module")
+def auth_server() -> Iterator[Server]:
+    with Server(AUTH_ENV) as s:
+        yield s
+
+
+def test_auth_answers_match_the_spec(spec: Dict[str, Any], auth_server: Server) -> None:
+    """With auth on: every route without a credential, or with a wrong one,
+    is the documented 401 (with `WWW-Authenticate`); every write route with
+    a read-only key the documented 403, and no read route is; a wrong method
+    is 401 before routing, 405 after."""
+    check = Conformance(spec, auth_server.url)
+    check("post", "/collections", 200, json={"name": "spec", "dimension": 2}, headers={"x-api-key": "key-a"})
+    for m, template in sorted(ROUTES):
+        path = template.replace("{name}", "spec").replace("{id}", "1")
+        body: Dict[str, Any] = {"json": {}} if m in ("post", "put") else {}
+        # none, an unknown key, a key sent as a token (api_key mode), not `Bearer <token>`
+        for creds in ({}, {"x-api-key": "wrong"}, {"authorization": "Bearer key-r"},
+                      {"authorization": "Basic a2V5LXI="}):
+            err = check(m, template, 401, path, headers=creds, **body)
+            assert err["code"] == "unauthorized"
+        if (m, template) in WRITE_ROUTES:
+            assert check(m, template, 403, path, headers={"x-api-key": "key-r"}, **body)["code"] == "forbidden"
+        else:
+            resp = check.http.request(m.upper(), path, headers={"x-api-key": "key-r"}, **body)
+            assert resp.status_code != 403 and str(resp.status_code) in spec["paths"][template][m]["responses"]
+    assert {(m, t) for m, t, s in check.checked if s == 401} == ROUTES
+    assert {(m, t) for m, t, s in check.checked if s == 403} == WRITE_ROUTES
+    # A wrong method or an unknown path: 401 first, then 405 / 404.
+    anonymous = check.http.request("PATCH", "/collections")
+    check.conforms(anonymous, {"$ref": "#/components/responses/Unauthorized"}, "PATCH /collections, no key")
+    assert anonymous.status_code == 401 and check.http.get("/nope").status_code == 401
+    resp = check.http.request("PATCH", "/collections", headers={"x-api-key": "key-r"})
+    assert (resp.status_code, resp.headers.get("allow")) == (405, "GET, POST")
+    check.conforms(resp, {"$ref": "#/components/responses/MethodNotAllowed"}, "PATCH /collections")
+
+
 def test_index_state_matches_the_spec(spec: Dict[str, Any], live_server: Server) -> None:
     """`GET /collections/{name}` with IVF and HNSW indexes built, and answers
     that came from an index (`estimated_recall`, mode `ivf`/`hnsw`)."""
@@ -190,7 +290,7 @@ def test_index_state_matches_the_spec(spec: Dict[str, Any], live_server: Server)
 
 SCHEMATHESIS_CHECKS = (
     "not_a_server_error,status_code_conformance,content_type_conformance,"
-    "response_headers_conformance,response_schema_conformance"
+    "response_headers_conformance,response_schema_conformance,unsupported_method,allow_header_conformance"
 )
 
 

@@ -1,8 +1,8 @@
 """Credentials, retries, timeouts, TLS and broken answers.
 
-Auth is checked against the stub (the server refuses to start with auth on
-for now); retries against the stub's scripted 429/503 answers and, for the
-real rate limit, against the server."""
+The exact credential headers are checked against the stub (the real server's
+auth modes are in test_auth.py); retries against the stub's scripted 429/503
+answers and, for the real rate limit, against the server."""
 
 from __future__ import annotations
 
@@ -54,6 +54,7 @@ def test_unauthorized_is_typed(stub: Stub) -> None:
     stub.reply(403, {"code": "forbidden", "message": "read-only key"})
     with aionbd.Client(stub.url) as c, pytest.raises(aionbd.ForbiddenError):
         c.delete_collection("x")
+    assert len(stub.requests) == 2  # neither is retried
 
 
 def test_json_body_and_content_type(stub: Stub) -> None:
