@@ -174,6 +174,37 @@ const JWT_LEEWAY_SECONDS: u64 = 60;
 /// Verified tokens a shard remembers (cleared of expired ones when full).
 const TOKEN_CACHE_ENTRIES: usize = 4096;
 
+/// Failed authentication attempts per source address in the current UTC
+/// minute, on one shard (a connection stays on one shard; a source using
+/// both shards gets up to twice the budget). Past the budget a source's
+/// requests are refused with 429 before any credential is checked, so a key
+/// cannot be guessed at line rate.
+#[derive(Default)]
+pub struct FailureBudget {
+    window: std::cell::RefCell<(u64, HashMap<std::net::IpAddr, u64>)>,
+}
+
+/// Sources one shard tracks per minute (a flood of new addresses clears
+/// the table rather than growing it).
+const FAILURE_SOURCES: usize = 65_536;
+
+impl FailureBudget {
+    /// Seconds until the next window if `ip` used up `limit` (0: no limit).
+    pub fn exhausted(&self, ip: std::net::IpAddr, limit: u64, now: u64) -> Option<u64> {
+        let w = self.window.borrow();
+        let used = if w.0 == now / 60 { w.1.get(&ip).copied().unwrap_or(0) } else { 0 };
+        (limit > 0 && used >= limit).then(|| 60 - now % 60)
+    }
+
+    pub fn count(&self, ip: std::net::IpAddr, now: u64) {
+        let mut w = self.window.borrow_mut();
+        if w.0 != now / 60 || w.1.len() >= FAILURE_SOURCES {
+            *w = (now / 60, HashMap::new());
+        }
+        *w.1.entry(ip).or_insert(0) += 1;
+    }
+}
+
 /// Verified JWTs by digest, with the time (unix seconds) they stay valid
 /// until; one per shard, so no lock.
 #[derive(Default)]

@@ -71,6 +71,7 @@ settings![
     ("security.jwt_public_keys", "AIONBD_AUTH_JWT_PUBLIC_KEYS", ""),
     ("security.jwt_jwks_path", "AIONBD_AUTH_JWT_JWKS_PATH", ""),
     ("security.auth_open_health", "AIONBD_AUTH_OPEN_HEALTH", "false"),
+    ("security.auth_failure_limit_per_minute", "AIONBD_AUTH_FAILURE_LIMIT_PER_MINUTE", "60"),
     ("security.auth_metrics_admin", "AIONBD_AUTH_METRICS_ADMIN", "false"),
     ("security.tls_enabled", "AIONBD_TLS_ENABLED", "false"),
     ("security.tls_cert_path", "AIONBD_TLS_CERT_PATH", ""),
@@ -165,6 +166,9 @@ pub struct Config {
     pub auth_open_health: bool,
     /// With auth on, `/metrics*` need scope `admin`.
     pub auth_metrics_admin: bool,
+    /// Failed authentication attempts per source address per minute and
+    /// shard before the source gets 429 (0: no limit).
+    pub auth_failure_limit_per_minute: u64,
     /// HTTPS: certificate chain and private key (PEM files); `None`: HTTP.
     pub tls: Option<(PathBuf, PathBuf)>,
     pub persistence: PersistenceConfig,
@@ -396,6 +400,7 @@ pub fn build(raw: &RawSettings, cpus: usize, mut errors: Vec<String>) -> Result<
         auth: Default::default(),
         auth_open_health: false,
         auth_metrics_admin: false,
+        auth_failure_limit_per_minute: 60,
         persistence: PersistenceConfig {
             enabled: t.flag("persistence.enabled"),
             wal_sync_on_write: t.flag("persistence.wal_sync_on_write"),
@@ -437,6 +442,7 @@ pub fn build(raw: &RawSettings, cpus: usize, mut errors: Vec<String>) -> Result<
     }
     cfg.auth_open_health = t.flag("security.auth_open_health");
     cfg.auth_metrics_admin = t.flag("security.auth_metrics_admin");
+    cfg.auth_failure_limit_per_minute = t.num("security.auth_failure_limit_per_minute", 0);
     cfg.rate_window_retention_minutes = t.num("security.rate_window_retention_minutes", 1);
     cfg.tenant_quota = aionbd_shards::quota::TenantQuota {
         max_collections: t.num("security.tenant_max_collections", 0),

@@ -542,10 +542,13 @@ async fn shard_main(
                     let api = api.clone();
                     let metrics = metrics.clone();
                     let tls = creds.get(&shared.current).tls.clone().map(futures_rustls::TlsAcceptor::from);
+                    let peer = stream.peer_addr().ok().map(|a| a.ip());
                     glommio::spawn_local(async move {
+                        let service = crate::api::ForPeer { api: &api, peer };
                         match tls {
                             None => {
-                                let _ = aionbd_http::conn::serve(stream, &*api, &conn_cfg, glommio::timer::sleep).await;
+                                let _ =
+                                    aionbd_http::conn::serve(stream, &service, &conn_cfg, glommio::timer::sleep).await;
                             }
                             // The handshake gets the time a request has to arrive.
                             Some(acceptor) => {
@@ -555,9 +558,13 @@ async fn shard_main(
                                     None
                                 };
                                 if let Some(tls_stream) = futures_lite::future::or(handshake, late).await {
-                                    let _ =
-                                        aionbd_http::conn::serve(tls_stream, &*api, &conn_cfg, glommio::timer::sleep)
-                                            .await;
+                                    let _ = aionbd_http::conn::serve(
+                                        tls_stream,
+                                        &service,
+                                        &conn_cfg,
+                                        glommio::timer::sleep,
+                                    )
+                                    .await;
                                 }
                             }
                         }

@@ -49,6 +49,8 @@ pub struct Api {
     tokens: crate::auth::TokenCache,
     /// This shard's view of the credentials (taken again after a reload).
     creds: crate::reload::Local,
+    /// Failed authentication per source address, this minute.
+    auth_failures: crate::auth::FailureBudget,
 }
 
 /// A successful answer body.
@@ -76,6 +78,7 @@ impl Api {
             placement,
             permits: Rc::new(Semaphore::new(per_shard as u64)),
             tokens: Default::default(),
+            auth_failures: Default::default(),
             creds,
             shared,
         }
@@ -152,8 +155,24 @@ impl Api {
         if auth.enabled() && self.cfg().auth_open_health && class == Some(Class::Health) {
             return Ok(Principal { tenant: None, scope: Scope::Read });
         }
+        let limit = self.cfg().auth_failure_limit_per_minute;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if let Some(retry) = req.peer.and_then(|ip| self.auth_failures.exhausted(ip, limit, now)) {
+            Metrics::add(&self.router.metrics.rate_limit_rejections_total, 1);
+            let e = ApiError::new(
+                429,
+                "resource_exhausted",
+                format!("too many failed authentication attempts from this address; retry in {retry} s"),
+            );
+            return Err(self
+                .respond(429, Body::Json(e.body()), request_id(req))
+                .with_header("retry-after", retry.to_string()));
+        }
         auth.authenticate_cached(req.header("x-api-key"), req.header("authorization"), Some(&self.tokens)).map_err(
             |f| {
+                if let Some(ip) = req.peer {
+                    self.auth_failures.count(ip, now);
+                }
                 Metrics::add(&self.router.metrics.auth_failures[f.index()], 1);
                 let e = ApiError::new(401, "unauthorized", f.message(auth.mode));
                 self.respond(401, Body::Json(e.body()), request_id(req)).with_header("www-authenticate", "Bearer")
@@ -315,6 +334,24 @@ fn request_id(req: &Request) -> String {
     match req.header("x-request-id") {
         Some(v) if !v.is_empty() && v.len() <= 200 && v.bytes().all(|b| b.is_ascii_graphic()) => v.to_owned(),
         _ => fresh_request_id(),
+    }
+}
+
+/// The API as one connection sees it: every request carries the peer's
+/// address (for the failed-authentication budget).
+pub struct ForPeer<'a> {
+    pub api: &'a Api,
+    pub peer: Option<std::net::IpAddr>,
+}
+
+impl Service for ForPeer<'_> {
+    async fn call(&self, mut req: Request) -> Response {
+        req.peer = self.peer;
+        Service::call(self.api, req).await
+    }
+
+    fn error(&self, err: &HttpError) -> Response {
+        Service::error(self.api, err)
     }
 }
 

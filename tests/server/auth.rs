@@ -120,6 +120,8 @@ fn every_route_against_every_credential() {
             ("AIONBD_AUTH_API_KEY_SCOPES", SCOPES),
             ("AIONBD_AUTH_BEARER_TOKENS", "acme:a-token"),
             ("AIONBD_PERSISTENCE_ENABLED", "false"),
+            // Hundreds of refused cells from one address on purpose.
+            ("AIONBD_AUTH_FAILURE_LIMIT_PER_MINUTE", "0"),
         ],
     );
     // Tenant beta's own data, which no cell may see or change.
@@ -581,4 +583,45 @@ fn sighup_rotates_keys_on_open_connections_and_a_bad_file_changes_nothing() {
     assert!(!s.stderr_tail().contains("nocolon"), "a secret was printed: {}", s.stderr_tail());
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Failed authentication uses up a per-source budget (here 5 a minute):
+/// past it that address gets 429, even with a good key, so a key cannot be
+/// guessed at line rate; another address is not affected.
+#[test]
+fn failed_authentication_is_budgeted_per_source_address() {
+    let s = Server::start(
+        1,
+        &[
+            ("AIONBD_AUTH_MODE", "api_key"),
+            ("AIONBD_AUTH_API_KEYS", KEYS),
+            ("AIONBD_AUTH_FAILURE_LIMIT_PER_MINUTE", "5"),
+            ("AIONBD_PERSISTENCE_ENABLED", "false"),
+        ],
+    );
+    // The window is the UTC minute: start early in one.
+    let second = now() % 60;
+    if second >= 50 {
+        std::thread::sleep(std::time::Duration::from_secs(61 - second));
+    }
+    let from = |source: &str, key: &str| -> Resp {
+        use std::io::{Read, Write};
+        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let src: std::net::SocketAddr = format!("{source}:0").parse().unwrap();
+        sock.bind(&src.into()).unwrap();
+        let dst: std::net::SocketAddr = s.addr.parse().unwrap();
+        sock.connect(&dst.into()).unwrap();
+        let mut c: std::net::TcpStream = sock.into();
+        write!(c, "GET /collections HTTP/1.1\r\nhost: t\r\nx-api-key: {key}\r\nconnection: close\r\n\r\n").unwrap();
+        let mut out = Vec::new();
+        c.read_to_end(&mut out).unwrap();
+        crate::harness::parse_responses(&out).remove(0)
+    };
+    for _ in 0..5 {
+        assert_eq!(from("127.0.0.1", "guess").status, 401);
+    }
+    let r = from("127.0.0.1", "a-admin");
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.header("retry-after").is_some() && r.body.contains("failed authentication"), "{}", r.body);
+    assert_eq!(from("127.0.0.2", "a-admin").status, 200, "another address keeps its budget");
 }
