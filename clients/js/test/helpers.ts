@@ -36,7 +36,12 @@ export async function startServer(env: Record<string, string> = {}): Promise<Ser
   const proc: ChildProcess = spawn(
     serverBin(),
     ["--bind", "127.0.0.1:0", "--data-dir", join(dir, "data"), "--shards", "1"],
-    { env: { ...process.env, AIONBD_PERSISTENCE_ENABLED: "false", ...env }, stdio: ["ignore", "pipe", "pipe"] },
+    // The suites fail authentication on purpose, many times, from one
+    // address: no per-source budget (AIONBD_AUTH_FAILURE_LIMIT_PER_MINUTE).
+    {
+      env: { ...process.env, AIONBD_PERSISTENCE_ENABLED: "false", AIONBD_AUTH_FAILURE_LIMIT_PER_MINUTE: "0", ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
   );
   let stderr = "";
   proc.stderr!.on("data", (d) => (stderr += d));

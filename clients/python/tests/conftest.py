@@ -40,7 +40,14 @@ class Server:
 
     def __init__(self, env: Optional[Dict[str, str]] = None, persistence: bool = False) -> None:
         self.dir = tempfile.TemporaryDirectory(prefix="aionbd-sdk-")
-        full_env = {**os.environ, "AIONBD_PERSISTENCE_ENABLED": "true" if persistence else "false", **(env or {})}
+        # The suites fail authentication on purpose, many times, from one
+        # address: no per-source budget (AIONBD_AUTH_FAILURE_LIMIT_PER_MINUTE).
+        full_env = {
+            **os.environ,
+            "AIONBD_PERSISTENCE_ENABLED": "true" if persistence else "false",
+            "AIONBD_AUTH_FAILURE_LIMIT_PER_MINUTE": "0",
+            **(env or {}),
+        }
         self.stderr = open(Path(self.dir.name) / "stderr.log", "w+")
         self.proc = subprocess.Popen(
             [server_bin(), "--bind", "127.0.0.1:0", "--data-dir", str(Path(self.dir.name) / "data"), "--shards", "1"],
