@@ -31,7 +31,7 @@ settings![
     ("server.spin_before_park_us", "AIONBD_SPIN_BEFORE_PARK_US", "50"),
     ("server.max_concurrency", "AIONBD_MAX_CONCURRENCY", "256"),
     ("server.request_timeout_ms", "AIONBD_REQUEST_TIMEOUT_MS", "2000"),
-    ("server.max_body_bytes", "AIONBD_MAX_BODY_BYTES", "1048576"),
+    ("server.max_body_bytes", "AIONBD_MAX_BODY_BYTES", "8388608"),
     ("server.max_head_bytes", "AIONBD_MAX_HEAD_BYTES", "16384"),
     ("server.request_read_timeout_ms", "AIONBD_REQUEST_READ_TIMEOUT_MS", "10000"),
     ("server.idle_timeout_ms", "AIONBD_IDLE_TIMEOUT_MS", "60000"),

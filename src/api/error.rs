@@ -59,5 +59,12 @@ pub fn from_http(e: &aionbd_http::HttpError) -> ApiError {
         501 | 505 => "not_implemented",
         _ => "invalid_argument",
     };
-    ApiError::new(e.status, code, e.message.clone())
+    // Name the setting that decides, so the fix is in the message.
+    let hint = match e.status {
+        413 => "; raise server.max_body_bytes (AIONBD_MAX_BODY_BYTES) or send smaller batches",
+        408 => "; the request must arrive within server.request_read_timeout_ms (AIONBD_REQUEST_READ_TIMEOUT_MS)",
+        431 => "; raise server.max_head_bytes (AIONBD_MAX_HEAD_BYTES)",
+        _ => "",
+    };
+    ApiError::new(e.status, code, format!("{}{hint}", e.message))
 }

@@ -600,3 +600,34 @@ fn routing_errors_are_json() {
     assert_eq!(s.req("TRACE", "/live", None).header("allow"), Some("GET"));
     s.error("GET", "/collections/x/points/notanumber", None, 400, "invalid_argument");
 }
+
+/// At the defaults, a batch at the documented cap (256 points) of
+/// 1536-dimension vectors fits the body limit (issue 16: 1 MiB refused a
+/// full batch of 384 dimensions), and a body past the limit is told which
+/// setting to raise.
+#[test]
+fn a_full_batch_of_large_vectors_fits_the_default_body_limit() {
+    let s = Server::start(1, &[("AIONBD_PERSISTENCE_ENABLED", "false")]);
+    s.call("POST", "/collections", Some(json!({"name": "big", "dimension": 1536})), 200);
+    let mut seed = 7u64;
+    let points: Vec<Value> = (0..256u64)
+        .map(|id| {
+            let v: Vec<f32> = (0..1536)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+                })
+                .collect();
+            json!({"id": id, "values": v})
+        })
+        .collect();
+    let body = json!({"points": points}).to_string();
+    assert!(body.len() > 4 << 20, "the batch is {} bytes", body.len());
+    let r = s.req("POST", "/collections/big/points", Some(&body));
+    assert_eq!(r.status, 200, "{}", &r.body[..r.body.len().min(300)]);
+    assert_eq!(r.json()["created"], 256);
+    let small = Server::start(1, &[("AIONBD_PERSISTENCE_ENABLED", "false"), ("AIONBD_MAX_BODY_BYTES", "100000")]);
+    let r = small.req("POST", "/collections", Some(&body));
+    assert_eq!(r.status, 413);
+    assert!(r.body.contains("AIONBD_MAX_BODY_BYTES"), "{}", r.body);
+}

@@ -39,8 +39,8 @@ import type {
 export const VERSION = "0.1.0";
 /** Server default `AIONBD_UPSERT_BATCH_MAX_POINTS`. */
 export const BATCH_MAX_POINTS = 256;
-/** Server default `AIONBD_MAX_BODY_BYTES` (1 MiB). */
-export const MAX_BODY_BYTES = 1 << 20;
+/** Server default `AIONBD_MAX_BODY_BYTES` (8 MiB). */
+export const MAX_BODY_BYTES = 8 << 20;
 
 /**
  * When and how long to wait before sending a request again. Only calls safe

@@ -53,8 +53,8 @@ T = TypeVar("T")
 DEFAULT_URL = "http://127.0.0.1:8080"
 BATCH_MAX_POINTS = 256
 """Server default `AIONBD_UPSERT_BATCH_MAX_POINTS`."""
-MAX_BODY_BYTES = 1 << 20
-"""Server default `AIONBD_MAX_BODY_BYTES` (1 MiB)."""
+MAX_BODY_BYTES = 8 << 20
+"""Server default `AIONBD_MAX_BODY_BYTES` (8 MiB)."""
 
 Paging = Literal["cursor", "offset"]
 ProgressFn = Callable[[int, Optional[int]], None]
