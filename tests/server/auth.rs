@@ -266,6 +266,15 @@ fn bad_auth_settings_are_all_reported_without_secrets() {
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef-hs256";
 
+/// Rate windows are UTC minutes: wait for a fresh one if this one is
+/// nearly over, so a test's requests all fall in one window.
+fn early_in_a_minute() {
+    let second = now() % 60;
+    if second >= 45 {
+        std::thread::sleep(std::time::Duration::from_secs(61 - second));
+    }
+}
+
 fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
@@ -445,11 +454,7 @@ fn the_rate_limit_is_per_tenant() {
             ("AIONBD_PERSISTENCE_ENABLED", "false"),
         ],
     );
-    // The window is the UTC wall-clock minute: start early in one.
-    let second = now() % 60;
-    if second >= 45 {
-        std::thread::sleep(std::time::Duration::from_secs(61 - second));
-    }
+    early_in_a_minute();
     for _ in 0..20 {
         assert_eq!(send(&s, Who::BadKey, "GET", "/live", None).status, 401);
     }
@@ -599,11 +604,7 @@ fn failed_authentication_is_budgeted_per_source_address() {
             ("AIONBD_PERSISTENCE_ENABLED", "false"),
         ],
     );
-    // The window is the UTC minute: start early in one.
-    let second = now() % 60;
-    if second >= 50 {
-        std::thread::sleep(std::time::Duration::from_secs(61 - second));
-    }
+    early_in_a_minute();
     let from = |source: &str, key: &str| -> Resp {
         use std::io::{Read, Write};
         let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
