@@ -57,7 +57,11 @@ pub struct Api {
 pub enum Body {
     Json(Vec<u8>),
     Text(String),
+    Yaml(&'static str),
 }
+
+/// The API's OpenAPI description, built into the binary.
+pub const OPENAPI: &str = include_str!("../../docs/openapi.yaml");
 
 pub type ApiResult = Result<Body, ApiError>;
 
@@ -120,6 +124,7 @@ impl Api {
             RouteId::Ready => self.ready().await,
             RouteId::Metrics => self.metrics_json().await,
             RouteId::MetricsPrometheus => self.metrics_prometheus().await,
+            RouteId::OpenApi => Ok(Body::Yaml(OPENAPI)),
             RouteId::Distance => self.distance(req),
             RouteId::ListCollections => self.list_collections(tenant).await,
             RouteId::CreateCollection => self.create_collection(req, tenant).await,
@@ -234,6 +239,7 @@ impl Api {
         let (ctype, bytes) = match body {
             Body::Json(b) => ("application/json", b),
             Body::Text(t) => ("text/plain; version=0.0.4; charset=utf-8", t.into_bytes()),
+            Body::Yaml(y) => ("application/yaml", y.as_bytes().to_vec()),
         };
         Response::new(status, ctype, bytes)
             .with_header("x-request-id", request_id)

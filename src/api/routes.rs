@@ -24,6 +24,7 @@ pub enum RouteId {
     Ready,
     Metrics,
     MetricsPrometheus,
+    OpenApi,
     Distance,
     ListCollections,
     CreateCollection,
@@ -62,6 +63,7 @@ pub const ROUTES: &[RouteDef] = &[
     r("GET", "/ready", Ready, Health),
     r("GET", "/metrics", RouteId::Metrics, Class::Metrics),
     r("GET", "/metrics/prometheus", MetricsPrometheus, Class::Metrics),
+    r("GET", "/openapi.yaml", OpenApi, Read),
     r("POST", "/distance", Distance, Read),
     r("GET", "/collections", ListCollections, Read),
     r("POST", "/collections", CreateCollection, Write),
@@ -191,6 +193,28 @@ mod tests {
         assert_eq!((w.id, w.class, w.name), (UpsertBatch, Write, Some("search-log")));
         let s = m("POST", "/collections/search/search").unwrap();
         assert_eq!((s.id, s.class, s.name), (SearchTop1, Read, Some("search")));
+    }
+
+    /// docs/openapi.yaml (served at /openapi.yaml) describes exactly the
+    /// routes of this table: every path and method, no more.
+    #[test]
+    fn the_openapi_description_lists_the_same_routes() {
+        let mut described = std::collections::BTreeSet::new();
+        let mut path: Option<&str> = None;
+        for line in super::super::OPENAPI.lines() {
+            if let Some(p) = line.strip_prefix("  /").and_then(|l| l.strip_suffix(':')) {
+                path = Some(p);
+            } else if !line.starts_with("  ") && !line.trim().is_empty() {
+                path = None;
+            } else if let (Some(p), Some(m)) = (path, line.strip_prefix("    ").and_then(|l| l.strip_suffix(':'))) {
+                if ["get", "post", "put", "delete", "patch"].contains(&m) {
+                    described.insert((m.to_uppercase(), format!("/{p}")));
+                }
+            }
+        }
+        let table: std::collections::BTreeSet<_> =
+            ROUTES.iter().map(|d| (d.method.to_owned(), d.path.to_owned())).collect();
+        assert_eq!(described, table);
     }
 
     #[test]

@@ -78,6 +78,7 @@ fn routes() -> Vec<(&'static str, &'static str, Option<&'static str>, bool)> {
         ("GET", "/ready", None, false),
         ("GET", "/metrics", None, false),
         ("GET", "/metrics/prometheus", None, false),
+        ("GET", "/openapi.yaml", None, false),
         ("POST", "/distance", Some(r#"{"left":[1,2],"right":[3,4]}"#), false),
         ("GET", "/collections", None, false),
         ("POST", "/collections", Some(r#"{"name":"made","dimension":2}"#), true),
@@ -177,7 +178,7 @@ fn every_route_against_every_credential() {
     assert_eq!(send(&s, Who::OtherTenant, "GET", "/collections/only-a", None).json()["dimension"], 4);
     // Failures are counted by reason; a 401 says how to authenticate.
     let m = send(&s, Who::AdminKey, "GET", "/metrics", None).json();
-    assert!(m["auth_failures_missing_total"].as_u64().unwrap() >= 20, "{m}");
+    assert!(m["auth_failures_missing_total"].as_u64().unwrap() >= 21, "{m}");
     assert!(m["auth_failures_malformed_total"].as_u64().unwrap() >= 20, "{m}");
     assert!(m["auth_forbidden_total"].as_u64().unwrap() >= 7, "{m}");
     assert_eq!(send(&s, Who::Nobody, "GET", "/nope", None).header("www-authenticate"), Some("Bearer"));

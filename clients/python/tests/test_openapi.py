@@ -29,7 +29,7 @@ SPEC_PATH = REPO / "docs" / "openapi.yaml"
 # The server's routes (src/api/mod.rs `route`), which the clients cover.
 ROUTES = {
     ("get", "/live"), ("get", "/ready"), ("get", "/metrics"), ("get", "/metrics/prometheus"),
-    ("post", "/distance"), ("get", "/collections"), ("post", "/collections"),
+    ("get", "/openapi.yaml"), ("post", "/distance"), ("get", "/collections"), ("post", "/collections"),
     ("get", "/collections/{name}"), ("delete", "/collections/{name}"),
     ("get", "/collections/{name}/points"), ("post", "/collections/{name}/points"),
     ("post", "/collections/{name}/points/count"), ("post", "/collections/{name}/points/payload/set"),
@@ -159,6 +159,8 @@ def test_real_answers_match_the_spec(spec: Dict[str, Any], live_server: Server) 
     check("get", "/ready", 200)
     check("get", "/metrics", 200)
     check("get", "/metrics/prometheus", 200)
+    served = check("get", "/openapi.yaml", 200)
+    assert served == SPEC_PATH.read_text(), "the server serves docs/openapi.yaml as built"
     check("post", "/distance", 200, json={"left": [1, 2], "right": [3, 4], "metric": "cosine"})
     check("post", "/distance", 400, json={"left": [1], "right": [1, 2]})
     check("post", "/collections", 200, json={"name": " spec ", "dimension": 2})
