@@ -110,6 +110,10 @@ pub struct Cli {
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// Refuse to start when an AIONBD_* environment variable is unknown
+    /// (without it, unknown ones are only warned about).
+    #[arg(long)]
+    pub strict_env: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -174,6 +178,37 @@ pub struct Config {
     pub persistence: PersistenceConfig,
     /// HNSW graph settings for every partition.
     pub hnsw: aionbd_shards::hnsw::HnswParams,
+}
+
+/// Variables the original server read that this one accepts and ignores
+/// (API.md §9 marks them as engine knobs that need not be honoured), and
+/// the original's alternative names handled in `gather`.
+const KNOWN_ELSEWHERE: &[&str] = &[
+    "AIONBD_MEMORY_BUDGET_MB",
+    "AIONBD_AUTH_JWT_TOKENS",
+    "AIONBD_SNAPSHOT_PATH",
+    "AIONBD_WAL_PATH",
+    "AIONBD_IVF_NPROBE_DEFAULT",
+    "AIONBD_IVF_KMEANS_MAX_TRAINING_POINTS",
+    "AIONBD_L2_INDEX_BUILD_COOLDOWN_MS",
+    "AIONBD_L2_INDEX_BUILD_MAX_IN_FLIGHT",
+    "AIONBD_L2_INDEX_WARMUP_ON_BOOT",
+    "AIONBD_AUTO_BATCH_EXACT_PREFER_MIN_QUERIES",
+];
+
+/// `AIONBD_*` names in `vars` that no setting reads: typos, or variables of
+/// another version. Test hooks (`AIONBD_DEBUG_*`) and the original's engine
+/// knob families (`AIONBD_EXACT_BATCH_*`, `AIONBD_PARALLEL_*`,
+/// `AIONBD_SEARCH_INLINE_*`) are not reported.
+pub fn unknown_env(vars: impl Iterator<Item = String>) -> Vec<String> {
+    let families = ["AIONBD_DEBUG_", "AIONBD_EXACT_BATCH_", "AIONBD_PARALLEL_", "AIONBD_SEARCH_INLINE_"];
+    let mut out: Vec<String> = vars
+        .filter(|k| k.starts_with("AIONBD_"))
+        .filter(|k| !SETTINGS.iter().any(|s| s.env == k))
+        .filter(|k| !KNOWN_ELSEWHERE.contains(&k.as_str()) && !families.iter().any(|f| k.starts_with(f)))
+        .collect();
+    out.sort();
+    out
 }
 
 /// Raw settings as text, with where each came from (for error messages).

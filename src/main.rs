@@ -25,6 +25,20 @@ fn main() {
     let mut errors = Vec::new();
     let env = |k: &str| std::env::var(k).ok();
     let raw = config::gather(&cli, &env, &mut errors);
+    let unknown = config::unknown_env(std::env::vars().map(|(k, _)| k));
+    if !unknown.is_empty() {
+        let msg = format!(
+            "unknown environment variable{} {} (no setting reads {}; see config.toml for the names)",
+            if unknown.len() == 1 { "" } else { "s" },
+            unknown.join(", "),
+            if unknown.len() == 1 { "it" } else { "them" }
+        );
+        if cli.strict_env {
+            errors.push(format!("{msg}; --strict-env refuses to start"));
+        } else {
+            eprintln!("aionbd: warning: {msg}");
+        }
+    }
     if cli.print_config {
         print!("{}", config::render(&raw));
         return;
@@ -68,6 +82,10 @@ fn main() {
             }
             Ok(next)
         });
+    }
+    if let Err(e) = check_memlock(cfg.shards) {
+        eprintln!("aionbd: {e}");
+        std::process::exit(1);
     }
     // Lock and recognise the data directory (re-laying it out if it was
     // written with other shard or partition counts) before reading it.
@@ -139,6 +157,21 @@ fn main() {
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
     let shards_root = data_dir.as_ref().map_or_else(|| cfg.data_dir.clone(), |d| d.shards_root.clone());
+    // What an operator reads in the journal: version, data, durability.
+    let p = &cfg.persistence;
+    let durability = if !p.enabled {
+        "memory only".to_owned()
+    } else if p.wal_sync_on_write {
+        format!("data: {}, sync on write", cfg.data_dir.display())
+    } else {
+        let every = |n: u64, unit: &str| (n > 0).then(|| format!("every {n} {unit}"));
+        let when: Vec<String> = [every(p.wal_sync_every_n_writes, "writes"), every(p.wal_sync_interval_seconds, "s")]
+            .into_iter()
+            .flatten()
+            .collect();
+        let when = if when.is_empty() { "every 1 s".to_owned() } else { when.join(" or ") };
+        format!("data: {}, sync {when}", cfg.data_dir.display())
+    };
     let shared = Arc::new(api::Shared { config: cfg, tls, started, kernel_name, shards_root, current });
     let result = runtime::start(shared, listener.clone(), shutdown.clone());
     if let Some(r) = responder {
@@ -155,7 +188,9 @@ fn main() {
         eprintln!("aionbd: recovered {} write(s) from the write-ahead log", started.replayed);
     }
     let line = format!(
-        "aionbd listening on {scheme}://{addr} (shards: {shards}, partitions per collection: {partitions}, kernels: {kernel_name}, auth: {auth_mode})"
+        "aionbd listening on {scheme}://{addr} (version {}, shards: {shards}, partitions per collection: {partitions}, \
+         kernels: {kernel_name}, auth: {auth_mode}, {durability})",
+        env!("CARGO_PKG_VERSION")
     );
     println!("{line}");
     let _ = std::io::stdout().flush();
@@ -167,3 +202,46 @@ fn main() {
         eprintln!("aionbd: stopped");
     }
 }
+
+/// glommio refuses to start below 512 KiB of locked memory (with a panic
+/// that blames the kernel) and registers about 6.1 MiB of I/O buffers per
+/// shard with io_uring; below that it runs on unregistered buffers without
+/// a word. Say so plainly, before the executors start. Root (with
+/// CAP_IPC_LOCK) is not bound by the limit.
+fn check_memlock(shards: usize) -> Result<(), String> {
+    // SAFETY: getrlimit fills the struct it is given; geteuid has no preconditions.
+    let (rl, euid) = unsafe {
+        let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut rl);
+        (rl, libc::geteuid())
+    };
+    if euid == 0 || rl.rlim_cur == libc::RLIM_INFINITY {
+        return Ok(());
+    }
+    let have: u64 = rl.rlim_cur;
+    let want = shards as u64 * MEMLOCK_PER_SHARD;
+    if have < MEMLOCK_MIN {
+        return Err(format!(
+            "the locked-memory limit is {} KiB; io_uring needs at least {} KiB (and about {} MiB per shard, {} MiB \
+             for {shards}): raise it (systemd: LimitMEMLOCK=; shell: ulimit -l; docker: --ulimit memlock=)",
+            have / 1024,
+            MEMLOCK_MIN / 1024,
+            MEMLOCK_PER_SHARD >> 20,
+            want.div_ceil(1 << 20)
+        ));
+    }
+    if have < want {
+        eprintln!(
+            "aionbd: warning: the locked-memory limit is {} KiB, below the ~{} MiB {shards} shard(s) register for \
+             I/O buffers; they will use unregistered buffers (slower). Raise LimitMEMLOCK= / ulimit -l.",
+            have / 1024,
+            want.div_ceil(1 << 20)
+        );
+    }
+    Ok(())
+}
+
+/// glommio's floor for RLIMIT_MEMLOCK.
+const MEMLOCK_MIN: u64 = 512 << 10;
+/// What one shard registers with io_uring (measured: deploy/README.md).
+const MEMLOCK_PER_SHARD: u64 = 6_348_800;

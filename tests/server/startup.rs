@@ -93,3 +93,50 @@ fn a_shard_blocked_in_a_system_call_is_woken_by_the_watchdog() {
     let signals = s.call("GET", "/metrics", None, 200)["shard_watchdog_signals_total"].as_u64().unwrap();
     assert!(signals >= 1, "the watchdog sent {signals} signals");
 }
+
+/// An unknown AIONBD_* variable (a typo) is reported; with --strict-env
+/// the server refuses to start. Test hooks and the original's engine knobs
+/// are not reported.
+#[test]
+fn unknown_environment_variables_are_reported() {
+    let (code, err) = run_expecting_failure(
+        &[("AIONBD_SHRADS", "2"), ("AIONBD_DEBUG_NOTHING", "1"), ("AIONBD_IVF_NPROBE_DEFAULT", "8")],
+        &["--strict-env"],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("AIONBD_SHRADS") && err.contains("--strict-env"), "{err}");
+    assert!(!err.contains("AIONBD_DEBUG_NOTHING") && !err.contains("AIONBD_IVF_NPROBE_DEFAULT"), "{err}");
+}
+
+/// Too little locked memory for io_uring stops the server with one line
+/// naming the limit and the fix (glommio would panic blaming the kernel).
+/// Root is not bound by the limit, so the server runs as `nobody` here.
+#[test]
+fn too_little_locked_memory_is_one_clear_line() {
+    let tools = ["prlimit", "setpriv"].iter().all(|t| {
+        let probe = Command::new("bash").arg("-c").arg(format!("command -v {t}")).stdout(Stdio::null()).status();
+        probe.is_ok_and(|s| s.success())
+    });
+    // SAFETY: geteuid has no preconditions.
+    if !tools || unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: needs root, prlimit and setpriv (util-linux) to run the server as another user");
+        return;
+    }
+    // A copy `nobody` can execute, wherever the build directory is.
+    let dir = crate::harness::unique_dir();
+    let bin = dir.join("aionbd");
+    std::fs::copy(env!("CARGO_BIN_EXE_aionbd"), &bin).unwrap();
+    Command::new("chmod").arg("-R").arg("a+rx").arg(&dir).status().unwrap();
+    let out = Command::new("prlimit")
+        .args(["--memlock=100000:100000", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["--bind", "127.0.0.1:0"])
+        .env_clear()
+        .env("AIONBD_PERSISTENCE_ENABLED", "false")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("locked-memory limit is 97 KiB") && err.contains("LimitMEMLOCK"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
