@@ -41,6 +41,9 @@ pub struct Metrics {
     pub auth_forbidden_total: Cell<u64>,
     /// 429s from tenant quotas: collections, points.
     pub quota_rejections: [Cell<u64>; 2],
+    /// Per tenant (with auth on): requests authenticated, and of those the
+    /// ones refused (403 scope, 429 rate limit or quota).
+    tenants: RefCell<std::collections::BTreeMap<String, (u64, u64)>>,
     pub connections_open: Cell<u64>,
     pub connections_total: Cell<u64>,
     pub connections_rejected_total: Cell<u64>,
@@ -65,6 +68,8 @@ pub struct MetricsSnapshot {
     pub auth_failures: [u64; 6],
     pub auth_forbidden_total: u64,
     pub quota_rejections: [u64; 2],
+    /// Tenant -> (requests, rejections), at most [`TENANT_SERIES`] tenants.
+    pub tenants: std::collections::BTreeMap<String, (u64, u64)>,
     pub connections_open: u64,
     pub connections_total: u64,
     pub connections_rejected_total: u64,
@@ -105,6 +110,7 @@ impl Default for Metrics {
             auth_failures: Default::default(),
             auth_forbidden_total: Cell::new(0),
             quota_rejections: Default::default(),
+            tenants: Default::default(),
             connections_open: Cell::new(0),
             connections_total: Cell::new(0),
             connections_rejected_total: Cell::new(0),
@@ -132,6 +138,17 @@ impl Metrics {
     pub fn request_started(&self) {
         bump(&self.requests_total, 1);
         bump(&self.in_flight, 1);
+    }
+
+    /// Count a request of `tenant` and whether it was refused (403, 429).
+    /// Tenants are configured (keys, tokens) or signed into JWTs, so the
+    /// series are few; past [`TENANT_SERIES`] the rest count as `other`.
+    pub fn tenant_request(&self, tenant: &str, status: u16) {
+        let mut t = self.tenants.borrow_mut();
+        let key = if t.contains_key(tenant) || t.len() < TENANT_SERIES { tenant } else { "other" };
+        let e = t.entry(key.to_owned()).or_default();
+        e.0 += 1;
+        e.1 += matches!(status, 403 | 429) as u64;
     }
 
     pub fn request_finished(&self, status: u16, duration_us: u64) {
@@ -176,6 +193,7 @@ impl Metrics {
             auth_failures: std::array::from_fn(|i| self.auth_failures[i].get()),
             auth_forbidden_total: self.auth_forbidden_total.get(),
             quota_rejections: std::array::from_fn(|i| self.quota_rejections[i].get()),
+            tenants: self.tenants.borrow().clone(),
             connections_open: self.connections_open.get(),
             connections_total: self.connections_total.get(),
             connections_rejected_total: self.connections_rejected_total.get(),
@@ -218,6 +236,10 @@ impl MetricsSnapshot {
         for (a, b) in self.quota_rejections.iter_mut().zip(o.quota_rejections) {
             *a += b;
         }
+        for (t, (r, x)) in &o.tenants {
+            let e = self.tenants.entry(t.clone()).or_default();
+            *e = (e.0 + r, e.1 + x);
+        }
         self.search_ivf_fallback_exact_total += o.search_ivf_fallback_exact_total;
         self.connections_open += o.connections_open;
         self.connections_total += o.connections_total;
@@ -255,6 +277,32 @@ pub enum Value {
 /// Render `(key, value)` pairs as Prometheus text exposition (format 0.0.4).
 /// The three response-class keys become one labelled counter; monotonic
 /// keys are counters, the rest gauges. Latency quantiles come from `latency`.
+/// Most tenants with their own series in `/metrics`.
+pub const TENANT_SERIES: usize = 256;
+
+/// Per-tenant counters as Prometheus text.
+pub fn prometheus_tenants(tenants: &std::collections::BTreeMap<String, (u64, u64)>) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if tenants.is_empty() {
+        return out;
+    }
+    let _ = writeln!(out, "# HELP aionbd_tenant_requests_total Authenticated requests per tenant.");
+    let _ = writeln!(out, "# TYPE aionbd_tenant_requests_total counter");
+    for (t, (r, _)) in tenants {
+        let _ = writeln!(out, "aionbd_tenant_requests_total{{tenant=\"{t}\"}} {r}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP aionbd_tenant_rejections_total Requests per tenant refused by scope (403), rate limit or quota (429)."
+    );
+    let _ = writeln!(out, "# TYPE aionbd_tenant_rejections_total counter");
+    for (t, (_, x)) in tenants {
+        let _ = writeln!(out, "aionbd_tenant_rejections_total{{tenant=\"{t}\"}} {x}");
+    }
+    out
+}
+
 pub fn prometheus(pairs: &[(&str, Value)], latency: &Histogram<u64>) -> String {
     use std::fmt::Write;
     let mut out = String::with_capacity(8192);

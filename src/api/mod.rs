@@ -380,6 +380,9 @@ impl Service for Api {
             }
         };
         if let Err(resp) = self.admit_rate(&who, &rid) {
+            if let Some(t) = &who.tenant {
+                metrics.tenant_request(t, resp.status);
+            }
             metrics.request_finished(resp.status, t0.elapsed().as_micros() as u64);
             return resp;
         }
@@ -413,6 +416,9 @@ impl Service for Api {
                 }
             }
         };
+        if let Some(t) = &who.tenant {
+            metrics.tenant_request(t, resp.status);
+        }
         metrics.request_finished(resp.status, t0.elapsed().as_micros() as u64);
         resp
     }

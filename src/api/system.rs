@@ -166,12 +166,18 @@ impl Api {
             map.insert(k.to_owned(), value);
         }
         map.insert("distance_kernel".to_owned(), json!(self.shared.kernel_name));
+        // Additive: per tenant (auth on), {"requests": n, "rejections": n}.
+        let tenants: serde_json::Map<String, serde_json::Value> =
+            m.tenants.iter().map(|(t, (r, x))| (t.clone(), json!({"requests": r, "rejections": x}))).collect();
+        map.insert("tenants".to_owned(), serde_json::Value::Object(tenants));
         json(&map)
     }
 
     pub(super) async fn metrics_prometheus(&self) -> ApiResult {
         let (d, m) = self.gather().await?;
-        Ok(Body::Text(prometheus(&self.metric_pairs(&d, &m), &m.latency)))
+        let mut text = prometheus(&self.metric_pairs(&d, &m), &m.latency);
+        text.push_str(&crate::metrics::prometheus_tenants(&m.tenants));
+        Ok(Body::Text(text))
     }
 
     pub(super) fn distance(&self, req: &mut Request) -> ApiResult {

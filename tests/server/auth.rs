@@ -536,6 +536,11 @@ fn tenant_quotas_hold_exactly_under_racing_clients_and_restart() {
     let m = send(&s, Who::AdminKey, "GET", "/metrics", None).json();
     assert!(m["tenant_quota_point_rejections_total"].as_u64().unwrap() >= 1, "{m}");
     assert!(m["tenant_quota_collection_rejections_total"].as_u64().unwrap() >= 1, "{m}");
+    // Per tenant since this start: the two 429s above are acme's rejections.
+    assert_eq!(m["tenants"]["acme"]["rejections"], 2, "{m}");
+    assert!(m["tenants"]["acme"]["requests"].as_u64().unwrap() >= 5, "{m}");
+    let prom = send(&s, Who::AdminKey, "GET", "/metrics/prometheus", None).body;
+    assert!(prom.contains("aionbd_tenant_rejections_total{tenant=\"acme\"} 2"), "{prom}");
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
 }
