@@ -98,6 +98,8 @@ pub struct Recovery {
     pushed: usize,
     started: bool,
     tail_lsn: Lsn,
+    /// Damage in a segment that may lie wholly before the snapshot.
+    deferred: Option<Corruption>,
     out: Recovered,
 }
 
@@ -109,6 +111,7 @@ impl Recovery {
             pushed: 0,
             started: false,
             tail_lsn: first_lsn,
+            deferred: None,
             out: Recovered {
                 records: Vec::new(),
                 next_lsn: first_lsn,
@@ -157,8 +160,27 @@ impl Recovery {
         });
         self.tail_lsn = scan.next_lsn;
         let last_good = out.next_lsn.checked_sub(1).filter(|&l| l >= first_lsn);
+        // Damage in the previous segment is harmless only if it lay wholly
+        // before the snapshot, which this segment's first LSN tells.
+        if let Some(damage) = self.deferred.take() {
+            if scan.header.first_lsn > first_lsn {
+                return Err(damage);
+            }
+        }
         if scan.next_lsn <= first_lsn && !self.started {
-            return Ok(Vec::new()); // wholly before the snapshot
+            match scan.end {
+                ScanEnd::Clean => return Ok(Vec::new()), // wholly before the snapshot
+                // Damage stops the scan, so `next_lsn` says nothing of the
+                // batches after it: they may hold records past the snapshot.
+                // The next segment's first LSN decides; in the newest
+                // segment nothing can, so it is handled as damage below.
+                ScanEnd::TornTail { offset, reason } | ScanEnd::Corrupt { offset, reason } if !last => {
+                    self.deferred =
+                        Some(Corruption { segment: name, offset, reason, last_good_lsn: first_lsn.checked_sub(1) });
+                    return Ok(Vec::new());
+                }
+                _ => {}
+            }
         }
         let gap = scan.header.first_lsn > out.next_lsn;
         let overlap = scan.header.first_lsn < out.next_lsn && self.started;
@@ -275,5 +297,48 @@ mod tests {
         torn[5].bytes[BLOCK_BYTES + 100] ^= 1;
         let rec = recover(torn, 1).unwrap();
         assert_eq!((rec.records.len(), rec.torn_tail), (5, Some(("seg-6".to_owned(), BLOCK_BYTES as u64))));
+    }
+
+    /// Damage in records a snapshot already covers must not hide the
+    /// records after it (found by `aionbd check`: the newest segment, its
+    /// first batch flipped, recovered zero of the acknowledged writes past
+    /// the snapshot and started).
+    #[test]
+    fn damage_before_the_snapshot_does_not_hide_later_records() {
+        // Two batches per segment: LSN 1-2 in seg-1, 3-4 in seg-2, 5-6 in seg-3.
+        let one_segment = |batches: usize| {
+            let mut w = WalWriter::new(0, 8 * BLOCK_BYTES, 1, 1, Box::new(|| 9));
+            let mut f: Vec<u8> = Vec::new();
+            for i in 0..batches {
+                for step in w.append(&[(1, &vec![i as u8; 100][..])]).unwrap() {
+                    match step {
+                        Step::OpenSegment { header, segment_bytes, .. } => {
+                            f = vec![0u8; segment_bytes as usize];
+                            f[..header.len()].copy_from_slice(&header);
+                        }
+                        Step::WriteBatch { offset, bytes, .. } => {
+                            f[offset as usize..offset as usize + bytes.len()].copy_from_slice(&bytes)
+                        }
+                    }
+                }
+            }
+            vec![SegmentBytes { name: "seg-1".into(), bytes: f }]
+        };
+        // Four records in one segment, a snapshot at LSN 2, the first batch
+        // damaged: records 3 and 4 are behind the damage.
+        let mut newest = one_segment(4);
+        newest[0].bytes[BLOCK_BYTES + 70] ^= 1;
+        let err = recover(newest, 3).unwrap_err();
+        assert_eq!((err.offset, err.last_good_lsn), (BLOCK_BYTES as u64, Some(2)), "{err}");
+        // Damage in an older segment the snapshot covers whole is harmless.
+        let mut old = segments(6);
+        old[0].bytes[BLOCK_BYTES + 100] ^= 1;
+        let rec = recover(old, 3).unwrap();
+        assert_eq!(rec.records.first().map(|r| r.lsn), Some(3));
+        // But not when the next segment starts past the snapshot.
+        let mut old = segments(6);
+        old[1].bytes[BLOCK_BYTES + 100] ^= 1;
+        let err = recover(old, 2).unwrap_err();
+        assert_eq!(err.segment, "seg-2");
     }
 }
