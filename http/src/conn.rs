@@ -3,7 +3,7 @@
 //! repeat until the peer closes, asks to close, errs or idles out.
 
 use crate::parse::{parse, HttpError, Limits, Parsed, Request};
-use crate::response::Response;
+use crate::response::{Framing, Response};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -76,6 +76,70 @@ where
     Ok(())
 }
 
+/// Send a streamed body after the head already in `out`: one chunk per
+/// item (raw bytes for HTTP/1.0). A chunk the peer does not take within
+/// `stall` ends the connection (a client that stopped reading must not hold
+/// the export behind the stream forever). `Ok(false)`: the stream failed
+/// and the response was left unfinished, so the connection must close.
+async fn send_stream<S, F, SF>(
+    stream: &mut S,
+    out: &mut Vec<u8>,
+    mut body: crate::response::BodyStream,
+    chunked: bool,
+    stall: Duration,
+    sleep: &F,
+) -> std::io::Result<bool>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: Fn(Duration) -> SF,
+    SF: Future<Output = ()>,
+{
+    use futures_lite::StreamExt;
+    loop {
+        let item = body.next().await;
+        let last = match item {
+            Some(Ok(data)) if data.is_empty() => continue,
+            Some(Ok(data)) => {
+                if chunked {
+                    crate::response::encode_chunk(&data, out);
+                } else {
+                    out.extend_from_slice(&data);
+                }
+                false
+            }
+            None => {
+                if chunked {
+                    crate::response::encode_chunk(&[], out);
+                }
+                true
+            }
+            Some(Err(e)) => {
+                eprintln!("aionbd: a streamed response stopped: {e}");
+                stream.write_all(out).await?;
+                out.clear();
+                return Ok(false);
+            }
+        };
+        let write = async {
+            stream.write_all(out).await?;
+            stream.flush().await
+        };
+        let sent = futures_lite::future::or(async { Some(write.await) }, async {
+            sleep(stall).await;
+            None
+        })
+        .await;
+        out.clear();
+        match sent {
+            Some(r) => r?,
+            None => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "peer stopped reading a stream")),
+        }
+        if last {
+            return Ok(true);
+        }
+    }
+}
+
 /// Serve one connection to completion. `sleep` supplies the runtime's timer.
 pub async fn serve<S, V, F, SF>(mut stream: S, service: &V, cfg: &ConnConfig, sleep: F) -> std::io::Result<()>
 where
@@ -98,8 +162,22 @@ where
                     buf.drain(..used);
                     request_started = if buf.is_empty() { None } else { Some(Instant::now()) };
                     sent_continue = false;
-                    let keep_alive = req.keep_alive;
-                    let resp = service.call(req).await;
+                    let (keep_alive, http11) = (req.keep_alive, req.http11);
+                    let mut resp = service.call(req).await;
+                    if let Some(body) = resp.stream.take() {
+                        // HTTP/1.0 has no chunked coding: the body ends
+                        // where the connection closes.
+                        let keep_alive = keep_alive && http11;
+                        let framing = if http11 { Framing::Chunked } else { Framing::UntilClose };
+                        resp.encode_head(keep_alive, framing, &mut out);
+                        if !send_stream(&mut stream, &mut out, body, http11, cfg.idle_timeout, &sleep).await?
+                            || !keep_alive
+                        {
+                            return stream.close().await;
+                        }
+                        served = 0;
+                        continue;
+                    }
                     resp.encode(keep_alive, &mut out);
                     served += 1;
                     if !keep_alive {

@@ -12,4 +12,4 @@ mod response;
 
 pub use conn::{ConnConfig, Service};
 pub use parse::{parse, HttpError, Limits, Parsed, Request};
-pub use response::Response;
+pub use response::{encode_chunk, BodyStream, Framing, Response};

@@ -31,6 +31,8 @@ pub struct Request {
     pub body: Vec<u8>,
     /// Whether the connection may stay open after the response.
     pub keep_alive: bool,
+    /// HTTP/1.1 (or later): a streamed answer may be sent chunked.
+    pub http11: bool,
     /// The peer's address, when the caller of the connection loop knows it
     /// (the parser does not).
     pub peer: Option<std::net::IpAddr>,
@@ -190,7 +192,11 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
             None => return Ok(Parsed::Partial { head_done: true, expects_continue }),
         },
     };
-    Ok(Parsed::Complete(Request { method, path, query, headers, body, keep_alive, peer: None }, head_len + used))
+    let http11 = version >= 1;
+    Ok(Parsed::Complete(
+        Request { method, path, query, headers, body, keep_alive, http11, peer: None },
+        head_len + used,
+    ))
 }
 
 /// Longest chunk-size line (with extensions) and trailer section accepted.

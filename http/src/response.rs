@@ -1,12 +1,34 @@
-//! Response encoding. Every response carries `Content-Length`; chunked
-//! responses are never produced.
+//! Response encoding. A response carries `Content-Length` and its whole
+//! body, or a [`BodyStream`] sent with `Transfer-Encoding: chunked` (one
+//! chunk per item, so a large export never sits in memory whole).
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+use futures_lite::Stream;
+use std::pin::Pin;
+
+/// A streamed body: each item is one chunk. An `Err` ends the response
+/// without its final chunk, so the client sees an incomplete transfer
+/// rather than a short body that looks whole; the message is logged.
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Vec<u8>, String>>>>;
+
 pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
+    /// When set, `body` is ignored and this is sent chunked.
+    pub stream: Option<BodyStream>,
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("content_type", &self.content_type)
+            .field("headers", &self.headers)
+            .field("body_bytes", &self.body.len())
+            .field("streamed", &self.stream.is_some())
+            .finish()
+    }
 }
 
 pub fn reason(status: u16) -> &'static str {
@@ -36,7 +58,12 @@ pub fn reason(status: u16) -> &'static str {
 
 impl Response {
     pub fn new(status: u16, content_type: &'static str, body: Vec<u8>) -> Self {
-        Response { status, content_type, headers: Vec::new(), body }
+        Response { status, content_type, headers: Vec::new(), body, stream: None }
+    }
+
+    /// A 200-style response whose body is produced by `stream`, chunk by chunk.
+    pub fn streamed(status: u16, content_type: &'static str, stream: BodyStream) -> Self {
+        Response { status, content_type, headers: Vec::new(), body: Vec::new(), stream: Some(stream) }
     }
 
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -44,11 +71,28 @@ impl Response {
         self
     }
 
-    /// Append the encoded response to `out`.
+    /// Append the encoded response to `out` (for a streamed one: its head,
+    /// chunked; the chunks follow from the connection loop).
     pub fn encode(&self, keep_alive: bool, out: &mut Vec<u8>) {
+        let framing = if self.stream.is_some() { Framing::Chunked } else { Framing::Length(self.body.len()) };
+        self.encode_head(keep_alive, framing, out);
+        if self.stream.is_none() {
+            out.extend_from_slice(&self.body);
+        }
+    }
+
+    /// Append the status line and headers, the body framed as `framing`.
+    pub fn encode_head(&self, keep_alive: bool, framing: Framing, out: &mut Vec<u8>) {
         use std::io::Write;
-        let _ = write!(out, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
-        let _ = write!(out, "content-type: {}\r\ncontent-length: {}\r\n", self.content_type, self.body.len());
+        let _ =
+            write!(out, "HTTP/1.1 {} {}\r\ncontent-type: {}\r\n", self.status, reason(self.status), self.content_type);
+        match framing {
+            Framing::Length(n) => {
+                let _ = write!(out, "content-length: {n}\r\n");
+            }
+            Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+            Framing::UntilClose => {}
+        }
         for (n, v) in &self.headers {
             let _ = write!(out, "{n}: {v}\r\n");
         }
@@ -57,6 +101,23 @@ impl Response {
         } else {
             b"connection: close\r\n\r\n"
         });
-        out.extend_from_slice(&self.body);
     }
+}
+
+/// How a response body is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    Length(usize),
+    Chunked,
+    /// HTTP/1.0 and a streamed body: it ends where the connection closes.
+    UntilClose,
+}
+
+/// Append one chunk of a chunked body. An empty `data` makes `0\r\n\r\n`:
+/// the last chunk and the empty trailer.
+pub fn encode_chunk(data: &[u8], out: &mut Vec<u8>) {
+    use std::io::Write;
+    let _ = write!(out, "{:x}\r\n", data.len());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
 }
