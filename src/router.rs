@@ -81,6 +81,7 @@ pub struct Router {
     senders: Option<Rc<Senders<Msg>>>,
     pending: RefCell<HashMap<u64, AnswerTx>>,
     next_req: Cell<u64>,
+    next_export: Cell<u64>,
     /// This shard's write-ahead log; `None` when persistence is off.
     wal: RefCell<Option<Rc<Wal>>>,
     snapshots: RefCell<Option<Rc<crate::snapshot::Snapshots>>>,
@@ -88,14 +89,13 @@ pub struct Router {
     pub rate: crate::rate::RateLimit,
 }
 
-/// What [`Router::snapshot_cut`] returns.
+/// What [`Router::snapshot_cut`] returns; every export has begun.
 pub struct SnapshotCut {
     pub lsn: u64,
+    pub export: u64,
     pub collections: Vec<(aionbd_shards::ops::CollectionSpec, u64)>,
     /// (collection, uid, shard holding one of its partitions).
     pub parts: Vec<(String, u64, ShardId)>,
-    /// The export starts, to await before asking for chunks.
-    pub begins: Vec<Pending>,
 }
 
 /// A call whose synchronous part has run; await it for the answer.
@@ -184,6 +184,7 @@ impl Router {
             senders: direct,
             pending: RefCell::new(HashMap::new()),
             next_req: Cell::new(1),
+            next_export: Cell::new(1),
             wal: RefCell::new(None),
             snapshots: RefCell::new(None),
             rate: Default::default(),
@@ -278,25 +279,29 @@ impl Router {
         Ok(())
     }
 
-    /// A snapshot's cut, taken synchronously: the LSN of the last write
-    /// queued to the WAL, the collections homed here, and an export started
-    /// on every partition of them. Messages to a peer arrive in order, so
-    /// each export sees exactly the writes up to that LSN.
-    pub fn snapshot_cut(&self) -> Option<SnapshotCut> {
-        let lsn = self.wal.borrow().as_ref()?.last_assigned();
-        let (collections, placement) = {
-            let shard = self.shard.borrow();
-            (shard.homed_collections(), shard.placement())
+    /// A new export id, unique in this process (several exports of one
+    /// partition may run at once: a snapshot, backups, NDJSON exports).
+    pub fn new_export_id(&self) -> u64 {
+        let n = self.next_export.get();
+        self.next_export.set(n + 1);
+        ((self.me as u64) << 48) | n
+    }
+
+    /// A snapshot's cut of every collection homed here (see
+    /// `Op::ExportCut`): the LSN of the last write queued to the WAL, and an
+    /// export begun on every partition of those collections.
+    pub async fn snapshot_cut(&self) -> Result<SnapshotCut, ShardError> {
+        let export = self.new_export_id();
+        let answer = self.call(self.me, Op::ExportCut { export, only: Vec::new(), tenant: None }).wait().await?;
+        let Reply::Cut { lsn, collections, .. } = answer.into_reply()? else {
+            return Err(ShardError::Internal("unexpected answer to an export cut".into()));
         };
-        let mut parts = Vec::new();
-        let mut begins = Vec::new();
-        for (spec, uid) in &collections {
-            for s in placement.shards_of(&spec.name) {
-                begins.push(self.call(s, Op::ExportBegin { name: spec.name.clone(), uid: *uid }));
-                parts.push((spec.name.clone(), *uid, s));
-            }
-        }
-        Some(SnapshotCut { lsn, collections, parts, begins })
+        let placement = self.shard.borrow().placement();
+        let parts = collections
+            .iter()
+            .flat_map(|(spec, uid)| placement.shards_of(&spec.name).into_iter().map(|s| (spec.name.clone(), *uid, s)))
+            .collect();
+        Ok(SnapshotCut { lsn, export, collections, parts })
     }
 
     /// Resolves once every message this shard sent so far has been
@@ -444,12 +449,20 @@ impl Router {
         let plan = self.shard.borrow_mut().execute(op);
         match plan {
             Err(e) => Pending::Ready(Err(e)),
-            Ok(Plan { reply, fanout, log }) => {
+            Ok(Plan { mut reply, fanout, log }) => {
                 // Queue the record now, in apply order; acknowledge later.
-                let durable: Option<Durable> = match (log, self.wal.borrow().as_ref()) {
+                let mut durable: Option<Durable> = match (log, self.wal.borrow().as_ref()) {
                     (Some((kind, body)), Some(wal)) => Some(Box::pin(wal.append(kind, body))),
                     _ => None,
                 };
+                // An export's cut is the last write queued so far; it is
+                // answered once that is durable, so an export never holds a
+                // write a crash could still take back.
+                if let (Reply::Cut { lsn, .. }, Some(wal)) = (&mut reply, self.wal.borrow().as_ref()) {
+                    *lsn = wal.last_assigned();
+                    let (wal, upto) = (wal.clone(), *lsn);
+                    durable = Some(Box::pin(async move { wal.wait_durable(upto).await.map(|()| upto) }));
+                }
                 if fanout.is_empty() && durable.is_none() {
                     return Pending::Ready(Ok(Answer::Data(reply)));
                 }

@@ -132,18 +132,11 @@ impl Snapshots {
     async fn write(&self, router: &Router) -> Result<(Lsn, u64), String> {
         let wal = router.wal().ok_or("persistence is off")?;
         let bytes_at_cut = wal.bytes.get();
-        let cut = router.snapshot_cut().ok_or("persistence is off")?;
+        let cut = router.snapshot_cut().await.map_err(|e| format!("cannot start the export: {e}"))?;
         let lsn = cut.lsn;
-        let mut begun = Ok(());
-        for b in cut.begins {
-            if let Err(e) = b.wait().await {
-                begun = Err(e);
-            }
-        }
         let name = snapshot_name(lsn);
         let tmp = self.dir.join(format!("{name}.tmp"));
         let result = async {
-            begun.map_err(|e| format!("cannot start the export: {e}"))?;
             let file = DmaFile::create(&tmp).await.map_err(|e| format!("create {}: {e}", tmp.display()))?;
             let mut out = DmaStreamWriterBuilder::new(file).with_buffer_size(1 << 20).with_write_behind(2).build();
             let created_unix_ms =
@@ -158,7 +151,12 @@ impl Snapshots {
                 while let Some((name, part_uid, shard)) = cut.parts.get(next_part).filter(|p| p.0 == spec.name) {
                     next_part += 1;
                     loop {
-                        let op = Op::ExportChunk { name: name.clone(), uid: *part_uid, max_points: CHUNK_POINTS };
+                        let op = Op::ExportChunk {
+                            name: name.clone(),
+                            uid: *part_uid,
+                            export: cut.export,
+                            max_points: CHUNK_POINTS,
+                        };
                         let answer = match router.call(*shard, op).wait().await {
                             Ok(a) => a,
                             // Dropped after the cut: the log holds the drop;
@@ -195,7 +193,10 @@ impl Snapshots {
             Err(e) => {
                 // Stop the exports still running and drop the partial file.
                 for (name, uid, shard) in &cut.parts {
-                    let _ = router.call(*shard, Op::ExportEnd { name: name.clone(), uid: *uid }).wait().await;
+                    let _ = router
+                        .call(*shard, Op::ExportEnd { name: name.clone(), uid: *uid, export: cut.export })
+                        .wait()
+                        .await;
                 }
                 let _ = std::fs::remove_file(&tmp);
                 return Err(e);

@@ -157,21 +157,35 @@ pub enum Op {
         uid: u64,
         body: Vec<u8>,
     },
-    /// Snapshot support: remember the partition as it is now ...
+    /// Home side of an export (backup, NDJSON export): the collections
+    /// homed here that `only` names (every one when empty; with `tenant`,
+    /// only that tenant's) are cut at this shard's current LSN, and an
+    /// export `export` begins on each of their partitions. Answered with
+    /// `Reply::Cut` once every partition has begun.
+    ExportCut {
+        export: u64,
+        only: Vec<String>,
+        tenant: Option<String>,
+    },
+    /// Snapshot, backup and export support: remember the partition as it is
+    /// now, as export `export` (several may run at once) ...
     ExportBegin {
         name: String,
         uid: u64,
+        export: u64,
     },
     /// ... hand out up to `max_points` of it (`Reply::Exported`) ...
     ExportChunk {
         name: String,
         uid: u64,
+        export: u64,
         max_points: usize,
     },
-    /// ... or forget it (an abandoned snapshot).
+    /// ... or forget it (an abandoned snapshot or export).
     ExportEnd {
         name: String,
         uid: u64,
+        export: u64,
     },
 }
 
@@ -263,6 +277,15 @@ pub enum Reply {
     /// The IVF index, the HNSW graph and the payload indexes (field,
     /// distinct strings/booleans, numeric entries) of a partition.
     IndexStatus(Option<crate::partition::IvfStatus>, Option<crate::partition::HnswStatus>, Vec<(String, usize, usize)>),
+    /// An export's cut (`Op::ExportCut`): the home shard's LSN at the cut
+    /// (0 without persistence; filled in by the router, which owns the WAL)
+    /// and the collections cut, with their uids and point counts, in
+    /// creation order.
+    Cut {
+        lsn: u64,
+        collections: Vec<(CollectionSpec, u64)>,
+        points: Vec<u64>,
+    },
     /// A chunk of a partition export; `done` when it was the last.
     Exported {
         points: Vec<PointIn>,

@@ -44,8 +44,9 @@ struct PartitionSlot {
     uid: u64,
     spec: CollectionSpec,
     data: Partition,
-    /// A snapshot copying this partition out, if one is running.
-    export: Option<Export>,
+    /// Snapshots, backups and exports copying this partition out, by
+    /// export id (usually none; a few at most).
+    exports: Vec<(u64, Export)>,
 }
 
 pub struct Shard {
@@ -106,6 +107,7 @@ impl Shard {
                 Ok(Reply::Infos(infos).into())
             }
             Op::ListPoints { name, from, limit } => Ok(Reply::Page(page(self.entry(&name)?, from, limit)).into()),
+            Op::ExportCut { export, only, tenant } => self.export_cut(export, &only, tenant.as_deref()),
             op @ (Op::CreateCollection(_)
             | Op::DeleteCollection { .. }
             | Op::Upsert { .. }
@@ -379,7 +381,7 @@ impl Shard {
     /// export first copies the points the op will change.
     fn partition_for_apply(&mut self, name: &str, uid: u64, ids: &[u64]) -> Option<&mut Partition> {
         let slot = self.partitions.get_mut(name).filter(|s| s.uid == uid)?;
-        if let Some(export) = &mut slot.export {
+        for (_, export) in &mut slot.exports {
             for &id in ids {
                 export.before_write(&slot.data, id);
             }
@@ -474,6 +476,35 @@ impl Shard {
         out
     }
 
+    /// `Op::ExportCut`: the collections to export and an `ExportBegin` for
+    /// each of their partitions, sent in order after every write planned so
+    /// far, so each export starts at exactly this cut.
+    fn export_cut(&mut self, export: u64, only: &[String], tenant: Option<&str>) -> Result<Plan, ShardError> {
+        for name in only {
+            self.entry(name)?;
+        }
+        let collections: Vec<(CollectionSpec, u64)> = self
+            .homed_collections()
+            .into_iter()
+            .filter(|(spec, _)| only.is_empty() || only.contains(&spec.name))
+            .filter(|(spec, _)| tenant.is_none() || crate::placement::tenant_of(&spec.name) == tenant)
+            .collect();
+        let begins = collections
+            .iter()
+            .flat_map(|(spec, uid)| {
+                self.placement
+                    .shards_of(&spec.name)
+                    .into_iter()
+                    .map(move |s| (s, Op::ExportBegin { name: spec.name.clone(), uid: *uid, export }))
+            })
+            .collect();
+        let points = collections
+            .iter()
+            .map(|(spec, _)| self.catalog.get(&spec.name).map_or(0, |e| e.ids.len() as u64))
+            .collect();
+        self.route(Reply::Cut { lsn: 0, collections, points }, begins)
+    }
+
     fn export_slot(&mut self, name: &str, uid: u64) -> Result<&mut PartitionSlot, ShardError> {
         self.partitions
             .get_mut(name)
@@ -486,7 +517,7 @@ impl Shard {
             Op::CreatePartition { uid, spec } => {
                 let mut data = Partition::new(spec.dimension);
                 data.configure(self.limits.hnsw, self.placement.partitions);
-                self.partitions.insert(spec.name.clone(), PartitionSlot { uid, spec, data, export: None });
+                self.partitions.insert(spec.name.clone(), PartitionSlot { uid, spec, data, exports: Vec::new() });
                 Ok(Reply::Done)
             }
             Op::DropPartition { name, uid } => {
@@ -568,26 +599,28 @@ impl Shard {
                 }
                 Ok(Reply::Done)
             }
-            Op::ExportBegin { name, uid } => {
+            Op::ExportBegin { name, uid, export } => {
                 let slot = self.export_slot(&name, uid)?;
-                slot.export = Some(Export::begin(&slot.data));
+                slot.exports.retain(|(e, _)| *e != export);
+                slot.exports.push((export, Export::begin(&slot.data)));
                 Ok(Reply::Done)
             }
-            Op::ExportChunk { name, uid, max_points } => {
+            Op::ExportChunk { name, uid, export, max_points } => {
                 let slot = self.export_slot(&name, uid)?;
-                let export = slot
-                    .export
-                    .as_mut()
-                    .ok_or_else(|| ShardError::Conflict(format!("no snapshot export of '{name}' is running")))?;
-                let (points, done) = export.next_chunk(&slot.data, max_points);
+                let at = slot
+                    .exports
+                    .iter()
+                    .position(|(e, _)| *e == export)
+                    .ok_or_else(|| ShardError::Internal(format!("export {export} of '{name}' is not running")))?;
+                let (points, done) = slot.exports[at].1.next_chunk(&slot.data, max_points);
                 if done {
-                    slot.export = None;
+                    slot.exports.swap_remove(at);
                 }
                 Ok(Reply::Exported { points, done })
             }
-            Op::ExportEnd { name, uid } => {
+            Op::ExportEnd { name, uid, export } => {
                 if let Ok(slot) = self.export_slot(&name, uid) {
-                    slot.export = None;
+                    slot.exports.retain(|(e, _)| *e != export);
                 }
                 Ok(Reply::Done)
             }
