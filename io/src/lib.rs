@@ -3,6 +3,7 @@
 //! ([`wal`]) and the vector files users bring to benchmarks and imports
 //! ([`vecfile`]: texmex `.fvecs`/`.ivecs`, NumPy `.npy`).
 
+pub mod backup;
 pub mod snapshot;
 pub mod vecfile;
 pub mod wal;

@@ -140,20 +140,10 @@ impl<R: Read> SnapshotReader<R> {
         }
         let at = self.offset;
         let err = |reason: String| SnapshotError { offset: at, reason };
-        let mut fh = [0u8; FRAME_HEADER_BYTES + 1];
-        read_full(&mut self.src, &mut fh, at)?;
-        let len = u32::from_le_bytes(fh[0..4].try_into().unwrap()) as usize;
-        let crc = u32::from_le_bytes(fh[4..8].try_into().unwrap());
-        let kind = fh[8];
-        if len == 0 || len > MAX_FRAME_BYTES {
-            return Err(err(format!("impossible frame length {len}")));
-        }
-        self.body.resize(len - 1, 0);
-        read_full(&mut self.src, &mut self.body, at + FRAME_HEADER_BYTES as u64 + 1)?;
-        if frame_crc(kind, &self.body) != crc {
-            return Err(err("frame checksum mismatch".into()));
-        }
-        self.offset += (FRAME_HEADER_BYTES + len) as u64;
+        let (fh, kind) = read_frame(&mut self.src, at, &mut self.body, INCOMPLETE)
+            .map_err(|(offset, reason)| SnapshotError { offset, reason })?;
+        self.offset += (fh.len() + self.body.len()) as u64;
+        let len = self.body.len() + 1;
         if kind != END_KIND {
             self.records += 1;
             return Ok(Some((kind, &self.body)));
@@ -181,15 +171,42 @@ impl<R: Read> SnapshotReader<R> {
     }
 }
 
+const INCOMPLETE: &str = "file ends before the snapshot's end frame (incomplete snapshot)";
+
 fn read_full(src: &mut impl Read, buf: &mut [u8], offset: u64) -> Result<(), SnapshotError> {
-    src.read_exact(buf).map_err(|e| SnapshotError {
-        offset,
-        reason: if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            "file ends before the snapshot's end frame (incomplete snapshot)".into()
-        } else {
-            e.to_string()
-        },
+    read_exact_at(src, buf, offset, INCOMPLETE).map_err(|(offset, reason)| SnapshotError { offset, reason })
+}
+
+fn read_exact_at(src: &mut impl Read, buf: &mut [u8], offset: u64, eof: &str) -> Result<(), (u64, String)> {
+    src.read_exact(buf).map_err(|e| {
+        (offset, if e.kind() == std::io::ErrorKind::UnexpectedEof { eof.to_owned() } else { e.to_string() })
     })
+}
+
+/// Read one frame at `at` into `body` (kind excluded), checking its length
+/// and CRC: the frame's header bytes (length, CRC, kind) and its kind, or
+/// (offset, reason). `eof` says what a file ending early means. Snapshots
+/// and backups share this framing.
+pub(crate) fn read_frame(
+    src: &mut impl Read,
+    at: u64,
+    body: &mut Vec<u8>,
+    eof: &str,
+) -> Result<([u8; FRAME_HEADER_BYTES + 1], u8), (u64, String)> {
+    let mut fh = [0u8; FRAME_HEADER_BYTES + 1];
+    read_exact_at(src, &mut fh, at, eof)?;
+    let len = u32::from_le_bytes(fh[0..4].try_into().unwrap()) as usize;
+    let crc = u32::from_le_bytes(fh[4..8].try_into().unwrap());
+    let kind = fh[8];
+    if len == 0 || len > MAX_FRAME_BYTES {
+        return Err((at, format!("impossible frame length {len}")));
+    }
+    body.resize(len - 1, 0);
+    read_exact_at(src, body, at + FRAME_HEADER_BYTES as u64 + 1, eof)?;
+    if frame_crc(kind, body) != crc {
+        return Err((at, "frame checksum mismatch".into()));
+    }
+    Ok((fh, kind))
 }
 
 /// A `Read` over a file whose reads run ahead on a helper thread, so disk

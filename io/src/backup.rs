@@ -1,0 +1,321 @@
+//! Backup files, as pure functions over bytes (layout: docs/backup.md).
+//!
+//! A backup is a header, then frames in the snapshot framing (length, CRC32C
+//! of kind + body, kind, body): per collection its log records (one
+//! `CreateCollection`, then `Upsert`s) and a collection-end frame (kind
+//! `0xfe`: name, home shard, cut LSN, point count); last an end frame
+//! (`0xff`) with the number of frames before it, a CRC32C of every byte
+//! before it, and the manifest (JSON text). It is written as a stream, so
+//! the manifest comes last; a reader checks every frame as it goes and the
+//! whole-file CRC at the end. The records are opaque here.
+
+use crate::snapshot::read_frame;
+use std::fmt;
+use std::io::Read;
+
+pub const BACKUP_MAGIC: [u8; 8] = *b"AIONBAK\0";
+pub const BACKUP_VERSION: u16 = 1;
+pub const BACKUP_HEADER_BYTES: usize = 32;
+/// Closes one collection: name, home shard, cut LSN, points written.
+pub const COLLECTION_END_KIND: u8 = 0xfe;
+pub const END_KIND: u8 = crate::snapshot::END_KIND;
+
+fn frame_crc(kind: u8, body: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(&[kind]), body)
+}
+
+/// The header: magic, version, creation time, CRC32C of the bytes before it.
+pub fn encode_header(created_unix_ms: u64) -> [u8; BACKUP_HEADER_BYTES] {
+    let mut b = [0u8; BACKUP_HEADER_BYTES];
+    b[0..8].copy_from_slice(&BACKUP_MAGIC);
+    b[8..10].copy_from_slice(&BACKUP_VERSION.to_le_bytes());
+    b[16..24].copy_from_slice(&created_unix_ms.to_le_bytes());
+    let crc = crc32c::crc32c(&b[..28]);
+    b[28..32].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// Builds a backup as a sequence of byte chunks, keeping the running CRC
+/// and frame count the end frame needs.
+#[derive(Debug)]
+pub struct BackupWriter {
+    crc: u32,
+    frames: u64,
+    bytes: u64,
+}
+
+impl BackupWriter {
+    /// A writer and the file's first bytes (the header).
+    pub fn start(created_unix_ms: u64) -> (BackupWriter, Vec<u8>) {
+        let mut w = BackupWriter { crc: 0, frames: 0, bytes: 0 };
+        let header = encode_header(created_unix_ms).to_vec();
+        w.account(&header);
+        (w, header)
+    }
+
+    fn account(&mut self, bytes: &[u8]) {
+        self.crc = crc32c::crc32c_append(self.crc, bytes);
+        self.bytes += bytes.len() as u64;
+    }
+
+    /// Append a frame of `kind` (below `0xfe`: a log record) to `out`.
+    pub fn frame(&mut self, kind: u8, body: &[u8], out: &mut Vec<u8>) {
+        let at = out.len();
+        out.extend_from_slice(&((body.len() + 1) as u32).to_le_bytes());
+        out.extend_from_slice(&frame_crc(kind, body).to_le_bytes());
+        out.push(kind);
+        out.extend_from_slice(body);
+        self.account(&out[at..]);
+        self.frames += 1;
+    }
+
+    /// Close a collection's frames.
+    pub fn collection_end(&mut self, end: &CollectionEnd, out: &mut Vec<u8>) {
+        self.frame(COLLECTION_END_KIND, &end.encode(), out);
+    }
+
+    /// The end frame; `manifest` is JSON text. Returns the file's size.
+    pub fn finish(mut self, manifest: &str, out: &mut Vec<u8>) -> u64 {
+        let mut body = Vec::with_capacity(12 + manifest.len());
+        body.extend_from_slice(&self.frames.to_le_bytes());
+        body.extend_from_slice(&self.crc.to_le_bytes());
+        body.extend_from_slice(manifest.as_bytes());
+        let at = out.len();
+        out.extend_from_slice(&((body.len() + 1) as u32).to_le_bytes());
+        out.extend_from_slice(&frame_crc(END_KIND, &body).to_le_bytes());
+        out.push(END_KIND);
+        out.extend_from_slice(&body);
+        self.bytes += (out.len() - at) as u64;
+        self.bytes
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+/// The frame that closes one collection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CollectionEnd {
+    pub name: String,
+    pub home_shard: u16,
+    /// The home shard's LSN at the cut: the collection holds exactly the
+    /// writes the home shard logged up to it.
+    pub lsn: u64,
+    pub points: u64,
+}
+
+impl CollectionEnd {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(22 + self.name.len());
+        b.extend_from_slice(&(self.name.len() as u32).to_le_bytes());
+        b.extend_from_slice(self.name.as_bytes());
+        b.extend_from_slice(&self.home_shard.to_le_bytes());
+        b.extend_from_slice(&self.lsn.to_le_bytes());
+        b.extend_from_slice(&self.points.to_le_bytes());
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Self, String> {
+        let bad = || "malformed collection-end frame".to_string();
+        let n = u32::from_le_bytes(b.get(0..4).ok_or_else(bad)?.try_into().unwrap()) as usize;
+        let name = std::str::from_utf8(b.get(4..4 + n).ok_or_else(bad)?).map_err(|_| bad())?.to_owned();
+        let rest = b.get(4 + n..).ok_or_else(bad)?;
+        if rest.len() != 18 {
+            return Err(bad());
+        }
+        Ok(CollectionEnd {
+            name,
+            home_shard: u16::from_le_bytes(rest[0..2].try_into().unwrap()),
+            lsn: u64::from_le_bytes(rest[2..10].try_into().unwrap()),
+            points: u64::from_le_bytes(rest[10..18].try_into().unwrap()),
+        })
+    }
+}
+
+/// Where and why a backup file is unusable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackupError {
+    pub offset: u64,
+    pub reason: String,
+}
+
+impl fmt::Display for BackupError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "at offset {}: {}", self.offset, self.reason)
+    }
+}
+
+/// One item of a backup, in file order.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Item<'a> {
+    /// A log record (kind, body) of the current collection.
+    Record(u8, &'a [u8]),
+    CollectionEnd(CollectionEnd),
+    /// The verified end: the manifest's JSON text.
+    End(String),
+}
+
+/// Reads a backup, checking the header, every frame's CRC, the frame count
+/// and the whole-file CRC; nothing may follow the end frame.
+pub struct BackupReader<R: Read> {
+    src: R,
+    pub created_unix_ms: u64,
+    offset: u64,
+    crc: u32,
+    frames: u64,
+    done: bool,
+    body: Vec<u8>,
+}
+
+impl<R: Read> BackupReader<R> {
+    pub fn new(mut src: R) -> Result<Self, BackupError> {
+        let mut h = [0u8; BACKUP_HEADER_BYTES];
+        read_full(&mut src, &mut h, 0)?;
+        let err = |reason: &str| BackupError { offset: 0, reason: reason.into() };
+        if h[0..8] != BACKUP_MAGIC {
+            return Err(err("not an aionbd backup (bad magic)"));
+        }
+        if crc32c::crc32c(&h[..28]) != u32::from_le_bytes(h[28..32].try_into().unwrap()) {
+            return Err(err("backup header checksum mismatch"));
+        }
+        let version = u16::from_le_bytes(h[8..10].try_into().unwrap());
+        if version != BACKUP_VERSION {
+            return Err(err(&format!("backup format version {version} is not supported (this build reads 1)")));
+        }
+        Ok(BackupReader {
+            created_unix_ms: u64::from_le_bytes(h[16..24].try_into().unwrap()),
+            crc: crc32c::crc32c(&h),
+            src,
+            offset: BACKUP_HEADER_BYTES as u64,
+            frames: 0,
+            done: false,
+            body: Vec::new(),
+        })
+    }
+
+    /// Offset of the next frame (of the first bad byte after an error).
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The next item; `None` once the end frame was read.
+    pub fn next_item(&mut self) -> Result<Option<Item<'_>>, BackupError> {
+        if self.done {
+            return Ok(None);
+        }
+        let at = self.offset;
+        let err = |reason: String| BackupError { offset: at, reason };
+        let (fh, kind) = read_frame(&mut self.src, at, &mut self.body, TRUNCATED)
+            .map_err(|(offset, reason)| BackupError { offset, reason })?;
+        let file_crc_before = self.crc;
+        self.crc = crc32c::crc32c_append(crc32c::crc32c_append(self.crc, &fh), &self.body);
+        self.offset += (fh.len() + self.body.len()) as u64;
+        if kind != END_KIND {
+            self.frames += 1;
+        }
+        match kind {
+            END_KIND => {
+                if self.body.len() < 12 {
+                    return Err(err("malformed end frame".into()));
+                }
+                let frames = u64::from_le_bytes(self.body[0..8].try_into().unwrap());
+                let file_crc = u32::from_le_bytes(self.body[8..12].try_into().unwrap());
+                if frames != self.frames {
+                    return Err(err(format!("end frame counts {frames} frames, the file holds {}", self.frames)));
+                }
+                if file_crc != file_crc_before {
+                    return Err(err("whole-file checksum mismatch".into()));
+                }
+                let manifest =
+                    std::str::from_utf8(&self.body[12..]).map_err(|_| err("manifest is not UTF-8".into()))?.to_owned();
+                let mut extra = [0u8; 1];
+                match self.src.read(&mut extra) {
+                    Ok(0) => {}
+                    Ok(_) => {
+                        return Err(BackupError { offset: self.offset, reason: "bytes after the end frame".into() })
+                    }
+                    Err(e) => return Err(BackupError { offset: self.offset, reason: e.to_string() }),
+                }
+                self.done = true;
+                Ok(Some(Item::End(manifest)))
+            }
+            COLLECTION_END_KIND => Ok(Some(Item::CollectionEnd(CollectionEnd::decode(&self.body).map_err(err)?))),
+            _ => Ok(Some(Item::Record(kind, &self.body))),
+        }
+    }
+}
+
+const TRUNCATED: &str = "file ends before the backup's end frame (truncated backup)";
+
+fn read_full(src: &mut impl Read, buf: &mut [u8], offset: u64) -> Result<(), BackupError> {
+    src.read_exact(buf).map_err(|e| BackupError {
+        offset,
+        reason: if e.kind() == std::io::ErrorKind::UnexpectedEof { TRUNCATED.into() } else { e.to_string() },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample(records: &[(u8, Vec<u8>)]) -> Vec<u8> {
+        let (mut w, mut out) = BackupWriter::start(42);
+        for (k, b) in records {
+            w.frame(*k, b, &mut out);
+        }
+        w.collection_end(&CollectionEnd { name: "c".into(), home_shard: 1, lsn: 9, points: 3 }, &mut out);
+        let n = w.finish("{\"format\":1}", &mut out);
+        assert_eq!(n, out.len() as u64);
+        out
+    }
+
+    type Records = Vec<(u8, Vec<u8>)>;
+
+    fn read_all(bytes: &[u8]) -> Result<(Records, String), BackupError> {
+        let mut r = BackupReader::new(bytes)?;
+        let mut recs = Vec::new();
+        loop {
+            match r.next_item()? {
+                Some(Item::Record(k, b)) => recs.push((k, b.to_vec())),
+                Some(Item::CollectionEnd(e)) => assert_eq!(e.lsn, 9),
+                Some(Item::End(m)) => return Ok((recs, m)),
+                None => unreachable!("End comes first"),
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips_and_any_damage_is_found(
+            records in proptest::collection::vec((1u8..7, proptest::collection::vec(any::<u8>(), 0..64)), 0..8),
+            flip in any::<prop::sample::Index>(),
+            bit in 0u8..8,
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let bytes = sample(&records);
+            let (back, manifest) = read_all(&bytes).unwrap();
+            prop_assert_eq!(back, records);
+            prop_assert_eq!(manifest, "{\"format\":1}");
+            // A flipped bit anywhere is refused.
+            let mut bad = bytes.clone();
+            bad[flip.index(bytes.len())] ^= 1 << bit;
+            prop_assert!(read_all(&bad).is_err());
+            // So is any proper prefix, and a byte appended.
+            let n = cut.index(bytes.len());
+            prop_assert!(read_all(&bytes[..n]).is_err());
+            let mut longer = bytes.clone();
+            longer.push(0);
+            prop_assert!(read_all(&longer).is_err());
+        }
+    }
+
+    #[test]
+    fn a_snapshot_or_other_file_is_not_a_backup() {
+        let e = BackupReader::new(&b"AIONSNP\0........................"[..]).err().unwrap();
+        assert!(e.reason.contains("not an aionbd backup"), "{e}");
+        let e = BackupReader::new(&b"short"[..]).err().unwrap();
+        assert!(e.reason.contains("truncated"), "{e}");
+    }
+}
