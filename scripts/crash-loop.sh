@@ -3,7 +3,10 @@
 # acknowledged while the release server is SIGKILLed at random moments and
 # restarted on the same data directory; after every restart each
 # acknowledged point must be back with its exact values, and the data
-# directory must stay within the bound docs/storage.md states. Prints the
+# directory must stay within the bound docs/storage.md states. Backups and
+# NDJSON exports are taken during every round: each that completes must hold
+# every write acknowledged before it began, verify whole, and (every 10th
+# round) restore into a server that serves it. Prints the
 # start-up time and directory size every 100 rounds.
 # Usage: scripts/crash-loop.sh [ITERATIONS]   (default 1000; the test suite runs 30)
 set -euo pipefail

@@ -57,6 +57,7 @@ settings![
     ("persistence.snapshot_min_wal_bytes", "AIONBD_SNAPSHOT_MIN_WAL_BYTES", "67108864"),
     ("persistence.snapshot_wal_percent", "AIONBD_SNAPSHOT_WAL_PERCENT", "50"),
     ("persistence.wal_truncate_corrupt", "AIONBD_WAL_TRUNCATE_CORRUPT", "false"),
+    ("persistence.backup_dir", "AIONBD_BACKUP_DIR", ""),
     ("index.hnsw_m", "AIONBD_HNSW_M", "16"),
     ("index.hnsw_ef_construction", "AIONBD_HNSW_EF_CONSTRUCTION", "100"),
     ("security.auth_mode", "AIONBD_AUTH_MODE", "disabled"),
@@ -114,6 +115,50 @@ pub struct Cli {
     /// (without it, unknown ones are only warned about).
     #[arg(long)]
     pub strict_env: bool,
+    /// A tool instead of the server (backup, restore, import, export).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// `aionbd <command>`: tools around the server (docs/backup.md).
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Rebuild a data directory from a backup file (offline: no server may
+    /// use the directory). The whole file is verified before anything is
+    /// written.
+    Restore {
+        /// The backup file (from GET /backup or POST /backups).
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// The data directory to create (new or empty, unless --force).
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// Shards to lay the data out for (0: one per CPU). A server started
+        /// with other counts re-lays it out at start.
+        #[arg(long, default_value_t = 0)]
+        shards: usize,
+        /// Partitions per collection (0: one per shard).
+        #[arg(long, default_value_t = 0)]
+        partitions_per_collection: usize,
+        /// Replace what the directory holds.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Verify every snapshot and WAL checksum of a data directory (or a
+    /// backup file) and say what a restart would do. Exit 0: clean (or only
+    /// a torn tail, which a restart repairs); 1: damage.
+    Check {
+        /// A data directory.
+        #[arg(long, value_name = "DIR", required_unless_present = "backup", conflicts_with = "backup")]
+        data_dir: Option<PathBuf>,
+        /// A backup file.
+        #[arg(long, value_name = "FILE")]
+        backup: Option<PathBuf>,
+    },
+    /// Load points into a running server from NDJSON, fvecs or npy.
+    Import(crate::transfer::ImportArgs),
+    /// Save a collection of a running server as NDJSON.
+    Export(crate::transfer::ExportArgs),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -131,6 +176,8 @@ pub struct PersistenceConfig {
     pub snapshot_min_wal_bytes: u64,
     pub snapshot_wal_percent: u64,
     pub wal_truncate_corrupt: bool,
+    /// Where `POST /backups` keeps backups (default: `<data_dir>/backups`).
+    pub backup_dir: PathBuf,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -408,7 +455,7 @@ pub fn build(raw: &RawSettings, cpus: usize, mut errors: Vec<String>) -> Result<
     let mut cfg = Config {
         hnsw,
         bind: bind.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
-        data_dir,
+        data_dir: data_dir.clone(),
         shards,
         partitions_per_collection: partitions_per_collection.clamp(1, shards.max(1)),
         spin_before_park_us: t.num("server.spin_before_park_us", 0),
@@ -450,6 +497,10 @@ pub fn build(raw: &RawSettings, cpus: usize, mut errors: Vec<String>) -> Result<
             snapshot_min_wal_bytes: t.num("persistence.snapshot_min_wal_bytes", 0),
             snapshot_wal_percent: t.num("persistence.snapshot_wal_percent", 1),
             wal_truncate_corrupt: t.flag("persistence.wal_truncate_corrupt"),
+            backup_dir: match t.text("persistence.backup_dir").0 {
+                "" => data_dir.join("backups"),
+                dir => PathBuf::from(dir),
+            },
         },
     };
     if !cfg.persistence.wal_segment_bytes.is_multiple_of(4096) || cfg.persistence.wal_segment_bytes > u32::MAX as u64 {

@@ -129,7 +129,7 @@ pub fn open(dir: &Path, shards: usize, partitions: usize) -> Result<DataDir, Str
 
 /// `LAYOUT`'s content, `None` for a new (empty) directory; an error for a
 /// directory that is not a data directory or one this version cannot read.
-fn read_layout(dir: &Path) -> Result<Option<Layout>, String> {
+pub fn read_layout(dir: &Path) -> Result<Option<Layout>, String> {
     let path = dir.join(LAYOUT);
     match std::fs::read_to_string(&path) {
         Ok(text) => Layout::decode(&text).map(Some).map_err(|e| format!("{}: {e}; refusing to start", path.display())),
@@ -162,7 +162,7 @@ fn read_layout(dir: &Path) -> Result<Option<Layout>, String> {
 /// Take the data directory's lock for the life of the process, or say who
 /// holds it. A lock left by a process that died is no obstacle: the kernel
 /// drops an flock with its holder.
-fn lock(dir: &Path) -> Result<File, String> {
+pub fn lock(dir: &Path) -> Result<File, String> {
     let path = dir.join(LOCK);
     let mut file =
         std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(
@@ -193,6 +193,36 @@ fn lock(dir: &Path) -> Result<File, String> {
         .and_then(|_| file.write_all(pid.as_bytes()))
         .map_err(|e| format!("cannot write lock file {}: {e}", path.display()))?;
     Ok(file)
+}
+
+/// What a directory holds besides the lock file, `lost+found` and hidden
+/// files (sorted): empty for a new or empty directory.
+pub fn occupants(dir: &Path) -> Result<Vec<String>, String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    let mut names: Vec<String> =
+        entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| !harmless(n)).collect();
+    names.sort();
+    Ok(names)
+}
+
+/// The PID in `LOCK` if a live process holds the lock (checked with a
+/// shared lock attempt; nothing is written).
+pub fn holder(dir: &Path) -> Option<String> {
+    let path = dir.join(LOCK);
+    let file = File::open(&path).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => None,
+        Err(_) => Some(std::fs::read_to_string(&path).unwrap_or_default().trim().to_owned()),
+    }
+}
+
+/// Make a written generation the directory's data: rename `tmp` to its
+/// final name, sync, then switch `LAYOUT` (the commit point).
+pub fn commit_generation(dir: &Path, tmp: &Path, layout: Layout) -> Result<(), String> {
+    let dest = layout.shards_root(dir);
+    std::fs::rename(tmp, &dest).map_err(|e| format!("rename {} to {}: {e}", tmp.display(), dest.display()))?;
+    sync_dir(dir)?;
+    crate::snapshot::write_atomically(&dir.join(LAYOUT), layout.encode().as_bytes())
 }
 
 /// Remove what an interrupted re-layout left: unfinished generations, and
@@ -239,6 +269,79 @@ struct NewShard {
     records: u64,
 }
 
+/// Writes the shard directories of a new generation (a re-layout, a
+/// restore): log records routed by collection to their home shard under
+/// `shards` x `partitions`, each shard's as one snapshot at LSN 0 with its
+/// `MANIFEST` and an empty `wal/`. Records of one collection keep their
+/// order. `finish` makes it all durable.
+pub struct GenerationWriter {
+    root: PathBuf,
+    placement: Placement,
+    outs: Vec<NewShard>,
+    frame: Vec<u8>,
+    pub records: u64,
+    pub bytes: u64,
+}
+
+impl GenerationWriter {
+    pub fn create(root: &Path, shards: usize, partitions: usize) -> Result<Self, String> {
+        let fail = |what: &Path, e: &dyn std::fmt::Display| format!("{}: {e}", what.display());
+        std::fs::create_dir_all(root).map_err(|e| fail(root, &e))?;
+        let created_unix_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let mut outs = Vec::with_capacity(shards);
+        for j in 0..shards {
+            let sdir = root.join(format!("shard-{j:02}"));
+            std::fs::create_dir_all(sdir.join("wal")).map_err(|e| fail(&sdir, &e))?;
+            let path = sdir.join(snapshot_name(0));
+            let file = File::create(&path).map_err(|e| fail(&path, &e))?;
+            let mut out = BufWriter::with_capacity(1 << 20, file);
+            out.write_all(&SnapshotHeader { shard_id: j as u16, lsn: 0, created_unix_ms }.encode())
+                .map_err(|e| fail(&path, &e))?;
+            outs.push(NewShard { dir: sdir, out, records: 0 });
+        }
+        Ok(GenerationWriter {
+            root: root.to_owned(),
+            placement: Placement::new(shards, partitions),
+            outs,
+            frame: Vec::new(),
+            records: 0,
+            bytes: 0,
+        })
+    }
+
+    /// Route one log record to its collection's home shard.
+    pub fn append(&mut self, kind: u8, body: &[u8], what: &dyn Fn() -> String) -> Result<(), String> {
+        let name = LogRecord::collection_name(kind, body).map_err(|e| format!("{}: {e}", what()))?;
+        let to = &mut self.outs[self.placement.home(name)];
+        self.frame.clear();
+        encode_frame(kind, body, &mut self.frame);
+        to.out.write_all(&self.frame).map_err(|e| format!("{}: {e}", to.dir.display()))?;
+        to.records += 1;
+        self.records += 1;
+        self.bytes += self.frame.len() as u64;
+        Ok(())
+    }
+
+    /// End frames, fsyncs, manifests, directory syncs.
+    pub fn finish(mut self) -> Result<(), String> {
+        for (j, s) in self.outs.into_iter().enumerate() {
+            let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", s.dir.display());
+            let mut out = s.out;
+            self.frame.clear();
+            encode_end(s.records, 0, &mut self.frame);
+            out.write_all(&self.frame).map_err(|e| fail(&e))?;
+            let file = out.into_inner().map_err(|e| fail(&e.error()))?;
+            file.sync_all().map_err(|e| fail(&e))?;
+            let manifest = Manifest { shard_id: j as u16, snapshot: snapshot_name(0), lsn: 0, wal_segment_seq: 0 };
+            crate::snapshot::write_atomically(&s.dir.join(crate::snapshot::MANIFEST), manifest.encode().as_bytes())?;
+            sync_dir(&s.dir.join("wal"))?;
+            sync_dir(&s.dir)?;
+        }
+        sync_dir(&self.root)
+    }
+}
+
 /// Re-place the data of layout `old` into `shards` x `partitions`, as the
 /// next generation, and switch `LAYOUT` to it. Returns the new layout.
 fn relayout(dir: &Path, old: Layout, shards: usize, partitions: usize) -> Result<Layout, String> {
@@ -253,56 +356,23 @@ fn relayout(dir: &Path, old: Layout, shards: usize, partitions: usize) -> Result
         new.generation
     );
     let tmp = dir.join(format!("layout-{}.tmp", new.generation));
-    let fail = |what: &str, e: &dyn std::fmt::Display| format!("re-layout: {what}: {e}");
-    std::fs::create_dir_all(&tmp).map_err(|e| fail(&tmp.display().to_string(), &e))?;
-    let created_unix_ms =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    let mut outs = Vec::with_capacity(shards);
-    for j in 0..shards {
-        let sdir = tmp.join(format!("shard-{j:02}"));
-        std::fs::create_dir_all(sdir.join("wal")).map_err(|e| fail(&sdir.display().to_string(), &e))?;
-        let path = sdir.join(snapshot_name(0));
-        let file = File::create(&path).map_err(|e| fail(&path.display().to_string(), &e))?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
-        out.write_all(&SnapshotHeader { shard_id: j as u16, lsn: 0, created_unix_ms }.encode())
-            .map_err(|e| fail(&path.display().to_string(), &e))?;
-        outs.push(NewShard { dir: sdir, out, records: 0 });
-    }
-    let placement = Placement::new(shards, partitions);
+    let relayout_err = |e: String| format!("re-layout: {e}");
+    let mut out = GenerationWriter::create(&tmp, shards, partitions).map_err(relayout_err)?;
     let old_root = old.shards_root(dir);
-    let mut frame = Vec::new();
-    let mut moved = (0u64, 0u64);
     for k in 0..old.shards {
-        let mut route = |kind: u8, body: &[u8], what: &dyn Fn() -> String| -> Result<(), String> {
-            let name = LogRecord::collection_name(kind, body).map_err(|e| format!("re-layout: {}: {e}", what()))?;
-            let to = &mut outs[placement.home(name)];
-            frame.clear();
-            encode_frame(kind, body, &mut frame);
-            to.out.write_all(&frame).map_err(|e| fail(&to.dir.display().to_string(), &e))?;
-            to.records += 1;
-            moved = (moved.0 + 1, moved.1 + frame.len() as u64);
-            Ok(())
-        };
+        let mut route =
+            |kind: u8, body: &[u8], what: &dyn Fn() -> String| out.append(kind, body, what).map_err(relayout_err);
         for_each_record(&old_root.join(format!("shard-{k:02}")), k, &mut route)?;
         if k == 0 {
             crash_point("copying");
         }
     }
-    for (j, s) in outs.into_iter().enumerate() {
-        let mut out = s.out;
-        frame.clear();
-        encode_end(s.records, 0, &mut frame);
-        out.write_all(&frame).map_err(|e| fail(&s.dir.display().to_string(), &e))?;
-        let file = out.into_inner().map_err(|e| fail(&s.dir.display().to_string(), &e.error()))?;
-        file.sync_all().map_err(|e| fail(&s.dir.display().to_string(), &e))?;
-        let manifest = Manifest { shard_id: j as u16, snapshot: snapshot_name(0), lsn: 0, wal_segment_seq: 0 };
-        crate::snapshot::write_atomically(&s.dir.join(crate::snapshot::MANIFEST), manifest.encode().as_bytes())?;
-        sync_dir(&s.dir.join("wal"))?;
-    }
+    let moved = (out.records, out.bytes);
+    out.finish().map_err(relayout_err)?;
     sync_dir(&tmp)?;
     crash_point("written");
     let dest = new.shards_root(dir);
-    std::fs::rename(&tmp, &dest).map_err(|e| fail("rename", &e))?;
+    std::fs::rename(&tmp, &dest).map_err(|e| format!("re-layout: rename {}: {e}", tmp.display()))?;
     sync_dir(dir)?;
     crash_point("renamed");
     // The switch: from here on the data directory is the new layout.

@@ -5,11 +5,13 @@
 
 pub mod api;
 pub mod auth;
+pub mod backup;
 pub mod config;
 pub mod datadir;
 pub mod indexer;
 pub mod metrics;
 pub mod notify;
+pub mod offline;
 pub mod rate;
 pub mod recovering;
 pub mod reload;
@@ -18,5 +20,6 @@ pub mod router;
 pub mod runtime;
 pub mod snapshot;
 pub mod tls;
+pub mod transfer;
 pub mod wal;
 pub mod watchdog;

@@ -22,6 +22,9 @@ fn main() {
     }));
     let started = Instant::now();
     let cli = config::Cli::parse();
+    if let Some(cmd) = &cli.command {
+        std::process::exit(run_tool(cmd));
+    }
     let mut errors = Vec::new();
     let env = |k: &str| std::env::var(k).ok();
     let raw = config::gather(&cli, &env, &mut errors);
@@ -200,6 +203,49 @@ fn main() {
     drop(data_dir);
     if shutdown.load(Ordering::Relaxed) {
         eprintln!("aionbd: stopped");
+    }
+}
+
+/// `aionbd restore | check | import | export`: print the outcome, return
+/// the exit code (0 done, 1 damage found or the transfer failed, 2 refused).
+fn run_tool(cmd: &config::Command) -> i32 {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let result = match cmd {
+        config::Command::Restore { from, data_dir, shards, partitions_per_collection, force } => {
+            let shards = if *shards == 0 { cpus } else { *shards };
+            let partitions =
+                if *partitions_per_collection == 0 { shards } else { (*partitions_per_collection).min(shards) };
+            let o = aionbd::offline::RestoreOptions { from, data_dir, shards, partitions, force: *force };
+            aionbd::offline::restore(&o).map_err(|e| (2, e))
+        }
+        config::Command::Check { data_dir, backup } => {
+            let report = match (data_dir, backup) {
+                (_, Some(b)) => Ok(aionbd::offline::check_backup(b)),
+                (Some(d), None) => aionbd::offline::check_data_dir(d),
+                (None, None) => Err("give --data-dir DIR or --backup FILE".to_owned()),
+            };
+            match report {
+                Ok(r) => {
+                    for l in &r.lines {
+                        println!("{l}");
+                    }
+                    return if r.damaged { 1 } else { 0 };
+                }
+                Err(e) => Err((2, e)),
+            }
+        }
+        config::Command::Import(a) => aionbd::transfer::import(a).map_err(|e| (1, e)),
+        config::Command::Export(a) => aionbd::transfer::export(a).map_err(|e| (1, e)),
+    };
+    match result {
+        Ok(line) => {
+            println!("{line}");
+            0
+        }
+        Err((code, e)) => {
+            eprintln!("aionbd: {e}");
+            code
+        }
     }
 }
 

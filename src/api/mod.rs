@@ -4,6 +4,7 @@
 //! Handlers are the dispatcher role: they route work to the owning shards
 //! through the [`Router`] and merge the answers.
 
+mod backup;
 pub mod body;
 mod collections;
 mod error;
@@ -58,6 +59,9 @@ pub enum Body {
     Json(Vec<u8>),
     Text(String),
     Yaml(&'static str),
+    /// A streamed body (sent chunked), with its content type and, for a
+    /// download, the file name to suggest.
+    Stream(&'static str, Option<String>, aionbd_http::BodyStream),
 }
 
 /// The API's OpenAPI description, built into the binary.
@@ -141,6 +145,12 @@ impl Api {
             RouteId::SearchTop1 => self.search_top1(name, req).await,
             RouteId::SearchTopK => self.search_topk(name, req).await,
             RouteId::SearchBatch => self.search_batch(name, req).await,
+            RouteId::Export => self.export(name).await,
+            RouteId::Backup => self.backup_stream(req.query.as_deref(), who).await,
+            RouteId::CreateBackup => self.create_backup(req.query.as_deref(), who).await,
+            RouteId::ListBackups => self.list_backups(),
+            RouteId::GetBackup => self.get_backup(id).await,
+            RouteId::DeleteBackup => self.delete_backup(id),
         };
         match (result, &coll) {
             (Err(mut e), Some((internal, visible))) if internal != visible => {
@@ -190,6 +200,7 @@ impl Api {
     fn authorize(&self, class: Class, who: &Principal) -> Result<(), ApiError> {
         let need = match class {
             Class::Write => Scope::Write,
+            Class::Admin => Scope::Admin,
             Class::Metrics if self.creds.get(&self.shared.current).auth.enabled() && self.cfg().auth_metrics_admin => {
                 Scope::Admin
             }
@@ -236,10 +247,20 @@ impl Api {
     }
 
     fn respond(&self, status: u16, body: Body, request_id: String) -> Response {
+        if let Body::Stream(ctype, file, stream) = body {
+            let resp = Response::streamed(status, ctype, stream)
+                .with_header("x-request-id", request_id)
+                .with_header("date", httpdate::fmt_http_date(std::time::SystemTime::now()));
+            return match file {
+                Some(f) => resp.with_header("content-disposition", format!("attachment; filename=\"{f}\"")),
+                None => resp,
+            };
+        }
         let (ctype, bytes) = match body {
             Body::Json(b) => ("application/json", b),
             Body::Text(t) => ("text/plain; version=0.0.4; charset=utf-8", t.into_bytes()),
             Body::Yaml(y) => ("application/yaml", y.as_bytes().to_vec()),
+            Body::Stream(..) => unreachable!("handled above"),
         };
         Response::new(status, ctype, bytes)
             .with_header("x-request-id", request_id)
@@ -247,7 +268,7 @@ impl Api {
     }
 }
 
-fn percent_decode(s: &str) -> Result<String, ApiError> {
+pub(super) fn percent_decode(s: &str) -> Result<String, ApiError> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -299,7 +320,7 @@ fn internal_name(tenant: Option<&str>, visible: &str) -> String {
 }
 
 /// The name a caller sees for an internal name.
-fn visible_name(internal: &str) -> &str {
+pub(crate) fn visible_name(internal: &str) -> &str {
     internal.split_once(TENANT_SEP).map_or(internal, |(_, v)| v)
 }
 
@@ -386,7 +407,11 @@ impl Service for Api {
             metrics.request_finished(resp.status, t0.elapsed().as_micros() as u64);
             return resp;
         }
-        let timeout = Duration::from_millis(self.cfg().request_timeout_ms);
+        // A backup kept on the server answers when it is written: no deadline.
+        let timeout = match &resolved {
+            Ok(m) if m.id == RouteId::CreateBackup => Duration::from_secs(365 * 24 * 3600),
+            _ => Duration::from_millis(self.cfg().request_timeout_ms),
+        };
         let read_only = matches!(&resolved, Ok(m) if m.class != Class::Write);
         let work = async {
             let m = resolved?;

@@ -16,6 +16,8 @@ pub enum Class {
     Read,
     /// The write routes of API.md §8: scope `write` or `admin`.
     Write,
+    /// Server-side backups (kept on the server's disk): scope `admin`.
+    Admin,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,11 +43,18 @@ pub enum RouteId {
     SearchTop1,
     SearchTopK,
     SearchBatch,
+    Export,
+    Backup,
+    CreateBackup,
+    ListBackups,
+    GetBackup,
+    DeleteBackup,
 }
 
 pub struct RouteDef {
     pub method: &'static str,
-    /// Literal segments, `{name}` (a collection) and `{id}` (a point id).
+    /// Literal segments, `{name}` (a collection), `{id}` (a point id) and
+    /// `{backup}` (a stored backup's name; captured like `{id}`).
     pub path: &'static str,
     pub id: RouteId,
     pub class: Class,
@@ -55,7 +64,7 @@ const fn r(method: &'static str, path: &'static str, id: RouteId, class: Class) 
     RouteDef { method, path, id, class }
 }
 
-use Class::{Health, Read, Write};
+use Class::{Admin, Health, Read, Write};
 use RouteId::*;
 
 pub const ROUTES: &[RouteDef] = &[
@@ -80,6 +89,12 @@ pub const ROUTES: &[RouteDef] = &[
     r("POST", "/collections/{name}/search", SearchTop1, Read),
     r("POST", "/collections/{name}/search/topk", SearchTopK, Read),
     r("POST", "/collections/{name}/search/topk/batch", SearchBatch, Read),
+    r("GET", "/collections/{name}/export", Export, Read),
+    r("GET", "/backup", Backup, Read),
+    r("POST", "/backups", CreateBackup, Admin),
+    r("GET", "/backups", ListBackups, Admin),
+    r("GET", "/backups/{backup}", GetBackup, Admin),
+    r("DELETE", "/backups/{backup}", DeleteBackup, Admin),
 ];
 
 /// A request matched to the table, with the path's parameters.
@@ -102,7 +117,7 @@ fn capture<'a>(pattern: &str, segments: &[&'a str]) -> Option<(Option<&'a str>, 
     for (p, s) in parts.iter().zip(segments) {
         match *p {
             "{name}" => name = Some(*s),
-            "{id}" => point = Some(*s),
+            "{id}" | "{backup}" => point = Some(*s),
             lit if lit == *s => {}
             _ => return None,
         }
@@ -182,7 +197,7 @@ mod tests {
     #[test]
     fn every_route_resolves_to_itself_and_literals_beat_parameters() {
         for def in ROUTES {
-            let path = def.path.replace("{name}", "c").replace("{id}", "7");
+            let path = def.path.replace("{name}", "c").replace("{id}", "7").replace("{backup}", "b");
             let got = m(def.method, Box::leak(path.into_boxed_str())).unwrap();
             assert_eq!((got.id, got.class), (def.id, def.class), "{} {}", def.method, def.path);
         }

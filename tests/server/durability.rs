@@ -128,7 +128,9 @@ fn snapshots_restore_exactly_and_bound_the_log() {
 /// Writers record what the server acknowledged; the server is killed at
 /// random moments while they write; after each restart every acknowledged
 /// point must be there with its exact values; snapshots are taken (and
-/// interrupted) along the way. 30 rounds by default;
+/// interrupted) along the way, and backups and NDJSON exports are taken
+/// back to back: each one that completed holds every point acknowledged
+/// before it began, and some restore. 30 rounds by default;
 /// `AIONBD_CRASH_ITERATIONS` asks for more (scripts/crash-loop.sh).
 #[test]
 fn crash_loop_keeps_every_acknowledged_write() {
@@ -137,6 +139,7 @@ fn crash_loop_keeps_every_acknowledged_write() {
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut next_id = 0u64;
     let iterations: usize = std::env::var("AIONBD_CRASH_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
+    let (mut backups_checked, mut exports_checked) = (0, 0);
     for round in 0..iterations {
         let t0 = Instant::now();
         let s = Server::start_in(&dir, 2, EAGER_SNAPSHOTS, &[]);
@@ -177,12 +180,27 @@ fn crash_loop_keeps_every_acknowledged_write() {
                 })
             })
             .collect();
+        // Backups and exports taken while the writers write, until the
+        // server dies under them.
+        let taker = {
+            let (addr, acked) = (addr.clone(), acked.clone());
+            std::thread::spawn(move || take_backups_and_exports(&addr, &acked))
+        };
         while Instant::now() < stop_at {
             std::thread::sleep(Duration::from_millis(5));
         }
         s.kill();
         for w in writers {
             w.join().unwrap();
+        }
+        let (backups, exports) = taker.join().unwrap();
+        backups_checked += backups.len();
+        exports_checked += exports;
+        // Every completed backup holds what was acknowledged before it
+        // began; some restore into a fresh directory and serve it.
+        for (i, (bytes, before)) in backups.iter().enumerate() {
+            let restore_it = i + 1 == backups.len() && round % 10 == 0;
+            check_backup(bytes, before, restore_it, round);
         }
         next_id += 10_000_000;
         // However often it crashes, the directory stays within its bound.
@@ -194,7 +212,11 @@ fn crash_loop_keeps_every_acknowledged_write() {
         }
     }
     let n = acked.lock().unwrap().len();
-    eprintln!("crash loop: {iterations} SIGKILLs, {n} acknowledged writes, all recovered");
+    eprintln!(
+        "crash loop: {iterations} SIGKILLs, {n} acknowledged writes, all recovered; {backups_checked} backups and \
+         {exports_checked} exports completed during the loop, each holding every write acknowledged before it"
+    );
+    assert!(backups_checked > 0 && exports_checked > 0, "no backup or export completed during the loop");
     assert!(n > 100, "the writers got only {n} acknowledgements");
     let s = Server::start_in(&dir, 2, EAGER_SNAPSHOTS, &[]);
     let count = s.call("GET", "/collections/crash", None, 200)["point_count"].as_u64().unwrap();
@@ -205,6 +227,94 @@ fn crash_loop_keeps_every_acknowledged_write() {
     }
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+type Acked = Arc<Mutex<BTreeMap<u64, f32>>>;
+/// A completed backup's bytes and the writes acknowledged before it began.
+type TakenBackup = (Vec<u8>, BTreeMap<u64, f32>);
+
+/// Take backups and NDJSON exports one after another until the server
+/// dies. Returns the completed backups (with the acknowledged writes known
+/// before each began) and how many exports completed (each checked here).
+fn take_backups_and_exports(addr: &str, acked: &Acked) -> (Vec<TakenBackup>, usize) {
+    let (mut backups, mut exports) = (Vec::new(), 0);
+    loop {
+        let before = acked.lock().unwrap().clone();
+        match fetch(addr, "/backup") {
+            Some(d) if d.complete && d.status == 200 => backups.push((d.body, before)),
+            _ => return (backups, exports),
+        }
+        let before = acked.lock().unwrap().clone();
+        let Some(d) = fetch(addr, "/collections/crash/export").filter(|d| d.complete && d.status == 200) else {
+            return (backups, exports);
+        };
+        let text = String::from_utf8(d.body).unwrap();
+        let mut got = BTreeMap::new();
+        for line in text.lines().skip(1) {
+            let v: Value = serde_json::from_str(line).unwrap();
+            got.insert(v["id"].as_u64().unwrap(), v["values"][0].as_f64().unwrap() as f32);
+        }
+        for (id, v) in &before {
+            assert_eq!(got.get(id), Some(v), "an export lost acknowledged point {id}");
+        }
+        exports += 1;
+    }
+}
+
+/// GET on its own connection, the body decoded; `None` if it failed.
+fn fetch(addr: &str, path: &str) -> Option<crate::harness::Download> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(c, "GET {path} HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n").ok()?;
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out); // a reset after a SIGKILL: what arrived
+    (out.windows(4).any(|w| w == b"\r\n\r\n")).then(|| crate::harness::decode_download(&out))
+}
+
+/// A completed backup verifies whole and holds every acknowledged write
+/// in `before` with its value; with `restore`, it is restored into a new
+/// directory and a server started there serves those points.
+fn check_backup(bytes: &[u8], before: &BTreeMap<u64, f32>, restore: bool, round: usize) {
+    let dir = unique_dir();
+    let file = dir.join("b.aionbd");
+    std::fs::write(&file, bytes).unwrap();
+    let mut got = BTreeMap::new();
+    aionbd::offline::read_backup(&file, &mut |kind, body| {
+        if let Ok(aionbd_shards::record::LogRecord::Upsert { points, .. }) =
+            aionbd_shards::record::LogRecord::decode(kind, body)
+        {
+            for p in points {
+                got.insert(p.id, p.values[0]);
+            }
+        }
+        Ok(())
+    })
+    .unwrap_or_else(|e| panic!("round {round}: a completed backup does not verify: {e}"));
+    for (id, v) in before {
+        assert_eq!(got.get(id), Some(v), "round {round}: a backup lost acknowledged point {id}");
+    }
+    if restore {
+        let data = dir.join("data");
+        let (code, out, err) = crate::harness::tool(&[
+            "restore",
+            "--from",
+            file.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--shards",
+            "2",
+        ]);
+        assert_eq!(code, 0, "round {round}: {out}{err}");
+        let s = Server::start_in(&data, 2, &[], &[]);
+        let count = s.call("GET", "/collections/crash", None, 200)["point_count"].as_u64().unwrap();
+        assert_eq!(count, got.len() as u64, "round {round}: the restored server holds other points than the backup");
+        for (id, v) in before.iter().step_by(before.len().div_ceil(50).max(1)) {
+            let p = s.call("GET", &format!("/collections/crash/points/{id}"), None, 200);
+            assert_eq!(p["values"], json!([*v, 1.0]), "round {round}: restored point {id}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// One PUT on its own connection; `None` if the connection failed.

@@ -247,20 +247,29 @@ impl Drop for Server {
     }
 }
 
+type Headers = Vec<(String, String)>;
+
+/// A response head: where it ends (the blank line), status, headers
+/// (names lower-cased); `None` until the blank line arrived.
+fn parse_head(bytes: &[u8]) -> Option<(usize, u16, Headers)> {
+    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&bytes[..end]).unwrap();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers = lines
+        .map(|l| {
+            let (k, v) = l.split_once(':').unwrap();
+            (k.trim().to_ascii_lowercase(), v.trim().to_owned())
+        })
+        .collect();
+    Some((end, status, headers))
+}
+
 /// Parse consecutive HTTP responses (Content-Length framed) from bytes.
 pub fn parse_responses(mut bytes: &[u8]) -> Vec<Resp> {
     let mut out = Vec::new();
     while !bytes.is_empty() {
-        let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else { break };
-        let head = std::str::from_utf8(&bytes[..end]).unwrap();
-        let mut lines = head.split("\r\n");
-        let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-        let headers: Vec<(String, String)> = lines
-            .map(|l| {
-                let (k, v) = l.split_once(':').unwrap();
-                (k.trim().to_ascii_lowercase(), v.trim().to_owned())
-            })
-            .collect();
+        let Some((end, status, headers)) = parse_head(bytes) else { break };
         let len: usize =
             headers.iter().find(|(k, _)| k == "content-length").map(|(_, v)| v.parse().unwrap()).unwrap_or(0);
         if bytes.len() < end + 4 + len {
@@ -355,4 +364,66 @@ pub fn observe(s: &Server) -> Vec<Value> {
         }
     }
     out
+}
+
+/// A streamed (chunked) download: status, headers, the decoded body, and
+/// whether the body ended with its last chunk (a failed stream does not).
+pub struct Download {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub complete: bool,
+}
+
+impl Server {
+    /// `GET path` on a fresh connection, decoding a chunked body.
+    pub fn download(&self, path: &str, headers: &[(&str, &str)]) -> Download {
+        let mut s = self.connect();
+        let mut req = format!("GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        decode_download(&raw)
+    }
+}
+
+/// Split one response (chunked or with a Content-Length) into a [`Download`].
+pub fn decode_download(raw: &[u8]) -> Download {
+    let (end, status, headers) = parse_head(raw).expect("a response head");
+    let mut rest = &raw[end + 4..];
+    let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v == "chunked");
+    if !chunked {
+        return Download { status, headers, body: rest.to_vec(), complete: true };
+    }
+    let mut body = Vec::new();
+    loop {
+        let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
+            return Download { status, headers, body, complete: false };
+        };
+        let size = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap().trim(), 16).unwrap();
+        rest = &rest[eol + 2..];
+        if size == 0 {
+            return Download { status, headers, body, complete: rest.starts_with(b"\r\n") };
+        }
+        if rest.len() < size + 2 {
+            body.extend_from_slice(&rest[..rest.len().min(size)]);
+            return Download { status, headers, body, complete: false };
+        }
+        body.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
+    }
+}
+
+/// Run `aionbd <args>` (a tool, not the server): exit code, stdout, stderr.
+pub fn tool(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_aionbd")).args(args).env_clear().output().expect("run aionbd");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

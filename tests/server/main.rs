@@ -3,6 +3,7 @@
 
 mod api;
 mod auth;
+mod backup;
 mod datadir;
 mod durability;
 mod harness;

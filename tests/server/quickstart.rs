@@ -72,6 +72,10 @@ fn readme_quick_start_curl_examples_work_verbatim() {
     assert!(jsons.iter().any(|v| v["status"] == "ready"));
     assert!(all.contains("aionbd_http_requests_total"), "prometheus text missing: {all}");
     assert!(jsons.iter().all(|v| v.get("code").is_none()), "an example answered an error: {all}");
+    // The backup block: an NDJSON export and a backup file.
+    assert!(jsons.iter().any(|v| v["aionbd_export"] == 1 && v["points"] == 3), "{all}");
+    let backup = std::fs::read("/tmp/aionbd-demo.aionbd").expect("the README's backup file");
+    assert!(backup.starts_with(b"AIONBAK\0"), "not a backup file");
 }
 
 /// The README's authentication examples: each ```sh block that exports
