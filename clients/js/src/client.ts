@@ -12,11 +12,15 @@ import {
 } from "./errors.js";
 import { Filter, type FilterJSON } from "./filter.js";
 import type {
+  BackupManifest,
   CollectionResponse,
   CountResponse,
+  DeleteBackupResponse,
   DeleteCollectionResponse,
   DeletePointResponse,
   DistanceResponse,
+  ExportHeader,
+  ListBackupsResponse,
   ListCollectionsResponse,
   ListPointsResponse,
   LiveResponse,
@@ -139,18 +143,32 @@ export interface BulkUpsertResult {
   requests: number;
 }
 
+export interface BackupOptions {
+  /** Back up only these collections (one name or several); default: all the credential may. */
+  collections?: string | Iterable<string>;
+}
+
 /** One request: what to send and how to read the answer. */
 export interface Call<T> {
   method: string;
   path: string;
   parse: (data: unknown) => T;
   body?: string;
-  query?: Record<string, number>;
+  /** Query parameters; an array repeats its parameter. */
+  query?: Record<string, number | string | readonly string[]>;
   /** Safe to send again after 429/503. */
   retry: boolean;
   /** The answer is text, not JSON. */
   text?: boolean;
+  /** The server may take long to answer (it writes a backup): no timeout. */
+  long?: boolean;
+  /** The answer is streamed, of this content type: read by the export and
+   * download methods, never by `execute`. */
+  media?: string;
 }
+
+const NDJSON = "application/x-ndjson";
+const BACKUP = "application/octet-stream";
 
 /** The JSON type a field must have; `?` also allows null. */
 type Kind = "string" | "number" | "boolean" | "object" | "array" | "number?";
@@ -205,6 +223,15 @@ function collectionPath(name: string): string {
   return `/collections/${encodeURIComponent(name.trim())}`;
 }
 
+function backupPath(name: string): string {
+  return `/backups/${encodeURIComponent(name)}`;
+}
+
+function collectionsQuery(o: BackupOptions): Record<string, readonly string[]> {
+  const names = o.collections === undefined ? [] : typeof o.collections === "string" ? [o.collections] : [...o.collections];
+  return names.length ? { collection: names } : {};
+}
+
 function pointPath(collection: string, id: number): string {
   return `${collectionPath(collection)}/points/${checkId(id)}`;
 }
@@ -255,6 +282,196 @@ function transportError(e: unknown, call: Call<unknown>, url: string): AionBDErr
   return new TransportError(`${what}: ${detail}`, context);
 }
 
+/** A failure while reading a streamed answer: it broke off (a stream that
+ * fails on the server ends without its last chunk) or stalled past the
+ * timeout. Never retried. */
+function streamError(e: unknown, call: Call<unknown>, url: string, timedOut: boolean, received: number): AionBDError {
+  const context = { method: call.method, path: call.path, cause: e };
+  const note = ` (after ${received} bytes of the answer)`;
+  if (timedOut) return new ClientTimeoutError(`${call.method} ${url}: timed out${note}`, context);
+  const err = e as { message?: string; cause?: { message?: string } };
+  const detail = [err?.message ?? String(e), err?.cause?.message].filter(Boolean).join(": ");
+  return new TransportError(`${call.method} ${url}: ${detail}${note}`, context);
+}
+
+/** The typed error of an error answer whose body is `text`. */
+function apiError(res: Response, text: string, call: Call<unknown>): ApiError {
+  let code = "";
+  let message = text.slice(0, 500) || res.statusText;
+  try {
+    const body = JSON.parse(text);
+    if (typeof body?.code === "string" && typeof body?.message === "string") ({ code, message } = body);
+  } catch {
+    // not the server's JSON (e.g. a proxy's page): keep its text
+  }
+  const Class = apiErrorClass(res.status, code);
+  const fields = {
+    status: res.status,
+    code,
+    message,
+    requestId: res.headers.get("x-request-id"),
+    retryAfterMs: retryAfterMs(res.headers.get("retry-after")),
+  };
+  return new Class(fields, { method: call.method, path: call.path });
+}
+
+function invalidResponse(res: Response, call: Call<unknown>, why: string, body: string): InvalidResponseError {
+  const fields = { status: res.status, requestId: res.headers.get("x-request-id"), body: body.slice(0, 500) };
+  return new InvalidResponseError(`${call.method} ${call.path}: HTTP ${res.status} ${why}`, fields, {
+    method: call.method,
+    path: call.path,
+  });
+}
+
+/** Aborts a streamed request when the server keeps it waiting longer than
+ * `ms` (for the answer to start, or for the next chunk); the wait for the
+ * reader between chunks does not count. */
+class Stall {
+  readonly controller = new AbortController();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  constructor(readonly ms: number) {}
+
+  get fired(): boolean {
+    return this.controller.signal.aborted;
+  }
+
+  arm(): void {
+    this.disarm();
+    this.#timer = setTimeout(() => this.controller.abort(new DOMException("timed out", "TimeoutError")), this.ms);
+  }
+
+  disarm(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+}
+
+/** An open 2xx answer whose body is read chunk by chunk (once). */
+class BodyStream {
+  received = 0;
+  constructor(
+    readonly res: Response,
+    readonly call: Call<unknown>,
+    readonly url: string,
+    readonly stall: Stall,
+  ) {}
+
+  /** The body's chunks; stopping early (break, return) cancels the rest. */
+  async *chunks(): AsyncGenerator<Uint8Array> {
+    const reader = this.res.body?.getReader();
+    if (reader === undefined) return;
+    let done = false;
+    try {
+      for (;;) {
+        let next: ReadableStreamReadResult<Uint8Array>;
+        this.stall.arm();
+        try {
+          next = await reader.read();
+        } catch (e) {
+          throw streamError(e, this.call, this.url, this.stall.fired, this.received);
+        } finally {
+          this.stall.disarm();
+        }
+        if (next.done) {
+          done = true;
+          return;
+        }
+        this.received += next.value.byteLength;
+        yield next.value;
+      }
+    } finally {
+      if (!done) await reader.cancel().catch(() => {});
+    }
+  }
+
+  invalid(why: string, body = ""): InvalidResponseError {
+    return invalidResponse(this.res, this.call, why, body);
+  }
+}
+
+/** The lines of a UTF-8 body (without their `\n`). */
+async function* lines(chunks: AsyncIterable<Uint8Array>): AsyncGenerator<string> {
+  const decoder = new TextDecoder();
+  let rest = "";
+  for await (const chunk of chunks) {
+    const parts = (rest + decoder.decode(chunk, { stream: true })).split("\n");
+    rest = parts.pop()!;
+    yield* parts;
+  }
+  rest += decoder.decode();
+  if (rest) yield rest;
+}
+
+/**
+ * `exportCollection`: the collection's `header` (its first line), then its
+ * points, in no set order (partition by partition), all at one cut, by `for await` (once). Values are as
+ * the server sends them: infinities as ±1e39, NaN as null. Leaving the loop
+ * early (`break`) closes the answer; call `close()` if you do not iterate.
+ */
+export class CollectionExport implements AsyncIterable<PointResponse> {
+  readonly header: ExportHeader;
+  readonly #lines: AsyncGenerator<string>;
+  readonly #body: BodyStream;
+  #read = false;
+
+  constructor(header: ExportHeader, rest: AsyncGenerator<string>, body: BodyStream) {
+    this.header = header;
+    this.#lines = rest;
+    this.#body = body;
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<PointResponse> {
+    if (this.#read) throw new Error("an export is read once: call exportCollection again");
+    this.#read = true;
+    let count = 0;
+    for await (const line of this.#lines) {
+      if (!line.trim()) continue;
+      let point: PointResponse;
+      try {
+        point = answer.point(JSON.parse(line));
+      } catch (e) {
+        throw this.#body.invalid(`line ${count + 2} of the export is not a point: ${(e as Error).message}`, line);
+      }
+      count += 1;
+      yield point;
+    }
+    if (count !== this.header.points) {
+      throw this.#body.invalid(`the export holds ${count} points, its header says ${this.header.points}`);
+    }
+  }
+
+  /** Stop reading and close the answer. */
+  async close(): Promise<void> {
+    this.#read = true;
+    await this.#lines.return(undefined);
+  }
+}
+
+/** The part of node:fs/promises the downloads use. */
+interface FileHandle {
+  write(data: Uint8Array, offset: number, length: number): Promise<{ bytesWritten: number }>;
+  sync(): Promise<void>;
+  close(): Promise<void>;
+}
+interface NodeFs {
+  open(path: string, flags: string): Promise<FileHandle>;
+  rename(from: string, to: string): Promise<void>;
+  rm(path: string, options: { force: boolean }): Promise<void>;
+}
+
+// A specifier in a variable: bundlers for browsers leave it alone, and the
+// package keeps no static import of a Node module.
+const NODE_FS = "node:fs/promises";
+
+/** node:fs/promises, imported when a download needs it (only in Node). */
+async function nodeFs(method: string): Promise<NodeFs> {
+  try {
+    return (await import(/* webpackIgnore: true */ /* @vite-ignore */ NODE_FS)) as NodeFs;
+  } catch (e) {
+    throw new Error(`${method} writes a file: it needs Node.js (node:fs)`, { cause: e });
+  }
+}
+
 /** What each answer must look like. */
 const answer = {
   live: shape<LiveResponse>({ status: "string", uptime_ms: "number" }),
@@ -286,6 +503,21 @@ const answer = {
   top1: shape<SearchResponse>({ id: "number", metric: "string", value: "number", mode: "string" }),
   topk: shape<SearchTopKResponse>({ metric: "string", mode: "string", hits: "array" }),
   batchSearch: shape<SearchTopKBatchResponse>({ metric: "string", results: "array" }),
+  exportHeader: shape<ExportHeader>({ aionbd_export: "number", collection: "object", points: "number", lsn: "number" }),
+  manifest: shape<BackupManifest>({
+    format: "number",
+    aionbd_version: "string",
+    created_unix_ms: "number",
+    consistency: "string",
+    collections: "array",
+    points: "number",
+  }),
+  backups: shape<ListBackupsResponse>({ dir: "string", backups: "array", in_progress: "array" }),
+  deletedBackup: shape<DeleteBackupResponse>({ name: "string", deleted: "boolean" }),
+};
+
+const streamed = (): never => {
+  throw new TypeError("a streamed answer: read it with the export or download methods");
 };
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -317,44 +549,98 @@ export class AionBDClient {
 
   /** Send one request (retrying per the policy) and parse its answer. */
   async execute<T>(call: Call<T>): Promise<T> {
-    const query = Object.entries(call.query ?? {}).map(([k, v]) => `${k}=${v}`);
-    const url = this.baseUrl + call.path + (query.length ? `?${query.join("&")}` : "");
+    const url = this.#url(call);
     const headers = call.body === undefined ? this.#headers : { ...this.#headers, "content-type": "application/json" };
     for (let attempt = 0; ; attempt++) {
       let res: Response;
       let text: string;
       try {
-        const signal = AbortSignal.timeout(this.timeoutMs);
+        const signal = call.long ? undefined : AbortSignal.timeout(this.timeoutMs);
         res = await this.#fetch(url, { method: call.method, headers, body: call.body, signal });
         text = await res.text();
       } catch (e) {
         throw transportError(e, call, url);
       }
-      const requestId = res.headers.get("x-request-id");
-      const context = { method: call.method, path: call.path };
       if (res.ok) {
         try {
           return call.parse(call.text ? text : JSON.parse(text));
         } catch (e) {
           const why = e instanceof SyntaxError ? "answer is not JSON" : `unexpected answer: ${(e as Error).message}`;
-          const fields = { status: res.status, requestId, body: text.slice(0, 500) };
-          throw new InvalidResponseError(`${call.method} ${call.path}: HTTP ${res.status} ${why}`, fields, context);
+          throw invalidResponse(res, call, why, text);
         }
       }
-      let code = "";
-      let message = text.slice(0, 500) || res.statusText;
-      try {
-        const body = JSON.parse(text);
-        if (typeof body?.code === "string" && typeof body?.message === "string") ({ code, message } = body);
-      } catch {
-        // not the server's JSON (e.g. a proxy's page): keep its text
-      }
-      const Class = apiErrorClass(res.status, code);
-      const retryAfter = retryAfterMs(res.headers.get("retry-after"));
-      const err = new Class({ status: res.status, code, message, requestId, retryAfterMs: retryAfter }, context);
+      const err = apiError(res, text, call);
       const delay = call.retry ? retryDelayMs(this.retry, attempt, err) : null;
       if (delay === null) throw err;
       await sleep(delay);
+    }
+  }
+
+  #url(call: Call<unknown>): string {
+    const query: string[] = [];
+    for (const [k, v] of Object.entries(call.query ?? {})) {
+      for (const item of typeof v === "object" ? v : [v]) query.push(`${k}=${encodeURIComponent(item)}`);
+    }
+    return this.baseUrl + call.path + (query.length ? `?${query.join("&")}` : "");
+  }
+
+  /**
+   * Send a call whose answer is streamed: its open 2xx answer, of the call's
+   * content type. Retried as `execute` does while the answer is an error,
+   * never once a body is being read. `timeoutMs` bounds each wait for the
+   * server (the answer to start, each chunk), not the whole transfer.
+   */
+  async #openStream(call: Call<unknown>): Promise<BodyStream> {
+    const url = this.#url(call);
+    const headers = { ...this.#headers, accept: `${call.media}, application/json` };
+    for (let attempt = 0; ; attempt++) {
+      const stall = new Stall(this.timeoutMs);
+      let res: Response;
+      let text = "";
+      stall.arm();
+      try {
+        res = await this.#fetch(url, { method: call.method, headers, signal: stall.controller.signal });
+        const ctype = (res.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+        if (res.ok && ctype === call.media) return new BodyStream(res, call, url, stall);
+        text = await res.text();
+        if (res.ok) throw invalidResponse(res, call, `answer is ${ctype || "untyped"}, not ${call.media}`, text);
+      } catch (e) {
+        throw e instanceof AionBDError ? e : transportError(e, call, url);
+      } finally {
+        stall.disarm();
+      }
+      const err = apiError(res, text, call);
+      const delay = call.retry ? retryDelayMs(this.retry, attempt, err) : null;
+      if (delay === null) throw err;
+      await sleep(delay);
+    }
+  }
+
+  /** Stream a call's answer to `path + ".tmp"`, sync it, rename it to `path`;
+   * its size. On any failure the temporary file is removed. */
+  async #download(call: Call<unknown>, path: string, method: string): Promise<number> {
+    const fs = await nodeFs(method);
+    const body = await this.#openStream(call);
+    const tmp = `${path}.tmp`;
+    let file: FileHandle | undefined;
+    try {
+      for await (const chunk of body.chunks()) {
+        file ??= await fs.open(tmp, "w");
+        for (let at = 0; at < chunk.byteLength; ) {
+          at += (await file.write(chunk, at, chunk.byteLength - at)).bytesWritten;
+        }
+      }
+      if (file === undefined) throw body.invalid("answer is empty");
+      await file.sync();
+      const done = file;
+      file = undefined;
+      await done.close();
+      await fs.rename(tmp, path);
+      return body.received;
+    } catch (e) {
+      await file?.close().catch(() => {});
+      await fs.rm(tmp, { force: true }).catch(() => {});
+      throw e;
     }
   }
 
@@ -459,6 +745,84 @@ export class AionBDClient {
     for await (const page of this.iterPages(collection, options)) {
       for (const p of page.points) yield p.id;
     }
+  }
+
+  /**
+   * The collection's export, streamed: resolves once its header line is
+   * read; iterate it (`for await`) for the points, all at one cut.
+   * `timeoutMs` bounds each wait for data, not the whole read.
+   */
+  async exportCollection(collection: string): Promise<CollectionExport> {
+    const call = { method: "GET", path: `${collectionPath(collection)}/export`, parse: streamed, retry: true };
+    const body = await this.#openStream({ ...call, media: NDJSON });
+    const rest = lines(body.chunks());
+    try {
+      let first: IteratorResult<string>;
+      do first = await rest.next();
+      while (!first.done && !first.value.trim());
+      if (first.done) throw body.invalid("answer is empty");
+      let header: ExportHeader;
+      try {
+        header = answer.exportHeader(JSON.parse(first.value));
+      } catch (e) {
+        throw body.invalid(`the first line is not an export header: ${(e as Error).message}`, first.value);
+      }
+      return new CollectionExport(header, rest, body);
+    } catch (e) {
+      await rest.return(undefined);
+      throw e;
+    }
+  }
+
+  /**
+   * Save the collection's export (NDJSON, what `aionbd import` reads) to the
+   * file `path` (Node only); resolves to its size in bytes. Written to
+   * `path + ".tmp"` and renamed once complete: if the answer breaks off, it
+   * rejects and leaves no file (an existing one is untouched).
+   */
+  exportCollectionToFile(collection: string, path: string): Promise<number> {
+    const call = { method: "GET", path: `${collectionPath(collection)}/export`, parse: streamed, retry: true };
+    return this.#download({ ...call, media: NDJSON }, path, "exportCollectionToFile");
+  }
+
+  /**
+   * Save a backup file (what `aionbd restore --from` reads) of every
+   * collection this credential may back up (all with auth off or scope
+   * admin, else its tenant's), or of `collections`, to `path` (Node only),
+   * as `exportCollectionToFile` writes; resolves to its size in bytes.
+   */
+  backupToFile(path: string, options: BackupOptions = {}): Promise<number> {
+    const call = { method: "GET", path: "/backup", parse: streamed, retry: true, query: collectionsQuery(options) };
+    return this.#download({ ...call, media: BACKUP }, path, "backupToFile");
+  }
+
+  /**
+   * Write a backup into the server's backup directory (scope admin); resolves
+   * to its manifest once complete. Waits as long as that takes (no
+   * `timeoutMs`; Node's own fetch still gives up on an answer after 300 s
+   * unless given a `fetch` with a longer `headersTimeout`). Not retried: each
+   * call writes a new backup.
+   */
+  createBackup(options: BackupOptions = {}): Promise<BackupManifest> {
+    const query = collectionsQuery(options);
+    return this.#call("POST", "/backups", answer.manifest, { query, retry: false, long: true });
+  }
+
+  /** The backups kept on the server, oldest first (scope admin). */
+  listBackups(): Promise<ListBackupsResponse> {
+    return this.#call("GET", "/backups", answer.backups);
+  }
+
+  /** Save the kept backup `name` to `path` (scope admin; Node only), as
+   * `exportCollectionToFile` writes; resolves to its size in bytes. */
+  downloadBackup(name: string, path: string): Promise<number> {
+    const call = { method: "GET", path: backupPath(name), parse: streamed, retry: true };
+    return this.#download({ ...call, media: BACKUP }, path, "downloadBackup");
+  }
+
+  /** Delete a kept backup (scope admin; NotFoundError if absent). */
+  deleteBackup(name: string): Promise<DeleteBackupResponse> {
+    return this.#call("DELETE", backupPath(name), answer.deletedBackup);
   }
 
   countPoints(collection: string, filter?: Filter | FilterJSON): Promise<CountResponse> {

@@ -10,10 +10,12 @@
 export {
   AionBDClient,
   BATCH_MAX_POINTS,
+  CollectionExport,
   DEFAULT_RETRY,
   MAX_BODY_BYTES,
   VERSION,
   retryDelayMs,
+  type BackupOptions,
   type BulkUpsertOptions,
   type BulkUpsertResult,
   type Call,

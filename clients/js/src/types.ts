@@ -149,3 +149,51 @@ export interface SearchTopKBatchResponse {
   metric: Metric;
   results: SearchTopKBatchItem[];
 }
+
+/** Line 1 of a collection's export (`exportCollection`). */
+export interface ExportHeader {
+  aionbd_export: number;
+  /** As `createCollection` takes it. */
+  collection: { name: string; dimension: number; strict_finite: boolean };
+  /** How many points the export holds. */
+  points: number;
+  /** The home shard's LSN at the cut: the export holds exactly the writes logged up to it. */
+  lsn: number;
+}
+
+/** One collection of a backup. */
+export interface BackupCollection {
+  /** As stored: `tenant::name` with auth on. */
+  name: string;
+  dimension: number;
+  strict_finite: boolean;
+  points: number;
+  home_shard: number;
+  lsn: number;
+}
+
+/** What a backup holds; a kept backup's also has `name` and size in `bytes`. */
+export interface BackupManifest {
+  format: number;
+  aionbd_version: string;
+  created_unix_ms: number;
+  consistency: string;
+  collections: BackupCollection[];
+  points: number;
+  bytes?: number;
+  name?: string;
+}
+
+export interface ListBackupsResponse {
+  /** The server's backup directory. */
+  dir: string;
+  /** Oldest first. */
+  backups: BackupManifest[];
+  /** Names of the backups being written. */
+  in_progress: string[];
+}
+
+export interface DeleteBackupResponse {
+  name: string;
+  deleted: boolean;
+}

@@ -97,6 +97,8 @@ export interface Reply {
   body: string | object;
   headers?: Record<string, string>;
   delayMs?: number;
+  /** Send the body chunked and drop the connection after this many bytes (a stream broken midway). */
+  breakAfter?: number;
 }
 
 /** A scripted HTTP server: answers `replies` in order (then `fallback`), records every request. */
@@ -117,7 +119,11 @@ export class Stub {
         const text = typeof reply.body === "string" ? reply.body : JSON.stringify(reply.body);
         setTimeout(() => {
           res.writeHead(reply.status, { "content-type": "application/json", ...reply.headers });
-          res.end(text);
+          if (reply.breakAfter === undefined) {
+            res.end(text);
+          } else {
+            res.write(text.slice(0, reply.breakAfter), () => res.destroy()); // no last chunk
+          }
         }, reply.delayMs ?? 0);
       });
     });

@@ -122,7 +122,9 @@ Reply = Tuple[int, Dict[str, str], bytes]
 
 class Stub:
     """A scripted HTTP server: answers `replies` in order (then `default`),
-    records every request as (method, path, headers, body)."""
+    records every request as (method, path, headers, body). With `break_after`
+    set, the next 2xx answer is sent chunked and the connection dropped after
+    that many bytes of its body (a stream broken midway)."""
 
     def __init__(self) -> None:
         self.replies: List[Reply] = []
@@ -130,6 +132,7 @@ class Stub:
         self.requests: List[Tuple[str, str, Dict[str, str], bytes]] = []
         self.times: List[float] = []
         self.delay = 0.0
+        self.break_after: Optional[int] = None
         stub = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -144,6 +147,13 @@ class Stub:
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
+                if stub.break_after is not None and status < 300:
+                    part, stub.break_after = out[: stub.break_after], None
+                    self.send_header("transfer-encoding", "chunked")
+                    self.end_headers()
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))  # and no last chunk
+                    self.close_connection = True
+                    return
                 self.send_header("content-length", str(len(out)))
                 self.end_headers()
                 self.wfile.write(out)

@@ -5,6 +5,7 @@ error, with auth off and on, then a bounded schemathesis run)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -36,21 +37,29 @@ ROUTES = {
     ("post", "/collections/{name}/points/payload/delete"), ("get", "/collections/{name}/points/{id}"),
     ("put", "/collections/{name}/points/{id}"), ("delete", "/collections/{name}/points/{id}"),
     ("post", "/collections/{name}/search"), ("post", "/collections/{name}/search/topk"),
-    ("post", "/collections/{name}/search/topk/batch"),
+    ("post", "/collections/{name}/search/topk/batch"), ("get", "/collections/{name}/export"),
+    ("get", "/backup"), ("post", "/backups"), ("get", "/backups"), ("get", "/backups/{backup}"),
+    ("delete", "/backups/{backup}"),
 }
-# The write routes of API.md §8 (scope `write` or `admin`), and the metrics
-# routes (`admin` with AIONBD_AUTH_METRICS_ADMIN): the operations that may
-# answer 403.
+# The write routes of API.md §8 (scope `write` or `admin`), the kept-backup
+# routes (`admin`) and the metrics routes (`admin` with
+# AIONBD_AUTH_METRICS_ADMIN): the operations that may answer 403.
 WRITE_ROUTES = {
     ("post", "/collections"), ("delete", "/collections/{name}"), ("post", "/collections/{name}/points"),
     ("post", "/collections/{name}/points/payload/set"), ("post", "/collections/{name}/points/payload/delete"),
     ("put", "/collections/{name}/points/{id}"), ("delete", "/collections/{name}/points/{id}"),
 }
+ADMIN_ROUTES = {
+    ("post", "/backups"), ("get", "/backups"), ("get", "/backups/{backup}"), ("delete", "/backups/{backup}"),
+}
 METRICS_ROUTES = {("get", "/metrics"), ("get", "/metrics/prometheus")}
+# The streamed answers (chunked, not JSON): checked for a body, not against a schema.
+STREAMED = {"application/x-ndjson", "application/octet-stream"}
+# key-a is unlisted in the scopes: admin.
 AUTH_ENV = {
     "AIONBD_AUTH_MODE": "api_key",
-    "AIONBD_AUTH_API_KEYS": "tenant-a:key-a,tenant-a:key-r",
-    "AIONBD_AUTH_API_KEY_SCOPES": "key-r:read",
+    "AIONBD_AUTH_API_KEYS": "tenant-a:key-a,tenant-a:key-r,tenant-a:key-w",
+    "AIONBD_AUTH_API_KEY_SCOPES": "key-r:read,key-w:write",
 }
 
 
@@ -75,7 +84,7 @@ def test_spec_names_exactly_the_server_routes(spec: Dict[str, Any]) -> None:
 def test_spec_declares_optional_auth_on_every_operation(spec: Dict[str, Any]) -> None:
     """Both schemes apply to every operation (none overrides `security`), `{}`
     keeps them optional (auth is off by default); every operation documents
-    401, exactly the write and metrics routes 403."""
+    401, exactly the write, kept-backup and metrics routes 403."""
     schemes = spec["components"]["securitySchemes"]
     assert schemes["ApiKey"] == {**schemes["ApiKey"], "type": "apiKey", "in": "header", "name": "x-api-key"}
     assert (schemes["Bearer"]["type"], schemes["Bearer"]["scheme"]) == ("http", "bearer")
@@ -84,7 +93,7 @@ def test_spec_declares_optional_auth_on_every_operation(spec: Dict[str, Any]) ->
         op = spec["paths"][p][m]
         assert "security" not in op, f"{m} {p} overrides the global security"
         assert op["responses"]["401"] == {"$ref": "#/components/responses/Unauthorized"}, f"{m} {p}"
-        assert ("403" in op["responses"]) == ((m, p) in WRITE_ROUTES | METRICS_ROUTES), f"{m} {p}"
+        assert ("403" in op["responses"]) == ((m, p) in WRITE_ROUTES | ADMIN_ROUTES | METRICS_ROUTES), f"{m} {p}"
     responses = spec["components"]["responses"]
     assert responses["Unauthorized"]["headers"]["WWW-Authenticate"]["$ref"] == "#/components/headers/WwwAuthenticate"
     assert responses["MethodNotAllowed"]["headers"]["Allow"]["$ref"] == "#/components/headers/Allow"
@@ -129,6 +138,10 @@ class Conformance:
                 self._validate(header["schema"], value, f"{where}: header {name}")
         ctype = resp.headers["content-type"].split(";")[0]
         assert ctype in response["content"], f"{where}: content type {ctype} not documented"
+        if ctype in STREAMED:
+            assert resp.headers.get("transfer-encoding") == "chunked", f"{where}: not chunked"
+            assert resp.content, f"{where}: empty body"
+            return resp.content
         body = resp.json() if ctype == "application/json" else resp.text
         self._validate(response["content"][ctype]["schema"], body, where)
         return body
@@ -201,6 +214,26 @@ def test_real_answers_match_the_spec(spec: Dict[str, Any], live_server: Server) 
     check("post", c + "/search/topk/batch", 200, "/collections/spec/search/topk/batch",
           json={"queries": [[1, 0], [0, 1]], "limit": 2})
     check("post", c + "/search/topk/batch", 400, "/collections/spec/search/topk/batch", json={"queries": []})
+    export = check("get", c + "/export", 200, "/collections/spec/export").decode().splitlines()
+    header = json.loads(export[0])
+    assert header["collection"]["name"] == "spec" and header["points"] == len(export) - 1 == 39
+    check("get", c + "/export", 404, "/collections/nope/export")
+    check("get", c + "/export", 400, "/collections/a..b/export")
+    assert check("get", "/backup", 200).startswith(b"AIONBAK\0")
+    assert check("get", "/backup", 200, params={"collection": ["spec"]}).startswith(b"AIONBAK\0")
+    check("get", "/backup", 404, params={"collection": "nope"})
+    check("get", "/backup", 400, params={"limit": 1})
+    kept = check("post", "/backups", 200, params={"collection": "spec"})
+    assert [x["name"] for x in kept["collections"]] == ["spec"] and kept["points"] == 39
+    check("post", "/backups", 404, params={"collection": "nope"})
+    check("post", "/backups", 400, params={"collection": "a..b"})
+    listing = check("get", "/backups", 200)
+    assert kept in listing["backups"]
+    b = "/backups/{backup}"
+    assert len(check("get", b, 200, f"/backups/{kept['name']}")) == kept["bytes"]
+    check("get", b, 404, "/backups/nope")
+    assert check("delete", b, 200, f"/backups/{kept['name']}") == {"name": kept["name"], "deleted": True}
+    check("delete", b, 404, f"/backups/{kept['name']}")
     check("get", c, 200, "/collections/spec")
     check("delete", p, 200, "/collections/spec/points/1")
     check("delete", p, 404, "/collections/spec/points/1")
@@ -215,7 +248,7 @@ def test_wrong_methods_answer_405_with_allow(spec: Dict[str, Any], live_server: 
     `Allow` names exactly the path's methods."""
     check = Conformance(spec, live_server.url)
     for template, item in spec["paths"].items():
-        path = template.replace("{name}", "spec405").replace("{id}", "1")
+        path = template.replace("{name}", "spec405").replace("{id}", "1").replace("{backup}", "b405")
         methods = {m.upper() for m in item if m in ("get", "put", "post", "delete")}
         for wrong in sorted({"GET", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"} - methods):
             resp = check.http.request(wrong, path)
@@ -233,26 +266,33 @@ def auth_server() -> Iterator[Server]:
 
 def test_auth_answers_match_the_spec(spec: Dict[str, Any], auth_server: Server) -> None:
     """With auth on: every route without a credential, or with a wrong one,
-    is the documented 401 (with `WWW-Authenticate`); every write route with
-    a read-only key the documented 403, and no read route is; a wrong method
-    is 401 before routing, 405 after."""
+    is the documented 401 (with `WWW-Authenticate`); every write and
+    kept-backup route with a read-only key the documented 403, every
+    kept-backup route with a write key too, and no read route is; a wrong
+    method is 401 before routing, 405 after."""
     check = Conformance(spec, auth_server.url)
     check("post", "/collections", 200, json={"name": "spec", "dimension": 2}, headers={"x-api-key": "key-a"})
     for m, template in sorted(ROUTES):
-        path = template.replace("{name}", "spec").replace("{id}", "1")
+        path = template.replace("{name}", "spec").replace("{id}", "1").replace("{backup}", "b1")
         body: Dict[str, Any] = {"json": {}} if m in ("post", "put") else {}
         # none, an unknown key, a key sent as a token (api_key mode), not `Bearer <token>`
         for creds in ({}, {"x-api-key": "wrong"}, {"authorization": "Bearer key-r"},
                       {"authorization": "Basic a2V5LXI="}):
             err = check(m, template, 401, path, headers=creds, **body)
             assert err["code"] == "unauthorized"
-        if (m, template) in WRITE_ROUTES:
+        if (m, template) in ADMIN_ROUTES:
+            assert check(m, template, 403, path, headers={"x-api-key": "key-w"}, **body)["code"] == "forbidden"
+        if (m, template) in WRITE_ROUTES | ADMIN_ROUTES:
             assert check(m, template, 403, path, headers={"x-api-key": "key-r"}, **body)["code"] == "forbidden"
         else:
             resp = check.http.request(m.upper(), path, headers={"x-api-key": "key-r"}, **body)
             assert resp.status_code != 403 and str(resp.status_code) in spec["paths"][template][m]["responses"]
     assert {(m, t) for m, t, s in check.checked if s == 401} == ROUTES
-    assert {(m, t) for m, t, s in check.checked if s == 403} == WRITE_ROUTES
+    assert {(m, t) for m, t, s in check.checked if s == 403} == WRITE_ROUTES | ADMIN_ROUTES
+    # The admin key reaches the kept-backup routes.
+    kept = check("post", "/backups", 200, headers={"x-api-key": "key-a"})
+    assert "tenant-a::spec" in [x["name"] for x in kept["collections"]]
+    check("delete", "/backups/{backup}", 200, f"/backups/{kept['name']}", headers={"x-api-key": "key-a"})
     # A wrong method or an unknown path: 401 first, then 405 / 404.
     anonymous = check.http.request("PATCH", "/collections")
     check.conforms(anonymous, {"$ref": "#/components/responses/Unauthorized"}, "PATCH /collections, no key")

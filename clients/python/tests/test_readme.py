@@ -1,5 +1,5 @@
-"""The README's quick start, run verbatim (only the address changes) against
-a fresh server."""
+"""The README's quick start and its backup example, run verbatim (only the
+address changes) against a fresh server."""
 
 from __future__ import annotations
 
@@ -14,10 +14,14 @@ from .conftest import Server
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def quick_start_blocks() -> List[str]:
+def section_blocks(title: str) -> List[str]:
     text = README.read_text()
-    section = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    section = text.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+def quick_start_blocks() -> List[str]:
+    return section_blocks("Quick start")
 
 
 @pytest.fixture
@@ -35,3 +39,16 @@ def test_quick_start_runs(fresh_server: Server, capsys: pytest.CaptureFixture[st
         exec(compile(code.replace("http://127.0.0.1:8080", fresh_server.url), str(README), "exec"), {})
     out = capsys.readouterr().out
     assert "status='live'" in out and "exact 1.0 [(1, 0.0" in out and "status='ready'" in out
+
+
+def test_backup_example_runs(
+    fresh_server: Server, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocks = section_blocks("Backup and export")
+    assert len(blocks) == 1 and "http://127.0.0.1:8080" in blocks[0]
+    monkeypatch.chdir(tmp_path)  # it writes its files in the current directory
+    exec(compile(blocks[0].replace("http://127.0.0.1:8080", fresh_server.url), str(README), "exec"), {})
+    out = capsys.readouterr().out
+    assert "docs 2\n1 [0.5, 0.25] {'lang': 'en'}\n2 [1.0, 0.0] {}\nbackup: " in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["all.aionbd", "docs.ndjson", "kept.aionbd"]
+    assert (tmp_path / "all.aionbd").read_bytes().startswith(b"AIONBAK\0")

@@ -41,12 +41,18 @@ from ._errors import (
 )
 from ._filter import Filter, Match, Range
 from ._http import RetryPolicy
+from ._streams import AsyncExportStream, ExportStream
 from ._models import (
+    BackupCollection,
+    BackupList,
+    BackupManifest,
     BatchUpsertResult,
     CollectionInfo,
+    DeleteBackupResult,
     DeleteCollectionResult,
     DeletePointResult,
     DistanceResult,
+    ExportHeader,
     Hit,
     Live,
     Metrics,
@@ -63,7 +69,11 @@ __all__ = [
     "AionBDError",
     "ApiError",
     "AsyncClient",
+    "AsyncExportStream",
     "BATCH_MAX_POINTS",
+    "BackupCollection",
+    "BackupList",
+    "BackupManifest",
     "BatchUpsertResult",
     "BulkUpsertError",
     "BulkUpsertResult",
@@ -72,9 +82,12 @@ __all__ = [
     "CollectionInfo",
     "ConflictError",
     "ConnectError",
+    "DeleteBackupResult",
     "DeleteCollectionResult",
     "DeletePointResult",
     "DistanceResult",
+    "ExportHeader",
+    "ExportStream",
     "Filter",
     "ForbiddenError",
     "Hit",

@@ -3,7 +3,9 @@
 Each API route is a function in `_routes` that describes its request; the
 clients bind those functions as methods (`_Sync` / `_Async`) and execute the
 description with retries. Only the helpers that loop over several requests
-(`bulk_upsert`, `iter_pages`, `iter_points`) are written once per client.
+(`bulk_upsert`, `iter_pages`, `iter_points`) and those that read a streamed
+answer (the export, downloads to a file; `_streams`) are written once per
+client.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from ._errors import AionBDError, ApiError, BulkUpsertError, PayloadTooLargeErro
 from ._http import RetryPolicy, Verify, api_error, result, ssl_context, transport_error
 from ._models import BatchUpsertResult, PointsPage
 from ._routes import Call, PointLike, encode, point_json
+from ._streams import AsyncExportStream, ExportStream, PathLike, adownload, download
 
 if sys.version_info >= (3, 10):
     from typing import ParamSpec
@@ -93,6 +96,8 @@ class _Base:
             "verify": ssl_context(verify),
             "transport": transport,
         }
+        t = httpx.Timeout(timeout)
+        self._long_timeout = httpx.Timeout(connect=t.connect, read=None, write=t.write, pool=t.pool)
         self._http = self._open()
 
     def _open(self) -> Any:
@@ -100,13 +105,18 @@ class _Base:
 
     def _request_args(self, call: Call[Any]) -> Dict[str, Any]:
         headers = {"content-type": "application/json"} if call.body is not None else None
-        return {
+        if call.media is not None:
+            headers = {"accept": f"{call.media}, application/json"}
+        args: Dict[str, Any] = {
             "method": call.method,
             "url": self.base_url + call.path,
             "content": call.body,
             "params": call.params,
             "headers": headers,
         }
+        if call.long:
+            args["timeout"] = self._long_timeout
+        return args
 
     def _retry_delay(self, call: Call[Any], attempt: int, err: ApiError) -> Optional[float]:
         return self.retry.delay(attempt, err) if call.retry else None
@@ -277,6 +287,29 @@ class Client(_Base):
             time.sleep(delay)
             attempt += 1
 
+    def _open_stream(self, call: Call[Any]) -> httpx.Response:
+        """Send a call whose answer is streamed; the open 2xx answer, its body
+        unread (close it). Retried as `execute` does while the answer is an
+        error, never once a body is being read."""
+        attempt = 0
+        while True:
+            try:
+                resp = self._http.send(self._http.build_request(**self._request_args(call)), stream=True)
+                if resp.is_success:
+                    return resp
+                try:
+                    resp.read()
+                finally:
+                    resp.close()
+            except httpx.HTTPError as e:
+                raise transport_error(e, call, self.base_url) from e
+            err = api_error(resp, call)
+            delay = self._retry_delay(call, attempt, err)
+            if delay is None:
+                raise err
+            time.sleep(delay)
+            attempt += 1
+
     def close(self) -> None:
         self._http.close()
 
@@ -307,6 +340,9 @@ class Client(_Base):
     search_collection = _Sync(routes.search_collection)
     search_collection_top_k = _Sync(routes.search_collection_top_k)
     search_collection_top_k_batch = _Sync(routes.search_collection_top_k_batch)
+    create_backup = _Sync(routes.create_backup)
+    list_backups = _Sync(routes.list_backups)
+    delete_backup = _Sync(routes.delete_backup)
 
     def bulk_upsert(
         self,
@@ -352,6 +388,32 @@ class Client(_Base):
         for page in self.iter_pages(collection, **options):
             yield from page.ids
 
+    def export_collection(self, collection: str) -> ExportStream:
+        """The collection's points, streamed, all at one cut: an
+        `ExportStream` (`with` it for its `header`, iterate it for the
+        points). `timeout` bounds each wait for data, not the whole read."""
+        return ExportStream(self, routes.export_collection(collection))
+
+    def export_collection_to_file(self, collection: str, path: PathLike) -> int:
+        """Save the collection's export (NDJSON, what `aionbd import` reads)
+        to `path`; its size in bytes. Written to `path + ".tmp"`, renamed
+        when complete: if the answer breaks off, this raises and no file is
+        left (nor replaced)."""
+        return download(self, routes.export_collection(collection), path)
+
+    def backup_to_file(self, path: PathLike, collections: Optional[Iterable[str]] = None) -> int:
+        """Save a backup of the collections this credential may back up (all
+        of them with auth off or scope admin; its tenant's otherwise), or of
+        `collections`, to `path`; its size in bytes. Streamed (flat memory),
+        written as `export_collection_to_file` writes."""
+        return download(self, routes.backup(collections), path)
+
+    def download_backup(self, name: str, path: PathLike) -> int:
+        """Save the kept backup `name` (as `list_backups` names it) to `path`;
+        its size in bytes (scope admin). Written as `export_collection_to_file`
+        writes."""
+        return download(self, routes.get_backup(name), path)
+
 
 class AsyncClient(_Base):
     """asyncio client: the same methods as `Client`, as coroutines. Use as an
@@ -372,6 +434,27 @@ class AsyncClient(_Base):
                 raise transport_error(e, call, self.base_url) from e
             if resp.is_success:
                 return result(call, resp)
+            err = api_error(resp, call)
+            delay = self._retry_delay(call, attempt, err)
+            if delay is None:
+                raise err
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    async def _open_stream(self, call: Call[Any]) -> httpx.Response:
+        """As `Client._open_stream`."""
+        attempt = 0
+        while True:
+            try:
+                resp = await self._http.send(self._http.build_request(**self._request_args(call)), stream=True)
+                if resp.is_success:
+                    return resp
+                try:
+                    await resp.aread()
+                finally:
+                    await resp.aclose()
+            except httpx.HTTPError as e:
+                raise transport_error(e, call, self.base_url) from e
             err = api_error(resp, call)
             delay = self._retry_delay(call, attempt, err)
             if delay is None:
@@ -409,6 +492,9 @@ class AsyncClient(_Base):
     search_collection = _Async(routes.search_collection)
     search_collection_top_k = _Async(routes.search_collection_top_k)
     search_collection_top_k_batch = _Async(routes.search_collection_top_k_batch)
+    create_backup = _Async(routes.create_backup)
+    list_backups = _Async(routes.list_backups)
+    delete_backup = _Async(routes.delete_backup)
 
     async def bulk_upsert(
         self,
@@ -449,6 +535,22 @@ class AsyncClient(_Base):
         async for page in self.iter_pages(collection, **options):
             for i in page.ids:
                 yield i
+
+    def export_collection(self, collection: str) -> AsyncExportStream:
+        """As `Client.export_collection`: `async with` it, `async for` over it."""
+        return AsyncExportStream(self, routes.export_collection(collection))
+
+    async def export_collection_to_file(self, collection: str, path: PathLike) -> int:
+        """As `Client.export_collection_to_file`."""
+        return await adownload(self, routes.export_collection(collection), path)
+
+    async def backup_to_file(self, path: PathLike, collections: Optional[Iterable[str]] = None) -> int:
+        """As `Client.backup_to_file`."""
+        return await adownload(self, routes.backup(collections), path)
+
+    async def download_backup(self, name: str, path: PathLike) -> int:
+        """As `Client.download_backup`."""
+        return await adownload(self, routes.get_backup(name), path)
 
 
 AionBDClient = Client

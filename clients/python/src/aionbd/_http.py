@@ -153,3 +153,30 @@ def transport_error(e: httpx.HTTPError, call: Call[Any], base_url: str) -> AionB
             return TLSError(f"{what}: TLS handshake failed: {e}", **where)
         return ConnectError(f"{what}: cannot connect: {e}", **where)
     return TransportError(f"{what}: {type(e).__name__}: {e}", **where)
+
+
+def check_stream(call: Call[Any], resp: httpx.Response, first: bytes) -> None:
+    """A streamed 2xx answer must have the route's content type and a body
+    (`first` is its first chunk): a proxy's page is not a backup."""
+    ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != call.media or not first:
+        raise invalid_stream(call, resp, first)
+
+
+def invalid_stream(call: Call[Any], resp: httpx.Response, first: bytes) -> InvalidResponseError:
+    ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
+    why = "is empty" if ctype == call.media else f"is {ctype or 'untyped'}, not {call.media}"
+    return InvalidResponseError(
+        f"{call.method} {call.path}: HTTP {resp.status_code} answer {why}",
+        status=resp.status_code, request_id=resp.headers.get("x-request-id"), body=_snippet(first),
+        method=call.method, path=call.path,
+    )
+
+
+def broken_stream(e: httpx.HTTPError, call: Call[Any], base_url: str, received: int) -> AionBDError:
+    """A failure while reading a streamed answer: it broke off (a stream that
+    fails midway on the server ends without its last chunk) or stalled past
+    the timeout. Never retried: the request is not sent again."""
+    err = transport_error(e, call, base_url)
+    note = f" (after {received} bytes of the answer)"
+    return type(err)(err.message + note, method=call.method, path=call.path)

@@ -46,10 +46,10 @@ def _parse(cls: Type[_M], data: Any, **nested: Any) -> _M:
     obj = _obj(data)
     kwargs: Dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if f.name == "raw":
-            kwargs["raw"] = obj
-        elif f.name in nested:
+        if f.name in nested:
             kwargs[f.name] = nested[f.name]
+        elif f.name == "raw":
+            kwargs["raw"] = obj
         elif f.name in obj:
             if not _type_ok(str(f.type), obj[f.name]):
                 raise ValueError(f"field '{f.name}' is {obj[f.name]!r}, not {f.type}")
@@ -236,6 +236,86 @@ class TopK(Sequence[Hit]):
     @property
     def ids(self) -> List[int]:
         return [h.id for h in self.hits]
+
+
+@dataclass(frozen=True)
+class ExportHeader:
+    """Line 1 of a collection's export: the collection (`name`, `dimension`,
+    `strict_finite`, as `create_collection` takes them), how many `points`
+    the export holds and the home shard's `lsn` at the cut (the export
+    holds exactly the writes logged up to it). `raw` is the whole line."""
+
+    name: str
+    dimension: int
+    strict_finite: bool
+    points: int
+    lsn: int
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def parse(cls, data: Any) -> "ExportHeader":
+        obj = _obj(data)
+        if not isinstance(obj.get("aionbd_export"), int):
+            raise ValueError("the first line is not an export header (no 'aionbd_export')")
+        fields: Dict[str, Any] = {**_obj(obj.get("collection"))}
+        fields.update((k, obj[k]) for k in ("points", "lsn") if k in obj)
+        return _parse(cls, fields, raw=obj)
+
+
+@dataclass(frozen=True)
+class BackupCollection:
+    """One collection of a backup: `name` as stored (`tenant::name` with auth
+    on), its size and the home shard's `lsn` at the cut."""
+
+    name: str
+    dimension: int
+    strict_finite: bool
+    points: int
+    home_shard: int
+    lsn: int
+
+
+@dataclass(frozen=True)
+class BackupManifest:
+    """What a backup holds. A kept backup's manifest (`create_backup`,
+    `list_backups`) also has its `name` (for `download_backup` and
+    `delete_backup`) and size in `bytes`."""
+
+    format: int
+    aionbd_version: str
+    created_unix_ms: int
+    consistency: str
+    collections: List[BackupCollection]
+    points: int
+    bytes: Optional[int] = None
+    name: Optional[str] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def parse(cls, data: Any) -> "BackupManifest":
+        collections = [_parse(BackupCollection, c) for c in _list(data, "collections")]
+        return _parse(cls, data, collections=collections)
+
+
+@dataclass(frozen=True)
+class BackupList:
+    """The backups kept on the server (oldest first), the directory they are
+    in, and the names of those being written."""
+
+    dir: str
+    backups: List[BackupManifest]
+    in_progress: List[str]
+
+    @classmethod
+    def parse(cls, data: Any) -> "BackupList":
+        backups = [BackupManifest.parse(b) for b in _list(data, "backups")]
+        return _parse(cls, data, backups=backups)
+
+
+@dataclass(frozen=True)
+class DeleteBackupResult:
+    name: str
+    deleted: bool
 
 
 def parse_batch(data: Any) -> List[TopK]:

@@ -13,8 +13,11 @@ from urllib.parse import quote
 
 from ._filter import FilterLike, filter_json
 from ._models import (
+    BackupList,
+    BackupManifest,
     BatchUpsertResult,
     CollectionInfo,
+    DeleteBackupResult,
     DeleteCollectionResult,
     DeletePointResult,
     DistanceResult,
@@ -55,11 +58,20 @@ class Call(Generic[T]):
     path: str
     parse: Callable[[Any], T]
     body: Optional[bytes] = None
-    params: Optional[Dict[str, int]] = None
+    params: Optional[Mapping[str, Union[int, List[str]]]] = None
     retry: bool = True
     """Safe to send again after 429/503: reads, upserts, deletes."""
     text: bool = False
     """The answer is text, not JSON."""
+    long: bool = False
+    """The server may take long to answer (it writes a backup): no read timeout."""
+    media: Optional[str] = None
+    """The answer is streamed, of this content type: read by the clients'
+    export and download methods, never by `execute`."""
+
+
+NDJSON = "application/x-ndjson"
+BACKUP = "application/octet-stream"
 
 
 def encode(body: Any) -> bytes:
@@ -310,3 +322,54 @@ def next_page(collection: str, page: PointsPage, limit: Optional[int], paging: s
     if paging == "offset":
         return None if page.next_offset is None else list_points(collection, page.next_offset, limit)
     return None if page.next_after_id is None else list_points(collection, 0, limit, page.next_after_id)
+
+
+def _streamed(data: Any) -> None:
+    raise TypeError("a streamed answer: read it with the client's export or download methods")
+
+
+def _collections_query(collections: Optional[Iterable[str]]) -> Optional[Mapping[str, List[str]]]:
+    if collections is None:
+        return None
+    names = [collections] if isinstance(collections, str) else list(collections)
+    return {"collection": names} if names else None
+
+
+def backup_path(name: str) -> str:
+    """`/backups/{backup}`, the name escaped."""
+    return "/backups/" + quote(name, safe="")
+
+
+def export_collection(collection: str) -> Call[None]:
+    """The collection as NDJSON, streamed: its header line, then one point
+    per line, all at one cut."""
+    return Call("GET", f"{collection_path(collection)}/export", _streamed, media=NDJSON)
+
+
+def backup(collections: Optional[Iterable[str]] = None) -> Call[None]:
+    """A backup file, streamed: every collection the credential may back up,
+    or only `collections`."""
+    return Call("GET", "/backup", _streamed, params=_collections_query(collections), media=BACKUP)
+
+
+def create_backup(collections: Optional[Iterable[str]] = None) -> Call[BackupManifest]:
+    """Write a backup into the server's backup directory (scope admin) and
+    return its manifest once it is complete. Waits as long as that takes (no
+    read timeout). Not retried: each call writes a new backup."""
+    params = _collections_query(collections)
+    return Call("POST", "/backups", BackupManifest.parse, params=params, retry=False, long=True)
+
+
+def list_backups() -> Call[BackupList]:
+    """The backups kept on the server, oldest first (scope admin)."""
+    return Call("GET", "/backups", BackupList.parse)
+
+
+def get_backup(name: str) -> Call[None]:
+    """A kept backup's file, streamed (scope admin)."""
+    return Call("GET", backup_path(name), _streamed, media=BACKUP)
+
+
+def delete_backup(name: str) -> Call[DeleteBackupResult]:
+    """Delete a kept backup (scope admin; NotFoundError if absent)."""
+    return Call("DELETE", backup_path(name), parse_model(DeleteBackupResult))
