@@ -26,6 +26,8 @@ use std::rc::Rc;
 
 /// Points asked of a partition per step (and per backup record).
 const CHUNK_POINTS: usize = 512;
+/// Chunk requests kept in flight per partition.
+const IN_FLIGHT: usize = 4;
 /// A streamed chunk is sent once it holds about this much.
 const CHUNK_BYTES: usize = 256 << 10;
 
@@ -45,7 +47,8 @@ pub struct CutRequest {
     pub tenant: Option<String>,
 }
 
-struct Pending {
+/// A collection waiting to be written.
+struct Queued {
     spec: CollectionSpec,
     uid: u64,
     home: ShardId,
@@ -53,9 +56,19 @@ struct Pending {
     points_at_cut: u64,
 }
 
+/// One partition of the collection being written, with the chunk
+/// requests sent ahead to its shard.
+struct Part {
+    shard: ShardId,
+    inflight: VecDeque<crate::router::Pending>,
+    done: bool,
+}
+
 struct Current {
-    c: Pending,
-    parts: VecDeque<ShardId>,
+    c: Queued,
+    parts: Vec<Part>,
+    /// The part to read from next (round robin).
+    next: usize,
     written: u64,
 }
 
@@ -97,7 +110,7 @@ pub struct ExportRun {
     placement: Placement,
     format: Format,
     export: u64,
-    todo: VecDeque<Pending>,
+    todo: VecDeque<Queued>,
     current: Option<Current>,
     /// Partition exports begun and not finished: (collection, uid, shard).
     open: Vec<(String, u64, ShardId)>,
@@ -155,7 +168,7 @@ impl ExportRun {
                             run.open.push((spec.name.clone(), uid, s));
                         }
                         run.points_at_cut += n;
-                        run.todo.push_back(Pending { spec, uid, home, lsn, points_at_cut: n });
+                        run.todo.push_back(Queued { spec, uid, home, lsn, points_at_cut: n });
                     }
                 }
                 Ok(other) => {
@@ -203,13 +216,26 @@ impl ExportRun {
                 }
                 continue;
             };
-            let Some(&shard) = cur.parts.front() else {
+            let n = cur.parts.len();
+            let Some(i) = (0..n).map(|k| (cur.next + k) % n).find(|&i| !cur.parts[i].done) else {
                 self.end_collection(&mut out);
                 continue;
             };
+            cur.next = (i + 1) % n;
             let (name, uid, export) = (cur.c.spec.name.clone(), cur.c.uid, self.export);
-            let op = Op::ExportChunk { name: name.clone(), uid, export, max_points: CHUNK_POINTS };
-            let (points, done) = match self.router.call(shard, op).wait().await.and_then(|a| a.into_reply()) {
+            // Keep a few requests ahead on every partition: a shard busy
+            // with searches answers them in its next turns, and the parts
+            // are read in turn, so the export moves at the pace of the
+            // busiest shard's turns, not of their sum.
+            for p in cur.parts.iter_mut().filter(|p| !p.done) {
+                while p.inflight.len() < IN_FLIGHT {
+                    let op = Op::ExportChunk { name: name.clone(), uid, export, max_points: CHUNK_POINTS };
+                    p.inflight.push_back(self.router.call(p.shard, op));
+                }
+            }
+            let shard = cur.parts[i].shard;
+            let pending = cur.parts[i].inflight.pop_front().expect("topped up above");
+            let (points, done) = match pending.wait().await.and_then(|a| a.into_reply()) {
                 Ok(Reply::Exported { points, done }) => (points, done),
                 Ok(other) => return Err(format!("unexpected answer to an export chunk: {other:?}")),
                 Err(ShardError::Conflict(_)) => {
@@ -234,7 +260,9 @@ impl ExportRun {
                 }
             }
             if done {
-                cur.parts.pop_front();
+                // Requests sent past the end answer "done" with nothing.
+                cur.parts[i].done = true;
+                cur.parts[i].inflight.clear();
                 self.open.retain(|(n, u, s)| !(n == &name && *u == uid && *s == shard));
             }
             glommio::yield_if_needed().await;
@@ -242,7 +270,7 @@ impl ExportRun {
         Ok(Some(out))
     }
 
-    fn begin_collection(&mut self, c: Pending, out: &mut Vec<u8>) {
+    fn begin_collection(&mut self, c: Queued, out: &mut Vec<u8>) {
         match self.format {
             Format::Backup => {
                 let create = LogRecord::CreateCollection { spec: c.spec.clone(), uid: c.uid };
@@ -263,8 +291,13 @@ impl ExportRun {
                 out.push(b'\n');
             }
         }
-        let parts = self.placement.shards_of(&c.spec.name).into();
-        self.current = Some(Current { c, parts, written: 0 });
+        let parts = self
+            .placement
+            .shards_of(&c.spec.name)
+            .into_iter()
+            .map(|shard| Part { shard, inflight: VecDeque::new(), done: false })
+            .collect();
+        self.current = Some(Current { c, parts, next: 0, written: 0 });
     }
 
     fn end_collection(&mut self, out: &mut Vec<u8>) {
@@ -310,17 +343,45 @@ impl ExportRun {
         }
     }
 
-    /// The run as a body stream for the HTTP layer.
-    pub fn into_stream(self) -> aionbd_http::BodyStream {
-        Box::pin(futures_lite::stream::unfold(Some(self), |run| async move {
-            let mut run = run?;
-            match run.next_chunk().await {
-                Ok(Some(chunk)) => Some((Ok(chunk), Some(run))),
-                Ok(None) => None,
-                Err(e) => Some((Err(e), None)),
+    /// The run as a body stream for the HTTP layer. The run itself goes on
+    /// the shard's low-priority export queue (like snapshots), two chunks
+    /// ahead of the client, so requests keep their latency; a client that
+    /// goes away drops the stream, and the run stops at its next chunk.
+    pub fn into_stream(mut self) -> aionbd_http::BodyStream {
+        let (tx, rx) = glommio::channels::local_channel::new_bounded::<Result<Vec<u8>, String>>(2);
+        let producer = async move {
+            loop {
+                let (item, last) = match self.next_chunk().await {
+                    Ok(Some(chunk)) => (Ok(chunk), false),
+                    Ok(None) => break,
+                    Err(e) => (Err(e), true),
+                };
+                if tx.send(item).await.is_err() || last {
+                    break;
+                }
             }
-        }))
+        };
+        glommio::spawn_local_into(producer, export_queue()).expect("the export queue exists").detach();
+        Box::pin(futures_lite::stream::unfold(rx, |rx| async move { rx.recv().await.map(|item| (item, rx)) }))
     }
+}
+
+/// Shares of the export queue (backups, exports); requests have 1000.
+const EXPORT_SHARES: usize = 50;
+
+thread_local! {
+    static EXPORT_QUEUE: std::cell::Cell<Option<glommio::TaskQueueHandle>> = const { std::cell::Cell::new(None) };
+}
+
+/// This shard's low-priority queue for backups and exports.
+pub fn export_queue() -> glommio::TaskQueueHandle {
+    EXPORT_QUEUE.with(|q| {
+        q.get().unwrap_or_else(|| {
+            let h = crate::runtime::background_queue(EXPORT_SHARES, "export");
+            q.set(Some(h));
+            h
+        })
+    })
 }
 
 impl Drop for ExportRun {

@@ -607,11 +607,11 @@ impl Shard {
             }
             Op::ExportChunk { name, uid, export, max_points } => {
                 let slot = self.export_slot(&name, uid)?;
-                let at = slot
-                    .exports
-                    .iter()
-                    .position(|(e, _)| *e == export)
-                    .ok_or_else(|| ShardError::Internal(format!("export {export} of '{name}' is not running")))?;
+                // An export that finished has nothing more (a reader may
+                // ask ahead, past the end).
+                let Some(at) = slot.exports.iter().position(|(e, _)| *e == export) else {
+                    return Ok(Reply::Exported { points: Vec::new(), done: true });
+                };
                 let (points, done) = slot.exports[at].1.next_chunk(&slot.data, max_points);
                 if done {
                     slot.exports.swap_remove(at);

@@ -85,13 +85,21 @@ impl Api {
     pub(super) async fn create_backup(&self, query: Option<&str>, who: &Principal) -> ApiResult {
         let dir = self.backup_dir();
         std::fs::create_dir_all(&dir).map_err(|e| storage_error(&dir, &e))?;
-        let mut run = self.run(Format::Backup, self.backup_cuts(query, who)?).await?;
+        let run = self.run(Format::Backup, self.backup_cuts(query, who)?).await?;
         let name = format!("backup-{}-{}", crate::backup::now_unix_ms(), self.router.me());
         let path = dir.join(format!("{name}.{BACKUP_EXT}"));
         let tmp = dir.join(format!("{name}.{BACKUP_EXT}.tmp"));
-        let written = write_backup(&mut run, &tmp).await;
-        let bytes = match written {
-            Ok(b) => b,
+        // Written from the low-priority export queue, as streams are.
+        let job = {
+            let tmp = tmp.clone();
+            let mut run = run;
+            async move { write_backup(&mut run, &tmp).await.map(|bytes| (bytes, run)) }
+        };
+        let written = glommio::spawn_local_into(job, crate::backup::export_queue())
+            .map_err(|e| ApiError::new(500, "internal", format!("cannot start the backup: {e}")))?
+            .await;
+        let (bytes, run) = match written {
+            Ok(done) => done,
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(e);

@@ -327,7 +327,8 @@ fn check_finds_a_flipped_byte_in_a_snapshot_and_in_a_wal_segment() {
     }
     let shard = dir.join("shard-00");
     let t0 = Instant::now();
-    while !std::fs::read_dir(&shard).unwrap().flatten().any(|e| e.file_name().to_string_lossy().ends_with(".bin")) {
+    // The manifest names a snapshot once its switch is done.
+    while !shard.join("MANIFEST").exists() {
         assert!(t0.elapsed() < Duration::from_secs(20), "no snapshot was taken");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -336,7 +337,11 @@ fn check_finds_a_flipped_byte_in_a_snapshot_and_in_a_wal_segment() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("a restart recovers every record"), "{out}");
 
-    let snap = newest(&shard, "snap-");
+    // The snapshot the manifest names (a newer one may be renamed into
+    // place but not yet switched to when the server was killed).
+    let manifest = std::fs::read_to_string(shard.join("MANIFEST")).unwrap();
+    let named = manifest.lines().find_map(|l| l.strip_prefix("snapshot=")).unwrap();
+    let snap = shard.join(named);
     let clean = std::fs::read(&snap).unwrap();
     let mut bad = clean.clone();
     bad[clean.len() - 30] ^= 0x40;
