@@ -29,6 +29,8 @@ settings![
     ("server.allow_more_shards_than_cpus", "AIONBD_ALLOW_MORE_SHARDS_THAN_CPUS", "false"),
     ("server.partitions_per_collection", "AIONBD_PARTITIONS_PER_COLLECTION", "0"),
     ("server.spin_before_park_us", "AIONBD_SPIN_BEFORE_PARK_US", "50"),
+    ("server.io_memory_bytes", "AIONBD_IO_MEMORY_BYTES", "2097152"),
+    ("server.ring_depth", "AIONBD_RING_DEPTH", "128"),
     ("server.max_concurrency", "AIONBD_MAX_CONCURRENCY", "256"),
     ("server.request_timeout_ms", "AIONBD_REQUEST_TIMEOUT_MS", "2000"),
     ("server.max_body_bytes", "AIONBD_MAX_BODY_BYTES", "8388608"),
@@ -187,6 +189,10 @@ pub struct Config {
     pub shards: usize,
     pub partitions_per_collection: usize,
     pub spin_before_park_us: u64,
+    /// Bytes each shard registers with io_uring for I/O buffers.
+    pub io_memory_bytes: usize,
+    /// Entries of each shard's io_uring submission rings.
+    pub ring_depth: usize,
     /// More shards than CPUs: executors are not pinned (tests, or moving a
     /// data directory between layouts on a small box).
     pub oversubscribed: bool,
@@ -459,6 +465,8 @@ pub fn build(raw: &RawSettings, cpus: usize, mut errors: Vec<String>) -> Result<
         shards,
         partitions_per_collection: partitions_per_collection.clamp(1, shards.max(1)),
         spin_before_park_us: t.num("server.spin_before_park_us", 0),
+        io_memory_bytes: t.num("server.io_memory_bytes", 64 << 10),
+        ring_depth: t.num("server.ring_depth", 8),
         oversubscribed,
         max_concurrency: t.num("server.max_concurrency", 1),
         request_timeout_ms: t.num("server.request_timeout_ms", 1),

@@ -86,7 +86,7 @@ fn main() {
             Ok(next)
         });
     }
-    if let Err(e) = check_memlock(cfg.shards) {
+    if let Err(e) = check_memlock(cfg.shards, cfg.io_memory_bytes) {
         eprintln!("aionbd: {e}");
         std::process::exit(1);
     }
@@ -254,7 +254,7 @@ fn run_tool(cmd: &config::Command) -> i32 {
 /// shard with io_uring; below that it runs on unregistered buffers without
 /// a word. Say so plainly, before the executors start. Root (with
 /// CAP_IPC_LOCK) is not bound by the limit.
-fn check_memlock(shards: usize) -> Result<(), String> {
+fn check_memlock(shards: usize, io_memory: usize) -> Result<(), String> {
     // SAFETY: getrlimit fills the struct it is given; geteuid has no preconditions.
     let (rl, euid) = unsafe {
         let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
@@ -265,14 +265,15 @@ fn check_memlock(shards: usize) -> Result<(), String> {
         return Ok(());
     }
     let have: u64 = rl.rlim_cur;
-    let want = shards as u64 * MEMLOCK_PER_SHARD;
+    let per_shard = MEMLOCK_PER_SHARD - DEFAULT_IO_MEMORY + io_memory as u64;
+    let want = shards as u64 * per_shard;
     if have < MEMLOCK_MIN {
         return Err(format!(
             "the locked-memory limit is {} KiB; io_uring needs at least {} KiB (and about {} MiB per shard, {} MiB \
              for {shards}): raise it (systemd: LimitMEMLOCK=; shell: ulimit -l; docker: --ulimit memlock=)",
             have / 1024,
             MEMLOCK_MIN / 1024,
-            MEMLOCK_PER_SHARD >> 20,
+            per_shard >> 20,
             want.div_ceil(1 << 20)
         ));
     }
@@ -289,5 +290,7 @@ fn check_memlock(shards: usize) -> Result<(), String> {
 
 /// glommio's floor for RLIMIT_MEMLOCK.
 const MEMLOCK_MIN: u64 = 512 << 10;
-/// What one shard registers with io_uring (measured: deploy/README.md).
+/// What one shard registers with io_uring at the default settings
+/// (measured: deploy/README.md), of which `server.io_memory_bytes`'s default.
 const MEMLOCK_PER_SHARD: u64 = 6_348_800;
+const DEFAULT_IO_MEMORY: u64 = 2 << 20;

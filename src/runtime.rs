@@ -21,8 +21,6 @@ use std::time::Duration;
 
 /// Messages in flight between two shards before the sender waits.
 const MESH_CHANNEL_CAPACITY: usize = 1024;
-/// Bytes each executor registers with io_uring for I/O buffers.
-const IO_MEMORY_BYTES: usize = 2 << 20;
 /// How often a shard checks for a shutdown request.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(50);
 /// How long a shard waits for in-flight requests at shutdown.
@@ -221,7 +219,8 @@ fn start_once(
         if shared.config.oversubscribed { PoolPlacement::Unbound(n) } else { PoolPlacement::MaxSpread(n, None) };
     let mut builder = LocalExecutorPoolBuilder::new(placement)
         .name("aionbd-shard")
-        .io_memory(IO_MEMORY_BYTES)
+        .io_memory(shared.config.io_memory_bytes)
+        .ring_depth(shared.config.ring_depth)
         .preempt_timer(PREEMPT_TIMER);
     if spin > 0 {
         builder = builder.spin_before_park(Duration::from_micros(spin));
