@@ -38,6 +38,8 @@ settings![
     ("server.request_read_timeout_ms", "AIONBD_REQUEST_READ_TIMEOUT_MS", "10000"),
     ("server.idle_timeout_ms", "AIONBD_IDLE_TIMEOUT_MS", "60000"),
     ("server.max_connections_per_shard", "AIONBD_MAX_CONNECTIONS_PER_SHARD", "1024"),
+    ("server.log", "AIONBD_LOG", "info"),
+    ("server.log_format", "AIONBD_LOG_FORMAT", "text"),
     ("limits.max_dimension", "AIONBD_MAX_DIMENSION", "4096"),
     ("limits.max_points_per_collection", "AIONBD_MAX_POINTS_PER_COLLECTION", "1000000"),
     ("limits.max_topk_limit", "AIONBD_MAX_TOPK_LIMIT", "1000"),
@@ -191,6 +193,9 @@ pub struct Config {
     pub spin_before_park_us: u64,
     /// Bytes each shard registers with io_uring for I/O buffers.
     pub io_memory_bytes: usize,
+    /// Log filter (`RUST_LOG` overrides it) and line format.
+    pub log: String,
+    pub log_format: crate::log::Format,
     /// Entries of each shard's io_uring submission rings.
     pub ring_depth: usize,
     /// More shards than CPUs: executors are not pinned (tests, or moving a
@@ -458,6 +463,14 @@ pub fn build(raw: &RawSettings, cpus: usize, mut errors: Vec<String>) -> Result<
         m: hnsw_m.clamp(2, 64),
         ef_construction: t.num("index.hnsw_ef_construction", 1),
     };
+    let (log, log_origin) = t.text("server.log");
+    if let Err(e) = crate::log::parse_filter(log) {
+        t.errors.push(format!("server.log = {e} (from {log_origin})"));
+    }
+    let (format, format_origin) = t.text("server.log_format");
+    if let Err(e) = format.parse::<crate::log::Format>() {
+        t.errors.push(format!("server.log_format = {e} (from {format_origin})"));
+    }
     let mut cfg = Config {
         hnsw,
         bind: bind.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
@@ -466,6 +479,8 @@ pub fn build(raw: &RawSettings, cpus: usize, mut errors: Vec<String>) -> Result<
         partitions_per_collection: partitions_per_collection.clamp(1, shards.max(1)),
         spin_before_park_us: t.num("server.spin_before_park_us", 0),
         io_memory_bytes: t.num("server.io_memory_bytes", 64 << 10),
+        log: t.text("server.log").0.to_owned(),
+        log_format: t.text("server.log_format").0.parse().unwrap_or(crate::log::Format::Text),
         ring_depth: t.num("server.ring_depth", 8),
         oversubscribed,
         max_concurrency: t.num("server.max_concurrency", 1),

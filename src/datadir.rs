@@ -347,8 +347,8 @@ impl GenerationWriter {
 fn relayout(dir: &Path, old: Layout, shards: usize, partitions: usize) -> Result<Layout, String> {
     let t0 = std::time::Instant::now();
     let new = Layout { shards, partitions, generation: old.generation + 1 };
-    eprintln!(
-        "aionbd: {} was written with {} shard(s) x {} partition(s); re-placing its data for {shards} x {partitions} \
+    tracing::info!(
+        "{} was written with {} shard(s) x {} partition(s); re-placing its data for {shards} x {partitions} \
          (generation {})",
         dir.display(),
         old.shards,
@@ -379,8 +379,8 @@ fn relayout(dir: &Path, old: Layout, shards: usize, partitions: usize) -> Result
     crate::snapshot::write_atomically(&dir.join(LAYOUT), new.encode().as_bytes())?;
     crash_point("switched");
     remove_leftovers(dir, new.generation)?;
-    eprintln!(
-        "aionbd: re-placed {} records ({:.1} MB) into {} in {:.2} s",
+    tracing::info!(
+        "re-placed {} records ({:.1} MB) into {} in {:.2} s",
         moved.0,
         moved.1 as f64 / 1e6,
         dest.display(),

@@ -29,6 +29,7 @@ fn main() {
     let env = |k: &str| std::env::var(k).ok();
     let raw = config::gather(&cli, &env, &mut errors);
     let unknown = config::unknown_env(std::env::vars().map(|(k, _)| k));
+    let mut warning = None;
     if !unknown.is_empty() {
         let msg = format!(
             "unknown environment variable{} {} (no setting reads {}; see config.toml for the names)",
@@ -39,7 +40,7 @@ fn main() {
         if cli.strict_env {
             errors.push(format!("{msg}; --strict-env refuses to start"));
         } else {
-            eprintln!("aionbd: warning: {msg}");
+            warning = Some(msg);
         }
     }
     if cli.print_config {
@@ -61,11 +62,18 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if let Err(e) = aionbd::log::init(&cfg.log, cfg.log_format) {
+        eprintln!("aionbd: {e}");
+        std::process::exit(2);
+    }
+    if let Some(w) = warning {
+        tracing::warn!("{w}");
+    }
     // Credentials and the TLS certificate: built now, rebuilt on SIGHUP.
     let creds = match aionbd::reload::build(&cfg) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("aionbd: {e}");
+            tracing::error!("{e}");
             std::process::exit(2);
         }
     };
@@ -87,7 +95,7 @@ fn main() {
         });
     }
     if let Err(e) = check_memlock(cfg.shards, cfg.io_memory_bytes) {
-        eprintln!("aionbd: {e}");
+        tracing::error!("{e}");
         std::process::exit(1);
     }
     // Lock and recognise the data directory (re-laying it out if it was
@@ -96,22 +104,22 @@ fn main() {
         match aionbd::datadir::open(&cfg.data_dir, cfg.shards, cfg.partitions_per_collection) {
             Ok(d) => Some(d),
             Err(e) => {
-                eprintln!("aionbd: {e}");
+                tracing::error!("{e}");
                 std::process::exit(2);
             }
         }
     } else {
-        eprintln!("aionbd: persistence disabled: data lives in memory only and is lost on exit");
+        tracing::warn!("persistence disabled: data lives in memory only and is lost on exit");
         None
     };
     let listener = match runtime::listen(cfg.bind) {
         Ok(l) => Arc::new(l),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-            eprintln!("aionbd: cannot listen on {}: address in use (another process listens there)", cfg.bind);
+            tracing::error!("cannot listen on {}: address in use (another process listens there)", cfg.bind);
             std::process::exit(1);
         }
         Err(e) => {
-            eprintln!("aionbd: cannot listen on {}: {e}", cfg.bind);
+            tracing::error!("cannot listen on {}: {e}", cfg.bind);
             std::process::exit(1);
         }
     };
@@ -119,7 +127,7 @@ fn main() {
     let shutdown = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         if let Err(e) = signal_hook::flag::register(sig, shutdown.clone()) {
-            eprintln!("aionbd: cannot install signal handler: {e}");
+            tracing::error!("cannot install signal handler: {e}");
             std::process::exit(1);
         }
     }
@@ -147,7 +155,7 @@ fn main() {
                 Some(r)
             }
             Err(e) => {
-                eprintln!("aionbd: cannot listen on {addr}: {e}");
+                tracing::error!("cannot listen on {addr}: {e}");
                 std::process::exit(1);
             }
         }
@@ -183,12 +191,12 @@ fn main() {
     let started = match result {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("aionbd: {e}");
+            tracing::error!("{e}");
             std::process::exit(1);
         }
     };
     if started.replayed > 0 {
-        eprintln!("aionbd: recovered {} write(s) from the write-ahead log", started.replayed);
+        tracing::info!("recovered {} write(s) from the write-ahead log", started.replayed);
     }
     let line = format!(
         "aionbd listening on {scheme}://{addr} (version {}, shards: {shards}, partitions per collection: {partitions}, \
@@ -202,7 +210,7 @@ fn main() {
     drop(listener);
     drop(data_dir);
     if shutdown.load(Ordering::Relaxed) {
-        eprintln!("aionbd: stopped");
+        tracing::info!("stopped");
     }
 }
 
@@ -278,8 +286,8 @@ fn check_memlock(shards: usize, io_memory: usize) -> Result<(), String> {
         ));
     }
     if have < want {
-        eprintln!(
-            "aionbd: warning: the locked-memory limit is {} KiB, below the ~{} MiB {shards} shard(s) register for \
+        tracing::warn!(
+            "the locked-memory limit is {} KiB, below the ~{} MiB {shards} shard(s) register for \
              I/O buffers; they will use unregistered buffers (slower). Raise LimitMEMLOCK= / ulimit -l.",
             have / 1024,
             want.div_ceil(1 << 20)

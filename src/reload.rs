@@ -97,7 +97,7 @@ pub fn watch(current: Arc<Current>, load: impl Fn() -> Result<Credentials, Strin
     let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("aionbd: cannot watch SIGHUP (credentials will not reload): {e}");
+            tracing::error!("cannot watch SIGHUP (credentials will not reload): {e}");
             return;
         }
     };
@@ -111,16 +111,16 @@ pub fn watch(current: Arc<Current>, load: impl Fn() -> Result<Credentials, Strin
                         if next.tls.is_some() { "TLS" } else { "no TLS" }
                     );
                     current.publish(next);
-                    eprintln!("aionbd: SIGHUP: credentials reloaded ({what})");
+                    tracing::info!("SIGHUP: credentials reloaded ({what})");
                 }
                 Err(e) => {
                     current.failed();
-                    eprintln!("aionbd: SIGHUP: reload refused, the previous credentials stay in force: {e}");
+                    tracing::error!("SIGHUP: reload refused, the previous credentials stay in force: {e}");
                 }
             }
         }
     });
     if let Err(e) = spawned {
-        eprintln!("aionbd: cannot start the reload thread: {e}");
+        tracing::error!("cannot start the reload thread: {e}");
     }
 }

@@ -83,8 +83,8 @@ fn start_heartbeat(me: usize) {
             let gap = now.0 - last.0;
             if gap >= STALL_REPORT {
                 let ran = now.1.saturating_sub(last.1);
-                eprintln!(
-                    "aionbd: shard {me}: no turn for {} ms, its thread ran {} ms of it ({}); work queued meanwhile waited",
+                tracing::warn!(
+                    "shard {me}: no turn for {} ms, its thread ran {} ms of it ({}); work queued meanwhile waited",
                     gap.as_millis(),
                     ran.as_millis(),
                     // Hundreds of ms of CPU without a turn: long synchronous
@@ -193,7 +193,7 @@ pub fn start(
     for attempt in 1..=START_ATTEMPTS {
         match start_once(shared.clone(), listener.clone(), shutdown.clone())? {
             Some(started) => return Ok(started),
-            None => eprintln!("aionbd: start-up attempt {attempt}: the shard mesh stalled; starting the shards again"),
+            None => tracing::warn!("start-up attempt {attempt}: the shard mesh stalled; starting the shards again"),
         }
     }
     Err(format!("the shard mesh did not form in {START_ATTEMPTS} attempts"))
@@ -272,7 +272,7 @@ fn start_once(
         }
         if last_report.elapsed() >= PROGRESS_EVERY {
             last_report = std::time::Instant::now();
-            eprintln!("aionbd: {}", states());
+            tracing::info!("{}", states());
         }
     }
     go.store(true, Ordering::SeqCst);
@@ -356,8 +356,8 @@ async fn recover_shard(router: &Rc<Router>, shared: &Shared, me: usize, progress
         }
     }
     if loaded.records > 0 || replayed > 0 {
-        eprintln!(
-            "aionbd: shard {me}: snapshot: {} records ({:.1} MB) in {:.2} s; WAL: {replayed} records ({:.1} MB of \
+        tracing::info!(
+            "shard {me}: snapshot: {} records ({:.1} MB) in {:.2} s; WAL: {replayed} records ({:.1} MB of \
              segments read and scanned alongside) replayed in {:.2} s",
             loaded.records,
             loaded.file_bytes as f64 / 1e6,
@@ -451,8 +451,8 @@ async fn shard_main(
     if let Some(s) = router.snapshots().filter(|s| s.due(&router)) {
         let t0 = std::time::Instant::now();
         if let Some(lsn) = s.take(&router).await {
-            eprintln!(
-                "aionbd: shard {me}: snapshot at LSN {lsn} taken at start-up in {:.2} s",
+            tracing::info!(
+                "shard {me}: snapshot at LSN {lsn} taken at start-up in {:.2} s",
                 t0.elapsed().as_secs_f64()
             );
         }
@@ -574,7 +574,7 @@ async fn shard_main(
                 Err(_) if shutdown.load(Ordering::Relaxed) => glommio::timer::sleep(SHUTDOWN_POLL).await,
                 Err(e) => {
                     // Out of file descriptors and similar: back off briefly.
-                    eprintln!("aionbd: shard {me}: accept failed: {e}");
+                    tracing::warn!("shard {me}: accept failed: {e}");
                     glommio::timer::sleep(Duration::from_millis(10)).await;
                 }
             }

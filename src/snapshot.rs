@@ -117,12 +117,12 @@ impl Snapshots {
                 Some(lsn)
             }
             Err(e) if e.starts_with(ABORTED) => {
-                eprintln!("aionbd: shard {}: snapshot restarts later: {}", self.shard_id, &e[ABORTED.len()..]);
+                tracing::info!("shard {}: snapshot restarts later: {}", self.shard_id, &e[ABORTED.len()..]);
                 None
             }
             Err(e) => {
                 self.failed.set(self.failed.get() + 1);
-                eprintln!("aionbd: shard {}: snapshot failed (will retry): {e}", self.shard_id);
+                tracing::error!("shard {}: snapshot failed (will retry): {e}", self.shard_id);
                 *self.last_error.borrow_mut() = Some(e);
                 None
             }

@@ -114,7 +114,7 @@ where
                 true
             }
             Some(Err(e)) => {
-                eprintln!("aionbd: a streamed response stopped: {e}");
+                tracing::warn!("a streamed response stopped: {e}");
                 stream.write_all(out).await?;
                 out.clear();
                 return Ok(false);

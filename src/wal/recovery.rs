@@ -56,8 +56,8 @@ pub fn recover_dir(
                 cuts += 1;
                 let dropped = cut_log(dir, &c).map_err(|e| format!("{c}; cutting the log failed: {e}"))?;
                 let from = c.last_good_lsn.map_or(first_lsn, |l| l + 1);
-                eprintln!(
-                    "aionbd: {c}\naionbd: --wal-truncate-corrupt: log cut at {} offset {}; records from LSN {from} on \
+                tracing::warn!(
+                    "{c}; --wal-truncate-corrupt: log cut at {} offset {}; records from LSN {from} on \
                      are lost{}",
                     c.segment,
                     c.offset,
@@ -72,7 +72,7 @@ pub fn recover_dir(
     };
     if let Some((path, offset)) = &rec.torn_tail {
         zero_from(Path::new(path), *offset)?;
-        eprintln!("aionbd: WAL {path}: truncated a torn tail at offset {offset} (an unacknowledged batch)");
+        tracing::warn!("WAL {path}: truncated a torn tail at offset {offset} (an unacknowledged batch)");
     }
     Ok(rec)
 }
@@ -115,7 +115,7 @@ impl SegmentReader {
         });
         if let Err(e) = spawned {
             // Without the thread the receiver reports "stopped" at once.
-            eprintln!("aionbd: cannot start the WAL reader thread: {e}");
+            tracing::error!("cannot start the WAL reader thread: {e}");
         }
         SegmentReader { dir: dir.to_path_buf(), segments, rx }
     }
@@ -167,7 +167,7 @@ impl SegmentReader {
         let rec = rec.finish();
         if let Some((path, offset)) = &rec.torn_tail {
             zero_from(Path::new(path), *offset)?;
-            eprintln!("aionbd: WAL {path}: truncated a torn tail at offset {offset} (an unacknowledged batch)");
+            tracing::warn!("WAL {path}: truncated a torn tail at offset {offset} (an unacknowledged batch)");
         }
         Ok((rec, read))
     }

@@ -140,3 +140,29 @@ fn too_little_locked_memory_is_one_clear_line() {
     assert!(err.contains("locked-memory limit is 97 KiB") && err.contains("LimitMEMLOCK"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Leveled logs: `AIONBD_LOG_FORMAT=json` makes every log line a JSON object
+/// with its level; `AIONBD_LOG=error` hides warnings, and `RUST_LOG`
+/// overrides `AIONBD_LOG`.
+#[test]
+fn logs_are_leveled_filtered_and_optionally_json() {
+    let memory_only = ("AIONBD_PERSISTENCE_ENABLED", "false");
+    let s = Server::start(1, &[memory_only, ("AIONBD_LOG_FORMAT", "json")]);
+    let tail = s.stderr_tail();
+    let lines: Vec<serde_json::Value> = tail
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let warning = lines.iter().find(|v| v["fields"]["message"].as_str().is_some_and(|m| m.contains("memory only")));
+    assert_eq!(warning.map(|v| v["level"].as_str()), Some(Some("WARN")), "{tail}");
+    drop(s);
+    let quiet = Server::start(1, &[memory_only, ("AIONBD_LOG", "error")]);
+    assert!(!quiet.stderr_tail().contains("memory only"), "{}", quiet.stderr_tail());
+    drop(quiet);
+    let loud = Server::start(1, &[memory_only, ("AIONBD_LOG", "error"), ("RUST_LOG", "info")]);
+    assert!(loud.stderr_tail().contains("memory only"), "{}", loud.stderr_tail());
+    let (code, err) = run_expecting_failure(&[("AIONBD_LOG", "warn,,=x=y")], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("server.log"), "{err}");
+}
