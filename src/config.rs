@@ -78,6 +78,7 @@ settings![
     ("security.auth_open_health", "AIONBD_AUTH_OPEN_HEALTH", "false"),
     ("security.auth_failure_limit_per_minute", "AIONBD_AUTH_FAILURE_LIMIT_PER_MINUTE", "60"),
     ("security.auth_metrics_admin", "AIONBD_AUTH_METRICS_ADMIN", "false"),
+    ("security.cors_allowed_origins", "AIONBD_CORS_ALLOWED_ORIGINS", ""),
     ("security.tls_enabled", "AIONBD_TLS_ENABLED", "false"),
     ("security.tls_cert_path", "AIONBD_TLS_CERT_PATH", ""),
     ("security.tls_key_path", "AIONBD_TLS_KEY_PATH", ""),
@@ -231,6 +232,9 @@ pub struct Config {
     /// Failed authentication attempts per source address per minute and
     /// shard before the source gets 429 (0: no limit).
     pub auth_failure_limit_per_minute: u64,
+    /// Origins browsers may call from (CORS): `*`, or exact origins; empty:
+    /// no CORS headers.
+    pub cors_allowed_origins: Vec<String>,
     /// HTTPS: certificate chain and private key (PEM files); `None`: HTTP.
     pub tls: Option<(PathBuf, PathBuf)>,
     pub persistence: PersistenceConfig,
@@ -506,6 +510,7 @@ pub fn build(raw: &RawSettings, cpus: usize, mut errors: Vec<String>) -> Result<
         auth_open_health: false,
         auth_metrics_admin: false,
         auth_failure_limit_per_minute: 60,
+        cors_allowed_origins: Vec::new(),
         persistence: PersistenceConfig {
             enabled: t.flag("persistence.enabled"),
             wal_sync_on_write: t.flag("persistence.wal_sync_on_write"),
@@ -552,6 +557,17 @@ pub fn build(raw: &RawSettings, cpus: usize, mut errors: Vec<String>) -> Result<
     cfg.auth_open_health = t.flag("security.auth_open_health");
     cfg.auth_metrics_admin = t.flag("security.auth_metrics_admin");
     cfg.auth_failure_limit_per_minute = t.num("security.auth_failure_limit_per_minute", 0);
+    let (origins, origin_src) = t.text("security.cors_allowed_origins");
+    for o in origins.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let scheme_ok = o.starts_with("http://") || o.starts_with("https://");
+        if o != "*" && (!scheme_ok || o.ends_with('/') || o.matches('/').count() != 2) {
+            t.errors.push(format!(
+                "security.cors_allowed_origins: '{o}' (from {origin_src}) is not an origin: use '*' or \
+                 scheme://host[:port], e.g. https://app.example.com"
+            ));
+        }
+        cfg.cors_allowed_origins.push(o.to_owned());
+    }
     cfg.rate_window_retention_minutes = t.num("security.rate_window_retention_minutes", 1);
     cfg.tenant_quota = aionbd_shards::quota::TenantQuota {
         max_collections: t.num("security.tenant_max_collections", 0),

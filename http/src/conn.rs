@@ -163,8 +163,18 @@ where
                     request_started = if buf.is_empty() { None } else { Some(Instant::now()) };
                     sent_continue = false;
                     let (keep_alive, http11) = (req.keep_alive, req.http11);
+                    let head_only = req.method == "HEAD";
                     let mut resp = service.call(req).await;
-                    if let Some(body) = resp.stream.take() {
+                    if head_only {
+                        // HEAD: the answer's head alone (a stream is
+                        // dropped unread, which ends what it started).
+                        let framing = if resp.stream.take().is_some() {
+                            Framing::Chunked
+                        } else {
+                            Framing::Length(resp.body.len())
+                        };
+                        resp.encode_head(keep_alive, framing, &mut out);
+                    } else if let Some(body) = resp.stream.take() {
                         // HTTP/1.0 has no chunked coding: the body ends
                         // where the connection closes.
                         let keep_alive = keep_alive && http11;
@@ -177,8 +187,9 @@ where
                         }
                         served = 0;
                         continue;
+                    } else {
+                        resp.encode(keep_alive, &mut out);
                     }
-                    resp.encode(keep_alive, &mut out);
                     served += 1;
                     if !keep_alive {
                         stream.write_all(&out).await?;

@@ -383,7 +383,82 @@ impl Service for ForPeer<'_> {
 }
 
 impl Service for Api {
-    async fn call(&self, mut req: Request) -> Response {
+    async fn call(&self, req: Request) -> Response {
+        let origin = self.cors_origin(&req);
+        let resp = if req.method == "OPTIONS" { self.options(&req, origin.is_some()) } else { self.answer(req).await };
+        match origin {
+            Some(o) => resp
+                .with_header("access-control-allow-origin", o)
+                .with_header("vary", "origin")
+                .with_header("access-control-expose-headers", "x-request-id, retry-after, content-disposition"),
+            None => resp,
+        }
+    }
+
+    fn error(&self, err: &HttpError) -> Response {
+        let e = error::from_http(err);
+        let metrics = &self.router.metrics;
+        metrics.request_started();
+        metrics.request_finished(e.status, 0);
+        self.respond(e.status, Body::Json(e.body()), fresh_request_id())
+    }
+}
+
+impl Api {
+    /// The `Access-Control-Allow-Origin` value for a request from a browser
+    /// on an allowed origin (`security.cors_allowed_origins`).
+    fn cors_origin(&self, req: &Request) -> Option<String> {
+        let origin = req.header("origin")?;
+        let allowed = &self.cfg().cors_allowed_origins;
+        if allowed.iter().any(|a| a == "*") {
+            Some("*".to_owned())
+        } else {
+            allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)).then(|| origin.to_owned())
+        }
+    }
+
+    /// `OPTIONS`: the path's methods in `Allow`, before authentication (a
+    /// browser's CORS preflight carries no credentials); for an allowed
+    /// origin, what it may send. 404 for a path no route has.
+    fn options(&self, req: &Request, cors: bool) -> Response {
+        let metrics = &self.router.metrics;
+        metrics.request_started();
+        let segments: Vec<String> =
+            req.path.split('/').skip(1).map(|s| percent_decode(s).unwrap_or_default()).collect();
+        let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let resp = match routes::allowed(&seg) {
+            Some(allow) => {
+                let mut methods = allow.to_owned();
+                if allow.contains("GET") {
+                    methods.push_str(", HEAD");
+                }
+                methods.push_str(", OPTIONS");
+                let resp = Response::new(200, "text/plain; charset=utf-8", Vec::new())
+                    .with_header("x-request-id", request_id(req))
+                    .with_header("date", httpdate::fmt_http_date(std::time::SystemTime::now()))
+                    .with_header("allow", methods.clone());
+                if cors {
+                    resp.with_header("access-control-allow-methods", methods)
+                        .with_header(
+                            "access-control-allow-headers",
+                            "content-type, x-api-key, authorization, x-request-id",
+                        )
+                        .with_header("access-control-max-age", "600")
+                } else {
+                    resp
+                }
+            }
+            None => {
+                let e = ApiError::not_found(format!("no route for OPTIONS {}", req.path));
+                self.respond(404, Body::Json(e.body()), request_id(req))
+            }
+        };
+        metrics.request_finished(resp.status, 0);
+        resp
+    }
+
+    /// Every method but `OPTIONS`.
+    async fn answer(&self, mut req: Request) -> Response {
         let t0 = Instant::now();
         let metrics = self.router.metrics.clone();
         metrics.request_started();
@@ -446,13 +521,5 @@ impl Service for Api {
         }
         metrics.request_finished(resp.status, t0.elapsed().as_micros() as u64);
         resp
-    }
-
-    fn error(&self, err: &HttpError) -> Response {
-        let e = error::from_http(err);
-        let metrics = &self.router.metrics;
-        metrics.request_started();
-        metrics.request_finished(e.status, 0);
-        self.respond(e.status, Body::Json(e.body()), fresh_request_id())
     }
 }

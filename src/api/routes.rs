@@ -133,6 +133,8 @@ fn literals(pattern: &str) -> usize {
 /// The route for `method` on `segments` (decoded path segments): 404 for a
 /// path no route has, 405 (with `Allow`) for a path without this method.
 pub fn resolve<'a>(method: &str, segments: &[&'a str]) -> Result<Matched<'a>, ApiError> {
+    // HEAD is GET without the body (the connection loop drops it).
+    let method = if method == "HEAD" { "GET" } else { method };
     let mut best: Option<(usize, &RouteDef, Option<&'a str>, Option<&'a str>)> = None;
     let mut allowed: Vec<&'static str> = Vec::new();
     let mut path_literals = 0;
@@ -168,6 +170,15 @@ pub fn resolve<'a>(method: &str, segments: &[&'a str]) -> Result<Matched<'a>, Ap
                 )
             })
         }
+    }
+}
+
+/// The methods a path has, as an `Allow` value (for `OPTIONS`); `None`
+/// for a path no route has.
+pub fn allowed(segments: &[&str]) -> Option<&'static str> {
+    match resolve("OPTIONS", segments) {
+        Err(ApiError { allow: Some(allow), .. }) => Some(allow),
+        _ => None,
     }
 }
 
@@ -241,5 +252,10 @@ mod tests {
         assert_eq!(m("POST", "/collections/c/points/7").unwrap_err().allow, Some("GET, PUT, DELETE"));
         assert_eq!(m("GET", "/collections/c/points/count").unwrap_err().allow, Some("POST"));
         assert_eq!(m("DELETE", "/live").unwrap_err().allow, Some("GET"));
+        // HEAD is answered where GET is; OPTIONS lists a path's methods.
+        assert_eq!(m("HEAD", "/collections/c").unwrap().id, GetCollection);
+        assert_eq!(m("HEAD", "/collections/c/search").unwrap_err().status, 405);
+        assert_eq!(allowed(&["collections"]), Some("GET, POST"));
+        assert_eq!(allowed(&["nope"]), None);
     }
 }

@@ -280,3 +280,56 @@ fn the_rate_limit_counts_every_shard_and_answers_429_with_retry_after() {
         assert!((1..=60).contains(&retry), "Retry-After {retry}");
     }
 }
+
+/// HEAD is GET without a body (keep-alive goes on after it); OPTIONS lists
+/// a path's methods before authentication; CORS headers only for the
+/// configured origins, and they do not replace credentials.
+#[test]
+fn head_options_and_cors() {
+    let env = [
+        ("AIONBD_AUTH_MODE", "api_key"),
+        ("AIONBD_AUTH_API_KEYS", "t:key-1"),
+        ("AIONBD_CORS_ALLOWED_ORIGINS", "https://app.example.com"),
+        ("AIONBD_PERSISTENCE_ENABLED", "false"),
+    ];
+    let s = Server::start(2, &env);
+    let key = [("x-api-key", "key-1")];
+    // HEAD: the head of the GET answer (its Content-Length), no body; the
+    // next pipelined request is answered on the same connection.
+    let get = s.raw("GET", "/collections", &key, None);
+    let mut c = s.connect();
+    c.write_all(b"HEAD /collections HTTP/1.1\r\nhost: t\r\nx-api-key: key-1\r\n\r\nGET /live HTTP/1.1\r\nhost: t\r\nx-api-key: key-1\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let raw = String::from_utf8(read_all(&mut c)).unwrap();
+    let (head, rest) = raw.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{raw}");
+    assert!(head.contains(&format!("content-length: {}", get.body.len())), "{raw}");
+    assert!(rest.starts_with("HTTP/1.1 200"), "the body of a HEAD answer was sent: {raw}");
+    let mut c = s.connect();
+    c.write_all(b"HEAD /collections/c/search HTTP/1.1\r\nhost: t\r\nx-api-key: key-1\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let raw = String::from_utf8(read_all(&mut c)).unwrap();
+    assert!(raw.starts_with("HTTP/1.1 405") && raw.ends_with("\r\n\r\n"), "a head alone: {raw}");
+    // OPTIONS, without credentials: 200 and Allow; 404 off the route table.
+    let o = s.raw("OPTIONS", "/collections/c/points/7", &[], None);
+    assert_eq!(o.status, 200);
+    assert_eq!(o.header("allow"), Some("GET, PUT, DELETE, HEAD, OPTIONS"));
+    assert!(o.header("access-control-allow-origin").is_none(), "no Origin, no CORS headers");
+    assert_eq!(s.raw("OPTIONS", "/nope", &[], None).status, 404);
+    // A preflight from the allowed origin, then the real request.
+    let origin = [("origin", "https://app.example.com"), ("access-control-request-method", "POST")];
+    let p = s.raw("OPTIONS", "/collections", &origin, None);
+    assert_eq!(p.header("access-control-allow-origin"), Some("https://app.example.com"));
+    assert_eq!(p.header("access-control-allow-methods"), Some("GET, POST, HEAD, OPTIONS"));
+    assert!(p.header("access-control-allow-headers").unwrap().contains("x-api-key"));
+    let r = s.raw("GET", "/collections", &[("origin", "https://app.example.com"), ("x-api-key", "key-1")], None);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example.com"));
+    assert!(r.header("access-control-expose-headers").unwrap().contains("x-request-id"));
+    // CORS does not replace credentials, and other origins get nothing.
+    let no_key = s.raw("GET", "/collections", &[("origin", "https://app.example.com")], None);
+    assert_eq!(no_key.status, 401);
+    let other = s.raw("GET", "/collections", &[("origin", "https://evil.example"), ("x-api-key", "key-1")], None);
+    assert_eq!(other.status, 200);
+    assert!(other.header("access-control-allow-origin").is_none());
+}
