@@ -59,10 +59,14 @@ pub enum Body {
     Json(Vec<u8>),
     Text(String),
     Yaml(&'static str),
+    Html(&'static str),
     /// A streamed body (sent chunked), with its content type and, for a
     /// download, the file name to suggest.
     Stream(&'static str, Option<String>, aionbd_http::BodyStream),
 }
+
+/// The status page (`GET /ui`), built into the binary: one file, no outside assets.
+pub const UI: &str = include_str!("../../ui/index.html");
 
 /// The API's OpenAPI description, built into the binary.
 pub const OPENAPI: &str = include_str!("../../docs/openapi.yaml");
@@ -129,6 +133,7 @@ impl Api {
             RouteId::Metrics => self.metrics_json().await,
             RouteId::MetricsPrometheus => self.metrics_prometheus().await,
             RouteId::OpenApi => Ok(Body::Yaml(OPENAPI)),
+            RouteId::Ui => Ok(Body::Html(UI)),
             RouteId::Distance => self.distance(req),
             RouteId::ListCollections => self.list_collections(tenant).await,
             RouteId::CreateCollection => self.create_collection(req, tenant).await,
@@ -167,7 +172,9 @@ impl Api {
     fn authenticate(&self, req: &Request, class: Option<Class>) -> Result<Principal, Response> {
         let creds = self.creds.get(&self.shared.current);
         let auth = &creds.auth;
-        if auth.enabled() && self.cfg().auth_open_health && class == Some(Class::Health) {
+        if class == Some(Class::Static)
+            || (auth.enabled() && self.cfg().auth_open_health && class == Some(Class::Health))
+        {
             return Ok(Principal { tenant: None, scope: Scope::Read });
         }
         let limit = self.cfg().auth_failure_limit_per_minute;
@@ -260,6 +267,7 @@ impl Api {
             Body::Json(b) => ("application/json", b),
             Body::Text(t) => ("text/plain; version=0.0.4; charset=utf-8", t.into_bytes()),
             Body::Yaml(y) => ("application/yaml", y.as_bytes().to_vec()),
+            Body::Html(h) => ("text/html; charset=utf-8", h.as_bytes().to_vec()),
             Body::Stream(..) => unreachable!("handled above"),
         };
         Response::new(status, ctype, bytes)

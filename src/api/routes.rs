@@ -18,6 +18,10 @@ pub enum Class {
     Write,
     /// Server-side backups (kept on the server's disk): scope `admin`.
     Admin,
+    /// The status page's static HTML (no data in it): open to anyone, as a
+    /// browser cannot add credentials to a page load; the API calls it
+    /// makes carry them.
+    Static,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,6 +31,7 @@ pub enum RouteId {
     Metrics,
     MetricsPrometheus,
     OpenApi,
+    Ui,
     Distance,
     ListCollections,
     CreateCollection,
@@ -73,6 +78,7 @@ pub const ROUTES: &[RouteDef] = &[
     r("GET", "/metrics", RouteId::Metrics, Class::Metrics),
     r("GET", "/metrics/prometheus", MetricsPrometheus, Class::Metrics),
     r("GET", "/openapi.yaml", OpenApi, Read),
+    r("GET", "/ui", Ui, Class::Static),
     r("POST", "/distance", Distance, Read),
     r("GET", "/collections", ListCollections, Read),
     r("POST", "/collections", CreateCollection, Write),
