@@ -1,0 +1,950 @@
+//! `aionbd-load`: a load generator for AIONBD, pointed at any URL.
+//!
+//! - `run`: open loop at a fixed arrival rate (`--rate`, uniform or Poisson;
+//!   latency from each request's intended start, so a stalled server shows)
+//!   or closed loop with N connections (`--connections`, optional
+//!   pipelining); workloads search / upsert / batch-upsert / delete / mixed;
+//!   data from fvecs / npy / NDJSON or generated; recall against ground
+//!   truth (ivecs) or the server's exact mode; a live line each second, a
+//!   text and JSON report, an SVG percentile plot.
+//! - `knee`: step the arrival rate up until p99 passes a bound.
+//! - `compare`: two JSON reports; exits 1 past a threshold.
+//! - `plot`: SVG of one or more JSON reports.
+
+mod client;
+mod data;
+mod report;
+mod sched;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use client::{Conn, Target};
+use data::Vectors;
+use report::{histogram, Latency, Report};
+use sched::{Arrival, Schedule};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(name = "aionbd-load", version, about = "Load generator for AIONBD (latency, throughput, recall)")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one workload and report.
+    Run(RunArgs),
+    /// Step the arrival rate up until p99 passes --p99-ms; report the highest rate that held.
+    Knee(KneeArgs),
+    /// Compare two JSON reports; exit 1 if the new one is worse past the threshold.
+    Compare {
+        base: PathBuf,
+        new: PathBuf,
+        /// Allowed change, in percent, before a figure counts as worse.
+        #[arg(long, default_value_t = 10.0)]
+        threshold_percent: f64,
+    },
+    /// Write an SVG percentile plot of JSON reports.
+    Plot {
+        reports: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Workload {
+    Search,
+    Upsert,
+    BatchUpsert,
+    Delete,
+    /// Searches and single-point upserts, `--read-ratio` of them searches.
+    Mixed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Exact,
+    Auto,
+    Hnsw,
+    Ivf,
+}
+
+#[derive(clap::Args, Clone)]
+struct RunArgs {
+    /// Server URL (http:// or https://).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// API key (x-api-key).
+    #[arg(long)]
+    api_key: Option<String>,
+    /// Bearer token or JWT.
+    #[arg(long)]
+    token: Option<String>,
+    /// PEM CA file for HTTPS.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "search")]
+    workload: Workload,
+    /// Collection(s) to use, comma-separated; requests rotate over them.
+    #[arg(long, default_value = "load")]
+    collection: String,
+    /// Create the collection(s) if missing (dimension from the data).
+    #[arg(long)]
+    create: bool,
+    /// Upsert every data vector (ids 0..n) before the run.
+    #[arg(long)]
+    preload: bool,
+    /// After preloading, wait until no index build runs (up to 30 min).
+    #[arg(long)]
+    wait_index: bool,
+    /// Vectors to write (and to search with if no --queries): fvecs, npy or NDJSON.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Without --data: generate this many clustered vectors.
+    #[arg(long, default_value_t = 10_000)]
+    generate: usize,
+    /// Dimension of generated vectors.
+    #[arg(long, default_value_t = 128)]
+    dim: usize,
+    #[arg(long, default_value_t = 64)]
+    clusters: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Query vectors (fvecs, npy, NDJSON); default: generated beside the data, or the data rows.
+    #[arg(long)]
+    queries: Option<PathBuf>,
+    /// Ground truth (ivecs, one row per query): recall of every answer.
+    #[arg(long)]
+    ground_truth: Option<PathBuf>,
+    /// Without ground truth: after the run, compare this many queries with the server's exact mode.
+    #[arg(long, default_value_t = 0)]
+    recall_sample: usize,
+    #[arg(long, value_enum, default_value = "auto")]
+    mode: Mode,
+    /// For mode auto: the recall to meet.
+    #[arg(long)]
+    target_recall: Option<f64>,
+    /// For mode hnsw.
+    #[arg(long)]
+    ef: Option<u32>,
+    /// For mode ivf.
+    #[arg(long)]
+    nprobe: Option<u32>,
+    #[arg(long, default_value_t = 10)]
+    limit: usize,
+    #[arg(long, default_value = "cosine")]
+    metric: String,
+    /// A search filter (JSON), sent as is.
+    #[arg(long)]
+    filter: Option<String>,
+    /// Share of searches in a mixed workload.
+    #[arg(long, default_value_t = 0.9)]
+    read_ratio: f64,
+    /// Points per batch upsert.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// First id the write workloads create (default: the number of data
+    /// vectors, so preloaded points and searches' truth stay untouched).
+    #[arg(long)]
+    id_start: Option<u64>,
+    /// Open loop: requests per second (latency from each request's intended start).
+    #[arg(long)]
+    rate: Option<f64>,
+    #[arg(long, value_enum, default_value = "uniform")]
+    arrival: Arrival,
+    /// Connections: the closed loop's callers, or the open loop's pool (default 64 then).
+    #[arg(long)]
+    connections: Option<usize>,
+    /// Closed loop: requests in flight per connection (pipelining).
+    #[arg(long, default_value_t = 1)]
+    pipeline: usize,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds run before measuring.
+    #[arg(long, default_value_t = 0.0)]
+    warmup: f64,
+    /// Seconds to wait for an answer.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+    /// Attempts again after 429 / 503 / a lost connection (counted in the report).
+    #[arg(long, default_value_t = 0)]
+    retries: u32,
+    /// Write the report as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the percentile plot as SVG.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// No live line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(clap::Args)]
+struct KneeArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// The p99 that must hold, in ms.
+    #[arg(long)]
+    p99_ms: f64,
+    #[arg(long, default_value_t = 100.0)]
+    start_rate: f64,
+    /// Each step multiplies the rate by this.
+    #[arg(long, default_value_t = 1.5)]
+    factor: f64,
+    /// Seconds per step.
+    #[arg(long, default_value_t = 10.0)]
+    step_duration: f64,
+    #[arg(long, default_value_t = 20)]
+    max_steps: usize,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.cmd {
+        Cmd::Run(a) => match run_cmd(&a) {
+            Ok(worse) => worse,
+            Err(e) => fail(&e),
+        },
+        Cmd::Knee(k) => match knee(&k) {
+            Ok(()) => 0,
+            Err(e) => fail(&e),
+        },
+        Cmd::Compare { base, new, threshold_percent } => match (read_report(&base), read_report(&new)) {
+            (Ok(b), Ok(n)) => {
+                let (lines, worse) = report::compare(&b, &n, threshold_percent / 100.0);
+                for l in lines {
+                    println!("{l}");
+                }
+                println!(
+                    "compare: {} (threshold {threshold_percent}%)",
+                    if worse { "WORSE" } else { "no figure worse" }
+                );
+                i32::from(worse)
+            }
+            (Err(e), _) | (_, Err(e)) => fail(&e),
+        },
+        Cmd::Plot { reports, out } => {
+            let loaded: Result<Vec<(String, Report)>, String> =
+                reports.iter().map(|p| read_report(p).map(|r| (p.display().to_string(), r))).collect();
+            match loaded {
+                Ok(rs) => {
+                    let refs: Vec<(&str, &Report)> = rs.iter().map(|(n, r)| (n.as_str(), r)).collect();
+                    match std::fs::write(&out, Report::svg(&refs)) {
+                        Ok(()) => 0,
+                        Err(e) => fail(&format!("{}: {e}", out.display())),
+                    }
+                }
+                Err(e) => fail(&e),
+            }
+        }
+    };
+    std::process::exit(code);
+}
+
+fn fail(e: &str) -> i32 {
+    eprintln!("aionbd-load: {e}");
+    2
+}
+
+fn read_report(p: &std::path::Path) -> Result<Report, String> {
+    let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: not a report: {e}", p.display()))
+}
+
+/// Everything a worker needs, shared read-only.
+struct Plan {
+    target: Target,
+    collections: Vec<String>,
+    workload: Workload,
+    data: Vectors,
+    queries: Vectors,
+    truth: Option<Vec<Vec<u64>>>,
+    search_body_tail: String,
+    read_ratio: f64,
+    batch: usize,
+    id_start: u64,
+    limit: usize,
+    timeout: Duration,
+    retries: u32,
+}
+
+/// Operation kinds, for per-kind latency.
+const KINDS: [&str; 4] = ["search", "upsert", "batch-upsert", "delete"];
+
+impl Plan {
+    /// Request `i`: its kind (index into KINDS), query index, bytes.
+    fn request(&self, i: u64) -> (usize, usize, Vec<u8>) {
+        let coll = &self.collections[(i as usize) % self.collections.len()];
+        let kind = match self.workload {
+            Workload::Search => 0,
+            Workload::Upsert => 1,
+            Workload::BatchUpsert => 2,
+            Workload::Delete => 3,
+            Workload::Mixed => {
+                // A fixed pseudo-random split: the same i, the same kind.
+                let u = (sched::Rng::new(i ^ 0x5eed).next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+                if u < self.read_ratio {
+                    0
+                } else {
+                    1
+                }
+            }
+        };
+        let rows = self.data.rows();
+        match kind {
+            0 => {
+                let q = (i as usize) % self.queries.rows();
+                let body = format!("{{\"query\":{}{}", floats(self.queries.row(q)), self.search_body_tail);
+                (
+                    0,
+                    q,
+                    Conn::request(
+                        &self.target,
+                        "POST",
+                        &format!("/collections/{coll}/search/topk"),
+                        Some(body.as_bytes()),
+                    ),
+                )
+            }
+            1 => {
+                // New ids (above the data's by default: searches keep their truth).
+                let id = self.id_start + i;
+                let body = format!("{{\"values\":{}}}", floats(self.data.row((i as usize) % rows)));
+                (
+                    1,
+                    0,
+                    Conn::request(
+                        &self.target,
+                        "PUT",
+                        &format!("/collections/{coll}/points/{id}"),
+                        Some(body.as_bytes()),
+                    ),
+                )
+            }
+            2 => {
+                let mut body = String::from("{\"points\":[");
+                for k in 0..self.batch {
+                    let n = i * self.batch as u64 + k as u64;
+                    if k > 0 {
+                        body.push(',');
+                    }
+                    body.push_str(&format!(
+                        "{{\"id\":{},\"values\":{}}}",
+                        self.id_start + n,
+                        floats(self.data.row((n as usize) % rows))
+                    ));
+                }
+                body.push_str("]}");
+                (
+                    2,
+                    0,
+                    Conn::request(&self.target, "POST", &format!("/collections/{coll}/points"), Some(body.as_bytes())),
+                )
+            }
+            _ => {
+                let id = (i as usize) % rows;
+                (3, 0, Conn::request(&self.target, "DELETE", &format!("/collections/{coll}/points/{id}"), None))
+            }
+        }
+    }
+}
+
+fn floats(v: &[f32]) -> String {
+    let mut s = String::with_capacity(v.len() * 10 + 2);
+    s.push('[');
+    for (i, x) in v.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&format!("{x}"));
+    }
+    s.push(']');
+    s
+}
+
+/// One measured request, for the collector.
+struct Sample {
+    kind: usize,
+    intended: Instant,
+    sent: Instant,
+    done: Instant,
+    status: u16,
+    retried: u32,
+    recall: Option<f64>,
+}
+
+/// Send one request (retrying as asked), reconnecting after a lost
+/// connection. Returns the answer's status (0: none) and body.
+fn exchange(plan: &Plan, conn: &mut Option<Conn>, bytes: &[u8]) -> (u16, Vec<u8>, u32) {
+    let mut retried = 0;
+    loop {
+        let result = (|| -> std::io::Result<client::Answer> {
+            if conn.is_none() {
+                *conn = Some(Conn::open(&plan.target, plan.timeout)?);
+            }
+            let c = conn.as_mut().expect("opened above");
+            c.send(bytes)?;
+            c.read_answer()
+        })();
+        let (status, body, wait) = match result {
+            Ok(a) => (a.status, a.body, a.retry_after.map(Duration::from_secs)),
+            Err(_) => {
+                *conn = None;
+                (0, Vec::new(), None)
+            }
+        };
+        let retryable = matches!(status, 0 | 429 | 503);
+        if !retryable || retried >= plan.retries {
+            return (status, body, retried);
+        }
+        retried += 1;
+        std::thread::sleep(wait.unwrap_or(Duration::from_millis(50 << retried.min(5))));
+    }
+}
+
+fn recall_of(plan: &Plan, kind: usize, query: usize, status: u16, body: &[u8]) -> Option<f64> {
+    let truth = plan.truth.as_ref()?;
+    if kind != 0 || status != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let ids: Vec<u64> = v.get("hits")?.as_array()?.iter().filter_map(|h| h.get("id")?.as_u64()).collect();
+    Some(data::recall(&ids, &truth[query], plan.limit))
+}
+
+struct RunResult {
+    report: Report,
+}
+
+/// Run the workload as `a` says (after preloading if asked).
+fn run_cmd(a: &RunArgs) -> Result<i32, String> {
+    let plan = Arc::new(prepare(a)?);
+    let result = run(&plan, a, a.rate)?;
+    let r = &result.report;
+    print!("{}", r.text());
+    if let Some(p) = &a.json {
+        std::fs::write(p, serde_json::to_string_pretty(r).expect("JSON"))
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    if let Some(p) = &a.svg {
+        std::fs::write(p, Report::svg(&[(&r.workload, r)])).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    if r.loop_kind == "open" && r.generator_late_share > 0.05 {
+        return Err(format!(
+            "this machine could not generate {:.0} requests/s: {:.1}% were sent more than 1 ms after their \
+             intended start (generator p99 {:.1} ms late); the figures above measure the generator, not the \
+             server: lower --rate, or run the load from another machine",
+            a.rate.unwrap_or(0.0),
+            r.generator_late_share * 100.0,
+            r.generator_lag_p99_us as f64 / 1000.0
+        ));
+    }
+    Ok(0)
+}
+
+fn headers(a: &RunArgs) -> String {
+    let mut h = String::new();
+    if let Some(k) = &a.api_key {
+        h.push_str(&format!("x-api-key: {k}\r\n"));
+    }
+    if let Some(t) = &a.token {
+        h.push_str(&format!("authorization: Bearer {t}\r\n"));
+    }
+    h
+}
+
+/// Load the data, check the server and the collections, preload.
+fn prepare(a: &RunArgs) -> Result<Plan, String> {
+    let target = Target::parse(&a.url, a.ca_file.as_deref(), headers(a))?;
+    let timeout = Duration::from_secs_f64(a.timeout);
+    let data = match &a.data {
+        Some(p) => Vectors::load(p)?,
+        None => Vectors::generate(a.generate, a.dim, a.clusters, a.seed),
+    };
+    let queries = match &a.queries {
+        Some(p) => Vectors::load(p)?,
+        None if a.data.is_none() => Vectors::generate(1000, a.dim, a.clusters, a.seed ^ 0x9e37),
+        None => Vectors { dim: data.dim, data: data.data[..data.dim * data.rows().min(1000)].to_vec() },
+    };
+    if queries.dim != data.dim {
+        return Err(format!("the queries have {} dimensions, the data {}", queries.dim, data.dim));
+    }
+    let truth = a.ground_truth.as_deref().map(|p| data::ground_truth(p, queries.rows())).transpose()?;
+    let mut conn = Conn::open(&target, timeout).map_err(|e| format!("{} does not answer: {e}", a.url))?;
+    let live = conn.call("GET", "/ready", None).map_err(|e| format!("{}: {e}", a.url))?;
+    if live.status != 200 {
+        return Err(format!("{}/ready answered {}: {}", a.url, live.status, String::from_utf8_lossy(&live.body)));
+    }
+    let collections: Vec<String> =
+        a.collection.split(',').map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()).collect();
+    for c in &collections {
+        let info = conn.call("GET", &format!("/collections/{c}"), None).map_err(|e| e.to_string())?;
+        match info.status {
+            200 => {
+                let v: serde_json::Value = serde_json::from_slice(&info.body).map_err(|e| e.to_string())?;
+                let dim = v.get("dimension").and_then(|d| d.as_u64()).unwrap_or(0) as usize;
+                if dim != data.dim {
+                    return Err(format!("collection '{c}' has dimension {dim}, the data {}", data.dim));
+                }
+            }
+            404 if a.create => {
+                let body = format!("{{\"name\":\"{c}\",\"dimension\":{}}}", data.dim);
+                let r = conn.call("POST", "/collections", Some(body.as_bytes())).map_err(|e| e.to_string())?;
+                if r.status != 200 {
+                    return Err(format!("creating '{c}': {} {}", r.status, String::from_utf8_lossy(&r.body)));
+                }
+            }
+            404 => return Err(format!("collection '{c}' does not exist (pass --create)")),
+            s => return Err(format!("GET /collections/{c}: {s} {}", String::from_utf8_lossy(&info.body))),
+        }
+        if a.preload {
+            preload(&mut conn, c, &data)?;
+        }
+    }
+    if a.wait_index {
+        for c in &collections {
+            wait_index(&mut conn, c)?;
+        }
+    }
+    let mut tail = format!(",\"limit\":{},\"metric\":\"{}\"", a.limit, a.metric);
+    let mode = match a.mode {
+        Mode::Exact => "exact",
+        Mode::Auto => "auto",
+        Mode::Hnsw => "hnsw",
+        Mode::Ivf => "ivf",
+    };
+    tail.push_str(&format!(",\"mode\":\"{mode}\""));
+    if let Some(r) = a.target_recall {
+        tail.push_str(&format!(",\"target_recall\":{r}"));
+    }
+    if let Some(ef) = a.ef {
+        tail.push_str(&format!(",\"ef\":{ef}"));
+    }
+    if let Some(n) = a.nprobe {
+        tail.push_str(&format!(",\"nprobe\":{n}"));
+    }
+    if let Some(f) = &a.filter {
+        serde_json::from_str::<serde_json::Value>(f).map_err(|e| format!("--filter is not JSON: {e}"))?;
+        tail.push_str(&format!(",\"filter\":{f}"));
+    }
+    tail.push('}');
+    let rows = data.rows();
+    Ok(Plan {
+        target,
+        collections,
+        workload: a.workload,
+        data,
+        queries,
+        truth,
+        search_body_tail: tail,
+        read_ratio: a.read_ratio,
+        batch: a.batch.max(1),
+        id_start: a.id_start.unwrap_or(rows as u64),
+        limit: a.limit,
+        timeout,
+        retries: a.retries,
+    })
+}
+
+fn preload(conn: &mut Conn, coll: &str, data: &Vectors) -> Result<(), String> {
+    let t0 = Instant::now();
+    let rows = data.rows();
+    let mut i = 0;
+    while i < rows {
+        let end = (i + 256).min(rows);
+        let points: Vec<String> =
+            (i..end).map(|r| format!("{{\"id\":{r},\"values\":{}}}", floats(data.row(r)))).collect();
+        let body = format!("{{\"points\":[{}]}}", points.join(","));
+        let r = conn
+            .call("POST", &format!("/collections/{coll}/points"), Some(body.as_bytes()))
+            .map_err(|e| e.to_string())?;
+        if r.status != 200 {
+            return Err(format!("preload of '{coll}': {} {}", r.status, String::from_utf8_lossy(&r.body)));
+        }
+        i = end;
+    }
+    eprintln!("preloaded {rows} points into '{coll}' in {:.1} s", t0.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Wait until no partition of `coll` builds an index (checked twice, 2 s apart).
+fn wait_index(conn: &mut Conn, coll: &str) -> Result<(), String> {
+    let t0 = Instant::now();
+    let mut quiet = 0;
+    while quiet < 2 {
+        if t0.elapsed() > Duration::from_secs(1800) {
+            return Err(format!("the indexes of '{coll}' were still building after 30 minutes"));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        let r = conn.call("GET", &format!("/collections/{coll}"), None).map_err(|e| e.to_string())?;
+        let v: serde_json::Value = serde_json::from_slice(&r.body).map_err(|e| e.to_string())?;
+        let parts = v.pointer("/index/partitions").and_then(|p| p.as_array()).cloned().unwrap_or_default();
+        let building = parts.iter().any(|p| {
+            p.get("building").and_then(|b| b.as_bool()) == Some(true)
+                || p.pointer("/hnsw/building").and_then(|b| b.as_bool()) == Some(true)
+        });
+        quiet = if building { 0 } else { quiet + 1 };
+    }
+    eprintln!("indexes of '{coll}' idle after {:.0} s", t0.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Numeric fields of /metrics (top level and one level down).
+fn metrics(target: &Target, timeout: Duration) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let Ok(mut c) = Conn::open(target, timeout) else { return out };
+    let Ok(a) = c.call("GET", "/metrics", None) else { return out };
+    let Ok(serde_json::Value::Object(m)) = serde_json::from_slice::<serde_json::Value>(&a.body) else { return out };
+    for (k, v) in m {
+        match v {
+            serde_json::Value::Number(n) => {
+                out.insert(k, n.as_f64().unwrap_or(0.0));
+            }
+            serde_json::Value::Object(inner) => {
+                for (k2, v2) in inner {
+                    if let Some(n) = v2.as_f64() {
+                        out.insert(format!("{k}.{k2}"), n);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// One run: open loop when `rate` is set, closed otherwise.
+fn run(plan: &Arc<Plan>, a: &RunArgs, rate: Option<f64>) -> Result<RunResult, String> {
+    let open = rate.is_some();
+    let connections = a.connections.unwrap_or(if open { 64 } else { 8 }).max(1);
+    let warmup = Duration::from_secs_f64(a.warmup.max(0.0));
+    let measure = Duration::from_secs_f64(a.duration.max(0.1));
+    let before = metrics(&plan.target, plan.timeout);
+    let (tx, rx) = mpsc::channel::<Sample>();
+    let stop = Arc::new(AtomicBool::new(false));
+    let t_start = Instant::now() + Duration::from_millis(50);
+    let collector = {
+        let quiet = a.quiet;
+        let measured_from = t_start + warmup;
+        std::thread::spawn(move || collect(rx, t_start, measured_from, open, quiet))
+    };
+    let seq = Arc::new(AtomicU64::new(0));
+    let start = t_start;
+    let end = start + warmup + measure;
+    let mut threads = Vec::new();
+    let mut dispatch_lag = histogram();
+    let mut late = (0u64, 0u64);
+    if let Some(rate) = rate {
+        // Open loop: the dispatcher hands intended start times to a pool.
+        let (jobs_tx, jobs_rx) = mpsc::channel::<(u64, Instant)>();
+        let jobs_rx = Arc::new(Mutex::new(jobs_rx));
+        for _ in 0..connections {
+            let (plan, tx, jobs) = (plan.clone(), tx.clone(), jobs_rx.clone());
+            threads.push(std::thread::spawn(move || {
+                let mut conn = None;
+                loop {
+                    let job = jobs.lock().expect("job queue").recv();
+                    let Ok((i, intended)) = job else { break };
+                    let (kind, q, bytes) = plan.request(i);
+                    let sent = Instant::now();
+                    let (status, body, retried) = exchange(&plan, &mut conn, &bytes);
+                    let done = Instant::now();
+                    let recall = recall_of(&plan, kind, q, status, &body);
+                    let _ = tx.send(Sample { kind, intended, sent, done, status, retried, recall });
+                }
+            }));
+        }
+        let mut schedule = Schedule::new(rate, a.arrival, a.seed);
+        let mut i = 0u64;
+        loop {
+            let intended = start + schedule.next().expect("endless");
+            if intended >= end {
+                break;
+            }
+            let now = Instant::now();
+            if intended > now {
+                std::thread::sleep(intended - now);
+            }
+            let lag = Instant::now().saturating_duration_since(intended);
+            let _ = dispatch_lag.record(lag.as_micros() as u64 + 1);
+            late.0 += 1;
+            late.1 += u64::from(lag > Duration::from_millis(1));
+            if jobs_tx.send((i, intended)).is_err() {
+                break;
+            }
+            i += 1;
+        }
+        drop(jobs_tx);
+    } else {
+        for _ in 0..connections {
+            let (plan, tx, stop, seq) = (plan.clone(), tx.clone(), stop.clone(), seq.clone());
+            let depth = a.pipeline.max(1);
+            threads.push(std::thread::spawn(move || {
+                while Instant::now() < start {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                closed_loop(&plan, &tx, &stop, &seq, depth);
+            }));
+        }
+        while Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        stop.store(true, Ordering::Relaxed);
+    }
+    drop(tx);
+    for t in threads {
+        let _ = t.join();
+    }
+    let Collected { total, kinds, status, retries, recall_sum, recall_n, last_done, seen_kinds } =
+        collector.join().expect("the collector thread");
+    let measured_from = start + warmup;
+    let after = metrics(&plan.target, plan.timeout);
+    let server_metrics_delta = after
+        .iter()
+        .filter_map(|(k, v)| {
+            let d = v - before.get(k).copied().unwrap_or(0.0);
+            let counter_or_gauge = !k.contains("avg") && !k.ends_with("_max") && !k.starts_with("uptime");
+            (d != 0.0 && before.contains_key(k) && counter_or_gauge).then(|| (k.clone(), d))
+        })
+        .collect();
+    let elapsed = if open { measure.as_secs_f64() } else { (last_done - measured_from).as_secs_f64().max(1e-6) };
+    let requests = total.len();
+    let mut report = Report {
+        tool: format!("aionbd-load {}", env!("CARGO_PKG_VERSION")),
+        url: a.url.clone(),
+        workload: a.workload.to_possible_value().map_or_else(String::new, |v| v.get_name().to_owned()),
+        loop_kind: if open { "open" } else { "closed" }.to_owned(),
+        target_rate: rate,
+        connections,
+        duration_s: elapsed,
+        requests,
+        ok: status.get("200").copied().unwrap_or(0),
+        throughput_per_s: requests as f64 / elapsed,
+        status,
+        retries,
+        latency: Latency::of(&total),
+        by_kind: BTreeMap::new(),
+        recall: (recall_n > 0).then(|| recall_sum / recall_n as f64),
+        recall_checked: recall_n,
+        generator_lag_p99_us: if open { dispatch_lag.value_at_quantile(0.99) } else { 0 },
+        generator_late_share: if late.0 > 0 { late.1 as f64 / late.0 as f64 } else { 0.0 },
+        server_metrics_delta,
+        started_unix_s: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            .saturating_sub(elapsed as u64),
+    };
+    if seen_kinds.iter().filter(|k| **k).count() > 1 {
+        for (k, h) in kinds.iter().enumerate().filter(|(k, _)| seen_kinds[*k]) {
+            report.by_kind.insert(KINDS[k].to_owned(), Latency::of(h));
+        }
+    }
+    if plan.truth.is_none() && a.recall_sample > 0 && plan.workload != Workload::Upsert {
+        let (r, n) = sampled_recall(plan, a.recall_sample)?;
+        report.recall = Some(r);
+        report.recall_checked = n;
+    }
+    Ok(RunResult { report })
+}
+
+/// What the collector counted over the measured part of a run.
+struct Collected {
+    total: hdrhistogram::Histogram<u64>,
+    kinds: Vec<hdrhistogram::Histogram<u64>>,
+    status: BTreeMap<String, u64>,
+    retries: u64,
+    recall_sum: f64,
+    recall_n: u64,
+    last_done: Instant,
+    seen_kinds: [bool; 4],
+}
+
+/// Count samples as they arrive (a live line on stderr each second) until
+/// every worker has hung up.
+fn collect(rx: mpsc::Receiver<Sample>, start: Instant, measured_from: Instant, open: bool, quiet: bool) -> Collected {
+    let mut total = histogram();
+    let mut kinds: Vec<hdrhistogram::Histogram<u64>> = KINDS.iter().map(|_| histogram()).collect();
+    let mut window = histogram();
+    let mut status: BTreeMap<String, u64> = BTreeMap::new();
+    let mut window_errors: BTreeMap<u16, u64> = BTreeMap::new();
+    let (mut retries, mut recall_sum, mut recall_n, mut last_done) = (0u64, 0.0, 0u64, measured_from);
+    let mut next_line = start + Duration::from_secs(1);
+    let mut seen_kinds = [false; 4];
+    loop {
+        let sample = rx.recv_timeout(Duration::from_millis(100));
+        let now = Instant::now();
+        if now >= next_line && !quiet {
+            let l = Latency::of(&window);
+            let errs: Vec<String> = window_errors.iter().map(|(s, n)| format!("{s} x{n}")).collect();
+            eprintln!(
+                "{:>5.0} s  {:>7}/s  p50 {:>8.3} ms  p99 {:>8.3} ms  {}",
+                (now - start).as_secs_f64(),
+                window.len(),
+                l.p50_us as f64 / 1000.0,
+                l.p99_us as f64 / 1000.0,
+                if errs.is_empty() { "no errors".to_owned() } else { format!("errors: {}", errs.join(", ")) }
+            );
+            window.reset();
+            window_errors.clear();
+            next_line += Duration::from_secs(1);
+        }
+        let s = match sample {
+            Ok(s) => s,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let lat = sched::latency(
+            s.intended.saturating_duration_since(start),
+            s.sent.saturating_duration_since(start),
+            s.done.saturating_duration_since(start),
+            open,
+        );
+        let us = lat.as_micros() as u64 + 1;
+        let _ = window.record(us);
+        if s.status != 200 {
+            *window_errors.entry(s.status).or_default() += 1;
+        }
+        if s.intended < measured_from {
+            continue;
+        }
+        let _ = total.record(us);
+        let _ = kinds[s.kind].record(us);
+        seen_kinds[s.kind] = true;
+        *status.entry(s.status.to_string()).or_default() += 1;
+        retries += s.retried as u64;
+        if let Some(r) = s.recall {
+            recall_sum += r;
+            recall_n += 1;
+        }
+        last_done = last_done.max(s.done);
+    }
+    Collected { total, kinds, status, retries, recall_sum, recall_n, last_done, seen_kinds }
+}
+
+fn closed_loop(plan: &Plan, tx: &mpsc::Sender<Sample>, stop: &AtomicBool, seq: &AtomicU64, depth: usize) {
+    if depth <= 1 {
+        let mut conn = None;
+        while !stop.load(Ordering::Relaxed) {
+            let i = seq.fetch_add(1, Ordering::Relaxed);
+            let (kind, q, bytes) = plan.request(i);
+            let sent = Instant::now();
+            let (status, body, retried) = exchange(plan, &mut conn, &bytes);
+            let done = Instant::now();
+            let recall = recall_of(plan, kind, q, status, &body);
+            let _ = tx.send(Sample { kind, intended: sent, sent, done, status, retried, recall });
+        }
+        return;
+    }
+    // Pipelined: up to `depth` requests written before their answers are read.
+    let Ok(mut conn) = Conn::open(&plan.target, plan.timeout) else { return };
+    let mut inflight: std::collections::VecDeque<(usize, usize, Instant)> = Default::default();
+    loop {
+        while inflight.len() < depth && !stop.load(Ordering::Relaxed) {
+            let i = seq.fetch_add(1, Ordering::Relaxed);
+            let (kind, q, bytes) = plan.request(i);
+            let sent = Instant::now();
+            if conn.send(&bytes).is_err() {
+                return;
+            }
+            inflight.push_back((kind, q, sent));
+        }
+        let Some((kind, q, sent)) = inflight.pop_front() else { return };
+        let (status, body) = match conn.read_answer() {
+            Ok(a) => (a.status, a.body),
+            Err(_) => return,
+        };
+        let done = Instant::now();
+        let recall = recall_of(plan, kind, q, status, &body);
+        let _ = tx.send(Sample { kind, intended: sent, sent, done, status, retried: 0, recall });
+    }
+}
+
+/// Recall of the run's mode against the server's exact mode, on `n` queries.
+fn sampled_recall(plan: &Plan, n: usize) -> Result<(f64, u64), String> {
+    let mut conn = Conn::open(&plan.target, plan.timeout).map_err(|e| e.to_string())?;
+    let coll = &plan.collections[0];
+    let ids = |body: &[u8]| -> Vec<u64> {
+        serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| Some(v.get("hits")?.as_array()?.iter().filter_map(|h| h.get("id")?.as_u64()).collect()))
+            .unwrap_or_default()
+    };
+    let (mut sum, mut count) = (0.0, 0u64);
+    for q in 0..n.min(plan.queries.rows()) {
+        let query = floats(plan.queries.row(q));
+        let body = format!("{{\"query\":{query}{}", plan.search_body_tail);
+        let got = conn
+            .call("POST", &format!("/collections/{coll}/search/topk"), Some(body.as_bytes()))
+            .map_err(|e| e.to_string())?;
+        let exact_tail = plan
+            .search_body_tail
+            .replace("\"mode\":\"auto\"", "\"mode\":\"exact\"")
+            .replace("\"mode\":\"hnsw\"", "\"mode\":\"exact\"")
+            .replace("\"mode\":\"ivf\"", "\"mode\":\"exact\"");
+        let exact_body = format!("{{\"query\":{query}{exact_tail}");
+        let exact = conn
+            .call("POST", &format!("/collections/{coll}/search/topk"), Some(exact_body.as_bytes()))
+            .map_err(|e| e.to_string())?;
+        if got.status == 200 && exact.status == 200 {
+            sum += data::recall(&ids(&got.body), &ids(&exact.body), plan.limit);
+            count += 1;
+        }
+    }
+    Ok((if count > 0 { sum / count as f64 } else { 0.0 }, count))
+}
+
+/// Step the rate up until p99 passes the bound (or errors pass 1 %).
+fn knee(k: &KneeArgs) -> Result<(), String> {
+    let plan = Arc::new(prepare(&k.run)?);
+    let mut a = k.run.clone();
+    a.duration = k.step_duration;
+    a.quiet = true;
+    let mut rate = k.start_rate;
+    let mut held: Option<(f64, Report)> = None;
+    let mut steps = Vec::new();
+    println!("{:>10} {:>10} {:>10} {:>10} {:>8}", "rate/s", "got/s", "p50 ms", "p99 ms", "errors");
+    for _ in 0..k.max_steps {
+        let r = run(&plan, &a, Some(rate))?.report;
+        let errors = r.requests.saturating_sub(r.ok) as f64 / r.requests.max(1) as f64;
+        println!(
+            "{rate:>10.0} {:>10.0} {:>10.3} {:>10.3} {:>7.2}%",
+            r.throughput_per_s,
+            r.latency.p50_us as f64 / 1000.0,
+            r.latency.p99_us as f64 / 1000.0,
+            errors * 100.0
+        );
+        if r.generator_late_share > 0.05 {
+            println!("knee: stopped at {rate:.0}/s: this machine cannot generate that rate (see `run` for details)");
+            break;
+        }
+        let ok = r.latency.p99_us as f64 / 1000.0 <= k.p99_ms && errors <= 0.01;
+        steps.push(r.clone());
+        if !ok {
+            break;
+        }
+        held = Some((rate, r));
+        rate *= k.factor;
+    }
+    match &held {
+        Some((rate, r)) => println!(
+            "knee: {rate:.0} requests/s held p99 <= {} ms (p99 {:.3} ms); the next step did not",
+            k.p99_ms,
+            r.latency.p99_us as f64 / 1000.0
+        ),
+        None => println!("knee: even {:.0} requests/s missed p99 <= {} ms", k.start_rate, k.p99_ms),
+    }
+    if let Some(p) = &k.run.json {
+        let out =
+            serde_json::json!({"p99_bound_ms": k.p99_ms, "knee_rate": held.as_ref().map(|h| h.0), "steps": steps});
+        std::fs::write(p, serde_json::to_string_pretty(&out).expect("JSON"))
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    Ok(())
+}
