@@ -75,6 +75,8 @@ pub struct Report {
     /// How late the generator itself sent open-loop requests (not the
     /// server's doing): p99 in microseconds and the share sent > 1 ms late.
     pub generator_lag_p99_us: u64,
+    #[serde(default)]
+    pub generator_lag_max_us: u64,
     pub generator_late_share: f64,
     /// Numeric fields of the server's `/metrics` that changed during the run.
     pub server_metrics_delta: BTreeMap<String, f64>,

@@ -1,0 +1,63 @@
+# shellcheck shell=bash
+# Shared by scripts/load-*.sh (sourced, not run): the binaries, a server to
+# load (the URL given, or a release server started here on a temp data
+# directory and stopped at exit), and the data (a directory with base.fvecs
+# [queries.fvecs, gt.ivecs], or generated vectors).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOAD="${AIONBD_LOAD_BIN:-$ROOT/target/release/aionbd-load}"
+SERVER_BIN="${AIONBD_BIN:-$ROOT/target/release/aionbd}"
+if [ ! -x "$LOAD" ] || [ ! -x "$SERVER_BIN" ]; then
+    echo "building the release binaries (cargo build --release --workspace)" >&2
+    (cd "$ROOT" && cargo build --release --workspace >&2)
+fi
+WORK="$(mktemp -d /tmp/aionbd-load.XXXXXX)"
+SERVER_PID=""
+cleanup() {
+    if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# use_server URL|"": sets URL; starts a local server when URL is empty.
+use_server() {
+    if [ -n "${1:-}" ]; then
+        URL="$1"
+        echo "server: $URL (given)"
+        return
+    fi
+    "$SERVER_BIN" --bind 127.0.0.1:0 --data-dir "$WORK/data" >"$WORK/server.out" 2>"$WORK/server.err" &
+    SERVER_PID=$!
+    for _ in $(seq 300); do
+        URL=$(grep -o 'http://[0-9.:]*' "$WORK/server.out" 2>/dev/null | tail -1 || true)
+        if grep -q "listening on" "$WORK/server.out" 2>/dev/null; then break; fi
+        sleep 0.1
+    done
+    grep -q "listening on" "$WORK/server.out" || { cat "$WORK/server.err" >&2; echo "the server did not start" >&2; exit 1; }
+    echo "server: started $("$SERVER_BIN" --version) at $URL (data in $WORK/data; stopped at exit)"
+}
+
+# data_args DIR|"": the aionbd-load options for the data set.
+data_args() {
+    local dir="${1:-}"
+    if [ -z "$dir" ]; then
+        DATA_ARGS=(--generate "${GENERATE:-20000}" --dim "${DIM:-128}")
+        echo "data: ${GENERATE:-20000} generated clustered vectors of ${DIM:-128} dimensions (seed 1)"
+        return
+    fi
+    [ -f "$dir/base.fvecs" ] || { echo "$dir has no base.fvecs" >&2; exit 2; }
+    DATA_ARGS=(--data "$dir/base.fvecs")
+    [ -f "$dir/queries.fvecs" ] && DATA_ARGS+=(--queries "$dir/queries.fvecs")
+    [ -f "$dir/gt.ivecs" ] && DATA_ARGS+=(--ground-truth "$dir/gt.ivecs")
+    echo "data: $dir (${DATA_ARGS[*]})"
+}
+
+# field FILE JSONPATH: one value of a JSON report (python3, standard library).
+field() {
+    python3 -c 'import json,sys
+v = json.load(open(sys.argv[1]))
+for k in sys.argv[2].split("."):
+    v = v.get(k) if isinstance(v, dict) else None
+print("" if v is None else (round(v, 3) if isinstance(v, float) else v))' "$1" "$2"
+}
+ms() { python3 -c "print(round(${1:-0} / 1000, 3))"; }

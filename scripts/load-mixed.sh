@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Search latency while ingesting, with the bundled load generator:
+#
+#   scripts/load-mixed.sh [URL] [DATA_DIR] [SECONDS] [SEARCH_RATE] [INGEST_RATE]
+#
+# The collection "load_mixed" is filled and its indexes awaited. Then one
+# open-loop search run at SEARCH_RATE/s (default 200, Poisson; auto at target
+# recall 0.95) for SECONDS (default 20) alone, and the same run again while
+# a second generator upserts single new points at INGEST_RATE/s (default
+# 400, open loop). The summary compares search p50/p99 and recall idle vs
+# under ingest (in one run, same machine state).
+# shellcheck source=scripts/load-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/load-common.sh"
+use_server "${1:-}"
+data_args "${2:-}"
+SECONDS_EACH="${3:-20}"
+SEARCH_RATE="${4:-200}"
+INGEST_RATE="${5:-400}"
+OUT="${OUT:-load-reports}"
+mkdir -p "$OUT"
+COMMON=(--url "$URL" --collection load_mixed "${DATA_ARGS[@]}")
+SEARCH=(--mode auto --target-recall 0.95 --limit 10 --rate "$SEARCH_RATE" --arrival poisson --duration "$SECONDS_EACH" --warmup 2 --recall-sample 100)
+echo "== preloading and waiting for the indexes"
+"$LOAD" run "${COMMON[@]}" --create --preload --wait-index --duration 1 --quiet >/dev/null
+echo "== searches at $SEARCH_RATE/s, no writes, ${SECONDS_EACH} s"
+"$LOAD" run "${COMMON[@]}" "${SEARCH[@]}" --json "$OUT/mixed-idle.json" --quiet
+echo "== searches at $SEARCH_RATE/s while upserting $INGEST_RATE points/s"
+"$LOAD" run "${COMMON[@]}" --workload upsert --id-start 500000000 --rate "$INGEST_RATE" \
+    --duration "$((SECONDS_EACH + 4))" --json "$OUT/mixed-ingest-writes.json" --quiet &
+WRITER=$!
+sleep 1
+"$LOAD" run "${COMMON[@]}" "${SEARCH[@]}" --json "$OUT/mixed-ingest.json" --quiet
+wait "$WRITER"
+"$LOAD" plot "$OUT/mixed-idle.json" "$OUT/mixed-ingest.json" --out "$OUT/mixed.svg"
+IDLE=$(field "$OUT/mixed-idle.json" latency.p99_us)
+BUSY=$(field "$OUT/mixed-ingest.json" latency.p99_us)
+echo "load-mixed: search p99 idle $(ms "$IDLE") ms, while ingesting $(field "$OUT/mixed-ingest-writes.json" throughput_per_s) points/s $(ms "$BUSY") ms \
+(x$(python3 -c "print(round($BUSY / max(1, $IDLE), 2))")); p50 $(ms "$(field "$OUT/mixed-idle.json" latency.p50_us)") -> $(ms "$(field "$OUT/mixed-ingest.json" latency.p50_us)") ms; \
+recall $(field "$OUT/mixed-idle.json" recall) -> $(field "$OUT/mixed-ingest.json" recall) (reports in $OUT)"
