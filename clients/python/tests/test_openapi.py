@@ -30,7 +30,7 @@ SPEC_PATH = REPO / "docs" / "openapi.yaml"
 # The server's routes (src/api/mod.rs `route`), which the clients cover.
 ROUTES = {
     ("get", "/live"), ("get", "/ready"), ("get", "/metrics"), ("get", "/metrics/prometheus"),
-    ("get", "/openapi.yaml"), ("post", "/distance"), ("get", "/collections"), ("post", "/collections"),
+    ("get", "/openapi.yaml"), ("get", "/ui"), ("post", "/distance"), ("get", "/collections"), ("post", "/collections"),
     ("get", "/collections/{name}"), ("delete", "/collections/{name}"),
     ("get", "/collections/{name}/points"), ("post", "/collections/{name}/points"),
     ("post", "/collections/{name}/points/count"), ("post", "/collections/{name}/points/payload/set"),
@@ -53,6 +53,9 @@ ADMIN_ROUTES = {
     ("post", "/backups"), ("get", "/backups"), ("get", "/backups/{backup}"), ("delete", "/backups/{backup}"),
 }
 METRICS_ROUTES = {("get", "/metrics"), ("get", "/metrics/prometheus")}
+# Class `Static` (the status page): served to anyone, auth on or off, even
+# with a wrong credential; it declares `security: [{}]` and never 401/403.
+STATIC_ROUTES = {("get", "/ui")}
 # The streamed answers (chunked, not JSON): checked for a body, not against a schema.
 STREAMED = {"application/x-ndjson", "application/octet-stream"}
 # key-a is unlisted in the scopes: admin.
@@ -82,15 +85,20 @@ def test_spec_names_exactly_the_server_routes(spec: Dict[str, Any]) -> None:
 
 
 def test_spec_declares_optional_auth_on_every_operation(spec: Dict[str, Any]) -> None:
-    """Both schemes apply to every operation (none overrides `security`), `{}`
-    keeps them optional (auth is off by default); every operation documents
-    401, exactly the write, kept-backup and metrics routes 403."""
+    """Both schemes apply to every operation (none but the static page
+    overrides `security`, which it sets to `[{}]`: no credential), `{}` keeps
+    them optional (auth is off by default); every operation but the static
+    page documents 401, exactly the write, kept-backup and metrics routes 403."""
     schemes = spec["components"]["securitySchemes"]
     assert schemes["ApiKey"] == {**schemes["ApiKey"], "type": "apiKey", "in": "header", "name": "x-api-key"}
     assert (schemes["Bearer"]["type"], schemes["Bearer"]["scheme"]) == ("http", "bearer")
     assert spec["security"] == [{}, {"ApiKey": []}, {"Bearer": []}]
     for m, p in ROUTES:
         op = spec["paths"][p][m]
+        if (m, p) in STATIC_ROUTES:
+            assert op["security"] == [{}], f"{m} {p} needs no credential"
+            assert "401" not in op["responses"] and "403" not in op["responses"], f"{m} {p}"
+            continue
         assert "security" not in op, f"{m} {p} overrides the global security"
         assert op["responses"]["401"] == {"$ref": "#/components/responses/Unauthorized"}, f"{m} {p}"
         assert ("403" in op["responses"]) == ((m, p) in WRITE_ROUTES | ADMIN_ROUTES | METRICS_ROUTES), f"{m} {p}"
@@ -174,6 +182,8 @@ def test_real_answers_match_the_spec(spec: Dict[str, Any], live_server: Server) 
     check("get", "/metrics/prometheus", 200)
     served = check("get", "/openapi.yaml", 200)
     assert served == SPEC_PATH.read_text(), "the server serves docs/openapi.yaml as built"
+    page = check("get", "/ui", 200)
+    assert page == (REPO / "ui" / "index.html").read_text(), "the server serves ui/index.html as built"
     check("post", "/distance", 200, json={"left": [1, 2], "right": [3, 4], "metric": "cosine"})
     check("post", "/distance", 400, json={"left": [1], "right": [1, 2]})
     check("post", "/collections", 200, json={"name": " spec ", "dimension": 2})
@@ -272,7 +282,8 @@ def auth_server() -> Iterator[Server]:
 
 def test_auth_answers_match_the_spec(spec: Dict[str, Any], auth_server: Server) -> None:
     """With auth on: every route without a credential, or with a wrong one,
-    is the documented 401 (with `WWW-Authenticate`); every write and
+    is the documented 401 (with `WWW-Authenticate`), but the static page,
+    which answers 200 to anyone and never 401/403; every write and
     kept-backup route with a read-only key the documented 403, every
     kept-backup route with a write key too, and no read route is; a wrong
     method is 401 before routing, 405 after."""
@@ -282,8 +293,13 @@ def test_auth_answers_match_the_spec(spec: Dict[str, Any], auth_server: Server) 
         path = template.replace("{name}", "spec").replace("{id}", "1").replace("{backup}", "b1")
         body: Dict[str, Any] = {"json": {}} if m in ("post", "put") else {}
         # none, an unknown key, a key sent as a token (api_key mode), not `Bearer <token>`
-        for creds in ({}, {"x-api-key": "wrong"}, {"authorization": "Bearer key-r"},
-                      {"authorization": "Basic a2V5LXI="}):
+        refused: Tuple[Dict[str, str], ...] = ({}, {"x-api-key": "wrong"}, {"authorization": "Bearer key-r"},
+                                               {"authorization": "Basic a2V5LXI="})
+        if (m, template) in STATIC_ROUTES:  # the same page to anyone, with any credential or none
+            for creds in (*refused, {"x-api-key": "key-r"}, {"x-api-key": "key-a"}):
+                check(m, template, 200, path, headers=creds, **body)
+            continue
+        for creds in refused:
             err = check(m, template, 401, path, headers=creds, **body)
             assert err["code"] == "unauthorized"
         if (m, template) in ADMIN_ROUTES:
@@ -293,7 +309,7 @@ def test_auth_answers_match_the_spec(spec: Dict[str, Any], auth_server: Server) 
         else:
             resp = check.http.request(m.upper(), path, headers={"x-api-key": "key-r"}, **body)
             assert resp.status_code != 403 and str(resp.status_code) in spec["paths"][template][m]["responses"]
-    assert {(m, t) for m, t, s in check.checked if s == 401} == ROUTES
+    assert {(m, t) for m, t, s in check.checked if s == 401} == ROUTES - STATIC_ROUTES
     assert {(m, t) for m, t, s in check.checked if s == 403} == WRITE_ROUTES | ADMIN_ROUTES
     # The admin key reaches the kept-backup routes.
     kept = check("post", "/backups", 200, headers={"x-api-key": "key-a"})
