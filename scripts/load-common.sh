@@ -5,8 +5,15 @@
 # [queries.fvecs, gt.ivecs], or generated vectors).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-LOAD="${AIONBD_LOAD_BIN:-$ROOT/target/release/aionbd-load}"
-SERVER_BIN="${AIONBD_BIN:-$ROOT/target/release/aionbd}"
+# In a release tarball the binaries sit beside scripts/; in the repository,
+# under target/release.
+if [ -x "$ROOT/aionbd-load" ] && [ -x "$ROOT/aionbd" ]; then
+    LOAD="${AIONBD_LOAD_BIN:-$ROOT/aionbd-load}"
+    SERVER_BIN="${AIONBD_BIN:-$ROOT/aionbd}"
+else
+    LOAD="${AIONBD_LOAD_BIN:-$ROOT/target/release/aionbd-load}"
+    SERVER_BIN="${AIONBD_BIN:-$ROOT/target/release/aionbd}"
+fi
 if [ ! -x "$LOAD" ] || [ ! -x "$SERVER_BIN" ]; then
     echo "building the release binaries (cargo build --release --workspace)" >&2
     (cd "$ROOT" && cargo build --release --workspace >&2)

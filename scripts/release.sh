@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build a release: dist/aionbd-<version>-linux-<arch>.tar.gz holding
-#   aionbd (stripped), README.md, LICENSE, config.toml, deploy/ (the systemd
-#   unit and its config, Docker, Kubernetes, Helm, Prometheus),
-#   scripts/install.sh, SHA256SUMS (of every file in the tarball)
+#   aionbd (stripped), aionbd-load (the load generator, stripped), README.md,
+#   LICENSE, config.toml, deploy/ (the systemd unit and its config, Docker,
+#   Kubernetes, Helm, Prometheus), scripts/install.sh and the load scripts
+#   (scripts/load-*.sh), SHA256SUMS (of every file in the tarball)
 # plus dist/aionbd-<version>-linux-<arch>-debug.tar.gz (aionbd.debug: the
 # debug info split off the binary, for symbolizing a crash) and
 # dist/SHA256SUMS (of both archives). Every sum is verified at the end, on a
@@ -13,8 +14,10 @@
 # builds in target/ are not disturbed, at the lowest CPU priority. A fat-LTO
 # build of the whole dependency tree takes several minutes on 2 cores.
 #   scripts/release.sh            (NICE=19 TARGET_DIR=target/dist by default)
-#   RELEASE_BIN=path scripts/release.sh   packs that binary, no build (to test
-#                                         the packaging; not for releases)
+#   RELEASE_BIN=path [RELEASE_LOAD_BIN=path] scripts/release.sh
+#                                 packs those binaries, no build (to test the
+#                                 packaging; not for releases; the load
+#                                 generator defaults to the one beside RELEASE_BIN)
 # dist/ is build output: keep it out of git (/dist in .gitignore).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -33,12 +36,15 @@ dist=${DIST_DIR:-dist}
 started=$(date +%s)
 if [ -n "${RELEASE_BIN:-}" ]; then
   bin=$RELEASE_BIN
+  load_bin=${RELEASE_LOAD_BIN:-$(dirname "$RELEASE_BIN")/aionbd-load}
 else
-  nice -n "${NICE:-19}" cargo build --locked --profile dist --bin aionbd --target-dir "$target_dir"
+  nice -n "${NICE:-19}" cargo build --locked --profile dist -p aionbd -p aionbd-load --target-dir "$target_dir"
   bin=$target_dir/dist/aionbd
+  load_bin=$target_dir/dist/aionbd-load
 fi
 built=$(date +%s)
 [ -x "$bin" ] || { echo "release.sh: $bin was not built" >&2; exit 1; }
+[ -x "$load_bin" ] || { echo "release.sh: $load_bin was not built" >&2; exit 1; }
 reported=$("$bin" --version)
 [ "$reported" = "aionbd $version" ] || { echo "release.sh: binary says '$reported', expected 'aionbd $version'" >&2; exit 1; }
 
@@ -64,10 +70,13 @@ objcopy --only-keep-debug "$bin" "$stage/debug/aionbd.debug"
 chmod 0644 "$stage/debug/aionbd.debug"
 objcopy --strip-all --add-gnu-debuglink="$stage/debug/aionbd.debug" "$bin" "$root/aionbd"
 chmod 0755 "$root/aionbd"
+objcopy --strip-all "$load_bin" "$root/aionbd-load"
+chmod 0755 "$root/aionbd-load"
 
 cp README.md LICENSE config.toml "$root/"
 cp -R deploy "$root/deploy"
-cp scripts/install.sh "$root/scripts/install.sh"
+cp scripts/install.sh scripts/load-common.sh scripts/load-search.sh scripts/load-ingest.sh scripts/load-mixed.sh \
+  "$root/scripts/"
 find "$root" -name __pycache__ -prune -exec rm -rf {} +
 (cd "$root" && find . -type f | LC_ALL=C sort | sed 's|^\./||' | xargs sha256sum > "$stage/SHA256SUMS")
 mv "$stage/SHA256SUMS" "$root/SHA256SUMS"
@@ -88,6 +97,7 @@ if readelf -SW "$check/$name/aionbd" | grep -qE '\.symtab|\.debug_(info|line|str
 fi
 readelf -S "$check/$name/aionbd" | grep -q '\.gnu_debuglink' || { echo "release.sh: no .gnu_debuglink" >&2; exit 1; }
 [ "$("$check/$name/aionbd" --version)" = "aionbd $version" ]
+[ "$("$check/$name/aionbd-load" --version)" = "aionbd-load $version" ]
 DESTDIR="$check/destdir" "$check/$name/scripts/install.sh" >/dev/null
 [ -x "$check/destdir/usr/local/bin/aionbd" ] && [ -f "$check/destdir/etc/systemd/system/aionbd.service" ]
 
