@@ -349,3 +349,127 @@ pub fn prometheus(pairs: &[(&str, Value)], latency: &Histogram<u64>) -> String {
     let _ = writeln!(out, "aionbd_http_request_duration_us_count {}", latency.len());
     out
 }
+
+/// Latency histogram buckets of the strict exposition, in seconds.
+const BUCKETS_S: [f64; 16] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// The exposition `promtool check metrics` accepts (`?format=strict`):
+/// every family with HELP and TYPE, counters ending in `_total`, time in
+/// seconds, latency as a histogram with buckets. The original's names
+/// (API.md) are translated by fixed rules, so each JSON key still has one
+/// series: `_us` and `_ms` become `_seconds` (values converted), a counter
+/// without `_total` gets it.
+pub fn prometheus_strict(pairs: &[(&str, Value)], latency: &Histogram<u64>) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(16384);
+    let mut classes = Vec::new();
+    for (k, v) in pairs {
+        let num = match *v {
+            Value::U(u) => u as f64,
+            Value::F(f) => f,
+            Value::B(b) => b as u8 as f64,
+        };
+        if let Some(class) = k.strip_prefix("http_responses_").and_then(|r| r.strip_suffix("_total")) {
+            classes.push((class, num));
+            continue;
+        }
+        if *k == "http_requests_5xx_total" {
+            continue;
+        }
+        let (name, value, kind) = strict_name(k, num);
+        let _ = writeln!(
+            out,
+            "# HELP {name} The '{k}' field of GET /metrics{}.\n# TYPE {name} {kind}\n{name} {value}",
+            if name.ends_with("_seconds") || name.contains("_seconds_") { ", in seconds" } else { "" }
+        );
+    }
+    let _ = writeln!(out, "# HELP aionbd_http_responses_total HTTP responses by status class.");
+    let _ = writeln!(out, "# TYPE aionbd_http_responses_total counter");
+    for (class, n) in classes {
+        let _ = writeln!(out, "aionbd_http_responses_total{{status=\"{class}\"}} {n}");
+    }
+    let _ = writeln!(out, "# HELP aionbd_http_request_duration_seconds HTTP request latency (all routes, all shards).");
+    let _ = writeln!(out, "# TYPE aionbd_http_request_duration_seconds histogram");
+    for b in BUCKETS_S {
+        let upto = (b * 1e6) as u64;
+        let n = if latency.is_empty() { 0 } else { latency.count_between(0, upto) };
+        let _ = writeln!(out, "aionbd_http_request_duration_seconds_bucket{{le=\"{b}\"}} {n}");
+    }
+    let _ = writeln!(out, "aionbd_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {}", latency.len());
+    let sum_us: f64 = latency.iter_recorded().map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64).sum();
+    let _ = writeln!(out, "aionbd_http_request_duration_seconds_sum {}", sum_us / 1e6);
+    let _ = writeln!(out, "aionbd_http_request_duration_seconds_count {}", latency.len());
+    out
+}
+
+/// A JSON key's strict name, value and type: `_us` / `_ms` to seconds,
+/// counters ending in `_total`.
+fn strict_name(k: &str, num: f64) -> (String, f64, &'static str) {
+    let mut name = k.to_owned();
+    let mut value = num;
+    for (unit, per_second) in [("_us", 1e6), ("_ms", 1e3)] {
+        for suffix in ["", "_max", "_avg", "_total"] {
+            let from = format!("{unit}{suffix}");
+            if let Some(stem) = name.strip_suffix(&from) {
+                name = format!("{stem}_seconds{suffix}");
+                value = num / per_second;
+                break;
+            }
+        }
+    }
+    let counter = k.ends_with("_total")
+        || k == "persistence_writes"
+        || matches!(
+            k,
+            "l2_index_cache_lookups"
+                | "l2_index_cache_hits"
+                | "l2_index_cache_misses"
+                | "l2_index_build_requests"
+                | "l2_index_build_successes"
+                | "l2_index_build_failures"
+                | "l2_index_build_cooldown_skips"
+        );
+    if counter && !name.ends_with("_total") {
+        name.push_str("_total");
+    }
+    (format!("aionbd_{name}"), value, if counter { "counter" } else { "gauge" })
+}
+
+#[cfg(test)]
+mod strict_tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        assert_eq!(strict_name("persistence_writes", 3.0), ("aionbd_persistence_writes_total".into(), 3.0, "counter"));
+        assert_eq!(
+            strict_name("http_request_duration_us_total", 2e6),
+            ("aionbd_http_request_duration_seconds_total".into(), 2.0, "counter")
+        );
+        assert_eq!(
+            strict_name("http_request_duration_us_max", 1500.0),
+            ("aionbd_http_request_duration_seconds_max".into(), 0.0015, "gauge")
+        );
+        assert_eq!(strict_name("uptime_ms", 2000.0), ("aionbd_uptime_seconds".into(), 2.0, "gauge"));
+        assert_eq!(strict_name("points", 7.0), ("aionbd_points".into(), 7.0, "gauge"));
+    }
+
+    #[test]
+    fn the_latency_histogram_is_cumulative() {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
+        for us in [50, 300, 300, 2_000, 20_000_000] {
+            h.record(us).unwrap();
+        }
+        let text = prometheus_strict(&[("points", Value::U(1))], &h);
+        let bucket = |le: &str| -> u64 {
+            let line = text.lines().find(|l| l.contains(&format!("le=\"{le}\""))).unwrap();
+            line.rsplit(' ').next().unwrap().parse().unwrap()
+        };
+        assert_eq!(
+            (bucket("0.0001"), bucket("0.0005"), bucket("0.0025"), bucket("10"), bucket("+Inf")),
+            (1, 3, 4, 4, 5)
+        );
+        assert!(text.contains("# HELP aionbd_points ") && text.contains("# TYPE aionbd_points gauge"));
+    }
+}

@@ -131,7 +131,7 @@ impl Api {
             RouteId::Live => self.live(),
             RouteId::Ready => self.ready().await,
             RouteId::Metrics => self.metrics_json().await,
-            RouteId::MetricsPrometheus => self.metrics_prometheus().await,
+            RouteId::MetricsPrometheus => self.metrics_prometheus(req.query.as_deref()).await,
             RouteId::OpenApi => Ok(Body::Yaml(OPENAPI)),
             RouteId::Ui => Ok(Body::Html(UI)),
             RouteId::Distance => self.distance(req),

@@ -173,9 +173,22 @@ impl Api {
         json(&map)
     }
 
-    pub(super) async fn metrics_prometheus(&self) -> ApiResult {
+    /// `GET /metrics/prometheus`: the original's names (API.md), or with
+    /// `?format=strict` the exposition `promtool check metrics` accepts.
+    pub(super) async fn metrics_prometheus(&self, query: Option<&str>) -> ApiResult {
+        let strict = match query.unwrap_or("") {
+            "" | "format=original" => false,
+            "format=strict" => true,
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "unknown query '{other}': this route takes format=original (the default) or format=strict"
+                )))
+            }
+        };
         let (d, m) = self.gather().await?;
-        let mut text = prometheus(&self.metric_pairs(&d, &m), &m.latency);
+        let pairs = self.metric_pairs(&d, &m);
+        let mut text =
+            if strict { crate::metrics::prometheus_strict(&pairs, &m.latency) } else { prometheus(&pairs, &m.latency) };
         text.push_str(&crate::metrics::prometheus_tenants(&m.tenants));
         Ok(Body::Text(text))
     }

@@ -631,3 +631,36 @@ fn a_full_batch_of_large_vectors_fits_the_default_body_limit() {
     assert_eq!(r.status, 413);
     assert!(r.body.contains("AIONBD_MAX_BODY_BYTES"), "{}", r.body);
 }
+
+/// `?format=strict` is the exposition `promtool check metrics` accepts
+/// (Debian package `prometheus`; `.ci/run` installs it); the default keeps
+/// the original's names.
+#[test]
+fn the_strict_prometheus_exposition_passes_promtool() {
+    let s = crate::harness::Server::start(2, &[]);
+    s.call("POST", "/collections", Some(serde_json::json!({"name": "p", "dimension": 2})), 200);
+    s.call("PUT", "/collections/p/points/1", Some(serde_json::json!({"values": [1, 2]})), 200);
+    let strict = s.req("GET", "/metrics/prometheus?format=strict", None);
+    assert_eq!(strict.status, 200);
+    assert!(strict.body.contains("aionbd_http_request_duration_seconds_bucket{le=\"+Inf\"}"), "{}", strict.body);
+    assert!(strict.body.contains("aionbd_persistence_writes_total "), "{}", strict.body);
+    let original = s.req("GET", "/metrics/prometheus", None);
+    assert!(original.body.contains("aionbd_persistence_writes ") && original.body.contains("quantile="));
+    assert_eq!(s.req("GET", "/metrics/prometheus?format=bogus", None).status, 400);
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus) is needed for this test");
+    use std::io::Write;
+    promtool.stdin.take().unwrap().write_all(strict.body.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
