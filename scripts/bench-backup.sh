@@ -59,6 +59,35 @@ while [ "$start" -lt "$POINTS" ]; do
     start=$((start + BASE_N))
     echo "  $(curl -sf "$URL/collections/base" | python3 -c 'import json,sys; print(json.load(sys.stdin)["point_count"])') points"
 done
+# Index builds run in the background after loading, and the first real
+# queries start a recalibrating rebuild: warm up with searches, then measure
+# once no build runs (each wait at most 30 minutes), so the figures compare
+# the backup, not a build.
+wait_builds() {
+    for _ in $(seq 360); do
+        building=$(curl -sf "$URL/collections/base" | python3 -c 'import json,sys
+parts = json.load(sys.stdin)["index"]["partitions"]
+print(any(p.get("building") or (p.get("hnsw") or {}).get("building") for p in parts))')
+        [ "$building" = False ] && return
+        sleep 5
+    done
+}
+echo "== waiting for the background index builds"
+wait_builds
+python3 - "$URL" "$DATA/queries.fvecs" <<'EOF'
+import http.client, json, struct, sys, urllib.parse
+u = urllib.parse.urlparse(sys.argv[1]); raw = open(sys.argv[2], "rb").read()
+dim = struct.unpack_from("<i", raw)[0]
+c = http.client.HTTPConnection(u.hostname, u.port)
+for i in range(200):
+    q = list(struct.unpack_from(f"<{dim}f", raw, i * (4 + 4 * dim) + 4))
+    c.request("POST", "/collections/base/search/topk", json.dumps({"query": q, "limit": 10, "metric": "cosine", "mode": "exact"}),
+              {"content-type": "application/json"})
+    c.getresponse().read()
+EOF
+sleep 2
+wait_builds
+sleep 10
 python3 - "$URL" "$DATA/queries.fvecs" "$WORK" <<'EOF'
 import http.client, json, os, struct, subprocess, sys, threading, time, urllib.parse
 url, qpath, work = sys.argv[1], sys.argv[2], sys.argv[3]
