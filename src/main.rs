@@ -112,7 +112,20 @@ fn main() {
         tracing::warn!("persistence disabled: data lives in memory only and is lost on exit");
         None
     };
-    let listener = match runtime::listen(cfg.bind) {
+    // A server killed a moment ago (SIGKILL, a crash, then a supervisor's
+    // restart) holds its listening socket until the kernel has torn down its
+    // io_uring, which takes well under 100 ms: bind again for up to 1 s
+    // before calling the address taken (measured: a restart right after the
+    // kill failed, one 0.1 s later did not).
+    let mut bound = runtime::listen(cfg.bind);
+    let t_bind = Instant::now();
+    while matches!(&bound, Err(e) if e.kind() == std::io::ErrorKind::AddrInUse)
+        && t_bind.elapsed() < std::time::Duration::from_secs(1)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        bound = runtime::listen(cfg.bind);
+    }
+    let listener = match bound {
         Ok(l) => Arc::new(l),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
             tracing::error!("cannot listen on {}: address in use (another process listens there)", cfg.bind);

@@ -48,6 +48,15 @@ enum Cmd {
         #[arg(long, default_value_t = 10.0)]
         threshold_percent: f64,
     },
+    /// Check that every write an --acked-log recorded is on the server with
+    /// its exact values (after crashes, restarts, a full disk).
+    Verify {
+        #[command(flatten)]
+        run: RunArgs,
+        /// The log `run --acked-log` wrote.
+        #[arg(long)]
+        acked: PathBuf,
+    },
     /// Write an SVG percentile plot of JSON reports.
     Plot {
         reports: Vec<PathBuf>,
@@ -148,6 +157,10 @@ struct RunArgs {
     /// Points per batch upsert.
     #[arg(long, default_value_t = 64)]
     batch: usize,
+    /// Append "collection id row" for every acknowledged upserted point to
+    /// this file (for `aionbd-load verify`, after crashes).
+    #[arg(long)]
+    acked_log: Option<PathBuf>,
     /// First id the write workloads create (default: the number of data
     /// vectors, so preloaded points and searches' truth stay untouched).
     #[arg(long)]
@@ -230,6 +243,11 @@ fn main() {
             }
             (Err(e), _) | (_, Err(e)) => fail(&e),
         },
+        Cmd::Verify { run, acked } => match verify(&run, &acked) {
+            Ok(true) => 0,
+            Ok(false) => 1,
+            Err(e) => fail(&e),
+        },
         Cmd::Plot { reports, out } => {
             let loaded: Result<Vec<(String, Report)>, String> =
                 reports.iter().map(|p| read_report(p).map(|r| (p.display().to_string(), r))).collect();
@@ -270,6 +288,8 @@ struct Plan {
     read_ratio: f64,
     batch: usize,
     id_start: u64,
+    /// Where acknowledged writes are logged (`--acked-log`).
+    acked: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
     limit: usize,
     timeout: Duration,
     retries: u32,
@@ -280,9 +300,9 @@ const KINDS: [&str; 4] = ["search", "upsert", "batch-upsert", "delete"];
 
 impl Plan {
     /// Request `i`: its kind (index into KINDS), query index, bytes.
-    fn request(&self, i: u64) -> (usize, usize, Vec<u8>) {
-        let coll = &self.collections[(i as usize) % self.collections.len()];
-        let kind = match self.workload {
+    /// The kind of request `i` (index into KINDS).
+    fn kind_of(&self, i: u64) -> usize {
+        match self.workload {
             Workload::Search => 0,
             Workload::Upsert => 1,
             Workload::BatchUpsert => 2,
@@ -296,7 +316,37 @@ impl Plan {
                     1
                 }
             }
-        };
+        }
+    }
+
+    /// Record the points request `i` wrote, once it was acknowledged
+    /// (`--acked-log`: "collection id row" lines for `verify`).
+    fn log_acked(&self, i: u64, status: u16) {
+        let Some(log) = &self.acked else { return };
+        if status != 200 {
+            return;
+        }
+        use std::io::Write;
+        let coll = &self.collections[(i as usize) % self.collections.len()];
+        let rows = self.data.rows() as u64;
+        let mut w = log.lock().expect("acked log");
+        match self.kind_of(i) {
+            1 => {
+                let _ = writeln!(w, "{coll} {} {}", self.id_start + i, i % rows);
+            }
+            2 => {
+                for k in 0..self.batch as u64 {
+                    let n = i * self.batch as u64 + k;
+                    let _ = writeln!(w, "{coll} {} {}", self.id_start + n, n % rows);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn request(&self, i: u64) -> (usize, usize, Vec<u8>) {
+        let coll = &self.collections[(i as usize) % self.collections.len()];
+        let kind = self.kind_of(i);
         let rows = self.data.rows();
         match kind {
             0 => {
@@ -554,6 +604,16 @@ fn prepare(a: &RunArgs) -> Result<Plan, String> {
         read_ratio: a.read_ratio,
         batch: a.batch.max(1),
         id_start: a.id_start.unwrap_or(rows as u64),
+        acked: match &a.acked_log {
+            Some(p) => Some(Mutex::new(std::io::BufWriter::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|e| format!("{}: {e}", p.display()))?,
+            ))),
+            None => None,
+        },
         limit: a.limit,
         timeout,
         retries: a.retries,
@@ -671,6 +731,7 @@ fn run(plan: &Arc<Plan>, a: &RunArgs, rate: Option<f64>) -> Result<RunResult, St
                     let sent = Instant::now();
                     let (status, body, retried) = exchange(&plan, &mut conn, &bytes);
                     let done = Instant::now();
+                    plan.log_acked(i, status);
                     let recall = recall_of(&plan, kind, q, status, &body);
                     let _ = tx.send(Sample { kind, intended, sent, done, status, retried, recall });
                 }
@@ -719,6 +780,10 @@ fn run(plan: &Arc<Plan>, a: &RunArgs, rate: Option<f64>) -> Result<RunResult, St
     }
     let Collected { total, kinds, status, retries, recall_sum, recall_n, last_done, seen_kinds } =
         collector.join().expect("the collector thread");
+    if let Some(log) = &plan.acked {
+        use std::io::Write;
+        log.lock().expect("acked log").flush().map_err(|e| format!("--acked-log: {e}"))?;
+    }
     let measured_from = start + warmup;
     let after = metrics(&plan.target, plan.timeout);
     let server_metrics_delta = after
@@ -853,6 +918,7 @@ fn closed_loop(plan: &Plan, tx: &mpsc::Sender<Sample>, stop: &AtomicBool, seq: &
             let sent = Instant::now();
             let (status, body, retried) = exchange(plan, &mut conn, &bytes);
             let done = Instant::now();
+            plan.log_acked(i, status);
             let recall = recall_of(plan, kind, q, status, &body);
             let _ = tx.send(Sample { kind, intended: sent, sent, done, status, retried, recall });
         }
@@ -860,7 +926,7 @@ fn closed_loop(plan: &Plan, tx: &mpsc::Sender<Sample>, stop: &AtomicBool, seq: &
     }
     // Pipelined: up to `depth` requests written before their answers are read.
     let Ok(mut conn) = Conn::open(&plan.target, plan.timeout) else { return };
-    let mut inflight: std::collections::VecDeque<(usize, usize, Instant)> = Default::default();
+    let mut inflight: std::collections::VecDeque<(u64, usize, usize, Instant)> = Default::default();
     loop {
         while inflight.len() < depth && !stop.load(Ordering::Relaxed) {
             let i = seq.fetch_add(1, Ordering::Relaxed);
@@ -869,14 +935,15 @@ fn closed_loop(plan: &Plan, tx: &mpsc::Sender<Sample>, stop: &AtomicBool, seq: &
             if conn.send(&bytes).is_err() {
                 return;
             }
-            inflight.push_back((kind, q, sent));
+            inflight.push_back((i, kind, q, sent));
         }
-        let Some((kind, q, sent)) = inflight.pop_front() else { return };
+        let Some((i, kind, q, sent)) = inflight.pop_front() else { return };
         let (status, body) = match conn.read_answer() {
             Ok(a) => (a.status, a.body),
             Err(_) => return,
         };
         let done = Instant::now();
+        plan.log_acked(i, status);
         let recall = recall_of(plan, kind, q, status, &body);
         let _ = tx.send(Sample { kind, intended: sent, sent, done, status, retried: 0, recall });
     }
@@ -965,4 +1032,55 @@ fn knee(k: &KneeArgs) -> Result<(), String> {
             .map_err(|e| format!("{}: {e}", p.display()))?;
     }
     Ok(())
+}
+
+/// `verify`: GET every logged point; its values must be the data row's,
+/// bit for bit. Prints one summary line; `Ok(false)` if any is missing.
+fn verify(a: &RunArgs, acked: &std::path::Path) -> Result<bool, String> {
+    let target = Target::parse(&a.url, a.ca_file.as_deref(), headers(a))?;
+    let data = match &a.data {
+        Some(p) => Vectors::load(p)?,
+        None => Vectors::generate(a.generate, a.dim, a.clusters, a.seed),
+    };
+    let text = std::fs::read_to_string(acked).map_err(|e| format!("{}: {e}", acked.display()))?;
+    let mut conn = Conn::open(&target, Duration::from_secs_f64(a.timeout)).map_err(|e| format!("{}: {e}", a.url))?;
+    let (mut checked, mut bad) = (0u64, Vec::new());
+    for (n, line) in text.lines().enumerate() {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        let [coll, id, row] = parts[..] else {
+            return Err(format!("{} line {}: not 'collection id row'", acked.display(), n + 1));
+        };
+        let row: usize = row.parse().map_err(|_| format!("{} line {}: bad row", acked.display(), n + 1))?;
+        if row >= data.rows() {
+            return Err(format!(
+                "{} line {}: row {row}, the data has {} (same data options as the run?)",
+                acked.display(),
+                n + 1,
+                data.rows()
+            ));
+        }
+        let answer = conn.call("GET", &format!("/collections/{coll}/points/{id}"), None).map_err(|e| e.to_string())?;
+        let ok = answer.status == 200
+            && serde_json::from_slice::<serde_json::Value>(&answer.body).ok().is_some_and(|v| {
+                v.get("values").and_then(|x| x.as_array()).is_some_and(|vals| {
+                    vals.len() == data.dim
+                        && vals.iter().zip(data.row(row)).all(|(x, want)| x.as_f64().map(|f| f as f32) == Some(*want))
+                })
+            });
+        if !ok {
+            bad.push(format!("{coll}/{id} (status {})", answer.status));
+        }
+        checked += 1;
+    }
+    if bad.is_empty() {
+        println!("verify: all {checked} acknowledged writes are present with their values");
+        Ok(true)
+    } else {
+        println!(
+            "verify: {} of {checked} acknowledged writes missing or different, e.g. {}",
+            bad.len(),
+            bad.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+        );
+        Ok(false)
+    }
 }

@@ -166,3 +166,21 @@ fn logs_are_leveled_filtered_and_optionally_json() {
     assert_eq!(code, 2);
     assert!(err.contains("server.log"), "{err}");
 }
+
+/// A server SIGKILLed and started again at once on the same address starts:
+/// the dead process's listening socket outlives it for a few milliseconds
+/// (io_uring teardown), and the new one waits for it instead of failing
+/// with "address in use" (found by scripts/chaos.sh).
+#[test]
+fn a_restart_right_after_sigkill_gets_the_same_address() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let bind = format!("127.0.0.1:{port}");
+    let dir = crate::harness::unique_dir();
+    let first = Server::start_in(&dir, 2, &[("AIONBD_BIND", &bind)], &[]);
+    first.kill();
+    let second = Server::start_in(&dir, 2, &[("AIONBD_BIND", &bind)], &[]);
+    assert_eq!(second.addr, bind);
+    assert_eq!(second.req("GET", "/ready", None).status, 200);
+    drop(second);
+    let _ = std::fs::remove_dir_all(dir);
+}
