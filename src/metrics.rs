@@ -30,6 +30,8 @@ pub struct Metrics {
     /// (wall-clock minute, max duration in it)
     duration_us_max: Cell<(u64, u64)>,
     latency: RefCell<Histogram<u64>>,
+    /// Latency per route class (`ROUTE_CLASSES` order).
+    class_latency: RefCell<[Histogram<u64>; 4]>,
     pub search_queries_total: Cell<u64>,
     pub search_ivf_queries_total: Cell<u64>,
     pub search_ivf_fallback_exact_total: Cell<u64>,
@@ -60,6 +62,7 @@ pub struct MetricsSnapshot {
     pub duration_us_total: u64,
     pub duration_us_max: (u64, u64),
     pub latency: Histogram<u64>,
+    pub class_latency: [Histogram<u64>; 4],
     pub search_queries_total: u64,
     pub search_ivf_queries_total: u64,
     pub search_ivf_fallback_exact_total: u64,
@@ -102,6 +105,7 @@ impl Default for Metrics {
             duration_us_total: Cell::new(0),
             duration_us_max: Cell::new((0, 0)),
             latency: RefCell::new(new_histogram()),
+            class_latency: RefCell::new(std::array::from_fn(|_| new_histogram())),
             search_queries_total: Cell::new(0),
             search_ivf_queries_total: Cell::new(0),
             search_ivf_fallback_exact_total: Cell::new(0),
@@ -167,6 +171,14 @@ impl Metrics {
         let _ = self.latency.borrow_mut().record(duration_us.clamp(1, HIST_MAX_US));
     }
 
+    /// Record a resolved request's latency under its route class
+    /// (`ROUTE_CLASSES` index).
+    pub fn record_class(&self, class: usize, duration_us: u64) {
+        if let Some(h) = self.class_latency.borrow_mut().get_mut(class) {
+            let _ = h.record(duration_us.clamp(1, HIST_MAX_US));
+        }
+    }
+
     pub fn in_flight(&self) -> u64 {
         self.in_flight.get()
     }
@@ -185,6 +197,7 @@ impl Metrics {
             duration_us_total: self.duration_us_total.get(),
             duration_us_max: self.duration_us_max.get(),
             latency: self.latency.borrow().clone(),
+            class_latency: self.class_latency.borrow().clone(),
             search_queries_total: self.search_queries_total.get(),
             search_ivf_queries_total: self.search_ivf_queries_total.get(),
             search_ivf_fallback_exact_total: self.search_ivf_fallback_exact_total.get(),
@@ -225,6 +238,9 @@ impl MetricsSnapshot {
         let theirs = if o.duration_us_max.0 == minute { o.duration_us_max.1 } else { 0 };
         self.duration_us_max = (minute, mine.max(theirs));
         let _ = self.latency.add(&o.latency);
+        for (a, b) in self.class_latency.iter_mut().zip(&o.class_latency) {
+            let _ = a.add(b);
+        }
         self.search_queries_total += o.search_queries_total;
         self.search_ivf_queries_total += o.search_ivf_queries_total;
         self.index_builds_total += o.index_builds_total;
@@ -360,7 +376,10 @@ const BUCKETS_S: [f64; 16] =
 /// (API.md) are translated by fixed rules, so each JSON key still has one
 /// series: `_us` and `_ms` become `_seconds` (values converted), a counter
 /// without `_total` gets it.
-pub fn prometheus_strict(pairs: &[(&str, Value)], latency: &Histogram<u64>) -> String {
+/// Route classes of the per-class latency histograms.
+pub const ROUTE_CLASSES: [&str; 4] = ["search", "write", "read", "admin"];
+
+pub fn prometheus_strict(pairs: &[(&str, Value)], latency: &Histogram<u64>, by_class: &[Histogram<u64>]) -> String {
     use std::fmt::Write;
     let mut out = String::with_capacity(16384);
     let mut classes = Vec::new();
@@ -400,6 +419,23 @@ pub fn prometheus_strict(pairs: &[(&str, Value)], latency: &Histogram<u64>) -> S
     let sum_us: f64 = latency.iter_recorded().map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64).sum();
     let _ = writeln!(out, "aionbd_http_request_duration_seconds_sum {}", sum_us / 1e6);
     let _ = writeln!(out, "aionbd_http_request_duration_seconds_count {}", latency.len());
+    let _ = writeln!(
+        out,
+        "# HELP aionbd_http_route_duration_seconds Latency of routed requests by route class: search (the three \
+         search routes), write (API.md's write routes), read (other data routes), admin (health, metrics, backups, \
+         the status page and the API description)."
+    );
+    let _ = writeln!(out, "# TYPE aionbd_http_route_duration_seconds histogram");
+    for (class, h) in ROUTE_CLASSES.iter().zip(by_class) {
+        for b in BUCKETS_S {
+            let n = if h.is_empty() { 0 } else { h.count_between(0, (b * 1e6) as u64) };
+            let _ = writeln!(out, "aionbd_http_route_duration_seconds_bucket{{class=\"{class}\",le=\"{b}\"}} {n}");
+        }
+        let _ = writeln!(out, "aionbd_http_route_duration_seconds_bucket{{class=\"{class}\",le=\"+Inf\"}} {}", h.len());
+        let sum_us: f64 = h.iter_recorded().map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64).sum();
+        let _ = writeln!(out, "aionbd_http_route_duration_seconds_sum{{class=\"{class}\"}} {}", sum_us / 1e6);
+        let _ = writeln!(out, "aionbd_http_route_duration_seconds_count{{class=\"{class}\"}} {}", h.len());
+    }
     out
 }
 
@@ -461,7 +497,8 @@ mod strict_tests {
         for us in [50, 300, 300, 2_000, 20_000_000] {
             h.record(us).unwrap();
         }
-        let text = prometheus_strict(&[("points", Value::U(1))], &h);
+        let classes: [Histogram<u64>; 4] = std::array::from_fn(|_| h.clone());
+        let text = prometheus_strict(&[("points", Value::U(1))], &h, &classes);
         let bucket = |le: &str| -> u64 {
             let line = text.lines().find(|l| l.contains(&format!("le=\"{le}\""))).unwrap();
             line.rsplit(' ').next().unwrap().parse().unwrap()

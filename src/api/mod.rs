@@ -496,6 +496,7 @@ impl Api {
             _ => Duration::from_millis(self.cfg().request_timeout_ms),
         };
         let read_only = matches!(&resolved, Ok(m) if m.class != Class::Write);
+        let route_class = resolved.as_ref().ok().map(routes::latency_class);
         let work = async {
             let m = resolved?;
             self.authorize(m.class, &who)?;
@@ -527,7 +528,11 @@ impl Api {
         if let Some(t) = &who.tenant {
             metrics.tenant_request(t, resp.status);
         }
-        metrics.request_finished(resp.status, t0.elapsed().as_micros() as u64);
+        let us = t0.elapsed().as_micros() as u64;
+        if let Some(class) = route_class {
+            metrics.record_class(class, us);
+        }
+        metrics.request_finished(resp.status, us);
         resp
     }
 }

@@ -103,6 +103,17 @@ pub const ROUTES: &[RouteDef] = &[
     r("DELETE", "/backups/{backup}", DeleteBackup, Admin),
 ];
 
+/// The latency class of a routed request (`metrics::ROUTE_CLASSES` index):
+/// search, write, read, admin.
+pub fn latency_class(m: &Matched) -> usize {
+    match (m.id, m.class) {
+        (RouteId::SearchTop1 | RouteId::SearchTopK | RouteId::SearchBatch, _) => 0,
+        (_, Class::Write) => 1,
+        (_, Class::Read) => 2,
+        _ => 3,
+    }
+}
+
 /// A request matched to the table, with the path's parameters.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Matched<'a> {

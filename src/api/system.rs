@@ -187,8 +187,11 @@ impl Api {
         };
         let (d, m) = self.gather().await?;
         let pairs = self.metric_pairs(&d, &m);
-        let mut text =
-            if strict { crate::metrics::prometheus_strict(&pairs, &m.latency) } else { prometheus(&pairs, &m.latency) };
+        let mut text = if strict {
+            crate::metrics::prometheus_strict(&pairs, &m.latency, &m.class_latency)
+        } else {
+            prometheus(&pairs, &m.latency)
+        };
         text.push_str(&crate::metrics::prometheus_tenants(&m.tenants));
         Ok(Body::Text(text))
     }

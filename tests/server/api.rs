@@ -644,6 +644,15 @@ fn the_strict_prometheus_exposition_passes_promtool() {
     assert_eq!(strict.status, 200);
     assert!(strict.body.contains("aionbd_http_request_duration_seconds_bucket{le=\"+Inf\"}"), "{}", strict.body);
     assert!(strict.body.contains("aionbd_persistence_writes_total "), "{}", strict.body);
+    // Per route class: the create and the PUT were writes, no search ran.
+    let count = |class: &str| -> u64 {
+        let key = format!("aionbd_http_route_duration_seconds_count{{class=\"{class}\"}} ");
+        let line =
+            strict.body.lines().find(|l| l.starts_with(&key)).unwrap_or_else(|| panic!("{key}: {}", strict.body));
+        line[key.len()..].parse().unwrap()
+    };
+    assert_eq!(count("write"), 2, "create + put");
+    assert_eq!(count("search"), 0);
     let original = s.req("GET", "/metrics/prometheus", None);
     assert!(original.body.contains("aionbd_persistence_writes ") && original.body.contains("quantile="));
     assert_eq!(s.req("GET", "/metrics/prometheus?format=bogus", None).status, 400);
