@@ -334,20 +334,8 @@ pub fn prometheus(pairs: &[(&str, Value)], latency: &Histogram<u64>) -> String {
                     | "l2_index_build_cooldown_skips"
             )
     };
-    let mut classes = Vec::new();
-    for (k, v) in pairs {
-        let num = match *v {
-            Value::U(u) => u as f64,
-            Value::F(f) => f,
-            Value::B(b) => b as u8 as f64,
-        };
-        if let Some(class) = k.strip_prefix("http_responses_").and_then(|r| r.strip_suffix("_total")) {
-            classes.push((class, num));
-            continue;
-        }
-        if *k == "http_requests_5xx_total" {
-            continue; // alias kept for the JSON form only
-        }
+    let (plain, classes) = split_pairs(pairs);
+    for (k, num) in plain {
         let kind = if is_counter(k) { "counter" } else { "gauge" };
         let _ = writeln!(out, "# TYPE aionbd_{k} {kind}\naionbd_{k} {num}");
     }
@@ -370,19 +358,16 @@ pub fn prometheus(pairs: &[(&str, Value)], latency: &Histogram<u64>) -> String {
 const BUCKETS_S: [f64; 16] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
-/// The exposition `promtool check metrics` accepts (`?format=strict`):
-/// every family with HELP and TYPE, counters ending in `_total`, time in
-/// seconds, latency as a histogram with buckets. The original's names
-/// (API.md) are translated by fixed rules, so each JSON key still has one
-/// series: `_us` and `_ms` become `_seconds` (values converted), a counter
-/// without `_total` gets it.
 /// Route classes of the per-class latency histograms.
 pub const ROUTE_CLASSES: [&str; 4] = ["search", "write", "read", "admin"];
 
-pub fn prometheus_strict(pairs: &[(&str, Value)], latency: &Histogram<u64>, by_class: &[Histogram<u64>]) -> String {
-    use std::fmt::Write;
-    let mut out = String::with_capacity(16384);
-    let mut classes = Vec::new();
+/// Named numbers, in order.
+type Numbers<'a> = Vec<(&'a str, f64)>;
+
+/// The pairs as numbers, without the three response-class keys (returned
+/// apart: they form one labelled counter) and the JSON-only 5xx alias.
+fn split_pairs<'a>(pairs: &[(&'a str, Value)]) -> (Numbers<'a>, Numbers<'a>) {
+    let (mut plain, mut classes) = (Vec::new(), Vec::new());
     for (k, v) in pairs {
         let num = match *v {
             Value::U(u) => u as f64,
@@ -391,11 +376,39 @@ pub fn prometheus_strict(pairs: &[(&str, Value)], latency: &Histogram<u64>, by_c
         };
         if let Some(class) = k.strip_prefix("http_responses_").and_then(|r| r.strip_suffix("_total")) {
             classes.push((class, num));
-            continue;
+        } else if *k != "http_requests_5xx_total" {
+            plain.push((*k, num));
         }
-        if *k == "http_requests_5xx_total" {
-            continue;
-        }
+    }
+    (plain, classes)
+}
+
+/// One histogram's buckets, sum and count; `label` is `""` or `name="v",`.
+fn write_histogram(out: &mut String, name: &str, label: &str, h: &Histogram<u64>) {
+    use std::fmt::Write;
+    for b in BUCKETS_S {
+        let n = if h.is_empty() { 0 } else { h.count_between(0, (b * 1e6) as u64) };
+        let _ = writeln!(out, "{name}_bucket{{{label}le=\"{b}\"}} {n}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{{label}le=\"+Inf\"}} {}", h.len());
+    let sum_us: f64 = h.iter_recorded().map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64).sum();
+    let sel = label.trim_end_matches(',');
+    let braces = if sel.is_empty() { String::new() } else { format!("{{{sel}}}") };
+    let _ = writeln!(out, "{name}_sum{braces} {}", sum_us / 1e6);
+    let _ = writeln!(out, "{name}_count{braces} {}", h.len());
+}
+
+/// The exposition `promtool check metrics` accepts (`?format=strict`):
+/// every family with HELP and TYPE, counters ending in `_total`, time in
+/// seconds, latency as histograms with buckets (overall and per route
+/// class). The original's names (API.md) are translated by fixed rules, so
+/// each JSON key still has one series: `_us` and `_ms` become `_seconds`
+/// (values converted), a counter without `_total` gets it.
+pub fn prometheus_strict(pairs: &[(&str, Value)], latency: &Histogram<u64>, by_class: &[Histogram<u64>]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(16384);
+    let (plain, classes) = split_pairs(pairs);
+    for (k, num) in plain {
         let (name, value, kind) = strict_name(k, num);
         let _ = writeln!(
             out,
@@ -410,15 +423,7 @@ pub fn prometheus_strict(pairs: &[(&str, Value)], latency: &Histogram<u64>, by_c
     }
     let _ = writeln!(out, "# HELP aionbd_http_request_duration_seconds HTTP request latency (all routes, all shards).");
     let _ = writeln!(out, "# TYPE aionbd_http_request_duration_seconds histogram");
-    for b in BUCKETS_S {
-        let upto = (b * 1e6) as u64;
-        let n = if latency.is_empty() { 0 } else { latency.count_between(0, upto) };
-        let _ = writeln!(out, "aionbd_http_request_duration_seconds_bucket{{le=\"{b}\"}} {n}");
-    }
-    let _ = writeln!(out, "aionbd_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {}", latency.len());
-    let sum_us: f64 = latency.iter_recorded().map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64).sum();
-    let _ = writeln!(out, "aionbd_http_request_duration_seconds_sum {}", sum_us / 1e6);
-    let _ = writeln!(out, "aionbd_http_request_duration_seconds_count {}", latency.len());
+    write_histogram(&mut out, "aionbd_http_request_duration_seconds", "", latency);
     let _ = writeln!(
         out,
         "# HELP aionbd_http_route_duration_seconds Latency of routed requests by route class: search (the three \
@@ -427,14 +432,7 @@ pub fn prometheus_strict(pairs: &[(&str, Value)], latency: &Histogram<u64>, by_c
     );
     let _ = writeln!(out, "# TYPE aionbd_http_route_duration_seconds histogram");
     for (class, h) in ROUTE_CLASSES.iter().zip(by_class) {
-        for b in BUCKETS_S {
-            let n = if h.is_empty() { 0 } else { h.count_between(0, (b * 1e6) as u64) };
-            let _ = writeln!(out, "aionbd_http_route_duration_seconds_bucket{{class=\"{class}\",le=\"{b}\"}} {n}");
-        }
-        let _ = writeln!(out, "aionbd_http_route_duration_seconds_bucket{{class=\"{class}\",le=\"+Inf\"}} {}", h.len());
-        let sum_us: f64 = h.iter_recorded().map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64).sum();
-        let _ = writeln!(out, "aionbd_http_route_duration_seconds_sum{{class=\"{class}\"}} {}", sum_us / 1e6);
-        let _ = writeln!(out, "aionbd_http_route_duration_seconds_count{{class=\"{class}\"}} {}", h.len());
+        write_histogram(&mut out, "aionbd_http_route_duration_seconds", &format!("class=\"{class}\","), h);
     }
     out
 }
