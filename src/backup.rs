@@ -396,6 +396,13 @@ impl Drop for ExportRun {
 /// in their shortest round-trip form; infinities as ±1e39 (which parse back
 /// to them), NaN as null.
 pub fn ndjson_point(id: u64, values: &[f32], payload: &aionbd_shards::payload::Payload, out: &mut Vec<u8>) {
+    point_json(id, values, payload, out);
+    out.push(b'\n');
+}
+
+/// `{"id":..,"values":[..],"payload":..}` (no newline), floats as in
+/// [`ndjson_point`]; the payload is anything serde writes as a JSON object.
+pub fn point_json(id: u64, values: &[f32], payload: &impl serde::Serialize, out: &mut Vec<u8>) {
     use std::io::Write;
     let _ = write!(out, "{{\"id\":{id},\"values\":[");
     let mut buf = ryu::Buffer::new();
@@ -415,5 +422,5 @@ pub fn ndjson_point(id: u64, values: &[f32], payload: &aionbd_shards::payload::P
     }
     out.extend_from_slice(b"],\"payload\":");
     serde_json::to_writer(&mut *out, payload).expect("JSON to memory");
-    out.extend_from_slice(b"}\n");
+    out.push(b'}');
 }

@@ -274,15 +274,8 @@ fn point_json(id: u64, values: &[f32], payload: Option<&Value>, shape: &Shape) -
         return Err(format!("point {id}: payload must be a JSON object, got {p}"));
     }
     let mut out = Vec::with_capacity(values.len() * 12 + 64);
-    let empty = aionbd_shards::payload::Payload::new();
-    crate::backup::ndjson_point(id, values, &empty, &mut out);
-    out.pop(); // the newline
-    if let Some(p) = payload.filter(|p| p.as_object().is_some_and(|o| !o.is_empty())) {
-        // Replace the empty payload with the given one.
-        out.truncate(out.len() - b"{}}".len());
-        serde_json::to_writer(&mut out, p).expect("JSON to memory");
-        out.push(b'}');
-    }
+    let empty = Value::Object(Default::default());
+    crate::backup::point_json(id, values, payload.filter(|p| p.is_object()).unwrap_or(&empty), &mut out);
     Ok(out)
 }
 
