@@ -6,10 +6,13 @@ use hdrhistogram::Histogram;
 use std::cell::{Cell, RefCell};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Latency histogram range: 1 us .. 60 s, 3 significant digits.
-const HIST_MAX_US: u64 = 60_000_000;
+mod shard;
+pub use shard::{prometheus_shards, ShardGauges};
 
-fn new_histogram() -> Histogram<u64> {
+/// Latency histogram range: 1 us .. 60 s, 3 significant digits.
+pub(crate) const HIST_MAX_US: u64 = 60_000_000;
+
+pub(crate) fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("static histogram bounds are valid")
 }
 
@@ -87,6 +90,10 @@ pub struct MetricsSnapshot {
     pub snapshots_taken: u64,
     pub snapshots_failed: u64,
     pub snapshots_in_flight: u64,
+    /// WAL fdatasync times in microseconds, filled in by the router.
+    pub fsync_latency: Histogram<u64>,
+    /// Each shard's own gauges (one entry per shard once merged).
+    pub shards: Vec<ShardGauges>,
 }
 
 fn bump(c: &Cell<u64>, by: u64) {
@@ -220,6 +227,8 @@ impl Metrics {
             snapshots_taken: 0,
             snapshots_failed: 0,
             snapshots_in_flight: 0,
+            fsync_latency: new_histogram(),
+            shards: Vec::new(),
         }
     }
 }
@@ -270,6 +279,8 @@ impl MetricsSnapshot {
         self.snapshots_taken += o.snapshots_taken;
         self.snapshots_failed += o.snapshots_failed;
         self.snapshots_in_flight += o.snapshots_in_flight;
+        let _ = self.fsync_latency.add(&o.fsync_latency);
+        self.shards.extend(o.shards.iter().cloned());
     }
 
     /// Max duration of the current wall-clock minute.

@@ -429,11 +429,26 @@ impl Router {
                 m.wal_size_bytes = wal.segments.get() * wal.segment_bytes();
                 m.wal_batches = wal.batches.get();
             }
+            let mut gauges = crate::metrics::ShardGauges {
+                shard: self.me,
+                requests_in_flight: m.in_flight,
+                connections_open: m.connections_open,
+                backlog_to: self.queued.iter().map(|q| q.get() as u64).collect(),
+                turn_lateness_us: crate::watchdog::recent_lateness().as_micros() as u64,
+                ..Default::default()
+            };
+            if let Some(wal) = self.wal.borrow().as_ref() {
+                m.fsync_latency = wal.sync_latency.borrow().clone();
+                gauges.wal_segments = wal.segments.get();
+            }
             if let Some(s) = self.snapshots.borrow().as_ref() {
                 m.snapshots_taken = s.taken.get();
                 m.snapshots_failed = s.failed.get();
                 m.snapshots_in_flight = s.in_flight.get() as u64;
+                gauges.snapshot_age_s = s.last_taken.get().elapsed().as_secs_f64();
+                gauges.wal_bytes_since_snapshot = s.wal_bytes_since(self);
             }
+            m.shards = vec![gauges];
             return Pending::Ready(Ok(Answer::Stats(data, Box::new(m))));
         }
         if op.changes_data() {

@@ -81,6 +81,7 @@ fn start_heartbeat(me: usize) {
             crate::watchdog::beat(me);
             let now = (std::time::Instant::now(), thread_cpu());
             let gap = now.0 - last.0;
+            crate::watchdog::turn_late(gap.saturating_sub(HEARTBEAT));
             if gap >= STALL_REPORT {
                 let ran = now.1.saturating_sub(last.1);
                 tracing::warn!(

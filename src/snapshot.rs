@@ -47,6 +47,8 @@ pub struct Snapshots {
     last_file_bytes: Cell<u64>,
     pub in_flight: Cell<bool>,
     pub taken: Cell<u64>,
+    /// When the last snapshot was written (or the shard started).
+    pub last_taken: Cell<std::time::Instant>,
     pub failed: Cell<u64>,
     pub last_error: RefCell<Option<String>>,
     queue: TaskQueueHandle,
@@ -70,6 +72,7 @@ impl Snapshots {
             last_file_bytes: Cell::new(last_file_bytes),
             in_flight: Cell::new(false),
             taken: Cell::new(0),
+            last_taken: Cell::new(std::time::Instant::now()),
             failed: Cell::new(0),
             last_error: RefCell::new(None),
             queue,
@@ -94,6 +97,11 @@ impl Snapshots {
         .detach();
     }
 
+    /// WAL bytes written since the last snapshot's cut.
+    pub fn wal_bytes_since(&self, router: &Router) -> u64 {
+        router.wal().map_or(0, |wal| wal.bytes.get().saturating_sub(self.wal_bytes_at_cut.get()))
+    }
+
     /// Enough log was written since the last snapshot's cut to take one.
     pub fn due(&self, router: &Router) -> bool {
         let Some(wal) = router.wal() else { return false };
@@ -113,6 +121,7 @@ impl Snapshots {
         match result {
             Ok((lsn, bytes)) => {
                 self.taken.set(self.taken.get() + 1);
+                self.last_taken.set(std::time::Instant::now());
                 self.last_file_bytes.set(bytes);
                 Some(lsn)
             }

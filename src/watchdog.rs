@@ -110,6 +110,42 @@ pub fn beat(me: usize) {
     }
 }
 
+/// Lateness window: the gauge is the worst of this one and the one before.
+const LATE_WINDOW_MS: u64 = 10_000;
+
+thread_local! {
+    /// (window number, worst lateness in it, worst in the window before), us.
+    static LATENESS: std::cell::Cell<(u64, u64, u64)> = const { std::cell::Cell::new((0, 0, 0)) };
+}
+
+/// Note how late the calling shard's heartbeat turn came.
+pub fn turn_late(late: Duration) {
+    let window = now_ms() / LATE_WINDOW_MS;
+    let us = late.as_micros() as u64;
+    LATENESS.with(|l| {
+        let (w, cur, prev) = l.get();
+        l.set(match window - w.min(window) {
+            0 => (w, cur.max(us), prev),
+            1 => (window, us, cur),
+            _ => (window, us, 0),
+        });
+    });
+}
+
+/// The calling shard's worst heartbeat lateness over the last 10-20 s.
+pub fn recent_lateness() -> Duration {
+    let window = now_ms() / LATE_WINDOW_MS;
+    let us = LATENESS.with(|l| {
+        let (w, cur, prev) = l.get();
+        match window - w.min(window) {
+            0 => cur.max(prev),
+            1 => cur,
+            _ => 0,
+        }
+    });
+    Duration::from_micros(us)
+}
+
 /// Signals sent to shards without a turn for [`STALE`] so far.
 pub fn signals() -> u64 {
     SIGNALS.load(Ordering::Relaxed)

@@ -246,6 +246,23 @@ pub struct ShardDataStats {
     pub points_homed: u64,
     pub partitions: u64,
     pub memory_bytes: u64,
+    /// Index progress of each partition this shard holds.
+    pub indexes: Vec<IndexProgress>,
+}
+
+/// How far one partition's indexes cover its points (`/metrics`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct IndexProgress {
+    pub collection: String,
+    pub points: u64,
+    /// Points in the IVF lists, and points searched exactly beside them.
+    pub ivf_indexed: u64,
+    pub ivf_exact: u64,
+    /// Live graph nodes, and points searched exactly beside the graph.
+    pub hnsw_nodes: u64,
+    pub hnsw_exact: u64,
+    /// Index builds under way (0, 1 or 2).
+    pub building: u64,
 }
 
 #[derive(Clone, Debug)]

@@ -495,6 +495,7 @@ impl Shard {
             partitions: self.partitions.len() as u64,
             memory_bytes: self.partitions.values().map(|s| s.data.mem_bytes() as u64).sum::<u64>()
                 + self.catalog.values().map(|e| e.ids.len() as u64 * 40).sum::<u64>(),
+            indexes: self.partitions.iter().map(|(name, s)| s.data.index_progress(name)).collect(),
         }
     }
 }

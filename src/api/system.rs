@@ -49,6 +49,7 @@ impl Api {
                     data.points_homed += d.points_homed;
                     data.partitions += d.partitions;
                     data.memory_bytes += d.memory_bytes;
+                    data.indexes.extend(d.indexes);
                     match &mut merged {
                         None => merged = Some(*m),
                         Some(acc) => acc.merge(&m),
@@ -193,6 +194,9 @@ impl Api {
             prometheus(&pairs, &m.latency)
         };
         text.push_str(&crate::metrics::prometheus_tenants(&m.tenants));
+        if strict {
+            text.push_str(&crate::metrics::prometheus_shards(&m.shards, &m.fsync_latency, &d.indexes));
+        }
         Ok(Body::Text(text))
     }
 

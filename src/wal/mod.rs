@@ -117,6 +117,8 @@ pub struct Wal {
     pub batches: Cell<u64>,
     /// Segment files on disk (for the WAL size in /metrics).
     pub segments: Cell<u64>,
+    /// Time of each fdatasync, in microseconds (`/metrics`).
+    pub sync_latency: RefCell<hdrhistogram::Histogram<u64>>,
 }
 
 impl Wal {
@@ -153,6 +155,7 @@ impl Wal {
             bytes: Cell::new(0),
             batches: Cell::new(0),
             segments: Cell::new(0),
+            sync_latency: RefCell::new(crate::metrics::new_histogram()),
         });
         wal.prepare_spare();
         if let Some(every) = policy.interval.filter(|_| !policy.every_write) {
@@ -370,7 +373,10 @@ impl Wal {
     async fn sync_current(&self) -> Result<(), WalError> {
         let file = self.current.borrow().clone();
         if let Some(file) = file {
+            let t0 = std::time::Instant::now();
             file.fdatasync().await.map_err(|e| io_err("WAL fdatasync", &e, false))?;
+            let us = t0.elapsed().as_micros() as u64;
+            let _ = self.sync_latency.borrow_mut().record(us.clamp(1, crate::metrics::HIST_MAX_US));
             self.syncs.set(self.syncs.get() + 1);
         }
         self.durable.set(self.written.get());

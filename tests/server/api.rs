@@ -653,6 +653,27 @@ fn the_strict_prometheus_exposition_passes_promtool() {
     };
     assert_eq!(count("write"), 2, "create + put");
     assert_eq!(count("search"), 0);
+    let value = |key: &str| -> f64 {
+        let line = strict.body.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("{key}: {}", strict.body));
+        line[key.len()..].trim().parse().unwrap()
+    };
+    // Each shard's own gauges; the one gathering the scrape serves it.
+    for shard in 0..2 {
+        for family in
+            ["connections_open", "mesh_backlog", "turn_lateness_seconds", "wal_segments", "snapshot_age_seconds"]
+        {
+            value(&format!("aionbd_shard_{family}{{shard=\"{shard}\"}} "));
+        }
+    }
+    assert_eq!(
+        value("aionbd_shard_requests_in_flight{shard=\"0\"} ") + value("aionbd_shard_requests_in_flight{shard=\"1\"} "),
+        1.0,
+        "the scrape itself"
+    );
+    // Two writes, each acknowledged after an fdatasync.
+    assert!(value("aionbd_wal_fdatasync_duration_seconds_count ") >= 2.0);
+    assert_eq!(value("aionbd_collection_points{collection=\"p\"} "), 1.0);
+    assert_eq!(value("aionbd_collection_index_coverage_ratio{collection=\"p\"} "), 0.0, "1 point, no index yet");
     let original = s.req("GET", "/metrics/prometheus", None);
     assert!(original.body.contains("aionbd_persistence_writes ") && original.body.contains("quantile="));
     assert_eq!(s.req("GET", "/metrics/prometheus?format=bogus", None).status, 400);

@@ -183,6 +183,21 @@ impl Partition {
         })
     }
 
+    /// How far the indexes cover the points (`/metrics`).
+    pub fn index_progress(&self, collection: &str) -> crate::ops::IndexProgress {
+        let (ivf_indexed, ivf_exact) = self.ivf.as_ref().map_or((0, 0), |s| (s.index.indexed, s.dirty.len()));
+        let (hnsw_nodes, hnsw_exact) = self.hnsw.as_ref().map_or((0, 0), |h| (h.graph.live(), h.pending.len()));
+        crate::ops::IndexProgress {
+            collection: collection.to_owned(),
+            points: self.len() as u64,
+            ivf_indexed: ivf_indexed as u64,
+            ivf_exact: ivf_exact as u64,
+            hnsw_nodes: hnsw_nodes as u64,
+            hnsw_exact: hnsw_exact as u64,
+            building: self.build_dirty.is_some() as u64 + self.hnsw_build_dirty.is_some() as u64,
+        }
+    }
+
     /// Share of points a filter matches, from up to 512 payloads spread
     /// evenly over the partition (the first ones would be the oldest
     /// writes, which filters on ids or times select unevenly).
