@@ -559,15 +559,61 @@ tests:
         values: '50x40'
       - series: 'aionbd_memory_budget_bytes{job="aionbd", instance="c"}'
         values: '100x40'
-      # a: searches fall back to exact, no build completes; b: builds complete
-      - series: 'aionbd_search_ivf_fallback_exact_total{job="aionbd", instance="a"}'
-        values: '0+10x40'
-      - series: 'aionbd_l2_index_build_successes_total{job="aionbd", instance="a"}'
+      # a: a large collection half outside its index; b: as little covered but
+      # small (5000 points); c: large and 90 % covered
+      - series: 'aionbd_collection_index_coverage_ratio{job="aionbd", instance="a", collection="big"}'
+        values: '0.5x40'
+      - series: 'aionbd_collection_points{job="aionbd", instance="a", collection="big"}'
+        values: '20000x40'
+      - series: 'aionbd_collection_index_coverage_ratio{job="aionbd", instance="b", collection="small"}'
+        values: '0.5x40'
+      - series: 'aionbd_collection_points{job="aionbd", instance="b", collection="small"}'
+        values: '5000x40'
+      - series: 'aionbd_collection_index_coverage_ratio{job="aionbd", instance="c", collection="big"}'
+        values: '0.9x40'
+      - series: 'aionbd_collection_points{job="aionbd", instance="c", collection="big"}'
+        values: '20000x40'
+      # a: every fdatasync between 50 and 100 ms (p99 ~ 99.5 ms); b: between 25 and 50 ms; c: none
+      - series: 'aionbd_wal_fdatasync_duration_seconds_bucket{job="aionbd", instance="a", le="0.025"}'
         values: '0x40'
-      - series: 'aionbd_search_ivf_fallback_exact_total{job="aionbd", instance="b"}'
-        values: '0+10x40'
-      - series: 'aionbd_l2_index_build_successes_total{job="aionbd", instance="b"}'
-        values: '0+1x40'
+      - series: 'aionbd_wal_fdatasync_duration_seconds_bucket{job="aionbd", instance="a", le="0.05"}'
+        values: '0x40'
+      - series: 'aionbd_wal_fdatasync_duration_seconds_bucket{job="aionbd", instance="a", le="0.1"}'
+        values: '0+100x40'
+      - series: 'aionbd_wal_fdatasync_duration_seconds_bucket{job="aionbd", instance="a", le="+Inf"}'
+        values: '0+100x40'
+      - series: 'aionbd_wal_fdatasync_duration_seconds_bucket{job="aionbd", instance="b", le="0.025"}'
+        values: '0x40'
+      - series: 'aionbd_wal_fdatasync_duration_seconds_bucket{job="aionbd", instance="b", le="0.05"}'
+        values: '0+100x40'
+      - series: 'aionbd_wal_fdatasync_duration_seconds_bucket{job="aionbd", instance="b", le="0.1"}'
+        values: '0+100x40'
+      - series: 'aionbd_wal_fdatasync_duration_seconds_bucket{job="aionbd", instance="b", le="+Inf"}'
+        values: '0+100x40'
+      - series: 'aionbd_wal_fdatasync_duration_seconds_bucket{job="aionbd", instance="c", le="0.1"}'
+        values: '0x40'
+      - series: 'aionbd_wal_fdatasync_duration_seconds_bucket{job="aionbd", instance="c", le="+Inf"}'
+        values: '0x40'
+      # a: 2 GiB of WAL since the snapshot on shard 0, shard 1 small; b: exactly
+      # 1 GiB; c: 2 GiB, a snapshot at 21m, 2 GiB again (pending anew)
+      - series: 'aionbd_shard_wal_bytes_since_snapshot{job="aionbd", instance="a", shard="0"}'
+        values: '2147483648x40'
+      - series: 'aionbd_shard_wal_bytes_since_snapshot{job="aionbd", instance="a", shard="1"}'
+        values: '8192x40'
+      - series: 'aionbd_shard_wal_bytes_since_snapshot{job="aionbd", instance="b", shard="0"}'
+        values: '1073741824x40'
+      - series: 'aionbd_shard_wal_bytes_since_snapshot{job="aionbd", instance="c", shard="0"}'
+        values: '2147483648x20 0 2147483648x20'
+      # a: shard 0 80 ms late throughout, shard 1 7 ms (idle); b: exactly 50 ms;
+      # c: 80 ms with one on-time turn at 6m
+      - series: 'aionbd_shard_turn_lateness_seconds{job="aionbd", instance="a", shard="0"}'
+        values: '0.08x40'
+      - series: 'aionbd_shard_turn_lateness_seconds{job="aionbd", instance="a", shard="1"}'
+        values: '0.007x40'
+      - series: 'aionbd_shard_turn_lateness_seconds{job="aionbd", instance="b", shard="0"}'
+        values: '0.05x40'
+      - series: 'aionbd_shard_turn_lateness_seconds{job="aionbd", instance="c", shard="0"}'
+        values: '0.08x5 0.007 0.08x40'
       # a: a watchdog signal every minute; b: one signal only
       - series: 'aionbd_shard_watchdog_signals_total{job="aionbd", instance="a"}'
         values: '0+1x40'
@@ -620,9 +666,33 @@ tests:
         exp_alerts:
           - exp_labels: {severity: warning, job: aionbd, instance: a}
       - eval_time: 20m
-        alertname: AionbdIndexBuildsStalled
+        alertname: AionbdIndexLagging
+        exp_alerts: []
+      - eval_time: 35m
+        alertname: AionbdIndexLagging
+        exp_alerts:
+          - exp_labels: {severity: warning, job: aionbd, instance: a, collection: big}
+      - eval_time: 8m
+        alertname: AionbdWalFsyncSlow
+        exp_alerts: []
+      - eval_time: 15m
+        alertname: AionbdWalFsyncSlow
         exp_alerts:
           - exp_labels: {severity: warning, job: aionbd, instance: a}
+      - eval_time: 25m
+        alertname: AionbdSnapshotBehind
+        exp_alerts: []
+      - eval_time: 35m
+        alertname: AionbdSnapshotBehind
+        exp_alerts:
+          - exp_labels: {severity: warning, job: aionbd, instance: a, shard: "0"}
+      - eval_time: 9m
+        alertname: AionbdShardLate
+        exp_alerts: []
+      - eval_time: 15m
+        alertname: AionbdShardLate
+        exp_alerts:
+          - exp_labels: {severity: warning, job: aionbd, instance: a, shard: "0"}
       - eval_time: 9m
         alertname: AionbdShardWatchdogFiring
         exp_alerts: []
