@@ -1,8 +1,10 @@
 //! Background index work: one task per shard, on a low-priority task queue.
 //! Each round it inserts points written since into the HNSW graphs (once
-//! writes paused), then finds a partition wanting its IVF index, or once
-//! that is in its HNSW graph, (re)built: copies its rows in chunks, builds
-//! and calibrates in bounded steps, and installs the result. Writes and
+//! writes paused), recalibrates an installed index on real queries when
+//! one is due (`shards::partition::recal`), or else finds a partition
+//! wanting its IVF index, or once that is in its HNSW graph, (re)built:
+//! copies its rows in chunks, builds and calibrates in bounded steps, and
+//! installs the result. Writes and
 //! searches go on meanwhile; points changed since the copy are searched
 //! exactly until the next build (`shards::partition`).
 //!
@@ -80,6 +82,23 @@ async fn build_graph(router: &Router, seed: u64) {
     router.with_shard(|s| s.graph_install(&name, uid, built));
 }
 
+/// Recalibrate an installed index on its partition's real queries (no
+/// rebuild: only its table of setting -> recall changes); `false` if none
+/// is due.
+async fn recalibrate(router: &Router) -> bool {
+    let Some((name, uid, mut job)) = router.with_shard(|s| s.recal_next(Instant::now())) else { return false };
+    let mut pace = Pace::new(router);
+    loop {
+        match pace.step(|| router.with_shard(|s| s.recal_step(&name, uid, &mut job))).await {
+            Some(false) => {}
+            Some(true) => break,
+            None => return true,
+        }
+    }
+    router.with_shard(|s| s.recal_install(&name, uid, job));
+    true
+}
+
 /// Build the IVF index of a partition that wants one; `false` if none does.
 async fn build_ivf(router: &Router, seed: u64) -> bool {
     let Some((name, uid, mut builder)) = router.with_shard(|s| s.ivf_next_build(seed, Instant::now())) else {
@@ -114,6 +133,9 @@ pub fn start(router: Rc<Router>, cooldown: Duration) {
                 let mut pace = Pace::new(&router);
                 while pace.step(|| router.with_shard(|s| s.graph_extend(EXTEND_STEP))).await {}
                 router.with_shard(|s| s.graph_look());
+                if recalibrate(&router).await {
+                    continue;
+                }
                 if build_ivf(&router, seed).await {
                     glommio::timer::sleep(cooldown).await;
                 } else {

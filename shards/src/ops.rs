@@ -281,6 +281,9 @@ pub enum Reply {
         estimated_recall: Option<f32>,
         /// The index that answered (`None`: exact).
         index: Option<crate::partition::IndexKind>,
+        /// Real queries the calibration used rests on (`None`: held-out
+        /// points, or exact).
+        calibration_real: Option<usize>,
     },
     Point {
         id: u64,
@@ -293,7 +296,11 @@ pub enum Reply {
     /// Index state of this shard's partition of a collection.
     /// The IVF index, the HNSW graph and the payload indexes (field,
     /// distinct strings/booleans, numeric entries) of a partition.
-    IndexStatus(Option<crate::partition::IvfStatus>, Option<crate::partition::HnswStatus>, Vec<(String, usize, usize)>),
+    IndexStatus(
+        Option<crate::partition::IvfStatus>,
+        Option<Box<crate::partition::HnswStatus>>,
+        Vec<(String, usize, usize)>,
+    ),
     /// An export's cut (`Op::ExportCut`): the home shard's LSN at the cut
     /// (0 without persistence; filled in by the router, which owns the WAL)
     /// and the collections cut, with their uids and point counts, in

@@ -9,7 +9,7 @@ use crate::ivf::{exact_key_normed, Builder, Ivf, IvfQuery, MIN_POINTS};
 use crate::payload::{payload_mem_bytes, Payload};
 use crate::topk::{Scored, TopK};
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Rows scored per tile in batch search: 256 rows x 384 dims x 4 B = 384 KiB,
 /// which stays in a 2 MiB L2 while every query block passes over it.
@@ -36,13 +36,16 @@ pub struct Partition {
     changes: usize,
     /// `changes` when `ivf_wanted` last looked (unchanged = writes paused).
     changes_seen: usize,
-    /// A uniform sample (reservoir) of recent real queries, for calibration.
+    /// A sample (reservoir) of real queries, for calibration: uniform
+    /// over the queries since the last recalibration and the sample it
+    /// used, so it follows a query stream that drifts.
     reservoir: Vec<(Metric, Vec<f32>)>,
+    /// Queries offered to the reservoir since the last recalibration
+    /// (plus the reservoir's size then).
     queries_seen: u64,
-    /// `queries_seen` when the last build started.
-    queries_at_build: u64,
-    /// When the last build started, and whether it had real queries.
-    build_started: Option<(Instant, bool)>,
+    /// Indexes installed so far (each gets the next number: a
+    /// recalibration installs only into the index it measured).
+    installs: u64,
     /// The HNSW graph, if built (see `graph`).
     hnsw: Option<graph::HnswState>,
     /// Points changed since the running graph build copied the rows.
@@ -55,22 +58,21 @@ pub struct Partition {
     payload_index: crate::payload_index::PayloadIndexes,
 }
 
-/// Least time between rebuilds that only recalibrate with new real queries
-/// (after the first, which comes as soon as the reservoir is full).
-pub const RECALIBRATE_GAP: Duration = Duration::from_secs(300);
-
 /// Real queries a partition keeps for calibration.
-const RESERVOIR: usize = 64;
+const RESERVOIR: usize = 128;
 
 #[derive(Clone, Debug)]
 struct IvfState {
     index: Ivf,
     dirty: HashSet<u64>,
+    recal: recal::Mark,
 }
 
 mod filtered;
 mod graph;
+mod recal;
 pub use graph::{HnswStatus, IndexKind};
+pub use recal::Recalibration;
 
 /// How an approximate search should pick its index and setting.
 #[derive(Clone, Copy, Debug)]
@@ -98,6 +100,9 @@ pub struct IvfStatus {
     pub bytes: usize,
     /// Real queries among the calibration queries.
     pub real_queries: usize,
+    /// Real queries behind each metric's recall (l2, dot, cosine; below
+    /// `calib::MIN_REAL`: held-out points, discounted).
+    pub real: [usize; 3],
     /// (nprobe, recall@10 for l2, dot, cosine, ns per query)
     pub calibration: Vec<(usize, [f32; 3], f32)>,
 }
@@ -175,8 +180,7 @@ impl Partition {
             changes_seen: 0,
             reservoir: Vec::new(),
             queries_seen: 0,
-            queries_at_build: 0,
-            build_started: None,
+            installs: 0,
             hnsw: None,
             hnsw_build_dirty: None,
             hnsw_params: crate::hnsw::HnswParams::default(),
@@ -338,31 +342,25 @@ impl Partition {
     /// Whether the index should be (re)built now: enough points, no build
     /// running, and none yet, or a tenth of the points changed since the
     /// last build, or some changed and writes paused since the last look
-    /// (the indexer looks every 200 ms), or real queries are due to
-    /// recalibrate it.
-    pub fn ivf_wanted(&mut self, now: Instant) -> bool {
+    /// (the indexer looks every 200 ms). Real queries never rebuild it:
+    /// they recalibrate the installed index (`recal`).
+    pub fn ivf_wanted(&mut self, _now: Instant) -> bool {
         let paused = self.changes > 0 && self.changes == self.changes_seen;
         self.changes_seen = self.changes;
-        // Recalibrate with real queries as they accumulate: after 64 new
-        // ones, then each time the count since the last build doubles, at
-        // most once per RECALIBRATE_GAP (each costs a build).
-        let gap_over = self.build_started.is_none_or(|(at, real)| !real || now.duration_since(at) >= RECALIBRATE_GAP);
-        let queries_due = gap_over && self.queries_seen >= 2 * self.queries_at_build + RESERVOIR as u64;
         self.len() >= MIN_POINTS
             && self.build_dirty.is_none()
-            && self.ivf.as_ref().is_none_or(|s| paused || queries_due || self.changes * 10 >= s.index.indexed.max(1))
+            && self.ivf.as_ref().is_none_or(|s| paused || self.changes * 10 >= s.index.indexed.max(1))
     }
 
     /// Start a build: copy the ids (the rows follow in chunks through
-    /// [`Partition::ivf_copy_rows`]) and track changes from here on.
-    pub fn ivf_build_start(&mut self, seed: u64, now: Instant) -> Builder {
+    /// [`Partition::ivf_copy_rows`]) and track changes from here on. The
+    /// build calibrates on held-out points; real queries recalibrate it
+    /// once installed.
+    pub fn ivf_build_start(&mut self, seed: u64, _now: Instant) -> Builder {
         self.build_dirty = Some(HashSet::new());
-        self.build_started = Some((now, !self.reservoir.is_empty()));
         self.changes = 0;
         self.changes_seen = 0;
-        self.queries_at_build = self.queries_seen;
-        let real = self.reservoir.clone();
-        Builder::new(self.ids.clone(), self.dim, seed, real)
+        Builder::new(self.ids.clone(), self.dim, seed, Vec::new())
     }
 
     /// Hand the running build its next chunk of rows; `true` when done.
@@ -374,7 +372,8 @@ impl Partition {
     pub fn ivf_install(&mut self, mut index: Ivf) {
         index.calibration.apply_parts(self.parts);
         let dirty = self.build_dirty.take().unwrap_or_default();
-        self.ivf = Some(IvfState { index, dirty });
+        self.installs += 1;
+        self.ivf = Some(IvfState { index, dirty, recal: recal::Mark::new(self.installs) });
     }
 
     pub fn ivf_status(&self) -> Option<IvfStatus> {
@@ -389,6 +388,7 @@ impl Partition {
                 building,
                 bytes: 0,
                 real_queries: 0,
+                real: [0; 3],
                 calibration: Vec::new(),
             }),
             Some(s) => {
@@ -401,6 +401,7 @@ impl Partition {
                     building,
                     bytes: s.index.mem_bytes(),
                     real_queries: c.real_queries,
+                    real: c.real,
                     calibration: c.table(),
                 })
             }

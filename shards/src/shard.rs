@@ -452,6 +452,26 @@ impl Shard {
         }
     }
 
+    /// A partition whose index is due a recalibration on real queries,
+    /// and the job (see `partition::recal`).
+    pub fn recal_next(&mut self, now: std::time::Instant) -> Option<(String, u64, crate::partition::Recalibration)> {
+        self.partitions
+            .iter_mut()
+            .find_map(|(name, slot)| slot.data.recal_start(now).map(|r| (name.clone(), slot.uid, r)))
+    }
+
+    /// One step of a recalibration; `None` if its partition or index is
+    /// gone (the job is then dropped).
+    pub fn recal_step(&self, name: &str, uid: u64, r: &mut crate::partition::Recalibration) -> Option<bool> {
+        self.partitions.get(name).filter(|s| s.uid == uid)?.data.recal_step(r)
+    }
+
+    pub fn recal_install(&mut self, name: &str, uid: u64, r: crate::partition::Recalibration) {
+        if let Some(slot) = self.partitions.get_mut(name).filter(|s| s.uid == uid) {
+            slot.data.recal_install(r, std::time::Instant::now());
+        }
+    }
+
     /// The collections homed here, for a snapshot cut.
     pub fn homed_collections(&self) -> Vec<(CollectionSpec, u64)> {
         let mut out: Vec<_> = self.catalog.values().map(|e| (e.spec.clone(), e.uid)).collect();

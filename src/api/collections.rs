@@ -107,6 +107,7 @@ impl Api {
                     "build_ms": st.build_ms,
                     "bytes": st.bytes,
                     "calibration_real_queries": st.real_queries,
+                    "calibration_basis": basis(st.real),
                     "calibration": st.calibration.iter().map(|(n, r, ns)| serde_json::json!({
                         "nprobe": n, "recall_l2": r[0], "recall_dot": r[1], "recall_cosine": r[2], "us_per_query": ns / 1e3
                     })).collect::<Vec<_>>(),
@@ -123,6 +124,7 @@ impl Api {
                             "m": g.m,
                             "ef_construction": g.ef_construction,
                             "calibration_real_queries": g.real_queries,
+                            "calibration_basis": basis(g.real),
                             "calibration": ef_table(&g.calibration),
                             "calibration_filtered": g.calibration_by_share.iter().map(|(share, t)| serde_json::json!({
                                 "admitted_percent": share, "calibration": ef_table(t)
@@ -145,6 +147,19 @@ impl Api {
         self.call(self.placement.home(&name), Op::DeleteCollection { name: name.clone() }).await?;
         json(&serde_json::json!({"name": visible_name(&name), "deleted": true}))
     }
+}
+
+/// Per metric, what its calibrated recall rests on: real queries (how
+/// many) or held-out stored points (discounted until real queries come).
+fn basis(real: [usize; 3]) -> serde_json::Value {
+    let one = |n: usize| {
+        if n >= aionbd_shards::calib::MIN_REAL {
+            serde_json::json!({"basis": "real_queries", "real_queries": n})
+        } else {
+            serde_json::json!({"basis": "held_out_points"})
+        }
+    };
+    serde_json::json!({"l2": one(real[0]), "dot": one(real[1]), "cosine": one(real[2])})
 }
 
 /// A graph calibration table as JSON rows.

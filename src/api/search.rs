@@ -72,6 +72,19 @@ struct How {
     recall_at_k: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     estimated_recall: Option<f32>,
+    /// What `estimated_recall` rests on (approximate answers only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    calibration: Option<CalibrationOut>,
+}
+
+/// `{"basis": "real_queries", "real_queries": n}` when every partition
+/// that answered approximately was calibrated on real queries (n: the
+/// fewest behind one), else `{"basis": "held_out_points"}`.
+#[derive(Serialize, Clone, Copy)]
+struct CalibrationOut {
+    basis: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    real_queries: Option<usize>,
 }
 
 /// Results of one search request, one list of hits per query.
@@ -80,6 +93,9 @@ struct Found {
     per_query: Vec<Vec<Hit>>,
     /// `None`: exact everywhere.
     estimated_recall: Option<f32>,
+    /// Fewest real queries behind an approximate partition's calibration
+    /// (`None`: some rested on held-out points).
+    calibration_real: Option<usize>,
     /// The indexes partitions answered with (exact ones not counted).
     ivf: bool,
     hnsw: bool,
@@ -92,9 +108,13 @@ impl Found {
             (false, true) => "hnsw",
             _ => "ivf",
         };
+        let calibration = Some(match self.calibration_real {
+            Some(n) => CalibrationOut { basis: "real_queries", real_queries: Some(n) },
+            None => CalibrationOut { basis: "held_out_points", real_queries: None },
+        });
         match self.estimated_recall {
-            None => How { mode: "exact", recall_at_k: Some(1.0), estimated_recall: None },
-            Some(r) => How { mode, recall_at_k: None, estimated_recall: Some(r) },
+            None => How { mode: "exact", recall_at_k: Some(1.0), estimated_recall: None, calibration: None },
+            Some(r) => How { mode, recall_at_k: None, estimated_recall: Some(r), calibration },
         }
     }
 }
@@ -177,14 +197,26 @@ impl Api {
         // A partition's steps each weigh by their share of the queries.
         let (mut recall_sum, mut approximate) = (0.0f64, false);
         let (mut ivf, mut hnsw) = (false, false);
+        // Fewest real queries behind an approximate partition (usize::MAX:
+        // none answered approximately; None: one rested on held-out points).
+        let mut calibration_real = Some(usize::MAX);
         for (step, row) in answers.into_iter().enumerate() {
             let first = step * QUERIES_PER_STEP;
             let share = steps[step].len() as f64 / n_queries as f64;
             for a in row {
                 match a.and_then(crate::router::Answer::into_reply)? {
-                    Reply::Hits { per_query: part, n_points, estimated_recall: part_recall, index } => {
+                    Reply::Hits {
+                        per_query: part,
+                        n_points,
+                        estimated_recall: part_recall,
+                        index,
+                        calibration_real: real,
+                    } => {
                         if step == 0 {
                             total += n_points;
+                        }
+                        if index.is_some() {
+                            calibration_real = calibration_real.zip(real).map(|(a, b)| a.min(b));
                         }
                         ivf |= index == Some(IndexKind::Ivf);
                         hnsw |= index == Some(IndexKind::Hnsw);
@@ -223,7 +255,7 @@ impl Api {
             hits.sort_by(|a, b| a.key.total_cmp(&b.key).then(a.id.cmp(&b.id)));
             hits.truncate(limit as usize);
         }
-        Ok(Found { metric, per_query, estimated_recall, ivf, hnsw })
+        Ok(Found { metric, per_query, estimated_recall, calibration_real, ivf, hnsw })
     }
 
     pub(super) async fn search_top1(&self, raw: &str, req: &mut Request) -> super::ApiResult {

@@ -3,7 +3,7 @@
 //! inserts and tombstones, and filtered searches that meet their target.
 
 use crate::harness::Server;
-use crate::ivf::{clustered, clustered_dim, ids, load, topk, INDEX_TEST_ENV};
+use crate::ivf::{clustered, clustered_dim, ids, load, shifted_queries, topk, INDEX_TEST_ENV};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -72,6 +72,78 @@ fn four_bit_graphs_meet_targets_and_stay_exact_when_exhaustive() {
         assert_eq!(v["mode"], "hnsw", "{v}");
         assert_eq!(ids(&v), exact_ids(&s, q, json!({})));
     }
+}
+
+/// One batch of `queries` at `target` (auto) and exactly: the recall@10
+/// and `mode/basis` of each answer (the calibration it rests on).
+fn batch_recall(s: &Server, queries: &[Vec<f32>], target: f64) -> (f64, Vec<String>) {
+    let body =
+        |mode: &str| json!({"queries": queries, "metric": "l2", "limit": 10, "mode": mode, "target_recall": target});
+    let exact = s.call("POST", "/collections/c/search/topk/batch", Some(body("exact")), 200);
+    let auto = s.call("POST", "/collections/c/search/topk/batch", Some(body("auto")), 200);
+    let (mut found, mut bases) = (0, Vec::new());
+    for (a, e) in auto["results"].as_array().unwrap().iter().zip(exact["results"].as_array().unwrap()) {
+        let truth = ids(e);
+        found += ids(a).iter().filter(|id| truth.contains(id)).count();
+        let mode = a["mode"].as_str().unwrap();
+        bases.push(format!("{mode}/{}", a["calibration"]["basis"].as_str().unwrap_or("-")));
+    }
+    (found as f64 / (queries.len() * 10) as f64, bases)
+}
+
+/// Queries unlike the stored points (another mixture): `auto` meets each
+/// target from the first query after the index is ready (held-out
+/// calibration, discounted), and again once the server recalibrated the
+/// installed graph and lists on 10k real queries (no rebuild); answers and
+/// GET say which calibration they rest on.
+#[test]
+fn auto_keeps_its_targets_for_queries_unlike_the_stored_points() {
+    let s = Server::start(2, INDEX_TEST_ENV);
+    let (points, _) = clustered(8_000, 41);
+    load(&s, "c", &points);
+    let info = wait_graph(&s, "c");
+    for p in info["index"]["partitions"].as_array().unwrap() {
+        assert_eq!(p["hnsw"]["calibration_basis"]["l2"]["basis"], "held_out_points", "{info}");
+    }
+    let eval = shifted_queries(150, points[0].len(), 41, 1);
+    let check = |when: &str, basis: &str| {
+        for target in [0.9, 0.95, 0.99] {
+            let (r, bases) = batch_recall(&s, &eval, target);
+            eprintln!("shifted queries, {when}: auto {target} recall@10 {r:.4} ({})", bases[0]);
+            assert!(r >= target - 0.01, "{when}: auto {target} recall@10 {r:.4}");
+            // Every approximate answer rests on `basis` (graph or IVF lists,
+            // whichever `auto` found cheaper); where neither meets the
+            // target a partition scans exactly.
+            assert!(bases.iter().all(|b| b.ends_with(&format!("/{basis}")) || b == "exact/-"), "{when}: {bases:?}");
+            if target < 0.99 {
+                assert!(bases.iter().any(|b| b != "exact/-"), "{when}: {bases:?}");
+            }
+        }
+    };
+    // 150 queries per batch: 3 steps of 64, 4 of each feed the reservoir,
+    // so these six batches leave it below the 64 a recalibration needs.
+    check("from the first query", "held_out_points");
+    let stream = shifted_queries(10_000, points[0].len(), 41, 2);
+    for chunk in stream.chunks(64) {
+        let body = json!({"queries": chunk, "metric": "l2", "limit": 10, "mode": "auto", "target_recall": 0.95});
+        s.call("POST", "/collections/c/search/topk/batch", Some(body), 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let v = s.call("GET", "/collections/c", None, 200);
+        let parts = v["index"]["partitions"].as_array().unwrap();
+        if parts.iter().all(|p| p["hnsw"]["calibration_basis"]["l2"]["basis"] == "real_queries") {
+            // Recalibrated in place: the graph was not rebuilt.
+            for (p, before) in parts.iter().zip(info["index"]["partitions"].as_array().unwrap()) {
+                assert_eq!(p["hnsw"]["build_ms"], before["hnsw"]["build_ms"], "rebuilt: {v}");
+                assert!(p["hnsw"]["calibration_basis"]["l2"]["real_queries"].as_u64().unwrap() >= 64, "{v}");
+            }
+            break;
+        }
+        assert!(Instant::now() < deadline, "not recalibrated on real queries: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    check("after 10k queries", "real_queries");
 }
 
 #[test]

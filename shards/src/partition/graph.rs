@@ -8,7 +8,7 @@
 //! pause), so a fresh point is found at once and a stale node never
 //! answers. A fifth of the graph pending or tombstoned rebuilds it.
 
-use super::{IvfChoice, Partition, SearchParams, MIN_POINTS, RESERVOIR};
+use super::{IvfChoice, Partition, SearchParams, MIN_POINTS};
 use crate::calib::Calibration;
 use crate::hnsw::{GraphBuilder, Hnsw, HnswQuery};
 use crate::topk::{Scored, TopK};
@@ -33,10 +33,10 @@ impl IndexKind {
 
 #[derive(Clone)]
 pub(super) struct HnswState {
-    graph: Hnsw,
-    calibration: Calibration,
+    pub(super) graph: Hnsw,
+    pub(super) calibration: Calibration,
     /// Changed since the build or the last insert: scored exactly.
-    pending: HashSet<u64>,
+    pub(super) pending: HashSet<u64>,
     build_ms: u64,
     /// Nodes when installed (tombstones count against it).
     built_nodes: usize,
@@ -44,6 +44,7 @@ pub(super) struct HnswState {
     /// looked: extension waits for writes to pause.
     touches: u64,
     touches_seen: u64,
+    pub(super) recal: super::recal::Mark,
 }
 
 impl std::fmt::Debug for HnswState {
@@ -64,6 +65,8 @@ pub struct HnswStatus {
     pub m: usize,
     pub ef_construction: usize,
     pub real_queries: usize,
+    /// Real queries behind each metric's recall (see `IvfStatus::real`).
+    pub real: [usize; 3],
     /// (ef, recall@10 for l2, dot, cosine, ns per query)
     pub calibration: crate::calib::CalibTable,
     /// The same with a share (percent) of the points admitted.
@@ -97,8 +100,7 @@ impl Partition {
 
     /// Whether the graph should be (re)built now: the IVF index is in and
     /// no build runs, and there is no graph yet, or a fifth of its nodes
-    /// are tombstones, or it was calibrated without real queries and the
-    /// reservoir has filled since.
+    /// are tombstones (real queries recalibrate it without a rebuild).
     pub fn graph_wanted(&self) -> bool {
         self.len() >= MIN_POINTS
             && self.ivf.is_some()
@@ -107,13 +109,12 @@ impl Partition {
             && self.hnsw.as_ref().is_none_or(|h| {
                 let stale = h.graph.tombstones().max(h.pending.len());
                 stale as f64 >= TOMBSTONE_REBUILD * h.built_nodes.max(1) as f64
-                    || (h.calibration.real_queries == 0 && self.reservoir.len() >= RESERVOIR)
             })
     }
 
     pub fn graph_build_start(&mut self, seed: u64) -> GraphBuilder {
         self.hnsw_build_dirty = Some(HashSet::new());
-        GraphBuilder::new(self.ids.clone(), self.dim, self.hnsw_params, seed, self.reservoir.clone())
+        GraphBuilder::new(self.ids.clone(), self.dim, self.hnsw_params, seed, Vec::new())
     }
 
     pub fn graph_copy_rows(&self, b: &mut GraphBuilder) -> bool {
@@ -127,7 +128,10 @@ impl Partition {
         let pending = self.hnsw_build_dirty.take().unwrap_or_default();
         pending.iter().for_each(|&id| graph.remove(id));
         let built_nodes = graph.nodes();
-        self.hnsw = Some(HnswState { graph, calibration, pending, build_ms, built_nodes, touches: 0, touches_seen: 0 });
+        self.installs += 1;
+        let recal = super::recal::Mark::new(self.installs);
+        self.hnsw =
+            Some(HnswState { graph, calibration, pending, build_ms, built_nodes, touches: 0, touches_seen: 0, recal });
     }
 
     /// Insert pending points into the graph for up to `budget`, if writes
@@ -177,6 +181,7 @@ impl Partition {
             m: p.m,
             ef_construction: p.ef_construction,
             real_queries: h.map_or(0, |h| h.calibration.real_queries),
+            real: h.map_or([0; 3], |h| h.calibration.real),
             calibration: h.map_or(Vec::new(), |h| h.calibration.table()),
             calibration_by_share: h
                 .map_or(Vec::new(), |h| h.calibration.by_share.iter().map(|(s, c)| (*s, c.table())).collect()),
@@ -280,27 +285,28 @@ impl Partition {
 
     fn search_graph(&self, queries: &[Vec<f32>], params: &SearchParams, ef: usize) -> Vec<Vec<Scored>> {
         let h = self.hnsw.as_ref().expect("planned with a graph");
+        queries.iter().map(|q| self.graph_query(h, q, params, ef)).collect()
+    }
+
+    /// One query through the graph, with the pending points scored exactly:
+    /// what a search at `ef` answers (recalibration measures this).
+    pub(super) fn graph_query(&self, h: &HnswState, q: &[f32], params: &SearchParams, ef: usize) -> Vec<Scored> {
         let filter = params.filter.filter(|f| !f.is_empty());
-        queries
-            .iter()
-            .map(|q| {
-                let (exact, passes) = (self.exact_of(params.metric, q), self.passes(filter));
-                let hq = HnswQuery { query: q, metric: params.metric, k: params.k, ef };
-                let mut top = TopK::new(params.k);
-                // Unfiltered, the walk never reads a node's key (a cache miss
-                // per admitted neighbour) nor calls a filter.
-                let found = match filter {
-                    None => h.graph.search(&hq, |_| true, exact),
-                    Some(_) => h.graph.search(&hq, &passes, exact),
-                };
-                found.into_iter().for_each(|s| top.push(s));
-                for &id in &h.pending {
-                    if let (Some(key), true) = (exact.get(id), passes(id)) {
-                        top.push(Scored { key, id });
-                    }
-                }
-                top.into_sorted()
-            })
-            .collect()
+        let (exact, passes) = (self.exact_of(params.metric, q), self.passes(filter));
+        let hq = HnswQuery { query: q, metric: params.metric, k: params.k, ef };
+        let mut top = TopK::new(params.k);
+        // Unfiltered, the walk never reads a node's key (a cache miss per
+        // admitted neighbour) nor calls a filter.
+        let found = match filter {
+            None => h.graph.search(&hq, |_| true, exact),
+            Some(_) => h.graph.search(&hq, &passes, exact),
+        };
+        found.into_iter().for_each(|s| top.push(s));
+        for &id in &h.pending {
+            if let (Some(key), true) = (exact.get(id), passes(id)) {
+                top.push(Scored { key, id });
+            }
+        }
+        top.into_sorted()
     }
 }

@@ -109,7 +109,7 @@ impl Shard {
             }
             Op::IndexStatus { name } => {
                 let p = &self.partition(&name)?.data;
-                Ok(Reply::IndexStatus(p.ivf_status(), p.graph_status(), p.payload_index_status()))
+                Ok(Reply::IndexStatus(p.ivf_status(), p.graph_status().map(Box::new), p.payload_index_status()))
             }
             Op::RestoreEncoded { name, uid, body } => {
                 let Ok(LogRecord::Upsert { points, .. }) = LogRecord::decode(crate::record::kind::UPSERT, &body) else {
@@ -198,6 +198,7 @@ impl Shard {
             (None, Some(c)) => (slot.data.search_candidates(&s.queries, &params, &c), None, None),
             (None, None) => (slot.data.search(&s.queries, &params), None, None),
         };
+        let calibration_real = index.and_then(|kind| slot.data.calibration_real(kind, &params));
         let per_query = found
             .into_iter()
             .map(|hits| {
@@ -210,6 +211,6 @@ impl Shard {
                     .collect()
             })
             .collect();
-        Ok(Reply::Hits { per_query, n_points: slot.data.len() as u64, estimated_recall, index })
+        Ok(Reply::Hits { per_query, n_points: slot.data.len() as u64, estimated_recall, index, calibration_real })
     }
 }

@@ -1,0 +1,193 @@
+//! Recalibrating an installed index on the real queries, without
+//! rebuilding it.
+//!
+//! A build calibrates on held-out stored points, which overstate the recall
+//! real queries get when those are unlike the stored data (`calib`'s
+//! `HELD_OUT_GAP` discounts such figures). Once the partition has seen
+//! [`calib::MIN_REAL`] real queries, the indexer measures the installed
+//! graph and IVF lists on its reservoir of them: each query exactly over
+//! the partition's own rows, in slices, then through the index at every
+//! setting of its ladder, exactly as a search runs (pending points scored
+//! exactly beside the graph). The index does not change; only its table of
+//! setting -> recall and cost does. Recalibration repeats as queries come
+//! in (at most every [`EVERY`]) so the table follows a drifting stream.
+
+use super::graph::IndexKind;
+use super::{Partition, SearchParams};
+use crate::calib::{self, CalibQuery, CalibRows, Calibrator, CALIB_K};
+use crate::ivf::IvfQuery;
+use crate::topk::{Scored, TopK};
+use std::time::{Duration, Instant};
+
+/// Least time between two recalibrations of one index (the first comes
+/// as soon as enough real queries were seen).
+pub const EVERY: Duration = Duration::from_secs(60);
+/// New queries (since the last one) that make a recalibration due.
+const NEW_QUERIES: u64 = 64;
+/// Rows of the exact scan per step (about 0.1 ms at 384 dimensions).
+const SCAN_ROWS: usize = 512;
+
+/// An index's recalibration record.
+#[derive(Clone, Copy, Debug)]
+pub struct Mark {
+    /// The partition's install number of the index.
+    serial: u64,
+    /// When it was last recalibrated.
+    at: Option<Instant>,
+}
+
+impl Mark {
+    pub fn new(serial: u64) -> Self {
+        Mark { serial, at: None }
+    }
+}
+
+/// A recalibration under way: which index, and the calibration run.
+pub struct Recalibration {
+    kind: IndexKind,
+    serial: u64,
+    calib: Calibrator,
+}
+
+impl CalibRows for Partition {
+    fn rows(&self) -> usize {
+        self.len()
+    }
+    fn row_at(&self, r: usize) -> &[f32] {
+        self.row(r)
+    }
+    fn norm_at(&self, r: usize) -> f32 {
+        self.norms[r]
+    }
+    fn answer_id(&self, r: usize) -> u64 {
+        self.ids[r]
+    }
+}
+
+impl Partition {
+    /// Whether an index with this mark is due: it rests on held-out points
+    /// and enough real queries arrived, or [`EVERY`] passed and
+    /// [`NEW_QUERIES`] came since its last recalibration.
+    fn recal_due(&self, mark: &Mark, rests_on_real: bool, now: Instant) -> bool {
+        if self.reservoir.len() < calib::MIN_REAL {
+            return false;
+        }
+        match mark.at {
+            None => true,
+            Some(_) if !rests_on_real => true,
+            Some(at) => {
+                now.duration_since(at) >= EVERY && self.queries_seen >= self.reservoir.len() as u64 + NEW_QUERIES
+            }
+        }
+    }
+
+    /// Start a recalibration of the graph or else the IVF index (`auto`
+    /// compares their costs at the target, so both must rest on the same
+    /// queries); `None` if neither is due.
+    pub fn recal_start(&mut self, now: Instant) -> Option<Recalibration> {
+        let rests = |c: &calib::Calibration| c.real.iter().any(|&n| n >= calib::MIN_REAL);
+        let (kind, serial, ladder) = match (&self.hnsw, &self.ivf) {
+            (Some(h), _) if self.recal_due(&h.recal, rests(&h.calibration), now) => {
+                (IndexKind::Hnsw, h.recal.serial, h.calibration.ladder.clone())
+            }
+            (_, Some(s)) if self.recal_due(&s.recal, rests(&s.index.calibration), now) => {
+                (IndexKind::Ivf, s.recal.serial, s.index.calibration.ladder.clone())
+            }
+            _ => return None,
+        };
+        // Later queries replace the sample's with the chance they would
+        // have had among the queries since this one.
+        self.queries_seen = self.reservoir.len() as u64;
+        Some(Recalibration { kind, serial, calib: Calibrator::new(Vec::new(), self.reservoir.clone(), ladder) })
+    }
+
+    /// One bounded step: part of an exact scan, or one query through the
+    /// index at some ladder settings. `Some(true)` once complete, `None`
+    /// if the index it measures was replaced (drop it).
+    pub fn recal_step(&self, r: &mut Recalibration) -> Option<bool> {
+        match r.kind {
+            IndexKind::Hnsw => {
+                let h = self.hnsw.as_ref().filter(|h| h.recal.serial == r.serial)?;
+                Some(r.calib.step(self, SCAN_ROWS, |q: &CalibQuery| {
+                    let t = Instant::now();
+                    let params = SearchParams { metric: q.metric, k: CALIB_K, filter: None };
+                    let found = self.graph_query(h, q.query, &params, q.ladder[q.rung]);
+                    vec![(found, t.elapsed().as_nanos() as f32)]
+                }))
+            }
+            IndexKind::Ivf => {
+                let state = self.ivf.as_ref().filter(|s| s.recal.serial == r.serial)?;
+                Some(r.calib.step(self, SCAN_ROWS, |q: &CalibQuery| {
+                    let t = Instant::now();
+                    let exact = self.exact_of(q.metric, q.query);
+                    let iq = IvfQuery { query: q.query, metric: q.metric, k: CALIB_K, nprobe: 0 };
+                    // Probe counts up to twice the first per step (each step
+                    // probes from scratch): no step probes every list of a
+                    // large partition at once unless the ladder gets there.
+                    let first = q.ladder[q.rung];
+                    let end = q.ladder[q.rung + 1..]
+                        .iter()
+                        .position(|&n| n > (2 * first).max(8))
+                        .map_or(q.ladder.len(), |i| q.rung + 1 + i);
+                    let rungs = state.index.search_ladder(
+                        &iq,
+                        &q.ladder[q.rung..end],
+                        |id| !state.dirty.contains(&id),
+                        |id| exact.get(id),
+                    );
+                    // Time per rung: the centroids plus the codes scanned so
+                    // far (as the build's calibration apportions it).
+                    let ns = t.elapsed().as_nanos() as f32;
+                    let lists = state.index.nlist();
+                    let total = (lists + rungs.last().map_or(0, |f| f.1)) as f32;
+                    rungs
+                        .into_iter()
+                        .map(|(hits, codes)| {
+                            let ns = ns * (lists + codes) as f32 / total;
+                            let mut top = TopK::new(CALIB_K);
+                            hits.into_iter().for_each(|h| top.push(h));
+                            for &id in &state.dirty {
+                                if let Some(key) = exact.get(id) {
+                                    top.push(Scored { key, id });
+                                }
+                            }
+                            (top.into_sorted(), ns)
+                        })
+                        .collect()
+                }))
+            }
+        }
+    }
+
+    /// Real queries the calibration a search with `params` uses rests on
+    /// (`None`: held-out points; filtered searches use the filtered
+    /// tables, which only held-out points measure).
+    pub fn calibration_real(&self, kind: IndexKind, params: &SearchParams) -> Option<usize> {
+        if params.filter.is_some_and(|f| !f.is_empty()) {
+            return None;
+        }
+        match kind {
+            IndexKind::Hnsw => self.hnsw.as_ref()?.calibration.real_basis(params.metric),
+            IndexKind::Ivf => self.ivf.as_ref()?.index.calibration.real_basis(params.metric),
+        }
+    }
+
+    /// Put a finished recalibration's figures into the index it measured.
+    pub fn recal_install(&mut self, r: Recalibration, now: Instant) {
+        let fresh = r.calib.finish();
+        match r.kind {
+            IndexKind::Hnsw => {
+                if let Some(h) = self.hnsw.as_mut().filter(|h| h.recal.serial == r.serial) {
+                    h.calibration.merge_real(fresh);
+                    h.recal.at = Some(now);
+                }
+            }
+            IndexKind::Ivf => {
+                if let Some(s) = self.ivf.as_mut().filter(|s| s.recal.serial == r.serial) {
+                    s.index.calibration.merge_real(fresh);
+                    s.recal.at = Some(now);
+                }
+            }
+        }
+    }
+}
