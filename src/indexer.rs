@@ -1,6 +1,6 @@
 //! Background index work: one task per shard, on a low-priority task queue.
-//! Each round it inserts points written since into the HNSW graphs (once
-//! writes paused), recalibrates an installed index on real queries when
+//! Each round it inserts points written since into the HNSW graphs (paced
+//! against the writes, for at most [`EXTEND_ROUND`]), recalibrates an installed index on real queries when
 //! one is due (`shards::partition::recal`), or else finds a partition
 //! wanting its IVF index, or once that is in its HNSW graph, (re)built:
 //! copies its rows in chunks, builds and calibrates in bounded steps, and
@@ -26,6 +26,8 @@ const CHECK_EVERY: Duration = Duration::from_millis(200);
 const BUILD_SHARES: usize = 50;
 /// Time a graph-extension step may take.
 const EXTEND_STEP: Duration = Duration::from_micros(150);
+/// Longest stretch of graph extension per round (rests included).
+const EXTEND_ROUND: Duration = Duration::from_secs(2);
 /// Rest per unit of step time while requests arrive (index work then
 /// takes at most a quarter of the core)...
 const BUSY_REST: u32 = 3;
@@ -128,11 +130,15 @@ pub fn start(router: Rc<Router>, cooldown: Duration) {
             loop {
                 glommio::timer::sleep(CHECK_EVERY).await;
                 seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                // Points written since a graph's build go in first, once
-                // writes paused for a look (200 ms).
+                // Points written since a graph's build go in first, while
+                // writes go on (paced against them), so searches scan few
+                // pending points exactly; bounded per round so that ingest
+                // faster than inserts cannot starve the rest.
                 let mut pace = Pace::new(&router);
-                while pace.step(|| router.with_shard(|s| s.graph_extend(EXTEND_STEP))).await {}
-                router.with_shard(|s| s.graph_look());
+                let round_end = Instant::now() + EXTEND_ROUND;
+                while pace.step(|| router.with_shard(|s| s.graph_extend(EXTEND_STEP))).await
+                    && Instant::now() < round_end
+                {}
                 if recalibrate(&router).await {
                     continue;
                 }

@@ -135,8 +135,12 @@ impl Calibration {
     /// measured on real queries, or discounted by [`HELD_OUT_GAP`] while
     /// only held-out points measured it.
     fn trusted(&self, m: usize, i: usize) -> f32 {
+        self.trusted_as(m, i, self.real[m] >= MIN_REAL)
+    }
+
+    fn trusted_as(&self, m: usize, i: usize, real: bool) -> f32 {
         let r = self.recall[m].get(i).copied().unwrap_or(0.0);
-        if self.real[m] >= MIN_REAL {
+        if real {
             r
         } else {
             (1.0 - (1.0 - r) * HELD_OUT_GAP).max(0.0)
@@ -155,20 +159,37 @@ impl Calibration {
     /// only just met it on the sample is not trusted), with its trusted
     /// recall and cost; `None` if none does.
     pub fn choose(&self, metric: Metric, target: f32) -> Option<(usize, f32, f32)> {
+        self.choose_as(metric, target, false)
+    }
+
+    /// [`Calibration::choose`] for a filtered search through an index
+    /// calibrated unfiltered: real-query figures do not describe it, so
+    /// the held-out discount applies whatever the basis.
+    pub fn choose_filtered(&self, metric: Metric, target: f32) -> Option<(usize, f32, f32)> {
+        self.choose_as(metric, target, true)
+    }
+
+    fn choose_as(&self, metric: Metric, target: f32, filtered: bool) -> Option<(usize, f32, f32)> {
         let m = metric_index(metric);
+        let real = self.real[m] >= MIN_REAL && !filtered;
         // Each query contributes about 10 / parts answers to the estimate.
         let samples = (self.samples[m].max(1) * CALIB_K) as f32 / self.parts.max(1) as f32;
         (0..self.ladder.len())
-            .map(|i| (i, self.trusted(m, i)))
+            .map(|i| (i, self.trusted_as(m, i, real)))
             .find(|&(_, r)| r >= 1.0 || r - (r * (1.0 - r) / samples).sqrt() >= target)
             .map(|(i, r)| (self.ladder[i], r, self.cost_ns.get(i).copied().unwrap_or(f32::INFINITY)))
     }
 
     /// Trusted recall for a setting (the nearest ladder step at or below
-    /// it).
+    /// it); `filtered` as in [`Calibration::choose_filtered`].
     pub fn recall_at(&self, metric: Metric, setting: usize) -> f32 {
+        self.recall_at_as(metric, setting, false)
+    }
+
+    pub fn recall_at_as(&self, metric: Metric, setting: usize, filtered: bool) -> f32 {
         let m = metric_index(metric);
-        self.ladder.iter().rposition(|&n| n <= setting).map_or(0.0, |i| self.trusted(m, i))
+        let real = self.real[m] >= MIN_REAL && !filtered;
+        self.ladder.iter().rposition(|&n| n <= setting).map_or(0.0, |i| self.trusted_as(m, i, real))
     }
 
     /// Take over the metrics `fresh` measured on at least [`MIN_REAL`]

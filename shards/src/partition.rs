@@ -46,6 +46,11 @@ pub struct Partition {
     /// Indexes installed so far (each gets the next number: a
     /// recalibration installs only into the index it measured).
     installs: u64,
+    /// The IVF lists were dropped: the graph was cheaper at every target
+    /// (`graph::drop_unused_ivf`); none is built again unless a search
+    /// forces IVF, which pins them for the partition's life.
+    ivf_dropped: bool,
+    ivf_pinned: bool,
     /// The HNSW graph, if built (see `graph`).
     hnsw: Option<graph::HnswState>,
     /// Points changed since the running graph build copied the rows.
@@ -92,6 +97,8 @@ pub struct IvfChoice {
 /// What a partition reports about its index (GET /collections/{name}).
 #[derive(Clone, Debug)]
 pub struct IvfStatus {
+    /// Dropped as unused beside the graph (see `graph::drop_unused_ivf`).
+    pub dropped: bool,
     pub lists: usize,
     pub indexed: usize,
     pub pending_exact: usize,
@@ -181,6 +188,8 @@ impl Partition {
             reservoir: Vec::new(),
             queries_seen: 0,
             installs: 0,
+            ivf_dropped: false,
+            ivf_pinned: false,
             hnsw: None,
             hnsw_build_dirty: None,
             hnsw_params: crate::hnsw::HnswParams::default(),
@@ -348,6 +357,7 @@ impl Partition {
         let paused = self.changes > 0 && self.changes == self.changes_seen;
         self.changes_seen = self.changes;
         self.len() >= MIN_POINTS
+            && !self.ivf_dropped
             && self.build_dirty.is_none()
             && self.ivf.as_ref().is_none_or(|s| paused || self.changes * 10 >= s.index.indexed.max(1))
     }
@@ -376,11 +386,19 @@ impl Partition {
         self.ivf = Some(IvfState { index, dirty, recal: recal::Mark::new(self.installs) });
     }
 
+    /// A search forced the IVF lists (`mode: "ivf"` or `nprobe`): build
+    /// them again if they were dropped, and keep them from now on.
+    pub fn want_ivf(&mut self) {
+        self.ivf_dropped = false;
+        self.ivf_pinned = true;
+    }
+
     pub fn ivf_status(&self) -> Option<IvfStatus> {
         let building = self.build_dirty.is_some();
         match &self.ivf {
-            None if !building => None,
+            None if !building && !self.ivf_dropped => None,
             None => Some(IvfStatus {
+                dropped: self.ivf_dropped,
                 lists: 0,
                 indexed: 0,
                 pending_exact: 0,
@@ -394,6 +412,7 @@ impl Partition {
             Some(s) => {
                 let c = &s.index.calibration;
                 Some(IvfStatus {
+                    dropped: false,
                     lists: s.index.nlist(),
                     indexed: s.index.indexed,
                     pending_exact: s.dirty.len(),
@@ -416,14 +435,22 @@ impl Partition {
         let index = &self.ivf.as_ref()?.index;
         let calib = &index.calibration;
         let forced = choice.forced == Some(graph::IndexKind::Ivf);
+        // Lists are calibrated unfiltered: a filtered probe trusts them only
+        // as far as held-out figures (see `Calibration::choose_filtered`).
+        let filtered = fraction < 1.0;
         let at = |n: usize| {
             let n = n.min(index.nlist());
             let i = calib.ladder.iter().rposition(|&e| e <= n).unwrap_or(0);
-            (n, calib.recall_at(params.metric, n), calib.cost_ns.get(i).copied().unwrap_or(f32::INFINITY))
+            (n, calib.recall_at_as(params.metric, n, filtered), calib.cost_ns.get(i).copied().unwrap_or(f32::INFINITY))
+        };
+        let chosen = if filtered {
+            calib.choose_filtered(params.metric, choice.target_recall)
+        } else {
+            calib.choose(params.metric, choice.target_recall)
         };
         let (nprobe, recall, cost) = match choice.nprobe {
             Some(n) => at(n),
-            None => match calib.choose(params.metric, choice.target_recall) {
+            None => match chosen {
                 Some(c) => c,
                 None if forced => at(index.nlist()),
                 None => return None,
@@ -636,6 +663,46 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The IVF lists go when the graph is as cheap at every target (on the
+    /// same kind of queries), are not rebuilt once gone, and come back for
+    /// good when a search forces them.
+    #[test]
+    fn unused_ivf_lists_are_dropped_until_a_search_forces_them() {
+        use crate::calib::{Calibration, CALIB_K, MIN_REAL};
+        let table = |recalls: &[f32], cost: &[f32], real: usize| {
+            let mut c = Calibration {
+                ladder: (1..=recalls.len()).collect(),
+                cost_ns: cost.to_vec(),
+                samples: [64; 3],
+                real: [real; 3],
+                ..Default::default()
+            };
+            c.by_rank = std::array::from_fn(|_| recalls.iter().map(|&r| [r; CALIB_K]).collect());
+            c.apply_parts(1);
+            c
+        };
+        let graph = table(&[0.9, 0.99, 1.0], &[10.0, 20.0, 40.0], MIN_REAL);
+        let dearer = table(&[0.9, 0.99, 1.0], &[15.0, 30.0, 60.0], MIN_REAL);
+        let cheaper = table(&[0.9, 0.99, 1.0], &[5.0, 30.0, 60.0], MIN_REAL);
+        assert!(graph::ivf_unused(&graph, &dearer));
+        assert!(!graph::ivf_unused(&graph, &cheaper), "cheaper at some target");
+        let held_out = table(&[0.9, 0.99, 1.0], &[15.0, 30.0, 60.0], 0);
+        assert!(!graph::ivf_unused(&graph, &held_out), "tables on different queries");
+        let weak = table(&[0.5, 0.6], &[10.0, 20.0], MIN_REAL);
+        assert!(!graph::ivf_unused(&weak, &dearer), "the lists meet targets the graph cannot");
+        assert!(graph::ivf_unused(&graph, &weak), "lists that meet nothing are unused");
+
+        let mut p = Partition::new(2);
+        for i in 0..MIN_POINTS as u64 {
+            p.upsert(i, &[i as f32, 1.0], Payload::default());
+        }
+        assert!(p.ivf_wanted(Instant::now()));
+        p.ivf_dropped = true;
+        assert!(!p.ivf_wanted(Instant::now()), "dropped lists are not rebuilt");
+        p.want_ivf();
+        assert!(p.ivf_wanted(Instant::now()) && p.ivf_pinned);
     }
 
     #[test]

@@ -427,11 +427,6 @@ impl Shard {
 
     /// Insert points changed since a graph build, for about `budget`;
     /// `true` if any partition has more.
-    /// The indexer's periodic look: writes after it delay graph extension.
-    pub fn graph_look(&mut self) {
-        self.partitions.values_mut().for_each(|s| s.data.graph_look());
-    }
-
     pub fn graph_extend(&mut self, budget: std::time::Duration) -> bool {
         let Some(slot) = self.partitions.values_mut().find(|s| s.data.graph_pending()) else { return false };
         slot.data.graph_extend(budget) || self.partitions.values().any(|s| s.data.graph_pending())

@@ -100,6 +100,7 @@ impl Api {
                     };
                     let mut v = serde_json::json!({
                     "kind": "ivf",
+                    "dropped": st.dropped,
                     "lists": st.lists,
                     "indexed_points": st.indexed,
                     "exact_points": st.pending_exact,

@@ -189,5 +189,7 @@ impl Partition {
                 }
             }
         }
+        // Both tables may now rest on real queries: compare them again.
+        self.drop_unused_ivf();
     }
 }

@@ -8,7 +8,7 @@ use super::{PartitionSlot, Shard};
 use crate::error::{collection_not_found, invalid, point_not_found, ShardError};
 use crate::export::Export;
 use crate::ops::{Hit, Op, Reply, SearchOp};
-use crate::partition::{Partition, SearchParams};
+use crate::partition::{IndexKind, Partition, SearchParams};
 use crate::record::LogRecord;
 
 impl Shard {
@@ -178,6 +178,9 @@ impl Shard {
             // A few queries per request feed the calibration reservoir.
             for q in s.queries.iter().take(4) {
                 slot.data.remember_query(s.metric, q);
+            }
+            if s.approx.is_some_and(|c| c.forced == Some(IndexKind::Ivf) || c.nprobe.is_some()) {
+                slot.data.want_ivf();
             }
             if let Some(f) = s.filter.as_deref() {
                 slot.data.ensure_payload_indexes(f);
