@@ -1,5 +1,6 @@
 //! Background index work: one task per shard, on a low-priority task queue.
-//! Each round it inserts points written since into the HNSW graphs (paced
+//! Each round it builds the payload indexes filters asked for, inserts
+//! points written since into the HNSW graphs (paced
 //! against the writes, for at most [`EXTEND_ROUND`]), recalibrates an installed index on real queries when
 //! one is due (`shards::partition::recal`), or else finds a partition
 //! wanting its IVF index, or once that is in its HNSW graph, (re)built:
@@ -26,6 +27,8 @@ const CHECK_EVERY: Duration = Duration::from_millis(200);
 const BUILD_SHARES: usize = 50;
 /// Time a graph-extension step may take.
 const EXTEND_STEP: Duration = Duration::from_micros(150);
+/// Points a payload-index build step indexes (about 0.1 ms).
+const PAYLOAD_INDEX_STEP: usize = 512;
 /// Longest stretch of graph extension per round (rests included).
 const EXTEND_ROUND: Duration = Duration::from_secs(2);
 /// Rest per unit of step time while requests arrive (index work then
@@ -135,6 +138,8 @@ pub fn start(router: Rc<Router>, cooldown: Duration) {
                 // pending points exactly; bounded per round so that ingest
                 // faster than inserts cannot starve the rest.
                 let mut pace = Pace::new(&router);
+                // Payload indexes filters asked for, a slice at a time.
+                while pace.step(|| router.with_shard(|s| s.payload_index_step(PAYLOAD_INDEX_STEP))).await {}
                 let round_end = Instant::now() + EXTEND_ROUND;
                 while pace.step(|| router.with_shard(|s| s.graph_extend(EXTEND_STEP))).await
                     && Instant::now() < round_end

@@ -64,6 +64,12 @@ pub struct Hit {
     pub payload: Option<Payload>,
 }
 
+impl crate::topk::Ranked for Hit {
+    fn rank(&self) -> crate::topk::Scored {
+        crate::topk::Scored { key: self.key, id: self.id }
+    }
+}
+
 /// What a shard is asked to do. "Home" operations go to the collection's home
 /// shard, which orders them and fans the partition work out; "partition"
 /// operations touch one shard's partition only and never call other shards.
@@ -299,7 +305,7 @@ pub enum Reply {
     IndexStatus(
         Option<crate::partition::IvfStatus>,
         Option<Box<crate::partition::HnswStatus>>,
-        Vec<(String, usize, usize)>,
+        Vec<(String, usize, usize, bool)>,
     ),
     /// An export's cut (`Op::ExportCut`): the home shard's LSN at the cut
     /// (0 without persistence; filled in by the router, which owns the WAL)

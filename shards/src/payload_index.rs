@@ -4,9 +4,11 @@
 //! filter is still checked on every candidate), so a selective filter
 //! scores a few candidates instead of scanning the partition.
 //!
-//! An index is created for a field the first time a filter's `must` clause
-//! names it (see `Partition::plan_filter`), kept up to date on every write,
-//! and rebuilt from the payloads after a restart (it is not persisted).
+//! An index is wanted for a field the first time a filter's `must` clause
+//! names it (at most [`MAX_FIELDS`] per partition), built by the indexer in
+//! bounded steps over a snapshot of the ids (writes meanwhile index the
+//! points they touch at once), used once complete, kept up to date on every
+//! write, and rebuilt after a restart (it is not persisted).
 
 use crate::filter::{Clause, Filter};
 use crate::payload::{Payload, PayloadValue, Scalar};
@@ -146,10 +148,25 @@ fn matches_len(t: &Term) -> usize {
     }
 }
 
+/// Most fields a partition indexes: filters on more fields are answered
+/// without payload indexes (each index costs memory and a scan to build).
+pub const MAX_FIELDS: usize = 16;
+
+/// An index being built: the ids to scan, how far, and the points writes
+/// touched meanwhile (already indexed by `update`; the scan skips them).
+#[derive(Clone, Debug, Default)]
+struct Building {
+    ids: Vec<u64>,
+    next: usize,
+    touched: HashSet<u64>,
+}
+
 /// The payload indexes of a partition, by field.
 #[derive(Clone, Debug, Default)]
 pub struct PayloadIndexes {
     fields: HashMap<String, FieldIndex>,
+    /// Fields whose index is still being built (not used by `candidates`).
+    building: HashMap<String, Building>,
 }
 
 impl PayloadIndexes {
@@ -157,7 +174,52 @@ impl PayloadIndexes {
         self.fields.contains_key(field)
     }
 
-    /// Index `field` over `points` (id, payload).
+    /// Ask for indexes on the fields of `filter`'s `must` clauses (up to
+    /// [`MAX_FIELDS`] in all); `ids` gives the partition's ids to scan.
+    /// Cheap: the scan is left to [`PayloadIndexes::build_step`].
+    pub fn want(&mut self, filter: &Filter, ids: impl Fn() -> Vec<u64>) {
+        for clause in &filter.must {
+            let (Clause::Match { field, .. } | Clause::Range { field, .. }) = clause;
+            if !self.fields.contains_key(field) && self.fields.len() < MAX_FIELDS {
+                self.fields.insert(field.clone(), FieldIndex::default());
+                self.building.insert(field.clone(), Building { ids: ids(), ..Default::default() });
+            }
+        }
+    }
+
+    /// Whether an index is being built.
+    pub fn is_building(&self) -> bool {
+        !self.building.is_empty()
+    }
+
+    /// Index up to `n` more points of one field being built (`payload`:
+    /// a point's current payload, `None` if deleted); `true` while any
+    /// build goes on.
+    pub fn build_step<'a>(&mut self, n: usize, payload: impl Fn(u64) -> Option<&'a Payload>) -> bool {
+        let Some(field) = self.building.keys().next().cloned() else { return false };
+        let (b, index) = (self.building.get_mut(&field).expect("listed"), self.fields.get_mut(&field));
+        let Some(index) = index else {
+            self.building.remove(&field);
+            return self.is_building();
+        };
+        let end = (b.next + n).min(b.ids.len());
+        for &id in &b.ids[b.next..end] {
+            if b.touched.contains(&id) {
+                continue;
+            }
+            if let Some(v) = payload(id).and_then(|p| p.get(&field)) {
+                index.add(id, v);
+            }
+        }
+        b.next = end;
+        if end == b.ids.len() {
+            self.building.remove(&field);
+        }
+        self.is_building()
+    }
+
+    /// Index `field` over `points` (id, payload) at once.
+    #[cfg(test)]
     pub fn create<'a>(&mut self, field: &str, points: impl Iterator<Item = (u64, &'a Payload)>) {
         let mut index = FieldIndex::default();
         for (id, p) in points {
@@ -171,12 +233,16 @@ impl PayloadIndexes {
     /// Point `id`'s payload changed from `old` (`None`: new point) to
     /// `new` (`None`: deleted).
     pub fn update(&mut self, id: u64, old: Option<&Payload>, new: Option<&Payload>) {
-        for (field, index) in &mut self.fields {
+        let Self { fields, building } = self;
+        for (field, index) in fields.iter_mut() {
             let (o, n) = (old.and_then(|p| p.get(field)), new.and_then(|p| p.get(field)));
-            if o == n {
+            // A field being built: this point is indexed here, now, and
+            // its scan will skip it.
+            let scanning = building.get_mut(field).map(|b| b.touched.insert(id)).is_some();
+            if o == n && !scanning {
                 continue;
             }
-            if let Some(v) = o {
+            if let Some(v) = o.filter(|_| o != n) {
                 index.remove(id, v);
             }
             if let Some(v) = n {
@@ -193,7 +259,7 @@ impl PayloadIndexes {
             let field = match clause {
                 Clause::Match { field, .. } | Clause::Range { field, .. } => field,
             };
-            let Some(index) = self.fields.get(field) else { continue };
+            let Some(index) = self.fields.get(field).filter(|_| !self.building.contains_key(field)) else { continue };
             let limit = best.as_ref().map_or(cap, |b| b.len());
             if let Some(c) = index.candidates(clause, limit) {
                 best = Some(c);
@@ -202,15 +268,21 @@ impl PayloadIndexes {
         best
     }
 
-    /// (field, distinct strings/booleans, numeric entries) per index.
-    pub fn status(&self) -> Vec<(String, usize, usize)> {
-        let mut v: Vec<_> = self.fields.iter().map(|(f, i)| (f.clone(), i.sizes().0, i.sizes().1)).collect();
+    /// (field, distinct strings/booleans, numeric entries, still being
+    /// built) per index.
+    pub fn status(&self) -> Vec<(String, usize, usize, bool)> {
+        let mut v: Vec<_> = self
+            .fields
+            .iter()
+            .map(|(f, i)| (f.clone(), i.sizes().0, i.sizes().1, self.building.contains_key(f)))
+            .collect();
         v.sort();
         v
     }
 
     pub fn mem_bytes(&self) -> usize {
-        self.fields.iter().map(|(f, i)| f.len() + i.mem_bytes()).sum()
+        self.fields.iter().map(|(f, i)| f.len() + i.mem_bytes()).sum::<usize>()
+            + self.building.values().map(|b| b.ids.capacity() * 8 + b.touched.capacity() * 16).sum::<usize>()
     }
 }
 
@@ -235,6 +307,33 @@ mod tests {
         p
     }
 
+    /// An index is used only once its build has scanned every point.
+    #[test]
+    fn an_index_being_built_is_not_used() {
+        let points: HashMap<u64, Payload> = (0..10).map(|i| (i, payload(0, i as i64 * 2, false))).collect();
+        let filter = serde_json::from_str::<FilterSpec>(r#"{"must":[{"field":"n","lt":5}]}"#).unwrap();
+        let filter = filter.validate().unwrap();
+        let mut idx = PayloadIndexes::default();
+        idx.want(&filter, || (0..10).collect());
+        assert!(idx.is_building() && idx.candidates(&filter, usize::MAX).is_none());
+        assert!(idx.build_step(4, |id| points.get(&id)));
+        assert!(idx.candidates(&filter, usize::MAX).is_none(), "4 of 10 scanned");
+        assert!(!idx.build_step(100, |id| points.get(&id)));
+        assert_eq!(idx.candidates(&filter, usize::MAX), Some(vec![0, 1, 2]));
+        assert_eq!(idx.status(), vec![("n".to_owned(), 0, 10, false)]);
+    }
+
+    /// No more than MAX_FIELDS fields are indexed.
+    #[test]
+    fn indexed_fields_are_capped() {
+        let mut idx = PayloadIndexes::default();
+        for i in 0..MAX_FIELDS + 5 {
+            let spec = format!(r#"{{"must":[{{"field":"f{i}","value":1}}]}}"#);
+            idx.want(&serde_json::from_str::<FilterSpec>(&spec).unwrap().validate().unwrap(), Vec::new);
+        }
+        assert_eq!(idx.status().len(), MAX_FIELDS);
+    }
+
     proptest! {
         /// After any sequence of upserts and deletes, the candidates of an
         /// indexed must clause include every point the filter matches.
@@ -246,10 +345,20 @@ mod tests {
         ) {
             let mut points: HashMap<u64, Payload> = HashMap::new();
             let mut idx = PayloadIndexes::default();
-            for f in ["tag", "n", "b"] {
-                idx.create(f, std::iter::empty());
-            }
-            for (id, tag, n, many, delete) in ops {
+            // Half the writes come before the indexes are asked for, the
+            // rest while they are built a few points per write.
+            let asked_at = ops.len() / 2;
+            for (i, (id, tag, n, many, delete)) in ops.into_iter().enumerate() {
+                if i == asked_at {
+                    let all = r#"{"must":[{"field":"tag","value":"x"},{"field":"n","gte":0},{"field":"b","value":true}]}"#;
+                    let filter = serde_json::from_str::<FilterSpec>(all).unwrap().validate().unwrap();
+                    let mut ids: Vec<u64> = points.keys().copied().collect();
+                    ids.sort_unstable();
+                    idx.want(&filter, || ids.clone());
+                }
+                if i > asked_at {
+                    idx.build_step(3, |id| points.get(&id));
+                }
                 let old = points.get(&id).cloned();
                 if delete {
                     points.remove(&id);
@@ -267,6 +376,7 @@ mod tests {
                 _ => format!(r#"{{"must":[{{"field":"b","value":{}}},{{"field":"tag","value":"all"}}]}}"#, bound % 2 == 0),
             };
             let filter = serde_json::from_str::<FilterSpec>(&spec).unwrap().validate().unwrap();
+            while idx.build_step(3, |id| points.get(&id)) {}
             let cand = idx.candidates(&filter, usize::MAX).expect("an indexed must clause");
             for (id, p) in &points {
                 if filter.matches(p) {

@@ -425,6 +425,13 @@ impl Shard {
         }
     }
 
+    /// Index up to `n` points for a payload index being built; `true` if
+    /// any partition has more to do.
+    pub fn payload_index_step(&mut self, n: usize) -> bool {
+        let Some(slot) = self.partitions.values_mut().find(|s| s.data.payload_index_building()) else { return false };
+        slot.data.payload_index_step(n) || self.partitions.values().any(|s| s.data.payload_index_building())
+    }
+
     /// Insert points changed since a graph build, for about `budget`;
     /// `true` if any partition has more.
     pub fn graph_extend(&mut self, budget: std::time::Duration) -> bool {

@@ -86,15 +86,25 @@ impl TopK {
     }
 }
 
-/// Merge per-partition results (each any order) into the global best `k`.
-pub fn merge<I: IntoIterator<Item = Vec<Scored>>>(parts: I, k: usize) -> Vec<Scored> {
-    let mut top = TopK::new(k);
-    for part in parts {
-        for s in part {
-            top.push(s);
-        }
+/// Anything ranked by a [`Scored`]: the merge's item.
+pub trait Ranked {
+    fn rank(&self) -> Scored;
+}
+
+impl Ranked for Scored {
+    fn rank(&self) -> Scored {
+        *self
     }
-    top.into_sorted()
+}
+
+/// Merge per-partition results (each any order) into the global best `k`,
+/// in the one order (lower key, then lower id). The server merges its
+/// partitions' hits with this.
+pub fn merge<T: Ranked, I: IntoIterator<Item = Vec<T>>>(parts: I, k: usize) -> Vec<T> {
+    let mut all: Vec<T> = parts.into_iter().flatten().collect();
+    all.sort_by(|a, b| a.rank().rank_cmp(&b.rank()));
+    all.truncate(k);
+    all
 }
 
 #[cfg(test)]

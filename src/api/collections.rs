@@ -93,7 +93,9 @@ impl Api {
                 Reply::IndexStatus(st, graph, payload) => {
                     let payload: Vec<serde_json::Value> = payload
                         .iter()
-                        .map(|(f, terms, numbers)| serde_json::json!({"field": f, "terms": terms, "numbers": numbers}))
+                        .map(|(f, terms, numbers, building)| {
+                            serde_json::json!({"field": f, "terms": terms, "numbers": numbers, "building": building})
+                        })
                         .collect();
                     let Some(st) = st else {
                         return serde_json::json!({"kind": "none", "payload_indexes": payload});

@@ -7,6 +7,7 @@ use crate::metrics::Metrics;
 use aionbd_http::Request;
 use aionbd_shards::ops::{Hit, Op, Reply, SearchOp};
 use aionbd_shards::partition::{key_to_value, IndexKind, IvfChoice};
+use aionbd_shards::topk::merge;
 use aionbd_shards::Metric;
 use serde::Serialize;
 use std::sync::Arc;
@@ -189,7 +190,8 @@ impl Api {
         };
         let shards = self.placement.shards_of(&name);
         let answers = self.router.scatter_steps(&shards, steps.len(), op).await;
-        let mut per_query: Vec<Vec<Hit>> = (0..n_queries).map(|_| Vec::new()).collect();
+        // Per query, each partition's hits (merged at the end).
+        let mut per_query: Vec<Vec<Vec<Hit>>> = (0..n_queries).map(|_| Vec::new()).collect();
         let mut total = 0;
         // Recall of the merged answer: each partition's calibrated share
         // of it (see `Calibration::apply_parts`) weighted by its size, an
@@ -223,7 +225,7 @@ impl Api {
                         approximate |= part_recall.is_some();
                         recall_sum += share * n_points as f64 * part_recall.unwrap_or(1.0) as f64;
                         for (acc, hits) in per_query[first..].iter_mut().zip(part) {
-                            acc.extend(hits);
+                            acc.push(hits);
                         }
                     }
                     r => return Err(ApiError::new(500, "internal", format!("unexpected shard reply {r:?}"))),
@@ -251,10 +253,7 @@ impl Api {
         if estimated_recall.is_some() {
             Metrics::add(&metrics.search_ivf_queries_total, n_queries as u64);
         }
-        for hits in &mut per_query {
-            hits.sort_by(|a, b| a.key.total_cmp(&b.key).then(a.id.cmp(&b.id)));
-            hits.truncate(limit as usize);
-        }
+        let per_query = per_query.into_iter().map(|parts| merge(parts, limit as usize)).collect();
         Ok(Found { metric, per_query, estimated_recall, calibration_real, ivf, hnsw })
     }
 

@@ -3,7 +3,7 @@
 //! when a filter matches few points.
 
 use super::{Partition, SearchParams};
-use crate::filter::{Clause, Filter};
+use crate::filter::Filter;
 use crate::topk::{Scored, TopK};
 
 /// Largest share of a partition a filter's candidates may have for the
@@ -12,16 +12,23 @@ use crate::topk::{Scored, TopK};
 const CANDIDATES_MAX_SHARE: usize = 10;
 
 impl Partition {
-    /// Create the payload indexes `filter`'s `must` clauses would use (one
-    /// pass over the payloads per new field).
-    pub fn ensure_payload_indexes(&mut self, filter: &Filter) {
-        for clause in &filter.must {
-            let (Clause::Match { field, .. } | Clause::Range { field, .. }) = clause;
-            if !self.payload_index.has(field) {
-                let points = self.ids.iter().copied().zip(self.payloads.iter());
-                self.payload_index.create(field, points);
-            }
-        }
+    /// Ask for the payload indexes `filter`'s `must` clauses would use;
+    /// the indexer builds them ([`Partition::payload_index_step`]), so the
+    /// search that asks is not the one that pays for the scan.
+    pub fn want_payload_indexes(&mut self, filter: &Filter) {
+        let ids = &self.ids;
+        self.payload_index.want(filter, || ids.clone());
+    }
+
+    /// Index up to `n` more points for a payload index being built; `true`
+    /// while one is.
+    pub fn payload_index_step(&mut self, n: usize) -> bool {
+        let (payloads, slot_of) = (&self.payloads, &self.slot_of);
+        self.payload_index.build_step(n, |id| slot_of.get(&id).map(|&s| &payloads[s as usize]))
+    }
+
+    pub fn payload_index_building(&self) -> bool {
+        self.payload_index.is_building()
     }
 
     /// The only points the search's filter can match, when an index on one
@@ -55,8 +62,9 @@ impl Partition {
             .collect()
     }
 
-    /// (field, distinct strings/booleans, numeric entries) per index.
-    pub fn payload_index_status(&self) -> Vec<(String, usize, usize)> {
+    /// (field, distinct strings/booleans, numeric entries, still being
+    /// built) per index.
+    pub fn payload_index_status(&self) -> Vec<(String, usize, usize, bool)> {
         self.payload_index.status()
     }
 }

@@ -144,19 +144,23 @@ impl Partition {
         self.installs += 1;
         let recal = super::recal::Mark::new(self.installs);
         self.hnsw = Some(HnswState { graph, calibration, pending, build_ms, built_nodes, recal });
-        self.drop_unused_ivf();
     }
 
     /// Drop the IVF lists when `auto` would never pick them: for every
     /// metric and every target in [`DROP_TARGETS`], the graph meets the
     /// target at no more cost, or the lists cannot meet it either. Only
-    /// when both tables rest on the same kind of queries per metric (held
-    /// out or real), and not once a search forced IVF. Saves the lists'
+    /// once real queries measured both (this runs after each
+    /// recalibration; held-out figures alone never drop an index), with
+    /// both tables on the same kind of queries per metric, and not once a
+    /// search forced IVF. Saves the lists'
     /// ~400 bytes per point at 384 dimensions; filtered searches too
     /// narrow for the graph then scan exactly.
     pub(super) fn drop_unused_ivf(&mut self) {
         let (Some(h), Some(s)) = (&self.hnsw, &self.ivf) else { return };
-        if self.ivf_pinned || self.build_dirty.is_some() || !ivf_unused(&h.calibration, &s.index.calibration) {
+        let real = [Metric::L2, Metric::Dot, Metric::Cosine]
+            .into_iter()
+            .any(|m| h.calibration.real_basis(m).is_some() && s.index.calibration.real_basis(m).is_some());
+        if !real || self.ivf_pinned || self.build_dirty.is_some() || !ivf_unused(&h.calibration, &s.index.calibration) {
             return;
         }
         self.ivf = None;

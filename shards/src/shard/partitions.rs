@@ -183,7 +183,7 @@ impl Shard {
                 slot.data.want_ivf();
             }
             if let Some(f) = s.filter.as_deref() {
-                slot.data.ensure_payload_indexes(f);
+                slot.data.want_payload_indexes(f);
             }
         }
         let slot = self.partition(&s.name)?;
