@@ -238,7 +238,7 @@ impl ExportRun {
             let (points, done) = match pending.wait().await.and_then(|a| a.into_reply()) {
                 Ok(Reply::Exported { points, done }) => (points, done),
                 Ok(other) => return Err(format!("unexpected answer to an export chunk: {other:?}")),
-                Err(ShardError::Conflict(_)) => {
+                Err(ShardError::Gone(_)) => {
                     return Err(format!("collection '{name}' was deleted while it was exported"));
                 }
                 Err(e) => return Err(format!("export of '{name}': {e}")),

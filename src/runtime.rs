@@ -159,7 +159,31 @@ pub struct Started {
 enum Progress {
     Recovered { shard: usize, records: usize },
     Listening,
+    Failed(StartError),
+}
+
+/// Why a shard could not start.
+#[derive(Debug)]
+enum StartError {
+    /// The shard mesh did not form within [`MESH_WAIT`]: a fresh executor
+    /// pool may cure it (up to [`START_ATTEMPTS`]).
+    MeshStalled,
     Failed(String),
+}
+
+impl From<String> for StartError {
+    fn from(e: String) -> Self {
+        StartError::Failed(e)
+    }
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            StartError::MeshStalled => f.write_str("the shard mesh stalled"),
+            StartError::Failed(e) => f.write_str(e),
+        }
+    }
 }
 
 /// Pause after an index build before a shard starts the next (API.md §9's
@@ -180,9 +204,6 @@ const STATUS_EVERY: Duration = Duration::from_millis(500);
 const MESH_WAIT: Duration = Duration::from_secs(5);
 /// Start-up attempts before giving up on a stalled mesh.
 const START_ATTEMPTS: usize = 3;
-
-/// Marks a shard failure that a fresh executor pool may cure.
-const RETRY: &str = "retry: the shard mesh stalled";
 
 /// Start every shard. Returns once all of them listen, or with the errors.
 pub fn start(
@@ -248,12 +269,12 @@ fn start_once(
                 replayed += records;
                 done[shard] = true;
             }
-            Ok(Progress::Failed(e)) if e == RETRY => {
+            Ok(Progress::Failed(StartError::MeshStalled)) => {
                 abort.store(true, Ordering::SeqCst);
                 handles.join_all();
                 return Ok(None);
             }
-            Ok(Progress::Failed(e)) => return Err(e),
+            Ok(Progress::Failed(e)) => return Err(e.to_string()),
             Ok(Progress::Listening) => return Err("a shard listened before recovery ended".into()),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return Err("the shards stopped during recovery".into()),
@@ -281,7 +302,7 @@ fn start_once(
     for _ in 0..n {
         match ready_rx.recv_timeout(Duration::from_secs(30)) {
             Ok(Progress::Listening) => {}
-            Ok(Progress::Failed(e)) => return Err(e),
+            Ok(Progress::Failed(e)) => return Err(e.to_string()),
             Ok(Progress::Recovered { .. }) => return Err("unexpected start-up message".into()),
             Err(_) => return Err("a shard did not start listening within 30 s".into()),
         }
@@ -398,15 +419,15 @@ async fn shard_main(
     shutdown: Arc<AtomicBool>,
     gate: Gate,
     ready: mpsc::Sender<Progress>,
-) -> Result<(), String> {
+) -> Result<(), StartError> {
     let cfg = &shared.config;
     let joined = match mesh {
         Some(m) => {
             let joined = glommio::timer::timeout(MESH_WAIT, async { Ok(m.join().await) }).await;
             match joined {
                 Ok(Ok(j)) => Some(j),
-                Ok(Err(_)) => return Err("cannot join the shard mesh".to_string()),
-                Err(_) => return Err(RETRY.to_string()),
+                Ok(Err(_)) => return Err(StartError::Failed("cannot join the shard mesh".to_string())),
+                Err(_) => return Err(StartError::MeshStalled),
             }
         }
         None => None,

@@ -29,9 +29,26 @@ pub const MANIFEST: &str = "MANIFEST";
 const CHUNK_POINTS: usize = 512;
 /// How often a shard checks whether a snapshot is due.
 const CHECK_EVERY: Duration = Duration::from_millis(100);
-/// Marks a snapshot given up because a collection was dropped while it was
-/// exported (not a failure: it is taken again later).
-const ABORTED: &str = "aborted: ";
+/// Why a snapshot was not written.
+#[derive(Debug)]
+enum SnapshotError {
+    /// A collection was dropped while it was exported: not a failure, the
+    /// snapshot is taken again later.
+    Aborted(String),
+    Failed(String),
+}
+
+impl From<String> for SnapshotError {
+    fn from(e: String) -> Self {
+        SnapshotError::Failed(e)
+    }
+}
+
+impl From<&str> for SnapshotError {
+    fn from(e: &str) -> Self {
+        SnapshotError::Failed(e.to_owned())
+    }
+}
 /// Shares of the snapshot task queue; request handling has 1000.
 const SNAPSHOT_SHARES: usize = 50;
 
@@ -125,11 +142,11 @@ impl Snapshots {
                 self.last_file_bytes.set(bytes);
                 Some(lsn)
             }
-            Err(e) if e.starts_with(ABORTED) => {
-                tracing::info!("shard {}: snapshot restarts later: {}", self.shard_id, &e[ABORTED.len()..]);
+            Err(SnapshotError::Aborted(e)) => {
+                tracing::info!("shard {}: snapshot restarts later: {e}", self.shard_id);
                 None
             }
-            Err(e) => {
+            Err(SnapshotError::Failed(e)) => {
                 self.failed.set(self.failed.get() + 1);
                 tracing::error!("shard {}: snapshot failed (will retry): {e}", self.shard_id);
                 *self.last_error.borrow_mut() = Some(e);
@@ -138,7 +155,7 @@ impl Snapshots {
         }
     }
 
-    async fn write(&self, router: &Router) -> Result<(Lsn, u64), String> {
+    async fn write(&self, router: &Router) -> Result<(Lsn, u64), SnapshotError> {
         let wal = router.wal().ok_or("persistence is off")?;
         let bytes_at_cut = wal.bytes.get();
         let cut = router.snapshot_cut().await.map_err(|e| format!("cannot start the export: {e}"))?;
@@ -170,11 +187,11 @@ impl Snapshots {
                             Ok(a) => a,
                             // Dropped after the cut: the log holds the drop;
                             // start over later rather than fail.
-                            Err(aionbd_shards::ShardError::Conflict(e)) => return Err(format!("{ABORTED}{e}")),
-                            Err(e) => return Err(format!("export: {e}")),
+                            Err(aionbd_shards::ShardError::Gone(e)) => return Err(SnapshotError::Aborted(e)),
+                            Err(e) => return Err(format!("export: {e}").into()),
                         };
                         let Ok(Reply::Exported { points, done }) = answer.into_reply() else {
-                            return Err("unexpected answer to an export".to_string());
+                            return Err("unexpected answer to an export".into());
                         };
                         if !points.is_empty() {
                             let rec = LogRecord::Upsert { name: name.clone(), points };
@@ -194,7 +211,7 @@ impl Snapshots {
             out.write_all(&buf).await.map_err(|e| format!("write {}: {e}", tmp.display()))?;
             // Closing flushes, truncates to the real length and fdatasyncs.
             out.close().await.map_err(|e| format!("close {}: {e}", tmp.display()))?;
-            std::fs::metadata(&tmp).map(|m| m.len()).map_err(|e| format!("{}: {e}", tmp.display()))
+            Ok(std::fs::metadata(&tmp).map(|m| m.len()).map_err(|e| format!("{}: {e}", tmp.display()))?)
         }
         .await;
         let bytes = match result {

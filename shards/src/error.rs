@@ -11,6 +11,9 @@ pub enum ShardError {
     NotFound(String),
     /// Collection name taken.
     Conflict(String),
+    /// What an export or build was copying went away (its collection was
+    /// dropped after it started): the work is abandoned, not failed.
+    Gone(String),
     /// A configured cap was reached (points per collection, ...).
     ResourceExhausted(String),
     /// A tenant quota was reached (`crate::quota`).
@@ -28,6 +31,7 @@ impl fmt::Display for ShardError {
             ShardError::InvalidArgument(m)
             | ShardError::NotFound(m)
             | ShardError::Conflict(m)
+            | ShardError::Gone(m)
             | ShardError::ResourceExhausted(m)
             | ShardError::Quota(_, m)
             | ShardError::InsufficientStorage(m)

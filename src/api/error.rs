@@ -43,6 +43,8 @@ impl From<ShardError> for ApiError {
             ShardError::InvalidArgument(m) => ApiError::new(400, "invalid_argument", m),
             ShardError::NotFound(m) => ApiError::new(404, "not_found", m),
             ShardError::Conflict(m) => ApiError::new(409, "conflict", m),
+            // A collection dropped while it was exported: as if not found.
+            ShardError::Gone(m) => ApiError::new(404, "not_found", m),
             ShardError::ResourceExhausted(m) => ApiError::new(429, "resource_exhausted", m),
             ShardError::Quota(q, m) => ApiError { quota: Some(q), ..ApiError::new(429, "resource_exhausted", m) },
             ShardError::InsufficientStorage(m) => ApiError::new(507, "insufficient_storage", m),

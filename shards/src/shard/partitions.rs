@@ -33,7 +33,7 @@ impl Shard {
         self.partitions
             .get_mut(name)
             .filter(|s| s.uid == uid)
-            .ok_or_else(|| ShardError::Conflict(format!("partition of '{name}' was dropped during a snapshot")))
+            .ok_or_else(|| ShardError::Gone(format!("partition of '{name}' was dropped during an export")))
     }
 
     pub(super) fn apply_partition_op(&mut self, op: Op) -> Result<Reply, ShardError> {
