@@ -249,13 +249,9 @@ fn sync_dir(dir: &Path) -> Result<(), String> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| format!("sync directory {}: {e}", dir.display()))
 }
 
-/// Test hook: abort the process at the named step of a re-layout, as a
-/// crash there would (`AIONBD_DEBUG_RELAYOUT_CRASH=<step>`).
+/// A test's crash point in a re-layout (`debug_hooks`).
 fn crash_point(step: &str) {
-    if std::env::var("AIONBD_DEBUG_RELAYOUT_CRASH").is_ok_and(|s| s == step) {
-        eprintln!("aionbd: AIONBD_DEBUG_RELAYOUT_CRASH: aborting at {step}");
-        std::process::abort();
-    }
+    crate::debug_hooks::relayout_crash_point(step);
 }
 
 /// What `for_each_record` calls per record: kind, body, and where it came

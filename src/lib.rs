@@ -8,6 +8,7 @@ pub mod auth;
 pub mod backup;
 pub mod config;
 pub mod datadir;
+pub mod debug_hooks;
 pub mod indexer;
 pub mod log;
 pub mod metrics;

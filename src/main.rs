@@ -175,9 +175,8 @@ fn main() {
     } else {
         None
     };
-    // Test hook: stretch the recovery window so tests can observe it.
-    if let Some(ms) = std::env::var("AIONBD_DEBUG_RECOVERY_DELAY_MS").ok().and_then(|v| v.parse().ok()) {
-        std::thread::sleep(std::time::Duration::from_millis(ms));
+    if let Some(delay) = aionbd::debug_hooks::recovery_delay() {
+        std::thread::sleep(delay);
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
     let shards_root = data_dir.as_ref().map_or_else(|| cfg.data_dir.clone(), |d| d.shards_root.clone());

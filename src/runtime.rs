@@ -103,11 +103,6 @@ fn start_heartbeat(me: usize) {
     .detach();
 }
 
-/// A test hook's value: milliseconds from the environment variable `name`.
-fn debug_ms(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
-
 /// A shard that gets no turn for this long reports it (on stderr).
 const STALL_REPORT: Duration = Duration::from_millis(500);
 
@@ -334,9 +329,8 @@ async fn recover_shard(router: &Rc<Router>, shared: &Shared, me: usize, progress
     let loaded = crate::snapshot::load(router, &shard_dir, me, progress).await?;
     let t1 = std::time::Instant::now();
     let first_lsn = loaded.manifest.as_ref().map_or(1, |m| m.lsn + 1);
-    // Test hook: this shard's replay starts late, as a long log's would end.
-    if let Some(ms) = debug_ms(&format!("AIONBD_DEBUG_SLOW_REPLAY_SHARD_{me}_MS")) {
-        glommio::timer::sleep(Duration::from_millis(ms)).await;
+    if let Some(late) = crate::debug_hooks::slow_replay(me) {
+        glommio::timer::sleep(late).await;
     }
     let mut replayer = crate::replay::Replayer::new(router);
     let mut apply = |r: &aionbd_io::wal::Record| {
@@ -494,30 +488,24 @@ async fn shard_main(
     if cfg.memory_budget_bytes > 0 {
         start_memory_reports(router.clone());
     }
-    // Test hook: this shard's thread blocks in pause(2), as in a sleep no
-    // timer ends, after the given milliseconds; only a signal frees it.
-    if let Some(ms) = std::env::var(format!("AIONBD_DEBUG_PAUSE_SHARD_{me}_MS")).ok().and_then(|v| v.parse().ok()) {
+    for fault in crate::debug_hooks::shard_faults(me) {
+        use crate::debug_hooks::ShardFault;
         glommio::spawn_local(async move {
-            glommio::timer::sleep(Duration::from_millis(ms)).await;
-            // SAFETY: pause has no preconditions; it returns after a signal.
-            unsafe { libc::pause() };
-        })
-        .detach();
-    }
-    // Test hook: this shard's thread is busy (no turn) for 2 s after the
-    // given milliseconds, as a shard stuck in a long step would be.
-    if let Some(ms) = debug_ms(&format!("AIONBD_DEBUG_STALL_SHARD_{me}_MS")) {
-        glommio::spawn_local(async move {
-            glommio::timer::sleep(Duration::from_millis(ms)).await;
-            std::thread::sleep(Duration::from_secs(2));
-        })
-        .detach();
-    }
-    // Test hook: this shard panics after the given milliseconds.
-    if let Some(ms) = std::env::var(format!("AIONBD_DEBUG_PANIC_SHARD_{me}_MS")).ok().and_then(|v| v.parse().ok()) {
-        glommio::spawn_local(async move {
-            glommio::timer::sleep(Duration::from_millis(ms)).await;
-            panic!("AIONBD_DEBUG_PANIC_SHARD_{me}_MS: shard {me} panics as asked");
+            match fault {
+                ShardFault::Pause(after) => {
+                    glommio::timer::sleep(after).await;
+                    // SAFETY: pause has no preconditions; it returns after a signal.
+                    unsafe { libc::pause() };
+                }
+                ShardFault::Stall(after) => {
+                    glommio::timer::sleep(after).await;
+                    std::thread::sleep(Duration::from_secs(2));
+                }
+                ShardFault::Panic(after) => {
+                    glommio::timer::sleep(after).await;
+                    panic!("AIONBD_DEBUG_PANIC_SHARD_{me}_MS: shard {me} panics as asked");
+                }
+            }
         })
         .detach();
     }

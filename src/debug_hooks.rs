@@ -1,0 +1,54 @@
+//! Fault-injection hooks for the integration tests (`tests/server`), which
+//! run the release binary and so cannot use `cfg(test)`. Each is read from
+//! an `AIONBD_DEBUG_*` environment variable; this module is the only place
+//! the server reads them, and nothing happens unless one is set (config's
+//! unknown-variable check knows the family and never warns about it).
+
+use std::time::Duration;
+
+fn ms(name: &str) -> Option<Duration> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).map(Duration::from_millis)
+}
+
+/// `AIONBD_DEBUG_RECOVERY_DELAY_MS`: stretch the recovery window (the main
+/// thread sleeps before the shards start) so tests can observe it.
+pub fn recovery_delay() -> Option<Duration> {
+    ms("AIONBD_DEBUG_RECOVERY_DELAY_MS")
+}
+
+/// `AIONBD_DEBUG_SLOW_REPLAY_SHARD_<n>_MS`: shard n's replay starts this
+/// late, as a long log's would end.
+pub fn slow_replay(shard: usize) -> Option<Duration> {
+    ms(&format!("AIONBD_DEBUG_SLOW_REPLAY_SHARD_{shard}_MS"))
+}
+
+/// After this long, shard n's thread...
+pub enum ShardFault {
+    /// ...blocks in pause(2), as in a sleep no timer ends; only a signal
+    /// frees it (`AIONBD_DEBUG_PAUSE_SHARD_<n>_MS`).
+    Pause(Duration),
+    /// ...is busy for 2 s with no turn, as in one long step
+    /// (`AIONBD_DEBUG_STALL_SHARD_<n>_MS`).
+    Stall(Duration),
+    /// ...panics (`AIONBD_DEBUG_PANIC_SHARD_<n>_MS`).
+    Panic(Duration),
+}
+
+/// The faults asked for shard n.
+pub fn shard_faults(shard: usize) -> Vec<ShardFault> {
+    let var = |kind: &str| ms(&format!("AIONBD_DEBUG_{kind}_SHARD_{shard}_MS"));
+    let mut out = Vec::new();
+    out.extend(var("PAUSE").map(ShardFault::Pause));
+    out.extend(var("STALL").map(ShardFault::Stall));
+    out.extend(var("PANIC").map(ShardFault::Panic));
+    out
+}
+
+/// `AIONBD_DEBUG_RELAYOUT_CRASH=<step>`: abort the process at the named
+/// step of a re-layout, as a crash there would.
+pub fn relayout_crash_point(step: &str) {
+    if std::env::var("AIONBD_DEBUG_RELAYOUT_CRASH").is_ok_and(|s| s == step) {
+        eprintln!("aionbd: AIONBD_DEBUG_RELAYOUT_CRASH: aborting at {step}");
+        std::process::abort();
+    }
+}
