@@ -175,6 +175,19 @@ impl Api {
             body::Mode::Ivf => choice(Some(IndexKind::Ivf)),
             body::Mode::Hnsw => choice(Some(IndexKind::Hnsw)),
         };
+        // A forced index needs a collection of IVF_MIN_POINTS (API.md §6):
+        // refused before any partition scans, at the price of one catalog
+        // round trip on these expert modes only.
+        if let body::Mode::Ivf | body::Mode::Hnsw = mode {
+            let count = self.collection_info(&name).await?.point_count;
+            if count < IVF_MIN_POINTS {
+                let m = if mode == body::Mode::Ivf { "ivf" } else { "hnsw" };
+                return Err(ApiError::invalid(format!(
+                    "mode '{m}' needs at least {IVF_MIN_POINTS} points, collection '{}' has {count}",
+                    super::visible_name(&name)
+                )));
+            }
+        }
         let steps: Vec<Arc<Vec<Vec<f32>>>> = if n_queries <= QUERIES_PER_STEP {
             vec![Arc::new(queries)]
         } else {
@@ -241,17 +254,9 @@ impl Api {
         let estimated_recall = approximate.then(|| (recall_sum / total as f64) as f32);
         let metrics = &self.router.metrics;
         Metrics::add(&metrics.search_queries_total, n_queries as u64);
-        if mode == body::Mode::Ivf || mode == body::Mode::Hnsw {
-            if total < IVF_MIN_POINTS {
-                let m = if mode == body::Mode::Ivf { "ivf" } else { "hnsw" };
-                return Err(ApiError::invalid(format!(
-                    "mode '{m}' needs at least {IVF_MIN_POINTS} points, collection '{name}' has {total}"
-                )));
-            }
-            if estimated_recall.is_none() {
-                // No index is ready yet (it builds in the background).
-                Metrics::add(&metrics.search_ivf_fallback_exact_total, n_queries as u64);
-            }
+        if (mode == body::Mode::Ivf || mode == body::Mode::Hnsw) && estimated_recall.is_none() {
+            // No index is ready yet (it builds in the background).
+            Metrics::add(&metrics.search_ivf_fallback_exact_total, n_queries as u64);
         }
         if estimated_recall.is_some() {
             Metrics::add(&metrics.search_ivf_queries_total, n_queries as u64);

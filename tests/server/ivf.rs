@@ -195,4 +195,12 @@ fn auto_below_the_index_threshold_answers_exactly() {
     assert_eq!((v["mode"].clone(), v["recall_at_k"].clone()), (json!("exact"), json!(1.0)), "{v}");
     let info = s.call("GET", "/collections/small", None, 200);
     assert!(info["index"]["partitions"].as_array().unwrap().iter().all(|p| p["kind"] == "none"), "{info}");
+    // Forcing an index on so small a collection is refused (before any
+    // partition scans), whatever else the request holds.
+    for mode in ["ivf", "hnsw"] {
+        let body = json!({"query": queries[0], "metric": "l2", "mode": mode});
+        let e = s.call("POST", "/collections/small/search/topk", Some(body), 400);
+        let msg = e["message"].as_str().unwrap();
+        assert!(msg.contains(&format!("mode '{mode}' needs at least 2048 points")) && msg.contains("has 1000"), "{e}");
+    }
 }
