@@ -1,0 +1,137 @@
+//! Unit tests of `Partition`: exact search against brute force, slot
+//! moves on delete, and the index bookkeeping (dropped IVF lists).
+
+use super::*;
+use crate::distance::available;
+use crate::topk::merge;
+use proptest::prelude::*;
+
+fn brute(points: &[(u64, Vec<f32>)], q: &[f32], metric: Metric, k: usize) -> Vec<Scored> {
+    let mut v: Vec<Scored> = points
+        .iter()
+        .filter_map(|(id, x)| {
+            let dot: f64 = q.iter().zip(x).map(|(a, b)| *a as f64 * *b as f64).sum();
+            let key = match metric {
+                Metric::L2 => q.iter().zip(x).map(|(a, b)| ((*a - *b) as f64).powi(2)).sum::<f64>(),
+                Metric::Dot => -dot,
+                Metric::Cosine => {
+                    let nq: f64 = q.iter().map(|a| (*a as f64).powi(2)).sum::<f64>().sqrt();
+                    let nx: f64 = x.iter().map(|a| (*a as f64).powi(2)).sum::<f64>().sqrt();
+                    if nx == 0.0 {
+                        return None;
+                    }
+                    -dot / (nq * nx)
+                }
+            };
+            Some(Scored { key: key as f32, id: *id })
+        })
+        .collect();
+    v.sort_by(Scored::rank_cmp);
+    v.truncate(k);
+    v
+}
+
+fn ids(v: &[Scored]) -> Vec<u64> {
+    v.iter().map(|s| s.id).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Points spread over partitions, searched per partition (single and
+    /// blocked kernels) and merged, equal a brute-force scan of the union.
+    #[test]
+    fn partitioned_search_equals_brute_force(
+        // Small integer grid: exact in f32, many ties.
+        raw in prop::collection::vec(prop::collection::vec(-3i8..4, 5), 1..120),
+        queries in prop::collection::vec(prop::collection::vec(-3i8..4, 5), 1..7),
+        parts in 1usize..4,
+        k in 1usize..15,
+        metric in prop::sample::select(vec![Metric::L2, Metric::Dot, Metric::Cosine]),
+    ) {
+        let points: Vec<(u64, Vec<f32>)> = raw.iter().enumerate()
+            .map(|(i, v)| ((i as u64 * 37) % 1009, v.iter().map(|&x| x as f32).collect()))
+            .collect();
+        let mut partitions: Vec<Partition> = (0..parts).map(|_| Partition::new(5)).collect();
+        let mut model: HashMap<u64, Vec<f32>> = HashMap::new();
+        for (id, v) in &points {
+            partitions[(*id % parts as u64) as usize].upsert(*id, v, Payload::new());
+            model.insert(*id, v.clone());
+        }
+        let union: Vec<(u64, Vec<f32>)> = model.into_iter().collect();
+        let qs: Vec<Vec<f32>> = queries.iter()
+            .map(|q| q.iter().map(|&x| x as f32).collect::<Vec<f32>>())
+            .filter(|q: &Vec<f32>| metric != Metric::Cosine || q.iter().any(|&x| x != 0.0))
+            .collect();
+        prop_assume!(!qs.is_empty());
+        let params = SearchParams { metric, k, filter: None };
+        for kern in available() {
+            let per_part: Vec<Vec<Vec<Scored>>> = partitions.iter().map(|p| p.search_with(&kern, &qs, &params)).collect();
+            for (qi, q) in qs.iter().enumerate() {
+                let merged = merge(per_part.iter().map(|r| r[qi].clone()), k);
+                let expect = brute(&union, q, metric, k);
+                // Keys can differ in the last bits between f32 kernels and
+                // the f64 model; ids and order must not (integer grid).
+                if metric == Metric::Cosine {
+                    prop_assert_eq!(merged.len(), expect.len());
+                } else {
+                    prop_assert_eq!(ids(&merged), ids(&expect), "kernel {}", kern.name);
+                }
+            }
+        }
+    }
+}
+
+/// The IVF lists go when the graph is as cheap at every target (on the
+/// same kind of queries), are not rebuilt once gone, and come back for
+/// good when a search forces them.
+#[test]
+fn unused_ivf_lists_are_dropped_until_a_search_forces_them() {
+    use crate::calib::{Calibration, CALIB_K, MIN_REAL};
+    let table = |recalls: &[f32], cost: &[f32], real: usize| {
+        let mut c = Calibration {
+            ladder: (1..=recalls.len()).collect(),
+            cost_ns: cost.to_vec(),
+            samples: [64; 3],
+            real: [real; 3],
+            ..Default::default()
+        };
+        c.by_rank = std::array::from_fn(|_| recalls.iter().map(|&r| [r; CALIB_K]).collect());
+        c.apply_parts(1);
+        c
+    };
+    let graph = table(&[0.9, 0.99, 1.0], &[10.0, 20.0, 40.0], MIN_REAL);
+    let dearer = table(&[0.9, 0.99, 1.0], &[15.0, 30.0, 60.0], MIN_REAL);
+    let cheaper = table(&[0.9, 0.99, 1.0], &[5.0, 30.0, 60.0], MIN_REAL);
+    assert!(graph::ivf_unused(&graph, &dearer));
+    assert!(!graph::ivf_unused(&graph, &cheaper), "cheaper at some target");
+    let held_out = table(&[0.9, 0.99, 1.0], &[15.0, 30.0, 60.0], 0);
+    assert!(!graph::ivf_unused(&graph, &held_out), "tables on different queries");
+    let weak = table(&[0.5, 0.6], &[10.0, 20.0], MIN_REAL);
+    assert!(!graph::ivf_unused(&weak, &dearer), "the lists meet targets the graph cannot");
+    assert!(graph::ivf_unused(&graph, &weak), "lists that meet nothing are unused");
+
+    let mut p = Partition::new(2);
+    for i in 0..MIN_POINTS as u64 {
+        p.upsert(i, &[i as f32, 1.0], Payload::default());
+    }
+    assert!(p.ivf_wanted(Instant::now()));
+    p.ivf_dropped = true;
+    assert!(!p.ivf_wanted(Instant::now()), "dropped lists are not rebuilt");
+    p.want_ivf();
+    assert!(p.ivf_wanted(Instant::now()) && p.ivf_pinned);
+}
+
+#[test]
+fn delete_moves_last_row_and_keeps_lookup_right() {
+    let mut p = Partition::new(2);
+    for id in 0..5u64 {
+        p.upsert(id, &[id as f32, 0.0], Payload::new());
+    }
+    assert!(p.delete(1));
+    assert!(!p.delete(1));
+    assert_eq!(p.len(), 4);
+    assert_eq!(p.get(4).unwrap().0, &[4.0, 0.0]);
+    assert!(p.get(1).is_none());
+    let hits = p.search(&[vec![4.0, 0.0]], &SearchParams { metric: Metric::L2, k: 1, filter: None });
+    assert_eq!(hits[0][0].id, 4);
+}
