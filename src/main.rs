@@ -270,9 +270,9 @@ fn run_tool(cmd: &config::Command) -> i32 {
 }
 
 /// glommio refuses to start below 512 KiB of locked memory (with a panic
-/// that blames the kernel) and registers about 6.1 MiB of I/O buffers per
-/// shard with io_uring; below that it runs on unregistered buffers without
-/// a word. Say so plainly, before the executors start. Root (with
+/// that blames the kernel) and registers each shard's I/O memory with each of
+/// its 3 rings (1.55 MiB per shard at the defaults); below that it runs on
+/// unregistered buffers without a word. Say so plainly, before the executors start. Root (with
 /// CAP_IPC_LOCK) is not bound by the limit.
 fn check_memlock(shards: usize, io_memory: usize) -> Result<(), String> {
     // SAFETY: getrlimit fills the struct it is given; geteuid has no preconditions.
@@ -285,15 +285,15 @@ fn check_memlock(shards: usize, io_memory: usize) -> Result<(), String> {
         return Ok(());
     }
     let have: u64 = rl.rlim_cur;
-    let per_shard = MEMLOCK_PER_SHARD - DEFAULT_IO_MEMORY + io_memory as u64;
+    let per_shard = RINGS_PER_SHARD * io_memory as u64 + RING_MEMLOCK_PER_SHARD;
     let want = shards as u64 * per_shard;
     if have < MEMLOCK_MIN {
         return Err(format!(
-            "the locked-memory limit is {} KiB; io_uring needs at least {} KiB (and about {} MiB per shard, {} MiB \
+            "the locked-memory limit is {} KiB; io_uring needs at least {} KiB (and about {} KiB per shard, {} MiB \
              for {shards}): raise it (systemd: LimitMEMLOCK=; shell: ulimit -l; docker: --ulimit memlock=)",
             have / 1024,
             MEMLOCK_MIN / 1024,
-            per_shard >> 20,
+            per_shard.div_ceil(1024),
             want.div_ceil(1 << 20)
         ));
     }
@@ -310,7 +310,8 @@ fn check_memlock(shards: usize, io_memory: usize) -> Result<(), String> {
 
 /// glommio's floor for RLIMIT_MEMLOCK.
 const MEMLOCK_MIN: u64 = 512 << 10;
-/// What one shard registers with io_uring at the default settings
-/// (measured: deploy/README.md), of which `server.io_memory_bytes`'s default.
-const MEMLOCK_PER_SHARD: u64 = 6_348_800;
-const DEFAULT_IO_MEMORY: u64 = 2 << 20;
+/// A shard registers its `server.io_memory_bytes` with each of its rings
+/// (main, latency, poll), plus the rings' own memory (measured at 2 MiB of
+/// I/O memory: 6,348,800 bytes = 3 x 2 MiB + 57,344; deploy/README.md).
+const RINGS_PER_SHARD: u64 = 3;
+const RING_MEMLOCK_PER_SHARD: u64 = 57_344;

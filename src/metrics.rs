@@ -9,11 +9,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 mod shard;
 pub use shard::{prometheus_shards, ShardGauges};
 
-/// Latency histogram range: 1 us .. 60 s, 3 significant digits.
+/// Latency histogram range: 1 us .. 60 s.
 pub(crate) const HIST_MAX_US: u64 = 60_000_000;
+/// 2 significant digits: percentiles within 1 %, and 19 KiB of counters per
+/// histogram instead of 136 KiB at 3 digits. Each shard keeps six (requests,
+/// four route classes, WAL fdatasync), all written when they are made, so at
+/// 3 digits they were 1.6 MiB of a 2-shard server's idle RSS.
+const HIST_DIGITS: u8 = 2;
 
 pub(crate) fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("static histogram bounds are valid")
+    Histogram::new_with_bounds(1, HIST_MAX_US, HIST_DIGITS).expect("static histogram bounds are valid")
 }
 
 fn wall_minute() -> u64 {
