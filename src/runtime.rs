@@ -14,7 +14,7 @@ use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -197,6 +197,8 @@ const STATUS_EVERY: Duration = Duration::from_millis(500);
 /// After it, shards wait for each other without a deadline: recovery takes
 /// as long as the data needs, and reports its progress.
 const MESH_WAIT: Duration = Duration::from_secs(5);
+/// How often a shard wakes while it joins the mesh (see `shard_main`).
+const MESH_TICK: Duration = Duration::from_millis(1);
 /// Start-up attempts before giving up on a stalled mesh.
 const START_ATTEMPTS: usize = 3;
 
@@ -228,7 +230,12 @@ fn start_once(
     let go = Arc::new(AtomicBool::new(false));
     let abort = Arc::new(AtomicBool::new(false));
     let progress: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
-    let gate = Gate { go: go.clone(), abort: abort.clone(), progress: progress.clone() };
+    let gate = Gate {
+        go: go.clone(),
+        abort: abort.clone(),
+        progress: progress.clone(),
+        join_slots: Arc::new(AtomicUsize::new(0)),
+    };
     let spin = shared.config.spin_before_park_us;
     // One pinned executor per CPU; unpinned when asked for more shards
     // than CPUs (server.allow_more_shards_than_cpus).
@@ -313,6 +320,9 @@ struct Gate {
     abort: Arc<AtomicBool>,
     /// Records each shard has applied so far (snapshot and WAL).
     progress: Arc<Vec<AtomicU64>>,
+    /// Watchdog slots handed out to shards joining the mesh (their own
+    /// index is known only once they joined).
+    join_slots: Arc<AtomicUsize>,
 }
 
 /// Load the shard's snapshot, recover and replay its WAL, and attach the
@@ -417,7 +427,24 @@ async fn shard_main(
     let cfg = &shared.config;
     let joined = match mesh {
         Some(m) => {
-            let joined = glommio::timer::timeout(MESH_WAIT, async { Ok(m.join().await) }).await;
+            // The join waits on notifications from the other executors. Seen
+            // under CPU contention: an executor slept through one (about 1
+            // start in 15 with two busy loops beside it), and only the
+            // timeout below woke it, so the start took 5 s; or it slept
+            // through its timers too and the start hung. So the shard beats
+            // a watchdog slot of its own while it joins (a sleep through
+            // timers is interrupted within 100 ms), and a 1 ms ticker makes
+            // every turn look at the channels again.
+            let slot = gate.join_slots.fetch_add(1, Ordering::SeqCst) % cfg.shards;
+            let _joining = crate::watchdog::watch(slot);
+            let ticker = async {
+                loop {
+                    glommio::timer::sleep(MESH_TICK).await;
+                    crate::watchdog::beat(slot);
+                }
+            };
+            let join = futures_lite::future::or(m.join(), ticker);
+            let joined = glommio::timer::timeout(MESH_WAIT, async { Ok(join.await) }).await;
             match joined {
                 Ok(Ok(j)) => Some(j),
                 Ok(Err(_)) => return Err(StartError::Failed("cannot join the shard mesh".to_string())),

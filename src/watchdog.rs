@@ -96,11 +96,12 @@ pub fn install(shards: usize) {
 /// Watch the calling thread as shard `me` until the guard drops.
 pub fn watch(me: usize) -> Watched {
     beat(me);
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() } as i64;
     if let Some(slot) = SLOTS.get().and_then(|s| s.get(me)) {
-        // SAFETY: gettid has no preconditions.
-        slot.tid.store(unsafe { libc::gettid() } as i64, Ordering::Release);
+        slot.tid.store(tid, Ordering::Release);
     }
-    Watched(me)
+    Watched { me, tid }
 }
 
 /// Shard `me` had a turn now.
@@ -151,13 +152,18 @@ pub fn signals() -> u64 {
     SIGNALS.load(Ordering::Relaxed)
 }
 
-/// Stops watching its shard when dropped (the shard's thread is ending).
-pub struct Watched(usize);
+/// Stops watching its thread when dropped (the shard's thread is ending,
+/// or it joined the mesh under a provisional slot). A slot another thread
+/// took meanwhile stays watched.
+pub struct Watched {
+    me: usize,
+    tid: i64,
+}
 
 impl Drop for Watched {
     fn drop(&mut self) {
-        if let Some(slot) = SLOTS.get().and_then(|s| s.get(self.0)) {
-            slot.tid.store(0, Ordering::Release);
+        if let Some(slot) = SLOTS.get().and_then(|s| s.get(self.me)) {
+            let _ = slot.tid.compare_exchange(self.tid, 0, Ordering::AcqRel, Ordering::Relaxed);
         }
     }
 }
