@@ -9,8 +9,8 @@
 //! object per line instead of the table).
 
 use aionbd_io::vecfile::{self, Matrix};
-use aionbd_shards::distance::kernels;
 use aionbd_shards::hnsw::{Hnsw, HnswParams, HnswQuery, Scorer};
+use aionbd_shards::math::distance::kernels;
 use aionbd_shards::sq8::Sq8;
 use aionbd_shards::Metric;
 use std::path::PathBuf;
@@ -124,7 +124,7 @@ fn main() {
         } else {
             (0..nq)
                 .map(|qi| {
-                    let mut top = aionbd_shards::topk::TopK::new(10);
+                    let mut top = aionbd_shards::math::topk::TopK::new(10);
                     halves.iter().flat_map(|g| walk(g, qi)).for_each(|s| top.push(s));
                     top.into_sorted().iter().filter(|s| gt.row(qi)[..10].contains(&(s.id as i32))).count()
                 })

@@ -18,6 +18,7 @@
 //! credit, and the background queue runs a step at each of its wake-ups.)
 
 use crate::router::Router;
+use aionbd_shards::math::rng::lcg64;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -132,7 +133,7 @@ pub fn start(router: Rc<Router>, cooldown: Duration) {
         async move {
             loop {
                 glommio::timer::sleep(CHECK_EVERY).await;
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                seed = lcg64(seed);
                 // Points written since a graph's build go in first, while
                 // writes go on (paced against them), so searches scan few
                 // pending points exactly; bounded per round so that ingest

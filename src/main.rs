@@ -154,7 +154,7 @@ fn main() {
             }
         });
     }
-    let kernel_name = aionbd_shards::distance::kernels().name;
+    let kernel_name = aionbd_shards::math::distance::kernels().name;
     let shards = cfg.shards;
     let partitions = cfg.partitions_per_collection;
     // While the shards load snapshots and replay logs, a stand-in answers

@@ -8,9 +8,10 @@
 //! recall@10 and the time each setting took per query. `auto` then picks
 //! the cheapest setting whose recall clears the target.
 
-use crate::distance::Metric;
-use crate::ivf::exact_key;
-use crate::topk::{Scored, TopK};
+use crate::math::distance::{kernels, Metric};
+use crate::math::key::{exact_key, key_from_dot, norm};
+use crate::math::rng::splitmix64;
+use crate::math::topk::{Scored, TopK};
 
 /// recall@k measured by calibration.
 pub const CALIB_K: usize = 10;
@@ -79,10 +80,9 @@ pub fn in_share(r: usize, share: u32) -> bool {
     if share >= 100 {
         return true;
     }
-    let mut z = (r as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    ((z ^ (z >> 31)) % 100) < share as u64
+    // The first splitmix64 output seeded with the row number.
+    let mut state = r as u64;
+    (splitmix64(&mut state) % 100) < share as u64
 }
 
 /// `w[j]`: the chance that a partition holds more than `j` of a
@@ -333,16 +333,6 @@ struct Job {
     streak: u32,
 }
 
-/// The exact key of a row from its dot product with the query.
-fn key_from_dot(metric: Metric, dot: f32, q_norm: f32, x_norm: f32) -> f32 {
-    match metric {
-        Metric::L2 => (q_norm * q_norm + x_norm * x_norm - 2.0 * dot).max(0.0),
-        Metric::Dot => -dot,
-        Metric::Cosine if q_norm == 0.0 || x_norm == 0.0 => f32::NAN,
-        Metric::Cosine => -dot / (q_norm * x_norm),
-    }
-}
-
 /// Every this many evaluations (a query under one metric) walks the whole
 /// ladder (the others stop once two rungs in a row found their whole
 /// answer), so every rung's cost is measured.
@@ -449,7 +439,7 @@ impl Calibrator {
             // The rows may change between steps (recalibration scans a
             // live partition): a slot past the end just ends the scan.
             let end = (cur.scanned + scan_rows).min(rows.rows());
-            let dot = crate::distance::kernels().dot;
+            let dot = kernels().dot;
             for r in cur.scanned..end {
                 if r == cur.me || self.held_out.get(r).copied().unwrap_or(false) || !in_share(r, self.share) {
                     continue;
@@ -524,7 +514,7 @@ impl Calibrator {
             let (m, q) = self.real.get(self.job - self.probes.len())?;
             (q.clone(), vec![*m], usize::MAX)
         };
-        let q_norm = crate::partition::norm(&query);
+        let q_norm = norm(&query);
         Some(Box::new(Job {
             query,
             q_norm,
@@ -642,7 +632,7 @@ mod tests {
         let data: Vec<f32> = (0..n * dim).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
         let mut rows = Rows::new((0..n as u64).collect(), dim);
         let row = |id: u64| &data[id as usize * dim..][..dim];
-        while !rows.copy(|id| Some((row(id), crate::partition::norm(row(id))))) {}
+        while !rows.copy(|id| Some((row(id), norm(row(id))))) {}
         let ladder = vec![1, 2, 4, 8, 16];
         let probes: Vec<usize> = (0..16).collect();
         let mut cal = Calibrator::new(probes, Vec::new(), ladder.clone());
@@ -653,8 +643,8 @@ mod tests {
             for r in (0..n).filter(|&r| r != q.me) {
                 // Scored as the calibration's exact scan scores (ties and
                 // rounding alike).
-                let d = (crate::distance::kernels().dot)(q.query, rows.row(r));
-                let key = key_from_dot(q.metric, d, crate::partition::norm(q.query), rows.norm(r));
+                let d = (kernels().dot)(q.query, rows.row(r));
+                let key = key_from_dot(q.metric, d, norm(q.query), rows.norm(r));
                 top.push(Scored { key, id: r as u64 });
             }
             vec![(top.into_sorted(), 1000.0 * q.ladder[q.rung] as f32)]

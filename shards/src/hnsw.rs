@@ -13,9 +13,11 @@
 mod build;
 pub use build::{GraphBuilder, EF_LADDER, FILTER_SHARES};
 
-use crate::distance::Metric;
+use crate::math::distance::Metric;
+use crate::math::prefetch;
+use crate::math::rng::splitmix64;
+use crate::math::topk::{Scored, TopK};
 use crate::sq8::{L2Codes, Prepared, Sq8};
-use crate::topk::{Scored, TopK};
 use std::cell::RefCell;
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
@@ -314,11 +316,7 @@ impl Hnsw {
 
     fn random_level(&mut self) -> usize {
         // splitmix64 -> uniform (0, 1]; level = floor(-ln(u) / ln(m)).
-        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
+        let z = splitmix64(&mut self.rng);
         let u = ((z >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
         ((-u.ln() / (self.params.m as f64).ln()) as usize).min(16)
     }
@@ -592,30 +590,6 @@ pub fn code_bits(dim: usize) -> u32 {
     } else {
         8
     }
-}
-
-/// Ask the CPU to start loading `data` (every 64-byte line of it).
-#[inline(always)]
-pub fn prefetch<T>(data: &[T]) {
-    // Every cache line the slice touches: a slice that does not start on a
-    // line boundary spans one line more than its length suggests.
-    #[cfg(target_arch = "x86_64")]
-    if !data.is_empty() {
-        let start = data.as_ptr() as usize;
-        let end = start + std::mem::size_of_val(data);
-        let mut line = start & !63;
-        while line < end {
-            // SAFETY: prefetching is a hint and never faults; the line
-            // holds bytes of the slice.
-            unsafe {
-                use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-                _mm_prefetch(line as *const i8, _MM_HINT_T0);
-            }
-            line += 64;
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = data;
 }
 
 #[cfg(test)]

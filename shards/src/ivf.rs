@@ -13,9 +13,11 @@
 //! calibration can re-rank from the copy), point ids once installed.
 
 use crate::calib::{spread, CalibQuery, Calibration, Calibrator, Rows, CALIB_K, CALIB_QUERIES};
-use crate::distance::{kernels, Metric};
+use crate::math::distance::{kernels, Metric};
+use crate::math::key::norm;
+use crate::math::rng::splitmix64;
+use crate::math::topk::{Scored, TopK};
 use crate::sq8::{Prepared, Sq8};
-use crate::topk::{Scored, TopK};
 
 /// Fewest points for which a partition gets an index.
 pub const MIN_POINTS: usize = 2048;
@@ -192,30 +194,6 @@ impl Scan {
     }
 }
 
-/// Exact key of `x` for `query` (lower is better), as the partition scores.
-pub fn exact_key(metric: Metric, query: &[f32], x: &[f32], x_norm: f32) -> f32 {
-    let q_norm = if metric == Metric::Cosine { (kernels().dot)(query, query).sqrt() } else { 0.0 };
-    exact_key_normed(metric, query, q_norm, x, x_norm)
-}
-
-/// [`exact_key`] with the query's norm (used by cosine only) computed once
-/// by the caller, for scoring many points against one query.
-pub fn exact_key_normed(metric: Metric, query: &[f32], q_norm: f32, x: &[f32], x_norm: f32) -> f32 {
-    let kern = kernels();
-    match metric {
-        Metric::L2 => (kern.l2sq)(query, x),
-        Metric::Dot => -(kern.dot)(query, x),
-        Metric::Cosine => {
-            let qn = q_norm;
-            if x_norm == 0.0 || qn == 0.0 {
-                f32::NAN
-            } else {
-                -(kern.dot)(query, x) / (qn * x_norm)
-            }
-        }
-    }
-}
-
 enum Phase {
     Copy,
     Train { iter: usize, cursor: usize, sums: Vec<f64>, counts: Vec<u32> },
@@ -235,15 +213,6 @@ pub struct Builder {
     spent: std::time::Duration,
 }
 
-/// A small deterministic generator (splitmix64) for sampling.
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 impl Builder {
     /// A build over the points `ids`, whose rows are then handed over in
     /// chunks by [`Builder::copy_rows`] (so no single step copies a whole
@@ -256,7 +225,7 @@ impl Builder {
         let want = (nlist * TRAIN_PER_LIST).min(n);
         let mut perm: Vec<usize> = (0..n).collect();
         for i in 0..want {
-            let j = i + (splitmix(&mut state) % (n - i) as u64) as usize;
+            let j = i + (splitmix64(&mut state) % (n - i) as u64) as usize;
             perm.swap(i, j);
         }
         let sample: Vec<usize> = perm[..want].to_vec();
@@ -375,13 +344,8 @@ impl Builder {
                     let nlist = counts.len();
                     Phase::Train { iter: iter + 1, cursor: 0, sums: vec![0.0; nlist * dim], counts: vec![0; nlist] }
                 } else {
-                    let dot = kernels().dot;
-                    self.index.centroid_norms = (0..counts.len())
-                        .map(|c| {
-                            let cen = &self.index.centroids[c * dim..(c + 1) * dim];
-                            dot(cen, cen).sqrt()
-                        })
-                        .collect();
+                    self.index.centroid_norms =
+                        (0..counts.len()).map(|c| norm(&self.index.centroids[c * dim..(c + 1) * dim])).collect();
                     Phase::Assign { cursor: 0 }
                 };
                 false
@@ -442,11 +406,12 @@ impl Builder {
 mod tests {
     use super::*;
     use crate::calib::metric_index;
+    use crate::math::key::exact_key;
 
     /// Clustered points: `clusters` centres, points scattered around them.
     pub fn clustered(n: usize, dim: usize, clusters: usize, seed: u64) -> Vec<f32> {
         let mut s = seed;
-        let mut unit = || (splitmix(&mut s) >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0;
+        let mut unit = || (splitmix64(&mut s) >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0;
         let centres: Vec<f32> = (0..clusters * dim).map(|_| unit() * 4.0).collect();
         let mut out = Vec::with_capacity(n * dim);
         for i in 0..n {

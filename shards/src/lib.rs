@@ -6,12 +6,12 @@
 //! between shards.
 
 pub mod calib;
-pub mod distance;
 pub mod error;
 pub mod export;
 pub mod filter;
 pub mod hnsw;
 pub mod ivf;
+pub mod math;
 pub mod ops;
 pub mod partition;
 pub mod payload;
@@ -21,13 +21,12 @@ pub mod quota;
 pub mod record;
 pub mod shard;
 pub mod sq8;
-pub mod topk;
 
 #[cfg(test)]
 mod memory_budget_tests;
 #[cfg(test)]
 mod replay_tests;
 
-pub use distance::Metric;
 pub use error::ShardError;
+pub use math::distance::Metric;
 pub use shard::{Shard, ShardLimits};

@@ -2,8 +2,8 @@
 //! answers. Everything is `Send` (it crosses cores over channels) and holds
 //! ids, vectors and scores; no references into a shard's data.
 
-use crate::distance::Metric;
 use crate::filter::Filter;
+use crate::math::distance::Metric;
 use crate::payload::Payload;
 use crate::placement::ShardId;
 use std::sync::Arc;
@@ -64,9 +64,9 @@ pub struct Hit {
     pub payload: Option<Payload>,
 }
 
-impl crate::topk::Ranked for Hit {
-    fn rank(&self) -> crate::topk::Scored {
-        crate::topk::Scored { key: self.key, id: self.id }
+impl crate::math::topk::Ranked for Hit {
+    fn rank(&self) -> crate::math::topk::Scored {
+        crate::math::topk::Scored { key: self.key, id: self.id }
     }
 }
 

@@ -3,11 +3,13 @@
 //! scan streams memory linearly. Everything here is synchronous and owned by
 //! one shard; nothing is shared across threads.
 
-use crate::distance::{kernels, Kernels, Metric, QUERY_BLOCK};
 use crate::filter::Filter;
-use crate::ivf::{exact_key_normed, Builder, Ivf, IvfQuery, MIN_POINTS};
+use crate::ivf::{Builder, Ivf, IvfQuery, MIN_POINTS};
+use crate::math::distance::{kernels, Kernels, Metric, QUERY_BLOCK};
+use crate::math::key::{exact_key_normed, key, norm, raw_block, raw_pair};
+use crate::math::rng::mix64_short;
+use crate::math::topk::{Scored, TopK};
 use crate::payload::{payload_mem_bytes, Payload};
-use crate::topk::{Scored, TopK};
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
@@ -122,18 +124,6 @@ pub struct SearchParams<'a> {
     pub filter: Option<&'a Filter>,
 }
 
-/// Convert an internal key (lower is better) to the API's `value`.
-pub fn key_to_value(metric: Metric, key: f32) -> f32 {
-    match metric {
-        Metric::L2 => key.max(0.0).sqrt(),
-        Metric::Dot | Metric::Cosine => -key,
-    }
-}
-
-pub fn norm(v: &[f32]) -> f32 {
-    (kernels().dot)(v, v).sqrt()
-}
-
 /// Exact keys of a partition's points for one query (see `exact_of`).
 #[derive(Clone, Copy)]
 pub(crate) struct ExactOf<'a> {
@@ -166,7 +156,7 @@ impl crate::hnsw::Exact for ExactOf<'_> {
     /// One slot lookup per point: prefetch every row, then score.
     fn exact_all(&self, ids: &[u64]) -> Vec<Option<f32>> {
         let slots: Vec<Option<usize>> = ids.iter().map(|id| self.p.slot_of.get(id).map(|&s| s as usize)).collect();
-        slots.iter().flatten().for_each(|&s| crate::hnsw::prefetch(self.p.row(s)));
+        slots.iter().flatten().for_each(|&s| crate::math::prefetch(self.p.row(s)));
         slots.iter().map(|s| self.at((*s)?)).collect()
     }
 }
@@ -340,9 +330,7 @@ impl Partition {
             self.reservoir.push((metric, q.to_vec()));
             return;
         }
-        let mut z = self.queries_seen.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 31)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        let j = (z % self.queries_seen) as usize;
+        let j = (mix64_short(self.queries_seen) % self.queries_seen) as usize;
         if j < RESERVOIR {
             self.reservoir[j] = (metric, q.to_vec());
         }
@@ -529,22 +517,15 @@ impl Partition {
         };
         let mut tops: Vec<TopK> = (0..queries.len()).map(|_| TopK::new(params.k)).collect();
         let metric = params.metric;
+        // The queries were normalised above, so cosine divides by the row's
+        // norm alone (`q_norm` 1.0); only cosine reads it. (`key` gives
+        // `-raw / n`, the same float as `-(raw / n)` wherever it is finite;
+        // a non-finite key never enters a `TopK`.)
         let key_of = |raw: f32, slot: usize| -> f32 {
-            match metric {
-                Metric::L2 => raw,
-                Metric::Dot => -raw,
-                Metric::Cosine => {
-                    let n = self.norms[slot];
-                    if n == 0.0 {
-                        f32::NAN
-                    } else {
-                        -(raw / n)
-                    }
-                }
-            }
+            let x_norm = if metric == Metric::Cosine { self.norms[slot] } else { 0.0 };
+            key(metric, raw, 1.0, x_norm)
         };
-        let pair = if metric == Metric::L2 { kern.l2sq } else { kern.dot };
-        let block = if metric == Metric::L2 { kern.l2sq_block } else { kern.dot_block };
+        let (pair, block) = (raw_pair(kern, metric), raw_block(kern, metric));
         let n = self.len();
         if prepared.len() < QUERY_BLOCK {
             for (q, top) in prepared.iter().zip(tops.iter_mut()) {

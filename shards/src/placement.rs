@@ -3,6 +3,8 @@
 //! belongs to. Pure functions of names, ids and the shard count, so every
 //! shard computes the same answer without asking anyone.
 
+use crate::math::rng::mix64;
+
 /// Index of a shard (= its executor) in `0..n_shards`.
 pub type ShardId = usize;
 
@@ -34,13 +36,6 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
-/// splitmix64 finaliser: spreads sequential ids evenly.
-fn mix(mut x: u64) -> u64 {
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
 impl Placement {
     pub fn new(n_shards: usize, partitions: usize) -> Self {
         assert!(n_shards >= 1 && (1..=n_shards).contains(&partitions), "validated in config");
@@ -66,8 +61,10 @@ impl Placement {
         (0..self.partitions).map(|p| self.partition_shard(name, p)).collect()
     }
 
+    /// The partition of point `id`: persisted data sits where this says,
+    /// so it (and [`mix64`]) must never change.
     pub fn partition_of(&self, id: u64) -> usize {
-        (mix(id) % self.partitions as u64) as usize
+        (mix64(id) % self.partitions as u64) as usize
     }
 
     pub fn shard_of_point(&self, name: &str, id: u64) -> ShardId {
@@ -90,6 +87,14 @@ mod tests {
             counts[p.partition_of(id)] += 1;
         }
         assert!(counts.iter().all(|&c| c > 9_000), "{counts:?}");
+    }
+
+    /// Values from before `mix64` replaced placement's own copy of it.
+    #[test]
+    fn partition_of_a_point_never_changes() {
+        let ids = [0u64, 1, 2, 3, 1000, 123_456_789, u64::MAX];
+        assert_eq!(ids.map(|id| Placement::new(8, 8).partition_of(id)), [0, 5, 2, 0, 7, 0, 3]);
+        assert_eq!(ids.map(|id| Placement::new(7, 5).partition_of(id)), [0, 4, 0, 1, 1, 4, 2]);
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! high one (a dimension count that is not a multiple of 32 is padded with
 //! zero codes, which score nothing).
 
-use crate::distance::{kernels, Metric};
+use crate::math::distance::Metric;
+use crate::math::key::norm;
 
 /// Per-dimension ranges: x_i ~ min_i + code_i * scale_i.
 #[derive(Clone, Debug, Default)]
@@ -125,11 +126,10 @@ impl Sq8 {
     /// Prepare `query` for scoring codes by `metric` (cosine: the query is
     /// normalised here; codes then divide by their vector's norm).
     pub fn prepare(&self, query: &[f32], metric: Metric) -> Prepared {
-        let kern = kernels();
         let dim = self.min.len();
         let normed: Vec<f32>;
         let query = if metric == Metric::Cosine {
-            let n = (kern.dot)(query, query).sqrt();
+            let n = norm(query);
             normed = query.iter().map(|x| x / n).collect();
             &normed[..]
         } else {

@@ -5,9 +5,10 @@
 use super::{body, json, json_body, Api, ApiError};
 use crate::metrics::Metrics;
 use aionbd_http::Request;
+use aionbd_shards::math::key::key_to_value;
+use aionbd_shards::math::topk::merge;
 use aionbd_shards::ops::{Hit, Op, Reply, SearchOp};
-use aionbd_shards::partition::{key_to_value, IndexKind, IvfChoice};
-use aionbd_shards::topk::merge;
+use aionbd_shards::partition::{IndexKind, IvfChoice};
 use aionbd_shards::Metric;
 use serde::Serialize;
 use std::sync::Arc;

@@ -4,9 +4,9 @@ use super::{body, json, json_body, Api, ApiError, ApiResult, Body};
 use crate::metrics::{prometheus, MetricsSnapshot, Value};
 use crate::router::Answer;
 use aionbd_http::Request;
+use aionbd_shards::math::{distance::kernels, key::norm};
 use aionbd_shards::ops::{Op, ShardDataStats};
-use aionbd_shards::partition::norm;
-use aionbd_shards::{distance::kernels, Metric};
+use aionbd_shards::Metric;
 use serde_json::json;
 
 impl Api {

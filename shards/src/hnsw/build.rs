@@ -4,7 +4,7 @@
 
 use super::{Hnsw, HnswParams, HnswQuery};
 use crate::calib::{in_share, spread, CalibQuery, Calibration, Calibrator, Rows, CALIB_K};
-use crate::distance::Metric;
+use crate::math::distance::Metric;
 use crate::sq8::Sq8;
 
 /// Beam widths the calibration measures.

@@ -2,12 +2,13 @@
 //! recall rises with the beam and filters only admit matches.
 
 use super::*;
-use crate::ivf::exact_key;
+use crate::math::key::exact_key;
+use crate::math::rng::lcg64;
 
 fn clustered(n: usize, dim: usize, seed: u64) -> Vec<f32> {
     let mut s = seed;
     let mut unit = || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = lcg64(s);
         (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
     };
     let centres: Vec<f32> = (0..16 * dim).map(|_| unit() * 4.0).collect();

@@ -4,7 +4,7 @@
 
 use super::{Partition, SearchParams};
 use crate::filter::Filter;
-use crate::topk::{Scored, TopK};
+use crate::math::topk::{Scored, TopK};
 
 /// Largest share of a partition a filter's candidates may have for the
 /// planner to score them one by one rather than scan (random access to a

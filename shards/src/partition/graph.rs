@@ -10,9 +10,9 @@
 
 use super::{IvfChoice, Partition, SearchParams, MIN_POINTS};
 use crate::calib::Calibration;
-use crate::distance::Metric;
 use crate::hnsw::{GraphBuilder, Hnsw, HnswQuery};
-use crate::topk::{Scored, TopK};
+use crate::math::distance::Metric;
+use crate::math::topk::{Scored, TopK};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 

@@ -16,7 +16,7 @@ use super::graph::IndexKind;
 use super::{Partition, SearchParams};
 use crate::calib::{self, CalibQuery, CalibRows, Calibrator, CALIB_K};
 use crate::ivf::IvfQuery;
-use crate::topk::{Scored, TopK};
+use crate::math::topk::{Scored, TopK};
 use std::time::{Duration, Instant};
 
 /// Least time between two recalibrations of one index (the first comes

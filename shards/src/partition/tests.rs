@@ -2,8 +2,8 @@
 //! moves on delete, and the index bookkeeping (dropped IVF lists).
 
 use super::*;
-use crate::distance::available;
-use crate::topk::merge;
+use crate::math::distance::available;
+use crate::math::topk::merge;
 use proptest::prelude::*;
 
 fn brute(points: &[(u64, Vec<f32>)], q: &[f32], metric: Metric, k: usize) -> Vec<Scored> {

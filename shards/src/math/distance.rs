@@ -30,8 +30,10 @@ impl Metric {
     }
 }
 
-type PairFn = fn(&[f32], &[f32]) -> f32;
-type BlockFn = fn(&[&[f32]; QUERY_BLOCK], &[f32]) -> [f32; QUERY_BLOCK];
+/// A kernel over one query and one stored vector.
+pub type PairFn = fn(&[f32], &[f32]) -> f32;
+/// A kernel over [`QUERY_BLOCK`] queries and one stored vector.
+pub type BlockFn = fn(&[&[f32]; QUERY_BLOCK], &[f32]) -> [f32; QUERY_BLOCK];
 
 /// One instruction set's kernels. All functions panic if lengths differ
 /// (callers validate dimensions first; a mismatch here is a bug).
@@ -348,6 +350,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::math::rng::lcg64;
     use proptest::prelude::*;
 
     fn close(a: f32, b: f32, scale: f32) -> bool {
@@ -355,9 +358,9 @@ mod tests {
     }
 
     fn vecs(len: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut s = lcg64(seed);
         let mut next = || {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = lcg64(s);
             ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         };
         let a = (0..len).map(|_| next()).collect();

@@ -1,0 +1,13 @@
+//! The shard's shared math, used by partitions, indexes and calibration
+//! alike and depending on nothing else in the crate: distance kernels and
+//! [`distance::Metric`], the key of a point under a metric (`key`, the one
+//! formula), top-k selection and the one result order (`topk`), the
+//! deterministic mixers and generators (`rng`), and the prefetch hint.
+
+pub mod distance;
+pub mod key;
+mod prefetch;
+pub mod rng;
+pub mod topk;
+
+pub use prefetch::prefetch;
