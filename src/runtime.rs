@@ -19,8 +19,12 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Messages in flight between two shards before the sender waits.
-const MESH_CHANNEL_CAPACITY: usize = 1024;
+/// Messages in a channel between two shards; more wait in the sender's
+/// outbox. glommio writes every slot when it makes a channel (~250 bytes a
+/// message here): 1024 slots cost 440 KiB of a 2-shard server's idle RSS,
+/// and 128 measured no slower (load-search 8 connections, load-ingest;
+/// docs/benchmarks.md, "Footprint").
+const MESH_CHANNEL_CAPACITY: usize = 128;
 /// How often a shard checks for a shutdown request.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(50);
 /// How long a shard waits for in-flight requests at shutdown.
