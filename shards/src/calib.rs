@@ -2,8 +2,9 @@
 //! on, and the calibration that measures an index against exact answers.
 //!
 //! Calibration runs sample queries (points of the partition, each excluded
-//! from its own answers, for every metric, plus a reservoir of recent real
-//! queries, each for its own metric) exactly and through the index at every
+//! from its own answers, and midpoints of pairs of them, for every metric,
+//! plus a reservoir of recent real queries, each for its own metric)
+//! exactly and through the index at every
 //! setting of a ladder (IVF: probe counts; HNSW: beam widths), recording
 //! recall@10 and the time each setting took per query. `auto` then picks
 //! the cheapest setting whose recall clears the target.
@@ -509,7 +510,16 @@ impl Calibrator {
     fn next_job<R: CalibRows + ?Sized>(&self, rows: &R) -> Option<Box<Job>> {
         let (query, metrics, me) = if self.job < self.probes.len() {
             let r = self.probes[self.job];
-            (rows.row_at(r).to_vec(), METRICS.to_vec(), r)
+            let mut query = rows.row_at(r).to_vec();
+            // Every other sample query is the midpoint of two sample points:
+            // it sits between the data's dense places, where queries written
+            // unlike the stored texts land (their nearest points are farther
+            // than a stored point's), not on top of a stored point.
+            if self.job % 2 == 1 {
+                let other = rows.row_at(self.probes[self.job - 1]);
+                query.iter_mut().zip(other).for_each(|(q, o)| *q = 0.5 * (*q + *o));
+            }
+            (query, METRICS.to_vec(), r)
         } else {
             let (m, q) = self.real.get(self.job - self.probes.len())?;
             (q.clone(), vec![*m], usize::MAX)

@@ -55,6 +55,27 @@ pub(crate) fn shifted_queries(n: usize, dim: usize, points_seed: u64, seed: u64)
     (0..n).map(|i| centres[i % 48].iter().map(|c| c + r.unit() * 3.0).collect()).collect()
 }
 
+/// Points in tight clusters around 48 centres (noise as wide as the
+/// centres' spread), and queries between two centres: a blend of both plus
+/// the same noise. Such a query is far from every stored point, with many
+/// at nearly the same distance (where queries written for another purpose
+/// land), while a held-out stored point sits inside its cluster and is
+/// answered at once by any setting.
+pub(crate) fn between_clusters(n: usize, queries: usize, dim: usize, seed: u64) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    let mut r = Rng(seed);
+    let centres: Vec<Vec<f32>> = (0..48).map(|_| (0..dim).map(|_| r.unit() * 0.87).collect()).collect();
+    let points = (0..n).map(|i| centres[i % 48].iter().map(|c| c + r.unit() * 0.87).collect()).collect();
+    let queries = (0..queries)
+        .map(|i| {
+            // 6i + 5 is odd, so never a multiple of 48: two distinct centres.
+            let (a, b) = (&centres[i % 48], &centres[(i * 7 + 5) % 48]);
+            let w = 0.3 + 0.2 * (r.unit() + 1.0);
+            a.iter().zip(b).map(|(x, y)| w * x + (1.0 - w) * y + r.unit() * 0.87).collect()
+        })
+        .collect();
+    (points, queries)
+}
+
 pub(crate) fn load(s: &Server, name: &str, points: &[Vec<f32>]) {
     s.call("POST", "/collections", Some(json!({"name": name, "dimension": points[0].len()})), 200);
     for (c, chunk) in points.chunks(256).enumerate() {
