@@ -1,14 +1,17 @@
 //! One shard's data: the catalog entries of the collections homed here
 //! (the home role, `shard/catalog.rs`) and the partitions placed here (the
-//! partition role, `shard/partitions.rs`). [`Shard::execute`] is the single
-//! entry point, synchronous and in arrival order.
+//! partition role, `shard/partitions.rs`). Each role has one synchronous
+//! entry point, run in arrival order: [`Shard::execute_home`] answers with a
+//! [`crate::ops::Plan`] (a reply plus the partition operations to send on),
+//! [`Shard::execute_partition`] with a reply only, so a partition operation
+//! cannot fan out. Below: the memory view of the budget and the hand-offs
+//! of the background index work.
 
-use crate::error::ShardError;
 use crate::export::Export;
-use crate::ops::{CollectionSpec, Op, Plan, Reply, ShardDataStats};
+use crate::ops::{CollectionSpec, ShardDataStats};
 use crate::partition::Partition;
 use crate::placement::{Placement, ShardId};
-use catalog::{page, CatalogEntry};
+use catalog::CatalogEntry;
 use std::collections::HashMap;
 
 mod catalog;
@@ -82,35 +85,6 @@ impl Shard {
         self.placement
     }
 
-    /// Run one operation. Partition operations addressed to this shard by a
-    /// home operation are applied here directly; the rest come back in
-    /// [`Plan::fanout`] for the caller to deliver in order. A write comes
-    /// back with the encoded [`LogRecord`] of its effect in [`Plan::log`].
-    pub fn execute(&mut self, op: Op) -> Result<Plan, ShardError> {
-        match op {
-            Op::GetCollection { name } => Ok(Reply::Info(self.info(self.entry(&name)?)).into()),
-            Op::ListCollections => {
-                let infos = self.catalog.values().map(|e| self.info(e)).collect();
-                Ok(Reply::Infos(infos).into())
-            }
-            Op::ListPoints { name, from, limit } => Ok(Reply::Page(page(self.entry(&name)?, from, limit)).into()),
-            Op::ExportCut { export, only, tenant } => self.export_cut(export, &only, tenant.as_deref()),
-            op @ (Op::CreateCollection(_)
-            | Op::DeleteCollection { .. }
-            | Op::Upsert { .. }
-            | Op::DeletePoint { .. }
-            | Op::SetPayload { .. }
-            | Op::DeletePayloadKeys { .. }) => {
-                let record = self.plan_write(op)?;
-                let log = (record.kind(), record.encode());
-                let mut plan = self.apply_record(record)?;
-                plan.log = Some(log);
-                Ok(plan)
-            }
-            other => self.apply_partition_op(other).map(Plan::from),
-        }
-    }
-
     /// Memory the data holds on every shard, as this shard knows it.
     pub fn memory_in_use(&self) -> u64 {
         self.memory.measured + self.memory.admitted + self.memory.peers.values().sum::<u64>()
@@ -122,6 +96,11 @@ impl Shard {
         self.memory.measured = self.data_stats().memory_bytes;
         self.memory.admitted = 0;
         self.memory.measured
+    }
+
+    /// Another shard's memory as it measured it (for the memory budget).
+    pub fn record_peer_memory(&mut self, from: ShardId, bytes: u64) {
+        self.memory.peers.insert(from, bytes);
     }
 
     /// A partition that wants its index (re)built, with a builder over a

@@ -1,9 +1,18 @@
 //! The home role of a shard: the catalog entries of the collections homed
-//! here, planning and applying writes, export cuts.
+//! here. Catalog reads are answered from them. A write is validated against
+//! them without changing anything (`plan_write`), described as its effect
+//! (a [`LogRecord`], logged by the caller) and applied (`apply_record`, also
+//! the path of replay), which updates the entry and issues the partition
+//! operations: those for this shard run at once, the rest come back in the
+//! [`Plan`]'s fan-out.
 
 use super::Shard;
 use crate::error::{collection_not_found, invalid, point_not_found, ShardError};
-use crate::ops::{CollectionInfo, CollectionSpec, Op, PageFrom, Plan, PointIn, PointsPage, Reply};
+use crate::ops::{
+    ApplyDelete, ApplyDeletePayloadKeys, ApplySetPayload, ApplyUpsert, CollectionInfo, CollectionSpec, CreatePartition,
+    Cut, DropPartition, ExportBegin, ExportCut, HomeOp, HomeRead, HomeReadReply, HomeReply, HomeWrite, HomeWriteReply,
+    PageFrom, PartitionOp, Plan, PointIn, PointsPage, RestoreEncoded,
+};
 use crate::payload::blank_key;
 use crate::placement::ShardId;
 use crate::record::LogRecord;
@@ -23,11 +32,39 @@ pub(super) struct CatalogEntry {
 }
 
 impl Shard {
+    /// Run one home operation. A write comes back with the encoded
+    /// [`LogRecord`] of its effect in [`Plan::log`], for the caller to make
+    /// durable before it answers.
+    pub fn execute_home(&mut self, op: HomeOp) -> Result<Plan, ShardError> {
+        match op {
+            HomeOp::Read(read) => self.read(read),
+            HomeOp::Write(write) => {
+                let record = self.plan_write(write)?;
+                let log = (record.kind(), record.encode());
+                let mut plan = self.apply_record(record)?;
+                plan.log = Some(log);
+                Ok(plan)
+            }
+        }
+    }
+
+    fn read(&mut self, op: HomeRead) -> Result<Plan, ShardError> {
+        let reply = match op {
+            HomeRead::GetCollection(q) => HomeReadReply::GetCollection(self.info(self.entry(&q.name)?)),
+            HomeRead::ListCollections(_) => {
+                HomeReadReply::ListCollections(self.catalog.values().map(|e| self.info(e)).collect())
+            }
+            HomeRead::ListPoints(q) => HomeReadReply::ListPoints(page(self.entry(&q.name)?, q.from, q.limit)),
+            HomeRead::ExportCut(q) => return self.export_cut(q),
+        };
+        Ok(HomeReply::Read(reply).into())
+    }
+
     /// Validate a home write against the current state, without changing
     /// anything, and describe its effect as a log record.
-    pub(super) fn plan_write(&mut self, op: Op) -> Result<LogRecord, ShardError> {
+    fn plan_write(&mut self, op: HomeWrite) -> Result<LogRecord, ShardError> {
         match op {
-            Op::CreateCollection(spec) => {
+            HomeWrite::CreateCollection(crate::ops::CreateCollection(spec)) => {
                 if self.catalog.contains_key(&spec.name) {
                     return Err(ShardError::Conflict(format!("collection '{}' already exists", spec.name)));
                 }
@@ -37,45 +74,45 @@ impl Shard {
                 let uid = ((self.id as u64) << 48) | self.next_uid;
                 Ok(LogRecord::CreateCollection { spec, uid })
             }
-            Op::DeleteCollection { name } => {
-                self.entry(&name)?;
-                Ok(LogRecord::DeleteCollection { name })
+            HomeWrite::DeleteCollection(q) => {
+                self.entry(&q.name)?;
+                Ok(LogRecord::DeleteCollection { name: q.name })
             }
-            Op::Upsert { name, points } => {
-                let new_bytes = self.validate_upsert(&name, &points)?;
+            HomeWrite::Upsert(q) => {
+                let new_bytes = self.validate_upsert(&q.name, &q.points)?;
                 self.memory.admitted += new_bytes;
-                Ok(LogRecord::Upsert { name, points })
+                Ok(LogRecord::Upsert { name: q.name, points: q.points })
             }
-            Op::DeletePoint { name, id } => {
-                if !self.entry(&name)?.ids.contains(&id) {
-                    return Err(point_not_found(&name, id));
+            HomeWrite::DeletePoint(q) => {
+                if !self.entry(&q.name)?.ids.contains(&q.id) {
+                    return Err(point_not_found(&q.name, q.id));
                 }
-                Ok(LogRecord::DeletePoints { name, ids: vec![id] })
+                Ok(LogRecord::DeletePoints { name: q.name, ids: vec![q.id] })
             }
-            Op::SetPayload { name, ids, patch } => {
-                if let Some(k) = blank_key(&patch) {
+            HomeWrite::SetPayload(q) => {
+                if let Some(k) = blank_key(&q.patch) {
                     return Err(invalid(format!("payload key '{k}' is blank")));
                 }
-                let ids = self.existing_ids(&name, ids)?;
-                Ok(LogRecord::SetPayload { name, ids, patch })
+                let ids = self.existing_ids(&q.name, q.ids)?;
+                Ok(LogRecord::SetPayload { name: q.name, ids, patch: q.patch })
             }
-            Op::DeletePayloadKeys { name, ids, keys } => {
-                if keys.iter().any(|k| k.trim().is_empty()) {
+            HomeWrite::DeletePayloadKeys(q) => {
+                if q.keys.iter().any(|k| k.trim().is_empty()) {
                     return Err(invalid("payload keys must not be blank"));
                 }
-                let ids = self.existing_ids(&name, ids)?;
-                Ok(LogRecord::DeletePayloadKeys { name, ids, keys })
+                let ids = self.existing_ids(&q.name, q.ids)?;
+                Ok(LogRecord::DeletePayloadKeys { name: q.name, ids, keys: q.keys })
             }
-            other => Err(ShardError::Internal(format!("{other:?} is not a home write"))),
         }
     }
 
     /// Apply the effect of a validated write: update the catalog and issue
     /// the partition operations. Used for live writes and for WAL replay, so
     /// it checks no limits (a replayed write was accepted when it happened).
+    /// Each kind of record answers as the write that logs it.
     pub fn apply_record(&mut self, record: LogRecord) -> Result<Plan, ShardError> {
         let placement = self.placement;
-        match record {
+        let (reply, ops): (HomeWriteReply, Vec<(ShardId, PartitionOp)>) = match record {
             LogRecord::CreateCollection { spec, uid } => {
                 self.next_uid = self.next_uid.max((uid & ((1 << 48) - 1)) + 1);
                 let entry = CatalogEntry { spec: spec.clone(), uid, ids: BTreeSet::new() };
@@ -84,18 +121,18 @@ impl Shard {
                 let ops = placement
                     .shards_of(&spec.name)
                     .into_iter()
-                    .map(|s| (s, Op::CreatePartition { uid, spec: spec.clone() }))
+                    .map(|s| (s, CreatePartition { uid, spec: spec.clone() }.into()))
                     .collect();
-                self.route(Reply::Info(info), ops)
+                (HomeWriteReply::CreateCollection(info), ops)
             }
             LogRecord::DeleteCollection { name } => {
                 let entry = self.catalog.remove(&name).ok_or_else(|| collection_not_found(&name))?;
                 let ops = placement
                     .shards_of(&name)
                     .into_iter()
-                    .map(|s| (s, Op::DropPartition { name: name.clone(), uid: entry.uid }))
+                    .map(|s| (s, DropPartition { name: name.clone(), uid: entry.uid }.into()))
                     .collect();
-                self.route(Reply::Deleted, ops)
+                (HomeWriteReply::DeleteCollection(()), ops)
             }
             LogRecord::Upsert { name, points } => {
                 let entry = self.entry_mut(&name)?;
@@ -109,11 +146,12 @@ impl Shard {
                     .into_iter()
                     .enumerate()
                     .filter(|(_, g)| !g.is_empty())
-                    .map(|(part, g)| {
-                        (placement.partition_shard(&name, part), Op::ApplyUpsert { name: name.clone(), uid, points: g })
+                    .map(|(part, points)| {
+                        let shard = placement.partition_shard(&name, part);
+                        (shard, ApplyUpsert { name: name.clone(), uid, points }.into())
                     })
                     .collect();
-                self.route(Reply::Upserted(results), ops)
+                (HomeWriteReply::Upsert(results), ops)
             }
             LogRecord::DeletePoints { name, ids } => {
                 let entry = self.entry_mut(&name)?;
@@ -124,18 +162,18 @@ impl Shard {
                 let ops = self
                     .group_by_shard(&name, ids)
                     .into_iter()
-                    .map(|(s, ids)| (s, Op::ApplyDelete { name: name.clone(), uid, ids }))
+                    .map(|(s, ids)| (s, ApplyDelete { name: name.clone(), uid, ids }.into()))
                     .collect();
-                self.route(Reply::Deleted, ops)
+                (HomeWriteReply::DeletePoint(()), ops)
             }
             LogRecord::SetPayload { name, ids, patch } => {
                 let uid = self.entry(&name)?.uid;
                 let ops = self
                     .group_by_shard(&name, ids)
                     .into_iter()
-                    .map(|(s, ids)| (s, Op::ApplySetPayload { name: name.clone(), uid, ids, patch: patch.clone() }))
+                    .map(|(s, ids)| (s, ApplySetPayload { name: name.clone(), uid, ids, patch: patch.clone() }.into()))
                     .collect();
-                self.route(Reply::Changed(0), ops)
+                (HomeWriteReply::SetPayload(0), ops)
             }
             LogRecord::DeletePayloadKeys { name, ids, keys } => {
                 let uid = self.entry(&name)?.uid;
@@ -143,15 +181,16 @@ impl Shard {
                     .group_by_shard(&name, ids)
                     .into_iter()
                     .map(|(s, ids)| {
-                        (s, Op::ApplyDeletePayloadKeys { name: name.clone(), uid, ids, keys: keys.clone() })
+                        (s, ApplyDeletePayloadKeys { name: name.clone(), uid, ids, keys: keys.clone() }.into())
                     })
                     .collect();
-                self.route(Reply::Changed(0), ops)
+                (HomeWriteReply::DeletePayloadKeys(0), ops)
             }
-        }
+        };
+        self.route(HomeReply::Write(reply), ops)
     }
 
-    pub(super) fn entry(&self, name: &str) -> Result<&CatalogEntry, ShardError> {
+    fn entry(&self, name: &str) -> Result<&CatalogEntry, ShardError> {
         self.catalog.get(name).ok_or_else(|| collection_not_found(name))
     }
 
@@ -159,20 +198,17 @@ impl Shard {
         self.catalog.get_mut(name).ok_or_else(|| collection_not_found(name))
     }
 
-    pub(super) fn info(&self, e: &CatalogEntry) -> CollectionInfo {
+    fn info(&self, e: &CatalogEntry) -> CollectionInfo {
         CollectionInfo { spec: e.spec.clone(), point_count: e.ids.len() as u64, partitions: self.placement.partitions }
     }
 
     /// Apply partition ops addressed to this shard now; return the others.
-    /// A `Changed` reply accumulates the local counts.
-    fn route(&mut self, mut reply: Reply, ops: Vec<(ShardId, Op)>) -> Result<Plan, ShardError> {
+    /// A payload write's reply accumulates the local counts.
+    fn route(&mut self, mut reply: HomeReply, ops: Vec<(ShardId, PartitionOp)>) -> Result<Plan, ShardError> {
         let mut fanout = Vec::new();
         for (target, op) in ops {
             if target == self.id {
-                let local = self.apply_partition_op(op)?;
-                if let (Reply::Changed(total), Reply::Changed(n)) = (&mut reply, local) {
-                    *total += n;
-                }
+                reply.add_changed(self.execute_partition(op)?.changed());
             } else {
                 fanout.push((target, op));
             }
@@ -180,8 +216,6 @@ impl Shard {
         Ok(Plan { reply, fanout, log: None })
     }
 
-    /// Upsert validation: dimension, finiteness, payload keys, point cap,
-    /// memory budget. Returns the bytes the new points are estimated to add.
     /// Collections and points `tenant` holds (all homed on this shard).
     fn tenant_usage(&self, tenant: &str) -> crate::quota::Usage {
         let mut u = crate::quota::Usage::default();
@@ -192,6 +226,8 @@ impl Shard {
         u
     }
 
+    /// Upsert validation: dimension, finiteness, payload keys, point cap,
+    /// memory budget. Returns the bytes the new points are estimated to add.
     fn validate_upsert(&self, name: &str, points: &[PointIn]) -> Result<u64, ShardError> {
         let cap = self.limits.max_points_per_collection;
         let entry = self.entry(name)?;
@@ -260,9 +296,9 @@ impl Shard {
 
     /// Start-up, home side of an encoded `Upsert` record: add its ids to the
     /// catalog and return, per partition shard, the encoded points it must
-    /// decode and apply (`Op::RestoreEncoded`), so every core shares the
+    /// decode and apply ([`RestoreEncoded`]), so every core shares the
     /// decoding. Same effect as `apply_record` of the decoded record.
-    pub fn restore_upsert(&mut self, body: &[u8]) -> Result<Vec<(ShardId, Op)>, ShardError> {
+    pub fn restore_upsert(&mut self, body: &[u8]) -> Result<Vec<(ShardId, RestoreEncoded)>, ShardError> {
         let placement = self.placement;
         let (name, ids, bodies) = LogRecord::split_upsert(body, placement.partitions, |id| placement.partition_of(id))
             .map_err(|e| ShardError::Internal(e.to_string()))?;
@@ -274,7 +310,7 @@ impl Shard {
             .enumerate()
             .filter(|(_, b)| !b.is_empty())
             .map(|(part, body)| {
-                (placement.partition_shard(&name, part), Op::RestoreEncoded { name: name.clone(), uid, body })
+                (placement.partition_shard(&name, part), RestoreEncoded { name: name.clone(), uid, body })
             })
             .collect())
     }
@@ -286,23 +322,19 @@ impl Shard {
         out
     }
 
-    /// `Op::ExportCut`: the collections to export and an `ExportBegin` for
+    /// [`ExportCut`]: the collections to export and an [`ExportBegin`] for
     /// each of their partitions, sent in order after every write planned so
     /// far, so each export starts at exactly this cut.
-    pub(super) fn export_cut(
-        &mut self,
-        export: u64,
-        only: &[String],
-        tenant: Option<&str>,
-    ) -> Result<Plan, ShardError> {
-        for name in only {
+    fn export_cut(&mut self, cut: ExportCut) -> Result<Plan, ShardError> {
+        let ExportCut { export, only, tenant } = cut;
+        for name in &only {
             self.entry(name)?;
         }
         let collections: Vec<(CollectionSpec, u64)> = self
             .homed_collections()
             .into_iter()
             .filter(|(spec, _)| only.is_empty() || only.contains(&spec.name))
-            .filter(|(spec, _)| tenant.is_none() || crate::placement::tenant_of(&spec.name) == tenant)
+            .filter(|(spec, _)| tenant.is_none() || crate::placement::tenant_of(&spec.name) == tenant.as_deref())
             .collect();
         let begins = collections
             .iter()
@@ -310,19 +342,19 @@ impl Shard {
                 self.placement
                     .shards_of(&spec.name)
                     .into_iter()
-                    .map(move |s| (s, Op::ExportBegin { name: spec.name.clone(), uid: *uid, export }))
+                    .map(move |s| (s, ExportBegin { name: spec.name.clone(), uid: *uid, export }.into()))
             })
             .collect();
         let points = collections
             .iter()
             .map(|(spec, _)| self.catalog.get(&spec.name).map_or(0, |e| e.ids.len() as u64))
             .collect();
-        self.route(Reply::Cut { lsn: 0, collections, points }, begins)
+        self.route(HomeReply::Read(HomeReadReply::ExportCut(Cut { lsn: 0, collections, points })), begins)
     }
 }
 
 /// One page of ids (API.md §5 pagination rules).
-pub(super) fn page(entry: &CatalogEntry, from: PageFrom, limit: usize) -> PointsPage {
+fn page(entry: &CatalogEntry, from: PageFrom, limit: usize) -> PointsPage {
     let total = entry.ids.len() as u64;
     match from {
         PageFrom::Offset(offset) => {
