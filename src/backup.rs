@@ -1,6 +1,6 @@
 //! Backups and NDJSON exports of live collections, streamed.
 //!
-//! Both start with a cut on each home shard concerned (`Op::ExportCut`):
+//! Both start with a cut on each home shard concerned (`ops::ExportCut`):
 //! the home shard's current LSN, made durable, and an export begun on every
 //! partition of the collections it names, sent after every write it planned
 //! before, so each partition's export holds exactly the writes up to the
@@ -17,7 +17,7 @@
 
 use crate::router::Router;
 use aionbd_io::backup::{BackupWriter, CollectionEnd};
-use aionbd_shards::ops::{CollectionSpec, Op, Reply};
+use aionbd_shards::ops::{CollectionSpec, Cut, ExportChunk, ExportCut, ExportEnd, Exported};
 use aionbd_shards::placement::{Placement, ShardId};
 use aionbd_shards::record::LogRecord;
 use aionbd_shards::ShardError;
@@ -60,7 +60,7 @@ struct Queued {
 /// requests sent ahead to its shard.
 struct Part {
     shard: ShardId,
-    inflight: VecDeque<crate::router::Pending>,
+    inflight: VecDeque<crate::router::Pending<Exported>>,
     done: bool,
 }
 
@@ -157,12 +157,12 @@ impl ExportRun {
         };
         let pending: Vec<_> = cuts
             .into_iter()
-            .map(|c| (c.home, router.call(c.home, Op::ExportCut { export, only: c.only, tenant: c.tenant })))
+            .map(|c| (c.home, router.call(c.home, ExportCut { export, only: c.only, tenant: c.tenant })))
             .collect();
         let mut first_error = None;
         for (home, p) in pending {
-            match p.wait().await.and_then(|a| a.into_reply()) {
-                Ok(Reply::Cut { lsn, collections, points }) => {
+            match p.wait().await {
+                Ok(Cut { lsn, collections, points }) => {
                     for ((spec, uid), n) in collections.into_iter().zip(points) {
                         for s in placement.shards_of(&spec.name) {
                             run.open.push((spec.name.clone(), uid, s));
@@ -170,9 +170,6 @@ impl ExportRun {
                         run.points_at_cut += n;
                         run.todo.push_back(Queued { spec, uid, home, lsn, points_at_cut: n });
                     }
-                }
-                Ok(other) => {
-                    first_error.get_or_insert(ShardError::Internal(format!("unexpected answer to a cut: {other:?}")));
                 }
                 Err(e) => {
                     first_error.get_or_insert(e);
@@ -229,15 +226,14 @@ impl ExportRun {
             // busiest shard's turns, not of their sum.
             for p in cur.parts.iter_mut().filter(|p| !p.done) {
                 while p.inflight.len() < IN_FLIGHT {
-                    let op = Op::ExportChunk { name: name.clone(), uid, export, max_points: CHUNK_POINTS };
+                    let op = ExportChunk { name: name.clone(), uid, export, max_points: CHUNK_POINTS };
                     p.inflight.push_back(self.router.call(p.shard, op));
                 }
             }
             let shard = cur.parts[i].shard;
             let pending = cur.parts[i].inflight.pop_front().expect("topped up above");
-            let (points, done) = match pending.wait().await.and_then(|a| a.into_reply()) {
-                Ok(Reply::Exported { points, done }) => (points, done),
-                Ok(other) => return Err(format!("unexpected answer to an export chunk: {other:?}")),
+            let (points, done) = match pending.wait().await {
+                Ok(Exported { points, done }) => (points, done),
                 Err(ShardError::Gone(_)) => {
                     return Err(format!("collection '{name}' was deleted while it was exported"));
                 }
@@ -387,7 +383,7 @@ pub fn export_queue() -> glommio::TaskQueueHandle {
 impl Drop for ExportRun {
     fn drop(&mut self) {
         for (name, uid, shard) in self.open.drain(..) {
-            drop(self.router.call(shard, Op::ExportEnd { name, uid, export: self.export }));
+            drop(self.router.call(shard, ExportEnd { name, uid, export: self.export }));
         }
     }
 }

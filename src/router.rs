@@ -15,10 +15,16 @@
 //!   collection's writes on every partition.
 //! - Partition operations run to completion on the receiving shard and never
 //!   message anyone; only home operations fan out, and only to partitions.
+//!   Both hold by type: a request carries a `HomeOp` or a `PartitionOp`;
+//!   `Shard::execute_partition` returns a reply, `Shard::execute_home` a
+//!   `Plan` whose fan-out is a list of `PartitionOp`s.
+//! - A caller gets the reply type its operation fixes (`ops::Op::Reply`);
+//!   the one check that a shard answered what it was asked is
+//!   `expect_reply`, under [`Pending::wait`].
 
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::wal::{Wal, WalError};
-use aionbd_shards::ops::{Op, Plan, Reply, ShardDataStats};
+use aionbd_shards::ops::{Cut, ExportCut, HomeReply, Op, PartitionOp, ShardDataStats, ShardOp, ShardReply};
 use aionbd_shards::placement::ShardId;
 use aionbd_shards::record::LogRecord;
 use aionbd_shards::{Shard, ShardError};
@@ -30,6 +36,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 
+mod execute;
+
 /// The wait for a write's log record to become durable.
 type Durable = Pin<Box<dyn Future<Output = Result<u64, WalError>>>>;
 
@@ -37,11 +45,16 @@ type Durable = Pin<Box<dyn Future<Output = Result<u64, WalError>>>>;
 pub enum Msg {
     Request {
         req_id: u64,
-        op: Op,
+        req: Req,
     },
     Response {
         req_id: u64,
         answer: Result<Answer, ShardError>,
+    },
+    /// The sender's memory as it last measured it (for the memory budget;
+    /// `Shard::record_peer_memory`). Needs no answer.
+    PeerMemory {
+        bytes: u64,
     },
     /// The sender's request count in a rate-limit window (`rate`).
     Rate {
@@ -51,21 +64,24 @@ pub enum Msg {
     },
 }
 
-/// A shard's answer: data, or statistics with the shard's HTTP metrics.
-#[derive(Debug)]
-pub enum Answer {
-    Data(Reply),
-    Stats(ShardDataStats, Box<MetricsSnapshot>),
+/// What a request asks of the receiving shard.
+pub enum Req {
+    /// A home or partition operation on its data.
+    Shard(ShardOp),
+    /// Its data statistics and HTTP metrics.
+    Stats,
 }
 
-impl Answer {
-    pub fn into_reply(self) -> Result<Reply, ShardError> {
-        match self {
-            Answer::Data(r) => Ok(r),
-            Answer::Stats(..) => Err(ShardError::Internal("unexpected stats answer".into())),
-        }
-    }
+/// A shard's answer: the reply to an operation, or statistics with the
+/// shard's HTTP metrics.
+#[derive(Debug)]
+pub enum Answer {
+    Shard(ShardReply),
+    Stats(ShardStats),
 }
+
+/// A shard's data statistics and its HTTP metrics (`Req::Stats`).
+pub type ShardStats = (ShardDataStats, Box<MetricsSnapshot>);
 
 type AnswerTx = LocalSender<Result<Answer, ShardError>>;
 type AnswerRx = LocalReceiver<Result<Answer, ShardError>>;
@@ -98,39 +114,75 @@ pub struct SnapshotCut {
     pub parts: Vec<(String, u64, ShardId)>,
 }
 
-/// A call whose synchronous part has run; await it for the answer.
-pub enum Pending {
+/// A call whose synchronous part has run; await it for the reply of type
+/// `T` its request fixes.
+pub struct Pending<T> {
+    answering: Answering,
+    /// The reply out of the answer (`None`: the answer to another request).
+    extract: fn(Answer) -> Option<T>,
+}
+
+/// Where a call's answer comes from.
+enum Answering {
     Ready(Result<Answer, ShardError>),
     Remote(AnswerRx),
     /// A home operation waiting for its partition operations and, for a
     /// write, for its log record to be durable.
-    Fanout(Reply, Vec<AnswerRx>, Option<Durable>),
+    Fanout(HomeReply, Vec<AnswerRx>, Option<Durable>),
 }
 
-impl Pending {
-    pub async fn wait(self) -> Result<Answer, ShardError> {
+impl<T> Pending<T> {
+    pub async fn wait(self) -> Result<T, ShardError> {
+        expect_reply(self.answering.wait().await?, self.extract)
+    }
+}
+
+impl Answering {
+    async fn wait(self) -> Result<Answer, ShardError> {
         match self {
-            Pending::Ready(r) => r,
-            Pending::Remote(rx) => rx.recv().await.unwrap_or_else(|| Err(peer_gone())),
-            Pending::Fanout(mut reply, acks, durable) => {
+            Answering::Ready(r) => r,
+            Answering::Remote(rx) => rx.recv().await.unwrap_or_else(|| Err(peer_gone())),
+            Answering::Fanout(mut reply, acks, durable) => {
                 if let Some(d) = durable {
                     d.await.map_err(wal_error)?;
                 }
                 for rx in acks {
-                    match rx.recv().await.unwrap_or_else(|| Err(peer_gone()))? {
-                        Answer::Data(Reply::Changed(n)) => {
-                            if let Reply::Changed(total) = &mut reply {
-                                *total += n;
-                            }
-                        }
-                        Answer::Data(_) => {}
-                        Answer::Stats(..) => return Err(ShardError::Internal("stats answer to a write".into())),
-                    }
+                    let ack = rx.recv().await.unwrap_or_else(|| Err(peer_gone()))?;
+                    reply.add_changed(expect_reply(ack, shard_reply::<PartitionOp>)?.changed());
                 }
-                Ok(Answer::Data(reply))
+                Ok(Answer::Shard(ShardReply::Home(reply)))
             }
         }
     }
+}
+
+/// The reply its request fixes, out of an answer. Every answer goes
+/// through here, the one place a wrong one (a bug) is caught.
+fn expect_reply<T>(answer: Answer, extract: fn(Answer) -> Option<T>) -> Result<T, ShardError> {
+    extract(answer).ok_or_else(|| ShardError::Internal("a shard answered with the reply to another request".into()))
+}
+
+fn shard_reply<Q: Op>(answer: Answer) -> Option<Q::Reply> {
+    match answer {
+        Answer::Shard(reply) => Q::reply(reply),
+        Answer::Stats(_) => None,
+    }
+}
+
+fn stats_reply(answer: Answer) -> Option<ShardStats> {
+    match answer {
+        Answer::Stats(stats) => Some(stats),
+        Answer::Shard(_) => None,
+    }
+}
+
+/// Await every call, in order.
+async fn wait_all<T>(pend: Vec<Pending<T>>) -> Vec<Result<T, ShardError>> {
+    let mut out = Vec::with_capacity(pend.len());
+    for p in pend {
+        out.push(p.wait().await);
+    }
+    out
 }
 
 /// How a WAL failure reaches the client.
@@ -255,7 +307,7 @@ impl Router {
         let plan =
             self.shard.borrow_mut().apply_record(rec).map_err(|e| format!("{}: cannot be applied: {e}", what()))?;
         for (to, op) in plan.fanout {
-            drop(self.send_request(to, op));
+            drop(self.send_request(to, Req::Shard(op.into())));
         }
         Ok(())
     }
@@ -271,9 +323,9 @@ impl Router {
         let ops = self.shard.borrow_mut().restore_upsert(body).map_err(|e| format!("{}: {e}", what()))?;
         for (shard, op) in ops {
             if shard == self.me {
-                self.shard.borrow_mut().execute(op).map_err(|e| format!("{}: {e}", what()))?;
+                self.shard.borrow_mut().execute_partition(op.into()).map_err(|e| format!("{}: {e}", what()))?;
             } else {
-                drop(self.send_request(shard, op));
+                drop(self.send_request(shard, Req::Shard(op.into())));
             }
         }
         Ok(())
@@ -287,15 +339,13 @@ impl Router {
         ((self.me as u64) << 48) | n
     }
 
-    /// A snapshot's cut of every collection homed here (see
-    /// `Op::ExportCut`): the LSN of the last write queued to the WAL, and an
-    /// export begun on every partition of those collections.
+    /// A snapshot's cut of every collection homed here (see [`ExportCut`]):
+    /// the LSN of the last write queued to the WAL, and an export begun on
+    /// every partition of those collections.
     pub async fn snapshot_cut(&self) -> Result<SnapshotCut, ShardError> {
         let export = self.new_export_id();
-        let answer = self.call(self.me, Op::ExportCut { export, only: Vec::new(), tenant: None }).wait().await?;
-        let Reply::Cut { lsn, collections, .. } = answer.into_reply()? else {
-            return Err(ShardError::Internal("unexpected answer to an export cut".into()));
-        };
+        let Cut { lsn, collections, .. } =
+            self.call(self.me, ExportCut { export, only: Vec::new(), tenant: None }).wait().await?;
         let placement = self.shard.borrow().placement();
         let parts = collections
             .iter()
@@ -308,39 +358,53 @@ impl Router {
     /// processed by its peer (channels are FIFO per pair).
     pub async fn barrier(&self) {
         let peers: Vec<ShardId> = (0..self.n_shards).filter(|&s| s != self.me).collect();
-        let _ = self.scatter(&peers, || Op::Stats).await;
+        let _ = self.scatter_stats(&peers).await;
     }
+
     /// Issue `op` to shard `to`. The synchronous part (a local execution, or
     /// the push into the peer's outbox) happens now, before this returns.
-    pub fn call(&self, to: ShardId, op: Op) -> Pending {
+    pub fn call<Q: Op>(&self, to: ShardId, op: Q) -> Pending<Q::Reply> {
+        Pending { answering: self.issue(to, Req::Shard(op.into())), extract: shard_reply::<Q> }
+    }
+
+    /// Ask shard `to` for its statistics and metrics.
+    pub fn stats(&self, to: ShardId) -> Pending<ShardStats> {
+        Pending { answering: self.issue(to, Req::Stats), extract: stats_reply }
+    }
+
+    fn issue(&self, to: ShardId, req: Req) -> Answering {
         if to == self.me {
-            self.execute_here(op)
+            self.execute_here(req)
         } else {
-            Pending::Remote(self.send_request(to, op))
+            Answering::Remote(self.send_request(to, req))
         }
     }
 
     /// Issue `op` to every shard in `to` (same order), then await them all.
-    pub fn scatter(
+    pub fn scatter<Q: Op>(
         &self,
         to: &[ShardId],
-        op: impl Fn() -> Op,
-    ) -> impl Future<Output = Vec<Result<Answer, ShardError>>> {
-        // Remote sends first so peers work while the local part runs.
-        let mut pend: Vec<Option<Pending>> =
-            to.iter().map(|&s| if s == self.me { None } else { Some(self.call(s, op())) }).collect();
+        op: impl Fn() -> Q,
+    ) -> impl Future<Output = Vec<Result<Q::Reply, ShardError>>> {
+        wait_all(self.issue_all(to, |s| self.call(s, op())))
+    }
+
+    /// [`Router::stats`] of every shard in `to`.
+    pub fn scatter_stats(&self, to: &[ShardId]) -> impl Future<Output = Vec<Result<ShardStats, ShardError>>> {
+        wait_all(self.issue_all(to, |s| self.stats(s)))
+    }
+
+    /// Issue a call to every shard in `to` (same order): remote sends
+    /// first, so peers work while the local part runs.
+    fn issue_all<T>(&self, to: &[ShardId], call: impl Fn(ShardId) -> Pending<T>) -> Vec<Pending<T>> {
+        let mut pend: Vec<Option<Pending<T>>> =
+            to.iter().map(|&s| if s == self.me { None } else { Some(call(s)) }).collect();
         for (slot, &s) in pend.iter_mut().zip(to) {
             if s == self.me {
-                *slot = Some(self.call(s, op()));
+                *slot = Some(call(s));
             }
         }
-        async move {
-            let mut out = Vec::with_capacity(pend.len());
-            for p in pend {
-                out.push(p.expect("every slot issued").wait().await);
-            }
-            out
-        }
+        pend.into_iter().map(|p| p.expect("every slot issued")).collect()
     }
 
     /// Issue `steps` pieces of work to every shard in `to`: every remote
@@ -348,13 +412,13 @@ impl Router {
     /// pieces run one per turn of the calling task, which yields in between.
     /// So work split into steps never holds a shard for its whole length
     /// and both shards still work at once. Answers are `[step][shard]`.
-    pub async fn scatter_steps(
+    pub async fn scatter_steps<Q: Op>(
         &self,
         to: &[ShardId],
         steps: usize,
-        op: impl Fn(usize) -> Op,
-    ) -> Vec<Vec<Result<Answer, ShardError>>> {
-        let mut pend: Vec<Vec<Option<Pending>>> =
+        op: impl Fn(usize) -> Q,
+    ) -> Vec<Vec<Result<Q::Reply, ShardError>>> {
+        let mut pend: Vec<Vec<Option<Pending<Q::Reply>>>> =
             (0..steps).map(|i| to.iter().map(|&s| (s != self.me).then(|| self.call(s, op(i)))).collect()).collect();
         if to.contains(&self.me) {
             for (i, row) in pend.iter_mut().enumerate() {
@@ -379,6 +443,13 @@ impl Router {
         out
     }
 
+    /// Tell every other shard the memory this shard's data holds.
+    pub fn report_memory(&self, bytes: u64) {
+        for peer in (0..self.n_shards).filter(|&p| p != self.me) {
+            self.push(peer, Msg::PeerMemory { bytes });
+        }
+    }
+
     /// Tell every other shard this shard's count in a rate-limit window.
     pub fn report_rate(&self, tenant: &std::sync::Arc<str>, minute: u64, count: u64) {
         for peer in (0..self.n_shards).filter(|&p| p != self.me) {
@@ -386,12 +457,12 @@ impl Router {
         }
     }
 
-    fn send_request(&self, to: ShardId, op: Op) -> AnswerRx {
+    fn send_request(&self, to: ShardId, req: Req) -> AnswerRx {
         let req_id = self.next_req.get();
         self.next_req.set(req_id + 1);
         let (tx, rx) = local_channel::new_bounded(1);
         self.pending.borrow_mut().insert(req_id, tx);
-        self.push(to, Msg::Request { req_id, op });
+        self.push(to, Msg::Request { req_id, req });
         rx
     }
 
@@ -415,78 +486,6 @@ impl Router {
         }
     }
 
-    /// Run an operation on this shard: synchronously up to its fan-out.
-    fn execute_here(&self, op: Op) -> Pending {
-        if matches!(op, Op::Stats) {
-            let data = self.shard.borrow().data_stats();
-            let mut m = self.metrics.snapshot();
-            if let Some(wal) = self.wal.borrow().as_ref() {
-                m.wal_records = wal.records.get();
-                m.wal_syncs = wal.syncs.get();
-                m.wal_failed_shards = wal.is_failed() as u64;
-                m.wal_disk_full_shards = wal.is_disk_full() as u64;
-                m.wal_shards = 1;
-                m.wal_size_bytes = wal.segments.get() * wal.segment_bytes();
-                m.wal_batches = wal.batches.get();
-            }
-            let mut gauges = crate::metrics::ShardGauges {
-                shard: self.me,
-                requests_in_flight: m.in_flight,
-                connections_open: m.connections_open,
-                backlog_to: self.queued.iter().map(|q| q.get() as u64).collect(),
-                turn_lateness_us: crate::watchdog::recent_lateness().as_micros() as u64,
-                ..Default::default()
-            };
-            if let Some(wal) = self.wal.borrow().as_ref() {
-                m.fsync_latency = wal.sync_latency.borrow().clone();
-                gauges.wal_segments = wal.segments.get();
-            }
-            if let Some(s) = self.snapshots.borrow().as_ref() {
-                m.snapshots_taken = s.taken.get();
-                m.snapshots_failed = s.failed.get();
-                m.snapshots_in_flight = s.in_flight.get() as u64;
-                gauges.snapshot_age_s = s.last_taken.get().elapsed().as_secs_f64();
-                gauges.wal_bytes_since_snapshot = s.wal_bytes_since(self);
-            }
-            m.shards = vec![gauges];
-            return Pending::Ready(Ok(Answer::Stats(data, Box::new(m))));
-        }
-        if op.changes_data() {
-            self.metrics.write_applied();
-        }
-        if op.is_home_write() {
-            if let Some(wal) = self.wal.borrow().as_ref() {
-                if let Err(e) = wal.admit() {
-                    return Pending::Ready(Err(wal_error(e)));
-                }
-            }
-        }
-        let plan = self.shard.borrow_mut().execute(op);
-        match plan {
-            Err(e) => Pending::Ready(Err(e)),
-            Ok(Plan { mut reply, fanout, log }) => {
-                // Queue the record now, in apply order; acknowledge later.
-                let mut durable: Option<Durable> = match (log, self.wal.borrow().as_ref()) {
-                    (Some((kind, body)), Some(wal)) => Some(Box::pin(wal.append(kind, body))),
-                    _ => None,
-                };
-                // An export's cut is the last write queued so far; it is
-                // answered once that is durable, so an export never holds a
-                // write a crash could still take back.
-                if let (Reply::Cut { lsn, .. }, Some(wal)) = (&mut reply, self.wal.borrow().as_ref()) {
-                    *lsn = wal.last_assigned();
-                    let (wal, upto) = (wal.clone(), *lsn);
-                    durable = Some(Box::pin(async move { wal.wait_durable(upto).await.map(|()| upto) }));
-                }
-                if fanout.is_empty() && durable.is_none() {
-                    return Pending::Ready(Ok(Answer::Data(reply)));
-                }
-                let acks = fanout.into_iter().map(|(to, op)| self.send_request(to, op)).collect();
-                Pending::Fanout(reply, acks, durable)
-            }
-        }
-    }
-
     /// Handle one message from a peer. Never awaits.
     fn receive(self: &Rc<Self>, peer: ShardId, msg: Msg) {
         match msg {
@@ -497,12 +496,13 @@ impl Router {
                     let _ = tx.try_send(answer);
                 }
             }
-            Msg::Request { req_id, op } => match self.execute_here(op) {
-                Pending::Ready(answer) => self.push(peer, Msg::Response { req_id, answer }),
-                pending => {
+            Msg::PeerMemory { bytes } => self.shard.borrow_mut().record_peer_memory(peer, bytes),
+            Msg::Request { req_id, req } => match self.execute_here(req) {
+                Answering::Ready(answer) => self.push(peer, Msg::Response { req_id, answer }),
+                answering => {
                     let r = self.clone();
                     glommio::spawn_local(async move {
-                        let answer = pending.wait().await;
+                        let answer = answering.wait().await;
                         r.push(peer, Msg::Response { req_id, answer });
                     })
                     .detach();

@@ -50,17 +50,14 @@ const MEMORY_REPORT_EVERY: Duration = Duration::from_millis(20);
 /// a measurement is at least 20x its length (at most ~5 % of the shard).
 fn start_memory_reports(router: Rc<Router>) {
     glommio::spawn_local(async move {
-        let me = router.me();
         let mut last = None;
         loop {
             let t0 = std::time::Instant::now();
             let own = router.with_shard(|s| s.measure_memory());
             let took = t0.elapsed();
             if last != Some(own) {
-                for peer in (0..router.n_shards()).filter(|&p| p != me) {
-                    // Nothing to wait for: the peer just records it.
-                    drop(router.call(peer, aionbd_shards::ops::Op::PeerMemory { from: me, bytes: own }));
-                }
+                // Nothing to wait for: each peer just records it.
+                router.report_memory(own);
                 last = Some(own);
             }
             glommio::timer::sleep(MEMORY_REPORT_EVERY.max(took * 20)).await;

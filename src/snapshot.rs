@@ -14,7 +14,7 @@
 use crate::router::Router;
 use aionbd_io::snapshot::{encode_end, encode_frame, snapshot_name, Manifest, SnapshotHeader, SnapshotReader};
 use aionbd_io::wal::{Lsn, SegmentHeader, BLOCK_BYTES};
-use aionbd_shards::ops::{Op, Reply};
+use aionbd_shards::ops::{ExportChunk, ExportEnd, Exported};
 use aionbd_shards::record::LogRecord;
 use futures_lite::AsyncWriteExt;
 use glommio::io::{DmaFile, DmaStreamWriterBuilder};
@@ -177,21 +177,18 @@ impl Snapshots {
                 while let Some((name, part_uid, shard)) = cut.parts.get(next_part).filter(|p| p.0 == spec.name) {
                     next_part += 1;
                     loop {
-                        let op = Op::ExportChunk {
+                        let op = ExportChunk {
                             name: name.clone(),
                             uid: *part_uid,
                             export: cut.export,
                             max_points: CHUNK_POINTS,
                         };
-                        let answer = match router.call(*shard, op).wait().await {
-                            Ok(a) => a,
+                        let Exported { points, done } = match router.call(*shard, op).wait().await {
+                            Ok(chunk) => chunk,
                             // Dropped after the cut: the log holds the drop;
                             // start over later rather than fail.
                             Err(aionbd_shards::ShardError::Gone(e)) => return Err(SnapshotError::Aborted(e)),
                             Err(e) => return Err(format!("export: {e}").into()),
-                        };
-                        let Ok(Reply::Exported { points, done }) = answer.into_reply() else {
-                            return Err("unexpected answer to an export".into());
                         };
                         if !points.is_empty() {
                             let rec = LogRecord::Upsert { name: name.clone(), points };
@@ -220,7 +217,7 @@ impl Snapshots {
                 // Stop the exports still running and drop the partial file.
                 for (name, uid, shard) in &cut.parts {
                     let _ = router
-                        .call(*shard, Op::ExportEnd { name: name.clone(), uid: *uid, export: cut.export })
+                        .call(*shard, ExportEnd { name: name.clone(), uid: *uid, export: cut.export })
                         .wait()
                         .await;
                 }

@@ -2,8 +2,8 @@
 //! points, payloads, filters, distance kernels and top-k selection.
 //!
 //! Nothing in this crate does I/O, awaits or takes a lock: a shard is owned
-//! by one executor thread, and the server crate moves [`ops::Op`] messages
-//! between shards.
+//! by one executor thread, and the server crate moves [`ops`] messages
+//! (home and partition operations, and their replies) between shards.
 
 pub mod calib;
 pub mod error;

@@ -1,15 +1,19 @@
 //! The memory budget as a home shard applies it: the estimate for new
 //! points, a measurement replacing it, and other shards' reports.
 
-use crate::ops::{CollectionSpec, Op, Plan, PointIn};
+use crate::ops::{CollectionSpec, CreateCollection, HomeOp, HomeWrite, Plan, PointIn, Upsert};
 use crate::payload::Payload;
 use crate::placement::Placement;
 use crate::shard::POINT_OVERHEAD_BYTES;
 use crate::{Shard, ShardError, ShardLimits};
 
+fn write(shard: &mut Shard, op: impl Into<HomeWrite>) -> Result<Plan, ShardError> {
+    shard.execute_home(HomeOp::Write(op.into()))
+}
+
 fn upsert(shard: &mut Shard, ids: std::ops::Range<u64>) -> Result<Plan, ShardError> {
     let points = ids.map(|id| PointIn { id, values: vec![0.5; 16], payload: Payload::default() }).collect();
-    shard.execute(Op::Upsert { name: "c".into(), points })
+    write(shard, Upsert { name: "c".into(), points })
 }
 
 #[test]
@@ -23,8 +27,7 @@ fn new_points_past_the_budget_are_refused_with_every_shard_counted() {
         tenant_quota: Default::default(),
     };
     let mut shard = Shard::new(0, Placement::new(1, 1), limits);
-    shard
-        .execute(Op::CreateCollection(CollectionSpec { name: "c".into(), dimension: 16, strict_finite: true }))
+    write(&mut shard, CreateCollection(CollectionSpec { name: "c".into(), dimension: 16, strict_finite: true }))
         .unwrap();
     upsert(&mut shard, 0..50).unwrap();
     assert!(matches!(upsert(&mut shard, 50..51), Err(ShardError::ResourceExhausted(_))));
@@ -35,15 +38,15 @@ fn new_points_past_the_budget_are_refused_with_every_shard_counted() {
     assert!(measured > 0);
     assert_eq!(shard.memory_in_use(), measured);
     // Another shard's report counts against the same budget.
-    shard.execute(Op::PeerMemory { from: 1, bytes: 50 * per }).unwrap();
+    shard.record_peer_memory(1, 50 * per);
     assert_eq!(shard.memory_in_use(), measured + 50 * per);
     let err = upsert(&mut shard, 50..51).unwrap_err();
     assert!(matches!(&err, ShardError::ResourceExhausted(m) if m.contains("memory budget")), "{err:?}");
-    shard.execute(Op::PeerMemory { from: 1, bytes: 0 }).unwrap();
+    shard.record_peer_memory(1, 0);
     shard.measure_memory();
     // Without a budget nothing is refused for memory.
     let mut free = Shard::new(0, Placement::new(1, 1), ShardLimits { memory_budget_bytes: 0, ..limits });
-    free.execute(Op::CreateCollection(CollectionSpec { name: "c".into(), dimension: 16, strict_finite: true }))
+    write(&mut free, CreateCollection(CollectionSpec { name: "c".into(), dimension: 16, strict_finite: true }))
         .unwrap();
     upsert(&mut free, 0..200).unwrap();
 }

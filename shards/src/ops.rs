@@ -1,12 +1,103 @@
 //! Messages between shards: what a dispatcher asks a shard to do, and the
 //! answers. Everything is `Send` (it crosses cores over channels) and holds
 //! ids, vectors and scores; no references into a shard's data.
+//!
+//! Two families, by who answers them:
+//! - home operations ([`HomeOp`], `ops/home.rs`) go to a collection's home
+//!   shard: catalog reads ([`HomeRead`]) and writes ([`HomeWrite`], logged).
+//!   The home shard answers with a [`Plan`]: the reply plus the partition
+//!   operations it still has to send on, in order.
+//! - partition operations ([`PartitionOp`], `ops/partition.rs`) act on the
+//!   partition placed on the receiving shard. They are answered with a
+//!   [`PartitionReply`], which has no room for further operations: a
+//!   partition operation cannot fan out.
+//!
+//! Each operation is its own type, and [`Op::Reply`] fixes its answer,
+//! so whoever sends one gets that type back, not a reply to match. On the
+//! mesh an operation travels in its family's enum ([`ShardOp`]) and its reply
+//! in the family's reply enum; `family!` declares both from one list, so
+//! variant `X` of a family is answered by variant `X` of its replies.
 
-use crate::filter::Filter;
-use crate::math::distance::Metric;
 use crate::payload::Payload;
-use crate::placement::ShardId;
-use std::sync::Arc;
+
+/// Declares one family of operations: the enum carrying them, the enum of
+/// their replies (variant for variant, each holding its operation's reply
+/// type) and, for each operation, its [`Op`] impl and conversions.
+/// The family's own `From<family> for ShardOp` and
+/// `TryFrom<ShardReply> for replies` are written beside it.
+macro_rules! family {
+    (
+        $(#[$meta:meta])*
+        $family:ident => $replies:ident {
+            $( $(#[$vmeta:meta])* $variant:ident($request:ident) -> $reply:ty, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug)]
+        pub enum $family {
+            $( $(#[$vmeta])* $variant($request), )*
+        }
+
+        #[doc = concat!("The replies to [`", stringify!($family), "`], variant for variant.")]
+        #[derive(Clone, Debug)]
+        pub enum $replies {
+            $( $variant($reply), )*
+        }
+
+        $(
+            impl From<$request> for $family {
+                fn from(request: $request) -> Self {
+                    $family::$variant(request)
+                }
+            }
+
+            impl From<$request> for $crate::ops::ShardOp {
+                fn from(request: $request) -> Self {
+                    $family::$variant(request).into()
+                }
+            }
+
+            impl $crate::ops::Op for $request {
+                type Reply = $reply;
+                fn reply(reply: $crate::ops::ShardReply) -> Option<$reply> {
+                    match <$replies>::try_from(reply) {
+                        Ok($replies::$variant(reply)) => Some(reply),
+                        _ => None,
+                    }
+                }
+            }
+        )*
+    };
+}
+
+mod home;
+mod partition;
+
+pub use home::*;
+pub use partition::*;
+
+/// An operation with a fixed reply type.
+pub trait Op: Into<ShardOp> {
+    type Reply;
+    /// This operation's reply out of the reply the mesh carried; `None`
+    /// only if a shard answered another operation than the one it was
+    /// asked (a bug: the router turns it into an internal error).
+    fn reply(reply: ShardReply) -> Option<Self::Reply>;
+}
+
+/// Any operation, as it crosses the mesh.
+#[derive(Clone, Debug)]
+pub enum ShardOp {
+    Home(HomeOp),
+    Partition(PartitionOp),
+}
+
+/// Any reply, as it crosses the mesh.
+#[derive(Clone, Debug)]
+pub enum ShardReply {
+    Home(HomeReply),
+    Partition(PartitionReply),
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct CollectionSpec {
@@ -22,6 +113,8 @@ pub struct CollectionInfo {
     pub partitions: usize,
 }
 
+/// A point with its vector and payload: as written, and as read back
+/// (`GetPoint`, exports).
 #[derive(Clone, Debug, PartialEq)]
 pub struct PointIn {
     pub id: u64,
@@ -45,18 +138,6 @@ pub struct PointsPage {
 }
 
 #[derive(Clone, Debug)]
-pub struct SearchOp {
-    pub name: String,
-    pub queries: Arc<Vec<Vec<f32>>>,
-    pub metric: Metric,
-    pub k: usize,
-    pub filter: Option<Arc<Filter>>,
-    pub include_payload: bool,
-    /// `None`: exact scan. Otherwise use the partition's index as chosen.
-    pub approx: Option<crate::partition::IvfChoice>,
-}
-
-#[derive(Clone, Debug)]
 pub struct Hit {
     /// Lower is better (see `topk`).
     pub key: f32,
@@ -67,182 +148,6 @@ pub struct Hit {
 impl crate::math::topk::Ranked for Hit {
     fn rank(&self) -> crate::math::topk::Scored {
         crate::math::topk::Scored { key: self.key, id: self.id }
-    }
-}
-
-/// What a shard is asked to do. "Home" operations go to the collection's home
-/// shard, which orders them and fans the partition work out; "partition"
-/// operations touch one shard's partition only and never call other shards.
-#[derive(Clone, Debug)]
-pub enum Op {
-    // --- home operations ---
-    CreateCollection(CollectionSpec),
-    DeleteCollection {
-        name: String,
-    },
-    GetCollection {
-        name: String,
-    },
-    ListCollections,
-    ListPoints {
-        name: String,
-        from: PageFrom,
-        limit: usize,
-    },
-    Upsert {
-        name: String,
-        points: Vec<PointIn>,
-    },
-    DeletePoint {
-        name: String,
-        id: u64,
-    },
-    SetPayload {
-        name: String,
-        ids: Vec<u64>,
-        patch: Payload,
-    },
-    DeletePayloadKeys {
-        name: String,
-        ids: Vec<u64>,
-        keys: Vec<String>,
-    },
-    // --- partition operations ---
-    CreatePartition {
-        uid: u64,
-        spec: CollectionSpec,
-    },
-    DropPartition {
-        name: String,
-        uid: u64,
-    },
-    ApplyUpsert {
-        name: String,
-        uid: u64,
-        points: Vec<PointIn>,
-    },
-    ApplyDelete {
-        name: String,
-        uid: u64,
-        ids: Vec<u64>,
-    },
-    ApplySetPayload {
-        name: String,
-        uid: u64,
-        ids: Vec<u64>,
-        patch: Payload,
-    },
-    ApplyDeletePayloadKeys {
-        name: String,
-        uid: u64,
-        ids: Vec<u64>,
-        keys: Vec<String>,
-    },
-    Search(SearchOp),
-    GetPoint {
-        name: String,
-        id: u64,
-    },
-    Count {
-        name: String,
-        filter: Option<Arc<Filter>>,
-    },
-    Stats,
-    /// Another shard's memory as it measured it (for the memory budget).
-    PeerMemory {
-        from: ShardId,
-        bytes: u64,
-    },
-    IndexStatus {
-        name: String,
-    },
-    /// Snapshot loading: an encoded `LogRecord::Upsert` whose points all
-    /// belong to this shard's partition, decoded here (on this core).
-    RestoreEncoded {
-        name: String,
-        uid: u64,
-        body: Vec<u8>,
-    },
-    /// Home side of an export (backup, NDJSON export): the collections
-    /// homed here that `only` names (every one when empty; with `tenant`,
-    /// only that tenant's) are cut at this shard's current LSN, and an
-    /// export `export` begins on each of their partitions. Answered with
-    /// `Reply::Cut` once every partition has begun.
-    ExportCut {
-        export: u64,
-        only: Vec<String>,
-        tenant: Option<String>,
-    },
-    /// Snapshot, backup and export support: remember the partition as it is
-    /// now, as export `export` (several may run at once) ...
-    ExportBegin {
-        name: String,
-        uid: u64,
-        export: u64,
-    },
-    /// ... hand out up to `max_points` of it (`Reply::Exported`) ...
-    ExportChunk {
-        name: String,
-        uid: u64,
-        export: u64,
-        max_points: usize,
-    },
-    /// ... or forget it (an abandoned snapshot or export).
-    ExportEnd {
-        name: String,
-        uid: u64,
-        export: u64,
-    },
-}
-
-impl Op {
-    /// Home operations that change data (and are logged).
-    pub fn is_home_write(&self) -> bool {
-        matches!(
-            self,
-            Op::CreateCollection(_)
-                | Op::DeleteCollection { .. }
-                | Op::Upsert { .. }
-                | Op::DeletePoint { .. }
-                | Op::SetPayload { .. }
-                | Op::DeletePayloadKeys { .. }
-        )
-    }
-
-    /// Operations that change data, home or partition (not catalog-only
-    /// reads, searches or exports).
-    pub fn changes_data(&self) -> bool {
-        self.is_home_write()
-            || matches!(
-                self,
-                Op::ApplyUpsert { .. }
-                    | Op::ApplyDelete { .. }
-                    | Op::ApplySetPayload { .. }
-                    | Op::ApplyDeletePayloadKeys { .. }
-            )
-    }
-
-    /// Partition operations run to completion on the receiving shard
-    /// without messaging anyone; home operations may fan out.
-    pub fn is_partition_op(&self) -> bool {
-        matches!(
-            self,
-            Op::CreatePartition { .. }
-                | Op::DropPartition { .. }
-                | Op::ApplyUpsert { .. }
-                | Op::ApplyDelete { .. }
-                | Op::ApplySetPayload { .. }
-                | Op::ApplyDeletePayloadKeys { .. }
-                | Op::Search(_)
-                | Op::GetPoint { .. }
-                | Op::Count { .. }
-                | Op::Stats
-                | Op::IndexStatus { .. }
-                | Op::RestoreEncoded { .. }
-                | Op::ExportBegin { .. }
-                | Op::ExportChunk { .. }
-                | Op::ExportEnd { .. }
-        )
     }
 }
 
@@ -271,70 +176,22 @@ pub struct IndexProgress {
     pub building: u64,
 }
 
-#[derive(Clone, Debug)]
-pub enum Reply {
-    Info(CollectionInfo),
-    Infos(Vec<CollectionInfo>),
-    Deleted,
-    /// Per input point, in request order: (id, created).
-    Upserted(Vec<(u64, bool)>),
-    Done,
-    Changed(u64),
-    Hits {
-        per_query: Vec<Vec<Hit>>,
-        n_points: u64,
-        /// Calibrated recall of the index setting used; `None`: exact.
-        estimated_recall: Option<f32>,
-        /// The index that answered (`None`: exact).
-        index: Option<crate::partition::IndexKind>,
-        /// Real queries the calibration used rests on (`None`: held-out
-        /// points, or exact).
-        calibration_real: Option<usize>,
-    },
-    Point {
-        id: u64,
-        values: Vec<f32>,
-        payload: Payload,
-    },
-    Count(u64),
-    Page(PointsPage),
-    Stats(ShardDataStats),
-    /// Index state of this shard's partition of a collection.
-    /// The IVF index, the HNSW graph and the payload indexes (field,
-    /// distinct strings/booleans, numeric entries) of a partition.
-    IndexStatus(
-        Option<crate::partition::IvfStatus>,
-        Option<Box<crate::partition::HnswStatus>>,
-        Vec<(String, usize, usize, bool)>,
-    ),
-    /// An export's cut (`Op::ExportCut`): the home shard's LSN at the cut
-    /// (0 without persistence; filled in by the router, which owns the WAL)
-    /// and the collections cut, with their uids and point counts, in
-    /// creation order.
-    Cut {
-        lsn: u64,
-        collections: Vec<(CollectionSpec, u64)>,
-        points: Vec<u64>,
-    },
-    /// A chunk of a partition export; `done` when it was the last.
-    Exported {
-        points: Vec<PointIn>,
-        done: bool,
-    },
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// A reply plus the partition operations the home shard still has to send to
-/// other shards (in this order) before the reply may be given, and for a
-/// write, its log record (kind, encoded body) to make durable first.
-#[derive(Debug)]
-pub struct Plan {
-    pub reply: Reply,
-    pub fanout: Vec<(ShardId, Op)>,
-    pub log: Option<(u8, Vec<u8>)>,
-}
-
-impl From<Reply> for Plan {
-    fn from(reply: Reply) -> Self {
-        Plan { reply, fanout: Vec::new(), log: None }
+    #[test]
+    fn an_operation_takes_only_the_reply_of_its_own_variant() {
+        let upserted = ShardReply::Home(HomeReply::Write(HomeWriteReply::Upsert(vec![(7, true)])));
+        assert_eq!(Upsert::reply(upserted.clone()), Some(vec![(7, true)]));
+        assert!(CreateCollection::reply(upserted).is_none());
+        // Same reply type (u64), other variant: still refused.
+        let changed = ShardReply::Partition(PartitionReply::ApplySetPayload(3));
+        assert_eq!(ApplySetPayload::reply(changed.clone()), Some(3));
+        assert_eq!(Count::reply(changed.clone()), None);
+        assert_eq!(SetPayload::reply(changed.clone()), None);
+        // The whole family takes any of its replies, and only those.
+        assert!(PartitionOp::reply(changed).is_some());
+        assert!(PartitionOp::reply(ShardReply::Home(HomeReply::Write(HomeWriteReply::SetPayload(3)))).is_none());
     }
 }

@@ -1,7 +1,10 @@
 //! Replaying the log records of a random write history rebuilds exactly the
 //! state the history produced: the property WAL recovery rests on.
 
-use crate::ops::{CollectionSpec, Op, PageFrom, PointIn, Reply};
+use crate::ops::{
+    CollectionSpec, CreateCollection, DeleteCollection, DeletePayloadKeys, DeletePoint, GetCollection, GetPoint,
+    HomeWrite, ListPoints, Op, PageFrom, PointIn, SetPayload, ShardOp, ShardReply, Upsert,
+};
 use crate::payload::{Payload, PayloadValue, Scalar};
 use crate::placement::Placement;
 use crate::record::LogRecord;
@@ -32,15 +35,23 @@ impl Cluster {
         }
     }
 
-    fn run(&mut self, to: usize, op: Op) -> Result<Reply, crate::ShardError> {
-        let plan = self.shards[to].execute(op)?;
+    fn run(&mut self, to: usize, op: impl Into<ShardOp>) -> Result<ShardReply, crate::ShardError> {
+        let plan = match op.into() {
+            ShardOp::Home(op) => self.shards[to].execute_home(op)?,
+            ShardOp::Partition(op) => return self.shards[to].execute_partition(op).map(ShardReply::Partition),
+        };
         if let Some(log) = plan.log {
             self.logs[to].push(log);
         }
         for (target, op) in plan.fanout {
-            self.shards[target].execute(op).expect("partition ops never fail");
+            self.shards[target].execute_partition(op).expect("partition ops never fail");
         }
-        Ok(plan.reply)
+        Ok(ShardReply::Home(plan.reply))
+    }
+
+    /// [`Cluster::run`] with the request's own reply type.
+    fn ask<Q: Op>(&mut self, to: usize, q: Q) -> Result<Q::Reply, crate::ShardError> {
+        self.run(to, q).map(|r| Q::reply(r).expect("a shard answers the request it was asked"))
     }
 
     fn replay_into(&self, fresh: &mut Cluster) {
@@ -49,7 +60,7 @@ impl Cluster {
                 let rec = LogRecord::decode(*kind, body).expect("own records decode");
                 let plan = fresh.shards[home].apply_record(rec).expect("replay applies");
                 for (target, op) in plan.fanout {
-                    fresh.shards[target].execute(op).unwrap();
+                    fresh.shards[target].execute_partition(op).unwrap();
                 }
             }
         }
@@ -60,18 +71,17 @@ impl Cluster {
         let mut out = Vec::new();
         for name in names {
             let home = self.placement.home(name);
-            let info = self.run(home, Op::GetCollection { name: name.to_string() });
-            let Ok(Reply::Info(info)) = info else {
+            let info = self.ask(home, GetCollection { name: name.to_string() });
+            let Ok(info) = info else {
                 out.push(format!("{name}: absent"));
                 continue;
             };
             out.push(format!("{name}: {:?} count {}", info.spec, info.point_count));
-            let page =
-                self.run(home, Op::ListPoints { name: name.to_string(), from: PageFrom::Offset(0), limit: 1000 });
-            let Ok(Reply::Page(page)) = page else { panic!("list") };
+            let page = self.ask(home, ListPoints { name: name.to_string(), from: PageFrom::Offset(0), limit: 1000 });
+            let Ok(page) = page else { panic!("list") };
             for id in page.ids {
                 let shard = self.placement.shard_of_point(name, id);
-                let p = self.run(shard, Op::GetPoint { name: name.to_string(), id });
+                let p = self.ask(shard, GetPoint { name: name.to_string(), id });
                 out.push(format!("{name}/{id}: {p:?}"));
             }
         }
@@ -104,26 +114,26 @@ fn arb_action() -> impl Strategy<Value = Action> {
     ]
 }
 
-fn op_of(a: &Action, dims: &[usize; 3]) -> (String, Op) {
+fn op_of(a: &Action, dims: &[usize; 3]) -> (String, HomeWrite) {
     let name = |c: usize| NAMES[c].to_string();
     let payload = |v: i64| -> Payload { [("k".to_string(), PayloadValue::One(Scalar::Int(v)))].into_iter().collect() };
     match a {
         Action::Create(c, d) => {
-            (name(*c), Op::CreateCollection(CollectionSpec { name: name(*c), dimension: *d, strict_finite: true }))
+            (name(*c), CreateCollection(CollectionSpec { name: name(*c), dimension: *d, strict_finite: true }).into())
         }
-        Action::Drop(c) => (name(*c), Op::DeleteCollection { name: name(*c) }),
+        Action::Drop(c) => (name(*c), DeleteCollection { name: name(*c) }.into()),
         Action::Upsert(c, pts) => {
             let points =
                 pts.iter().map(|&(id, x, v)| PointIn { id, values: vec![x; dims[*c]], payload: payload(v) }).collect();
-            (name(*c), Op::Upsert { name: name(*c), points })
+            (name(*c), Upsert { name: name(*c), points }.into())
         }
-        Action::Delete(c, id) => (name(*c), Op::DeletePoint { name: name(*c), id: *id }),
+        Action::Delete(c, id) => (name(*c), DeletePoint { name: name(*c), id: *id }.into()),
         Action::SetPayload(c, ids, v) => {
             let patch: Payload = [("p".to_string(), PayloadValue::One(Scalar::Int(*v)))].into_iter().collect();
-            (name(*c), Op::SetPayload { name: name(*c), ids: ids.clone(), patch })
+            (name(*c), SetPayload { name: name(*c), ids: ids.clone(), patch }.into())
         }
         Action::DeleteKeys(c, ids) => {
-            (name(*c), Op::DeletePayloadKeys { name: name(*c), ids: ids.clone(), keys: vec!["k".into()] })
+            (name(*c), DeletePayloadKeys { name: name(*c), ids: ids.clone(), keys: vec!["k".into()] }.into())
         }
     }
 }
@@ -143,7 +153,7 @@ proptest! {
         let mut dims = [1usize; 3];
         for a in &actions {
             if let Action::Create(c, d) = a {
-                if live.run(live.placement.home(NAMES[*c]), Op::GetCollection { name: NAMES[*c].into() }).is_err() {
+                if live.run(live.placement.home(NAMES[*c]), GetCollection { name: NAMES[*c].into() }).is_err() {
                     dims[*c] = *d;
                 }
             }

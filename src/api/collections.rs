@@ -3,7 +3,10 @@
 
 use super::{body, collection_name, internal_name, json, json_body, visible_name, Api, ApiError, ApiResult};
 use aionbd_http::Request;
-use aionbd_shards::ops::{CollectionInfo, CollectionSpec, Op, Reply};
+use aionbd_shards::ops::{
+    CollectionInfo, CollectionSpec, CreateCollection, DeleteCollection, GetCollection, IndexState, IndexStatus,
+    ListCollections,
+};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -28,10 +31,6 @@ impl<'a> From<&'a CollectionInfo> for InfoOut<'a> {
     }
 }
 
-fn unexpected(r: Reply) -> ApiError {
-    ApiError::new(500, "internal", format!("unexpected shard reply {r:?}"))
-}
-
 impl Api {
     pub(super) async fn create_collection(&self, req: &mut Request, tenant: Option<&str>) -> ApiResult {
         let b: body::CreateCollection = json_body(req)?;
@@ -48,23 +47,15 @@ impl Api {
             e.message = e.message.replace(&name, &visible);
             e
         };
-        match self.call(self.placement.home(&name), Op::CreateCollection(spec)).await.map_err(shown)? {
-            Reply::Info(info) => json(&InfoOut::from(&info)),
-            r => Err(unexpected(r)),
-        }
+        let info = self.call(self.placement.home(&name), CreateCollection(spec)).await.map_err(shown)?;
+        json(&InfoOut::from(&info))
     }
 
     /// The caller's collections only (those of its tenant; with auth off,
     /// those made with auth off).
     pub(super) async fn list_collections(&self, tenant: Option<&str>) -> ApiResult {
-        let replies = self.scatter(&self.all_shards(), || Op::ListCollections).await?;
-        let mut all: Vec<CollectionInfo> = Vec::new();
-        for r in replies {
-            match r {
-                Reply::Infos(v) => all.extend(v),
-                r => return Err(unexpected(r)),
-            }
-        }
+        let mut all: Vec<CollectionInfo> =
+            self.scatter(&self.all_shards(), || ListCollections).await?.into_iter().flatten().collect();
         all.retain(|c| super::in_namespace(&c.spec.name, tenant));
         all.sort_by(|a, b| visible_name(&a.spec.name).cmp(visible_name(&b.spec.name)));
         let out: Vec<InfoOut> = all.iter().map(InfoOut::from).collect();
@@ -73,10 +64,7 @@ impl Api {
 
     /// The catalog entry, from the home shard (404 if absent).
     pub(super) async fn collection_info(&self, name: &str) -> Result<CollectionInfo, ApiError> {
-        match self.call(self.placement.home(name), Op::GetCollection { name: name.to_owned() }).await? {
-            Reply::Info(info) => Ok(info),
-            r => Err(unexpected(r)),
-        }
+        self.call(self.placement.home(name), GetCollection { name: name.to_owned() }).await
     }
 
     /// The catalog entry plus (additive) the index state of every
@@ -86,59 +74,8 @@ impl Api {
     pub(super) async fn get_collection(&self, raw: &str) -> ApiResult {
         let name = raw.to_owned();
         let info = self.collection_info(&name).await?;
-        let parts = self.scatter(&self.placement.shards_of(&name), || Op::IndexStatus { name: name.clone() }).await?;
-        let partitions: Vec<serde_json::Value> = parts
-            .into_iter()
-            .map(|r| match r {
-                Reply::IndexStatus(st, graph, payload) => {
-                    let payload: Vec<serde_json::Value> = payload
-                        .iter()
-                        .map(|(f, terms, numbers, building)| {
-                            serde_json::json!({"field": f, "terms": terms, "numbers": numbers, "building": building})
-                        })
-                        .collect();
-                    let Some(st) = st else {
-                        return serde_json::json!({"kind": "none", "payload_indexes": payload});
-                    };
-                    let mut v = serde_json::json!({
-                    "kind": "ivf",
-                    "dropped": st.dropped,
-                    "lists": st.lists,
-                    "indexed_points": st.indexed,
-                    "exact_points": st.pending_exact,
-                    "building": st.building,
-                    "build_ms": st.build_ms,
-                    "bytes": st.bytes,
-                    "calibration_real_queries": st.real_queries,
-                    "calibration_basis": basis(st.real),
-                    "calibration": st.calibration.iter().map(|(n, r, ns)| serde_json::json!({
-                        "nprobe": n, "recall_l2": r[0], "recall_dot": r[1], "recall_cosine": r[2], "us_per_query": ns / 1e3
-                    })).collect::<Vec<_>>(),
-                    });
-                    v["payload_indexes"] = payload.into();
-                    if let Some(g) = graph {
-                        v["hnsw"] = serde_json::json!({
-                            "nodes": g.nodes,
-                            "tombstones": g.tombstones,
-                            "exact_points": g.pending_exact,
-                            "building": g.building,
-                            "build_ms": g.build_ms,
-                            "bytes": g.bytes,
-                            "m": g.m,
-                            "ef_construction": g.ef_construction,
-                            "calibration_real_queries": g.real_queries,
-                            "calibration_basis": basis(g.real),
-                            "calibration": ef_table(&g.calibration),
-                            "calibration_filtered": g.calibration_by_share.iter().map(|(share, t)| serde_json::json!({
-                                "admitted_percent": share, "calibration": ef_table(t)
-                            })).collect::<Vec<_>>(),
-                        });
-                    }
-                    v
-                }
-                r => serde_json::json!({"kind": "none", "error": format!("{r:?}")}),
-            })
-            .collect();
+        let parts = self.scatter(&self.placement.shards_of(&name), || IndexStatus { name: name.clone() }).await?;
+        let partitions: Vec<serde_json::Value> = parts.into_iter().map(index_json).collect();
         let mut out =
             serde_json::to_value(InfoOut::from(&info)).map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
         out["index"] = serde_json::json!({ "partitions": partitions });
@@ -147,9 +84,58 @@ impl Api {
 
     pub(super) async fn delete_collection(&self, raw: &str) -> ApiResult {
         let name = raw.to_owned();
-        self.call(self.placement.home(&name), Op::DeleteCollection { name: name.clone() }).await?;
+        self.call(self.placement.home(&name), DeleteCollection { name: name.clone() }).await?;
         json(&serde_json::json!({"name": visible_name(&name), "deleted": true}))
     }
+}
+
+/// One partition's index state as JSON.
+fn index_json(state: IndexState) -> serde_json::Value {
+    let payload: Vec<serde_json::Value> = state
+        .payload
+        .iter()
+        .map(|(f, terms, numbers, building)| {
+            serde_json::json!({"field": f, "terms": terms, "numbers": numbers, "building": building})
+        })
+        .collect();
+    let Some(st) = state.ivf else {
+        return serde_json::json!({"kind": "none", "payload_indexes": payload});
+    };
+    let mut v = serde_json::json!({
+        "kind": "ivf",
+        "dropped": st.dropped,
+        "lists": st.lists,
+        "indexed_points": st.indexed,
+        "exact_points": st.pending_exact,
+        "building": st.building,
+        "build_ms": st.build_ms,
+        "bytes": st.bytes,
+        "calibration_real_queries": st.real_queries,
+        "calibration_basis": basis(st.real),
+        "calibration": st.calibration.iter().map(|(n, r, ns)| serde_json::json!({
+            "nprobe": n, "recall_l2": r[0], "recall_dot": r[1], "recall_cosine": r[2], "us_per_query": ns / 1e3
+        })).collect::<Vec<_>>(),
+    });
+    v["payload_indexes"] = payload.into();
+    if let Some(g) = state.hnsw {
+        v["hnsw"] = serde_json::json!({
+            "nodes": g.nodes,
+            "tombstones": g.tombstones,
+            "exact_points": g.pending_exact,
+            "building": g.building,
+            "build_ms": g.build_ms,
+            "bytes": g.bytes,
+            "m": g.m,
+            "ef_construction": g.ef_construction,
+            "calibration_real_queries": g.real_queries,
+            "calibration_basis": basis(g.real),
+            "calibration": ef_table(&g.calibration),
+            "calibration_filtered": g.calibration_by_share.iter().map(|(share, t)| serde_json::json!({
+                "admitted_percent": share, "calibration": ef_table(t)
+            })).collect::<Vec<_>>(),
+        });
+    }
+    v
 }
 
 /// Per metric, what its calibrated recall rests on: real queries (how

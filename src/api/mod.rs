@@ -16,9 +16,8 @@ mod system;
 use crate::auth::{Principal, Scope};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::router::{Answer, Router};
+use crate::router::Router;
 use aionbd_http::{HttpError, Request, Response, Service};
-use aionbd_shards::ops::{Op, Reply};
 use aionbd_shards::placement::{Placement, ShardId};
 pub use error::ApiError;
 use glommio::sync::Semaphore;
@@ -100,17 +99,21 @@ impl Api {
         &self.shared.config
     }
 
-    /// Run one operation on one shard and return its data reply.
-    async fn call(&self, to: ShardId, op: Op) -> Result<Reply, ApiError> {
-        Ok(self.router.call(to, op).wait().await?.into_reply()?)
+    /// Run one operation on one shard and return its reply.
+    async fn call<Q: aionbd_shards::ops::Op>(&self, to: ShardId, op: Q) -> Result<Q::Reply, ApiError> {
+        Ok(self.router.call(to, op).wait().await?)
     }
 
     /// Run an operation on several shards; the first error wins.
-    async fn scatter(&self, to: &[ShardId], op: impl Fn() -> Op) -> Result<Vec<Reply>, ApiError> {
+    async fn scatter<Q: aionbd_shards::ops::Op>(
+        &self,
+        to: &[ShardId],
+        op: impl Fn() -> Q,
+    ) -> Result<Vec<Q::Reply>, ApiError> {
         let answers = self.router.scatter(to, op).await;
         let mut out = Vec::with_capacity(answers.len());
         for a in answers {
-            out.push(a.and_then(Answer::into_reply)?);
+            out.push(a?);
         }
         Ok(out)
     }

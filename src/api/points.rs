@@ -4,7 +4,9 @@
 
 use super::{body, json, json_body, point_id, Api, ApiError, ApiResult};
 use aionbd_http::Request;
-use aionbd_shards::ops::{Op, PageFrom, PointIn, Reply};
+use aionbd_shards::ops::{
+    Count, DeletePayloadKeys, DeletePoint, GetPoint, HomeWrite, ListPoints, Op, PageFrom, PointIn, SetPayload, Upsert,
+};
 use aionbd_shards::payload::Payload;
 use serde_json::json;
 
@@ -19,16 +21,9 @@ struct PointOut {
     payload: Payload,
 }
 
-fn unexpected(r: Reply) -> ApiError {
-    ApiError::new(500, "internal", format!("unexpected shard reply {r:?}"))
-}
-
 impl Api {
     async fn upsert(&self, name: &str, points: Vec<PointIn>) -> Result<Vec<(u64, bool)>, ApiError> {
-        match self.call(self.placement.home(name), Op::Upsert { name: name.to_owned(), points }).await? {
-            Reply::Upserted(results) => Ok(results),
-            r => Err(unexpected(r)),
-        }
+        self.call(self.placement.home(name), Upsert { name: name.to_owned(), points }).await
     }
 
     pub(super) async fn upsert_point(&self, raw: &str, id: &str, req: &mut Request) -> ApiResult {
@@ -62,16 +57,14 @@ impl Api {
         let name = raw.to_owned();
         let id = point_id(id)?;
         let shard = self.placement.shard_of_point(&name, id);
-        match self.call(shard, Op::GetPoint { name, id }).await? {
-            Reply::Point { id, values, payload } => json(&PointOut { id, values, payload }),
-            r => Err(unexpected(r)),
-        }
+        let PointIn { id, values, payload } = self.call(shard, GetPoint { name, id }).await?;
+        json(&PointOut { id, values, payload })
     }
 
     pub(super) async fn delete_point(&self, raw: &str, id: &str) -> ApiResult {
         let name = raw.to_owned();
         let id = point_id(id)?;
-        self.call(self.placement.home(&name), Op::DeletePoint { name, id }).await?;
+        self.call(self.placement.home(&name), DeletePoint { name, id }).await?;
         json(&json!({"id": id, "deleted": true}))
     }
 
@@ -109,19 +102,15 @@ impl Api {
                 PageFrom::Offset(o as usize)
             }
         };
-        let op = Op::ListPoints { name: name.clone(), from, limit: limit as usize };
-        match self.call(self.placement.home(&name), op).await? {
-            Reply::Page(p) => {
-                let points: Vec<_> = p.ids.iter().map(|id| json!({"id": id})).collect();
-                json(&json!({
-                    "points": points,
-                    "total": p.total,
-                    "next_offset": p.next_offset,
-                    "next_after_id": p.next_after_id,
-                }))
-            }
-            r => Err(unexpected(r)),
-        }
+        let op = ListPoints { name: name.clone(), from, limit: limit as usize };
+        let p = self.call(self.placement.home(&name), op).await?;
+        let points: Vec<_> = p.ids.iter().map(|id| json!({"id": id})).collect();
+        json(&json!({
+            "points": points,
+            "total": p.total,
+            "next_offset": p.next_offset,
+            "next_after_id": p.next_after_id,
+        }))
     }
 
     pub(super) async fn count(&self, raw: &str, req: &mut Request) -> ApiResult {
@@ -129,22 +118,14 @@ impl Api {
         let b: body::Count = json_body(req)?;
         let filter = b.filter.map(|f| f.validate()).transpose()?.map(std::sync::Arc::new);
         let shards = self.placement.shards_of(&name);
-        let replies = self.scatter(&shards, || Op::Count { name: name.clone(), filter: filter.clone() }).await?;
-        let mut total = 0;
-        for r in replies {
-            match r {
-                Reply::Count(n) => total += n,
-                r => return Err(unexpected(r)),
-            }
-        }
-        json(&json!({"count": total}))
+        let counts = self.scatter(&shards, || Count { name: name.clone(), filter: filter.clone() }).await?;
+        json(&json!({"count": counts.iter().sum::<u64>()}))
     }
 
-    async fn payload_write(&self, name: &str, op: Op) -> ApiResult {
-        match self.call(self.placement.home(name), op).await? {
-            Reply::Changed(n) => json(&json!({"updated": n})),
-            r => Err(unexpected(r)),
-        }
+    /// A payload write: answered with the points it changed.
+    async fn payload_write<Q: Op<Reply = u64> + Into<HomeWrite>>(&self, name: &str, op: Q) -> ApiResult {
+        let updated = self.call(self.placement.home(name), op).await?;
+        json(&json!({"updated": updated}))
     }
 
     pub(super) async fn payload_set(&self, raw: &str, req: &mut Request) -> ApiResult {
@@ -157,7 +138,7 @@ impl Api {
             return Err(ApiError::invalid("payload must not be empty"));
         }
         let patch: Payload = b.payload;
-        self.payload_write(&name, Op::SetPayload { name: name.clone(), ids: b.points, patch }).await
+        self.payload_write(&name, SetPayload { name: name.clone(), ids: b.points, patch }).await
     }
 
     pub(super) async fn payload_delete(&self, raw: &str, req: &mut Request) -> ApiResult {
@@ -169,6 +150,6 @@ impl Api {
         if b.keys.is_empty() {
             return Err(ApiError::invalid("keys must not be empty"));
         }
-        self.payload_write(&name, Op::DeletePayloadKeys { name: name.clone(), ids: b.points, keys: b.keys }).await
+        self.payload_write(&name, DeletePayloadKeys { name: name.clone(), ids: b.points, keys: b.keys }).await
     }
 }

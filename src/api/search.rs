@@ -7,7 +7,7 @@ use crate::metrics::Metrics;
 use aionbd_http::Request;
 use aionbd_shards::math::key::key_to_value;
 use aionbd_shards::math::topk::merge;
-use aionbd_shards::ops::{Hit, Op, Reply, SearchOp};
+use aionbd_shards::ops::{Hit, PartitionHits, SearchOp};
 use aionbd_shards::partition::{IndexKind, IvfChoice};
 use aionbd_shards::Metric;
 use serde::Serialize;
@@ -194,16 +194,14 @@ impl Api {
         } else {
             queries.chunks(QUERIES_PER_STEP).map(|c| Arc::new(c.to_vec())).collect()
         };
-        let op = |step: usize| {
-            Op::Search(SearchOp {
-                name: name.clone(),
-                queries: steps[step].clone(),
-                metric,
-                k: limit as usize,
-                filter: filter.clone(),
-                include_payload: b.include_payload.unwrap_or(true),
-                approx,
-            })
+        let op = |step: usize| SearchOp {
+            name: name.clone(),
+            queries: steps[step].clone(),
+            metric,
+            k: limit as usize,
+            filter: filter.clone(),
+            include_payload: b.include_payload.unwrap_or(true),
+            approx,
         };
         let shards = self.placement.shards_of(&name);
         let answers = self.router.scatter_steps(&shards, steps.len(), op).await;
@@ -223,29 +221,25 @@ impl Api {
             let first = step * QUERIES_PER_STEP;
             let share = steps[step].len() as f64 / n_queries as f64;
             for a in row {
-                match a.and_then(crate::router::Answer::into_reply)? {
-                    Reply::Hits {
-                        per_query: part,
-                        n_points,
-                        estimated_recall: part_recall,
-                        index,
-                        calibration_real: real,
-                    } => {
-                        if step == 0 {
-                            total += n_points;
-                        }
-                        if index.is_some() {
-                            calibration_real = calibration_real.zip(real).map(|(a, b)| a.min(b));
-                        }
-                        ivf |= index == Some(IndexKind::Ivf);
-                        hnsw |= index == Some(IndexKind::Hnsw);
-                        approximate |= part_recall.is_some();
-                        recall_sum += share * n_points as f64 * part_recall.unwrap_or(1.0) as f64;
-                        for (acc, hits) in per_query[first..].iter_mut().zip(part) {
-                            acc.push(hits);
-                        }
-                    }
-                    r => return Err(ApiError::new(500, "internal", format!("unexpected shard reply {r:?}"))),
+                let PartitionHits {
+                    per_query: part,
+                    n_points,
+                    estimated_recall: part_recall,
+                    index,
+                    calibration_real: real,
+                } = a?;
+                if step == 0 {
+                    total += n_points;
+                }
+                if index.is_some() {
+                    calibration_real = calibration_real.zip(real).map(|(a, b)| a.min(b));
+                }
+                ivf |= index == Some(IndexKind::Ivf);
+                hnsw |= index == Some(IndexKind::Hnsw);
+                approximate |= part_recall.is_some();
+                recall_sum += share * n_points as f64 * part_recall.unwrap_or(1.0) as f64;
+                for (acc, hits) in per_query[first..].iter_mut().zip(part) {
+                    acc.push(hits);
                 }
             }
         }

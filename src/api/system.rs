@@ -2,10 +2,9 @@
 
 use super::{body, json, json_body, Api, ApiError, ApiResult, Body};
 use crate::metrics::{prometheus, MetricsSnapshot, Value};
-use crate::router::Answer;
 use aionbd_http::Request;
 use aionbd_shards::math::{distance::kernels, key::norm};
-use aionbd_shards::ops::{Op, ShardDataStats};
+use aionbd_shards::ops::ShardDataStats;
 use aionbd_shards::Metric;
 use serde_json::json;
 
@@ -39,23 +38,19 @@ impl Api {
 
     /// Gather data statistics and HTTP metrics from every shard.
     async fn gather(&self) -> Result<(ShardDataStats, MetricsSnapshot), ApiError> {
-        let answers = self.router.scatter(&self.all_shards(), || Op::Stats).await;
+        let answers = self.router.scatter_stats(&self.all_shards()).await;
         let mut data = ShardDataStats::default();
         let mut merged: Option<MetricsSnapshot> = None;
         for a in answers {
-            match a? {
-                Answer::Stats(d, m) => {
-                    data.collections_homed += d.collections_homed;
-                    data.points_homed += d.points_homed;
-                    data.partitions += d.partitions;
-                    data.memory_bytes += d.memory_bytes;
-                    data.indexes.extend(d.indexes);
-                    match &mut merged {
-                        None => merged = Some(*m),
-                        Some(acc) => acc.merge(&m),
-                    }
-                }
-                Answer::Data(_) => return Err(ApiError::new(500, "internal", "shard answered stats with data")),
+            let (d, m) = a?;
+            data.collections_homed += d.collections_homed;
+            data.points_homed += d.points_homed;
+            data.partitions += d.partitions;
+            data.memory_bytes += d.memory_bytes;
+            data.indexes.extend(d.indexes);
+            match &mut merged {
+                None => merged = Some(*m),
+                Some(acc) => acc.merge(&m),
             }
         }
         Ok((data, merged.expect("at least one shard")))

@@ -1,25 +1,31 @@
 //! The partition role of a shard: the operations the home shards of
-//! collections send to the partitions placed here (apply a write, search,
-//! count, get a point, export for snapshots and backups). They run to
-//! completion here and never message another shard. The catalog (home role)
-//! is in the parent module.
+//! collections send to the partitions placed here (apply a write, export for
+//! snapshots and backups) and those dispatchers send (search, count, get a
+//! point). They run to completion here and never message another shard:
+//! [`Shard::execute_partition`] returns a reply, not a plan. The catalog
+//! (home role) is in `catalog.rs`.
 
 use super::{PartitionSlot, Shard};
 use crate::error::{collection_not_found, invalid, point_not_found, ShardError};
 use crate::export::Export;
-use crate::ops::{Hit, Op, Reply, SearchOp};
+use crate::ops::{
+    ApplyDelete, ApplyDeletePayloadKeys, ApplySetPayload, ApplyUpsert, Count, CreatePartition, DropPartition,
+    ExportBegin, ExportChunk, ExportEnd, Exported, GetPoint, Hit, IndexState, IndexStatus, PartitionHits, PartitionOp,
+    PartitionReply, PointIn, RestoreEncoded, SearchOp,
+};
 use crate::partition::{IndexKind, Partition, SearchParams};
+use crate::payload::Payload;
 use crate::record::LogRecord;
 
 impl Shard {
-    pub(super) fn partition(&self, name: &str) -> Result<&PartitionSlot, ShardError> {
+    fn partition(&self, name: &str) -> Result<&PartitionSlot, ShardError> {
         self.partitions.get(name).ok_or_else(|| collection_not_found(name))
     }
 
     /// The partition for an apply op, if it is still the incarnation the home
     /// shard meant (a concurrent delete may have dropped it). A running
     /// export first copies the points the op will change.
-    pub(super) fn partition_for_apply(&mut self, name: &str, uid: u64, ids: &[u64]) -> Option<&mut Partition> {
+    fn partition_for_apply(&mut self, name: &str, uid: u64, ids: &[u64]) -> Option<&mut Partition> {
         let slot = self.partitions.get_mut(name).filter(|s| s.uid == uid)?;
         for (_, export) in &mut slot.exports {
             for &id in ids {
@@ -29,131 +35,133 @@ impl Shard {
         Some(&mut slot.data)
     }
 
-    pub(super) fn export_slot(&mut self, name: &str, uid: u64) -> Result<&mut PartitionSlot, ShardError> {
+    fn export_slot(&mut self, name: &str, uid: u64) -> Result<&mut PartitionSlot, ShardError> {
         self.partitions
             .get_mut(name)
             .filter(|s| s.uid == uid)
             .ok_or_else(|| ShardError::Gone(format!("partition of '{name}' was dropped during an export")))
     }
 
-    pub(super) fn apply_partition_op(&mut self, op: Op) -> Result<Reply, ShardError> {
-        match op {
-            Op::CreatePartition { uid, spec } => {
+    /// Run one partition operation to completion. It never messages
+    /// another shard: its answer is a reply, with no fan-out.
+    pub fn execute_partition(&mut self, op: PartitionOp) -> Result<PartitionReply, ShardError> {
+        Ok(match op {
+            PartitionOp::CreatePartition(CreatePartition { uid, spec }) => {
                 let mut data = Partition::new(spec.dimension);
                 data.configure(self.limits.hnsw, self.placement.partitions);
                 self.partitions.insert(spec.name.clone(), PartitionSlot { uid, spec, data, exports: Vec::new() });
-                Ok(Reply::Done)
+                PartitionReply::CreatePartition(())
             }
-            Op::DropPartition { name, uid } => {
+            PartitionOp::DropPartition(DropPartition { name, uid }) => {
                 if self.partitions.get(&name).is_some_and(|s| s.uid == uid) {
                     self.partitions.remove(&name);
                 }
-                Ok(Reply::Done)
+                PartitionReply::DropPartition(())
             }
-            Op::ApplyUpsert { name, uid, points } => {
-                let ids: Vec<u64> = points.iter().map(|p| p.id).collect();
-                if let Some(p) = self.partition_for_apply(&name, uid, &ids) {
-                    for pt in points {
-                        p.upsert(pt.id, &pt.values, pt.payload);
-                    }
-                }
-                Ok(Reply::Done)
+            PartitionOp::ApplyUpsert(ApplyUpsert { name, uid, points }) => {
+                self.upsert_points(&name, uid, points);
+                PartitionReply::ApplyUpsert(())
             }
-            Op::ApplyDelete { name, uid, ids } => {
+            PartitionOp::ApplyDelete(ApplyDelete { name, uid, ids }) => {
                 if let Some(p) = self.partition_for_apply(&name, uid, &ids) {
                     for id in ids {
                         p.delete(id);
                     }
                 }
-                Ok(Reply::Done)
+                PartitionReply::ApplyDelete(())
             }
-            Op::ApplySetPayload { name, uid, ids, patch } => {
-                let mut changed = 0;
-                if let Some(p) = self.partition_for_apply(&name, uid, &ids) {
-                    for id in ids {
-                        let f = |pl: &mut crate::payload::Payload| {
-                            for (k, v) in &patch {
-                                pl.insert(k.clone(), v.clone());
-                            }
-                        };
-                        changed += p.update_payload(id, f).unwrap_or(false) as u64;
+            PartitionOp::ApplySetPayload(ApplySetPayload { name, uid, ids, patch }) => {
+                let set = |pl: &mut Payload| {
+                    for (k, v) in &patch {
+                        pl.insert(k.clone(), v.clone());
                     }
-                }
-                Ok(Reply::Changed(changed))
+                };
+                PartitionReply::ApplySetPayload(self.update_payloads(&name, uid, ids, set))
             }
-            Op::ApplyDeletePayloadKeys { name, uid, ids, keys } => {
-                let mut changed = 0;
-                if let Some(p) = self.partition_for_apply(&name, uid, &ids) {
-                    for id in ids {
-                        let f = |pl: &mut crate::payload::Payload| {
-                            for k in &keys {
-                                pl.remove(k);
-                            }
-                        };
-                        changed += p.update_payload(id, f).unwrap_or(false) as u64;
+            PartitionOp::ApplyDeletePayloadKeys(ApplyDeletePayloadKeys { name, uid, ids, keys }) => {
+                let remove = |pl: &mut Payload| {
+                    for k in &keys {
+                        pl.remove(k);
                     }
-                }
-                Ok(Reply::Changed(changed))
+                };
+                PartitionReply::ApplyDeletePayloadKeys(self.update_payloads(&name, uid, ids, remove))
             }
-            Op::Search(s) => self.search(s),
-            Op::GetPoint { name, id } => {
+            PartitionOp::Search(s) => PartitionReply::Search(self.search(s)?),
+            PartitionOp::GetPoint(GetPoint { name, id }) => {
                 let slot = self.partition(&name)?;
                 let (values, payload) = slot.data.get(id).ok_or_else(|| point_not_found(&name, id))?;
-                Ok(Reply::Point { id, values: values.to_vec(), payload: payload.clone() })
+                PartitionReply::GetPoint(PointIn { id, values: values.to_vec(), payload: payload.clone() })
             }
-            Op::Count { name, filter } => Ok(Reply::Count(self.partition(&name)?.data.count(filter.as_deref()))),
-            Op::Stats => Ok(Reply::Stats(self.data_stats())),
-            Op::PeerMemory { from, bytes } => {
-                self.memory.peers.insert(from, bytes);
-                Ok(Reply::Done)
+            PartitionOp::Count(Count { name, filter }) => {
+                PartitionReply::Count(self.partition(&name)?.data.count(filter.as_deref()))
             }
-            Op::IndexStatus { name } => {
+            PartitionOp::IndexStatus(IndexStatus { name }) => {
                 let p = &self.partition(&name)?.data;
-                Ok(Reply::IndexStatus(p.ivf_status(), p.graph_status().map(Box::new), p.payload_index_status()))
+                PartitionReply::IndexStatus(IndexState {
+                    ivf: p.ivf_status(),
+                    hnsw: p.graph_status().map(Box::new),
+                    payload: p.payload_index_status(),
+                })
             }
-            Op::RestoreEncoded { name, uid, body } => {
+            PartitionOp::RestoreEncoded(RestoreEncoded { name, uid, body }) => {
                 let Ok(LogRecord::Upsert { points, .. }) = LogRecord::decode(crate::record::kind::UPSERT, &body) else {
                     return Err(ShardError::Internal(format!("snapshot record for '{name}' does not decode")));
                 };
-                let ids: Vec<u64> = points.iter().map(|p| p.id).collect();
-                if let Some(p) = self.partition_for_apply(&name, uid, &ids) {
-                    for pt in points {
-                        p.upsert(pt.id, &pt.values, pt.payload);
-                    }
-                }
-                Ok(Reply::Done)
+                self.upsert_points(&name, uid, points);
+                PartitionReply::RestoreEncoded(())
             }
-            Op::ExportBegin { name, uid, export } => {
+            PartitionOp::ExportBegin(ExportBegin { name, uid, export }) => {
                 let slot = self.export_slot(&name, uid)?;
                 slot.exports.retain(|(e, _)| *e != export);
                 slot.exports.push((export, Export::begin(&slot.data)));
-                Ok(Reply::Done)
+                PartitionReply::ExportBegin(())
             }
-            Op::ExportChunk { name, uid, export, max_points } => {
+            PartitionOp::ExportChunk(ExportChunk { name, uid, export, max_points }) => {
                 let slot = self.export_slot(&name, uid)?;
                 // An export that finished has nothing more (a reader may
                 // ask ahead, past the end).
                 let Some(at) = slot.exports.iter().position(|(e, _)| *e == export) else {
-                    return Ok(Reply::Exported { points: Vec::new(), done: true });
+                    return Ok(PartitionReply::ExportChunk(Exported { points: Vec::new(), done: true }));
                 };
                 let (points, done) = slot.exports[at].1.next_chunk(&slot.data, max_points);
                 if done {
                     slot.exports.swap_remove(at);
                 }
-                Ok(Reply::Exported { points, done })
+                PartitionReply::ExportChunk(Exported { points, done })
             }
-            Op::ExportEnd { name, uid, export } => {
+            PartitionOp::ExportEnd(ExportEnd { name, uid, export }) => {
                 if let Ok(slot) = self.export_slot(&name, uid) {
                     slot.exports.retain(|(e, _)| *e != export);
                 }
-                Ok(Reply::Done)
+                PartitionReply::ExportEnd(())
             }
-            home => Err(ShardError::Internal(format!("home operation {home:?} reached the partition path"))),
+        })
+    }
+
+    /// Upsert points into the partition, if it is still incarnation `uid`.
+    fn upsert_points(&mut self, name: &str, uid: u64, points: Vec<PointIn>) {
+        let ids: Vec<u64> = points.iter().map(|p| p.id).collect();
+        if let Some(p) = self.partition_for_apply(name, uid, &ids) {
+            for pt in points {
+                p.upsert(pt.id, &pt.values, pt.payload);
+            }
         }
     }
 
+    /// Change the payload of each point of `ids` present; returns how many
+    /// changed.
+    fn update_payloads(&mut self, name: &str, uid: u64, ids: Vec<u64>, f: impl Fn(&mut Payload)) -> u64 {
+        let mut changed = 0;
+        if let Some(p) = self.partition_for_apply(name, uid, &ids) {
+            for id in ids {
+                changed += p.update_payload(id, &f).unwrap_or(false) as u64;
+            }
+        }
+        changed
+    }
+
     /// Query errors (400): dimension, finiteness, zero cosine query.
-    pub(super) fn validate_queries(&self, s: &SearchOp) -> Result<(), ShardError> {
+    fn validate_queries(&self, s: &SearchOp) -> Result<(), ShardError> {
         let slot = self.partition(&s.name)?;
         if let Some(q) = s.queries.iter().find(|q| q.len() != slot.spec.dimension) {
             return Err(invalid(format!(
@@ -172,7 +180,7 @@ impl Shard {
         Ok(())
     }
 
-    pub(super) fn search(&mut self, s: SearchOp) -> Result<Reply, ShardError> {
+    fn search(&mut self, s: SearchOp) -> Result<PartitionHits, ShardError> {
         self.validate_queries(&s)?;
         if let Some(slot) = self.partitions.get_mut(&s.name) {
             // A few queries per request feed the calibration reservoir.
@@ -214,6 +222,6 @@ impl Shard {
                     .collect()
             })
             .collect();
-        Ok(Reply::Hits { per_query, n_points: slot.data.len() as u64, estimated_recall, index, calibration_real })
+        Ok(PartitionHits { per_query, n_points: slot.data.len() as u64, estimated_recall, index, calibration_real })
     }
 }

@@ -1,0 +1,102 @@
+//! Running a request on this shard, synchronously up to its fan-out: a
+//! partition operation runs to completion; a home operation goes through
+//! the write pipeline (WAL admission, plan, log record queued in apply
+//! order, partition operations sent on); statistics gather the shard's
+//! metrics with its WAL's and snapshots' counters.
+
+use super::{wal_error, Answer, Answering, Durable, Req, Router, ShardStats};
+use aionbd_shards::ops::{HomeOp, HomeReadReply, HomeReply, Plan, ShardOp, ShardReply};
+
+impl Router {
+    /// Run a request on this shard: synchronously up to its fan-out.
+    pub(super) fn execute_here(&self, req: Req) -> Answering {
+        match req {
+            Req::Stats => Answering::Ready(Ok(Answer::Stats(self.stats_here()))),
+            Req::Shard(ShardOp::Partition(op)) => {
+                if op.changes_data() {
+                    self.metrics.write_applied();
+                }
+                let reply = self.shard.borrow_mut().execute_partition(op);
+                Answering::Ready(reply.map(|r| Answer::Shard(ShardReply::Partition(r))))
+            }
+            Req::Shard(ShardOp::Home(op)) => self.execute_home(op),
+        }
+    }
+
+    /// A home operation: a write is admitted by the WAL before it is
+    /// planned, and its record queued in the same step (log order is apply
+    /// order); the plan's partition operations are sent on.
+    fn execute_home(&self, op: HomeOp) -> Answering {
+        if let HomeOp::Write(_) = op {
+            self.metrics.write_applied();
+            if let Some(wal) = self.wal.borrow().as_ref() {
+                if let Err(e) = wal.admit() {
+                    return Answering::Ready(Err(wal_error(e)));
+                }
+            }
+        }
+        let plan = self.shard.borrow_mut().execute_home(op);
+        match plan {
+            Err(e) => Answering::Ready(Err(e)),
+            Ok(Plan { mut reply, fanout, log }) => {
+                // Queue the record now, in apply order; acknowledge later.
+                let mut durable: Option<Durable> = match (log, self.wal.borrow().as_ref()) {
+                    (Some((kind, body)), Some(wal)) => Some(Box::pin(wal.append(kind, body))),
+                    _ => None,
+                };
+                // An export's cut is the last write queued so far; it is
+                // answered once that is durable, so an export never holds a
+                // write a crash could still take back.
+                if let (HomeReply::Read(HomeReadReply::ExportCut(cut)), Some(wal)) =
+                    (&mut reply, self.wal.borrow().as_ref())
+                {
+                    cut.lsn = wal.last_assigned();
+                    let (wal, upto) = (wal.clone(), cut.lsn);
+                    durable = Some(Box::pin(async move { wal.wait_durable(upto).await.map(|()| upto) }));
+                }
+                if fanout.is_empty() && durable.is_none() {
+                    return Answering::Ready(Ok(Answer::Shard(ShardReply::Home(reply))));
+                }
+                let acks = fanout.into_iter().map(|(to, op)| self.send_request(to, Req::Shard(op.into()))).collect();
+                Answering::Fanout(reply, acks, durable)
+            }
+        }
+    }
+
+    /// This shard's data statistics and metrics, with its WAL's and
+    /// snapshots' counters.
+    fn stats_here(&self) -> ShardStats {
+        let data = self.shard.borrow().data_stats();
+        let mut m = self.metrics.snapshot();
+        if let Some(wal) = self.wal.borrow().as_ref() {
+            m.wal_records = wal.records.get();
+            m.wal_syncs = wal.syncs.get();
+            m.wal_failed_shards = wal.is_failed() as u64;
+            m.wal_disk_full_shards = wal.is_disk_full() as u64;
+            m.wal_shards = 1;
+            m.wal_size_bytes = wal.segments.get() * wal.segment_bytes();
+            m.wal_batches = wal.batches.get();
+        }
+        let mut gauges = crate::metrics::ShardGauges {
+            shard: self.me,
+            requests_in_flight: m.in_flight,
+            connections_open: m.connections_open,
+            backlog_to: self.queued.iter().map(|q| q.get() as u64).collect(),
+            turn_lateness_us: crate::watchdog::recent_lateness().as_micros() as u64,
+            ..Default::default()
+        };
+        if let Some(wal) = self.wal.borrow().as_ref() {
+            m.fsync_latency = wal.sync_latency.borrow().clone();
+            gauges.wal_segments = wal.segments.get();
+        }
+        if let Some(s) = self.snapshots.borrow().as_ref() {
+            m.snapshots_taken = s.taken.get();
+            m.snapshots_failed = s.failed.get();
+            m.snapshots_in_flight = s.in_flight.get() as u64;
+            gauges.snapshot_age_s = s.last_taken.get().elapsed().as_secs_f64();
+            gauges.wal_bytes_since_snapshot = s.wal_bytes_since(self);
+        }
+        m.shards = vec![gauges];
+        (data, Box::new(m))
+    }
+}
