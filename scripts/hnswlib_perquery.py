@@ -2,25 +2,76 @@
 """hnswlib in-process, one query per call from Python threads (the way a
 client asks a server): recall@10, QPS and p99 per ef with 1 and 2 threads.
 
-    scripts/hnswlib_perquery.py DATA_DIR NAME   (base/queries.fvecs, gt.ivecs; cosine)
+    scripts/hnswlib_perquery.py DATA_DIR NAME [--efs 24,32,48] [--seconds 4]
+
+DATA_DIR holds base.fvecs, queries.fvecs and gt.ivecs (cosine). The index
+(M 16, ef_construction 100) is built with 2 threads; hnswlib releases the
+GIL inside a query, so two Python threads can both search.
 """
-import sys, time, threading, numpy as np, hnswlib
-def xvecs(p, dt):
-    raw=np.fromfile(p,dtype=np.int32); d=raw[0]; return raw.reshape(-1,d+1)[:,1:].view(dt).copy()
-data=sys.argv[1]; name=sys.argv[2]
-base=xvecs(data+'/base.fvecs',np.float32); q=xvecs(data+'/queries.fvecs',np.float32); gt=xvecs(data+'/gt.ivecs',np.int32)[:,:10]
-idx=hnswlib.Index(space='cosine',dim=base.shape[1]); idx.init_index(max_elements=len(base),M=16,ef_construction=100); idx.set_num_threads(2); idx.add_items(base,np.arange(len(base))); idx.set_num_threads(1)
-for ef in (24,32,48):
-    idx.set_ef(ef)
-    labels,_=idx.knn_query(q,k=10)
-    rec=np.mean([len(set(labels[i])&set(gt[i]))/10 for i in range(len(q))])
-    for nthreads in (1,2):
-        stop=time.time()+4; counts=[0]*nthreads; lat=[]
-        def worker(t):
-            i=t
-            while time.time()<stop:
-                t0=time.perf_counter(); idx.knn_query(q[i%len(q)],k=10); lat.append(time.perf_counter()-t0); counts[t]+=1; i+=nthreads
-        th=[threading.Thread(target=worker,args=(t,)) for t in range(nthreads)]
-        [x.start() for x in th]; [x.join() for x in th]
-        lat.sort()
-        print(f'{name} hnswlib per-query python ef={ef} recall={rec:.4f} threads={nthreads} qps={sum(counts)/4:.0f} p99_us={lat[int(len(lat)*.99)]*1e6:.0f}')
+import argparse
+import threading
+import time
+
+import hnswlib
+import numpy as np
+
+from hnswlib_bench import xvecs
+
+
+def recall_at_10(index, queries, truth):
+    labels, _ = index.knn_query(queries, k=10)
+    return np.mean([len(set(labels[i]) & set(truth[i])) / 10 for i in range(len(queries))])
+
+
+def per_query_run(index, queries, threads, seconds):
+    """(QPS, p99 seconds) of `threads` threads each asking one query per call."""
+    stop = time.time() + seconds
+    counts = [0] * threads
+    latencies = []
+
+    def worker(t):
+        i = t
+        while time.time() < stop:
+            t0 = time.perf_counter()
+            index.knn_query(queries[i % len(queries)], k=10)
+            latencies.append(time.perf_counter() - t0)
+            counts[t] += 1
+            i += threads
+
+    workers = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    latencies.sort()
+    return sum(counts) / seconds, latencies[int(len(latencies) * 0.99)]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("data")
+    ap.add_argument("name")
+    ap.add_argument("--efs", default="24,32,48")
+    ap.add_argument("--seconds", type=float, default=4)
+    a = ap.parse_args()
+    base = xvecs(f"{a.data}/base.fvecs", np.float32)
+    queries = xvecs(f"{a.data}/queries.fvecs", np.float32)
+    truth = xvecs(f"{a.data}/gt.ivecs", np.int32)[:, :10]
+    index = hnswlib.Index(space="cosine", dim=base.shape[1])
+    index.init_index(max_elements=len(base), M=16, ef_construction=100)
+    index.set_num_threads(2)
+    index.add_items(base, np.arange(len(base)))
+    index.set_num_threads(1)
+    for ef in (int(e) for e in a.efs.split(",")):
+        index.set_ef(ef)
+        recall = recall_at_10(index, queries, truth)
+        for threads in (1, 2):
+            qps, p99 = per_query_run(index, queries, threads, a.seconds)
+            print(
+                f"{a.name} hnswlib per-query python ef={ef} recall={recall:.4f} "
+                f"threads={threads} qps={qps:.0f} p99_us={p99 * 1e6:.0f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
