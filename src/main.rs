@@ -272,8 +272,8 @@ fn run_tool(cmd: &config::Command) -> i32 {
 /// glommio refuses to start below 512 KiB of locked memory (with a panic
 /// that blames the kernel) and registers each shard's I/O memory with each of
 /// its 3 rings (1.55 MiB per shard at the defaults); below that it runs on
-/// unregistered buffers without a word. Say so plainly, before the executors start. Root (with
-/// CAP_IPC_LOCK) is not bound by the limit.
+/// unregistered buffers without a word. Say so plainly, before the
+/// executors start. Root (with CAP_IPC_LOCK) is not bound by the limit.
 fn check_memlock(shards: usize, io_memory: usize) -> Result<(), String> {
     // SAFETY: getrlimit fills the struct it is given; geteuid has no preconditions.
     let (rl, euid) = unsafe {

@@ -429,8 +429,8 @@ async fn shard_main(
     let joined = match mesh {
         Some(m) => {
             // The join waits on notifications from the other executors. Seen
-            // under CPU contention: an executor slept through one (about 1
-            // start in 15 with two busy loops beside it), and only the
+            // under CPU contention: an executor slept through one (34 of 200
+            // starts with five busy loops beside them), and only the
             // timeout below woke it, so the start took 5 s; or it slept
             // through its timers too and the start hung. So the shard beats
             // a watchdog slot of its own while it joins (a sleep through
