@@ -77,8 +77,10 @@ struct IvfState {
 
 mod filtered;
 mod graph;
+mod plan;
 mod recal;
 pub use graph::{HnswStatus, IndexKind};
+pub use plan::{Answer, SearchPlan};
 pub use recal::Recalibration;
 
 /// How an approximate search should pick its index and setting.
@@ -415,44 +417,6 @@ impl Partition {
         }
     }
 
-    /// (nprobe, calibrated recall, ns per query) for an IVF search; `None`
-    /// when it should be exact instead (no index, or `auto` and no setting
-    /// meets the target, or a filter so selective that probing would miss
-    /// results).
-    fn ivf_plan(&self, params: &SearchParams, choice: &IvfChoice, fraction: f64) -> Option<(usize, f32, f32)> {
-        let index = &self.ivf.as_ref()?.index;
-        let calib = &index.calibration;
-        let forced = choice.forced == Some(graph::IndexKind::Ivf);
-        // Lists are calibrated unfiltered: a filtered probe trusts them only
-        // as far as held-out figures (see `Calibration::choose_filtered`).
-        let filtered = fraction < 1.0;
-        let at = |n: usize| {
-            let n = n.min(index.nlist());
-            let i = calib.ladder.iter().rposition(|&e| e <= n).unwrap_or(0);
-            (n, calib.recall_at_as(params.metric, n, filtered), calib.cost_ns.get(i).copied().unwrap_or(f32::INFINITY))
-        };
-        let chosen = if filtered {
-            calib.choose_filtered(params.metric, choice.target_recall)
-        } else {
-            calib.choose(params.metric, choice.target_recall)
-        };
-        let (nprobe, recall, cost) = match choice.nprobe {
-            Some(n) => at(n),
-            None => match chosen {
-                Some(c) => c,
-                None if forced => at(index.nlist()),
-                None => return None,
-            },
-        };
-        // Points expected to match among those probed; too few and an exact
-        // filtered scan is the safer answer.
-        let expected = fraction * self.len() as f64 * nprobe as f64 / index.nlist() as f64;
-        if !forced && fraction < 1.0 && expected < (8 * params.k) as f64 {
-            return None;
-        }
-        Some((nprobe, recall, cost))
-    }
-
     /// The current exact key of a point for `q` (`None`: gone, or no
     /// cosine for a zero vector): what indexes re-rank with.
     fn exact_of<'a>(&'a self, metric: Metric, q: &'a [f32]) -> ExactOf<'a> {
@@ -465,16 +429,11 @@ impl Partition {
         move |id| filter.is_none_or(|f| self.payload(id).is_some_and(|p| f.matches(p)))
     }
 
-    /// Approximate top-k through the IVF index (see `ivf_plan`).
-    fn search_ivf(
-        &self,
-        queries: &[Vec<f32>],
-        params: &SearchParams,
-        choice: IvfChoice,
-    ) -> Option<(Vec<Vec<Scored>>, f32)> {
+    /// Top-k through the IVF lists, probing `nprobe` of them, with the
+    /// points changed since their build scored exactly (`None`: no lists).
+    fn search_ivf(&self, queries: &[Vec<f32>], params: &SearchParams, nprobe: usize) -> Option<Vec<Vec<Scored>>> {
         let state = self.ivf.as_ref()?;
         let index = &state.index;
-        let (nprobe, recall, _) = self.ivf_plan(params, &choice, self.filter_fraction(params))?;
         let filter = params.filter.filter(|f| !f.is_empty());
         let results = queries
             .iter()
@@ -492,7 +451,7 @@ impl Partition {
                 top.into_sorted()
             })
             .collect();
-        Some((results, recall))
+        Some(results)
     }
 
     /// Exact top-k for every query. Queries must have this partition's

@@ -33,14 +33,14 @@ impl Partition {
 
     /// The only points the search's filter can match, when an index on one
     /// of its `must` clauses yields at most a tenth of the partition.
-    pub fn filter_candidates(&self, params: &SearchParams) -> Option<Vec<u64>> {
+    pub(super) fn filter_candidates(&self, params: &SearchParams) -> Option<Vec<u64>> {
         let filter = params.filter.filter(|f| !f.is_empty())?;
         self.payload_index.candidates(filter, self.len() / CANDIDATES_MAX_SHARE)
     }
 
     /// Exact top-k among `candidates` (each checked against the whole
     /// filter).
-    pub fn search_candidates(
+    pub(super) fn search_candidates(
         &self,
         queries: &[Vec<f32>],
         params: &SearchParams,

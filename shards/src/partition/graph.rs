@@ -8,7 +8,7 @@
 //! the writes), so a fresh point is found at once and a stale node never
 //! answers. A fifth of the graph pending or tombstoned rebuilds it.
 
-use super::{IvfChoice, Partition, SearchParams, MIN_POINTS};
+use super::{Partition, SearchParams, MIN_POINTS};
 use crate::calib::Calibration;
 use crate::hnsw::{GraphBuilder, Hnsw, HnswQuery};
 use crate::math::distance::Metric;
@@ -229,89 +229,15 @@ impl Partition {
         }
     }
 
-    /// Share of points a filter matches, from up to 512 payloads spread
-    /// evenly over the partition (the first ones would be the oldest
-    /// writes, which filters on ids or times select unevenly).
-    pub(super) fn filter_fraction(&self, params: &SearchParams) -> f64 {
-        let Some(f) = params.filter.filter(|f| !f.is_empty()) else { return 1.0 };
-        let stride = (self.payloads.len() / 512).max(1);
-        let (mut seen, mut matching) = (0usize, 0usize);
-        for p in self.payloads.iter().step_by(stride) {
-            seen += 1;
-            matching += f.matches(p) as usize;
-        }
-        matching as f64 / seen.max(1) as f64
-    }
-
-    /// Approximate top-k through the index `choice` asks for (`auto`: the
-    /// cheaper calibrated one meeting the target), with the calibrated
-    /// recall of the setting used; `None` when the answer should be exact.
-    /// A query whose approximate answer has fewer than k hits is answered
-    /// exactly (so a filter never silently loses results).
-    pub fn search_approx(
+    /// Top-k through the graph at beam width `ef` (`None`: no graph).
+    pub(super) fn search_graph(
         &self,
         queries: &[Vec<f32>],
         params: &SearchParams,
-        choice: IvfChoice,
-    ) -> Option<(Vec<Vec<Scored>>, f32, IndexKind)> {
-        let fraction = self.filter_fraction(params);
-        let graph_plan = self.graph_plan(params, &choice, fraction);
-        let kind = match choice.forced {
-            Some(kind) => kind,
-            None if choice.ef.is_some() => IndexKind::Hnsw,
-            None if choice.nprobe.is_some() => IndexKind::Ivf,
-            None => {
-                let ivf_cost = self.ivf_plan(params, &choice, fraction).map(|p| p.2);
-                match (ivf_cost, graph_plan) {
-                    (Some(ic), Some((_, _, gc))) if ic <= gc => IndexKind::Ivf,
-                    (_, Some(_)) => IndexKind::Hnsw,
-                    (Some(_), None) => IndexKind::Ivf,
-                    (None, None) => return None,
-                }
-            }
-        };
-        let (mut found, recall) = match kind {
-            IndexKind::Ivf => self.search_ivf(queries, params, choice)?,
-            IndexKind::Hnsw => {
-                let (ef, recall, _) = graph_plan?;
-                (self.search_graph(queries, params, ef), recall)
-            }
-        };
-        for (q, hits) in queries.iter().zip(found.iter_mut()) {
-            if hits.len() < params.k.min(self.len()) {
-                *hits = self.search(std::slice::from_ref(q), params).pop().unwrap_or_default();
-            }
-        }
-        Some((found, recall, kind))
-    }
-
-    /// (ef, calibrated recall, ns per query) for a graph search.
-    fn graph_plan(&self, params: &SearchParams, choice: &IvfChoice, fraction: f64) -> Option<(usize, f32, f32)> {
+        ef: usize,
+    ) -> Option<Vec<Vec<Scored>>> {
         let h = self.hnsw.as_ref()?;
-        let forced = choice.forced == Some(IndexKind::Hnsw);
-        // A filtered walk uses the calibration measured with a share of the
-        // points admitted at or below the filter's (10 % or 50 %); `auto`
-        // does not walk the graph for narrower filters (a walk visits about
-        // ef / share nodes to find ef matches).
-        let c = match h.calibration.for_fraction(fraction) {
-            Some(c) => c,
-            None if forced => h.calibration.by_share.first().map_or(&h.calibration, |(_, c)| c),
-            None => return None,
-        };
-        let widest = *c.ladder.last()?;
-        let at = |ef: usize| {
-            let i = c.ladder.iter().rposition(|&e| e <= ef).unwrap_or(0);
-            (ef, c.recall_at(params.metric, ef), c.cost_ns.get(i).copied().unwrap_or(f32::INFINITY))
-        };
-        match choice.ef {
-            Some(ef) => Some(at(ef)),
-            None => c.choose(params.metric, choice.target_recall).or_else(|| forced.then(|| at(widest))),
-        }
-    }
-
-    fn search_graph(&self, queries: &[Vec<f32>], params: &SearchParams, ef: usize) -> Vec<Vec<Scored>> {
-        let h = self.hnsw.as_ref().expect("planned with a graph");
-        queries.iter().map(|q| self.graph_query(h, q, params, ef)).collect()
+        Some(queries.iter().map(|q| self.graph_query(h, q, params, ef)).collect())
     }
 
     /// One query through the graph, with the pending points scored exactly:

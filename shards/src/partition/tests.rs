@@ -135,3 +135,56 @@ fn delete_moves_last_row_and_keeps_lookup_right() {
     let hits = p.search(&[vec![4.0, 0.0]], &SearchParams { metric: Metric::L2, k: 1, filter: None });
     assert_eq!(hits[0][0].id, 4);
 }
+
+/// The planner's rules, in order: a selective indexed filter is answered
+/// from its candidates unless a mode forces an index; an approximate search
+/// with no index to serve it scans; exact mode scans. Every plan's answer
+/// equals the exact scan here (the candidates are complete).
+#[test]
+fn the_planner_answers_selective_filters_from_candidates_and_scans_without_an_index() {
+    use crate::filter::Clause;
+    use crate::payload::{PayloadValue, Scalar};
+    let mut p = Partition::new(2);
+    let tagged = |rare: bool| {
+        let tag = if rare { "rare" } else { "common" };
+        Payload::from([("tag".to_string(), PayloadValue::One(Scalar::Str(tag.into())))])
+    };
+    for i in 0..400u64 {
+        p.upsert(i, &[i as f32, (i % 7) as f32], tagged(i % 50 == 0));
+    }
+    let filter = Filter {
+        must: vec![Clause::Match { field: "tag".into(), value: Scalar::Str("rare".into()) }],
+        ..Default::default()
+    };
+    let params = SearchParams { metric: Metric::L2, k: 5, filter: Some(&filter) };
+    let auto = IvfChoice { nprobe: None, ef: None, target_recall: 0.95, forced: None };
+    let forced = IvfChoice { forced: Some(IndexKind::Hnsw), ..auto };
+    assert_eq!(p.plan(&params, Some(auto)), SearchPlan::Exact, "no payload index and no graph yet");
+
+    p.want_payload_indexes(&filter);
+    while p.payload_index_step(64) {}
+    let rare: Vec<u64> = (0..400).filter(|i| i % 50 == 0).collect();
+    for approx in [None, Some(auto)] {
+        match p.plan(&params, approx) {
+            SearchPlan::Candidates(mut c) => {
+                c.sort_unstable();
+                assert_eq!(c, rare);
+            }
+            other => panic!("expected candidates, planned {other:?}"),
+        }
+    }
+    assert_eq!(p.plan(&params, Some(forced)), SearchPlan::Exact, "forced index, none built: scan");
+    let unfiltered = SearchParams { filter: None, ..params };
+    assert_eq!(p.plan(&unfiltered, None), SearchPlan::Exact);
+
+    let queries = vec![vec![120.0, 3.0], vec![399.0, 0.0]];
+    let exact = p.search(&queries, &params);
+    for plan in [p.plan(&params, Some(auto)), SearchPlan::Exact] {
+        let answer = p.execute(&plan, &queries, &params);
+        assert_eq!(answer.per_query, exact, "{plan:?}");
+        assert_eq!((answer.estimated_recall, answer.index), (None, None));
+    }
+    // A plan naming an index the partition lacks falls back to the scan.
+    let answer = p.execute(&SearchPlan::Graph { ef: 16, recall: 0.9 }, &queries, &params);
+    assert_eq!((answer.per_query, answer.index), (exact, None));
+}

@@ -13,7 +13,7 @@ use crate::ops::{
     ExportBegin, ExportChunk, ExportEnd, Exported, GetPoint, Hit, IndexState, IndexStatus, PartitionHits, PartitionOp,
     PartitionReply, PointIn, RestoreEncoded, SearchOp,
 };
-use crate::partition::{IndexKind, Partition, SearchParams};
+use crate::partition::{Answer, IndexKind, Partition, SearchParams};
 use crate::payload::Payload;
 use crate::record::LogRecord;
 
@@ -196,19 +196,8 @@ impl Shard {
         }
         let slot = self.partition(&s.name)?;
         let params = SearchParams { metric: s.metric, k: s.k, filter: s.filter.as_deref() };
-        // Planner: a filter whose indexed must clause leaves few candidates
-        // is answered exactly from them (unless an index was forced).
-        let forced = s.approx.is_some_and(|c| c.forced.is_some());
-        let candidates = if forced { None } else { slot.data.filter_candidates(&params) };
-        let approx = match candidates {
-            Some(_) => None,
-            None => s.approx.and_then(|choice| slot.data.search_approx(&s.queries, &params, choice)),
-        };
-        let (found, estimated_recall, index) = match (approx, candidates) {
-            (Some((found, recall, kind)), _) => (found, Some(recall), Some(kind)),
-            (None, Some(c)) => (slot.data.search_candidates(&s.queries, &params, &c), None, None),
-            (None, None) => (slot.data.search(&s.queries, &params), None, None),
-        };
+        let plan = slot.data.plan(&params, s.approx);
+        let Answer { per_query: found, estimated_recall, index } = slot.data.execute(&plan, &s.queries, &params);
         let calibration_real = index.and_then(|kind| slot.data.calibration_real(kind, &params));
         let per_query = found
             .into_iter()
