@@ -9,9 +9,9 @@
 //! object per line instead of the table).
 
 use aionbd_io::vecfile::{self, Matrix};
-use aionbd_shards::hnsw::{Hnsw, HnswParams, HnswQuery, Scorer};
+use aionbd_shards::index::hnsw::{Hnsw, HnswParams, HnswQuery, Scorer};
+use aionbd_shards::index::sq8::Sq8;
 use aionbd_shards::math::distance::kernels;
-use aionbd_shards::sq8::Sq8;
 use aionbd_shards::Metric;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -19,8 +19,11 @@ use std::time::Instant;
 const EFS: [usize; 10] = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256];
 
 fn build(base: &Matrix<f32>, rows: std::ops::Range<usize>, params: HnswParams) -> Hnsw {
-    let sq =
-        Sq8::fit_bits(base.dim, rows.clone().step_by(7).map(|i| base.row(i)), aionbd_shards::hnsw::code_bits(base.dim));
+    let sq = Sq8::fit_bits(
+        base.dim,
+        rows.clone().step_by(7).map(|i| base.row(i)),
+        aionbd_shards::index::hnsw::code_bits(base.dim),
+    );
     let mut g = Hnsw::new(base.dim, params, sq, 42);
     let dot = kernels().dot;
     for i in rows {

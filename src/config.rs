@@ -239,7 +239,7 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
     pub persistence: PersistenceConfig,
     /// HNSW graph settings for every partition.
-    pub hnsw: aionbd_shards::hnsw::HnswParams,
+    pub hnsw: aionbd_shards::index::hnsw::HnswParams,
 }
 
 /// Variables the original server read that this one accepts and ignores
@@ -463,7 +463,7 @@ pub fn build(raw: &RawSettings, cpus: usize, mut errors: Vec<String>) -> Result<
     if hnsw_m > 64 {
         t.errors.push(format!("index.hnsw_m = {hnsw_m}: at most 64"));
     }
-    let hnsw = aionbd_shards::hnsw::HnswParams {
+    let hnsw = aionbd_shards::index::hnsw::HnswParams {
         m: hnsw_m.clamp(2, 64),
         ef_construction: t.num("index.hnsw_ef_construction", 1),
     };

@@ -3,12 +3,12 @@
 //! scan streams memory linearly. Everything here is synchronous and owned by
 //! one shard; nothing is shared across threads.
 
-use crate::filter::Filter;
-use crate::ivf::{Builder, Ivf, IvfQuery, MIN_POINTS};
+use crate::index::ivf::{Builder, Ivf, IvfQuery, MIN_POINTS};
 use crate::math::distance::{kernels, Kernels, Metric, QUERY_BLOCK};
 use crate::math::key::{exact_key_normed, key, norm, raw_block, raw_pair};
 use crate::math::rng::mix64_short;
 use crate::math::topk::{Scored, TopK};
+use crate::payload::filter::Filter;
 use crate::payload::{payload_mem_bytes, Payload};
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -57,12 +57,12 @@ pub struct Partition {
     hnsw: Option<graph::HnswState>,
     /// Points changed since the running graph build copied the rows.
     hnsw_build_dirty: Option<HashSet<u64>>,
-    hnsw_params: crate::hnsw::HnswParams,
+    hnsw_params: crate::index::hnsw::HnswParams,
     /// Partitions of this collection: calibrated recall is the share of a
     /// collection-wide answer (see `Calibration::apply_parts`).
     parts: usize,
     /// Indexes of the payload fields filters use (see `payload_index`).
-    payload_index: crate::payload_index::PayloadIndexes,
+    payload_index: crate::payload::index::PayloadIndexes,
 }
 
 /// Real queries a partition keeps for calibration.
@@ -150,7 +150,7 @@ impl ExactOf<'_> {
     }
 }
 
-impl crate::hnsw::Exact for ExactOf<'_> {
+impl crate::index::hnsw::Exact for ExactOf<'_> {
     fn exact(&self, id: u64) -> Option<f32> {
         self.get(id)
     }
@@ -184,7 +184,7 @@ impl Partition {
             ivf_pinned: false,
             hnsw: None,
             hnsw_build_dirty: None,
-            hnsw_params: crate::hnsw::HnswParams::default(),
+            hnsw_params: crate::index::hnsw::HnswParams::default(),
             parts: 1,
             payload_index: Default::default(),
         }

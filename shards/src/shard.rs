@@ -24,7 +24,7 @@ pub struct ShardLimits {
     /// Memory all shards' data may hold together (0: no budget).
     pub memory_budget_bytes: u64,
     /// Graph settings for the partitions this shard creates.
-    pub hnsw: crate::hnsw::HnswParams,
+    pub hnsw: crate::index::hnsw::HnswParams,
     /// Collections and points per tenant (checked here: a tenant's
     /// collections are all homed on one shard).
     pub tenant_quota: crate::quota::TenantQuota,
@@ -105,7 +105,11 @@ impl Shard {
 
     /// A partition that wants its index (re)built, with a builder over a
     /// copy of its rows: (collection, uid, builder). One at a time.
-    pub fn ivf_next_build(&mut self, seed: u64, now: std::time::Instant) -> Option<(String, u64, crate::ivf::Builder)> {
+    pub fn ivf_next_build(
+        &mut self,
+        seed: u64,
+        now: std::time::Instant,
+    ) -> Option<(String, u64, crate::index::ivf::Builder)> {
         // Every partition looks (each tracks whether its writes paused).
         let mut pick = None;
         for (name, slot) in self.partitions.iter_mut() {
@@ -119,17 +123,22 @@ impl Shard {
     }
 
     /// A partition wanting its HNSW graph (re)built, and the builder.
-    pub fn graph_next_build(&mut self, seed: u64) -> Option<(String, u64, crate::hnsw::GraphBuilder)> {
+    pub fn graph_next_build(&mut self, seed: u64) -> Option<(String, u64, crate::index::hnsw::GraphBuilder)> {
         let (name, slot) = self.partitions.iter_mut().find(|(_, s)| s.data.graph_wanted())?;
         Some((name.clone(), slot.uid, slot.data.graph_build_start(seed)))
     }
 
-    pub fn graph_copy_rows(&self, name: &str, uid: u64, b: &mut crate::hnsw::GraphBuilder) -> Option<bool> {
+    pub fn graph_copy_rows(&self, name: &str, uid: u64, b: &mut crate::index::hnsw::GraphBuilder) -> Option<bool> {
         let slot = self.partitions.get(name).filter(|s| s.uid == uid)?;
         Some(slot.data.graph_copy_rows(b))
     }
 
-    pub fn graph_install(&mut self, name: &str, uid: u64, built: (crate::hnsw::Hnsw, crate::calib::Calibration, u64)) {
+    pub fn graph_install(
+        &mut self,
+        name: &str,
+        uid: u64,
+        built: (crate::index::hnsw::Hnsw, crate::index::calib::Calibration, u64),
+    ) {
         if let Some(slot) = self.partitions.get_mut(name).filter(|s| s.uid == uid) {
             slot.data.graph_install(built);
         }
@@ -151,14 +160,14 @@ impl Shard {
 
     /// Copy the next rows into a running build; `None` if its partition
     /// is gone (the build is then dropped).
-    pub fn ivf_copy_rows(&self, name: &str, uid: u64, b: &mut crate::ivf::Builder) -> Option<bool> {
+    pub fn ivf_copy_rows(&self, name: &str, uid: u64, b: &mut crate::index::ivf::Builder) -> Option<bool> {
         let slot = self.partitions.get(name).filter(|s| s.uid == uid)?;
         Some(slot.data.ivf_copy_rows(b))
     }
 
     /// Install a finished index, if its partition is still the same
     /// incarnation.
-    pub fn ivf_install(&mut self, name: &str, uid: u64, index: crate::ivf::Ivf) {
+    pub fn ivf_install(&mut self, name: &str, uid: u64, index: crate::index::ivf::Ivf) {
         if let Some(slot) = self.partitions.get_mut(name).filter(|s| s.uid == uid) {
             slot.data.ivf_install(index);
         }

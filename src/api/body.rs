@@ -4,7 +4,7 @@
 //! measurement on a 256 x 384 upsert (`cargo bench --bench json_parse`).
 
 use super::error::ApiError;
-use aionbd_shards::filter::FilterSpec;
+use aionbd_shards::payload::filter::FilterSpec;
 use aionbd_shards::payload::Payload;
 use aionbd_shards::Metric;
 use serde::de::{DeserializeOwned, Deserializer};

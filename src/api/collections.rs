@@ -142,7 +142,7 @@ fn index_json(state: IndexState) -> serde_json::Value {
 /// many) or held-out stored points (discounted until real queries come).
 fn basis(real: [usize; 3]) -> serde_json::Value {
     let one = |n: usize| {
-        if n >= aionbd_shards::calib::MIN_REAL {
+        if n >= aionbd_shards::index::calib::MIN_REAL {
             serde_json::json!({"basis": "real_queries", "real_queries": n})
         } else {
             serde_json::json!({"basis": "held_out_points"})

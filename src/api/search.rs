@@ -17,7 +17,7 @@ use std::sync::Arc;
 /// (API.md §6), the number from which a partition builds its indexes
 /// (a collection just above it may still answer exactly: its partitions
 /// are smaller).
-const IVF_MIN_POINTS: u64 = aionbd_shards::ivf::MIN_POINTS as u64;
+const IVF_MIN_POINTS: u64 = aionbd_shards::index::ivf::MIN_POINTS as u64;
 /// `auto`'s recall target when the request names none (API.md §12).
 const DEFAULT_TARGET_RECALL: f64 = 0.95;
 /// Largest `ef` a search may ask for.

@@ -8,9 +8,9 @@
 //! ignored by a partition of another incarnation (delete then re-create).
 
 use super::{CollectionSpec, Hit, PointIn, ShardOp, ShardReply};
-use crate::filter::Filter;
 use crate::math::distance::Metric;
 use crate::partition::{HnswStatus, IndexKind, IvfChoice, IvfStatus};
+use crate::payload::filter::Filter;
 use crate::payload::Payload;
 use std::sync::Arc;
 

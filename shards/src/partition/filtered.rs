@@ -3,8 +3,8 @@
 //! when a filter matches few points.
 
 use super::{Partition, SearchParams};
-use crate::filter::Filter;
 use crate::math::topk::{Scored, TopK};
+use crate::payload::filter::Filter;
 
 /// Largest share of a partition a filter's candidates may have for the
 /// planner to score them one by one rather than scan (random access to a

@@ -9,8 +9,8 @@
 //! answers. A fifth of the graph pending or tombstoned rebuilds it.
 
 use super::{Partition, SearchParams, MIN_POINTS};
-use crate::calib::Calibration;
-use crate::hnsw::{GraphBuilder, Hnsw, HnswQuery};
+use crate::index::calib::Calibration;
+use crate::index::hnsw::{GraphBuilder, Hnsw, HnswQuery};
 use crate::math::distance::Metric;
 use crate::math::topk::{Scored, TopK};
 use std::collections::HashSet;
@@ -65,9 +65,9 @@ pub struct HnswStatus {
     /// Real queries behind each metric's recall (see `IvfStatus::real`).
     pub real: [usize; 3],
     /// (ef, recall@10 for l2, dot, cosine, ns per query)
-    pub calibration: crate::calib::CalibTable,
+    pub calibration: crate::index::calib::CalibTable,
     /// The same with a share (percent) of the points admitted.
-    pub calibration_by_share: Vec<(u32, crate::calib::CalibTable)>,
+    pub calibration_by_share: Vec<(u32, crate::index::calib::CalibTable)>,
 }
 
 /// Targets the graph must serve at no more cost than the IVF lists before
@@ -92,7 +92,7 @@ const TOMBSTONE_REBUILD: f64 = 0.2;
 
 impl Partition {
     /// Graph settings, and the collection's partition count.
-    pub fn configure(&mut self, p: crate::hnsw::HnswParams, parts: usize) {
+    pub fn configure(&mut self, p: crate::index::hnsw::HnswParams, parts: usize) {
         self.hnsw_params = p;
         self.parts = parts.max(1);
     }

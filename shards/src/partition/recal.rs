@@ -14,8 +14,8 @@
 
 use super::graph::IndexKind;
 use super::{Partition, SearchParams};
-use crate::calib::{self, CalibQuery, CalibRows, Calibrator, CALIB_K};
-use crate::ivf::IvfQuery;
+use crate::index::calib::{self, CalibQuery, CalibRows, Calibrator, CALIB_K};
+use crate::index::ivf::IvfQuery;
 use crate::math::topk::{Scored, TopK};
 use std::time::{Duration, Instant};
 

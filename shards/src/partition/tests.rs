@@ -86,7 +86,7 @@ proptest! {
 /// good when a search forces them.
 #[test]
 fn unused_ivf_lists_are_dropped_until_a_search_forces_them() {
-    use crate::calib::{Calibration, CALIB_K, MIN_REAL};
+    use crate::index::calib::{Calibration, CALIB_K, MIN_REAL};
     let table = |recalls: &[f32], cost: &[f32], real: usize| {
         let mut c = Calibration {
             ladder: (1..=recalls.len()).collect(),
@@ -142,7 +142,7 @@ fn delete_moves_last_row_and_keeps_lookup_right() {
 /// equals the exact scan here (the candidates are complete).
 #[test]
 fn the_planner_answers_selective_filters_from_candidates_and_scans_without_an_index() {
-    use crate::filter::Clause;
+    use crate::payload::filter::Clause;
     use crate::payload::{PayloadValue, Scalar};
     let mut p = Partition::new(2);
     let tagged = |rare: bool| {

@@ -3,9 +3,9 @@
 //! admitted, as filters admit them).
 
 use super::{Hnsw, HnswParams, HnswQuery};
-use crate::calib::{in_share, spread, CalibQuery, Calibration, Calibrator, Rows, CALIB_K};
+use crate::index::calib::{in_share, spread, CalibQuery, Calibration, Calibrator, Rows, CALIB_K};
+use crate::index::sq8::Sq8;
 use crate::math::distance::Metric;
-use crate::sq8::Sq8;
 
 /// Beam widths the calibration measures.
 pub const EF_LADDER: [usize; 12] = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512];

@@ -2,6 +2,9 @@
 //! scalars (API.md §5 and the §12 array extension). Nested objects and `null`
 //! are rejected while parsing, so a stored payload is always valid.
 
+pub mod filter;
+pub mod index;
+
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};

@@ -10,7 +10,7 @@
 //! points they touch at once), used once complete, kept up to date on every
 //! write, and rebuilt after a restart (it is not persisted).
 
-use crate::filter::{Clause, Filter};
+use crate::payload::filter::{Clause, Filter};
 use crate::payload::{Payload, PayloadValue, Scalar};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -289,7 +289,7 @@ impl PayloadIndexes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::filter::FilterSpec;
+    use crate::payload::filter::FilterSpec;
     use proptest::prelude::*;
 
     fn payload(tag: u8, n: i64, many: bool) -> Payload {

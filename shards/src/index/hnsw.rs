@@ -1,5 +1,5 @@
 //! HNSW graph index of one partition (Malkov & Yashunin), traversed over
-//! 8-bit scalar-quantized codes ([`crate::sq8`]) and re-ranked with the
+//! 8-bit scalar-quantized codes ([`crate::index::sq8`]) and re-ranked with the
 //! full-precision vectors the caller holds.
 //!
 //! Nodes are numbered in insertion order and carry a key (a row of the
@@ -13,11 +13,11 @@
 mod build;
 pub use build::{GraphBuilder, EF_LADDER, FILTER_SHARES};
 
+use crate::index::sq8::{L2Codes, Prepared, Sq8};
 use crate::math::distance::Metric;
 use crate::math::prefetch;
 use crate::math::rng::splitmix64;
 use crate::math::topk::{Scored, TopK};
-use crate::sq8::{L2Codes, Prepared, Sq8};
 use std::cell::RefCell;
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};

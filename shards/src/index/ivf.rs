@@ -12,12 +12,12 @@
 //! List entries are keys: row numbers of the copy while building (so the
 //! calibration can re-rank from the copy), point ids once installed.
 
-use crate::calib::{spread, CalibQuery, Calibration, Calibrator, Rows, CALIB_K, CALIB_QUERIES};
+use crate::index::calib::{spread, CalibQuery, Calibration, Calibrator, Rows, CALIB_K, CALIB_QUERIES};
+use crate::index::sq8::{Prepared, Sq8};
 use crate::math::distance::{kernels, Metric};
 use crate::math::key::norm;
 use crate::math::rng::splitmix64;
 use crate::math::topk::{Scored, TopK};
-use crate::sq8::{Prepared, Sq8};
 
 /// Fewest points for which a partition gets an index.
 pub const MIN_POINTS: usize = 2048;
@@ -405,7 +405,7 @@ impl Builder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calib::metric_index;
+    use crate::index::calib::metric_index;
     use crate::math::key::exact_key;
 
     /// Clustered points: `clusters` centres, points scattered around them.
