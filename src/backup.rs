@@ -373,7 +373,7 @@ thread_local! {
 pub fn export_queue() -> glommio::TaskQueueHandle {
     EXPORT_QUEUE.with(|q| {
         q.get().unwrap_or_else(|| {
-            let h = crate::runtime::background_queue(EXPORT_SHARES, "export");
+            let h = crate::background::background_queue(EXPORT_SHARES, "export");
             q.set(Some(h));
             h
         })

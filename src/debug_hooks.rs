@@ -35,13 +35,37 @@ pub enum ShardFault {
 }
 
 /// The faults asked for shard n.
-pub fn shard_faults(shard: usize) -> Vec<ShardFault> {
+fn shard_faults(shard: usize) -> Vec<ShardFault> {
     let var = |kind: &str| ms(&format!("AIONBD_DEBUG_{kind}_SHARD_{shard}_MS"));
     let mut out = Vec::new();
     out.extend(var("PAUSE").map(ShardFault::Pause));
     out.extend(var("STALL").map(ShardFault::Stall));
     out.extend(var("PANIC").map(ShardFault::Panic));
     out
+}
+
+/// Start the faults asked for shard n (on its executor).
+pub fn start_shard_faults(me: usize) {
+    for fault in shard_faults(me) {
+        glommio::spawn_local(async move {
+            match fault {
+                ShardFault::Pause(after) => {
+                    glommio::timer::sleep(after).await;
+                    // SAFETY: pause has no preconditions; it returns after a signal.
+                    unsafe { libc::pause() };
+                }
+                ShardFault::Stall(after) => {
+                    glommio::timer::sleep(after).await;
+                    std::thread::sleep(Duration::from_secs(2));
+                }
+                ShardFault::Panic(after) => {
+                    glommio::timer::sleep(after).await;
+                    panic!("AIONBD_DEBUG_PANIC_SHARD_{me}_MS: shard {me} panics as asked");
+                }
+            }
+        })
+        .detach();
+    }
 }
 
 /// `AIONBD_DEBUG_RELAYOUT_CRASH=<step>`: abort the process at the named

@@ -127,7 +127,7 @@ async fn build_ivf(router: &Router, seed: u64) -> bool {
 }
 
 pub fn start(router: Rc<Router>, cooldown: Duration) {
-    let queue = crate::runtime::background_queue(BUILD_SHARES, "ivf-build");
+    let queue = crate::background::background_queue(BUILD_SHARES, "ivf-build");
     let mut seed = 0x5eed_u64 ^ router.me() as u64;
     glommio::spawn_local_into(
         async move {

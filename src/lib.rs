@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod background;
 pub mod backup;
 pub mod config;
 pub mod datadir;
@@ -18,8 +19,10 @@ pub mod rate;
 pub mod recovering;
 pub mod reload;
 pub mod replay;
+pub mod restore;
 pub mod router;
 pub mod runtime;
+pub mod serve;
 pub mod snapshot;
 pub mod tls;
 pub mod transfer;

@@ -1,18 +1,19 @@
-//! Start-up wiring: one glommio executor per shard, pinned to its CPU, joined
-//! by a message mesh; every executor binds the listen address (SO_REUSEPORT)
-//! and serves the connections the kernel hands it.
+//! Start-up: one glommio executor per shard, pinned to its CPU, joined by a
+//! message mesh; start attempts (a stalled mesh is retried with a fresh
+//! pool); the gate that lets shards serve only once all have restored; and
+//! each shard's life (`shard_main`). Every shard accepts from the process's
+//! one listening socket (`listen`, `serve`).
 
 use crate::api::{Api, Shared};
+use crate::background;
 use crate::metrics::Metrics;
 use crate::router::{Msg, Router};
-use aionbd_http::{ConnConfig, Limits};
+use crate::serve::{self, Shutdown};
 use aionbd_shards::placement::Placement;
 use aionbd_shards::{Shard, ShardLimits};
-use glommio::channels::channel_mesh::MeshBuilder;
-use glommio::net::TcpListener;
+use glommio::channels::channel_mesh::{MeshBuilder, Receivers, Senders};
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -25,106 +26,8 @@ use std::time::Duration;
 /// and 128 measured no slower (load-search 8 connections, load-ingest;
 /// docs/benchmarks.md, "Footprint").
 const MESH_CHANNEL_CAPACITY: usize = 128;
-/// How often a shard checks for a shutdown request.
-const SHUTDOWN_POLL: Duration = Duration::from_millis(50);
-/// How long a shard waits for in-flight requests at shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// Longest a shard goes without polling for network and channel events
-/// while a background queue (index builds, snapshots) has work. Glommio
-/// runs a busy queue step after step and polls only when the preempt timer
-/// fires; requests and shard messages wait for that poll.
-const BACKGROUND_POLL: Duration = Duration::from_micros(500);
 /// Preempt timer when only request handling is busy.
 const PREEMPT_TIMER: Duration = Duration::from_millis(5);
-
-/// How often every shard wakes up whatever it is doing.
-const HEARTBEAT: Duration = Duration::from_millis(5);
-
-/// Least time between two measurements of a shard's memory (memory budget).
-const MEMORY_REPORT_EVERY: Duration = Duration::from_millis(20);
-
-/// With a memory budget, every shard measures the memory its data holds
-/// and tells the other shards when it changed, so each home shard admits
-/// new points against the whole process's use (`Shard::memory_in_use`).
-/// Measuring walks the partitions and payload indexes, so the pause after
-/// a measurement is at least 20x its length (at most ~5 % of the shard).
-fn start_memory_reports(router: Rc<Router>) {
-    glommio::spawn_local(async move {
-        let mut last = None;
-        loop {
-            let t0 = std::time::Instant::now();
-            let own = router.with_shard(|s| s.measure_memory());
-            let took = t0.elapsed();
-            if last != Some(own) {
-                // Nothing to wait for: each peer just records it.
-                router.report_memory(own);
-                last = Some(own);
-            }
-            glommio::timer::sleep(MEMORY_REPORT_EVERY.max(took * 20)).await;
-        }
-    })
-    .detach();
-}
-
-/// Work around a glommio 0.9 scheduler bug: when the preempt timer fires
-/// before a round runs any task queue, the executor can park although a
-/// queue is runnable, and sleeps until some I/O or timer completes (fixed
-/// upstream in glommio/glommio#53, not in a release we can use). A request
-/// whose handling was runnable then waited for the client's next request,
-/// seen as rare 30 s test timeouts under CPU contention. A pending timer
-/// bounds that sleep, so every shard keeps one. It also reports turns that
-/// came late (a shard busy in one long step, or not running at all).
-fn start_heartbeat(me: usize) {
-    glommio::spawn_local(async move {
-        let mut last = (std::time::Instant::now(), thread_cpu());
-        loop {
-            glommio::timer::sleep(HEARTBEAT).await;
-            crate::watchdog::beat(me);
-            let now = (std::time::Instant::now(), thread_cpu());
-            let gap = now.0 - last.0;
-            crate::watchdog::turn_late(gap.saturating_sub(HEARTBEAT));
-            if gap >= STALL_REPORT {
-                let ran = now.1.saturating_sub(last.1);
-                tracing::warn!(
-                    "shard {me}: no turn for {} ms, its thread ran {} ms of it ({}); work queued meanwhile waited",
-                    gap.as_millis(),
-                    ran.as_millis(),
-                    // Hundreds of ms of CPU without a turn: long synchronous
-                    // work (under contention it also waited for the CPU).
-                    if ran * 2 >= STALL_REPORT {
-                        "long synchronous work"
-                    } else {
-                        "the thread was not running or the executor slept"
-                    }
-                );
-            }
-            last = now;
-        }
-    })
-    .detach();
-}
-
-/// A shard that gets no turn for this long reports it (on stderr).
-const STALL_REPORT: Duration = Duration::from_millis(500);
-
-/// CPU time this thread has used.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: a valid out-pointer; the thread CPU clock exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-/// A low-priority task queue for background work: `shares` against request
-/// handling's 1000, and the reactor polled every [`BACKGROUND_POLL`] while
-/// it runs, so requests arriving meanwhile are not held back.
-pub fn background_queue(shares: usize, name: &str) -> glommio::TaskQueueHandle {
-    glommio::executor().create_task_queue(
-        glommio::Shares::Static(shares),
-        glommio::Latency::Matters(BACKGROUND_POLL),
-        name,
-    )
-}
 
 /// Bind and listen on `addr` once for the whole process. Every shard
 /// accepts from this one socket (a duplicate of its descriptor each), and
@@ -198,7 +101,7 @@ const STATUS_EVERY: Duration = Duration::from_millis(500);
 /// After it, shards wait for each other without a deadline: recovery takes
 /// as long as the data needs, and reports its progress.
 const MESH_WAIT: Duration = Duration::from_secs(5);
-/// How often a shard wakes while it joins the mesh (see `shard_main`).
+/// How often a shard wakes while it joins the mesh (see `join_mesh`).
 const MESH_TICK: Duration = Duration::from_millis(1);
 /// Start-up attempts before giving up on a stalled mesh.
 const START_ATTEMPTS: usize = 3;
@@ -252,6 +155,7 @@ fn start_once(
     }
     let handles = builder
         .on_all_shards(move || async move {
+            let shutdown = Shutdown(shutdown);
             let result = shard_main(shared, mesh, listener, shutdown, gate, ready_tx.clone()).await;
             if let Err(e) = result {
                 let _ = ready_tx.send(Progress::Failed(e));
@@ -326,134 +230,77 @@ struct Gate {
     join_slots: Arc<AtomicUsize>,
 }
 
-/// Load the shard's snapshot, recover and replay its WAL, and attach the
-/// WAL and the snapshot task to the router. Returns the records applied.
-async fn recover_shard(router: &Rc<Router>, shared: &Shared, me: usize, progress: &AtomicU64) -> Result<usize, String> {
-    let p = &shared.config.persistence;
-    let shard_dir = shared.shards_root.join(format!("shard-{me:02}"));
-    let wal_dir = shard_dir.join("wal");
-    std::fs::create_dir_all(&wal_dir).map_err(|e| format!("cannot create {}: {e}", wal_dir.display()))?;
-    let t0 = std::time::Instant::now();
-    // Read and scan the WAL segments on a helper thread, a few ahead of
-    // the replay, starting while the snapshot loads.
-    let reader = (!p.wal_truncate_corrupt).then(|| crate::wal::SegmentReader::start(&wal_dir));
-    let loaded = crate::snapshot::load(router, &shard_dir, me, progress).await?;
-    let t1 = std::time::Instant::now();
-    let first_lsn = loaded.manifest.as_ref().map_or(1, |m| m.lsn + 1);
-    if let Some(late) = crate::debug_hooks::slow_replay(me) {
-        glommio::timer::sleep(late).await;
+/// How often a shard looks at the gate while it waits.
+const GATE_POLL: Duration = Duration::from_millis(1);
+/// How often a shard waiting for its peers checks for an abort.
+const ABORT_POLL: Duration = Duration::from_millis(10);
+
+impl Gate {
+    fn is_aborted(&self) -> bool {
+        self.abort.load(Ordering::SeqCst)
     }
-    let mut replayer = crate::replay::Replayer::new(router);
-    let mut apply = |r: &aionbd_io::wal::Record| {
-        replayer.apply(r)?;
-        if replayer.records.is_multiple_of(64) {
-            progress.fetch_add(64, Ordering::Relaxed);
+
+    /// Resolves once the start-up is given up.
+    async fn aborted(&self) {
+        while !self.is_aborted() {
+            glommio::timer::sleep(ABORT_POLL).await;
         }
-        Ok(())
-    };
-    let (recovered, read_bytes) = match reader {
-        Some(reader) => reader.replay(first_lsn, &mut apply).await?,
-        // Cutting a damaged log needs the whole log first (the operator's
-        // --wal-truncate-corrupt): read, recover (and cut), then replay.
-        None => {
-            let segments = crate::wal::read_segments(&wal_dir)
-                .map_err(|e| format!("cannot read WAL directory {}: {e}", wal_dir.display()))?;
-            let read: u64 = segments.iter().map(|s| s.bytes.len() as u64).sum();
-            let mut rec = crate::wal::recover_dir(&wal_dir, first_lsn, true, Some(segments))?;
-            for (i, r) in std::mem::take(&mut rec.records).iter().enumerate() {
-                apply(r)?;
-                if i % 64 == 63 {
-                    futures_lite::future::yield_now().await;
-                }
+    }
+
+    /// Wait for the main thread's word: `true` to serve, `false` to stop.
+    async fn wait_go(&self) -> bool {
+        while !self.go.load(Ordering::SeqCst) {
+            if self.is_aborted() {
+                return false;
             }
-            (rec, read)
+            glommio::timer::sleep(GATE_POLL).await;
         }
-    };
-    replayer.flush()?;
-    let (replayed, replayed_bytes) = (replayer.records, replayer.bytes);
-    if let Some(m) = &loaded.manifest {
-        if recovered.next_segment_seq <= m.wal_segment_seq {
-            return Err(format!(
-                "WAL segment {} (and any after it) is missing from {}: the manifest recorded it when the \
-                 snapshot at LSN {} was taken; acknowledged writes may be lost, refusing to start",
-                m.wal_segment_seq,
-                wal_dir.display(),
-                m.lsn
-            ));
-        }
+        true
     }
-    if loaded.records > 0 || replayed > 0 {
-        tracing::info!(
-            "shard {me}: snapshot: {} records ({:.1} MB) in {:.2} s; WAL: {replayed} records ({:.1} MB of \
-             segments read and scanned alongside) replayed in {:.2} s",
-            loaded.records,
-            loaded.file_bytes as f64 / 1e6,
-            (t1 - t0).as_secs_f64(),
-            read_bytes as f64 / 1e6,
-            t1.elapsed().as_secs_f64()
-        );
-    }
-    let salt = Box::new(|| uuid::Uuid::new_v4().as_u64_pair().0);
-    let writer = aionbd_io::wal::WalWriter::after_recovery(me as u16, p.wal_segment_bytes as usize, &recovered, salt);
-    let resume = writer.current_segment();
-    let wal = crate::wal::Wal::new(
-        wal_dir.clone(),
-        writer,
-        p.wal_segment_bytes,
-        crate::wal::SyncPolicy::from_config(p),
-        p.wal_group_commit_max_batch as usize,
-        Duration::from_millis(p.wal_group_commit_flush_delay_ms),
-    );
-    if let Some(seq) = resume {
-        wal.resume_segment(seq).await?;
-    }
-    // The replayed log counts toward the next snapshot.
-    wal.bytes.set(recovered.log_bytes.max(replayed_bytes));
-    wal.segments.set(crate::wal::read_segment_names(&wal_dir).len() as u64);
-    router.set_wal(wal);
-    let snaps = crate::snapshot::Snapshots::new(me, shard_dir, p, loaded.file_bytes);
-    progress.store(loaded.records + replayed, Ordering::Relaxed);
-    router.set_snapshots(snaps);
-    Ok((loaded.records + replayed) as usize)
 }
 
+/// Join the channel mesh (`None` with one shard). The join waits on
+/// notifications from the other executors. Seen under CPU contention: an
+/// executor slept through one (34 of 200 starts with five busy loops
+/// beside them), and only the [`MESH_WAIT`] timeout woke it, so the start
+/// took 5 s; or it slept through its timers too and the start hung. So the
+/// shard beats a watchdog slot of its own while it joins (a sleep through
+/// timers is interrupted within 100 ms), and a 1 ms ticker makes every
+/// turn look at the channels again.
+async fn join_mesh(mesh: Option<Mesh>, gate: &Gate, shards: usize) -> Result<Option<Joined>, StartError> {
+    let Some(m) = mesh else { return Ok(None) };
+    let slot = gate.join_slots.fetch_add(1, Ordering::SeqCst) % shards;
+    let _joining = crate::watchdog::watch(slot);
+    let ticker = async {
+        loop {
+            glommio::timer::sleep(MESH_TICK).await;
+            crate::watchdog::beat(slot);
+        }
+    };
+    let join = futures_lite::future::or(m.join(), ticker);
+    match glommio::timer::timeout(MESH_WAIT, async { Ok(join.await) }).await {
+        Ok(Ok(joined)) => Ok(Some(joined)),
+        Ok(Err(_)) => Err(StartError::Failed("cannot join the shard mesh".to_string())),
+        Err(_) => Err(StartError::MeshStalled),
+    }
+}
+
+type Mesh = MeshBuilder<Msg, glommio::channels::channel_mesh::Full>;
+type Joined = (Senders<Msg>, Receivers<Msg>);
+
+/// One shard, from its executor's start to its shutdown: join the mesh,
+/// restore its data, wait for every shard to have restored (the gate), start
+/// the background work, and serve.
 async fn shard_main(
     shared: Arc<Shared>,
-    mesh: Option<MeshBuilder<Msg, glommio::channels::channel_mesh::Full>>,
+    mesh: Option<Mesh>,
     listener: Arc<std::net::TcpListener>,
-    shutdown: Arc<AtomicBool>,
+    shutdown: Shutdown,
     gate: Gate,
     ready: mpsc::Sender<Progress>,
 ) -> Result<(), StartError> {
     let cfg = &shared.config;
-    let joined = match mesh {
-        Some(m) => {
-            // The join waits on notifications from the other executors. Seen
-            // under CPU contention: an executor slept through one (34 of 200
-            // starts with five busy loops beside them), and only the
-            // timeout below woke it, so the start took 5 s; or it slept
-            // through its timers too and the start hung. So the shard beats
-            // a watchdog slot of its own while it joins (a sleep through
-            // timers is interrupted within 100 ms), and a 1 ms ticker makes
-            // every turn look at the channels again.
-            let slot = gate.join_slots.fetch_add(1, Ordering::SeqCst) % cfg.shards;
-            let _joining = crate::watchdog::watch(slot);
-            let ticker = async {
-                loop {
-                    glommio::timer::sleep(MESH_TICK).await;
-                    crate::watchdog::beat(slot);
-                }
-            };
-            let join = futures_lite::future::or(m.join(), ticker);
-            let joined = glommio::timer::timeout(MESH_WAIT, async { Ok(join.await) }).await;
-            match joined {
-                Ok(Ok(j)) => Some(j),
-                Ok(Err(_)) => return Err(StartError::Failed("cannot join the shard mesh".to_string())),
-                Err(_) => return Err(StartError::MeshStalled),
-            }
-        }
-        None => None,
-    };
+    let joined = join_mesh(mesh, &gate, cfg.shards).await?;
     let me = joined.as_ref().map_or(0, |(s, _)| s.peer_id());
     let placement = Placement::new(cfg.shards, cfg.partitions_per_collection);
     let shard = Shard::new(
@@ -470,22 +317,18 @@ async fn shard_main(
     let router = Router::start(shard, cfg.shards, metrics.clone(), joined);
     router.rate.set_limit(cfg.rate_limit_per_minute, cfg.rate_window_retention_minutes);
     // A shard that gets no turn is woken (and reported) from the start.
-    start_heartbeat(me);
+    background::start_heartbeat(me);
     let _watched = crate::watchdog::watch(me);
     let mut records = 0;
     if cfg.persistence.enabled {
-        records =
-            recover_shard(&router, &shared, me, &gate.progress[me]).await.map_err(|e| format!("shard {me}: {e}"))?;
+        records = crate::restore::recover_shard(&router, &shared, me, &gate.progress[me])
+            .await
+            .map_err(|e| format!("shard {me}: {e}"))?;
     }
     // Wait (without a deadline) until every peer applied what this shard
     // sent it; a start-up given up elsewhere stops the wait.
-    let aborted = async {
-        while !gate.abort.load(Ordering::SeqCst) {
-            glommio::timer::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    futures_lite::future::or(router.barrier(), aborted).await;
-    if gate.abort.load(Ordering::SeqCst) {
+    futures_lite::future::or(router.barrier(), gate.aborted()).await;
+    if gate.is_aborted() {
         return Ok(());
     }
     // A log replayed at start that is due for a snapshot gets it now,
@@ -502,11 +345,8 @@ async fn shard_main(
         }
     }
     let _ = ready.send(Progress::Recovered { shard: me, records });
-    while !gate.go.load(Ordering::SeqCst) {
-        if gate.abort.load(Ordering::SeqCst) {
-            return Ok(());
-        }
-        glommio::timer::sleep(Duration::from_millis(1)).await;
+    if !gate.wait_go().await {
+        return Ok(());
     }
     // Background work starts only once every shard serves.
     if let Some(s) = router.snapshots() {
@@ -514,120 +354,15 @@ async fn shard_main(
     }
     crate::indexer::start(router.clone(), INDEX_BUILD_COOLDOWN);
     if cfg.memory_budget_bytes > 0 {
-        start_memory_reports(router.clone());
+        background::start_memory_reports(router.clone());
     }
-    for fault in crate::debug_hooks::shard_faults(me) {
-        use crate::debug_hooks::ShardFault;
-        glommio::spawn_local(async move {
-            match fault {
-                ShardFault::Pause(after) => {
-                    glommio::timer::sleep(after).await;
-                    // SAFETY: pause has no preconditions; it returns after a signal.
-                    unsafe { libc::pause() };
-                }
-                ShardFault::Stall(after) => {
-                    glommio::timer::sleep(after).await;
-                    std::thread::sleep(Duration::from_secs(2));
-                }
-                ShardFault::Panic(after) => {
-                    glommio::timer::sleep(after).await;
-                    panic!("AIONBD_DEBUG_PANIC_SHARD_{me}_MS: shard {me} panics as asked");
-                }
-            }
-        })
-        .detach();
-    }
+    crate::debug_hooks::start_shard_faults(me);
     let api = Rc::new(Api::new(router, shared.clone()));
-    let fd = listener.try_clone().map_err(|e| format!("shard {me}: cannot share the listening socket: {e}"))?;
-    // SAFETY: a fresh duplicate of a listening TCP socket's descriptor,
-    // owned from here on by the glommio listener (closed when it drops).
-    let listen_fd = fd.into_raw_fd();
-    let listener = unsafe { TcpListener::from_raw_fd(listen_fd) };
-    let conn_cfg = ConnConfig {
-        limits: Limits { max_head_bytes: cfg.max_head_bytes, max_headers: 64, max_body_bytes: cfg.max_body_bytes },
-        request_read_timeout: Duration::from_millis(cfg.request_read_timeout_ms),
-        idle_timeout: Duration::from_millis(cfg.idle_timeout_ms),
-        max_pipelined: 16,
-    };
-    let max_conns = cfg.max_connections_per_shard as u64;
-    // The certificate for new connections (taken again after a SIGHUP).
-    let creds = crate::reload::Local::new(&shared.current);
+    let listener = serve::ShardListener::new(&listener)
+        .map_err(|e| format!("shard {me}: cannot share the listening socket: {e}"))?;
     // First sleep warms glommio's timer (its first sleep can be slow).
     glommio::timer::sleep(Duration::from_millis(1)).await;
     let _ = ready.send(Progress::Listening);
-    let stop = {
-        let shutdown = shutdown.clone();
-        async move {
-            while !shutdown.load(Ordering::Relaxed) {
-                glommio::timer::sleep(SHUTDOWN_POLL).await;
-            }
-            None
-        }
-    };
-    let accept = async {
-        loop {
-            match listener.accept().await {
-                Ok(stream) => {
-                    if metrics.connections_open.get() >= max_conns {
-                        Metrics::add(&metrics.connections_rejected_total, 1);
-                        drop(stream);
-                        continue;
-                    }
-                    let _ = stream.set_nodelay(true);
-                    Metrics::add(&metrics.connections_total, 1);
-                    Metrics::add(&metrics.connections_open, 1);
-                    let api = api.clone();
-                    let metrics = metrics.clone();
-                    let tls = creds.get(&shared.current).tls.clone().map(futures_rustls::TlsAcceptor::from);
-                    let peer = stream.peer_addr().ok().map(|a| a.ip());
-                    glommio::spawn_local(async move {
-                        let service = crate::api::ForPeer { api: &api, peer };
-                        match tls {
-                            None => {
-                                let _ =
-                                    aionbd_http::conn::serve(stream, &service, &conn_cfg, glommio::timer::sleep).await;
-                            }
-                            // The handshake gets the time a request has to arrive.
-                            Some(acceptor) => {
-                                let handshake = async { acceptor.accept(stream).await.ok() };
-                                let late = async {
-                                    glommio::timer::sleep(conn_cfg.request_read_timeout).await;
-                                    None
-                                };
-                                if let Some(tls_stream) = futures_lite::future::or(handshake, late).await {
-                                    let _ = aionbd_http::conn::serve(
-                                        tls_stream,
-                                        &service,
-                                        &conn_cfg,
-                                        glommio::timer::sleep,
-                                    )
-                                    .await;
-                                }
-                            }
-                        }
-                        metrics.connections_open.set(metrics.connections_open.get() - 1);
-                    })
-                    .detach();
-                }
-                Err(_) if shutdown.load(Ordering::Relaxed) => glommio::timer::sleep(SHUTDOWN_POLL).await,
-                Err(e) => {
-                    // Out of file descriptors and similar: back off briefly.
-                    tracing::warn!("shard {me}: accept failed: {e}");
-                    glommio::timer::sleep(Duration::from_millis(10)).await;
-                }
-            }
-        }
-    };
-    let _: Option<()> = futures_lite::future::or(accept, stop).await;
-    // Stop the kernel from queueing connections no shard will accept (the
-    // socket is shared: any shard may do it, the others' calls are no-ops).
-    // SAFETY: shutdown on a descriptor this listener owns.
-    unsafe { libc::shutdown(listen_fd, libc::SHUT_RD) };
-    drop(listener);
-    // Let requests already running finish; idle connections are dropped.
-    let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
-    while metrics.in_flight() > 0 && std::time::Instant::now() < deadline {
-        glommio::timer::sleep(Duration::from_millis(10)).await;
-    }
+    serve::accept_loop(me, listener, api, metrics, shared, shutdown).await;
     Ok(())
 }

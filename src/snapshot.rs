@@ -78,7 +78,7 @@ impl Snapshots {
         cfg: &crate::config::PersistenceConfig,
         last_file_bytes: u64,
     ) -> Rc<Self> {
-        let queue = crate::runtime::background_queue(SNAPSHOT_SHARES, "snapshot");
+        let queue = crate::background::background_queue(SNAPSHOT_SHARES, "snapshot");
         Rc::new(Snapshots {
             shard_id,
             wal_dir: dir.join("wal"),

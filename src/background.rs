@@ -1,0 +1,103 @@
+//! A shard's background tasks and the task queue they run on: the
+//! heartbeat every shard keeps (a glommio workaround and the watchdog's
+//! pulse), the memory reports of the memory budget, and the low-priority
+//! queues of index builds, snapshots and exports.
+
+use crate::router::Router;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Longest a shard goes without polling for network and channel events
+/// while a background queue (index builds, snapshots) has work. Glommio
+/// runs a busy queue step after step and polls only when the preempt timer
+/// fires; requests and shard messages wait for that poll.
+const BACKGROUND_POLL: Duration = Duration::from_micros(500);
+
+/// How often every shard wakes up whatever it is doing.
+const HEARTBEAT: Duration = Duration::from_millis(5);
+
+/// Least time between two measurements of a shard's memory (memory budget).
+const MEMORY_REPORT_EVERY: Duration = Duration::from_millis(20);
+
+/// With a memory budget, every shard measures the memory its data holds
+/// and tells the other shards when it changed, so each home shard admits
+/// new points against the whole process's use (`Shard::memory_in_use`).
+/// Measuring walks the partitions and payload indexes, so the pause after
+/// a measurement is at least 20x its length (at most ~5 % of the shard).
+pub fn start_memory_reports(router: Rc<Router>) {
+    glommio::spawn_local(async move {
+        let mut last = None;
+        loop {
+            let t0 = std::time::Instant::now();
+            let own = router.with_shard(|s| s.measure_memory());
+            let took = t0.elapsed();
+            if last != Some(own) {
+                // Nothing to wait for: each peer just records it.
+                router.report_memory(own);
+                last = Some(own);
+            }
+            glommio::timer::sleep(MEMORY_REPORT_EVERY.max(took * 20)).await;
+        }
+    })
+    .detach();
+}
+
+/// Work around a glommio 0.9 scheduler bug: when the preempt timer fires
+/// before a round runs any task queue, the executor can park although a
+/// queue is runnable, and sleeps until some I/O or timer completes (fixed
+/// upstream in glommio/glommio#53, not in a release we can use). A request
+/// whose handling was runnable then waited for the client's next request,
+/// seen as rare 30 s test timeouts under CPU contention. A pending timer
+/// bounds that sleep, so every shard keeps one. It also reports turns that
+/// came late (a shard busy in one long step, or not running at all).
+pub fn start_heartbeat(me: usize) {
+    glommio::spawn_local(async move {
+        let mut last = (std::time::Instant::now(), thread_cpu());
+        loop {
+            glommio::timer::sleep(HEARTBEAT).await;
+            crate::watchdog::beat(me);
+            let now = (std::time::Instant::now(), thread_cpu());
+            let gap = now.0 - last.0;
+            crate::watchdog::turn_late(gap.saturating_sub(HEARTBEAT));
+            if gap >= STALL_REPORT {
+                let ran = now.1.saturating_sub(last.1);
+                tracing::warn!(
+                    "shard {me}: no turn for {} ms, its thread ran {} ms of it ({}); work queued meanwhile waited",
+                    gap.as_millis(),
+                    ran.as_millis(),
+                    // Hundreds of ms of CPU without a turn: long synchronous
+                    // work (under contention it also waited for the CPU).
+                    if ran * 2 >= STALL_REPORT {
+                        "long synchronous work"
+                    } else {
+                        "the thread was not running or the executor slept"
+                    }
+                );
+            }
+            last = now;
+        }
+    })
+    .detach();
+}
+
+/// A shard that gets no turn for this long reports it (on stderr).
+const STALL_REPORT: Duration = Duration::from_millis(500);
+
+/// CPU time this thread has used.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid out-pointer; the thread CPU clock exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// A low-priority task queue for background work: `shares` against request
+/// handling's 1000, and the reactor polled every [`BACKGROUND_POLL`] while
+/// it runs, so requests arriving meanwhile are not held back.
+pub fn background_queue(shares: usize, name: &str) -> glommio::TaskQueueHandle {
+    glommio::executor().create_task_queue(
+        glommio::Shares::Static(shares),
+        glommio::Latency::Matters(BACKGROUND_POLL),
+        name,
+    )
+}

@@ -1,0 +1,105 @@
+//! A shard's start-up restore: its snapshot loaded, its WAL recovered and
+//! replayed (read ahead on a helper thread), and the WAL and snapshot
+//! schedule attached to the router for serving.
+
+use crate::api::Shared;
+use crate::router::Router;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Load the shard's snapshot, recover and replay its WAL, and attach the
+/// WAL and the snapshot task to the router. Returns the records applied.
+pub async fn recover_shard(
+    router: &Rc<Router>,
+    shared: &Shared,
+    me: usize,
+    progress: &AtomicU64,
+) -> Result<usize, String> {
+    let p = &shared.config.persistence;
+    let shard_dir = shared.shards_root.join(format!("shard-{me:02}"));
+    let wal_dir = shard_dir.join("wal");
+    std::fs::create_dir_all(&wal_dir).map_err(|e| format!("cannot create {}: {e}", wal_dir.display()))?;
+    let t0 = std::time::Instant::now();
+    // Read and scan the WAL segments on a helper thread, a few ahead of
+    // the replay, starting while the snapshot loads.
+    let reader = (!p.wal_truncate_corrupt).then(|| crate::wal::SegmentReader::start(&wal_dir));
+    let loaded = crate::snapshot::load(router, &shard_dir, me, progress).await?;
+    let t1 = std::time::Instant::now();
+    let first_lsn = loaded.manifest.as_ref().map_or(1, |m| m.lsn + 1);
+    if let Some(late) = crate::debug_hooks::slow_replay(me) {
+        glommio::timer::sleep(late).await;
+    }
+    let mut replayer = crate::replay::Replayer::new(router);
+    let mut apply = |r: &aionbd_io::wal::Record| {
+        replayer.apply(r)?;
+        if replayer.records.is_multiple_of(64) {
+            progress.fetch_add(64, Ordering::Relaxed);
+        }
+        Ok(())
+    };
+    let (recovered, read_bytes) = match reader {
+        Some(reader) => reader.replay(first_lsn, &mut apply).await?,
+        // Cutting a damaged log needs the whole log first (the operator's
+        // --wal-truncate-corrupt): read, recover (and cut), then replay.
+        None => {
+            let segments = crate::wal::read_segments(&wal_dir)
+                .map_err(|e| format!("cannot read WAL directory {}: {e}", wal_dir.display()))?;
+            let read: u64 = segments.iter().map(|s| s.bytes.len() as u64).sum();
+            let mut rec = crate::wal::recover_dir(&wal_dir, first_lsn, true, Some(segments))?;
+            for (i, r) in std::mem::take(&mut rec.records).iter().enumerate() {
+                apply(r)?;
+                if i % 64 == 63 {
+                    futures_lite::future::yield_now().await;
+                }
+            }
+            (rec, read)
+        }
+    };
+    replayer.flush()?;
+    let (replayed, replayed_bytes) = (replayer.records, replayer.bytes);
+    if let Some(m) = &loaded.manifest {
+        if recovered.next_segment_seq <= m.wal_segment_seq {
+            return Err(format!(
+                "WAL segment {} (and any after it) is missing from {}: the manifest recorded it when the \
+                 snapshot at LSN {} was taken; acknowledged writes may be lost, refusing to start",
+                m.wal_segment_seq,
+                wal_dir.display(),
+                m.lsn
+            ));
+        }
+    }
+    if loaded.records > 0 || replayed > 0 {
+        tracing::info!(
+            "shard {me}: snapshot: {} records ({:.1} MB) in {:.2} s; WAL: {replayed} records ({:.1} MB of \
+             segments read and scanned alongside) replayed in {:.2} s",
+            loaded.records,
+            loaded.file_bytes as f64 / 1e6,
+            (t1 - t0).as_secs_f64(),
+            read_bytes as f64 / 1e6,
+            t1.elapsed().as_secs_f64()
+        );
+    }
+    let salt = Box::new(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    let writer = aionbd_io::wal::WalWriter::after_recovery(me as u16, p.wal_segment_bytes as usize, &recovered, salt);
+    let resume = writer.current_segment();
+    let wal = crate::wal::Wal::new(
+        wal_dir.clone(),
+        writer,
+        p.wal_segment_bytes,
+        crate::wal::SyncPolicy::from_config(p),
+        p.wal_group_commit_max_batch as usize,
+        Duration::from_millis(p.wal_group_commit_flush_delay_ms),
+    );
+    if let Some(seq) = resume {
+        wal.resume_segment(seq).await?;
+    }
+    // The replayed log counts toward the next snapshot.
+    wal.bytes.set(recovered.log_bytes.max(replayed_bytes));
+    wal.segments.set(crate::wal::read_segment_names(&wal_dir).len() as u64);
+    router.set_wal(wal);
+    let snaps = crate::snapshot::Snapshots::new(me, shard_dir, p, loaded.file_bytes);
+    progress.store(loaded.records + replayed, Ordering::Relaxed);
+    router.set_snapshots(snaps);
+    Ok((loaded.records + replayed) as usize)
+}
