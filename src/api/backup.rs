@@ -3,7 +3,7 @@
 //! (`GET /collections/{name}/export`), and backups kept on the server
 //! (`/backups`: create, list, download, delete; scope `admin`).
 
-use super::{collection_name, internal_name, json, Api, ApiError, ApiResult, Body};
+use super::{collection_name, internal_name, json, Api, ApiError, ApiResult, Body, ErrorCode};
 use crate::auth::{Principal, Scope};
 use crate::backup::{CutRequest, ExportRun, Format, Manifest};
 use std::path::PathBuf;
@@ -96,7 +96,7 @@ impl Api {
             async move { write_backup(&mut run, &tmp).await.map(|bytes| (bytes, run)) }
         };
         let written = glommio::spawn_local_into(job, crate::backup::export_queue())
-            .map_err(|e| ApiError::new(500, "internal", format!("cannot start the backup: {e}")))?
+            .map_err(|e| ApiError::internal(format!("cannot start the backup: {e}")))?
             .await;
         let (bytes, run) = match written {
             Ok(done) => done,
@@ -200,7 +200,7 @@ async fn write_backup(run: &mut ExportRun, tmp: &std::path::Path) -> Result<u64,
                 bytes += chunk.len() as u64;
             }
             Ok(None) => break,
-            Err(e) => return Err(ApiError::new(409, "conflict", e)),
+            Err(e) => return Err(ApiError::new(ErrorCode::Conflict, e)),
         }
     }
     // Closing flushes, truncates to the real length and fdatasyncs.
@@ -213,11 +213,10 @@ fn storage_error(path: &std::path::Path, e: &dyn std::fmt::Display) -> ApiError 
     let text = e.to_string();
     if text.contains("No space left") || text.contains("os error 28") || text.contains("quota exceeded") {
         ApiError::new(
-            507,
-            "insufficient_storage",
+            ErrorCode::InsufficientStorage,
             format!("disk full writing {}: {text}; nothing was kept", path.display()),
         )
     } else {
-        ApiError::new(500, "internal", format!("{}: {text}", path.display()))
+        ApiError::internal(format!("{}: {text}", path.display()))
     }
 }
