@@ -230,42 +230,42 @@ fn main() {
 /// the exit code (0 done, 1 damage found or the transfer failed, 2 refused).
 fn run_tool(cmd: &config::Command) -> i32 {
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let result = match cmd {
+    let done = |line: String| {
+        println!("{line}");
+        0
+    };
+    let failed = |code: i32, e: &dyn std::fmt::Display| {
+        eprintln!("aionbd: {e}");
+        code
+    };
+    match cmd {
         config::Command::Restore { from, data_dir, shards, partitions_per_collection, force } => {
             let shards = if *shards == 0 { cpus } else { *shards };
             let partitions =
                 if *partitions_per_collection == 0 { shards } else { (*partitions_per_collection).min(shards) };
             let o = aionbd::offline::RestoreOptions { from, data_dir, shards, partitions, force: *force };
-            aionbd::offline::restore(&o).map_err(|e| (2, e))
+            aionbd::offline::restore(&o).map_or_else(|e| failed(2, &e), done)
         }
         config::Command::Check { data_dir, backup } => {
             let report = match (data_dir, backup) {
-                (_, Some(b)) => Ok(aionbd::offline::check_backup(b)),
-                (Some(d), None) => aionbd::offline::check_data_dir(d),
-                (None, None) => Err("give --data-dir DIR or --backup FILE".to_owned()),
+                (_, Some(b)) => aionbd::offline::check_backup(b),
+                (Some(d), None) => match aionbd::offline::check_data_dir(d) {
+                    Ok(r) => r,
+                    Err(e) => return failed(2, &e),
+                },
+                (None, None) => return failed(2, &"give --data-dir DIR or --backup FILE"),
             };
-            match report {
-                Ok(r) => {
-                    for l in &r.lines {
-                        println!("{l}");
-                    }
-                    return if r.damaged { 1 } else { 0 };
-                }
-                Err(e) => Err((2, e)),
+            for l in &report.lines {
+                println!("{l}");
+            }
+            if report.damaged {
+                1
+            } else {
+                0
             }
         }
-        config::Command::Import(a) => aionbd::transfer::import(a).map_err(|e| (1, e)),
-        config::Command::Export(a) => aionbd::transfer::export(a).map_err(|e| (1, e)),
-    };
-    match result {
-        Ok(line) => {
-            println!("{line}");
-            0
-        }
-        Err((code, e)) => {
-            eprintln!("aionbd: {e}");
-            code
-        }
+        config::Command::Import(a) => aionbd::transfer::import(a).map_or_else(|e| failed(1, &e), done),
+        config::Command::Export(a) => aionbd::transfer::export(a).map_or_else(|e| failed(1, &e), done),
     }
 }
 

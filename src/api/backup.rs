@@ -111,7 +111,7 @@ impl Api {
         let text = serde_json::to_vec_pretty(&manifest).expect("JSON to memory");
         let finish = || -> std::io::Result<()> {
             std::fs::rename(&tmp, &path)?;
-            crate::snapshot::write_atomically(&dir.join(format!("{name}.json")), &text).map_err(std::io::Error::other)
+            crate::fs::write_atomically(&dir.join(format!("{name}.json")), &text).map_err(std::io::Error::other)
         };
         if let Err(e) = finish() {
             let _ = std::fs::remove_file(&tmp);
