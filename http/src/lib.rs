@@ -12,4 +12,4 @@ mod response;
 
 pub use conn::{ConnConfig, Service};
 pub use parse::{parse, HttpError, HttpErrorKind, Limits, Parsed, Request};
-pub use response::{encode_chunk, BodyStream, Framing, Response};
+pub use response::{encode_chunk, BodyStream, Framing, Response, StreamError};
