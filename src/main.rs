@@ -2,6 +2,7 @@
 //! executor per shard, prints the address it listens on, and shuts down
 //! cleanly on SIGINT or SIGTERM.
 
+use aionbd::reload::CredentialsError;
 use aionbd::{api, config, recovering, runtime};
 use clap::Parser;
 use std::io::Write;
@@ -86,10 +87,10 @@ fn main() {
             let mut errors = Vec::new();
             let env = |k: &str| std::env::var(k).ok();
             let raw = config::gather(&cli, &env, &mut errors);
-            let cfg = config::build(&raw, cpus, errors).map_err(|e| e.join("; "))?;
+            let cfg = config::build(&raw, cpus, errors).map_err(CredentialsError::Config)?;
             let next = aionbd::reload::build(&cfg)?;
             if next.tls.is_some() != tls_on {
-                return Err("TLS cannot be turned on or off by a reload; restart the server".into());
+                return Err(CredentialsError::TlsSwitched);
             }
             Ok(next)
         });
@@ -274,7 +275,7 @@ fn run_tool(cmd: &config::Command) -> i32 {
 /// its 3 rings (1.55 MiB per shard at the defaults); below that it runs on
 /// unregistered buffers without a word. Say so plainly, before the
 /// executors start. Root (with CAP_IPC_LOCK) is not bound by the limit.
-fn check_memlock(shards: usize, io_memory: usize) -> Result<(), String> {
+fn check_memlock(shards: usize, io_memory: usize) -> Result<(), MemlockTooLow> {
     // SAFETY: getrlimit fills the struct it is given; geteuid has no preconditions.
     let (rl, euid) = unsafe {
         let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
@@ -288,14 +289,7 @@ fn check_memlock(shards: usize, io_memory: usize) -> Result<(), String> {
     let per_shard = RINGS_PER_SHARD * io_memory as u64 + RING_MEMLOCK_PER_SHARD;
     let want = shards as u64 * per_shard;
     if have < MEMLOCK_MIN {
-        return Err(format!(
-            "the locked-memory limit is {} KiB; io_uring needs at least {} KiB (and about {} KiB per shard, {} MiB \
-             for {shards}): raise it (systemd: LimitMEMLOCK=; shell: ulimit -l; docker: --ulimit memlock=)",
-            have / 1024,
-            MEMLOCK_MIN / 1024,
-            per_shard.div_ceil(1024),
-            want.div_ceil(1 << 20)
-        ));
+        return Err(MemlockTooLow { have, per_shard, want, shards });
     }
     if have < want {
         tracing::warn!(
@@ -307,6 +301,33 @@ fn check_memlock(shards: usize, io_memory: usize) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// RLIMIT_MEMLOCK is below glommio's floor: bytes allowed, and about what
+/// a shard and all `shards` register.
+#[derive(Debug)]
+struct MemlockTooLow {
+    have: u64,
+    per_shard: u64,
+    want: u64,
+    shards: usize,
+}
+
+impl std::fmt::Display for MemlockTooLow {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "the locked-memory limit is {} KiB; io_uring needs at least {} KiB (and about {} KiB per shard, {} MiB \
+             for {}): raise it (systemd: LimitMEMLOCK=; shell: ulimit -l; docker: --ulimit memlock=)",
+            self.have / 1024,
+            MEMLOCK_MIN / 1024,
+            self.per_shard.div_ceil(1024),
+            self.want.div_ceil(1 << 20),
+            self.shards
+        )
+    }
+}
+
+impl std::error::Error for MemlockTooLow {}
 
 /// glommio's floor for RLIMIT_MEMLOCK.
 const MEMLOCK_MIN: u64 = 512 << 10;
