@@ -484,10 +484,10 @@ impl Jwt {
     }
 
     fn load_jwks(&mut self, path: &str, errors: &mut Vec<String>) {
-        let set: jsonwebtoken::jwk::JwkSet = match std::fs::read(path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-        {
+        let read = || -> Result<jsonwebtoken::jwk::JwkSet, Box<dyn std::error::Error>> {
+            Ok(serde_json::from_slice(&std::fs::read(path)?)?)
+        };
+        let set = match read() {
             Ok(s) => s,
             Err(e) => return errors.push(format!("security.jwt_jwks_path: {path}: {e}")),
         };

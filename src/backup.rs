@@ -104,6 +104,33 @@ pub struct Manifest {
 pub const CONSISTENCY: &str = "each collection at one LSN of its home shard; the collections of one home shard \
                                (all of one tenant's) at one cut; every write acknowledged before the backup began";
 
+/// Why a running backup or export stopped.
+#[derive(Debug)]
+pub enum ExportError {
+    /// The collection was deleted while it was exported.
+    Deleted { name: String },
+    /// A partition could not export a chunk of the collection.
+    Shard { name: String, source: ShardError },
+}
+
+impl std::fmt::Display for ExportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            ExportError::Deleted { name } => write!(f, "collection '{name}' was deleted while it was exported"),
+            ExportError::Shard { name, source } => write!(f, "export of '{name}': {source}"),
+        }
+    }
+}
+
+impl std::error::Error for ExportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ExportError::Deleted { .. } => None,
+            ExportError::Shard { source, .. } => Some(source),
+        }
+    }
+}
+
 /// A running backup or export.
 pub struct ExportRun {
     router: Rc<Router>,
@@ -189,7 +216,7 @@ impl ExportRun {
     }
 
     /// The next chunk of output; `None` after the last.
-    pub async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, String> {
+    pub async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, ExportError> {
         if self.finished {
             return Ok(None);
         }
@@ -234,10 +261,8 @@ impl ExportRun {
             let pending = cur.parts[i].inflight.pop_front().expect("topped up above");
             let (points, done) = match pending.wait().await {
                 Ok(Exported { points, done }) => (points, done),
-                Err(ShardError::Gone(_)) => {
-                    return Err(format!("collection '{name}' was deleted while it was exported"));
-                }
-                Err(e) => return Err(format!("export of '{name}': {e}")),
+                Err(ShardError::Gone(_)) => return Err(ExportError::Deleted { name }),
+                Err(source) => return Err(ExportError::Shard { name, source }),
             };
             let cur = self.current.as_mut().expect("set above");
             cur.written += points.len() as u64;
@@ -344,7 +369,7 @@ impl ExportRun {
     /// ahead of the client, so requests keep their latency; a client that
     /// goes away drops the stream, and the run stops at its next chunk.
     pub fn into_stream(mut self) -> aionbd_http::BodyStream {
-        let (tx, rx) = glommio::channels::local_channel::new_bounded::<Result<Vec<u8>, String>>(2);
+        let (tx, rx) = glommio::channels::local_channel::new_bounded::<Result<Vec<u8>, ExportError>>(2);
         let producer = async move {
             loop {
                 let (item, last) = match self.next_chunk().await {
@@ -358,7 +383,9 @@ impl ExportRun {
             }
         };
         glommio::spawn_local_into(producer, export_queue()).expect("the export queue exists").detach();
-        Box::pin(futures_lite::stream::unfold(rx, |rx| async move { rx.recv().await.map(|item| (item, rx)) }))
+        Box::pin(futures_lite::stream::unfold(rx, |rx| async move {
+            rx.recv().await.map(|item| (item.map_err(aionbd_http::StreamError::from), rx))
+        }))
     }
 }
 

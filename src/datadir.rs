@@ -11,10 +11,13 @@
 //! on either side of it is removed at the next start. docs/storage.md has
 //! the directory and the steps.
 
-use aionbd_io::snapshot::{encode_end, encode_frame, snapshot_name, Manifest, SnapshotHeader, SnapshotReader};
-use aionbd_io::wal::{recover, SegmentBytes};
+use crate::fs::{sync_dir, write_atomically, FsError};
+use aionbd_io::snapshot::{
+    encode_end, encode_frame, snapshot_name, Manifest, ManifestError, SnapshotError, SnapshotHeader, SnapshotReader,
+};
+use aionbd_io::wal::{recover, Corruption, SegmentBytes};
 use aionbd_shards::placement::Placement;
-use aionbd_shards::record::LogRecord;
+use aionbd_shards::record::{DecodeError, LogRecord};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -52,29 +55,28 @@ impl Layout {
         s
     }
 
-    fn decode(text: &str) -> Result<Layout, String> {
+    fn decode(text: &str) -> Result<Layout, LayoutError> {
         let (mut format, mut shards, mut partitions, mut generation) = (None, None, None, 0);
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let (k, v) = line.split_once('=').ok_or_else(|| format!("unreadable line {line:?}"))?;
-            let n: u64 = v.trim().parse().map_err(|_| format!("unreadable line {line:?}"))?;
+            let unreadable = || LayoutError::UnreadableLine(line.to_owned());
+            let (k, v) = line.split_once('=').ok_or_else(unreadable)?;
+            let n: u64 = v.trim().parse().map_err(|_| unreadable())?;
             match k.trim() {
                 "format" => format = Some(n),
                 "shards" => shards = Some(n as usize),
                 "partitions_per_collection" => partitions = Some(n as usize),
                 "generation" => generation = n,
-                other => return Err(format!("unknown key {other:?} (written by a newer version?)")),
+                other => return Err(LayoutError::UnknownKey(other.to_owned())),
             }
         }
         match format {
             Some(FORMAT) => {}
-            Some(f) if f > FORMAT => {
-                return Err(format!("format {f} was written by a newer version of aionbd (this one reads {FORMAT})"))
-            }
-            _ => return Err("no known format line".into()),
+            Some(f) if f > FORMAT => return Err(LayoutError::NewerFormat(f)),
+            _ => return Err(LayoutError::NoFormat),
         }
         match (shards, partitions) {
             (Some(s), Some(p)) if s >= 1 && (1..=s).contains(&p) => Ok(Layout { shards: s, partitions: p, generation }),
-            _ => Err("shard or partition counts missing or out of range".into()),
+            _ => Err(LayoutError::Counts),
         }
     }
 
@@ -84,6 +86,157 @@ impl Layout {
             data_dir.to_path_buf()
         } else {
             data_dir.join(format!("layout-{}", self.generation))
+        }
+    }
+}
+
+/// Why a `LAYOUT` file is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LayoutError {
+    UnreadableLine(String),
+    /// A key this version does not know (written by a newer one?).
+    UnknownKey(String),
+    /// A format newer than [`FORMAT`].
+    NewerFormat(u64),
+    NoFormat,
+    /// Shard or partition counts missing or out of range.
+    Counts,
+}
+
+impl std::fmt::Display for LayoutError {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            LayoutError::UnreadableLine(line) => write!(f, "unreadable line {line:?}"),
+            LayoutError::UnknownKey(key) => write!(f, "unknown key {key:?} (written by a newer version?)"),
+            LayoutError::NewerFormat(n) => {
+                write!(f, "format {n} was written by a newer version of aionbd (this one reads {FORMAT})")
+            }
+            LayoutError::NoFormat => f.write_str("no known format line"),
+            LayoutError::Counts => f.write_str("shard or partition counts missing or out of range"),
+        }
+    }
+}
+
+impl std::error::Error for LayoutError {}
+
+/// Why the data directory cannot be opened, locked or re-laid out.
+#[derive(Debug)]
+pub enum DataDirError {
+    File(FsError),
+    NotADirectory(PathBuf),
+    /// `LAYOUT` is unreadable or newer than this version.
+    Layout {
+        path: PathBuf,
+        source: LayoutError,
+    },
+    /// No `LAYOUT`, but files of something else (`names`: the first few, sorted).
+    Foreign {
+        dir: PathBuf,
+        names: Vec<String>,
+        more: usize,
+    },
+    ReadOnly(PathBuf),
+    NotWritable {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    /// Another live process holds the lock.
+    InUse {
+        dir: PathBuf,
+        pid: Option<String>,
+        lock: PathBuf,
+    },
+    Rename {
+        from: PathBuf,
+        to: PathBuf,
+        source: std::io::Error,
+    },
+    /// A log record whose collection cannot be read (`what`: where it came from).
+    Record {
+        what: String,
+        source: DecodeError,
+    },
+    Manifest {
+        path: PathBuf,
+        source: ManifestError,
+    },
+    SnapshotDamaged {
+        path: PathBuf,
+        source: SnapshotError,
+    },
+    /// The snapshot's header names another LSN or shard than its manifest.
+    SnapshotMismatch(PathBuf),
+    WalDamaged(Corruption),
+    /// A step of a re-layout failed.
+    Relayout(Box<DataDirError>),
+}
+
+impl From<FsError> for DataDirError {
+    fn from(e: FsError) -> Self {
+        DataDirError::File(e)
+    }
+}
+
+impl std::fmt::Display for DataDirError {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            DataDirError::File(e) => write!(f, "{e}"),
+            DataDirError::NotADirectory(dir) => write!(f, "data directory {} is not a directory", dir.display()),
+            DataDirError::Layout { path, source } => write!(f, "{}: {source}; refusing to start", path.display()),
+            DataDirError::Foreign { dir, names, more } => write!(
+                f,
+                "{} is not an aionbd data directory: it has no {LAYOUT} file but holds {}{}; point server.data_dir at \
+                 an empty or new directory",
+                dir.display(),
+                names.join(", "),
+                if *more > 0 { format!(" and {more} more") } else { String::new() }
+            ),
+            DataDirError::ReadOnly(dir) => write!(f, "data directory {} is on a read-only file system", dir.display()),
+            DataDirError::NotWritable { dir, source } => {
+                write!(f, "data directory {} is not writable by this user ({source})", dir.display())
+            }
+            DataDirError::InUse { dir, pid, lock } => write!(
+                f,
+                "data directory {} is in use by another aionbd process (PID {}; lock file {})",
+                dir.display(),
+                pid.as_deref().unwrap_or("unknown"),
+                lock.display()
+            ),
+            DataDirError::Rename { from, to, source } => {
+                write!(f, "rename {} to {}: {source}", from.display(), to.display())
+            }
+            DataDirError::Record { what, source } => write!(f, "{what}: {source}"),
+            DataDirError::Manifest { path, source } => write!(f, "{}: {source}", path.display()),
+            DataDirError::SnapshotDamaged { path, source } => {
+                write!(f, "snapshot {} is damaged {source}", path.display())
+            }
+            DataDirError::SnapshotMismatch(path) => {
+                write!(f, "snapshot {} does not match its manifest", path.display())
+            }
+            DataDirError::WalDamaged(c) => {
+                write!(f, "{c}; start once with the old layout to repair the log (see --wal-truncate-corrupt)")
+            }
+            DataDirError::Relayout(e) => write!(f, "re-layout: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DataDirError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DataDirError::File(e) => Some(e),
+            DataDirError::Layout { source, .. } => Some(source),
+            DataDirError::NotWritable { source, .. } | DataDirError::Rename { source, .. } => Some(source),
+            DataDirError::Record { source, .. } => Some(source),
+            DataDirError::Manifest { source, .. } => Some(source),
+            DataDirError::SnapshotDamaged { source, .. } => Some(source),
+            DataDirError::Relayout(e) => Some(e),
+            DataDirError::NotADirectory(_)
+            | DataDirError::Foreign { .. }
+            | DataDirError::ReadOnly(_)
+            | DataDirError::InUse { .. }
+            | DataDirError::SnapshotMismatch(_)
+            | DataDirError::WalDamaged(_) => None,
         }
     }
 }
@@ -99,15 +252,14 @@ fn harmless(name: &str) -> bool {
 /// refuse one that is not ours, is read-only, is newer, or is in use by
 /// another process (touching nothing); take the lock; clear leftovers of an
 /// interrupted re-layout; and re-lay the data out if its counts differ.
-pub fn open(dir: &Path, shards: usize, partitions: usize) -> Result<DataDir, String> {
-    let shown = dir.display();
+pub fn open(dir: &Path, shards: usize, partitions: usize) -> Result<DataDir, DataDirError> {
     match std::fs::metadata(dir) {
-        Ok(m) if !m.is_dir() => return Err(format!("data directory {shown} is not a directory")),
+        Ok(m) if !m.is_dir() => return Err(DataDirError::NotADirectory(dir.to_owned())),
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create data directory {shown}: {e}"))?
+            std::fs::create_dir_all(dir).map_err(FsError::at("cannot create data directory", dir))?
         }
-        Err(e) => return Err(format!("data directory {shown}: {e}")),
+        Err(e) => return Err(FsError::new("data directory", dir, e).into()),
     }
     // Recognise the directory before writing anything into it.
     read_layout(dir)?;
@@ -118,7 +270,7 @@ pub fn open(dir: &Path, shards: usize, partitions: usize) -> Result<DataDir, Str
     remove_leftovers(dir, have.map_or(0, |h| h.generation))?;
     let layout = match have {
         None => {
-            crate::snapshot::write_atomically(&dir.join(LAYOUT), want.encode().as_bytes())?;
+            write_atomically(&dir.join(LAYOUT), want.encode().as_bytes())?;
             want
         }
         Some(h) if h.shards == shards && h.partitions == partitions => h,
@@ -129,76 +281,62 @@ pub fn open(dir: &Path, shards: usize, partitions: usize) -> Result<DataDir, Str
 
 /// `LAYOUT`'s content, `None` for a new (empty) directory; an error for a
 /// directory that is not a data directory or one this version cannot read.
-pub fn read_layout(dir: &Path) -> Result<Option<Layout>, String> {
+pub fn read_layout(dir: &Path) -> Result<Option<Layout>, DataDirError> {
     let path = dir.join(LAYOUT);
     match std::fs::read_to_string(&path) {
-        Ok(text) => Layout::decode(&text).map(Some).map_err(|e| format!("{}: {e}; refusing to start", path.display())),
+        Ok(text) => Layout::decode(&text).map(Some).map_err(|source| DataDirError::Layout { path, source }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let entries =
-                std::fs::read_dir(dir).map_err(|e| format!("cannot read data directory {}: {e}", dir.display()))?;
-            let mut foreign: Vec<String> = entries
+            let entries = std::fs::read_dir(dir).map_err(FsError::at("cannot read data directory", dir))?;
+            let mut names: Vec<String> = entries
                 .flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .filter(|n| !harmless(n))
                 .collect();
-            if foreign.is_empty() {
+            if names.is_empty() {
                 return Ok(None);
             }
-            foreign.sort();
-            let more = foreign.len().saturating_sub(3);
-            foreign.truncate(3);
-            Err(format!(
-                "{} is not an aionbd data directory: it has no {LAYOUT} file but holds {}{}; \
-                 point server.data_dir at an empty or new directory",
-                dir.display(),
-                foreign.join(", "),
-                if more > 0 { format!(" and {more} more") } else { String::new() }
-            ))
+            names.sort();
+            let more = names.len().saturating_sub(3);
+            names.truncate(3);
+            Err(DataDirError::Foreign { dir: dir.to_owned(), names, more })
         }
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        Err(e) => Err(FsError::new("cannot read", path, e).into()),
     }
 }
 
 /// Take the data directory's lock for the life of the process, or say who
 /// holds it. A lock left by a process that died is no obstacle: the kernel
 /// drops an flock with its holder.
-pub fn lock(dir: &Path) -> Result<File, String> {
+pub fn lock(dir: &Path) -> Result<File, DataDirError> {
     let path = dir.join(LOCK);
     let mut file =
         std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(
             |e| match e.raw_os_error() {
-                Some(libc::EROFS) => format!("data directory {} is on a read-only file system", dir.display()),
-                Some(libc::EACCES) | Some(libc::EPERM) => {
-                    format!("data directory {} is not writable by this user ({e})", dir.display())
-                }
-                _ => format!("cannot create lock file {}: {e}", path.display()),
+                Some(libc::EROFS) => DataDirError::ReadOnly(dir.to_owned()),
+                Some(libc::EACCES) | Some(libc::EPERM) => DataDirError::NotWritable { dir: dir.to_owned(), source: e },
+                _ => FsError::new("cannot create lock file", &path, e).into(),
             },
         )?;
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
             let holder = std::fs::read_to_string(&path).unwrap_or_default();
-            let pid = holder.trim();
-            return Err(format!(
-                "data directory {} is in use by another aionbd process (PID {}; lock file {})",
-                dir.display(),
-                if pid.is_empty() { "unknown" } else { pid },
-                path.display()
-            ));
+            let pid = Some(holder.trim()).filter(|p| !p.is_empty()).map(str::to_owned);
+            return Err(DataDirError::InUse { dir: dir.to_owned(), pid, lock: path });
         }
-        Err(std::fs::TryLockError::Error(e)) => return Err(format!("cannot lock {}: {e}", path.display())),
+        Err(std::fs::TryLockError::Error(e)) => return Err(FsError::new("cannot lock", path, e).into()),
     }
     let pid = format!("{}\n", std::process::id());
     file.set_len(0)
         .and_then(|_| file.write_all(pid.as_bytes()))
-        .map_err(|e| format!("cannot write lock file {}: {e}", path.display()))?;
+        .map_err(FsError::at("cannot write lock file", &path))?;
     Ok(file)
 }
 
 /// What a directory holds besides the lock file, `lost+found` and hidden
 /// files (sorted): empty for a new or empty directory.
-pub fn occupants(dir: &Path) -> Result<Vec<String>, String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+pub fn occupants(dir: &Path) -> Result<Vec<String>, FsError> {
+    let entries = std::fs::read_dir(dir).map_err(FsError::at("cannot read", dir))?;
     let mut names: Vec<String> =
         entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| !harmless(n)).collect();
     names.sort();
@@ -218,24 +356,24 @@ pub fn holder(dir: &Path) -> Option<String> {
 
 /// Make a written generation the directory's data: rename `tmp` to its
 /// final name, sync, then switch `LAYOUT` (the commit point).
-pub fn commit_generation(dir: &Path, tmp: &Path, layout: Layout) -> Result<(), String> {
+pub fn commit_generation(dir: &Path, tmp: &Path, layout: Layout) -> Result<(), DataDirError> {
     let dest = layout.shards_root(dir);
-    std::fs::rename(tmp, &dest).map_err(|e| format!("rename {} to {}: {e}", tmp.display(), dest.display()))?;
+    std::fs::rename(tmp, &dest).map_err(|source| DataDirError::Rename { from: tmp.to_owned(), to: dest, source })?;
     sync_dir(dir)?;
-    crate::snapshot::write_atomically(&dir.join(LAYOUT), layout.encode().as_bytes())
+    Ok(write_atomically(&dir.join(LAYOUT), layout.encode().as_bytes())?)
 }
 
 /// Remove what an interrupted re-layout left: unfinished generations, and
 /// every generation other than the current one (including the top-level
 /// shard directories of generation 0 once the data moved on).
-fn remove_leftovers(dir: &Path, generation: u64) -> Result<(), String> {
+fn remove_leftovers(dir: &Path, generation: u64) -> Result<(), FsError> {
     let current = format!("layout-{generation}");
-    for e in std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?.flatten() {
+    for e in std::fs::read_dir(dir).map_err(FsError::at("cannot read", dir))?.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let old_generation = name.starts_with("layout-") && name != current;
         let old_top_shard = generation > 0 && is_shard_dir_name(&name);
         if old_generation || old_top_shard {
-            std::fs::remove_dir_all(e.path()).map_err(|err| format!("cannot remove {}: {err}", e.path().display()))?;
+            std::fs::remove_dir_all(e.path()).map_err(FsError::at("cannot remove", &e.path()))?;
         }
     }
     sync_dir(dir)
@@ -245,10 +383,6 @@ fn is_shard_dir_name(name: &str) -> bool {
     name.strip_prefix("shard-").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
-fn sync_dir(dir: &Path) -> Result<(), String> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| format!("sync directory {}: {e}", dir.display()))
-}
-
 /// A test's crash point in a re-layout (`debug_hooks`).
 fn crash_point(step: &str) {
     crate::debug_hooks::relayout_crash_point(step);
@@ -256,7 +390,7 @@ fn crash_point(step: &str) {
 
 /// What `for_each_record` calls per record: kind, body, and where it came
 /// from (for messages).
-type RecordSink<'a> = dyn FnMut(u8, &[u8], &dyn Fn() -> String) -> Result<(), String> + 'a;
+type RecordSink<'a> = dyn FnMut(u8, &[u8], &dyn Fn() -> String) -> Result<(), DataDirError> + 'a;
 
 /// One new shard's snapshot file being written.
 struct NewShard {
@@ -280,20 +414,19 @@ pub struct GenerationWriter {
 }
 
 impl GenerationWriter {
-    pub fn create(root: &Path, shards: usize, partitions: usize) -> Result<Self, String> {
-        let fail = |what: &Path, e: &dyn std::fmt::Display| format!("{}: {e}", what.display());
-        std::fs::create_dir_all(root).map_err(|e| fail(root, &e))?;
+    pub fn create(root: &Path, shards: usize, partitions: usize) -> Result<Self, FsError> {
+        std::fs::create_dir_all(root).map_err(FsError::at("", root))?;
         let created_unix_ms =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let mut outs = Vec::with_capacity(shards);
         for j in 0..shards {
             let sdir = root.join(format!("shard-{j:02}"));
-            std::fs::create_dir_all(sdir.join("wal")).map_err(|e| fail(&sdir, &e))?;
+            std::fs::create_dir_all(sdir.join("wal")).map_err(FsError::at("", &sdir))?;
             let path = sdir.join(snapshot_name(0));
-            let file = File::create(&path).map_err(|e| fail(&path, &e))?;
+            let file = File::create(&path).map_err(FsError::at("", &path))?;
             let mut out = BufWriter::with_capacity(1 << 20, file);
             out.write_all(&SnapshotHeader { shard_id: j as u16, lsn: 0, created_unix_ms }.encode())
-                .map_err(|e| fail(&path, &e))?;
+                .map_err(FsError::at("", &path))?;
             outs.push(NewShard { dir: sdir, out, records: 0 });
         }
         Ok(GenerationWriter {
@@ -307,12 +440,13 @@ impl GenerationWriter {
     }
 
     /// Route one log record to its collection's home shard.
-    pub fn append(&mut self, kind: u8, body: &[u8], what: &dyn Fn() -> String) -> Result<(), String> {
-        let name = LogRecord::collection_name(kind, body).map_err(|e| format!("{}: {e}", what()))?;
+    pub fn append(&mut self, kind: u8, body: &[u8], what: &dyn Fn() -> String) -> Result<(), DataDirError> {
+        let name =
+            LogRecord::collection_name(kind, body).map_err(|source| DataDirError::Record { what: what(), source })?;
         let to = &mut self.outs[self.placement.home(name)];
         self.frame.clear();
         encode_frame(kind, body, &mut self.frame);
-        to.out.write_all(&self.frame).map_err(|e| format!("{}: {e}", to.dir.display()))?;
+        to.out.write_all(&self.frame).map_err(FsError::at("", &to.dir))?;
         to.records += 1;
         self.records += 1;
         self.bytes += self.frame.len() as u64;
@@ -320,17 +454,16 @@ impl GenerationWriter {
     }
 
     /// End frames, fsyncs, manifests, directory syncs.
-    pub fn finish(mut self) -> Result<(), String> {
+    pub fn finish(mut self) -> Result<(), FsError> {
         for (j, s) in self.outs.into_iter().enumerate() {
-            let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", s.dir.display());
             let mut out = s.out;
             self.frame.clear();
             encode_end(s.records, 0, &mut self.frame);
-            out.write_all(&self.frame).map_err(|e| fail(&e))?;
-            let file = out.into_inner().map_err(|e| fail(&e.error()))?;
-            file.sync_all().map_err(|e| fail(&e))?;
+            out.write_all(&self.frame).map_err(FsError::at("", &s.dir))?;
+            let file = out.into_inner().map_err(|e| FsError::new("", &s.dir, e.into_error()))?;
+            file.sync_all().map_err(FsError::at("", &s.dir))?;
             let manifest = Manifest { shard_id: j as u16, snapshot: snapshot_name(0), lsn: 0, wal_segment_seq: 0 };
-            crate::snapshot::write_atomically(&s.dir.join(crate::snapshot::MANIFEST), manifest.encode().as_bytes())?;
+            write_atomically(&s.dir.join(crate::snapshot::MANIFEST), manifest.encode().as_bytes())?;
             sync_dir(&s.dir.join("wal"))?;
             sync_dir(&s.dir)?;
         }
@@ -340,7 +473,7 @@ impl GenerationWriter {
 
 /// Re-place the data of layout `old` into `shards` x `partitions`, as the
 /// next generation, and switch `LAYOUT` to it. Returns the new layout.
-fn relayout(dir: &Path, old: Layout, shards: usize, partitions: usize) -> Result<Layout, String> {
+fn relayout(dir: &Path, old: Layout, shards: usize, partitions: usize) -> Result<Layout, DataDirError> {
     let t0 = std::time::Instant::now();
     let new = Layout { shards, partitions, generation: old.generation + 1 };
     tracing::info!(
@@ -352,8 +485,8 @@ fn relayout(dir: &Path, old: Layout, shards: usize, partitions: usize) -> Result
         new.generation
     );
     let tmp = dir.join(format!("layout-{}.tmp", new.generation));
-    let relayout_err = |e: String| format!("re-layout: {e}");
-    let mut out = GenerationWriter::create(&tmp, shards, partitions).map_err(relayout_err)?;
+    let relayout_err = |e: DataDirError| DataDirError::Relayout(Box::new(e));
+    let mut out = GenerationWriter::create(&tmp, shards, partitions).map_err(|e| relayout_err(e.into()))?;
     let old_root = old.shards_root(dir);
     for k in 0..old.shards {
         let mut route =
@@ -364,15 +497,15 @@ fn relayout(dir: &Path, old: Layout, shards: usize, partitions: usize) -> Result
         }
     }
     let moved = (out.records, out.bytes);
-    out.finish().map_err(relayout_err)?;
+    out.finish().map_err(|e| relayout_err(e.into()))?;
     sync_dir(&tmp)?;
     crash_point("written");
     let dest = new.shards_root(dir);
-    std::fs::rename(&tmp, &dest).map_err(|e| format!("re-layout: rename {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, &dest).map_err(|e| relayout_err(FsError::new("rename", &tmp, e).into()))?;
     sync_dir(dir)?;
     crash_point("renamed");
     // The switch: from here on the data directory is the new layout.
-    crate::snapshot::write_atomically(&dir.join(LAYOUT), new.encode().as_bytes())?;
+    write_atomically(&dir.join(LAYOUT), new.encode().as_bytes())?;
     crash_point("switched");
     remove_leftovers(dir, new.generation)?;
     tracing::info!(
@@ -388,19 +521,19 @@ fn relayout(dir: &Path, old: Layout, shards: usize, partitions: usize) -> Result
 /// Every record of an old shard in log order: its snapshot's, then its
 /// WAL's after the snapshot. Damage refuses, naming the file, as start-up
 /// would (start with the old layout to repair it first).
-fn for_each_record(shard_dir: &Path, shard: usize, f: &mut RecordSink) -> Result<(), String> {
+fn for_each_record(shard_dir: &Path, shard: usize, f: &mut RecordSink) -> Result<(), DataDirError> {
     let mpath = shard_dir.join(crate::snapshot::MANIFEST);
     let mut first_lsn = 1;
     match std::fs::read_to_string(&mpath) {
         Ok(text) => {
-            let m = Manifest::decode(&text).map_err(|e| format!("{}: {e}", mpath.display()))?;
+            let m = Manifest::decode(&text).map_err(|source| DataDirError::Manifest { path: mpath.clone(), source })?;
             let spath = shard_dir.join(&m.snapshot);
-            let file = File::open(&spath).map_err(|e| format!("snapshot {}: {e}", spath.display()))?;
-            let bad = |e: aionbd_io::snapshot::SnapshotError| format!("snapshot {} is damaged {e}", spath.display());
+            let file = File::open(&spath).map_err(FsError::at("snapshot", &spath))?;
+            let bad = |source| DataDirError::SnapshotDamaged { path: spath.clone(), source };
             let ahead = aionbd_io::snapshot::ReadAhead::new(file, 8 << 20, 4);
             let mut reader = SnapshotReader::new(std::io::BufReader::with_capacity(1 << 20, ahead)).map_err(bad)?;
             if reader.header.lsn != m.lsn || reader.header.shard_id as usize != shard {
-                return Err(format!("snapshot {} does not match its manifest", spath.display()));
+                return Err(DataDirError::SnapshotMismatch(spath));
             }
             let mut n = 0u64;
             while let Some((kind, body)) = reader.next_record().map_err(bad)? {
@@ -410,16 +543,15 @@ fn for_each_record(shard_dir: &Path, shard: usize, f: &mut RecordSink) -> Result
             first_lsn = m.lsn + 1;
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("cannot read {}: {e}", mpath.display())),
+        Err(e) => return Err(FsError::new("cannot read", mpath, e).into()),
     }
     let wal_dir = shard_dir.join("wal");
     if !wal_dir.exists() {
         return Ok(());
     }
     let segments: Vec<SegmentBytes> =
-        crate::wal::read_segments(&wal_dir).map_err(|e| format!("cannot read {}: {e}", wal_dir.display()))?;
-    let rec = recover(segments, first_lsn)
-        .map_err(|c| format!("{c}; start once with the old layout to repair the log (see --wal-truncate-corrupt)"))?;
+        crate::wal::read_segments(&wal_dir).map_err(FsError::at("cannot read", &wal_dir))?;
+    let rec = recover(segments, first_lsn).map_err(DataDirError::WalDamaged)?;
     for r in &rec.records {
         f(r.kind, &r.body, &|| format!("WAL record LSN {} of {}", r.lsn, wal_dir.display()))?;
     }
@@ -443,10 +575,18 @@ mod tests {
             "format=1\nshards=2\npartitions_per_collection=2\n"
         );
         let newer = Layout::decode("format=2\nshards=2\npartitions_per_collection=2\n").unwrap_err();
-        assert!(newer.contains("newer version"), "{newer}");
-        assert!(Layout::decode("format=1\nshards=2\npartitions_per_collection=2\ncolour=blue\n").is_err());
-        assert!(Layout::decode("format=1\nshards=2\npartitions_per_collection=3\n").is_err());
-        assert!(Layout::decode("hello world").is_err());
+        assert_eq!(newer, LayoutError::NewerFormat(2));
+        assert!(newer.to_string().contains("newer version"), "{newer}");
+        assert_eq!(
+            Layout::decode("format=1\nshards=2\npartitions_per_collection=2\ncolour=3\n"),
+            Err(LayoutError::UnknownKey("colour".into()))
+        );
+        assert_eq!(
+            Layout::decode("format=1\nshards=2\npartitions_per_collection=2\ncolour=blue\n"),
+            Err(LayoutError::UnreadableLine("colour=blue".into()))
+        );
+        assert_eq!(Layout::decode("format=1\nshards=2\npartitions_per_collection=3\n"), Err(LayoutError::Counts));
+        assert_eq!(Layout::decode("hello world"), Err(LayoutError::UnreadableLine("hello world".into())));
     }
 
     #[test]
@@ -456,7 +596,9 @@ mod tests {
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("notes.txt"), "mine").unwrap();
         let err = open(&d, 1, 1).err().expect("refused");
-        assert!(err.contains("not an aionbd data directory") && err.contains("notes.txt"), "{err}");
+        assert!(matches!(&err, DataDirError::Foreign { names, more: 0, .. } if names == &["notes.txt"]), "{err}");
+        let shown = err.to_string();
+        assert!(shown.contains("not an aionbd data directory") && shown.contains("notes.txt"), "{shown}");
         let names: Vec<_> = std::fs::read_dir(&d).unwrap().flatten().map(|e| e.file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("notes.txt")], "nothing was written");
         // Empty (but for hidden files): taken, locked, and a second open refused.
@@ -464,7 +606,9 @@ mod tests {
         std::fs::write(d.join(".keep"), "").unwrap();
         let first = open(&d, 1, 1).expect("an empty directory is opened");
         let err = open(&d, 1, 1).err().expect("locked");
-        assert!(err.contains("in use by another aionbd process") && err.contains(&std::process::id().to_string()));
+        let me = std::process::id().to_string();
+        assert!(matches!(&err, DataDirError::InUse { pid: Some(pid), .. } if *pid == me), "{err}");
+        assert!(err.to_string().contains("in use by another aionbd process") && err.to_string().contains(&me));
         drop(first);
         assert!(open(&d, 1, 1).is_ok(), "the lock goes with its holder");
         let _ = std::fs::remove_dir_all(&d);

@@ -10,6 +10,7 @@ pub mod backup;
 pub mod config;
 pub mod datadir;
 pub mod debug_hooks;
+pub mod fs;
 pub mod indexer;
 pub mod log;
 pub mod metrics;

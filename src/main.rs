@@ -2,6 +2,7 @@
 //! executor per shard, prints the address it listens on, and shuts down
 //! cleanly on SIGINT or SIGTERM.
 
+use aionbd::reload::CredentialsError;
 use aionbd::{api, config, recovering, runtime};
 use clap::Parser;
 use std::io::Write;
@@ -86,10 +87,10 @@ fn main() {
             let mut errors = Vec::new();
             let env = |k: &str| std::env::var(k).ok();
             let raw = config::gather(&cli, &env, &mut errors);
-            let cfg = config::build(&raw, cpus, errors).map_err(|e| e.join("; "))?;
+            let cfg = config::build(&raw, cpus, errors).map_err(CredentialsError::Config)?;
             let next = aionbd::reload::build(&cfg)?;
             if next.tls.is_some() != tls_on {
-                return Err("TLS cannot be turned on or off by a reload; restart the server".into());
+                return Err(CredentialsError::TlsSwitched);
             }
             Ok(next)
         });
@@ -230,42 +231,42 @@ fn main() {
 /// the exit code (0 done, 1 damage found or the transfer failed, 2 refused).
 fn run_tool(cmd: &config::Command) -> i32 {
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let result = match cmd {
+    let done = |line: String| {
+        println!("{line}");
+        0
+    };
+    let failed = |code: i32, e: &dyn std::fmt::Display| {
+        eprintln!("aionbd: {e}");
+        code
+    };
+    match cmd {
         config::Command::Restore { from, data_dir, shards, partitions_per_collection, force } => {
             let shards = if *shards == 0 { cpus } else { *shards };
             let partitions =
                 if *partitions_per_collection == 0 { shards } else { (*partitions_per_collection).min(shards) };
             let o = aionbd::offline::RestoreOptions { from, data_dir, shards, partitions, force: *force };
-            aionbd::offline::restore(&o).map_err(|e| (2, e))
+            aionbd::offline::restore(&o).map_or_else(|e| failed(2, &e), done)
         }
         config::Command::Check { data_dir, backup } => {
             let report = match (data_dir, backup) {
-                (_, Some(b)) => Ok(aionbd::offline::check_backup(b)),
-                (Some(d), None) => aionbd::offline::check_data_dir(d),
-                (None, None) => Err("give --data-dir DIR or --backup FILE".to_owned()),
+                (_, Some(b)) => aionbd::offline::check_backup(b),
+                (Some(d), None) => match aionbd::offline::check_data_dir(d) {
+                    Ok(r) => r,
+                    Err(e) => return failed(2, &e),
+                },
+                (None, None) => return failed(2, &"give --data-dir DIR or --backup FILE"),
             };
-            match report {
-                Ok(r) => {
-                    for l in &r.lines {
-                        println!("{l}");
-                    }
-                    return if r.damaged { 1 } else { 0 };
-                }
-                Err(e) => Err((2, e)),
+            for l in &report.lines {
+                println!("{l}");
+            }
+            if report.damaged {
+                1
+            } else {
+                0
             }
         }
-        config::Command::Import(a) => aionbd::transfer::import(a).map_err(|e| (1, e)),
-        config::Command::Export(a) => aionbd::transfer::export(a).map_err(|e| (1, e)),
-    };
-    match result {
-        Ok(line) => {
-            println!("{line}");
-            0
-        }
-        Err((code, e)) => {
-            eprintln!("aionbd: {e}");
-            code
-        }
+        config::Command::Import(a) => aionbd::transfer::import(a).map_or_else(|e| failed(1, &e), done),
+        config::Command::Export(a) => aionbd::transfer::export(a).map_or_else(|e| failed(1, &e), done),
     }
 }
 
@@ -274,7 +275,7 @@ fn run_tool(cmd: &config::Command) -> i32 {
 /// its 3 rings (1.55 MiB per shard at the defaults); below that it runs on
 /// unregistered buffers without a word. Say so plainly, before the
 /// executors start. Root (with CAP_IPC_LOCK) is not bound by the limit.
-fn check_memlock(shards: usize, io_memory: usize) -> Result<(), String> {
+fn check_memlock(shards: usize, io_memory: usize) -> Result<(), MemlockTooLow> {
     // SAFETY: getrlimit fills the struct it is given; geteuid has no preconditions.
     let (rl, euid) = unsafe {
         let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
@@ -288,14 +289,7 @@ fn check_memlock(shards: usize, io_memory: usize) -> Result<(), String> {
     let per_shard = RINGS_PER_SHARD * io_memory as u64 + RING_MEMLOCK_PER_SHARD;
     let want = shards as u64 * per_shard;
     if have < MEMLOCK_MIN {
-        return Err(format!(
-            "the locked-memory limit is {} KiB; io_uring needs at least {} KiB (and about {} KiB per shard, {} MiB \
-             for {shards}): raise it (systemd: LimitMEMLOCK=; shell: ulimit -l; docker: --ulimit memlock=)",
-            have / 1024,
-            MEMLOCK_MIN / 1024,
-            per_shard.div_ceil(1024),
-            want.div_ceil(1 << 20)
-        ));
+        return Err(MemlockTooLow { have, per_shard, want, shards });
     }
     if have < want {
         tracing::warn!(
@@ -307,6 +301,33 @@ fn check_memlock(shards: usize, io_memory: usize) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// RLIMIT_MEMLOCK is below glommio's floor: bytes allowed, and about what
+/// a shard and all `shards` register.
+#[derive(Debug)]
+struct MemlockTooLow {
+    have: u64,
+    per_shard: u64,
+    want: u64,
+    shards: usize,
+}
+
+impl std::fmt::Display for MemlockTooLow {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "the locked-memory limit is {} KiB; io_uring needs at least {} KiB (and about {} KiB per shard, {} MiB \
+             for {}): raise it (systemd: LimitMEMLOCK=; shell: ulimit -l; docker: --ulimit memlock=)",
+            self.have / 1024,
+            MEMLOCK_MIN / 1024,
+            self.per_shard.div_ceil(1024),
+            self.want.div_ceil(1 << 20),
+            self.shards
+        )
+    }
+}
+
+impl std::error::Error for MemlockTooLow {}
 
 /// glommio's floor for RLIMIT_MEMLOCK.
 const MEMLOCK_MIN: u64 = 512 << 10;

@@ -3,11 +3,135 @@
 //! directory's snapshots and logs, or a backup file). docs/backup.md.
 
 use crate::backup::Manifest;
-use crate::datadir::{self, GenerationWriter, Layout};
-use aionbd_io::backup::{BackupReader, Item};
+use crate::datadir::{self, DataDirError, GenerationWriter, Layout};
+use crate::fs::FsError;
+use aionbd_io::backup::{BackupError, BackupReader, Item};
 use aionbd_io::snapshot::SnapshotReader;
-use aionbd_shards::record::LogRecord;
-use std::path::Path;
+use aionbd_shards::record::{DecodeError, LogRecord};
+use std::path::{Path, PathBuf};
+
+/// Why a restore or a check could not be done.
+#[derive(Debug)]
+pub enum OfflineError {
+    File(FsError),
+    /// The backup's header cannot be read.
+    NotABackup {
+        path: PathBuf,
+        source: BackupError,
+    },
+    /// A frame of the backup is damaged.
+    Damaged {
+        path: PathBuf,
+        source: BackupError,
+    },
+    /// The backup's frames are intact but do not hold what a backup holds.
+    Invalid {
+        path: PathBuf,
+        offset: u64,
+        problem: BackupProblem,
+    },
+    DataDir(DataDirError),
+    NotADirectory(PathBuf),
+    /// Restore writes only into a new or empty directory (or `--force`).
+    NotEmpty {
+        dir: PathBuf,
+        holds: Vec<String>,
+    },
+    /// `check` on a directory without `LAYOUT`.
+    NoLayout(PathBuf),
+}
+
+/// What is wrong with the content of a backup whose checksums match.
+#[derive(Debug)]
+pub enum BackupProblem {
+    Undecodable(DecodeError),
+    DuplicateCollection(String),
+    /// A record where it cannot be (its kind).
+    UnexpectedRecord(u8),
+    /// A collection's end frame disagrees with what came before it.
+    EndMismatch {
+        name: String,
+        points: u64,
+        end_name: String,
+        end_points: u64,
+    },
+    EndWithoutCollection,
+    NotClosed(String),
+    UnreadableManifest(serde_json::Error),
+    /// The manifest does not list the collections the file holds.
+    ManifestMismatch,
+}
+
+impl From<FsError> for OfflineError {
+    fn from(e: FsError) -> Self {
+        OfflineError::File(e)
+    }
+}
+
+impl From<DataDirError> for OfflineError {
+    fn from(e: DataDirError) -> Self {
+        OfflineError::DataDir(e)
+    }
+}
+
+impl std::fmt::Display for OfflineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            OfflineError::File(e) => write!(f, "{e}"),
+            OfflineError::NotABackup { path, source } => {
+                write!(f, "{} is not a usable backup: {source}", path.display())
+            }
+            OfflineError::Damaged { path, source } => write!(f, "{} is damaged {source}", path.display()),
+            OfflineError::Invalid { path, offset, problem } => {
+                write!(f, "{} is damaged at offset {offset}: {problem}", path.display())
+            }
+            OfflineError::DataDir(e) => write!(f, "{e}"),
+            OfflineError::NotADirectory(dir) => write!(f, "{} is not a directory", dir.display()),
+            OfflineError::NotEmpty { dir, holds } => write!(
+                f,
+                "{} is not empty (it holds {}); restore writes only into a new or empty directory: pass --force to \
+                 replace what it holds",
+                dir.display(),
+                holds.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+            ),
+            OfflineError::NoLayout(dir) => {
+                write!(f, "{} has no LAYOUT: no server has written data there yet", dir.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for OfflineError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            OfflineError::File(e) => Some(e),
+            OfflineError::NotABackup { source, .. } | OfflineError::Damaged { source, .. } => Some(source),
+            OfflineError::DataDir(e) => Some(e),
+            OfflineError::Invalid { .. }
+            | OfflineError::NotADirectory(_)
+            | OfflineError::NotEmpty { .. }
+            | OfflineError::NoLayout(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for BackupProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            BackupProblem::Undecodable(e) => write!(f, "record does not decode: {e}"),
+            BackupProblem::DuplicateCollection(name) => write!(f, "collection '{name}' appears twice"),
+            BackupProblem::UnexpectedRecord(kind) => write!(f, "unexpected record here: kind {kind}"),
+            BackupProblem::EndMismatch { name, points, end_name, end_points } => write!(
+                f,
+                "collection '{name}' holds {points} points but its end frame says '{end_name}' with {end_points}"
+            ),
+            BackupProblem::EndWithoutCollection => f.write_str("a collection end without its collection"),
+            BackupProblem::NotClosed(name) => write!(f, "collection '{name}' is not closed"),
+            BackupProblem::UnreadableManifest(e) => write!(f, "unreadable manifest: {e}"),
+            BackupProblem::ManifestMismatch => f.write_str("the manifest does not list the collections the file holds"),
+        }
+    }
+}
 
 /// What a verified backup holds.
 pub struct BackupSummary {
@@ -16,65 +140,68 @@ pub struct BackupSummary {
     pub records: u64,
 }
 
-fn open_backup(path: &Path) -> Result<BackupReader<std::io::BufReader<std::fs::File>>, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+fn open_backup(path: &Path) -> Result<BackupReader<std::io::BufReader<std::fs::File>>, OfflineError> {
+    let file = std::fs::File::open(path).map_err(FsError::at("cannot open", path))?;
     BackupReader::new(std::io::BufReader::with_capacity(1 << 20, file))
-        .map_err(|e| format!("{} is not a usable backup: {e}", path.display()))
+        .map_err(|source| OfflineError::NotABackup { path: path.to_owned(), source })
 }
 
-/// What [`read_backup`] calls per record: kind and body.
-pub type RecordFn<'a> = dyn FnMut(u8, &[u8]) -> Result<(), String> + 'a;
+/// What [`read_backup`] calls per record: kind and body. Its error ends the
+/// read as it is.
+pub type RecordFn<'a> = dyn FnMut(u8, &[u8]) -> Result<(), OfflineError> + 'a;
 
 /// Read a whole backup and check it: every frame's checksum, the whole-file
 /// checksum, that every record decodes, belongs to the collection being
 /// read and that each collection's point count matches its end frame and
 /// the manifest. `each` sees every record (kind, body) of a good file; the
 /// first problem ends the read with the file and the offset of its frame.
-pub fn read_backup(path: &Path, each: &mut RecordFn) -> Result<BackupSummary, String> {
+pub fn read_backup(path: &Path, each: &mut RecordFn) -> Result<BackupSummary, OfflineError> {
     let mut r = open_backup(path)?;
     let mut current: Option<(String, u64)> = None;
     let mut done: Vec<(String, u64)> = Vec::new();
     let mut records = 0u64;
     loop {
         let at = r.offset();
-        let bad = |reason: String| format!("{} is damaged at offset {at}: {reason}", path.display());
-        let item = r.next_item().map_err(|e| format!("{} is damaged {e}", path.display()))?;
+        let bad = |problem| OfflineError::Invalid { path: path.to_owned(), offset: at, problem };
+        let item = r.next_item().map_err(|source| OfflineError::Damaged { path: path.to_owned(), source })?;
         match item {
             Some(Item::Record(k, body)) => {
-                let rec = LogRecord::decode(k, body).map_err(|e| bad(format!("record does not decode: {e}")))?;
+                let rec = LogRecord::decode(k, body).map_err(|e| bad(BackupProblem::Undecodable(e)))?;
                 match (rec, &mut current) {
                     (LogRecord::CreateCollection { spec, .. }, None) => {
                         if done.iter().any(|(n, _)| n == &spec.name) {
-                            return Err(bad(format!("collection '{}' appears twice", spec.name)));
+                            return Err(bad(BackupProblem::DuplicateCollection(spec.name)));
                         }
                         current = Some((spec.name, 0));
                     }
                     (LogRecord::Upsert { name, points }, Some((open, n))) if &name == open => *n += points.len() as u64,
-                    (other, _) => return Err(bad(format!("unexpected record here: kind {}", other.kind()))),
+                    (other, _) => return Err(bad(BackupProblem::UnexpectedRecord(other.kind()))),
                 }
-                each(k, body).map_err(bad)?;
+                each(k, body)?;
                 records += 1;
             }
             Some(Item::CollectionEnd(end)) => match current.take() {
                 Some((name, n)) if name == end.name && n == end.points => done.push((name, n)),
-                Some((name, n)) => {
-                    return Err(bad(format!(
-                        "collection '{name}' holds {n} points but its end frame says '{}' with {}",
-                        end.name, end.points
-                    )))
+                Some((name, points)) => {
+                    return Err(bad(BackupProblem::EndMismatch {
+                        name,
+                        points,
+                        end_name: end.name,
+                        end_points: end.points,
+                    }))
                 }
-                None => return Err(bad("a collection end without its collection".into())),
+                None => return Err(bad(BackupProblem::EndWithoutCollection)),
             },
             Some(Item::End(text)) => {
                 if let Some((name, _)) = current {
-                    return Err(bad(format!("collection '{name}' is not closed")));
+                    return Err(bad(BackupProblem::NotClosed(name)));
                 }
                 let manifest: Manifest =
-                    serde_json::from_str(&text).map_err(|e| bad(format!("unreadable manifest: {e}")))?;
+                    serde_json::from_str(&text).map_err(|e| bad(BackupProblem::UnreadableManifest(e)))?;
                 let listed: Vec<(String, u64)> =
                     manifest.collections.iter().map(|c| (c.name.clone(), c.points)).collect();
                 if listed != done {
-                    return Err(bad("the manifest does not list the collections the file holds".into()));
+                    return Err(bad(BackupProblem::ManifestMismatch));
                 }
                 return Ok(BackupSummary { manifest, bytes: r.offset(), records });
             }
@@ -97,37 +224,34 @@ pub struct RestoreOptions<'a> {
 /// as generation 1 (`layout-1/`) and `LAYOUT` is written last, so an
 /// interrupted restore leaves a directory a server refuses (restore again
 /// with `--force`). A server started with other counts re-lays it out.
-pub fn restore(o: &RestoreOptions) -> Result<String, String> {
+pub fn restore(o: &RestoreOptions) -> Result<String, OfflineError> {
     let t0 = std::time::Instant::now();
     let summary = read_backup(o.from, &mut |_, _| Ok(()))?;
     let dir = o.data_dir;
     match std::fs::metadata(dir) {
-        Ok(m) if !m.is_dir() => return Err(format!("{} is not a directory", dir.display())),
+        Ok(m) if !m.is_dir() => return Err(OfflineError::NotADirectory(dir.to_owned())),
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?
+            std::fs::create_dir_all(dir).map_err(FsError::at("cannot create", dir))?
         }
-        Err(e) => return Err(format!("{}: {e}", dir.display())),
+        Err(e) => return Err(FsError::new("", dir, e).into()),
     }
     let occupied = datadir::occupants(dir)?;
     if !occupied.is_empty() && !o.force {
-        return Err(format!(
-            "{} is not empty (it holds {}); restore writes only into a new or empty directory: pass --force to \
-             replace what it holds",
-            dir.display(),
-            occupied.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
-        ));
+        return Err(OfflineError::NotEmpty { dir: dir.to_owned(), holds: occupied });
     }
     let _lock = datadir::lock(dir)?;
     for name in &occupied {
         let p = dir.join(name);
         let removed = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
-        removed.map_err(|e| format!("cannot remove {}: {e}", p.display()))?;
+        removed.map_err(FsError::at("cannot remove", &p))?;
     }
     let layout = Layout { shards: o.shards, partitions: o.partitions, generation: 1 };
     let tmp = dir.join("layout-1.tmp");
     let mut out = GenerationWriter::create(&tmp, o.shards, o.partitions)?;
-    read_backup(o.from, &mut |k, body| out.append(k, body, &|| "backup record".to_string()))?;
+    // A record that cannot be written is the data directory's problem,
+    // not the (verified) backup's: its error goes out as it is.
+    read_backup(o.from, &mut |k, body| Ok(out.append(k, body, &|| "backup record".to_string())?))?;
     out.finish()?;
     datadir::commit_generation(dir, &tmp, layout)?;
     Ok(format!(
@@ -186,10 +310,10 @@ pub fn check_backup(path: &Path) -> Report {
 
 /// Check every snapshot and WAL checksum of a data directory, and say what
 /// a restart would do with what is found.
-pub fn check_data_dir(dir: &Path) -> Result<Report, String> {
+pub fn check_data_dir(dir: &Path) -> Result<Report, OfflineError> {
     let mut r = Report::default();
     let Some(layout) = datadir::read_layout(dir)? else {
-        return Err(format!("{} has no LAYOUT: no server has written data there yet", dir.display()));
+        return Err(OfflineError::NoLayout(dir.to_owned()));
     };
     if let Some(pid) = datadir::holder(dir) {
         r.lines.push(format!(

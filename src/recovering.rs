@@ -9,6 +9,7 @@
 //! connections it did not accept stay queued for the shards, so none is
 //! reset at the hand-over.
 
+use crate::api::{ApiError, ErrorCode};
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -87,23 +88,65 @@ fn answer(mut stream: impl Read + Write, started: Instant) {
     let path = target.split('?').next().unwrap_or("");
     let uptime_ms = started.elapsed().as_millis() as u64;
     let (status, body) = match (method, path) {
-        ("GET", "/live") => (200, serde_json::json!({"status": "live", "uptime_ms": uptime_ms, "recovering": true})),
-        _ => (
-            503,
-            serde_json::json!({
-                "code": "not_ready",
-                "message": "the server is recovering its data (loading snapshots, replaying the write-ahead log); \
-                            retry when GET /ready answers 200"
-            }),
-        ),
+        ("GET", "/live") => {
+            (200, serde_json::json!({"status": "live", "uptime_ms": uptime_ms, "recovering": true}).to_string().into())
+        }
+        _ => {
+            let e = ApiError::new(
+                ErrorCode::NotReady,
+                "the server is recovering its data (loading snapshots, replaying the write-ahead log); retry when GET \
+                 /ready answers 200",
+            );
+            (e.status(), e.body())
+        }
     };
-    let body = body.to_string();
     let reason = if status == 200 { "OK" } else { "Service Unavailable" };
-    let resp = format!(
+    let mut resp = format!(
         "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
-         retry-after: 1\r\nconnection: close\r\n\r\n{body}",
+         retry-after: 1\r\nconnection: close\r\n\r\n",
         body.len()
-    );
-    let _ = stream.write_all(resp.as_bytes());
+    )
+    .into_bytes();
+    resp.extend_from_slice(&body);
+    let _ = stream.write_all(&resp);
     let _ = stream.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request's bytes in, the answer's bytes out.
+    struct Exchange {
+        input: std::io::Cursor<Vec<u8>>,
+        output: Vec<u8>,
+    }
+
+    impl Read for Exchange {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.input.read(buf)
+        }
+    }
+
+    impl Write for Exchange {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.output.write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn everything_but_live_is_503_not_ready() {
+        let mut x = Exchange { input: std::io::Cursor::new(b"GET /ready HTTP/1.1\r\n\r\n".to_vec()), output: vec![] };
+        answer(&mut x, Instant::now());
+        let body = r#"{"code":"not_ready","message":"the server is recovering its data (loading snapshots, replaying the write-ahead log); retry when GET /ready answers 200"}"#;
+        let want = format!(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: \
+             1\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        assert_eq!(String::from_utf8(x.output).unwrap(), want);
+    }
 }

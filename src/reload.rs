@@ -11,6 +11,7 @@
 //! in force; why is printed on stderr and counted in `/metrics`.
 
 use crate::auth::Auth;
+use crate::tls::TlsError;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -81,11 +82,44 @@ impl Local {
     }
 }
 
+/// Why a set of credentials could not be built.
+#[derive(Debug)]
+pub enum CredentialsError {
+    /// The configuration read again has problems (each one's message).
+    Config(Vec<String>),
+    /// The auth settings have problems (each one's message).
+    Auth(Vec<String>),
+    Tls(TlsError),
+    /// A reload would turn TLS on or off.
+    TlsSwitched,
+}
+
+impl std::fmt::Display for CredentialsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            CredentialsError::Config(problems) | CredentialsError::Auth(problems) => f.write_str(&problems.join("; ")),
+            CredentialsError::Tls(e) => write!(f, "{e}"),
+            CredentialsError::TlsSwitched => {
+                f.write_str("TLS cannot be turned on or off by a reload; restart the server")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CredentialsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CredentialsError::Tls(e) => Some(e),
+            CredentialsError::Config(_) | CredentialsError::Auth(_) | CredentialsError::TlsSwitched => None,
+        }
+    }
+}
+
 /// Build the credentials a configuration names.
-pub fn build(cfg: &crate::config::Config) -> Result<Credentials, String> {
-    let auth = Auth::build(&cfg.auth).map_err(|e| e.join("; "))?;
+pub fn build(cfg: &crate::config::Config) -> Result<Credentials, CredentialsError> {
+    let auth = Auth::build(&cfg.auth).map_err(CredentialsError::Auth)?;
     let tls = match &cfg.tls {
-        Some((cert, key)) => Some(crate::tls::server_config(cert, key)?),
+        Some((cert, key)) => Some(crate::tls::server_config(cert, key).map_err(CredentialsError::Tls)?),
         None => None,
     };
     Ok(Credentials { auth, tls })
@@ -93,7 +127,7 @@ pub fn build(cfg: &crate::config::Config) -> Result<Credentials, String> {
 
 /// Wait for SIGHUP on a thread of its own and reload with `load` (which
 /// reads the configuration again) each time.
-pub fn watch(current: Arc<Current>, load: impl Fn() -> Result<Credentials, String> + Send + 'static) {
+pub fn watch(current: Arc<Current>, load: impl Fn() -> Result<Credentials, CredentialsError> + Send + 'static) {
     let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]) {
         Ok(s) => s,
         Err(e) => {

@@ -7,12 +7,39 @@
 
 use crate::router::Router;
 use aionbd_io::wal::{Lsn, Record};
-use aionbd_shards::record::{kind, LogRecord};
+use aionbd_shards::record::{kind, DecodeError, LogRecord};
 
 /// Most points one joined upsert carries.
 const RUN_POINTS: u32 = 512;
 /// Most bytes of points one joined upsert carries.
 const RUN_BYTES: usize = 1 << 20;
+
+/// Why a logged record could not be replayed.
+#[derive(Debug)]
+pub enum ReplayError {
+    /// An upsert whose body does not decode.
+    Undecodable { lsn: Lsn, source: DecodeError },
+    /// A record the router could not apply (its message).
+    Apply(String),
+}
+
+impl std::fmt::Display for ReplayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            ReplayError::Undecodable { lsn, source } => write!(f, "WAL record LSN {lsn}: {source}"),
+            ReplayError::Apply(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for ReplayError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ReplayError::Undecodable { source, .. } => Some(source),
+            ReplayError::Apply(_) => None,
+        }
+    }
+}
 
 pub struct Replayer<'a> {
     router: &'a Router,
@@ -35,12 +62,12 @@ impl<'a> Replayer<'a> {
     }
 
     /// Apply one record in log order (upserts may wait in the current run).
-    pub fn apply(&mut self, r: &Record) -> Result<(), String> {
+    pub fn apply(&mut self, r: &Record) -> Result<(), ReplayError> {
         self.records += 1;
         self.bytes += (r.body.len() + aionbd_io::wal::format::RECORD_HEADER_BYTES) as u64;
         if r.kind == kind::UPSERT {
             let (name, count, points) =
-                LogRecord::upsert_parts(&r.body).map_err(|e| format!("WAL record LSN {}: {e}", r.lsn))?;
+                LogRecord::upsert_parts(&r.body).map_err(|source| ReplayError::Undecodable { lsn: r.lsn, source })?;
             let joins = self.run.as_ref().is_some_and(|run| {
                 run.name == name && run.count + count <= RUN_POINTS && run.points.len() + points.len() <= RUN_BYTES
             });
@@ -55,13 +82,15 @@ impl<'a> Replayer<'a> {
             return Ok(());
         }
         self.flush()?;
-        self.router.restore_logged(r.kind, &r.body, &|| format!("WAL record LSN {}", r.lsn))
+        self.router.restore_logged(r.kind, &r.body, &|| format!("WAL record LSN {}", r.lsn)).map_err(ReplayError::Apply)
     }
 
     /// Apply the run waiting, if any. Call once after the last record.
-    pub fn flush(&mut self) -> Result<(), String> {
+    pub fn flush(&mut self) -> Result<(), ReplayError> {
         let Some(run) = self.run.take() else { return Ok(()) };
         let body = LogRecord::encode_upsert_parts(&run.name, run.count, &run.points);
-        self.router.restore_logged(kind::UPSERT, &body, &|| format!("WAL records LSN {} to {}", run.lsns.0, run.lsns.1))
+        self.router
+            .restore_logged(kind::UPSERT, &body, &|| format!("WAL records LSN {} to {}", run.lsns.0, run.lsns.1))
+            .map_err(ReplayError::Apply)
     }
 }

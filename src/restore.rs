@@ -24,7 +24,7 @@ pub async fn recover_shard(
     // Read and scan the WAL segments on a helper thread, a few ahead of
     // the replay, starting while the snapshot loads.
     let reader = (!p.wal_truncate_corrupt).then(|| crate::wal::SegmentReader::start(&wal_dir));
-    let loaded = crate::snapshot::load(router, &shard_dir, me, progress).await?;
+    let loaded = crate::snapshot::load(router, &shard_dir, me, progress).await.map_err(|e| e.to_string())?;
     let t1 = std::time::Instant::now();
     let first_lsn = loaded.manifest.as_ref().map_or(1, |m| m.lsn + 1);
     if let Some(late) = crate::debug_hooks::slow_replay(me) {
@@ -32,7 +32,7 @@ pub async fn recover_shard(
     }
     let mut replayer = crate::replay::Replayer::new(router);
     let mut apply = |r: &aionbd_io::wal::Record| {
-        replayer.apply(r)?;
+        replayer.apply(r).map_err(|e| e.to_string())?;
         if replayer.records.is_multiple_of(64) {
             progress.fetch_add(64, Ordering::Relaxed);
         }
@@ -56,7 +56,7 @@ pub async fn recover_shard(
             (rec, read)
         }
     };
-    replayer.flush()?;
+    replayer.flush().map_err(|e| e.to_string())?;
     let (replayed, replayed_bytes) = (replayer.records, replayer.bytes);
     if let Some(m) = &loaded.manifest {
         if recovered.next_segment_seq <= m.wal_segment_seq {

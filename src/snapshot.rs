@@ -11,11 +11,15 @@
 //! only then delete the old snapshot and the WAL segments the new one covers.
 //! Formats and the recovery order: docs/storage.md.
 
+use crate::fs::{sync_dir, write_atomically, FsError};
 use crate::router::Router;
-use aionbd_io::snapshot::{encode_end, encode_frame, snapshot_name, Manifest, SnapshotHeader, SnapshotReader};
+use aionbd_io::snapshot::{
+    encode_end, encode_frame, snapshot_name, Manifest, ManifestError, SnapshotHeader, SnapshotReader,
+};
 use aionbd_io::wal::{Lsn, SegmentHeader, BLOCK_BYTES};
 use aionbd_shards::ops::{ExportChunk, ExportEnd, Exported};
 use aionbd_shards::record::LogRecord;
+use aionbd_shards::ShardError;
 use futures_lite::AsyncWriteExt;
 use glommio::io::{DmaFile, DmaStreamWriterBuilder};
 use glommio::TaskQueueHandle;
@@ -29,26 +33,51 @@ pub const MANIFEST: &str = "MANIFEST";
 const CHUNK_POINTS: usize = 512;
 /// How often a shard checks whether a snapshot is due.
 const CHECK_EVERY: Duration = Duration::from_millis(100);
-/// Why a snapshot was not written.
+/// Why a snapshot was not taken.
 #[derive(Debug)]
-enum SnapshotError {
-    /// A collection was dropped while it was exported: not a failure, the
-    /// snapshot is taken again later.
+enum TakeError {
+    /// A collection was dropped while it was exported (the shard's
+    /// message): not a failure, the snapshot is taken again later.
     Aborted(String),
-    Failed(String),
+    PersistenceOff,
+    /// The cut could not be taken.
+    Cut(ShardError),
+    /// A partition could not export a chunk.
+    Export(ShardError),
+    File(FsError),
+    /// The WAL failed before it made the cut durable.
+    Wal(crate::wal::WalError),
 }
 
-impl From<String> for SnapshotError {
-    fn from(e: String) -> Self {
-        SnapshotError::Failed(e)
+impl From<FsError> for TakeError {
+    fn from(e: FsError) -> Self {
+        TakeError::File(e)
     }
 }
 
-impl From<&str> for SnapshotError {
-    fn from(e: &str) -> Self {
-        SnapshotError::Failed(e.to_owned())
+impl std::fmt::Display for TakeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            TakeError::Aborted(m) => f.write_str(m),
+            TakeError::PersistenceOff => f.write_str("persistence is off"),
+            TakeError::Cut(e) => write!(f, "cannot start the export: {e}"),
+            TakeError::Export(e) => write!(f, "export: {e}"),
+            TakeError::File(e) => write!(f, "{e}"),
+            TakeError::Wal(e) => write!(f, "WAL: {e}"),
+        }
     }
 }
+
+impl std::error::Error for TakeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TakeError::Cut(e) | TakeError::Export(e) => Some(e),
+            TakeError::File(e) => Some(e),
+            TakeError::Aborted(_) | TakeError::PersistenceOff | TakeError::Wal(_) => None,
+        }
+    }
+}
+
 /// Shares of the snapshot task queue; request handling has 1000.
 const SNAPSHOT_SHARES: usize = 50;
 
@@ -142,28 +171,28 @@ impl Snapshots {
                 self.last_file_bytes.set(bytes);
                 Some(lsn)
             }
-            Err(SnapshotError::Aborted(e)) => {
+            Err(TakeError::Aborted(e)) => {
                 tracing::info!("shard {}: snapshot restarts later: {e}", self.shard_id);
                 None
             }
-            Err(SnapshotError::Failed(e)) => {
+            Err(e) => {
                 self.failed.set(self.failed.get() + 1);
                 tracing::error!("shard {}: snapshot failed (will retry): {e}", self.shard_id);
-                *self.last_error.borrow_mut() = Some(e);
+                *self.last_error.borrow_mut() = Some(e.to_string());
                 None
             }
         }
     }
 
-    async fn write(&self, router: &Router) -> Result<(Lsn, u64), SnapshotError> {
-        let wal = router.wal().ok_or("persistence is off")?;
+    async fn write(&self, router: &Router) -> Result<(Lsn, u64), TakeError> {
+        let wal = router.wal().ok_or(TakeError::PersistenceOff)?;
         let bytes_at_cut = wal.bytes.get();
-        let cut = router.snapshot_cut().await.map_err(|e| format!("cannot start the export: {e}"))?;
+        let cut = router.snapshot_cut().await.map_err(TakeError::Cut)?;
         let lsn = cut.lsn;
         let name = snapshot_name(lsn);
         let tmp = self.dir.join(format!("{name}.tmp"));
         let result = async {
-            let file = DmaFile::create(&tmp).await.map_err(|e| format!("create {}: {e}", tmp.display()))?;
+            let file = DmaFile::create(&tmp).await.map_err(|e| FsError::new("create", &tmp, e.into()))?;
             let mut out = DmaStreamWriterBuilder::new(file).with_buffer_size(1 << 20).with_write_behind(2).build();
             let created_unix_ms =
                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
@@ -187,15 +216,15 @@ impl Snapshots {
                             Ok(chunk) => chunk,
                             // Dropped after the cut: the log holds the drop;
                             // start over later rather than fail.
-                            Err(aionbd_shards::ShardError::Gone(e)) => return Err(SnapshotError::Aborted(e)),
-                            Err(e) => return Err(format!("export: {e}").into()),
+                            Err(ShardError::Gone(e)) => return Err(TakeError::Aborted(e)),
+                            Err(e) => return Err(TakeError::Export(e)),
                         };
                         if !points.is_empty() {
                             let rec = LogRecord::Upsert { name: name.clone(), points };
                             encode_frame(rec.kind(), &rec.encode(), &mut buf);
                             records += 1;
                         }
-                        out.write_all(&buf).await.map_err(|e| format!("write {}: {e}", tmp.display()))?;
+                        out.write_all(&buf).await.map_err(FsError::at("write", &tmp))?;
                         buf.clear();
                         if done {
                             break;
@@ -205,10 +234,10 @@ impl Snapshots {
                 }
             }
             encode_end(records, lsn, &mut buf);
-            out.write_all(&buf).await.map_err(|e| format!("write {}: {e}", tmp.display()))?;
+            out.write_all(&buf).await.map_err(FsError::at("write", &tmp))?;
             // Closing flushes, truncates to the real length and fdatasyncs.
-            out.close().await.map_err(|e| format!("close {}: {e}", tmp.display()))?;
-            Ok(std::fs::metadata(&tmp).map(|m| m.len()).map_err(|e| format!("{}: {e}", tmp.display()))?)
+            out.close().await.map_err(FsError::at("close", &tmp))?;
+            Ok(std::fs::metadata(&tmp).map(|m| m.len()).map_err(FsError::at("", &tmp))?)
         }
         .await;
         let bytes = match result {
@@ -227,9 +256,9 @@ impl Snapshots {
         };
         // The manifest may only name a cut the WAL has made durable, or a
         // crash could leave a snapshot ahead of its log.
-        wal.wait_durable(lsn).await.map_err(|e| format!("WAL: {e}"))?;
+        wal.wait_durable(lsn).await.map_err(TakeError::Wal)?;
         let path = self.dir.join(&name);
-        std::fs::rename(&tmp, &path).map_err(|e| format!("rename {}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).map_err(FsError::at("rename", &tmp))?;
         sync_dir(&self.dir)?;
         let manifest = Manifest {
             shard_id: self.shard_id as u16,
@@ -245,25 +274,6 @@ impl Snapshots {
         wal.forget_segments(removed);
         Ok((lsn, bytes))
     }
-}
-
-fn sync_dir(dir: &Path) -> Result<(), String> {
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| format!("sync directory {}: {e}", dir.display()))
-}
-
-/// Replace `path` atomically and durably: temporary file, fsync, rename,
-/// fsync of the directory.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| format!("write {}: {e}", path.display()))?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 fn remove_old_snapshots(dir: &Path, keep: &str) {
@@ -301,12 +311,12 @@ fn newest_segment(wal_dir: &Path) -> u64 {
 
 /// Delete the segments whose records are all at or below `lsn` (never the
 /// newest segment, which the WAL may still be writing). Returns how many.
-fn remove_covered_segments(wal_dir: &Path, lsn: Lsn) -> Result<u64, String> {
+fn remove_covered_segments(wal_dir: &Path, lsn: Lsn) -> Result<u64, FsError> {
     let segs = segment_headers(wal_dir);
     let mut removed = 0;
     for pair in segs.windows(2) {
         if pair[1].1 <= lsn + 1 {
-            std::fs::remove_file(&pair[0].2).map_err(|e| format!("remove {}: {e}", pair[0].2.display()))?;
+            std::fs::remove_file(&pair[0].2).map_err(FsError::at("remove", &pair[0].2))?;
             removed += 1;
         }
     }
@@ -323,6 +333,67 @@ pub struct Loaded {
     pub file_bytes: u64,
 }
 
+/// Why a shard's snapshot could not be loaded at start-up.
+#[derive(Debug)]
+pub enum LoadError {
+    File(FsError),
+    /// The snapshot file the manifest names cannot be opened.
+    Missing {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    Manifest {
+        path: PathBuf,
+        source: ManifestError,
+    },
+    /// The manifest is another shard's.
+    OtherShard {
+        path: PathBuf,
+        shard: u16,
+        expected: usize,
+    },
+    Damaged {
+        path: PathBuf,
+        source: aionbd_io::snapshot::SnapshotError,
+    },
+    /// The snapshot's header names another LSN or shard than its manifest.
+    Mismatch {
+        path: PathBuf,
+    },
+    /// A record could not be applied (the router's message).
+    Apply(String),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            LoadError::File(e) => write!(f, "{e}"),
+            LoadError::Missing { path, source } => {
+                write!(f, "snapshot {} (named by the manifest): {source}", path.display())
+            }
+            LoadError::Manifest { path, source } => write!(f, "{}: {source}", path.display()),
+            LoadError::OtherShard { path, shard, expected } => {
+                write!(f, "{} belongs to shard {shard}, not {expected}", path.display())
+            }
+            LoadError::Damaged { path, source } => write!(f, "snapshot {} is damaged {source}", path.display()),
+            LoadError::Mismatch { path } => write!(f, "snapshot {} does not match its manifest", path.display()),
+            LoadError::Apply(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LoadError::File(e) => Some(e),
+            LoadError::Missing { source, .. } => Some(source),
+            LoadError::Manifest { source, .. } => Some(source),
+            LoadError::Damaged { source, .. } => Some(source),
+            LoadError::OtherShard { .. } | LoadError::Mismatch { .. } | LoadError::Apply(_) => None,
+        }
+    }
+}
+
 /// Load the shard's current snapshot (if any) through `router`, before the
 /// WAL is replayed. Leftovers of interrupted snapshots are removed.
 pub async fn load(
@@ -330,7 +401,7 @@ pub async fn load(
     dir: &Path,
     shard_id: usize,
     progress: &std::sync::atomic::AtomicU64,
-) -> Result<Loaded, String> {
+) -> Result<Loaded, LoadError> {
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if name.ends_with(".tmp") {
@@ -343,26 +414,27 @@ pub async fn load(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(Loaded { manifest: None, records: 0, file_bytes: 0 })
         }
-        Err(e) => return Err(format!("cannot read {}: {e}", mpath.display())),
+        Err(e) => return Err(LoadError::File(FsError::new("cannot read", &mpath, e))),
     };
-    let manifest = Manifest::decode(&text).map_err(|e| format!("{}: {e}", mpath.display()))?;
+    let manifest = Manifest::decode(&text).map_err(|source| LoadError::Manifest { path: mpath.clone(), source })?;
     if manifest.shard_id as usize != shard_id {
-        return Err(format!("{} belongs to shard {}, not {shard_id}", mpath.display(), manifest.shard_id));
+        return Err(LoadError::OtherShard { path: mpath, shard: manifest.shard_id, expected: shard_id });
     }
     let spath = dir.join(&manifest.snapshot);
-    let file = std::fs::File::open(&spath)
-        .map_err(|e| format!("snapshot {} (named by the manifest): {e}", spath.display()))?;
+    let file = std::fs::File::open(&spath).map_err(|source| LoadError::Missing { path: spath.clone(), source })?;
     let file_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let bad = |e: aionbd_io::snapshot::SnapshotError| format!("snapshot {} is damaged {e}", spath.display());
+    let bad = |source| LoadError::Damaged { path: spath.clone(), source };
     let ahead = aionbd_io::snapshot::ReadAhead::new(file, 8 << 20, 4);
     let mut reader = SnapshotReader::new(std::io::BufReader::with_capacity(1 << 20, ahead)).map_err(bad)?;
     if reader.header.lsn != manifest.lsn || reader.header.shard_id as usize != shard_id {
-        return Err(format!("snapshot {} does not match its manifest", spath.display()));
+        return Err(LoadError::Mismatch { path: spath });
     }
     remove_old_snapshots(dir, &manifest.snapshot);
     let mut records = 0u64;
     while let Some((kind, body)) = reader.next_record().map_err(bad)? {
-        router.restore_logged(kind, body, &|| format!("snapshot {} record {records}", spath.display()))?;
+        router
+            .restore_logged(kind, body, &|| format!("snapshot {} record {records}", spath.display()))
+            .map_err(LoadError::Apply)?;
         records += 1;
         // Let peers apply what this shard sends them (and vice versa).
         if records.is_multiple_of(64) {

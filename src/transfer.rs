@@ -10,6 +10,7 @@
 //! idempotent. A line that cannot be imported stops the run, naming it; every
 //! line before it was written, and `--from-line` resumes anywhere.
 
+use crate::fs::FsError;
 use aionbd_io::vecfile;
 use serde_json::Value;
 use std::io::{BufRead, IsTerminal, Write};
@@ -80,9 +81,13 @@ pub struct ExportArgs {
 
 /// A server answer that is not 2xx, or no answer.
 #[derive(Debug)]
-enum Failure {
+pub enum Failure {
+    /// Status, body, `Retry-After` seconds.
     Status(u16, String, Option<u64>),
-    Transport(String),
+    Transport(Box<ureq::Transport>),
+    /// A 2xx answer whose body cannot be read.
+    UnreadableBody(std::io::Error),
+    UnreadableJson(serde_json::Error),
 }
 
 impl std::fmt::Display for Failure {
@@ -96,6 +101,180 @@ impl std::fmt::Display for Failure {
                 write!(f, "server answered {code}: {msg}")
             }
             Failure::Transport(e) => write!(f, "{e}"),
+            Failure::UnreadableBody(e) => write!(f, "unreadable answer: {e}"),
+            Failure::UnreadableJson(e) => write!(f, "unreadable answer: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// Why an import or an export stopped (or did not start).
+#[derive(Debug)]
+pub enum TransferError {
+    File(FsError),
+    CaFile {
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    Tls(rustls::Error),
+    /// An import with no `--collection` of a file without an export's first line.
+    NoCollection,
+    VecFile {
+        path: PathBuf,
+        source: vecfile::VecFileError,
+    },
+    /// `--create` of an NDJSON file whose first points have no values.
+    UnknownDimension,
+    NoSuchCollection {
+        name: String,
+        url: String,
+    },
+    Create {
+        name: String,
+        source: Failure,
+    },
+    /// A request about the collection failed.
+    Request(Failure),
+    Server {
+        url: String,
+        source: Failure,
+    },
+    /// A point of the input that cannot be sent (where, and why).
+    BadInput {
+        at: Place,
+        problem: InputProblem,
+    },
+    /// The server refused points (lines `first` to `last`).
+    Refused {
+        first: u64,
+        last: u64,
+        source: Failure,
+    },
+    /// The import stopped: every line up to `last_line` is written.
+    ImportStopped {
+        cause: Box<TransferError>,
+        written: u64,
+        last_line: u64,
+    },
+    ExportStopped(std::io::Error),
+    /// The export's answer ends in the middle of a line.
+    ExportTruncated,
+    ExportHeader(serde_json::Error),
+}
+
+/// Where in the input a point is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    Line(u64),
+    /// A line of the `--payloads` file.
+    PayloadLine(u64),
+    /// A row of an fvecs or npy file.
+    Row(u64),
+}
+
+/// Why a point of the input cannot be sent.
+#[derive(Debug)]
+pub enum InputProblem {
+    Read(std::io::Error),
+    NotJson(serde_json::Error),
+    NoId,
+    NoValues,
+    NotANumber { id: u64, value: Value },
+    Dimension { id: u64, values: usize, dimension: usize },
+    NonFinite { id: u64 },
+    PayloadNotObject { id: u64, payload: Value },
+}
+
+impl From<FsError> for TransferError {
+    fn from(e: FsError) -> Self {
+        TransferError::File(e)
+    }
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Place::Line(n) => write!(f, "line {n}"),
+            Place::PayloadLine(n) => write!(f, "payload line {n}"),
+            Place::Row(n) => write!(f, "row {n}"),
+        }
+    }
+}
+
+impl std::fmt::Display for InputProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            InputProblem::Read(e) => write!(f, "{e}"),
+            InputProblem::NotJson(e) => write!(f, "not JSON: {e}"),
+            InputProblem::NoId => f.write_str("no \"id\" (an unsigned integer)"),
+            InputProblem::NoValues => f.write_str("no \"values\" array"),
+            InputProblem::NotANumber { id, value } => write!(f, "point {id}: value {value} is not a number"),
+            InputProblem::Dimension { id, values, dimension } => {
+                write!(f, "point {id} has {values} values; the collection's dimension is {dimension}")
+            }
+            InputProblem::NonFinite { id } => {
+                write!(f, "point {id} has a non-finite value and the collection is strict_finite")
+            }
+            InputProblem::PayloadNotObject { id, payload } => {
+                write!(f, "point {id}: payload must be a JSON object, got {payload}")
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for TransferError {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            TransferError::File(e) => write!(f, "{e}"),
+            TransferError::CaFile { path, source } => write!(f, "CA file {}: {source}", path.display()),
+            TransferError::Tls(e) => write!(f, "{e}"),
+            TransferError::NoCollection => {
+                f.write_str("--collection is needed (the file does not start with an export's collection line)")
+            }
+            TransferError::VecFile { path, source } => write!(f, "{}: {source}", path.display()),
+            TransferError::UnknownDimension => f.write_str("cannot tell the dimension from the file's first point"),
+            TransferError::NoSuchCollection { name, url } => {
+                write!(f, "collection '{name}' does not exist on {url} (pass --create to create it)")
+            }
+            TransferError::Create { name, source } => write!(f, "creating '{name}': {source}"),
+            TransferError::Request(e) => write!(f, "{e}"),
+            TransferError::Server { url, source } => write!(f, "{url}: {source}"),
+            TransferError::BadInput { at, problem } => write!(f, "{at}: {problem}"),
+            TransferError::Refused { first, last, source } if first == last => write!(f, "line {first}: {source}"),
+            TransferError::Refused { first, last, source } => write!(f, "lines {first}-{last}: {source}"),
+            TransferError::ImportStopped { cause, written, last_line } => write!(
+                f,
+                "{cause}\nimport stopped: {written} points were written before it (every line up to {last_line}); fix \
+                 the line and resume with --from-line {}",
+                last_line + 1
+            ),
+            TransferError::ExportStopped(e) => write!(f, "the export stopped: {e}"),
+            TransferError::ExportTruncated => f.write_str("the export ended in the middle of a line"),
+            TransferError::ExportHeader(e) => write!(f, "unreadable first line: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for TransferError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TransferError::File(e) => Some(e),
+            TransferError::CaFile { source, .. } => Some(source),
+            TransferError::Tls(e) => Some(e),
+            TransferError::VecFile { source, .. } => Some(source),
+            TransferError::Create { source, .. }
+            | TransferError::Request(source)
+            | TransferError::Server { source, .. }
+            | TransferError::Refused { source, .. } => Some(source),
+            TransferError::ImportStopped { cause, .. } => Some(cause),
+            TransferError::ExportStopped(e) => Some(e),
+            TransferError::ExportHeader(e) => Some(e),
+            TransferError::NoCollection
+            | TransferError::UnknownDimension
+            | TransferError::NoSuchCollection { .. }
+            | TransferError::BadInput { .. }
+            | TransferError::ExportTruncated => None,
         }
     }
 }
@@ -106,21 +285,20 @@ struct Client {
 }
 
 impl Client {
-    fn new(conn: &Connection) -> Result<Client, String> {
+    fn new(conn: &Connection) -> Result<Client, TransferError> {
         let mut b =
             ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(10)).timeout_read(Duration::from_secs(120));
         if let Some(ca) = &conn.ca_file {
             use rustls::pki_types::pem::PemObject;
+            let bad = |source| TransferError::CaFile { path: ca.clone(), source };
             let mut roots = rustls::RootCertStore::empty();
-            for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca)
-                .map_err(|e| format!("CA file {}: {e}", ca.display()))?
-            {
-                roots.add(cert.map_err(|e| format!("CA file {}: {e}", ca.display()))?).map_err(|e| e.to_string())?;
+            for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).map_err(bad)? {
+                roots.add(cert.map_err(bad)?).map_err(TransferError::Tls)?;
             }
             let provider = Arc::new(rustls::crypto::ring::default_provider());
             let tls = rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
+                .map_err(TransferError::Tls)?
                 .with_root_certificates(roots)
                 .with_no_client_auth();
             b = b.tls_config(Arc::new(tls));
@@ -160,14 +338,14 @@ impl Client {
                     let retry_after = r.header("retry-after").and_then(|v| v.trim().parse::<u64>().ok());
                     Failure::Status(code, r.into_string().unwrap_or_default(), retry_after)
                 }
-                Err(ureq::Error::Transport(t)) => Failure::Transport(t.to_string()),
+                Err(ureq::Error::Transport(t)) => Failure::Transport(Box::new(t)),
             };
             let wait = match &failure {
                 Failure::Status(429 | 503, _, Some(s)) => Duration::from_secs(*s),
                 Failure::Status(429 | 503 | 408, _, _) | Failure::Transport(_) => {
                     Duration::from_millis(100 << attempt.min(6))
                 }
-                Failure::Status(..) => return Err(failure),
+                Failure::Status(..) | Failure::UnreadableBody(_) | Failure::UnreadableJson(_) => return Err(failure),
             };
             if attempt >= self.conn.retries.max(1) {
                 return Err(failure);
@@ -179,8 +357,8 @@ impl Client {
     fn json(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, Failure> {
         let bytes = body.map(|b| serde_json::to_vec(b).expect("JSON to memory"));
         let r = self.call(method, path, bytes.as_deref())?;
-        let text = r.into_string().map_err(|e| Failure::Transport(format!("unreadable answer: {e}")))?;
-        serde_json::from_str(&text).map_err(|e| Failure::Transport(format!("unreadable answer: {e}")))
+        let text = r.into_string().map_err(Failure::UnreadableBody)?;
+        serde_json::from_str(&text).map_err(Failure::UnreadableJson)
     }
 }
 
@@ -252,8 +430,8 @@ enum Source {
     },
 }
 
-fn open_lines(path: &Path) -> Result<std::io::Lines<std::io::BufReader<std::fs::File>>, String> {
-    let f = std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+fn open_lines(path: &Path) -> Result<std::io::Lines<std::io::BufReader<std::fs::File>>, FsError> {
+    let f = std::fs::File::open(path).map_err(FsError::at("cannot open", path))?;
     Ok(std::io::BufReader::with_capacity(1 << 20, f).lines())
 }
 
@@ -263,15 +441,15 @@ struct Shape {
     strict_finite: bool,
 }
 
-fn point_json(id: u64, values: &[f32], payload: Option<&Value>, shape: &Shape) -> Result<Vec<u8>, String> {
-    if let Some(d) = shape.dimension.filter(|d| *d != values.len()) {
-        return Err(format!("point {id} has {} values; the collection's dimension is {d}", values.len()));
+fn point_json(id: u64, values: &[f32], payload: Option<&Value>, shape: &Shape) -> Result<Vec<u8>, InputProblem> {
+    if let Some(dimension) = shape.dimension.filter(|d| *d != values.len()) {
+        return Err(InputProblem::Dimension { id, values: values.len(), dimension });
     }
     if shape.strict_finite && values.iter().any(|v| !v.is_finite()) {
-        return Err(format!("point {id} has a non-finite value and the collection is strict_finite"));
+        return Err(InputProblem::NonFinite { id });
     }
     if let Some(p) = payload.filter(|p| !p.is_object() && !p.is_null()) {
-        return Err(format!("point {id}: payload must be a JSON object, got {p}"));
+        return Err(InputProblem::PayloadNotObject { id, payload: p.clone() });
     }
     let mut out = Vec::with_capacity(values.len() * 12 + 64);
     let empty = Value::Object(Default::default());
@@ -280,33 +458,32 @@ fn point_json(id: u64, values: &[f32], payload: Option<&Value>, shape: &Shape) -
 }
 
 impl Source {
-    fn next(&mut self, shape: &Shape) -> Result<Option<Point>, String> {
+    fn next(&mut self, shape: &Shape) -> Result<Option<Point>, TransferError> {
         match self {
             Source::Ndjson { lines, line, bytes, .. } => loop {
                 let Some(text) = lines.next() else { return Ok(None) };
                 *line += 1;
-                let text = text.map_err(|e| format!("line {line}: {e}"))?;
+                let bad = |problem| TransferError::BadInput { at: Place::Line(*line), problem };
+                let text = text.map_err(|e| bad(InputProblem::Read(e)))?;
                 *bytes += text.len() as u64 + 1;
                 if text.trim().is_empty() {
                     continue;
                 }
-                let bad = |m: String| format!("line {line}: {m}");
-                let v: Value = serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+                let v: Value = serde_json::from_str(&text).map_err(|e| bad(InputProblem::NotJson(e)))?;
                 if v.get("aionbd_export").is_some() {
                     continue; // an export's collection line
                 }
-                let id =
-                    v.get("id").and_then(Value::as_u64).ok_or_else(|| bad("no \"id\" (an unsigned integer)".into()))?;
+                let id = v.get("id").and_then(Value::as_u64).ok_or_else(|| bad(InputProblem::NoId))?;
                 let values = v
                     .get("values")
                     .or_else(|| v.get("vector"))
                     .and_then(Value::as_array)
-                    .ok_or_else(|| bad("no \"values\" array".into()))?;
+                    .ok_or_else(|| bad(InputProblem::NoValues))?;
                 let mut floats = Vec::with_capacity(values.len());
                 for x in values {
                     match x.as_f64() {
                         Some(f) => floats.push(f as f32),
-                        None => return Err(bad(format!("point {id}: value {x} is not a number"))),
+                        None => return Err(bad(InputProblem::NotANumber { id, value: x.clone() })),
                     }
                 }
                 let json = point_json(id, &floats, v.get("payload"), shape).map_err(bad)?;
@@ -317,20 +494,20 @@ impl Source {
                     return Ok(None);
                 }
                 let line = *row as u64 + 1;
+                let bad_payload = |problem| TransferError::BadInput { at: Place::PayloadLine(line), problem };
                 let payload = match payloads {
                     Some(lines) => match lines.next() {
-                        Some(Ok(t)) if !t.trim().is_empty() => Some(
-                            serde_json::from_str::<Value>(&t)
-                                .map_err(|e| format!("payload line {line}: not JSON: {e}"))?,
-                        ),
-                        Some(Err(e)) => return Err(format!("payload line {line}: {e}")),
+                        Some(Ok(t)) if !t.trim().is_empty() => {
+                            Some(serde_json::from_str::<Value>(&t).map_err(|e| bad_payload(InputProblem::NotJson(e)))?)
+                        }
+                        Some(Err(e)) => return Err(bad_payload(InputProblem::Read(e))),
                         _ => None,
                     },
                     None => None,
                 };
                 let id = *id_start + *row as u64;
-                let json =
-                    point_json(id, m.row(*row), payload.as_ref(), shape).map_err(|e| format!("row {line}: {e}"))?;
+                let json = point_json(id, m.row(*row), payload.as_ref(), shape)
+                    .map_err(|problem| TransferError::BadInput { at: Place::Row(line), problem })?;
                 *row += 1;
                 Ok(Some(Point { line, json }))
             }
@@ -356,16 +533,17 @@ fn is_vector_file(path: &Path) -> bool {
     matches!(path.extension().and_then(|e| e.to_str()), Some("fvecs" | "npy"))
 }
 
-pub fn import(a: &ImportArgs) -> Result<String, String> {
+pub fn import(a: &ImportArgs) -> Result<String, TransferError> {
     let client = Client::new(&a.conn)?;
     let header = if is_vector_file(&a.file) { None } else { export_header(&a.file) };
     let name = a
         .collection
         .clone()
         .or_else(|| header.as_ref()?.pointer("/collection/name")?.as_str().map(str::to_owned))
-        .ok_or("--collection is needed (the file does not start with an export's collection line)")?;
+        .ok_or(TransferError::NoCollection)?;
     let mut source = if is_vector_file(&a.file) {
-        let m = vecfile::read::<f32>(&a.file).map_err(|e| format!("{}: {e}", a.file.display()))?;
+        let m =
+            vecfile::read::<f32>(&a.file).map_err(|source| TransferError::VecFile { path: a.file.clone(), source })?;
         let mut payloads = a.payloads.as_deref().map(open_lines).transpose()?;
         let skip = a.from_line.saturating_sub(1) as usize;
         if let Some(p) = payloads.as_mut() {
@@ -398,17 +576,17 @@ pub fn import(a: &ImportArgs) -> Result<String, String> {
                     h.pointer("/collection/dimension").and_then(Value::as_u64).unwrap_or(0),
                     h.pointer("/collection/strict_finite").and_then(Value::as_bool).unwrap_or(true),
                 ),
-                _ => (first_dimension(&a.file).ok_or("cannot tell the dimension from the file's first point")?, true),
+                _ => (first_dimension(&a.file).ok_or(TransferError::UnknownDimension)?, true),
             };
             let body = serde_json::json!({"name": name, "dimension": dimension, "strict_finite": strict_finite});
-            client.json("POST", "/collections", Some(&body)).map_err(|e| format!("creating '{name}': {e}"))?;
+            client
+                .json("POST", "/collections", Some(&body))
+                .map_err(|source| TransferError::Create { name: name.clone(), source })?;
             eprintln!("created collection '{name}' (dimension {dimension})");
-            client.json("GET", &path, None).map_err(|e| e.to_string())?
+            client.json("GET", &path, None).map_err(TransferError::Request)?
         }
-        Err(Failure::Status(404, ..)) => {
-            return Err(format!("collection '{name}' does not exist on {} (pass --create to create it)", a.conn.url))
-        }
-        Err(e) => return Err(format!("{}: {e}", a.conn.url)),
+        Err(Failure::Status(404, ..)) => return Err(TransferError::NoSuchCollection { name, url: a.conn.url.clone() }),
+        Err(source) => return Err(TransferError::Server { url: a.conn.url.clone(), source }),
     };
     let shape = Shape {
         dimension: info.get("dimension").and_then(Value::as_u64).map(|d| d as usize),
@@ -463,13 +641,9 @@ pub fn import(a: &ImportArgs) -> Result<String, String> {
     progress.show(imp.written, None, true);
     match result {
         Ok(()) => Ok(format!("imported {} points into '{name}'", imp.written)),
-        Err(e) => Err(format!(
-            "{e}\nimport stopped: {} points were written before it (every line up to {}); fix the line and resume \
-             with --from-line {}",
-            imp.written,
-            imp.last_line,
-            imp.last_line + 1
-        )),
+        Err(e) => {
+            Err(TransferError::ImportStopped { cause: Box::new(e), written: imp.written, last_line: imp.last_line })
+        }
     }
 }
 
@@ -497,7 +671,7 @@ struct Importer<'a> {
 impl Importer<'_> {
     /// Send points as one batch. A 413 halves the limits and resends; a 400
     /// resends them one by one to name the line the server refuses.
-    fn send(&mut self, points: &[Point]) -> Result<(), String> {
+    fn send(&mut self, points: &[Point]) -> Result<(), TransferError> {
         let mut body = Vec::with_capacity(points.iter().map(|p| p.json.len() + 1).sum::<usize>() + 16);
         body.extend_from_slice(b"{\"points\":[");
         for (i, p) in points.iter().enumerate() {
@@ -531,49 +705,50 @@ impl Importer<'_> {
                 }
                 Ok(())
             }
-            Err(e) => Err(match points {
-                [one] => format!("line {}: {e}", one.line),
-                _ => format!("lines {}-{}: {e}", points[0].line, points[points.len() - 1].line),
+            Err(source) => Err(TransferError::Refused {
+                first: points.first().map_or(0, |p| p.line),
+                last: points.last().map_or(0, |p| p.line),
+                source,
             }),
         }
     }
 }
 
-pub fn export(a: &ExportArgs) -> Result<String, String> {
+pub fn export(a: &ExportArgs) -> Result<String, TransferError> {
     let client = Client::new(&a.conn)?;
     let resp = client
         .call("GET", &format!("/collections/{}/export", a.collection), None)
-        .map_err(|e| format!("{}: {e}", a.conn.url))?;
+        .map_err(|source| TransferError::Server { url: a.conn.url.clone(), source })?;
     let tmp = a.out.with_extension("tmp");
-    let file = std::fs::File::create(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    let file = std::fs::File::create(&tmp).map_err(FsError::at("cannot create", &tmp))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let mut reader = std::io::BufReader::with_capacity(1 << 20, resp.into_reader());
     let mut line = Vec::new();
     let mut progress = Progress::new("exported", None);
     let (mut points, mut bytes) = (0u64, 0u64);
-    let result = (|| -> Result<(), String> {
+    let result = (|| -> Result<(), TransferError> {
         loop {
             line.clear();
-            let n = reader.read_until(b'\n', &mut line).map_err(|e| format!("the export stopped: {e}"))?;
+            let n = reader.read_until(b'\n', &mut line).map_err(TransferError::ExportStopped)?;
             if n == 0 {
                 break;
             }
             if line.last() != Some(&b'\n') {
-                return Err("the export ended in the middle of a line".into());
+                return Err(TransferError::ExportTruncated);
             }
             if bytes == 0 {
-                let v: Value = serde_json::from_slice(&line).map_err(|e| format!("unreadable first line: {e}"))?;
+                let v: Value = serde_json::from_slice(&line).map_err(TransferError::ExportHeader)?;
                 progress.total = v.get("points").and_then(Value::as_u64);
             } else {
                 points += 1;
             }
             bytes += n as u64;
-            out.write_all(&line).map_err(|e| format!("{}: {e}", tmp.display()))?;
+            out.write_all(&line).map_err(FsError::at("", &tmp))?;
             progress.show(points, None, false);
         }
-        let file = out.into_inner().map_err(|e| format!("{}: {e}", tmp.display()))?;
-        file.sync_all().map_err(|e| format!("{}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, &a.out).map_err(|e| format!("rename to {}: {e}", a.out.display()))
+        let file = out.into_inner().map_err(|e| FsError::new("", &tmp, e.into_error()))?;
+        file.sync_all().map_err(FsError::at("", &tmp))?;
+        Ok(std::fs::rename(&tmp, &a.out).map_err(FsError::at("rename to", &a.out))?)
     })();
     progress.show(points, None, true);
     match result {
@@ -587,5 +762,31 @@ pub fn export(a: &ExportArgs) -> Result<String, String> {
             let _ = std::fs::remove_file(&tmp);
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_lines_they_stopped_at() {
+        let refused = |first, last| TransferError::Refused {
+            first,
+            last,
+            source: Failure::Status(400, r#"{"code":"invalid_argument","message":"bad"}"#.into(), None),
+        };
+        assert_eq!(refused(7, 7).to_string(), "line 7: server answered 400: bad");
+        assert_eq!(refused(3, 9).to_string(), "lines 3-9: server answered 400: bad");
+        let bad = TransferError::BadInput {
+            at: Place::PayloadLine(4),
+            problem: InputProblem::PayloadNotObject { id: 3, payload: serde_json::json!([1]) },
+        };
+        assert_eq!(bad.to_string(), "payload line 4: point 3: payload must be a JSON object, got [1]");
+        let stopped = TransferError::ImportStopped { cause: Box::new(bad), written: 40, last_line: 40 };
+        assert!(stopped.to_string().ends_with(
+            "\nimport stopped: 40 points were written before it (every line up to 40); fix the line and resume with \
+             --from-line 41"
+        ));
     }
 }

@@ -232,7 +232,7 @@ where
         .await;
         match read {
             None if mid_request => {
-                let e = HttpError { status: 408, message: "request not received in time".into() };
+                let e = HttpError::new(crate::parse::HttpErrorKind::Timeout, "request not received in time");
                 service.error(&e).encode(false, &mut out);
                 return fail(&mut stream, &out, &mut chunk, sleep).await;
             }

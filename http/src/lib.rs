@@ -11,5 +11,5 @@ mod parse;
 mod response;
 
 pub use conn::{ConnConfig, Service};
-pub use parse::{parse, HttpError, Limits, Parsed, Request};
-pub use response::{encode_chunk, BodyStream, Framing, Response};
+pub use parse::{parse, HttpError, HttpErrorKind, Limits, Parsed, Request};
+pub use response::{encode_chunk, BodyStream, Framing, Response, StreamError};

@@ -3,6 +3,7 @@
 //! else `Content-Length`, else no body; both at once is rejected.
 
 use std::fmt;
+use HttpErrorKind::{BadRequest, BodyTooLarge, ExpectationFailed, HeadTooLarge, NotImplemented};
 
 /// Hard limits applied while parsing.
 #[derive(Clone, Copy, Debug)]
@@ -48,18 +49,61 @@ impl Request {
 /// A request that cannot be served; the connection closes after the answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpError {
-    pub status: u16,
+    pub kind: HttpErrorKind,
+    /// What exactly is wrong, for the answer's message.
     pub message: String,
+}
+
+/// Why a request cannot be served; each kind has one status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpErrorKind {
+    /// Malformed framing or head (400).
+    BadRequest,
+    /// The request did not arrive in time (408).
+    Timeout,
+    /// The body exceeds `Limits::max_body_bytes` (413).
+    BodyTooLarge,
+    /// An `Expect` other than `100-continue` (417).
+    ExpectationFailed,
+    /// The head exceeds `Limits::max_head_bytes` or `max_headers` (431).
+    HeadTooLarge,
+    /// A transfer coding other than chunked (501).
+    NotImplemented,
+}
+
+impl HttpErrorKind {
+    pub fn status(self) -> u16 {
+        match self {
+            HttpErrorKind::BadRequest => 400,
+            HttpErrorKind::Timeout => 408,
+            HttpErrorKind::BodyTooLarge => 413,
+            HttpErrorKind::ExpectationFailed => 417,
+            HttpErrorKind::HeadTooLarge => 431,
+            HttpErrorKind::NotImplemented => 501,
+        }
+    }
+}
+
+impl HttpError {
+    pub fn new(kind: HttpErrorKind, message: impl Into<String>) -> HttpError {
+        HttpError { kind, message: message.into() }
+    }
+
+    pub fn status(&self) -> u16 {
+        self.kind.status()
+    }
 }
 
 impl fmt::Display for HttpError {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{} {}", self.status, self.message)
+        write!(f, "{} {}", self.status(), self.message)
     }
 }
 
-fn err(status: u16, message: impl Into<String>) -> HttpError {
-    HttpError { status, message: message.into() }
+impl std::error::Error for HttpError {}
+
+fn err(kind: HttpErrorKind, message: impl Into<String>) -> HttpError {
+    HttpError::new(kind, message)
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -85,17 +129,17 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             if buf.len() > limits.max_head_bytes {
-                return Err(err(431, format!("request head exceeds {} bytes", limits.max_head_bytes)));
+                return Err(err(HeadTooLarge, format!("request head exceeds {} bytes", limits.max_head_bytes)));
             }
             return Ok(Parsed::Partial { head_done: false, expects_continue: false });
         }
         Err(httparse::Error::TooManyHeaders) => {
-            return Err(err(431, format!("more than {} request headers", limits.max_headers)))
+            return Err(err(HeadTooLarge, format!("more than {} request headers", limits.max_headers)))
         }
-        Err(e) => return Err(err(400, format!("malformed request head: {e}"))),
+        Err(e) => return Err(err(BadRequest, format!("malformed request head: {e}"))),
     };
     if head_len > limits.max_head_bytes {
-        return Err(err(431, format!("request head exceeds {} bytes", limits.max_head_bytes)));
+        return Err(err(HeadTooLarge, format!("request head exceeds {} bytes", limits.max_head_bytes)));
     }
     let version = req.version.unwrap_or(1);
     let method = req.method.unwrap_or_default().to_owned();
@@ -105,7 +149,7 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
         None => (target.to_owned(), None),
     };
     if !path.starts_with('/') {
-        return Err(err(400, "request target must be an absolute path"));
+        return Err(err(BadRequest, "request target must be an absolute path"));
     }
     let headers: Vec<(String, Vec<u8>)> =
         req.headers.iter().map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec())).collect();
@@ -118,17 +162,19 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
     let mut conn_keep_alive = false;
     let mut expects_continue = false;
     for (name, value) in &headers {
-        let text = std::str::from_utf8(value).map_err(|_| err(400, format!("header '{name}' is not valid text")))?;
+        let text =
+            std::str::from_utf8(value).map_err(|_| err(BadRequest, format!("header '{name}' is not valid text")))?;
         match name.as_str() {
             "content-length" => {
                 for part in text.split(',') {
                     let part = part.trim();
                     if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-                        return Err(err(400, format!("invalid Content-Length '{text}'")));
+                        return Err(err(BadRequest, format!("invalid Content-Length '{text}'")));
                     }
-                    let n: usize = part.parse().map_err(|_| err(400, format!("invalid Content-Length '{text}'")))?;
+                    let n: usize =
+                        part.parse().map_err(|_| err(BadRequest, format!("invalid Content-Length '{text}'")))?;
                     if content_length.is_some_and(|c| c != n) {
-                        return Err(err(400, "conflicting Content-Length values"));
+                        return Err(err(BadRequest, "conflicting Content-Length values"));
                     }
                     content_length = Some(n);
                 }
@@ -142,7 +188,7 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
                 {
                     chunked = true;
                 } else {
-                    return Err(err(501, format!("unsupported Transfer-Encoding '{text}'")));
+                    return Err(err(NotImplemented, format!("unsupported Transfer-Encoding '{text}'")));
                 }
             }
             "connection" => {
@@ -156,23 +202,26 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
                 if text.trim().eq_ignore_ascii_case("100-continue") {
                     expects_continue = true;
                 } else {
-                    return Err(err(417, format!("unsupported Expect '{text}'")));
+                    return Err(err(ExpectationFailed, format!("unsupported Expect '{text}'")));
                 }
             }
             _ => {}
         }
     }
     if saw_te && content_length.is_some() {
-        return Err(err(400, "request has both Transfer-Encoding and Content-Length"));
+        return Err(err(BadRequest, "request has both Transfer-Encoding and Content-Length"));
     }
     if saw_te && version == 0 {
-        return Err(err(400, "Transfer-Encoding is not allowed in HTTP/1.0"));
+        return Err(err(BadRequest, "Transfer-Encoding is not allowed in HTTP/1.0"));
     }
     if chunked {
         framing = Framing::Chunked;
     } else if let Some(n) = content_length {
         if n > limits.max_body_bytes {
-            return Err(err(413, format!("request body of {n} bytes exceeds the limit of {}", limits.max_body_bytes)));
+            return Err(err(
+                BodyTooLarge,
+                format!("request body of {n} bytes exceeds the limit of {}", limits.max_body_bytes),
+            ));
         }
         framing = Framing::Length(n);
     }
@@ -212,11 +261,11 @@ fn decode_chunked(buf: &[u8], max_body: usize) -> Result<Option<(Vec<u8>, usize)
             Ok(httparse::Status::Complete(x)) => x,
             Ok(httparse::Status::Partial) => {
                 if buf.len() - pos > MAX_CHUNK_LINE {
-                    return Err(err(400, "chunk size line too long"));
+                    return Err(err(BadRequest, "chunk size line too long"));
                 }
                 return Ok(None);
             }
-            Err(_) => return Err(err(400, "invalid chunk size")),
+            Err(_) => return Err(err(BadRequest, "invalid chunk size")),
         };
         pos += size_len;
         if size == 0 {
@@ -225,7 +274,7 @@ fn decode_chunked(buf: &[u8], max_body: usize) -> Result<Option<(Vec<u8>, usize)
             loop {
                 let Some(eol) = buf[t..].windows(2).position(|w| w == b"\r\n") else {
                     if buf.len() - pos > MAX_TRAILER {
-                        return Err(err(400, "chunked trailer too long"));
+                        return Err(err(BadRequest, "chunked trailer too long"));
                     }
                     return Ok(None);
                 };
@@ -234,12 +283,12 @@ fn decode_chunked(buf: &[u8], max_body: usize) -> Result<Option<(Vec<u8>, usize)
                 }
                 t += eol + 2;
                 if t - pos > MAX_TRAILER {
-                    return Err(err(400, "chunked trailer too long"));
+                    return Err(err(BadRequest, "chunked trailer too long"));
                 }
             }
         }
         if body.len() as u64 + size > max_body as u64 {
-            return Err(err(413, format!("request body exceeds the limit of {max_body} bytes")));
+            return Err(err(BodyTooLarge, format!("request body exceeds the limit of {max_body} bytes")));
         }
         let size = size as usize;
         if buf.len() < pos + size + 2 {
@@ -247,7 +296,7 @@ fn decode_chunked(buf: &[u8], max_body: usize) -> Result<Option<(Vec<u8>, usize)
         }
         body.extend_from_slice(&buf[pos..pos + size]);
         if &buf[pos + size..pos + size + 2] != b"\r\n" {
-            return Err(err(400, "chunk data not followed by CRLF"));
+            return Err(err(BadRequest, "chunk data not followed by CRLF"));
         }
         pos += size + 2;
     }
@@ -294,19 +343,19 @@ mod tests {
     #[test]
     fn smuggling_and_limits_are_rejected() {
         let both = b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
-        assert_eq!(parse(both, &Limits::default()).unwrap_err().status, 400);
+        assert_eq!(parse(both, &Limits::default()).unwrap_err().status(), 400);
         let dup = b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n";
-        assert_eq!(parse(dup, &Limits::default()).unwrap_err().status, 400);
+        assert_eq!(parse(dup, &Limits::default()).unwrap_err().status(), 400);
         let limits = Limits { max_body_bytes: 4, ..Limits::default() };
         let big = b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n";
-        assert_eq!(parse(big, &limits).unwrap_err().status, 413);
+        assert_eq!(parse(big, &limits).unwrap_err().status(), 413);
         let big_chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n0\r\n\r\n";
-        assert_eq!(parse(big_chunked, &limits).unwrap_err().status, 413);
+        assert_eq!(parse(big_chunked, &limits).unwrap_err().status(), 413);
         let long_head = [b"GET / HTTP/1.1\r\nX: ".as_slice(), &vec![b'a'; 20_000]].concat();
-        assert_eq!(parse(&long_head, &Limits::default()).unwrap_err().status, 431);
-        assert_eq!(parse(b"GARBAGE\r\n\r\n", &Limits::default()).unwrap_err().status, 400);
+        assert_eq!(parse(&long_head, &Limits::default()).unwrap_err().status(), 431);
+        assert_eq!(parse(b"GARBAGE\r\n\r\n", &Limits::default()).unwrap_err().status(), 400);
         let gzip = b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n";
-        assert_eq!(parse(gzip, &Limits::default()).unwrap_err().status, 501);
+        assert_eq!(parse(gzip, &Limits::default()).unwrap_err().status(), 501);
     }
 
     #[test]

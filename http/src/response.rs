@@ -7,8 +7,12 @@ use std::pin::Pin;
 
 /// A streamed body: each item is one chunk. An `Err` ends the response
 /// without its final chunk, so the client sees an incomplete transfer
-/// rather than a short body that looks whole; the message is logged.
-pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Vec<u8>, String>>>>;
+/// rather than a short body that looks whole; the error is logged.
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Vec<u8>, StreamError>>>>;
+
+/// Why a streamed body stopped: the producer's own error, which this
+/// crate only logs.
+pub type StreamError = Box<dyn std::error::Error>;
 
 pub struct Response {
     pub status: u16,

@@ -9,7 +9,7 @@
 //! the manifest comes last; a reader checks every frame as it goes and the
 //! whole-file CRC at the end. The records are opaque here.
 
-use crate::snapshot::read_frame;
+use crate::snapshot::{read_exact_at, read_frame, FrameError};
 use std::fmt;
 use std::io::Read;
 
@@ -116,13 +116,14 @@ impl CollectionEnd {
         b
     }
 
-    pub fn decode(b: &[u8]) -> Result<Self, String> {
-        let bad = || "malformed collection-end frame".to_string();
-        let n = u32::from_le_bytes(b.get(0..4).ok_or_else(bad)?.try_into().unwrap()) as usize;
-        let name = std::str::from_utf8(b.get(4..4 + n).ok_or_else(bad)?).map_err(|_| bad())?.to_owned();
-        let rest = b.get(4 + n..).ok_or_else(bad)?;
+    pub fn decode(b: &[u8]) -> Result<Self, MalformedCollectionEnd> {
+        let n = u32::from_le_bytes(b.get(0..4).ok_or(MalformedCollectionEnd)?.try_into().unwrap()) as usize;
+        let name = std::str::from_utf8(b.get(4..4 + n).ok_or(MalformedCollectionEnd)?)
+            .map_err(|_| MalformedCollectionEnd)?
+            .to_owned();
+        let rest = b.get(4 + n..).ok_or(MalformedCollectionEnd)?;
         if rest.len() != 18 {
-            return Err(bad());
+            return Err(MalformedCollectionEnd);
         }
         Ok(CollectionEnd {
             name,
@@ -133,16 +134,97 @@ impl CollectionEnd {
     }
 }
 
+/// A collection-end frame whose body does not decode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MalformedCollectionEnd;
+
+impl fmt::Display for MalformedCollectionEnd {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("malformed collection-end frame")
+    }
+}
+
+impl std::error::Error for MalformedCollectionEnd {}
+
 /// Where and why a backup file is unusable.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct BackupError {
     pub offset: u64,
-    pub reason: String,
+    pub reason: BackupDamage,
+}
+
+/// What is wrong with a backup file at [`BackupError::offset`].
+#[derive(Debug)]
+pub enum BackupDamage {
+    /// The file ends before its end frame.
+    Truncated,
+    /// Reading the file failed.
+    Io(std::io::Error),
+    BadMagic,
+    HeaderChecksum,
+    /// A format version this build does not read.
+    Version(u16),
+    FrameLength(usize),
+    FrameChecksum,
+    MalformedCollectionEnd,
+    MalformedEnd,
+    /// The end frame's frame count differs from the frames the file holds.
+    FrameCount {
+        counted: u64,
+        held: u64,
+    },
+    FileChecksum,
+    ManifestNotUtf8,
+    BytesAfterEnd,
+}
+
+impl From<FrameError> for BackupDamage {
+    fn from(e: FrameError) -> Self {
+        match e {
+            FrameError::Ends => BackupDamage::Truncated,
+            FrameError::Io(e) => BackupDamage::Io(e),
+            FrameError::Length(n) => BackupDamage::FrameLength(n),
+            FrameError::Checksum => BackupDamage::FrameChecksum,
+        }
+    }
+}
+
+impl fmt::Display for BackupDamage {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            BackupDamage::Truncated => f.write_str("file ends before the backup's end frame (truncated backup)"),
+            BackupDamage::Io(e) => write!(f, "{e}"),
+            BackupDamage::BadMagic => f.write_str("not an aionbd backup (bad magic)"),
+            BackupDamage::HeaderChecksum => f.write_str("backup header checksum mismatch"),
+            BackupDamage::Version(v) => {
+                write!(f, "backup format version {v} is not supported (this build reads {BACKUP_VERSION})")
+            }
+            BackupDamage::FrameLength(n) => write!(f, "impossible frame length {n}"),
+            BackupDamage::FrameChecksum => f.write_str("frame checksum mismatch"),
+            BackupDamage::MalformedCollectionEnd => write!(f, "{MalformedCollectionEnd}"),
+            BackupDamage::MalformedEnd => f.write_str("malformed end frame"),
+            BackupDamage::FrameCount { counted, held } => {
+                write!(f, "end frame counts {counted} frames, the file holds {held}")
+            }
+            BackupDamage::FileChecksum => f.write_str("whole-file checksum mismatch"),
+            BackupDamage::ManifestNotUtf8 => f.write_str("manifest is not UTF-8"),
+            BackupDamage::BytesAfterEnd => f.write_str("bytes after the end frame"),
+        }
+    }
 }
 
 impl fmt::Display for BackupError {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "at offset {}: {}", self.offset, self.reason)
+    }
+}
+
+impl std::error::Error for BackupError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.reason {
+            BackupDamage::Io(e) => Some(e),
+            _ => None,
+        }
     }
 }
 
@@ -171,17 +253,17 @@ pub struct BackupReader<R: Read> {
 impl<R: Read> BackupReader<R> {
     pub fn new(mut src: R) -> Result<Self, BackupError> {
         let mut h = [0u8; BACKUP_HEADER_BYTES];
-        read_full(&mut src, &mut h, 0)?;
-        let err = |reason: &str| BackupError { offset: 0, reason: reason.into() };
+        read_exact_at(&mut src, &mut h, 0).map_err(|(offset, e)| BackupError { offset, reason: e.into() })?;
+        let err = |reason| BackupError { offset: 0, reason };
         if h[0..8] != BACKUP_MAGIC {
-            return Err(err("not an aionbd backup (bad magic)"));
+            return Err(err(BackupDamage::BadMagic));
         }
         if crc32c::crc32c(&h[..28]) != u32::from_le_bytes(h[28..32].try_into().unwrap()) {
-            return Err(err("backup header checksum mismatch"));
+            return Err(err(BackupDamage::HeaderChecksum));
         }
         let version = u16::from_le_bytes(h[8..10].try_into().unwrap());
         if version != BACKUP_VERSION {
-            return Err(err(&format!("backup format version {version} is not supported (this build reads 1)")));
+            return Err(err(BackupDamage::Version(version)));
         }
         Ok(BackupReader {
             created_unix_ms: u64::from_le_bytes(h[16..24].try_into().unwrap()),
@@ -205,9 +287,9 @@ impl<R: Read> BackupReader<R> {
             return Ok(None);
         }
         let at = self.offset;
-        let err = |reason: String| BackupError { offset: at, reason };
-        let (fh, kind) = read_frame(&mut self.src, at, &mut self.body, TRUNCATED)
-            .map_err(|(offset, reason)| BackupError { offset, reason })?;
+        let err = |reason: BackupDamage| BackupError { offset: at, reason };
+        let (fh, kind) = read_frame(&mut self.src, at, &mut self.body)
+            .map_err(|(offset, e)| BackupError { offset, reason: e.into() })?;
         let file_crc_before = self.crc;
         self.crc = crc32c::crc32c_append(crc32c::crc32c_append(self.crc, &fh), &self.body);
         self.offset += (fh.len() + self.body.len()) as u64;
@@ -217,42 +299,34 @@ impl<R: Read> BackupReader<R> {
         match kind {
             END_KIND => {
                 if self.body.len() < 12 {
-                    return Err(err("malformed end frame".into()));
+                    return Err(err(BackupDamage::MalformedEnd));
                 }
                 let frames = u64::from_le_bytes(self.body[0..8].try_into().unwrap());
                 let file_crc = u32::from_le_bytes(self.body[8..12].try_into().unwrap());
                 if frames != self.frames {
-                    return Err(err(format!("end frame counts {frames} frames, the file holds {}", self.frames)));
+                    return Err(err(BackupDamage::FrameCount { counted: frames, held: self.frames }));
                 }
                 if file_crc != file_crc_before {
-                    return Err(err("whole-file checksum mismatch".into()));
+                    return Err(err(BackupDamage::FileChecksum));
                 }
                 let manifest =
-                    std::str::from_utf8(&self.body[12..]).map_err(|_| err("manifest is not UTF-8".into()))?.to_owned();
+                    std::str::from_utf8(&self.body[12..]).map_err(|_| err(BackupDamage::ManifestNotUtf8))?.to_owned();
                 let mut extra = [0u8; 1];
+                let after = |reason| BackupError { offset: self.offset, reason };
                 match self.src.read(&mut extra) {
                     Ok(0) => {}
-                    Ok(_) => {
-                        return Err(BackupError { offset: self.offset, reason: "bytes after the end frame".into() })
-                    }
-                    Err(e) => return Err(BackupError { offset: self.offset, reason: e.to_string() }),
+                    Ok(_) => return Err(after(BackupDamage::BytesAfterEnd)),
+                    Err(e) => return Err(after(BackupDamage::Io(e))),
                 }
                 self.done = true;
                 Ok(Some(Item::End(manifest)))
             }
-            COLLECTION_END_KIND => Ok(Some(Item::CollectionEnd(CollectionEnd::decode(&self.body).map_err(err)?))),
+            COLLECTION_END_KIND => Ok(Some(Item::CollectionEnd(
+                CollectionEnd::decode(&self.body).map_err(|_| err(BackupDamage::MalformedCollectionEnd))?,
+            ))),
             _ => Ok(Some(Item::Record(kind, &self.body))),
         }
     }
-}
-
-const TRUNCATED: &str = "file ends before the backup's end frame (truncated backup)";
-
-fn read_full(src: &mut impl Read, buf: &mut [u8], offset: u64) -> Result<(), BackupError> {
-    src.read_exact(buf).map_err(|e| BackupError {
-        offset,
-        reason: if e.kind() == std::io::ErrorKind::UnexpectedEof { TRUNCATED.into() } else { e.to_string() },
-    })
 }
 
 #[cfg(test)]
@@ -314,8 +388,10 @@ mod tests {
     #[test]
     fn a_snapshot_or_other_file_is_not_a_backup() {
         let e = BackupReader::new(&b"AIONSNP\0........................"[..]).err().unwrap();
-        assert!(e.reason.contains("not an aionbd backup"), "{e}");
+        assert!(matches!(e.reason, BackupDamage::BadMagic), "{e}");
+        assert!(e.to_string().contains("not an aionbd backup"), "{e}");
         let e = BackupReader::new(&b"short"[..]).err().unwrap();
-        assert!(e.reason.contains("truncated"), "{e}");
+        assert!(matches!(e.reason, BackupDamage::Truncated), "{e}");
+        assert!(e.to_string().contains("truncated"), "{e}");
     }
 }

@@ -48,19 +48,19 @@ impl SnapshotHeader {
         b
     }
 
-    pub fn decode(b: &[u8]) -> Result<Self, String> {
+    pub fn decode(b: &[u8]) -> Result<Self, HeaderError> {
         if b.len() < SNAPSHOT_HEADER_BYTES {
-            return Err("file is shorter than a snapshot header".into());
+            return Err(HeaderError::Short);
         }
         if b[0..8] != SNAPSHOT_MAGIC {
-            return Err("not a snapshot file (bad magic)".into());
+            return Err(HeaderError::BadMagic);
         }
         if crc32c::crc32c(&b[..36]) != u32::from_le_bytes(b[36..40].try_into().unwrap()) {
-            return Err("snapshot header checksum mismatch".into());
+            return Err(HeaderError::Checksum);
         }
         let version = u16::from_le_bytes(b[8..10].try_into().unwrap());
         if version != SNAPSHOT_VERSION {
-            return Err(format!("snapshot format version {version} is not supported (this build reads 1)"));
+            return Err(HeaderError::Version(version));
         }
         Ok(SnapshotHeader {
             shard_id: u16::from_le_bytes(b[10..12].try_into().unwrap()),
@@ -69,6 +69,31 @@ impl SnapshotHeader {
         })
     }
 }
+
+/// Why a snapshot header is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderError {
+    Short,
+    BadMagic,
+    Checksum,
+    /// A format version this build does not read.
+    Version(u16),
+}
+
+impl fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            HeaderError::Short => f.write_str("file is shorter than a snapshot header"),
+            HeaderError::BadMagic => f.write_str("not a snapshot file (bad magic)"),
+            HeaderError::Checksum => f.write_str("snapshot header checksum mismatch"),
+            HeaderError::Version(v) => {
+                write!(f, "snapshot format version {v} is not supported (this build reads {SNAPSHOT_VERSION})")
+            }
+        }
+    }
+}
+
+impl std::error::Error for HeaderError {}
 
 fn frame_crc(kind: u8, body: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(&[kind]), body)
@@ -95,15 +120,78 @@ pub fn encode_end(records: u64, lsn: Lsn, out: &mut Vec<u8>) {
     push_frame(END_KIND, &body, out);
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where and why a snapshot file is unusable.
+#[derive(Debug)]
 pub struct SnapshotError {
     pub offset: u64,
-    pub reason: String,
+    pub reason: SnapshotDamage,
+}
+
+/// What is wrong with a snapshot file at [`SnapshotError::offset`].
+#[derive(Debug)]
+pub enum SnapshotDamage {
+    /// The file ends before its end frame.
+    Incomplete,
+    /// Reading the file failed.
+    Io(std::io::Error),
+    Header(HeaderError),
+    FrameLength(usize),
+    FrameChecksum,
+    MalformedEnd,
+    /// The end frame's count or LSN differs from what the file holds.
+    EndMismatch {
+        records: u64,
+        lsn: Lsn,
+        held_records: u64,
+        header_lsn: Lsn,
+    },
+    BytesAfterEnd,
+}
+
+impl From<FrameError> for SnapshotDamage {
+    fn from(e: FrameError) -> Self {
+        match e {
+            FrameError::Ends => SnapshotDamage::Incomplete,
+            FrameError::Io(e) => SnapshotDamage::Io(e),
+            FrameError::Length(n) => SnapshotDamage::FrameLength(n),
+            FrameError::Checksum => SnapshotDamage::FrameChecksum,
+        }
+    }
+}
+
+impl fmt::Display for SnapshotDamage {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            SnapshotDamage::Incomplete => {
+                f.write_str("file ends before the snapshot's end frame (incomplete snapshot)")
+            }
+            SnapshotDamage::Io(e) => write!(f, "{e}"),
+            SnapshotDamage::Header(e) => write!(f, "{e}"),
+            SnapshotDamage::FrameLength(n) => write!(f, "impossible frame length {n}"),
+            SnapshotDamage::FrameChecksum => f.write_str("frame checksum mismatch"),
+            SnapshotDamage::MalformedEnd => f.write_str("malformed end frame"),
+            SnapshotDamage::EndMismatch { records, lsn, held_records, header_lsn } => write!(
+                f,
+                "end frame says {records} records at LSN {lsn}, the file holds {held_records} at LSN {header_lsn}"
+            ),
+            SnapshotDamage::BytesAfterEnd => f.write_str("bytes after the end frame"),
+        }
+    }
 }
 
 impl fmt::Display for SnapshotError {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "at offset {}: {}", self.offset, self.reason)
+    }
+}
+
+impl std::error::Error for SnapshotError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.reason {
+            SnapshotDamage::Io(e) => Some(e),
+            SnapshotDamage::Header(e) => Some(e),
+            _ => None,
+        }
     }
 }
 
@@ -120,8 +208,9 @@ pub struct SnapshotReader<R: Read> {
 impl<R: Read> SnapshotReader<R> {
     pub fn new(mut src: R) -> Result<Self, SnapshotError> {
         let mut h = [0u8; SNAPSHOT_HEADER_BYTES];
-        read_full(&mut src, &mut h, 0)?;
-        let header = SnapshotHeader::decode(&h).map_err(|reason| SnapshotError { offset: 0, reason })?;
+        read_exact_at(&mut src, &mut h, 0).map_err(|(offset, e)| SnapshotError { offset, reason: e.into() })?;
+        let header =
+            SnapshotHeader::decode(&h).map_err(|e| SnapshotError { offset: 0, reason: SnapshotDamage::Header(e) })?;
         Ok(SnapshotReader {
             src,
             header,
@@ -139,9 +228,9 @@ impl<R: Read> SnapshotReader<R> {
             return Ok(None);
         }
         let at = self.offset;
-        let err = |reason: String| SnapshotError { offset: at, reason };
-        let (fh, kind) = read_frame(&mut self.src, at, &mut self.body, INCOMPLETE)
-            .map_err(|(offset, reason)| SnapshotError { offset, reason })?;
+        let err = |reason: SnapshotDamage| SnapshotError { offset: at, reason };
+        let (fh, kind) = read_frame(&mut self.src, at, &mut self.body)
+            .map_err(|(offset, e)| SnapshotError { offset, reason: e.into() })?;
         self.offset += (fh.len() + self.body.len()) as u64;
         let len = self.body.len() + 1;
         if kind != END_KIND {
@@ -150,61 +239,68 @@ impl<R: Read> SnapshotReader<R> {
         }
         let body = &self.body;
         if len != 17 {
-            return Err(err("malformed end frame".into()));
+            return Err(err(SnapshotDamage::MalformedEnd));
         }
         let records = u64::from_le_bytes(body[0..8].try_into().unwrap());
         let lsn = u64::from_le_bytes(body[8..16].try_into().unwrap());
         if records != self.records || lsn != self.header.lsn {
-            return Err(err(format!(
-                "end frame says {records} records at LSN {lsn}, the file holds {} at LSN {}",
-                self.records, self.header.lsn
-            )));
+            return Err(err(SnapshotDamage::EndMismatch {
+                records,
+                lsn,
+                held_records: self.records,
+                header_lsn: self.header.lsn,
+            }));
         }
         let mut extra = [0u8; 1];
+        let after = |reason| SnapshotError { offset: self.offset, reason };
         match self.src.read(&mut extra) {
             Ok(0) => {}
-            Ok(_) => return Err(SnapshotError { offset: self.offset, reason: "bytes after the end frame".into() }),
-            Err(e) => return Err(SnapshotError { offset: self.offset, reason: e.to_string() }),
+            Ok(_) => return Err(after(SnapshotDamage::BytesAfterEnd)),
+            Err(e) => return Err(after(SnapshotDamage::Io(e))),
         }
         self.done = true;
         Ok(None)
     }
 }
 
-const INCOMPLETE: &str = "file ends before the snapshot's end frame (incomplete snapshot)";
-
-fn read_full(src: &mut impl Read, buf: &mut [u8], offset: u64) -> Result<(), SnapshotError> {
-    read_exact_at(src, buf, offset, INCOMPLETE).map_err(|(offset, reason)| SnapshotError { offset, reason })
+/// Why a frame cannot be read (snapshots and backups share the framing;
+/// each says what a file ending early means for it).
+#[derive(Debug)]
+pub(crate) enum FrameError {
+    /// The file ends inside the frame.
+    Ends,
+    Io(std::io::Error),
+    Length(usize),
+    Checksum,
 }
 
-fn read_exact_at(src: &mut impl Read, buf: &mut [u8], offset: u64, eof: &str) -> Result<(), (u64, String)> {
+/// Fill `buf` from `src`, which is at `offset`; on failure, that offset.
+pub(crate) fn read_exact_at(src: &mut impl Read, buf: &mut [u8], offset: u64) -> Result<(), (u64, FrameError)> {
     src.read_exact(buf).map_err(|e| {
-        (offset, if e.kind() == std::io::ErrorKind::UnexpectedEof { eof.to_owned() } else { e.to_string() })
+        (offset, if e.kind() == std::io::ErrorKind::UnexpectedEof { FrameError::Ends } else { FrameError::Io(e) })
     })
 }
 
 /// Read one frame at `at` into `body` (kind excluded), checking its length
 /// and CRC: the frame's header bytes (length, CRC, kind) and its kind, or
-/// (offset, reason). `eof` says what a file ending early means. Snapshots
-/// and backups share this framing.
+/// the offset of the fault and the fault.
 pub(crate) fn read_frame(
     src: &mut impl Read,
     at: u64,
     body: &mut Vec<u8>,
-    eof: &str,
-) -> Result<([u8; FRAME_HEADER_BYTES + 1], u8), (u64, String)> {
+) -> Result<([u8; FRAME_HEADER_BYTES + 1], u8), (u64, FrameError)> {
     let mut fh = [0u8; FRAME_HEADER_BYTES + 1];
-    read_exact_at(src, &mut fh, at, eof)?;
+    read_exact_at(src, &mut fh, at)?;
     let len = u32::from_le_bytes(fh[0..4].try_into().unwrap()) as usize;
     let crc = u32::from_le_bytes(fh[4..8].try_into().unwrap());
     let kind = fh[8];
     if len == 0 || len > MAX_FRAME_BYTES {
-        return Err((at, format!("impossible frame length {len}")));
+        return Err((at, FrameError::Length(len)));
     }
     body.resize(len - 1, 0);
-    read_exact_at(src, body, at + FRAME_HEADER_BYTES as u64 + 1, eof)?;
+    read_exact_at(src, body, at + FRAME_HEADER_BYTES as u64 + 1)?;
     if frame_crc(kind, body) != crc {
-        return Err((at, "frame checksum mismatch".into()));
+        return Err((at, FrameError::Checksum));
     }
     Ok((fh, kind))
 }
@@ -296,38 +392,81 @@ impl Manifest {
         format!("{body}crc32c={crc:08x}\n")
     }
 
-    pub fn decode(text: &str) -> Result<Self, String> {
+    pub fn decode(text: &str) -> Result<Self, ManifestError> {
         let (body, last) = match text.trim_end_matches('\n').rsplit_once('\n') {
             Some((body, last)) => (format!("{body}\n"), last),
-            None => return Err("manifest is truncated".into()),
+            None => return Err(ManifestError::Truncated),
         };
-        let crc = last.strip_prefix("crc32c=").ok_or("manifest has no checksum line")?;
-        let crc = u32::from_str_radix(crc, 16).map_err(|_| "manifest checksum is not hex")?;
+        let crc = last.strip_prefix("crc32c=").ok_or(ManifestError::NoChecksum)?;
+        let crc = u32::from_str_radix(crc, 16).map_err(|_| ManifestError::ChecksumNotHex)?;
         if crc32c::crc32c(body.as_bytes()) != crc {
-            return Err("manifest checksum mismatch".into());
+            return Err(ManifestError::ChecksumMismatch);
         }
         let mut lines = body.lines();
         if lines.next() != Some(MANIFEST_FIRST_LINE) {
-            return Err("not a version-1 manifest".into());
+            return Err(ManifestError::NotVersion1);
         }
-        let mut field = |key: &str| -> Result<String, String> {
-            let line = lines.next().ok_or_else(|| format!("manifest lacks '{key}'"))?;
+        let mut field = |key: &'static str| -> Result<String, ManifestError> {
+            let line = lines.next().ok_or(ManifestError::Missing(key))?;
             line.strip_prefix(key)
                 .and_then(|r| r.strip_prefix('='))
                 .map(str::to_owned)
-                .ok_or_else(|| format!("manifest line '{line}' should be '{key}=...'"))
+                .ok_or_else(|| ManifestError::BadLine { key, line: line.to_owned() })
         };
-        let num = |v: String, key: &str| v.parse::<u64>().map_err(|_| format!("manifest {key} '{v}' is not a number"));
+        let num = |value: String, key: &'static str| {
+            value.parse::<u64>().map_err(|_| ManifestError::NotANumber { key, value })
+        };
         let shard_id = num(field("shard")?, "shard")? as u16;
         let snapshot = field("snapshot")?;
         let lsn = num(field("lsn")?, "lsn")?;
         let wal_segment_seq = num(field("wal_segment_seq")?, "wal_segment_seq")?;
         if snapshot.is_empty() || snapshot.contains('/') {
-            return Err(format!("manifest names an invalid snapshot file '{snapshot}'"));
+            return Err(ManifestError::BadSnapshotName(snapshot));
         }
         Ok(Manifest { shard_id, snapshot, lsn, wal_segment_seq })
     }
 }
+
+/// Why a manifest is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ManifestError {
+    Truncated,
+    NoChecksum,
+    ChecksumNotHex,
+    ChecksumMismatch,
+    NotVersion1,
+    /// The line for this key is missing.
+    Missing(&'static str),
+    /// The line where this key belongs holds something else.
+    BadLine {
+        key: &'static str,
+        line: String,
+    },
+    NotANumber {
+        key: &'static str,
+        value: String,
+    },
+    /// The snapshot file name is empty or names another directory.
+    BadSnapshotName(String),
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            ManifestError::Truncated => f.write_str("manifest is truncated"),
+            ManifestError::NoChecksum => f.write_str("manifest has no checksum line"),
+            ManifestError::ChecksumNotHex => f.write_str("manifest checksum is not hex"),
+            ManifestError::ChecksumMismatch => f.write_str("manifest checksum mismatch"),
+            ManifestError::NotVersion1 => f.write_str("not a version-1 manifest"),
+            ManifestError::Missing(key) => write!(f, "manifest lacks '{key}'"),
+            ManifestError::BadLine { key, line } => write!(f, "manifest line '{line}' should be '{key}=...'"),
+            ManifestError::NotANumber { key, value } => write!(f, "manifest {key} '{value}' is not a number"),
+            ManifestError::BadSnapshotName(name) => write!(f, "manifest names an invalid snapshot file '{name}'"),
+        }
+    }
+}
+
+impl std::error::Error for ManifestError {}
 
 pub fn snapshot_name(lsn: Lsn) -> String {
     format!("snap-{lsn:016x}.bin")
@@ -394,7 +533,7 @@ mod tests {
         let m = Manifest { shard_id: 1, snapshot: snapshot_name(77), lsn: 77, wal_segment_seq: 9 };
         let text = m.encode();
         assert_eq!(Manifest::decode(&text).unwrap(), m);
-        assert!(Manifest::decode(&text.replace("lsn=77", "lsn=78")).unwrap_err().contains("checksum"));
+        assert_eq!(Manifest::decode(&text.replace("lsn=77", "lsn=78")), Err(ManifestError::ChecksumMismatch));
         assert!(Manifest::decode(&text[..text.len() / 2]).is_err());
         assert!(Manifest::decode("").is_err());
     }

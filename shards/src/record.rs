@@ -40,6 +40,8 @@ impl fmt::Display for DecodeError {
     }
 }
 
+impl std::error::Error for DecodeError {}
+
 struct Writer(Vec<u8>);
 
 impl Writer {

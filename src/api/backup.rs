@@ -3,7 +3,7 @@
 //! (`GET /collections/{name}/export`), and backups kept on the server
 //! (`/backups`: create, list, download, delete; scope `admin`).
 
-use super::{collection_name, internal_name, json, Api, ApiError, ApiResult, Body};
+use super::{collection_name, internal_name, json, Api, ApiError, ApiResult, Body, ErrorCode};
 use crate::auth::{Principal, Scope};
 use crate::backup::{CutRequest, ExportRun, Format, Manifest};
 use std::path::PathBuf;
@@ -96,7 +96,7 @@ impl Api {
             async move { write_backup(&mut run, &tmp).await.map(|bytes| (bytes, run)) }
         };
         let written = glommio::spawn_local_into(job, crate::backup::export_queue())
-            .map_err(|e| ApiError::new(500, "internal", format!("cannot start the backup: {e}")))?
+            .map_err(|e| ApiError::internal(format!("cannot start the backup: {e}")))?
             .await;
         let (bytes, run) = match written {
             Ok(done) => done,
@@ -111,7 +111,9 @@ impl Api {
         let text = serde_json::to_vec_pretty(&manifest).expect("JSON to memory");
         let finish = || -> std::io::Result<()> {
             std::fs::rename(&tmp, &path)?;
-            crate::snapshot::write_atomically(&dir.join(format!("{name}.json")), &text).map_err(std::io::Error::other)
+            // Kept whole (path, step and OS error) as the message; its kind decides 507.
+            crate::fs::write_atomically(&dir.join(format!("{name}.json")), &text)
+                .map_err(|e| std::io::Error::new(e.source.kind(), e))
         };
         if let Err(e) = finish() {
             let _ = std::fs::remove_file(&tmp);
@@ -162,7 +164,7 @@ impl Api {
     /// `GET /backups/{backup}`: download a kept backup.
     pub(super) async fn get_backup(&self, name: &str) -> ApiResult {
         let path = self.backup_path(name)?;
-        let file = glommio::io::BufferedFile::open(&path).await.map_err(|e| storage_error(&path, &e))?;
+        let file = glommio::io::BufferedFile::open(&path).await.map_err(|e| storage_error(&path, &e.into()))?;
         let reader = glommio::io::StreamReaderBuilder::new(file).with_buffer_size(1 << 20).build();
         let stream = futures_lite::stream::unfold(Some((reader, vec![0u8; 1 << 20])), |state| async move {
             use futures_lite::AsyncReadExt;
@@ -170,7 +172,7 @@ impl Api {
             match reader.read(&mut buf).await {
                 Ok(0) => None,
                 Ok(n) => Some((Ok(buf[..n].to_vec()), Some((reader, buf)))),
-                Err(e) => Some((Err(format!("reading a backup: {e}")), None)),
+                Err(e) => Some((Err(DownloadError(e).into()), None)),
             }
         });
         let file_name = path.file_name().map(|f| f.to_string_lossy().into_owned());
@@ -190,7 +192,7 @@ impl Api {
 /// Stream a run into `tmp` (DMA writes, fdatasync on close); its size.
 async fn write_backup(run: &mut ExportRun, tmp: &std::path::Path) -> Result<u64, ApiError> {
     use futures_lite::AsyncWriteExt;
-    let file = glommio::io::DmaFile::create(tmp).await.map_err(|e| storage_error(tmp, &e))?;
+    let file = glommio::io::DmaFile::create(tmp).await.map_err(|e| storage_error(tmp, &e.into()))?;
     let mut out = glommio::io::DmaStreamWriterBuilder::new(file).with_buffer_size(1 << 20).with_write_behind(2).build();
     let mut bytes = 0u64;
     loop {
@@ -200,7 +202,8 @@ async fn write_backup(run: &mut ExportRun, tmp: &std::path::Path) -> Result<u64,
                 bytes += chunk.len() as u64;
             }
             Ok(None) => break,
-            Err(e) => return Err(ApiError::new(409, "conflict", e)),
+            // Deleted, or a partition failed: nothing is kept (409 either way).
+            Err(e) => return Err(ApiError::new(ErrorCode::Conflict, e.to_string())),
         }
     }
     // Closing flushes, truncates to the real length and fdatasyncs.
@@ -208,16 +211,30 @@ async fn write_backup(run: &mut ExportRun, tmp: &std::path::Path) -> Result<u64,
     Ok(bytes)
 }
 
-/// A file-system error: 507 for a full disk, 500 otherwise.
-fn storage_error(path: &std::path::Path, e: &dyn std::fmt::Display) -> ApiError {
-    let text = e.to_string();
-    if text.contains("No space left") || text.contains("os error 28") || text.contains("quota exceeded") {
+/// A file-system error: 507 for a full disk (or quota), 500 otherwise.
+fn storage_error(path: &std::path::Path, e: &std::io::Error) -> ApiError {
+    if crate::fs::is_disk_full(e) {
         ApiError::new(
-            507,
-            "insufficient_storage",
-            format!("disk full writing {}: {text}; nothing was kept", path.display()),
+            ErrorCode::InsufficientStorage,
+            format!("disk full writing {}: {e}; nothing was kept", path.display()),
         )
     } else {
-        ApiError::new(500, "internal", format!("{}: {text}", path.display()))
+        ApiError::internal(format!("{}: {e}", path.display()))
+    }
+}
+
+/// A kept backup's file stopped reading while it was downloaded.
+#[derive(Debug)]
+struct DownloadError(std::io::Error);
+
+impl std::fmt::Display for DownloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "reading a backup: {}", self.0)
+    }
+}
+
+impl std::error::Error for DownloadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
     }
 }

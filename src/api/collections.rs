@@ -76,8 +76,7 @@ impl Api {
         let info = self.collection_info(&name).await?;
         let parts = self.scatter(&self.placement.shards_of(&name), || IndexStatus { name: name.clone() }).await?;
         let partitions: Vec<serde_json::Value> = parts.into_iter().map(index_json).collect();
-        let mut out =
-            serde_json::to_value(InfoOut::from(&info)).map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+        let mut out = serde_json::to_value(InfoOut::from(&info)).map_err(|e| ApiError::internal(e.to_string()))?;
         out["index"] = serde_json::json!({ "partitions": partitions });
         json(&out)
     }

@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::router::Router;
 use aionbd_http::{HttpError, Request, Response, Service};
 use aionbd_shards::placement::{Placement, ShardId};
-pub use error::ApiError;
+pub use error::{ApiError, ErrorCode};
 use glommio::sync::Semaphore;
 use routes::{Class, Matched, RouteId};
 use std::rc::Rc;
@@ -73,9 +73,7 @@ pub const OPENAPI: &str = include_str!("../../docs/openapi.yaml");
 pub type ApiResult = Result<Body, ApiError>;
 
 pub fn json<T: serde::Serialize>(v: &T) -> ApiResult {
-    serde_json::to_vec(v)
-        .map(Body::Json)
-        .map_err(|e| ApiError::new(500, "internal", format!("cannot encode response: {e}")))
+    serde_json::to_vec(v).map(Body::Json).map_err(|e| ApiError::internal(format!("cannot encode response: {e}")))
 }
 
 impl Api {
@@ -185,12 +183,11 @@ impl Api {
         if let Some(retry) = req.peer.and_then(|ip| self.auth_failures.exhausted(ip, limit, now)) {
             Metrics::add(&self.router.metrics.rate_limit_rejections_total, 1);
             let e = ApiError::new(
-                429,
-                "resource_exhausted",
+                ErrorCode::ResourceExhausted,
                 format!("too many failed authentication attempts from this address; retry in {retry} s"),
             );
             return Err(self
-                .respond(429, Body::Json(e.body()), request_id(req))
+                .respond(e.status(), Body::Json(e.body()), request_id(req))
                 .with_header("retry-after", retry.to_string()));
         }
         auth.authenticate_cached(req.header("x-api-key"), req.header("authorization"), Some(&self.tokens)).map_err(
@@ -199,8 +196,9 @@ impl Api {
                     self.auth_failures.count(ip, now);
                 }
                 Metrics::add(&self.router.metrics.auth_failures[f.index()], 1);
-                let e = ApiError::new(401, "unauthorized", f.message(auth.mode));
-                self.respond(401, Body::Json(e.body()), request_id(req)).with_header("www-authenticate", "Bearer")
+                let e = ApiError::new(ErrorCode::Unauthorized, f.message(auth.mode));
+                self.respond(e.status(), Body::Json(e.body()), request_id(req))
+                    .with_header("www-authenticate", "Bearer")
             },
         )
     }
@@ -221,8 +219,7 @@ impl Api {
         }
         Metrics::add(&self.router.metrics.auth_forbidden_total, 1);
         Err(ApiError::new(
-            403,
-            "forbidden",
+            ErrorCode::Forbidden,
             format!("this credential's scope ({:?}) does not allow this route (needs {:?})", who.scope, need)
                 .to_lowercase(),
         ))
@@ -245,12 +242,11 @@ impl Api {
             Err(retry) => {
                 crate::metrics::Metrics::add(&self.router.metrics.rate_limit_rejections_total, 1);
                 let e = ApiError::new(
-                    429,
-                    "resource_exhausted",
+                    ErrorCode::ResourceExhausted,
                     format!("rate limit of {} requests per minute reached; retry in {retry} s", rate.limit()),
                 );
                 Err(self
-                    .respond(429, Body::Json(e.body()), request_id.to_owned())
+                    .respond(e.status(), Body::Json(e.body()), request_id.to_owned())
                     .with_header("retry-after", retry.to_string()))
             }
         }
@@ -410,8 +406,8 @@ impl Service for Api {
         let e = error::from_http(err);
         let metrics = &self.router.metrics;
         metrics.request_started();
-        metrics.request_finished(e.status, 0);
-        self.respond(e.status, Body::Json(e.body()), fresh_request_id())
+        metrics.request_finished(e.status(), 0);
+        self.respond(e.status(), Body::Json(e.body()), fresh_request_id())
     }
 }
 
@@ -461,7 +457,7 @@ impl Api {
             }
             None => {
                 let e = ApiError::not_found(format!("no route for OPTIONS {}", req.path));
-                self.respond(404, Body::Json(e.body()), request_id(req))
+                self.respond(e.status(), Body::Json(e.body()), request_id(req))
             }
         };
         metrics.request_finished(resp.status, 0);
@@ -503,8 +499,11 @@ impl Api {
         let work = async {
             let m = resolved?;
             self.authorize(m.class, &who)?;
-            let _permit =
-                self.permits.acquire_permit(1).await.map_err(|_| ApiError::new(503, "not_ready", "shutting down"))?;
+            let _permit = self
+                .permits
+                .acquire_permit(1)
+                .await
+                .map_err(|_| ApiError::new(ErrorCode::NotReady, "shutting down"))?;
             self.route(&mut req, &m, &who).await
         };
         let result = match glommio::timer::timeout(timeout, async { Ok(work.await) }).await {
@@ -521,7 +520,7 @@ impl Api {
                 if let Some(q) = e.quota {
                     Metrics::add(&self.router.metrics.quota_rejections[q as usize], 1);
                 }
-                let resp = self.respond(e.status, Body::Json(e.body()), rid);
+                let resp = self.respond(e.status(), Body::Json(e.body()), rid);
                 match e.allow {
                     Some(allow) => resp.with_header("allow", allow.to_owned()),
                     None => resp,

@@ -3,7 +3,7 @@
 //! and the OpenAPI check all read this table; nothing decides a route by
 //! looking at parts of the path.
 
-use super::ApiError;
+use super::{ApiError, ErrorCode};
 
 /// What a route does, for auth scopes and timeouts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,8 +181,7 @@ pub fn resolve<'a>(method: &str, segments: &[&'a str]) -> Result<Matched<'a>, Ap
             Err(ApiError {
                 allow: Some(allow),
                 ..ApiError::new(
-                    405,
-                    "invalid_argument",
+                    ErrorCode::MethodNotAllowed,
                     format!("method {method} is not allowed on /{}; allowed: {allow}", segments.join("/")),
                 )
             })
@@ -262,16 +261,16 @@ mod tests {
 
     #[test]
     fn unknown_paths_are_404_and_wrong_methods_405_with_allow() {
-        assert_eq!(m("GET", "/nope").unwrap_err().status, 404);
-        assert_eq!(m("GET", "/collections/c/points/7/x").unwrap_err().status, 404);
+        assert_eq!(m("GET", "/nope").unwrap_err().status(), 404);
+        assert_eq!(m("GET", "/collections/c/points/7/x").unwrap_err().status(), 404);
         let e = m("PATCH", "/collections").unwrap_err();
-        assert_eq!((e.status, e.allow), (405, Some("GET, POST")));
+        assert_eq!((e.status(), e.allow), (405, Some("GET, POST")));
         assert_eq!(m("POST", "/collections/c/points/7").unwrap_err().allow, Some("GET, PUT, DELETE"));
         assert_eq!(m("GET", "/collections/c/points/count").unwrap_err().allow, Some("POST"));
         assert_eq!(m("DELETE", "/live").unwrap_err().allow, Some("GET"));
         // HEAD is answered where GET is; OPTIONS lists a path's methods.
         assert_eq!(m("HEAD", "/collections/c").unwrap().id, GetCollection);
-        assert_eq!(m("HEAD", "/collections/c/search").unwrap_err().status, 405);
+        assert_eq!(m("HEAD", "/collections/c/search").unwrap_err().status(), 405);
         assert_eq!(allowed(&["collections"]), Some("GET, POST"));
         assert_eq!(allowed(&["nope"]), None);
     }

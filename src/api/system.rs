@@ -1,6 +1,6 @@
 //! Health, metrics and `/distance` (API.md §3).
 
-use super::{body, json, json_body, Api, ApiError, ApiResult, Body};
+use super::{body, json, json_body, Api, ApiError, ApiResult, Body, ErrorCode};
 use crate::metrics::{prometheus, MetricsSnapshot, Value};
 use aionbd_http::Request;
 use aionbd_shards::math::{distance::kernels, key::norm};
@@ -24,8 +24,7 @@ impl Api {
         let (_, m) = self.gather().await?;
         if m.wal_failed_shards > 0 {
             return Err(ApiError::new(
-                503,
-                "not_ready",
+                ErrorCode::NotReady,
                 format!("storage unavailable: the write-ahead log failed on {} shard(s)", m.wal_failed_shards),
             ));
         }
