@@ -3,7 +3,7 @@
 //! pulse), the memory reports of the memory budget, and the low-priority
 //! queues of index builds, snapshots and exports.
 
-use crate::router::Router;
+use crate::node::Node;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -24,16 +24,16 @@ const MEMORY_REPORT_EVERY: Duration = Duration::from_millis(20);
 /// new points against the whole process's use (`Shard::memory_in_use`).
 /// Measuring walks the partitions and payload indexes, so the pause after
 /// a measurement is at least 20x its length (at most ~5 % of the shard).
-pub fn start_memory_reports(router: Rc<Router>) {
+pub fn start_memory_reports(node: Rc<Node>) {
     glommio::spawn_local(async move {
         let mut last = None;
         loop {
             let t0 = std::time::Instant::now();
-            let own = router.with_shard(|s| s.measure_memory());
+            let own = node.with_shard(|s| s.measure_memory());
             let took = t0.elapsed();
             if last != Some(own) {
                 // Nothing to wait for: each peer just records it.
-                router.report_memory(own);
+                node.router().report_memory(own);
                 last = Some(own);
             }
             glommio::timer::sleep(MEMORY_REPORT_EVERY.max(took * 20)).await;

@@ -15,7 +15,7 @@
 //! lines, a chunk per HTTP chunk, so memory stays flat whatever the size.
 //! Dropping a run (a client that went away) ends its partition exports.
 
-use crate::router::Router;
+use crate::node::Node;
 use aionbd_io::backup::{BackupWriter, CollectionEnd};
 use aionbd_shards::ops::{CollectionSpec, Cut, ExportChunk, ExportCut, ExportEnd, Exported};
 use aionbd_shards::placement::{Placement, ShardId};
@@ -60,7 +60,7 @@ struct Queued {
 /// requests sent ahead to its shard.
 struct Part {
     shard: ShardId,
-    inflight: VecDeque<crate::router::Pending<Exported>>,
+    inflight: VecDeque<crate::node::Pending<Exported>>,
     done: bool,
 }
 
@@ -133,7 +133,7 @@ impl std::error::Error for ExportError {
 
 /// A running backup or export.
 pub struct ExportRun {
-    router: Rc<Router>,
+    node: Rc<Node>,
     placement: Placement,
     format: Format,
     export: u64,
@@ -160,14 +160,14 @@ impl ExportRun {
     /// Take the cuts (all before the first byte is produced, so every
     /// collection is cut as close to the request as possible).
     pub async fn start(
-        router: Rc<Router>,
+        node: Rc<Node>,
         placement: Placement,
         format: Format,
         cuts: Vec<CutRequest>,
     ) -> Result<ExportRun, ShardError> {
-        let export = router.new_export_id();
+        let export = node.new_export_id();
         let mut run = ExportRun {
-            router: router.clone(),
+            node: node.clone(),
             placement,
             format,
             export,
@@ -184,7 +184,7 @@ impl ExportRun {
         };
         let pending: Vec<_> = cuts
             .into_iter()
-            .map(|c| (c.home, router.call(c.home, ExportCut { export, only: c.only, tenant: c.tenant })))
+            .map(|c| (c.home, node.call(c.home, ExportCut { export, only: c.only, tenant: c.tenant })))
             .collect();
         let mut first_error = None;
         for (home, p) in pending {
@@ -254,7 +254,7 @@ impl ExportRun {
             for p in cur.parts.iter_mut().filter(|p| !p.done) {
                 while p.inflight.len() < IN_FLIGHT {
                     let op = ExportChunk { name: name.clone(), uid, export, max_points: CHUNK_POINTS };
-                    p.inflight.push_back(self.router.call(p.shard, op));
+                    p.inflight.push_back(self.node.call(p.shard, op));
                 }
             }
             let shard = cur.parts[i].shard;
@@ -410,7 +410,7 @@ pub fn export_queue() -> glommio::TaskQueueHandle {
 impl Drop for ExportRun {
     fn drop(&mut self) {
         for (name, uid, shard) in self.open.drain(..) {
-            drop(self.router.call(shard, ExportEnd { name, uid, export: self.export }));
+            drop(self.node.call(shard, ExportEnd { name, uid, export: self.export }));
         }
     }
 }

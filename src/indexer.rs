@@ -17,7 +17,7 @@
 //! alone do not bound it: a request queue that waits on I/O loses its turn
 //! credit, and the background queue runs a step at each of its wake-ups.)
 
-use crate::router::Router;
+use crate::node::Node;
 use aionbd_shards::math::rng::lcg64;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -42,14 +42,14 @@ const WRITE_REST: u32 = 8;
 
 /// Paces background steps against request load.
 struct Pace<'a> {
-    router: &'a Router,
+    node: &'a Node,
     seen: u64,
     writes_seen: u64,
 }
 
 impl<'a> Pace<'a> {
-    fn new(router: &'a Router) -> Self {
-        Pace { router, seen: router.metrics.requests_started(), writes_seen: router.metrics.writes_applied() }
+    fn new(node: &'a Node) -> Self {
+        Pace { node, seen: node.metrics.requests_started(), writes_seen: node.metrics.writes_applied() }
     }
 
     /// Run one step, then give the CPU back (and rest if requests arrived).
@@ -57,7 +57,7 @@ impl<'a> Pace<'a> {
         let t0 = Instant::now();
         let out = f();
         let took = t0.elapsed();
-        let (now, w) = (self.router.metrics.requests_started(), self.router.metrics.writes_applied());
+        let (now, w) = (self.node.metrics.requests_started(), self.node.metrics.writes_applied());
         if w != self.writes_seen {
             (self.seen, self.writes_seen) = (now, w);
             glommio::timer::sleep(took * WRITE_REST).await;
@@ -72,63 +72,63 @@ impl<'a> Pace<'a> {
 }
 
 /// Build the HNSW graph of a partition that wants one (after its IVF index).
-async fn build_graph(router: &Router, seed: u64) {
-    let Some((name, uid, mut builder)) = router.with_shard(|s| s.graph_next_build(seed)) else { return };
-    let mut pace = Pace::new(router);
+async fn build_graph(node: &Node, seed: u64) {
+    let Some((name, uid, mut builder)) = node.with_shard(|s| s.graph_next_build(seed)) else { return };
+    let mut pace = Pace::new(node);
     let mut copied = Some(false);
     while copied == Some(false) {
-        copied = pace.step(|| router.with_shard(|s| s.graph_copy_rows(&name, uid, &mut builder))).await;
+        copied = pace.step(|| node.with_shard(|s| s.graph_copy_rows(&name, uid, &mut builder))).await;
     }
     if copied.is_none() {
         return;
     }
     while !pace.step(|| builder.step()).await {}
-    router.metrics.index_builds_total.set(router.metrics.index_builds_total.get() + 1);
+    node.metrics.index_builds_total.set(node.metrics.index_builds_total.get() + 1);
     let built = builder.finish();
-    router.with_shard(|s| s.graph_install(&name, uid, built));
+    node.with_shard(|s| s.graph_install(&name, uid, built));
 }
 
 /// Recalibrate an installed index on its partition's real queries (no
 /// rebuild: only its table of setting -> recall changes); `false` if none
 /// is due.
-async fn recalibrate(router: &Router) -> bool {
-    let Some((name, uid, mut job)) = router.with_shard(|s| s.recal_next(Instant::now())) else { return false };
-    let mut pace = Pace::new(router);
+async fn recalibrate(node: &Node) -> bool {
+    let Some((name, uid, mut job)) = node.with_shard(|s| s.recal_next(Instant::now())) else { return false };
+    let mut pace = Pace::new(node);
     loop {
-        match pace.step(|| router.with_shard(|s| s.recal_step(&name, uid, &mut job))).await {
+        match pace.step(|| node.with_shard(|s| s.recal_step(&name, uid, &mut job))).await {
             Some(false) => {}
             Some(true) => break,
             None => return true,
         }
     }
-    router.with_shard(|s| s.recal_install(&name, uid, job));
+    node.with_shard(|s| s.recal_install(&name, uid, job));
     true
 }
 
 /// Build the IVF index of a partition that wants one; `false` if none does.
-async fn build_ivf(router: &Router, seed: u64) -> bool {
-    let Some((name, uid, mut builder)) = router.with_shard(|s| s.ivf_next_build(seed, Instant::now())) else {
+async fn build_ivf(node: &Node, seed: u64) -> bool {
+    let Some((name, uid, mut builder)) = node.with_shard(|s| s.ivf_next_build(seed, Instant::now())) else {
         return false;
     };
-    let mut pace = Pace::new(router);
+    let mut pace = Pace::new(node);
     // Rows come over in chunks between requests.
     let mut copied = Some(false);
     while copied == Some(false) {
-        copied = pace.step(|| router.with_shard(|s| s.ivf_copy_rows(&name, uid, &mut builder))).await;
+        copied = pace.step(|| node.with_shard(|s| s.ivf_copy_rows(&name, uid, &mut builder))).await;
     }
     if copied.is_none() {
         return true; // the partition was dropped
     }
     while !pace.step(|| builder.step()).await {}
     let index = builder.finish();
-    router.metrics.index_builds_total.set(router.metrics.index_builds_total.get() + 1);
-    router.with_shard(|s| s.ivf_install(&name, uid, index));
+    node.metrics.index_builds_total.set(node.metrics.index_builds_total.get() + 1);
+    node.with_shard(|s| s.ivf_install(&name, uid, index));
     true
 }
 
-pub fn start(router: Rc<Router>, cooldown: Duration) {
+pub fn start(node: Rc<Node>, cooldown: Duration) {
     let queue = crate::background::background_queue(BUILD_SHARES, "ivf-build");
-    let mut seed = 0x5eed_u64 ^ router.me() as u64;
+    let mut seed = 0x5eed_u64 ^ node.me() as u64;
     glommio::spawn_local_into(
         async move {
             loop {
@@ -138,20 +138,20 @@ pub fn start(router: Rc<Router>, cooldown: Duration) {
                 // writes go on (paced against them), so searches scan few
                 // pending points exactly; bounded per round so that ingest
                 // faster than inserts cannot starve the rest.
-                let mut pace = Pace::new(&router);
+                let mut pace = Pace::new(&node);
                 // Payload indexes filters asked for, a slice at a time.
-                while pace.step(|| router.with_shard(|s| s.payload_index_step(PAYLOAD_INDEX_STEP))).await {}
+                while pace.step(|| node.with_shard(|s| s.payload_index_step(PAYLOAD_INDEX_STEP))).await {}
                 let round_end = Instant::now() + EXTEND_ROUND;
-                while pace.step(|| router.with_shard(|s| s.graph_extend(EXTEND_STEP))).await
-                    && Instant::now() < round_end
-                {}
-                if recalibrate(&router).await {
+                while pace.step(|| node.with_shard(|s| s.graph_extend(EXTEND_STEP))).await && Instant::now() < round_end
+                {
+                }
+                if recalibrate(&node).await {
                     continue;
                 }
-                if build_ivf(&router, seed).await {
+                if build_ivf(&node, seed).await {
                     glommio::timer::sleep(cooldown).await;
                 } else {
-                    build_graph(&router, seed).await;
+                    build_graph(&node, seed).await;
                 }
             }
         },

@@ -1,4 +1,4 @@
-//! The `aionbd` server: configuration, the per-shard router, the dispatcher
+//! The `aionbd` server: configuration, the per-shard node, the dispatcher
 //! role (API handlers that route and merge) and start-up wiring. The binary
 //! (`main.rs`) is a thin shell over [`runtime::start`]; benches and tests use
 //! the modules directly.
@@ -14,6 +14,7 @@ pub mod fs;
 pub mod indexer;
 pub mod log;
 pub mod metrics;
+pub mod node;
 pub mod notify;
 pub mod offline;
 pub mod rate;

@@ -84,7 +84,7 @@ pub struct MetricsSnapshot {
     pub connections_open: u64,
     pub connections_total: u64,
     pub connections_rejected_total: u64,
-    /// WAL figures, filled in by the router (0 without persistence).
+    /// WAL figures, filled in by the node (0 without persistence).
     pub wal_records: u64,
     pub wal_syncs: u64,
     pub wal_failed_shards: u64,
@@ -95,7 +95,7 @@ pub struct MetricsSnapshot {
     pub snapshots_taken: u64,
     pub snapshots_failed: u64,
     pub snapshots_in_flight: u64,
-    /// WAL fdatasync times in microseconds, filled in by the router.
+    /// WAL fdatasync times in microseconds, filled in by the node.
     pub fsync_latency: Histogram<u64>,
     /// Each shard's own gauges (one entry per shard once merged).
     pub shards: Vec<ShardGauges>,

@@ -5,7 +5,7 @@
 //! same id still wins), for one split by partition and one message per
 //! partition instead of one per record. Any other record ends the run first.
 
-use crate::router::Router;
+use crate::node::Node;
 use aionbd_io::wal::{Lsn, Record};
 use aionbd_shards::record::{kind, DecodeError, LogRecord};
 
@@ -19,15 +19,15 @@ const RUN_BYTES: usize = 1 << 20;
 pub enum ReplayError {
     /// An upsert whose body does not decode.
     Undecodable { lsn: Lsn, source: DecodeError },
-    /// A record the router could not apply (its message).
-    Apply(String),
+    /// A record the node could not apply (its message).
+    Apply(crate::node::ApplyError),
 }
 
 impl std::fmt::Display for ReplayError {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         match self {
             ReplayError::Undecodable { lsn, source } => write!(f, "WAL record LSN {lsn}: {source}"),
-            ReplayError::Apply(m) => f.write_str(m),
+            ReplayError::Apply(e) => e.fmt(f),
         }
     }
 }
@@ -42,7 +42,7 @@ impl std::error::Error for ReplayError {
 }
 
 pub struct Replayer<'a> {
-    router: &'a Router,
+    node: &'a Node,
     run: Option<Run>,
     /// Records applied (joined ones counted one by one) and their bytes.
     pub records: u64,
@@ -57,8 +57,8 @@ struct Run {
 }
 
 impl<'a> Replayer<'a> {
-    pub fn new(router: &'a Router) -> Self {
-        Replayer { router, run: None, records: 0, bytes: 0 }
+    pub fn new(node: &'a Node) -> Self {
+        Replayer { node, run: None, records: 0, bytes: 0 }
     }
 
     /// Apply one record in log order (upserts may wait in the current run).
@@ -82,14 +82,14 @@ impl<'a> Replayer<'a> {
             return Ok(());
         }
         self.flush()?;
-        self.router.restore_logged(r.kind, &r.body, &|| format!("WAL record LSN {}", r.lsn)).map_err(ReplayError::Apply)
+        self.node.restore_logged(r.kind, &r.body, &|| format!("WAL record LSN {}", r.lsn)).map_err(ReplayError::Apply)
     }
 
     /// Apply the run waiting, if any. Call once after the last record.
     pub fn flush(&mut self) -> Result<(), ReplayError> {
         let Some(run) = self.run.take() else { return Ok(()) };
         let body = LogRecord::encode_upsert_parts(&run.name, run.count, &run.points);
-        self.router
+        self.node
             .restore_logged(kind::UPSERT, &body, &|| format!("WAL records LSN {} to {}", run.lsns.0, run.lsns.1))
             .map_err(ReplayError::Apply)
     }

@@ -1,21 +1,16 @@
 //! A shard's start-up restore: its snapshot loaded, its WAL recovered and
 //! replayed (read ahead on a helper thread), and the WAL and snapshot
-//! schedule attached to the router for serving.
+//! schedule attached to the node for serving.
 
 use crate::api::Shared;
-use crate::router::Router;
+use crate::node::Node;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Load the shard's snapshot, recover and replay its WAL, and attach the
-/// WAL and the snapshot task to the router. Returns the records applied.
-pub async fn recover_shard(
-    router: &Rc<Router>,
-    shared: &Shared,
-    me: usize,
-    progress: &AtomicU64,
-) -> Result<usize, String> {
+/// WAL and the snapshot task to the node. Returns the records applied.
+pub async fn recover_shard(node: &Rc<Node>, shared: &Shared, me: usize, progress: &AtomicU64) -> Result<usize, String> {
     let p = &shared.config.persistence;
     let shard_dir = shared.shards_root.join(format!("shard-{me:02}"));
     let wal_dir = shard_dir.join("wal");
@@ -24,13 +19,13 @@ pub async fn recover_shard(
     // Read and scan the WAL segments on a helper thread, a few ahead of
     // the replay, starting while the snapshot loads.
     let reader = (!p.wal_truncate_corrupt).then(|| crate::wal::SegmentReader::start(&wal_dir));
-    let loaded = crate::snapshot::load(router, &shard_dir, me, progress).await.map_err(|e| e.to_string())?;
+    let loaded = crate::snapshot::load(node, &shard_dir, me, progress).await.map_err(|e| e.to_string())?;
     let t1 = std::time::Instant::now();
     let first_lsn = loaded.manifest.as_ref().map_or(1, |m| m.lsn + 1);
     if let Some(late) = crate::debug_hooks::slow_replay(me) {
         glommio::timer::sleep(late).await;
     }
-    let mut replayer = crate::replay::Replayer::new(router);
+    let mut replayer = crate::replay::Replayer::new(node);
     let mut apply = |r: &aionbd_io::wal::Record| {
         replayer.apply(r).map_err(|e| e.to_string())?;
         if replayer.records.is_multiple_of(64) {
@@ -97,9 +92,9 @@ pub async fn recover_shard(
     // The replayed log counts toward the next snapshot.
     wal.bytes.set(recovered.log_bytes.max(replayed_bytes));
     wal.segments.set(crate::wal::read_segment_names(&wal_dir).len() as u64);
-    router.set_wal(wal);
+    node.set_wal(wal);
     let snaps = crate::snapshot::Snapshots::new(me, shard_dir, p, loaded.file_bytes);
     progress.store(loaded.records + replayed, Ordering::Relaxed);
-    router.set_snapshots(snaps);
+    node.set_snapshots(snaps);
     Ok((loaded.records + replayed) as usize)
 }

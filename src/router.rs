@@ -1,5 +1,5 @@
-//! Cross-shard messaging. Every shard holds a [`Router`]: it owns the local
-//! [`Shard`], sends operations to peers and answers theirs.
+//! Cross-shard transport: the messages between shards and how they travel.
+//! Every shard's [`Node`](crate::node::Node) holds one [`Router`].
 //!
 //! Rules that keep it deadlock-free and ordered (ARCHITECTURE.md):
 //! - One glommio full mesh carries both requests and responses. Receive loops
@@ -13,33 +13,17 @@
 //!   outbox is empty), so all messages from shard A to shard B arrive in the
 //!   order A issued them. The home shard relies on this to order a
 //!   collection's writes on every partition.
-//! - Partition operations run to completion on the receiving shard and never
-//!   message anyone; only home operations fan out, and only to partitions.
-//!   Both hold by type: a request carries a `HomeOp` or a `PartitionOp`;
-//!   `Shard::execute_partition` returns a reply, `Shard::execute_home` a
-//!   `Plan` whose fan-out is a list of `PartitionOp`s.
-//! - A caller gets the reply type its operation fixes (`ops::Op::Reply`);
-//!   the one check that a shard answered what it was asked is
-//!   `expect_reply`, under [`Pending::wait`].
 
-use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::wal::{Wal, WalError};
-use aionbd_shards::ops::{Cut, ExportCut, HomeReply, Op, PartitionOp, ShardDataStats, ShardOp, ShardReply};
+use crate::metrics::MetricsSnapshot;
+use aionbd_shards::ops::{ShardDataStats, ShardOp, ShardReply};
 use aionbd_shards::placement::ShardId;
-use aionbd_shards::record::LogRecord;
-use aionbd_shards::{Shard, ShardError};
+use aionbd_shards::ShardError;
 use glommio::channels::channel_mesh::{Receivers, Senders};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::channels::shared_channel::ConnectedReceiver;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
-
-mod execute;
-
-/// The wait for a write's log record to become durable.
-type Durable = Pin<Box<dyn Future<Output = Result<u64, WalError>>>>;
 
 /// What crosses the mesh.
 pub enum Msg {
@@ -84,134 +68,33 @@ pub enum Answer {
 pub type ShardStats = (ShardDataStats, Box<MetricsSnapshot>);
 
 type AnswerTx = LocalSender<Result<Answer, ShardError>>;
-type AnswerRx = LocalReceiver<Result<Answer, ShardError>>;
+/// Where the answer to a request sent to a peer arrives.
+pub type AnswerRx = LocalReceiver<Result<Answer, ShardError>>;
 
+/// The messages from one peer, in the order it sent them.
+pub type Inbox = (ShardId, ConnectedReceiver<Msg>);
+
+/// This shard's end of the mesh: outboxes to every peer and the requests
+/// it waits on.
 pub struct Router {
     me: ShardId,
     n_shards: usize,
-    shard: RefCell<Shard>,
-    pub metrics: Rc<Metrics>,
     outboxes: Vec<Option<LocalSender<Msg>>>,
     /// Messages waiting in each outbox (sent directly only when 0).
     queued: Rc<Vec<Cell<usize>>>,
     senders: Option<Rc<Senders<Msg>>>,
     pending: RefCell<HashMap<u64, AnswerTx>>,
     next_req: Cell<u64>,
-    next_export: Cell<u64>,
-    /// This shard's write-ahead log; `None` when persistence is off.
-    wal: RefCell<Option<Rc<Wal>>>,
-    snapshots: RefCell<Option<Rc<crate::snapshot::Snapshots>>>,
-    /// The request rate limit's window as this shard sees it.
-    pub rate: crate::rate::RateLimit,
-}
-
-/// What [`Router::snapshot_cut`] returns; every export has begun.
-pub struct SnapshotCut {
-    pub lsn: u64,
-    pub export: u64,
-    pub collections: Vec<(aionbd_shards::ops::CollectionSpec, u64)>,
-    /// (collection, uid, shard holding one of its partitions).
-    pub parts: Vec<(String, u64, ShardId)>,
-}
-
-/// A call whose synchronous part has run; await it for the reply of type
-/// `T` its request fixes.
-pub struct Pending<T> {
-    answering: Answering,
-    /// The reply out of the answer (`None`: the answer to another request).
-    extract: fn(Answer) -> Option<T>,
-}
-
-/// Where a call's answer comes from.
-enum Answering {
-    Ready(Result<Answer, ShardError>),
-    Remote(AnswerRx),
-    /// A home operation waiting for its partition operations and, for a
-    /// write, for its log record to be durable.
-    Fanout(HomeReply, Vec<AnswerRx>, Option<Durable>),
-}
-
-impl<T> Pending<T> {
-    pub async fn wait(self) -> Result<T, ShardError> {
-        expect_reply(self.answering.wait().await?, self.extract)
-    }
-}
-
-impl Answering {
-    async fn wait(self) -> Result<Answer, ShardError> {
-        match self {
-            Answering::Ready(r) => r,
-            Answering::Remote(rx) => rx.recv().await.unwrap_or_else(|| Err(peer_gone())),
-            Answering::Fanout(mut reply, acks, durable) => {
-                if let Some(d) = durable {
-                    d.await.map_err(wal_error)?;
-                }
-                for rx in acks {
-                    let ack = rx.recv().await.unwrap_or_else(|| Err(peer_gone()))?;
-                    reply.add_changed(expect_reply(ack, shard_reply::<PartitionOp>)?.changed());
-                }
-                Ok(Answer::Shard(ShardReply::Home(reply)))
-            }
-        }
-    }
-}
-
-/// The reply its request fixes, out of an answer. Every answer goes
-/// through here, the one place a wrong one (a bug) is caught.
-fn expect_reply<T>(answer: Answer, extract: fn(Answer) -> Option<T>) -> Result<T, ShardError> {
-    extract(answer).ok_or_else(|| ShardError::Internal("a shard answered with the reply to another request".into()))
-}
-
-fn shard_reply<Q: Op>(answer: Answer) -> Option<Q::Reply> {
-    match answer {
-        Answer::Shard(reply) => Q::reply(reply),
-        Answer::Stats(_) => None,
-    }
-}
-
-fn stats_reply(answer: Answer) -> Option<ShardStats> {
-    match answer {
-        Answer::Stats(stats) => Some(stats),
-        Answer::Shard(_) => None,
-    }
-}
-
-/// Await every call, in order.
-async fn wait_all<T>(pend: Vec<Pending<T>>) -> Vec<Result<T, ShardError>> {
-    let mut out = Vec::with_capacity(pend.len());
-    for p in pend {
-        out.push(p.wait().await);
-    }
-    out
-}
-
-/// How a WAL failure reaches the client.
-pub fn wal_error(e: WalError) -> ShardError {
-    match e {
-        WalError::DiskFull(m) => {
-            ShardError::InsufficientStorage(format!("disk full: the write was not applied ({m}); free space and retry"))
-        }
-        WalError::TooLarge(m) => ShardError::InvalidArgument(m),
-        WalError::Io(m) | WalError::Failed(m) => ShardError::Internal(format!("write-ahead log failure: {m}")),
-    }
-}
-
-fn peer_gone() -> ShardError {
-    ShardError::Internal("peer shard stopped before answering".into())
 }
 
 impl Router {
-    /// Build the router and start its forwarder and receive tasks.
-    pub fn start(
-        shard: Shard,
-        n_shards: usize,
-        metrics: Rc<Metrics>,
-        mesh: Option<(Senders<Msg>, Receivers<Msg>)>,
-    ) -> Rc<Router> {
-        let me = shard.id();
+    /// The transport, with its forwarder tasks started, and the inboxes of
+    /// every peer (the node drains them: handling a message needs the
+    /// shard).
+    pub fn new(me: ShardId, n_shards: usize, mesh: Option<(Senders<Msg>, Receivers<Msg>)>) -> (Router, Vec<Inbox>) {
         let mut outboxes: Vec<Option<LocalSender<Msg>>> = (0..n_shards).map(|_| None).collect();
         let mut forwarders = Vec::new();
-        let mut streams = Vec::new();
+        let mut inboxes = Vec::new();
         let mut direct = None;
         if let Some((senders, mut receivers)) = mesh {
             let senders = Rc::new(senders);
@@ -224,23 +107,17 @@ impl Router {
                 *outbox = Some(tx);
                 forwarders.push((peer, rx, senders.clone()));
             }
-            streams = receivers.streams();
+            inboxes = receivers.streams();
         }
-        let router = Rc::new(Router {
+        let router = Router {
             me,
             n_shards,
-            shard: RefCell::new(shard),
-            metrics,
             outboxes,
             queued: Rc::new((0..n_shards).map(|_| Cell::new(0)).collect()),
             senders: direct,
             pending: RefCell::new(HashMap::new()),
             next_req: Cell::new(1),
-            next_export: Cell::new(1),
-            wal: RefCell::new(None),
-            snapshots: RefCell::new(None),
-            rate: Default::default(),
-        });
+        };
         for (peer, rx, senders) in forwarders {
             let queued = router.queued.clone();
             glommio::spawn_local(async move {
@@ -254,193 +131,20 @@ impl Router {
             })
             .detach();
         }
-        for (peer, stream) in streams {
-            let r = router.clone();
-            glommio::spawn_local(async move {
-                while let Some(msg) = stream.recv().await {
-                    r.receive(peer, msg);
-                    // recv() does not yield while messages are waiting; let
-                    // this shard's own requests run between peer requests,
-                    // or a busy peer can starve them.
-                    futures_lite::future::yield_now().await;
-                }
-            })
-            .detach();
-        }
-        router
+        (router, inboxes)
     }
 
     pub fn me(&self) -> ShardId {
         self.me
     }
 
-    /// Run `f` on this shard's data (synchronously; never across an await).
-    pub fn with_shard<R>(&self, f: impl FnOnce(&mut Shard) -> R) -> R {
-        f(&mut self.shard.borrow_mut())
-    }
-
     pub fn n_shards(&self) -> usize {
         self.n_shards
     }
 
-    pub fn set_wal(&self, wal: Rc<Wal>) {
-        *self.wal.borrow_mut() = Some(wal);
-    }
-
-    pub fn set_snapshots(&self, s: Rc<crate::snapshot::Snapshots>) {
-        *self.snapshots.borrow_mut() = Some(s);
-    }
-
-    pub fn snapshots(&self) -> Option<Rc<crate::snapshot::Snapshots>> {
-        self.snapshots.borrow().clone()
-    }
-
-    pub fn wal(&self) -> Option<Rc<Wal>> {
-        self.wal.borrow().clone()
-    }
-
-    /// Re-apply one logged record (start-up, before serving: snapshot
-    /// records, then WAL records); its partition operations go to their
-    /// shards in order. `what` names the record in errors.
-    pub fn apply_logged(&self, kind: u8, body: &[u8], what: &dyn Fn() -> String) -> Result<(), String> {
-        let rec = LogRecord::decode(kind, body).map_err(|e| format!("{}: {e}", what()))?;
-        let plan =
-            self.shard.borrow_mut().apply_record(rec).map_err(|e| format!("{}: cannot be applied: {e}", what()))?;
-        for (to, op) in plan.fanout {
-            drop(self.send_request(to, Req::Shard(op.into())));
-        }
-        Ok(())
-    }
-
-    /// Start-up replay of one logged record (snapshot or WAL): like
-    /// [`Router::apply_logged`], but an `Upsert` only updates the catalog
-    /// here and each partition's shard decodes and applies its own points,
-    /// so all cores share the work of a restart.
-    pub fn restore_logged(&self, kind: u8, body: &[u8], what: &dyn Fn() -> String) -> Result<(), String> {
-        if kind != aionbd_shards::record::kind::UPSERT {
-            return self.apply_logged(kind, body, what);
-        }
-        let ops = self.shard.borrow_mut().restore_upsert(body).map_err(|e| format!("{}: {e}", what()))?;
-        for (shard, op) in ops {
-            if shard == self.me {
-                self.shard.borrow_mut().execute_partition(op.into()).map_err(|e| format!("{}: {e}", what()))?;
-            } else {
-                drop(self.send_request(shard, Req::Shard(op.into())));
-            }
-        }
-        Ok(())
-    }
-
-    /// A new export id, unique in this process (several exports of one
-    /// partition may run at once: a snapshot, backups, NDJSON exports).
-    pub fn new_export_id(&self) -> u64 {
-        let n = self.next_export.get();
-        self.next_export.set(n + 1);
-        ((self.me as u64) << 48) | n
-    }
-
-    /// A snapshot's cut of every collection homed here (see [`ExportCut`]):
-    /// the LSN of the last write queued to the WAL, and an export begun on
-    /// every partition of those collections.
-    pub async fn snapshot_cut(&self) -> Result<SnapshotCut, ShardError> {
-        let export = self.new_export_id();
-        let Cut { lsn, collections, .. } =
-            self.call(self.me, ExportCut { export, only: Vec::new(), tenant: None }).wait().await?;
-        let placement = self.shard.borrow().placement();
-        let parts = collections
-            .iter()
-            .flat_map(|(spec, uid)| placement.shards_of(&spec.name).into_iter().map(|s| (spec.name.clone(), *uid, s)))
-            .collect();
-        Ok(SnapshotCut { lsn, export, collections, parts })
-    }
-
-    /// Resolves once every message this shard sent so far has been
-    /// processed by its peer (channels are FIFO per pair).
-    pub async fn barrier(&self) {
-        let peers: Vec<ShardId> = (0..self.n_shards).filter(|&s| s != self.me).collect();
-        let _ = self.scatter_stats(&peers).await;
-    }
-
-    /// Issue `op` to shard `to`. The synchronous part (a local execution, or
-    /// the push into the peer's outbox) happens now, before this returns.
-    pub fn call<Q: Op>(&self, to: ShardId, op: Q) -> Pending<Q::Reply> {
-        Pending { answering: self.issue(to, Req::Shard(op.into())), extract: shard_reply::<Q> }
-    }
-
-    /// Ask shard `to` for its statistics and metrics.
-    pub fn stats(&self, to: ShardId) -> Pending<ShardStats> {
-        Pending { answering: self.issue(to, Req::Stats), extract: stats_reply }
-    }
-
-    fn issue(&self, to: ShardId, req: Req) -> Answering {
-        if to == self.me {
-            self.execute_here(req)
-        } else {
-            Answering::Remote(self.send_request(to, req))
-        }
-    }
-
-    /// Issue `op` to every shard in `to` (same order), then await them all.
-    pub fn scatter<Q: Op>(
-        &self,
-        to: &[ShardId],
-        op: impl Fn() -> Q,
-    ) -> impl Future<Output = Vec<Result<Q::Reply, ShardError>>> {
-        wait_all(self.issue_all(to, |s| self.call(s, op())))
-    }
-
-    /// [`Router::stats`] of every shard in `to`.
-    pub fn scatter_stats(&self, to: &[ShardId]) -> impl Future<Output = Vec<Result<ShardStats, ShardError>>> {
-        wait_all(self.issue_all(to, |s| self.stats(s)))
-    }
-
-    /// Issue a call to every shard in `to` (same order): remote sends
-    /// first, so peers work while the local part runs.
-    fn issue_all<T>(&self, to: &[ShardId], call: impl Fn(ShardId) -> Pending<T>) -> Vec<Pending<T>> {
-        let mut pend: Vec<Option<Pending<T>>> =
-            to.iter().map(|&s| if s == self.me { None } else { Some(call(s)) }).collect();
-        for (slot, &s) in pend.iter_mut().zip(to) {
-            if s == self.me {
-                *slot = Some(call(s));
-            }
-        }
-        pend.into_iter().map(|p| p.expect("every slot issued")).collect()
-    }
-
-    /// Issue `steps` pieces of work to every shard in `to`: every remote
-    /// piece is sent first (a peer runs one per turn), then this shard's own
-    /// pieces run one per turn of the calling task, which yields in between.
-    /// So work split into steps never holds a shard for its whole length
-    /// and both shards still work at once. Answers are `[step][shard]`.
-    pub async fn scatter_steps<Q: Op>(
-        &self,
-        to: &[ShardId],
-        steps: usize,
-        op: impl Fn(usize) -> Q,
-    ) -> Vec<Vec<Result<Q::Reply, ShardError>>> {
-        let mut pend: Vec<Vec<Option<Pending<Q::Reply>>>> =
-            (0..steps).map(|i| to.iter().map(|&s| (s != self.me).then(|| self.call(s, op(i)))).collect()).collect();
-        if to.contains(&self.me) {
-            for (i, row) in pend.iter_mut().enumerate() {
-                if i > 0 {
-                    futures_lite::future::yield_now().await;
-                }
-                for (slot, &s) in row.iter_mut().zip(to) {
-                    if s == self.me {
-                        *slot = Some(self.call(s, op(i)));
-                    }
-                }
-            }
-        }
-        let mut out = Vec::with_capacity(steps);
-        for row in pend {
-            let mut answers = Vec::with_capacity(row.len());
-            for p in row {
-                answers.push(p.expect("every slot issued").wait().await);
-            }
-            out.push(answers);
-        }
-        out
+    /// Messages waiting in the outbox to each shard (metrics).
+    pub fn backlog(&self) -> Vec<u64> {
+        self.queued.iter().map(|q| q.get() as u64).collect()
     }
 
     /// Tell every other shard the memory this shard's data holds.
@@ -457,13 +161,27 @@ impl Router {
         }
     }
 
-    fn send_request(&self, to: ShardId, req: Req) -> AnswerRx {
+    /// Send `req` to shard `to` now; its answer arrives on the receiver.
+    pub fn request(&self, to: ShardId, req: Req) -> AnswerRx {
         let req_id = self.next_req.get();
         self.next_req.set(req_id + 1);
         let (tx, rx) = local_channel::new_bounded(1);
         self.pending.borrow_mut().insert(req_id, tx);
         self.push(to, Msg::Request { req_id, req });
         rx
+    }
+
+    /// Answer request `req_id` of shard `to`.
+    pub fn respond(&self, to: ShardId, req_id: u64, answer: Result<Answer, ShardError>) {
+        self.push(to, Msg::Response { req_id, answer });
+    }
+
+    /// Hand a peer's answer to the request waiting for it.
+    pub fn deliver(&self, req_id: u64, answer: Result<Answer, ShardError>) {
+        if let Some(tx) = self.pending.borrow_mut().remove(&req_id) {
+            // The caller may have timed out and dropped its end.
+            let _ = tx.try_send(answer);
+        }
     }
 
     fn push(&self, to: ShardId, msg: Msg) {
@@ -483,31 +201,6 @@ impl Router {
         self.queued[to].set(self.queued[to].get() + 1);
         if outbox.try_send(msg).is_err() {
             self.queued[to].set(self.queued[to].get() - 1);
-        }
-    }
-
-    /// Handle one message from a peer. Never awaits.
-    fn receive(self: &Rc<Self>, peer: ShardId, msg: Msg) {
-        match msg {
-            Msg::Rate { tenant, minute, count } => self.rate.record_peer(&tenant, peer, minute, count),
-            Msg::Response { req_id, answer } => {
-                if let Some(tx) = self.pending.borrow_mut().remove(&req_id) {
-                    // The caller may have timed out and dropped its end.
-                    let _ = tx.try_send(answer);
-                }
-            }
-            Msg::PeerMemory { bytes } => self.shard.borrow_mut().record_peer_memory(peer, bytes),
-            Msg::Request { req_id, req } => match self.execute_here(req) {
-                Answering::Ready(answer) => self.push(peer, Msg::Response { req_id, answer }),
-                answering => {
-                    let r = self.clone();
-                    glommio::spawn_local(async move {
-                        let answer = answering.wait().await;
-                        r.push(peer, Msg::Response { req_id, answer });
-                    })
-                    .detach();
-                }
-            },
         }
     }
 }

@@ -7,7 +7,8 @@
 use crate::api::{Api, Shared};
 use crate::background;
 use crate::metrics::Metrics;
-use crate::router::{Msg, Router};
+use crate::node::Node;
+use crate::router::Msg;
 use crate::serve::{self, Shutdown};
 use aionbd_shards::placement::Placement;
 use aionbd_shards::{Shard, ShardLimits};
@@ -314,20 +315,20 @@ async fn shard_main(
         },
     );
     let metrics = Rc::new(Metrics::default());
-    let router = Router::start(shard, cfg.shards, metrics.clone(), joined);
-    router.rate.set_limit(cfg.rate_limit_per_minute, cfg.rate_window_retention_minutes);
+    let node = Node::start(shard, cfg.shards, metrics.clone(), joined);
+    node.rate.set_limit(cfg.rate_limit_per_minute, cfg.rate_window_retention_minutes);
     // A shard that gets no turn is woken (and reported) from the start.
     background::start_heartbeat(me);
     let _watched = crate::watchdog::watch(me);
     let mut records = 0;
     if cfg.persistence.enabled {
-        records = crate::restore::recover_shard(&router, &shared, me, &gate.progress[me])
+        records = crate::restore::recover_shard(&node, &shared, me, &gate.progress[me])
             .await
             .map_err(|e| format!("shard {me}: {e}"))?;
     }
     // Wait (without a deadline) until every peer applied what this shard
     // sent it; a start-up given up elsewhere stops the wait.
-    futures_lite::future::or(router.barrier(), gate.aborted()).await;
+    futures_lite::future::or(node.barrier(), gate.aborted()).await;
     if gate.is_aborted() {
         return Ok(());
     }
@@ -335,9 +336,9 @@ async fn shard_main(
     // before writes are taken: a server that crashes again before its
     // background snapshot ran (a crash loop) still bounds its log and the
     // next start's replay.
-    if let Some(s) = router.snapshots().filter(|s| s.due(&router)) {
+    if let Some(s) = node.snapshots().filter(|s| s.due(&node)) {
         let t0 = std::time::Instant::now();
-        if let Some(lsn) = s.take(&router).await {
+        if let Some(lsn) = s.take(&node).await {
             tracing::info!(
                 "shard {me}: snapshot at LSN {lsn} taken at start-up in {:.2} s",
                 t0.elapsed().as_secs_f64()
@@ -349,15 +350,15 @@ async fn shard_main(
         return Ok(());
     }
     // Background work starts only once every shard serves.
-    if let Some(s) = router.snapshots() {
-        s.start(router.clone());
+    if let Some(s) = node.snapshots() {
+        s.start(node.clone());
     }
-    crate::indexer::start(router.clone(), INDEX_BUILD_COOLDOWN);
+    crate::indexer::start(node.clone(), INDEX_BUILD_COOLDOWN);
     if cfg.memory_budget_bytes > 0 {
-        background::start_memory_reports(router.clone());
+        background::start_memory_reports(node.clone());
     }
     crate::debug_hooks::start_shard_faults(me);
-    let api = Rc::new(Api::new(router, shared.clone()));
+    let api = Rc::new(Api::new(node, shared.clone()));
     let listener = serve::ShardListener::new(&listener)
         .map_err(|e| format!("shard {me}: cannot share the listening socket: {e}"))?;
     // First sleep warms glommio's timer (its first sleep can be slow).

@@ -2,7 +2,7 @@
 //! manifest, deleting what they make redundant, and loading them at start.
 //!
 //! A shard snapshots the collections it is home to, at a cut: the LSN of the
-//! last write its WAL has queued (see `Router::snapshot_cut`). The partitions
+//! last write its WAL has queued (see `Node::snapshot_cut`). The partitions
 //! of those collections (on any shard) are copied out chunk by chunk while
 //! writes go on (`aionbd_shards::export`), so the file holds exactly the
 //! state at the cut. The file is written on a low-priority task queue, then:
@@ -12,7 +12,7 @@
 //! Formats and the recovery order: docs/storage.md.
 
 use crate::fs::{sync_dir, write_atomically, FsError};
-use crate::router::Router;
+use crate::node::Node;
 use aionbd_io::snapshot::{
     encode_end, encode_frame, snapshot_name, Manifest, ManifestError, SnapshotHeader, SnapshotReader,
 };
@@ -126,14 +126,14 @@ impl Snapshots {
     }
 
     /// Watch the WAL and take a snapshot whenever enough was written.
-    pub fn start(self: &Rc<Self>, router: Rc<Router>) {
+    pub fn start(self: &Rc<Self>, node: Rc<Node>) {
         let snaps = self.clone();
         glommio::spawn_local_into(
             async move {
                 loop {
                     glommio::timer::sleep(CHECK_EVERY).await;
-                    if snaps.due(&router) {
-                        snaps.take(&router).await;
+                    if snaps.due(&node) {
+                        snaps.take(&node).await;
                     }
                 }
             },
@@ -144,13 +144,13 @@ impl Snapshots {
     }
 
     /// WAL bytes written since the last snapshot's cut.
-    pub fn wal_bytes_since(&self, router: &Router) -> u64 {
-        router.wal().map_or(0, |wal| wal.bytes.get().saturating_sub(self.wal_bytes_at_cut.get()))
+    pub fn wal_bytes_since(&self, node: &Node) -> u64 {
+        node.wal().map_or(0, |wal| wal.bytes.get().saturating_sub(self.wal_bytes_at_cut.get()))
     }
 
     /// Enough log was written since the last snapshot's cut to take one.
-    pub fn due(&self, router: &Router) -> bool {
-        let Some(wal) = router.wal() else { return false };
+    pub fn due(&self, node: &Node) -> bool {
+        let Some(wal) = node.wal() else { return false };
         if wal.is_failed() {
             return false;
         }
@@ -160,9 +160,9 @@ impl Snapshots {
 
     /// Take one snapshot now (errors are counted and logged; the WAL keeps
     /// everything, so a failed snapshot loses nothing).
-    pub async fn take(&self, router: &Router) -> Option<Lsn> {
+    pub async fn take(&self, node: &Node) -> Option<Lsn> {
         self.in_flight.set(true);
-        let result = self.write(router).await;
+        let result = self.write(node).await;
         self.in_flight.set(false);
         match result {
             Ok((lsn, bytes)) => {
@@ -184,10 +184,10 @@ impl Snapshots {
         }
     }
 
-    async fn write(&self, router: &Router) -> Result<(Lsn, u64), TakeError> {
-        let wal = router.wal().ok_or(TakeError::PersistenceOff)?;
+    async fn write(&self, node: &Node) -> Result<(Lsn, u64), TakeError> {
+        let wal = node.wal().ok_or(TakeError::PersistenceOff)?;
         let bytes_at_cut = wal.bytes.get();
-        let cut = router.snapshot_cut().await.map_err(TakeError::Cut)?;
+        let cut = node.snapshot_cut().await.map_err(TakeError::Cut)?;
         let lsn = cut.lsn;
         let name = snapshot_name(lsn);
         let tmp = self.dir.join(format!("{name}.tmp"));
@@ -212,7 +212,7 @@ impl Snapshots {
                             export: cut.export,
                             max_points: CHUNK_POINTS,
                         };
-                        let Exported { points, done } = match router.call(*shard, op).wait().await {
+                        let Exported { points, done } = match node.call(*shard, op).wait().await {
                             Ok(chunk) => chunk,
                             // Dropped after the cut: the log holds the drop;
                             // start over later rather than fail.
@@ -245,10 +245,8 @@ impl Snapshots {
             Err(e) => {
                 // Stop the exports still running and drop the partial file.
                 for (name, uid, shard) in &cut.parts {
-                    let _ = router
-                        .call(*shard, ExportEnd { name: name.clone(), uid: *uid, export: cut.export })
-                        .wait()
-                        .await;
+                    let _ =
+                        node.call(*shard, ExportEnd { name: name.clone(), uid: *uid, export: cut.export }).wait().await;
                 }
                 let _ = std::fs::remove_file(&tmp);
                 return Err(e);
@@ -360,8 +358,8 @@ pub enum LoadError {
     Mismatch {
         path: PathBuf,
     },
-    /// A record could not be applied (the router's message).
-    Apply(String),
+    /// A record could not be applied (the node's message).
+    Apply(crate::node::ApplyError),
 }
 
 impl std::fmt::Display for LoadError {
@@ -377,7 +375,7 @@ impl std::fmt::Display for LoadError {
             }
             LoadError::Damaged { path, source } => write!(f, "snapshot {} is damaged {source}", path.display()),
             LoadError::Mismatch { path } => write!(f, "snapshot {} does not match its manifest", path.display()),
-            LoadError::Apply(m) => f.write_str(m),
+            LoadError::Apply(e) => e.fmt(f),
         }
     }
 }
@@ -394,10 +392,10 @@ impl std::error::Error for LoadError {
     }
 }
 
-/// Load the shard's current snapshot (if any) through `router`, before the
+/// Load the shard's current snapshot (if any) through `node`, before the
 /// WAL is replayed. Leftovers of interrupted snapshots are removed.
 pub async fn load(
-    router: &Router,
+    node: &Node,
     dir: &Path,
     shard_id: usize,
     progress: &std::sync::atomic::AtomicU64,
@@ -432,8 +430,7 @@ pub async fn load(
     remove_old_snapshots(dir, &manifest.snapshot);
     let mut records = 0u64;
     while let Some((kind, body)) = reader.next_record().map_err(bad)? {
-        router
-            .restore_logged(kind, body, &|| format!("snapshot {} record {records}", spath.display()))
+        node.restore_logged(kind, body, &|| format!("snapshot {} record {records}", spath.display()))
             .map_err(LoadError::Apply)?;
         records += 1;
         // Let peers apply what this shard sends them (and vice versa).

@@ -58,7 +58,7 @@ impl Api {
     }
 
     async fn run(&self, format: Format, cuts: Vec<CutRequest>) -> Result<ExportRun, ApiError> {
-        Ok(ExportRun::start(self.router.clone(), self.placement, format, cuts).await?)
+        Ok(ExportRun::start(self.node.clone(), self.placement, format, cuts).await?)
     }
 
     /// `GET /backup`: the backup file, streamed as it is made.
@@ -86,7 +86,7 @@ impl Api {
         let dir = self.backup_dir();
         std::fs::create_dir_all(&dir).map_err(|e| storage_error(&dir, &e))?;
         let run = self.run(Format::Backup, self.backup_cuts(query, who)?).await?;
-        let name = format!("backup-{}-{}", crate::backup::now_unix_ms(), self.router.me());
+        let name = format!("backup-{}-{}", crate::backup::now_unix_ms(), self.node.me());
         let path = dir.join(format!("{name}.{BACKUP_EXT}"));
         let tmp = dir.join(format!("{name}.{BACKUP_EXT}.tmp"));
         // Written from the low-priority export queue, as streams are.

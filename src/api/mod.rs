@@ -2,7 +2,7 @@
 //! `Service`. It assigns the request id, applies the concurrency cap and the
 //! request timeout, routes, and renders every error as `{"code","message"}`.
 //! Handlers are the dispatcher role: they route work to the owning shards
-//! through the [`Router`] and merge the answers.
+//! through the [`Node`] and merge the answers.
 
 mod backup;
 pub mod body;
@@ -16,7 +16,7 @@ mod system;
 use crate::auth::{Principal, Scope};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::router::Router;
+use crate::node::Node;
 use aionbd_http::{HttpError, Request, Response, Service};
 use aionbd_shards::placement::{Placement, ShardId};
 pub use error::{ApiError, ErrorCode};
@@ -40,7 +40,7 @@ pub struct Shared {
 }
 
 pub struct Api {
-    router: Rc<Router>,
+    node: Rc<Node>,
     shared: Arc<Shared>,
     placement: Placement,
     /// This shard's share of `max_concurrency`.
@@ -77,13 +77,13 @@ pub fn json<T: serde::Serialize>(v: &T) -> ApiResult {
 }
 
 impl Api {
-    pub fn new(router: Rc<Router>, shared: Arc<Shared>) -> Self {
+    pub fn new(node: Rc<Node>, shared: Arc<Shared>) -> Self {
         let cfg = &shared.config;
         let placement = Placement::new(cfg.shards, cfg.partitions_per_collection);
         let per_shard = cfg.max_concurrency.div_ceil(cfg.shards).max(1);
         let creds = crate::reload::Local::new(&shared.current);
         Api {
-            router,
+            node,
             placement,
             permits: Rc::new(Semaphore::new(per_shard as u64)),
             tokens: Default::default(),
@@ -99,7 +99,7 @@ impl Api {
 
     /// Run one operation on one shard and return its reply.
     async fn call<Q: aionbd_shards::ops::Op>(&self, to: ShardId, op: Q) -> Result<Q::Reply, ApiError> {
-        Ok(self.router.call(to, op).wait().await?)
+        Ok(self.node.call(to, op).wait().await?)
     }
 
     /// Run an operation on several shards; the first error wins.
@@ -108,7 +108,7 @@ impl Api {
         to: &[ShardId],
         op: impl Fn() -> Q,
     ) -> Result<Vec<Q::Reply>, ApiError> {
-        let answers = self.router.scatter(to, op).await;
+        let answers = self.node.scatter(to, op).await;
         let mut out = Vec::with_capacity(answers.len());
         for a in answers {
             out.push(a?);
@@ -117,7 +117,7 @@ impl Api {
     }
 
     fn all_shards(&self) -> Vec<ShardId> {
-        (0..self.router.n_shards()).collect()
+        (0..self.node.n_shards()).collect()
     }
 
     /// Run the handler of a resolved route. Collection names are made
@@ -181,7 +181,7 @@ impl Api {
         let limit = self.cfg().auth_failure_limit_per_minute;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if let Some(retry) = req.peer.and_then(|ip| self.auth_failures.exhausted(ip, limit, now)) {
-            Metrics::add(&self.router.metrics.rate_limit_rejections_total, 1);
+            Metrics::add(&self.node.metrics.rate_limit_rejections_total, 1);
             let e = ApiError::new(
                 ErrorCode::ResourceExhausted,
                 format!("too many failed authentication attempts from this address; retry in {retry} s"),
@@ -195,7 +195,7 @@ impl Api {
                 if let Some(ip) = req.peer {
                     self.auth_failures.count(ip, now);
                 }
-                Metrics::add(&self.router.metrics.auth_failures[f.index()], 1);
+                Metrics::add(&self.node.metrics.auth_failures[f.index()], 1);
                 let e = ApiError::new(ErrorCode::Unauthorized, f.message(auth.mode));
                 self.respond(e.status(), Body::Json(e.body()), request_id(req))
                     .with_header("www-authenticate", "Bearer")
@@ -217,7 +217,7 @@ impl Api {
         if who.scope >= need {
             return Ok(());
         }
-        Metrics::add(&self.router.metrics.auth_forbidden_total, 1);
+        Metrics::add(&self.node.metrics.auth_forbidden_total, 1);
         Err(ApiError::new(
             ErrorCode::Forbidden,
             format!("this credential's scope ({:?}) does not allow this route (needs {:?})", who.scope, need)
@@ -228,7 +228,7 @@ impl Api {
     /// The rate limit (API.md §8): count this request in the current UTC
     /// minute across shards, or answer 429 with `Retry-After`.
     fn admit_rate(&self, who: &Principal, request_id: &str) -> Result<(), Response> {
-        let rate = &self.router.rate;
+        let rate = &self.node.rate;
         if rate.limit() == 0 {
             return Ok(());
         }
@@ -236,11 +236,11 @@ impl Api {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         match rate.admit(&tenant, now) {
             Ok((minute, count)) => {
-                self.router.report_rate(&tenant, minute, count);
+                self.node.router().report_rate(&tenant, minute, count);
                 Ok(())
             }
             Err(retry) => {
-                crate::metrics::Metrics::add(&self.router.metrics.rate_limit_rejections_total, 1);
+                crate::metrics::Metrics::add(&self.node.metrics.rate_limit_rejections_total, 1);
                 let e = ApiError::new(
                     ErrorCode::ResourceExhausted,
                     format!("rate limit of {} requests per minute reached; retry in {retry} s", rate.limit()),
@@ -404,7 +404,7 @@ impl Service for Api {
 
     fn error(&self, err: &HttpError) -> Response {
         let e = error::from_http(err);
-        let metrics = &self.router.metrics;
+        let metrics = &self.node.metrics;
         metrics.request_started();
         metrics.request_finished(e.status(), 0);
         self.respond(e.status(), Body::Json(e.body()), fresh_request_id())
@@ -428,7 +428,7 @@ impl Api {
     /// browser's CORS preflight carries no credentials); for an allowed
     /// origin, what it may send. 404 for a path no route has.
     fn options(&self, req: &Request, cors: bool) -> Response {
-        let metrics = &self.router.metrics;
+        let metrics = &self.node.metrics;
         metrics.request_started();
         let segments: Vec<String> =
             req.path.split('/').skip(1).map(|s| percent_decode(s).unwrap_or_default()).collect();
@@ -467,7 +467,7 @@ impl Api {
     /// Every method but `OPTIONS`.
     async fn answer(&self, mut req: Request) -> Response {
         let t0 = Instant::now();
-        let metrics = self.router.metrics.clone();
+        let metrics = self.node.metrics.clone();
         metrics.request_started();
         let rid = request_id(&req);
         // Order (API.md §2): auth 401, rate limit 429, routing 404/405,
@@ -518,7 +518,7 @@ impl Api {
             Ok(body) => self.respond(200, body, rid),
             Err(e) => {
                 if let Some(q) = e.quota {
-                    Metrics::add(&self.router.metrics.quota_rejections[q as usize], 1);
+                    Metrics::add(&self.node.metrics.quota_rejections[q as usize], 1);
                 }
                 let resp = self.respond(e.status(), Body::Json(e.body()), rid);
                 match e.allow {

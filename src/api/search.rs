@@ -204,7 +204,7 @@ impl Api {
             approx,
         };
         let shards = self.placement.shards_of(&name);
-        let answers = self.router.scatter_steps(&shards, steps.len(), op).await;
+        let answers = self.node.scatter_steps(&shards, steps.len(), op).await;
         // Per query, each partition's hits (merged at the end).
         let mut per_query: Vec<Vec<Vec<Hit>>> = (0..n_queries).map(|_| Vec::new()).collect();
         let mut total = 0;
@@ -247,7 +247,7 @@ impl Api {
             return Err(ApiError::invalid(format!("collection '{name}' is empty: nothing to search")));
         }
         let estimated_recall = approximate.then(|| (recall_sum / total as f64) as f32);
-        let metrics = &self.router.metrics;
+        let metrics = &self.node.metrics;
         Metrics::add(&metrics.search_queries_total, n_queries as u64);
         if (mode == body::Mode::Ivf || mode == body::Mode::Hnsw) && estimated_recall.is_none() {
             // No index is ready yet (it builds in the background).

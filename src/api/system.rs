@@ -37,7 +37,7 @@ impl Api {
 
     /// Gather data statistics and HTTP metrics from every shard.
     async fn gather(&self) -> Result<(ShardDataStats, MetricsSnapshot), ApiError> {
-        let answers = self.router.scatter_stats(&self.all_shards()).await;
+        let answers = self.node.scatter_stats(&self.all_shards()).await;
         let mut data = ShardDataStats::default();
         let mut merged: Option<MetricsSnapshot> = None;
         for a in answers {
@@ -112,7 +112,7 @@ impl Api {
             ("shard_watchdog_signals_total", U(crate::watchdog::signals())),
             ("audit_events_total", U(0)),
             ("collection_write_lock_entries", U(0)),
-            ("tenant_rate_window_entries", U(self.router.rate.entries() as u64)),
+            ("tenant_rate_window_entries", U(self.node.rate.entries() as u64)),
             ("tenant_quota_lock_entries", U(0)),
             ("tenant_quota_collection_rejections_total", U(m.quota_rejections[0])),
             ("tenant_quota_point_rejections_total", U(m.quota_rejections[1])),

@@ -3,7 +3,7 @@
 //! appends that arrive while a flush is in flight share the next one
 //! (one write + one fdatasync for all of them).
 //!
-//! The router appends each write's record right after applying it in
+//! The node appends each write's record right after applying it in
 //! memory and acknowledges only once the record is durable (docs/storage.md).
 
 use aionbd_io::wal::{Lsn, Step, WalWriter, WriteError};

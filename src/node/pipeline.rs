@@ -4,10 +4,11 @@
 //! order, partition operations sent on); statistics gather the shard's
 //! metrics with its WAL's and snapshots' counters.
 
-use super::{wal_error, Answer, Answering, Durable, Req, Router, ShardStats};
+use super::{wal_error, Answering, Durable, Node};
+use crate::router::{Answer, Req, ShardStats};
 use aionbd_shards::ops::{HomeOp, HomeReadReply, HomeReply, Plan, ShardOp, ShardReply};
 
-impl Router {
+impl Node {
     /// Run a request on this shard: synchronously up to its fan-out.
     pub(super) fn execute_here(&self, req: Req) -> Answering {
         match req {
@@ -57,7 +58,7 @@ impl Router {
                 if fanout.is_empty() && durable.is_none() {
                     return Answering::Ready(Ok(Answer::Shard(ShardReply::Home(reply))));
                 }
-                let acks = fanout.into_iter().map(|(to, op)| self.send_request(to, Req::Shard(op.into()))).collect();
+                let acks = fanout.into_iter().map(|(to, op)| self.router.request(to, Req::Shard(op.into()))).collect();
                 Answering::Fanout(reply, acks, durable)
             }
         }
@@ -78,10 +79,10 @@ impl Router {
             m.wal_batches = wal.batches.get();
         }
         let mut gauges = crate::metrics::ShardGauges {
-            shard: self.me,
+            shard: self.me(),
             requests_in_flight: m.in_flight,
             connections_open: m.connections_open,
-            backlog_to: self.queued.iter().map(|q| q.get() as u64).collect(),
+            backlog_to: self.router.backlog(),
             turn_lateness_us: crate::watchdog::recent_lateness().as_micros() as u64,
             ..Default::default()
         };
