@@ -4,10 +4,10 @@
 //! against the writes, for at most [`EXTEND_ROUND`]), recalibrates an installed index on real queries when
 //! one is due (`shards::partition::recal`), or else finds a partition
 //! wanting its IVF index, or once that is in its HNSW graph, (re)built:
-//! copies its rows in chunks, builds and calibrates in bounded steps, and
-//! installs the result. Writes and
-//! searches go on meanwhile; points changed since the copy are searched
-//! exactly until the next build (`shards::partition`).
+//! builds and calibrates in bounded steps that read the partition's rows in
+//! place, and installs the result. Writes and
+//! searches go on meanwhile; points changed since the build started are
+//! searched exactly until the next build (`shards::partition`).
 //!
 //! Pacing: between steps the task yields the CPU; while the shard is
 //! serving requests it also rests three times as long as the step took
@@ -75,14 +75,13 @@ impl<'a> Pace<'a> {
 async fn build_graph(router: &Router, seed: u64) {
     let Some((name, uid, mut builder)) = router.with_shard(|s| s.graph_next_build(seed)) else { return };
     let mut pace = Pace::new(router);
-    let mut copied = Some(false);
-    while copied == Some(false) {
-        copied = pace.step(|| router.with_shard(|s| s.graph_copy_rows(&name, uid, &mut builder))).await;
+    let mut done = Some(false);
+    while done == Some(false) {
+        done = pace.step(|| router.with_shard(|s| s.graph_build_step(&name, uid, &mut builder))).await;
     }
-    if copied.is_none() {
-        return;
+    if done.is_none() {
+        return; // the partition was dropped
     }
-    while !pace.step(|| builder.step()).await {}
     router.metrics.index_builds_total.set(router.metrics.index_builds_total.get() + 1);
     let built = builder.finish();
     router.with_shard(|s| s.graph_install(&name, uid, built));
@@ -111,15 +110,13 @@ async fn build_ivf(router: &Router, seed: u64) -> bool {
         return false;
     };
     let mut pace = Pace::new(router);
-    // Rows come over in chunks between requests.
-    let mut copied = Some(false);
-    while copied == Some(false) {
-        copied = pace.step(|| router.with_shard(|s| s.ivf_copy_rows(&name, uid, &mut builder))).await;
+    let mut done = Some(false);
+    while done == Some(false) {
+        done = pace.step(|| router.with_shard(|s| s.ivf_build_step(&name, uid, &mut builder))).await;
     }
-    if copied.is_none() {
+    if done.is_none() {
         return true; // the partition was dropped
     }
-    while !pace.step(|| builder.step()).await {}
     let index = builder.finish();
     router.metrics.index_builds_total.set(router.metrics.index_builds_total.get() + 1);
     router.with_shard(|s| s.ivf_install(&name, uid, index));
