@@ -32,7 +32,7 @@ pub struct Partition {
     /// The IVF index, if built, and the points changed since its build
     /// (searched exactly; their list entries are skipped).
     ivf: Option<IvfState>,
-    /// Points changed since the running build copied the rows.
+    /// Points changed since the running build started.
     build_dirty: Option<HashSet<u64>>,
     /// Upserts and deletes since the last build started.
     changes: usize,
@@ -55,7 +55,7 @@ pub struct Partition {
     ivf_pinned: bool,
     /// The HNSW graph, if built (see `graph`).
     hnsw: Option<graph::HnswState>,
-    /// Points changed since the running graph build copied the rows.
+    /// Points changed since the running graph build started.
     hnsw_build_dirty: Option<HashSet<u64>>,
     hnsw_params: crate::index::hnsw::HnswParams,
     /// Partitions of this collection: calibrated recall is the share of a
@@ -160,6 +160,16 @@ impl crate::index::hnsw::Exact for ExactOf<'_> {
         let slots: Vec<Option<usize>> = ids.iter().map(|id| self.p.slot_of.get(id).map(|&s| s as usize)).collect();
         slots.iter().flatten().for_each(|&s| crate::math::prefetch(self.p.row(s)));
         slots.iter().map(|s| self.at((*s)?)).collect()
+    }
+}
+
+/// A build reads the partition's rows in place: the slot a point had when
+/// the build started, unless a delete moved it since.
+impl crate::index::calib::RowSource for Partition {
+    #[inline]
+    fn row_of(&self, slot: usize, id: u64) -> Option<(&[f32], f32)> {
+        let slot = if self.ids.get(slot) == Some(&id) { slot } else { *self.slot_of.get(&id)? as usize };
+        Some((self.row(slot), self.norms[slot]))
     }
 }
 
@@ -352,8 +362,8 @@ impl Partition {
             && self.ivf.as_ref().is_none_or(|s| paused || self.changes * 10 >= s.index.indexed.max(1))
     }
 
-    /// Start a build: copy the ids (the rows follow in chunks through
-    /// [`Partition::ivf_copy_rows`]) and track changes from here on. The
+    /// Start a build: copy the ids (each [`Partition::ivf_build_step`]
+    /// reads the rows in place) and track changes from here on. The
     /// build calibrates on held-out points; real queries recalibrate it
     /// once installed.
     pub fn ivf_build_start(&mut self, seed: u64, _now: Instant) -> Builder {
@@ -363,9 +373,10 @@ impl Partition {
         Builder::new(self.ids.clone(), self.dim, seed, Vec::new())
     }
 
-    /// Hand the running build its next chunk of rows; `true` when done.
-    pub fn ivf_copy_rows(&self, b: &mut Builder) -> bool {
-        b.copy_rows(|id| self.slot_of.get(&id).map(|&s| (self.row(s as usize), self.norms[s as usize])))
+    /// One bounded step of the running build over this partition's rows;
+    /// `true` when done.
+    pub fn ivf_build_step(&self, b: &mut Builder) -> bool {
+        b.step(self)
     }
 
     /// Install a finished build; points changed since it started stay exact.

@@ -104,7 +104,7 @@ impl Shard {
     }
 
     /// A partition that wants its index (re)built, with a builder over a
-    /// copy of its rows: (collection, uid, builder). One at a time.
+    /// partition's rows: (collection, uid, builder). One at a time.
     pub fn ivf_next_build(
         &mut self,
         seed: u64,
@@ -128,9 +128,11 @@ impl Shard {
         Some((name.clone(), slot.uid, slot.data.graph_build_start(seed)))
     }
 
-    pub fn graph_copy_rows(&self, name: &str, uid: u64, b: &mut crate::index::hnsw::GraphBuilder) -> Option<bool> {
+    /// One step of a running graph build; `None` if its partition is
+    /// gone (the build is then dropped).
+    pub fn graph_build_step(&self, name: &str, uid: u64, b: &mut crate::index::hnsw::GraphBuilder) -> Option<bool> {
         let slot = self.partitions.get(name).filter(|s| s.uid == uid)?;
-        Some(slot.data.graph_copy_rows(b))
+        Some(slot.data.graph_build_step(b))
     }
 
     pub fn graph_install(
@@ -158,11 +160,11 @@ impl Shard {
         slot.data.graph_extend(budget) || self.partitions.values().any(|s| s.data.graph_pending())
     }
 
-    /// Copy the next rows into a running build; `None` if its partition
-    /// is gone (the build is then dropped).
-    pub fn ivf_copy_rows(&self, name: &str, uid: u64, b: &mut crate::index::ivf::Builder) -> Option<bool> {
+    /// One step of a running IVF build; `None` if its partition is gone
+    /// (the build is then dropped).
+    pub fn ivf_build_step(&self, name: &str, uid: u64, b: &mut crate::index::ivf::Builder) -> Option<bool> {
         let slot = self.partitions.get(name).filter(|s| s.uid == uid)?;
-        Some(slot.data.ivf_copy_rows(b))
+        Some(slot.data.ivf_build_step(b))
     }
 
     /// Install a finished index, if its partition is still the same

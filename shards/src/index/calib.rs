@@ -1,4 +1,4 @@
-//! What index builds share: the copy of a partition's rows a build works
+//! What index builds share: the view of a partition's rows a build works
 //! on, and the calibration that measures an index against exact answers.
 //!
 //! Calibration runs sample queries (points of the partition, each excluded
@@ -29,9 +29,6 @@ pub const MIN_REAL: usize = 64;
 /// met from the first query, at the price of a wider search until the
 /// first recalibration.
 pub const HELD_OUT_GAP: f32 = 3.0;
-/// Rows handed over per copy step (about 400 KB at 384 dimensions, well
-/// under a millisecond).
-const COPY_ROWS: usize = 256;
 
 pub fn metric_index(m: Metric) -> usize {
     match m {
@@ -225,7 +222,7 @@ impl Calibration {
     }
 }
 
-/// Rows a calibration scans for the exact answers: a build's copy
+/// Rows a calibration scans for the exact answers: a build's rows
 /// (answers keyed by row number) or a partition's own rows (keyed by point
 /// id, for recalibrating an installed index).
 pub trait CalibRows {
@@ -236,7 +233,91 @@ pub trait CalibRows {
     fn answer_id(&self, r: usize) -> u64;
 }
 
-impl CalibRows for Rows {
+/// Where a build reads its rows: the partition's current rows, by point
+/// id, with the point's slot when the build started as a hint (checked: a
+/// delete moves the last row into the hole). `None`: the point is gone.
+pub trait RowSource {
+    fn row_of(&self, slot: usize, id: u64) -> Option<(&[f32], f32)>;
+}
+
+/// The rows of a build: the points `ids`, in the partition's slot order
+/// when the build started (the row number is the key an index uses while
+/// it is built), read through a [`RowSource`] at every step, so a build
+/// holds no copy of the vectors (two shards building at once held a second
+/// copy of every vector). A point changed since the build started reads as
+/// it is now, one deleted as zeros: the partition tracks both as changed
+/// and scores them exactly, so their place in the index never answers.
+pub struct Rows {
+    pub dim: usize,
+    pub ids: Vec<u64>,
+    zeros: Vec<f32>,
+}
+
+impl Rows {
+    pub fn new(ids: Vec<u64>, dim: usize) -> Rows {
+        Rows { dim, ids, zeros: vec![0.0; dim] }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The rows as `src` holds them now.
+    pub fn at<'a>(&'a self, src: &'a dyn RowSource) -> RowsAt<'a> {
+        RowsAt { rows: self, src }
+    }
+}
+
+/// A build's rows during one step (see [`Rows`]).
+#[derive(Clone, Copy)]
+pub struct RowsAt<'a> {
+    rows: &'a Rows,
+    src: &'a dyn RowSource,
+}
+
+impl<'a> RowsAt<'a> {
+    pub fn dim(&self) -> usize {
+        self.rows.dim
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Row `r` and its norm (`None`: deleted since the build started).
+    #[inline]
+    pub fn get(&self, r: usize) -> Option<(&'a [f32], f32)> {
+        self.src.row_of(r, self.rows.ids[r])
+    }
+
+    /// Row `r`, zeros if it was deleted.
+    #[inline]
+    pub fn row(&self, r: usize) -> &'a [f32] {
+        self.get(r).map_or(&self.rows.zeros[..], |(row, _)| row)
+    }
+
+    #[inline]
+    pub fn norm(&self, r: usize) -> f32 {
+        self.get(r).map_or(0.0, |(_, n)| n)
+    }
+
+    /// The exact key of row `r` for `q`.
+    #[inline]
+    pub fn key(&self, metric: Metric, q: &[f32], r: usize) -> f32 {
+        let (row, n) = self.get(r).unwrap_or((&self.rows.zeros[..], 0.0));
+        exact_key(metric, q, row, n)
+    }
+}
+
+impl CalibRows for RowsAt<'_> {
     fn rows(&self) -> usize {
         self.len()
     }
@@ -251,68 +332,31 @@ impl CalibRows for Rows {
     }
 }
 
-/// A copy of a partition's rows, taken in chunks between requests; the
-/// row number is the key an index uses while it is built.
-pub struct Rows {
+/// Rows held in one matrix (tests): point id = row number.
+#[cfg(test)]
+pub(crate) struct Dense {
     pub dim: usize,
-    pub ids: Vec<u64>,
-    rows: Vec<f32>,
-    norms: Vec<f32>,
+    pub rows: Vec<f32>,
+    pub norms: Vec<f32>,
 }
 
-impl Rows {
-    pub fn new(ids: Vec<u64>, dim: usize) -> Rows {
-        let n = ids.len();
-        Rows { dim, rows: Vec::with_capacity(n * dim), norms: Vec::with_capacity(n), ids }
-    }
-
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-
-    /// Copy the next chunk; `get` gives a point's current row and norm
-    /// (`None`: deleted since the build started: such points are searched
-    /// through the changed-points path anyway). `true` once complete.
-    pub fn copy<'a>(&mut self, get: impl Fn(u64) -> Option<(&'a [f32], f32)>) -> bool {
-        let start = self.norms.len();
-        let end = (start + COPY_ROWS).min(self.ids.len());
-        for &id in &self.ids[start..end] {
-            match get(id) {
-                Some((row, norm)) => {
-                    self.rows.extend_from_slice(row);
-                    self.norms.push(norm);
-                }
-                None => {
-                    self.rows.resize(self.rows.len() + self.dim, 0.0);
-                    self.norms.push(0.0);
-                }
-            }
-        }
-        end == self.ids.len()
-    }
-
-    #[inline]
-    pub fn row(&self, r: usize) -> &[f32] {
-        &self.rows[r * self.dim..(r + 1) * self.dim]
-    }
-
-    #[inline]
-    pub fn norm(&self, r: usize) -> f32 {
-        self.norms[r]
-    }
-
-    /// The exact key of row `r` for `q`.
-    #[inline]
-    pub fn key(&self, metric: Metric, q: &[f32], r: usize) -> f32 {
-        exact_key(metric, q, self.row(r), self.norms[r])
+#[cfg(test)]
+impl Dense {
+    pub fn new(rows: Vec<f32>, dim: usize) -> Dense {
+        let norms = rows.chunks(dim).map(norm).collect();
+        Dense { dim, rows, norms }
     }
 }
 
-/// One calibration query in progress: first an exact scan of the copy (in
+#[cfg(test)]
+impl RowSource for Dense {
+    fn row_of(&self, _slot: usize, id: u64) -> Option<(&[f32], f32)> {
+        let r = id as usize;
+        Some((&self.rows[r * self.dim..(r + 1) * self.dim], self.norms[r]))
+    }
+}
+
+/// One calibration query in progress: first an exact scan of the rows (in
 /// chunks) for each of its metrics at once (one dot product per row gives
 /// all three keys), then the index for each metric in turn (one or more
 /// ladder settings per step).
@@ -640,9 +684,9 @@ mod tests {
     fn queries_answered_fully_twice_stop_climbing() {
         let (n, dim) = (300usize, 4usize);
         let data: Vec<f32> = (0..n * dim).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
-        let mut rows = Rows::new((0..n as u64).collect(), dim);
-        let row = |id: u64| &data[id as usize * dim..][..dim];
-        while !rows.copy(|id| Some((row(id), norm(row(id))))) {}
+        let dense = Dense::new(data, dim);
+        let rows = Rows::new((0..n as u64).collect(), dim);
+        let rows = rows.at(&dense);
         let ladder = vec![1, 2, 4, 8, 16];
         let probes: Vec<usize> = (0..16).collect();
         let mut cal = Calibrator::new(probes, Vec::new(), ladder.clone());

@@ -2,17 +2,17 @@
 //! of 8-bit scalar-quantized codes, probing of the nearest lists, and
 //! re-ranking of the best candidates with full-precision vectors.
 //!
-//! The index is built from a copy of the partition's rows by a [`Builder`]
-//! that does bounded steps, so the shard can run it on a low-priority task
+//! The index is built over the partition's rows (read in place at each
+//! step, see [`Rows`]) by a [`Builder`] that does bounded steps, so the shard can run it on a low-priority task
 //! queue and keep serving between steps. The builder also calibrates the
 //! index: for sample queries it measures recall@10 against an exact scan at
 //! each probe count of a ladder, per metric; `auto` then picks the smallest
 //! probe count whose measured recall meets the target.
 //!
-//! List entries are keys: row numbers of the copy while building (so the
-//! calibration can re-rank from the copy), point ids once installed.
+//! List entries are keys: the build's row numbers while building (so the
+//! calibration can re-rank from the rows), point ids once installed.
 
-use crate::index::calib::{spread, CalibQuery, Calibration, Calibrator, Rows, CALIB_K, CALIB_QUERIES};
+use crate::index::calib::{spread, CalibQuery, Calibration, Calibrator, RowSource, Rows, CALIB_K, CALIB_QUERIES};
 use crate::index::sq8::{Prepared, Sq8};
 use crate::math::distance::{kernels, Metric};
 use crate::math::key::norm;
@@ -139,6 +139,17 @@ impl Ivf {
     }
 }
 
+/// The list whose centroid is nearest to `x` by l2.
+fn nearest(centroids: &[f32], dim: usize, x: &[f32]) -> usize {
+    let l2 = kernels().l2sq;
+    centroids
+        .chunks_exact(dim)
+        .enumerate()
+        .map(|(c, cen)| (l2(x, cen), c))
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .map_or(0, |(_, c)| c)
+}
+
 /// The exact top `k` of the quantized candidates.
 fn rerank(cand: TopK, k: usize, exact: &mut impl FnMut(u64) -> Option<f32>) -> Vec<Scored> {
     let mut top = TopK::new(k);
@@ -195,14 +206,22 @@ impl Scan {
 }
 
 enum Phase {
-    Copy,
-    Train { iter: usize, cursor: usize, sums: Vec<f64>, counts: Vec<u32> },
-    Assign { cursor: usize },
+    /// Seed the centroids and fit the quantizer (the first step).
+    Seed,
+    Train {
+        iter: usize,
+        cursor: usize,
+        sums: Vec<f64>,
+        counts: Vec<u32>,
+    },
+    Assign {
+        cursor: usize,
+    },
     Calibrate,
     Done,
 }
 
-/// Builds an [`Ivf`] over a copy of a partition's rows in bounded steps.
+/// Builds an [`Ivf`] over a partition's rows in bounded steps.
 pub struct Builder {
     dim: usize,
     rows: Rows,
@@ -214,9 +233,9 @@ pub struct Builder {
 }
 
 impl Builder {
-    /// A build over the points `ids`, whose rows are then handed over in
-    /// chunks by [`Builder::copy_rows`] (so no single step copies a whole
-    /// partition); `real`: recent real queries to calibrate with.
+    /// A build over the points `ids` (the partition's slot order), whose
+    /// rows each [`Builder::step`] reads from the partition; `real`: recent
+    /// real queries to calibrate with.
     pub fn new(ids: Vec<u64>, dim: usize, seed: u64, real: Vec<(Metric, Vec<f32>)>) -> Builder {
         let n = ids.len();
         let nlist = lists_for(n).min(n.max(1));
@@ -257,73 +276,52 @@ impl Builder {
             rows: Rows::new(ids, dim),
             sample,
             index,
-            phase: Phase::Copy,
+            phase: Phase::Seed,
             calib: Calibrator::new(probes, real, ladder),
             spent: std::time::Duration::ZERO,
         }
     }
 
-    /// Copy the next chunk of rows (see [`Rows::copy`]); `true` once all
-    /// rows are in and the build can [`Builder::step`].
-    pub fn copy_rows<'a>(&mut self, get: impl Fn(u64) -> Option<(&'a [f32], f32)>) -> bool {
-        if !self.rows.copy(get) {
-            return false;
-        }
-        self.seed_from_rows();
-        true
-    }
-
     /// Initial centroids (the first sample points) and the scalar
     /// quantizer's range per dimension (from the sample).
-    fn seed_from_rows(&mut self) {
+    fn seed(&mut self, src: &dyn RowSource) {
         let dim = self.dim;
         let nlist = self.index.lists.len();
+        let rows = self.rows.at(src);
         let mut centroids = Vec::with_capacity(nlist * dim);
         for &r in &self.sample[..nlist] {
-            centroids.extend_from_slice(self.row(r));
+            centroids.extend_from_slice(rows.row(r));
         }
-        self.index.sq = Sq8::fit(dim, self.sample.iter().map(|&r| self.row(r)));
+        self.index.sq = Sq8::fit(dim, self.sample.iter().map(|&r| rows.row(r)));
         self.index.centroids = centroids;
         self.phase = Phase::Train { iter: 0, cursor: 0, sums: vec![0.0; nlist * dim], counts: vec![0; nlist] };
     }
 
-    fn row(&self, r: usize) -> &[f32] {
-        self.rows.row(r)
-    }
-
-    fn nearest(&self, x: &[f32]) -> usize {
-        let l2 = kernels().l2sq;
-        let dim = self.dim;
-        (0..self.index.lists.len())
-            .map(|c| (l2(x, &self.index.centroids[c * dim..(c + 1) * dim]), c))
-            .min_by(|a, b| a.0.total_cmp(&b.0))
-            .map_or(0, |(_, c)| c)
-    }
-
-    /// Do a bounded amount of work; `true` once the index is complete.
-    pub fn step(&mut self) -> bool {
+    /// Do a bounded amount of work over the rows `src` holds now; `true`
+    /// once the index is complete.
+    pub fn step(&mut self, src: &dyn RowSource) -> bool {
         let t0 = std::time::Instant::now();
-        let done = self.step_inner();
+        let done = self.step_inner(src);
         self.spent += t0.elapsed();
         done
     }
 
-    fn step_inner(&mut self) -> bool {
+    fn step_inner(&mut self, src: &dyn RowSource) -> bool {
         let dim = self.dim;
         let step_points = (STEP_WORK / (self.index.lists.len() * dim).max(1)).clamp(8, 4096);
+        let rows = self.rows.at(src);
         match std::mem::replace(&mut self.phase, Phase::Done) {
-            Phase::Copy => {
-                // Rows first (`copy_rows`); nothing to do until then.
-                self.phase = Phase::Copy;
+            Phase::Seed => {
+                self.seed(src);
                 false
             }
             Phase::Train { iter, cursor, mut sums, mut counts } => {
                 let end = (cursor + step_points).min(self.sample.len());
                 for s in cursor..end {
                     let r = self.sample[s];
-                    let c = self.nearest(self.row(r));
+                    let c = nearest(&self.index.centroids, dim, rows.row(r));
                     counts[c] += 1;
-                    for (acc, &v) in sums[c * dim..(c + 1) * dim].iter_mut().zip(self.row(r)) {
+                    for (acc, &v) in sums[c * dim..(c + 1) * dim].iter_mut().zip(rows.row(r)) {
                         *acc += v as f64;
                     }
                 }
@@ -351,20 +349,22 @@ impl Builder {
                 false
             }
             Phase::Assign { cursor } => {
-                let end = (cursor + step_points).min(self.rows.len());
+                let end = (cursor + step_points).min(rows.len());
                 for r in cursor..end {
-                    let c = self.nearest(self.row(r));
+                    // Deleted since the build started: not listed.
+                    let Some((row, row_norm)) = rows.get(r) else { continue };
+                    let c = nearest(&self.index.centroids, dim, row);
                     let list = &mut self.index.lists[c];
                     list.keys.push(r as u64);
-                    list.norms.push(self.rows.norm(r));
-                    self.index.sq.encode(self.rows.row(r), &mut list.codes);
+                    list.norms.push(row_norm);
+                    self.index.sq.encode(row, &mut list.codes);
                 }
-                self.phase = if end < self.rows.len() { Phase::Assign { cursor: end } } else { Phase::Calibrate };
+                self.phase = if end < rows.len() { Phase::Assign { cursor: end } } else { Phase::Calibrate };
                 false
             }
             Phase::Calibrate => {
-                let (index, rows) = (&self.index, &self.rows);
-                let done = self.calib.step(rows, (STEP_WORK / dim.max(1)).max(64), |q: &CalibQuery| {
+                let index = &self.index;
+                let done = self.calib.step(&rows, (STEP_WORK / dim.max(1)).max(64), |q: &CalibQuery| {
                     let t = std::time::Instant::now();
                     let me = q.me;
                     let found = index.search_ladder(
@@ -426,9 +426,9 @@ mod tests {
     fn build(n: usize, dim: usize) -> (Ivf, Vec<f32>, Vec<f32>) {
         let rows = clustered(n, dim, 32, 7);
         let norms: Vec<f32> = rows.chunks(dim).map(|r| r.iter().map(|x| x * x).sum::<f32>().sqrt()).collect();
+        let dense = crate::index::calib::Dense::new(rows.clone(), dim);
         let mut b = Builder::new((0..n as u64).collect(), dim, 1, Vec::new());
-        while !b.copy_rows(|id| Some((&rows[id as usize * dim..][..dim], norms[id as usize]))) {}
-        while !b.step() {}
+        while !b.step(&dense) {}
         (b.finish(), rows, norms)
     }
 

@@ -130,11 +130,14 @@ impl Partition {
         GraphBuilder::new(self.ids.clone(), self.dim, self.hnsw_params, seed, Vec::new())
     }
 
-    pub fn graph_copy_rows(&self, b: &mut GraphBuilder) -> bool {
-        b.copy_rows(|id| self.slot_of.get(&id).map(|&s| (self.row(s as usize), self.norms[s as usize])))
+    /// One bounded step of the running graph build over this partition's
+    /// rows; `true` when done.
+    pub fn graph_build_step(&self, b: &mut GraphBuilder) -> bool {
+        b.step(self)
     }
 
-    /// Install a finished graph; points changed since its copy are pending.
+    /// Install a finished graph; points changed since its build started
+    /// are pending.
     pub fn graph_install(&mut self, built: (Hnsw, Calibration, u64)) {
         let (mut graph, mut calibration, build_ms) = built;
         calibration.apply_parts(self.parts);

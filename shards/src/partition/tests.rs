@@ -188,3 +188,64 @@ fn the_planner_answers_selective_filters_from_candidates_and_scans_without_an_in
     let answer = p.execute(&SearchPlan::Graph { ef: 16, recall: 0.9 }, &queries, &params);
     assert_eq!((answer.per_query, answer.index), (exact, None));
 }
+
+/// Builds read the partition's rows in place, so points deleted (moving
+/// the last rows into their slots), changed and added while a build runs
+/// must still be answered as an exact scan answers them once the indexes
+/// are searched exhaustively: gone points never, changed ones by their new
+/// vector, new ones at all.
+#[test]
+fn builds_over_rows_changing_under_them_answer_like_an_exact_scan() {
+    let dim = 16;
+    let mut s = 7u64;
+    let mut unit = || (crate::math::rng::splitmix64(&mut s) >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0;
+    let centres: Vec<Vec<f32>> = (0..24).map(|_| (0..dim).map(|_| unit() * 4.0).collect()).collect();
+    let mut point = |i: u64| -> Vec<f32> { centres[i as usize % 24].iter().map(|c| c + unit()).collect() };
+    let mut p = Partition::new(dim);
+    for i in 0..3000u64 {
+        p.upsert(i, &point(i), Payload::default());
+    }
+    // Round r deletes, changes and adds points; ids never repeat across rounds.
+    let mut round = 0u64;
+    let mut mutate = |p: &mut Partition| {
+        let base = round * 300;
+        for i in (base..base + 300).step_by(3) {
+            p.delete(i);
+        }
+        for i in (base + 1..base + 300).step_by(3) {
+            p.upsert(i, &point(i + 7), Payload::default());
+        }
+        for i in 0..50 {
+            p.upsert(100_000 + base + i, &point(i), Payload::default());
+        }
+        round += 1;
+    };
+    let mut b = p.ivf_build_start(1, Instant::now());
+    let mut steps = 0;
+    while !p.ivf_build_step(&mut b) {
+        steps += 1;
+        if steps == 1 || steps == 30 {
+            mutate(&mut p);
+        }
+    }
+    p.ivf_install(b.finish());
+    let mut g = p.graph_build_start(2);
+    let mut steps = 0;
+    while !p.graph_build_step(&mut g) {
+        steps += 1;
+        if steps == 1 || steps == 10 {
+            mutate(&mut p);
+        }
+    }
+    p.graph_install(g.finish());
+    let nlist = p.ivf.as_ref().unwrap().index.nlist();
+    let qs: Vec<Vec<f32>> = (0..12).map(|i| point(i * 13)).collect();
+    for metric in [Metric::L2, Metric::Dot, Metric::Cosine] {
+        let params = SearchParams { metric, k: 10, filter: None };
+        let exact: Vec<Vec<u64>> = p.search(&qs, &params).iter().map(|r| ids(r)).collect();
+        let ivf: Vec<Vec<u64>> = p.search_ivf(&qs, &params, nlist).unwrap().iter().map(|r| ids(r)).collect();
+        let graph: Vec<Vec<u64>> = p.search_graph(&qs, &params, p.len()).unwrap().iter().map(|r| ids(r)).collect();
+        assert_eq!(ivf, exact, "{metric:?} through the IVF lists");
+        assert_eq!(graph, exact, "{metric:?} through the graph");
+    }
+}

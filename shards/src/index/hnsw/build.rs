@@ -1,9 +1,9 @@
-//! Building an [`Hnsw`] from a copy of a partition's rows in bounded
-//! steps, and calibrating it (unfiltered and with a share of the points
+//! Building an [`Hnsw`] over a partition's rows (read in place at each
+//! step, see [`Rows`]) in bounded steps, and calibrating it (unfiltered and with a share of the points
 //! admitted, as filters admit them).
 
 use super::{Hnsw, HnswParams, HnswQuery};
-use crate::index::calib::{in_share, spread, CalibQuery, Calibration, Calibrator, Rows, CALIB_K};
+use crate::index::calib::{in_share, spread, CalibQuery, Calibration, Calibrator, RowSource, Rows, CALIB_K};
 use crate::index::sq8::Sq8;
 use crate::math::distance::Metric;
 
@@ -13,7 +13,6 @@ pub const EF_LADDER: [usize; 12] = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 3
 const STEP_TIME: std::time::Duration = std::time::Duration::from_micros(150);
 
 enum Phase {
-    Copy,
     Insert {
         next: usize,
     },
@@ -25,7 +24,7 @@ enum Phase {
     Done,
 }
 
-/// Builds an [`Hnsw`] over a copy of a partition's rows in bounded steps:
+/// Builds an [`Hnsw`] over a partition's rows in bounded steps:
 /// inserts every row but the calibration sample, calibrates with that
 /// sample (unseen by the graph, like real queries) and the real queries,
 /// then inserts the sample too.
@@ -75,48 +74,41 @@ impl GraphBuilder {
             graph: None,
             held_out,
             calibs,
-            phase: Phase::Copy,
+            phase: Phase::Insert { next: 0 },
             spent: std::time::Duration::ZERO,
         }
     }
 
-    /// Copy the next chunk of rows (see [`Rows::copy`]); `true` once all
-    /// are in.
-    pub fn copy_rows<'a>(&mut self, get: impl Fn(u64) -> Option<(&'a [f32], f32)>) -> bool {
-        if !self.rows.copy(get) {
-            return false;
-        }
-        let rows = &self.rows;
-        let bits = super::code_bits(rows.dim);
-        let sq = Sq8::fit_bits(rows.dim, (0..rows.len()).step_by(7).map(|r| rows.row(r)), bits);
-        self.graph = Some(Hnsw::new(rows.dim, self.params, sq, self.seed));
-        self.phase = Phase::Insert { next: 0 };
-        true
-    }
-
-    /// Do about half a millisecond of work; `true` once complete.
-    pub fn step(&mut self) -> bool {
+    /// Do about 0.15 ms of work over the rows `src` holds now; `true`
+    /// once complete.
+    pub fn step(&mut self, src: &dyn RowSource) -> bool {
         let t0 = std::time::Instant::now();
-        let done = self.step_inner(t0);
+        let done = self.step_inner(src, t0);
         self.spent += t0.elapsed();
         done
     }
 
-    fn step_inner(&mut self, t0: std::time::Instant) -> bool {
-        let Some(graph) = self.graph.as_mut() else { return false };
+    fn step_inner(&mut self, src: &dyn RowSource, t0: std::time::Instant) -> bool {
+        let rows = self.rows.at(src);
+        let Some(graph) = self.graph.as_mut() else {
+            // The first step: the quantizer's range from every seventh row.
+            let bits = super::code_bits(rows.dim());
+            let sq = Sq8::fit_bits(rows.dim(), (0..rows.len()).step_by(7).map(|r| rows.row(r)), bits);
+            self.graph = Some(Hnsw::new(rows.dim(), self.params, sq, self.seed));
+            return false;
+        };
         match std::mem::replace(&mut self.phase, Phase::Done) {
-            Phase::Copy => self.phase = Phase::Copy,
             Phase::Insert { mut next } => {
-                while next < self.rows.len() && t0.elapsed() < STEP_TIME {
-                    if !self.held_out[next] {
-                        graph.insert(next as u64, self.rows.row(next), self.rows.norm(next));
+                while next < rows.len() && t0.elapsed() < STEP_TIME {
+                    // Deleted since the build started: no node.
+                    if let (false, Some((row, norm))) = (self.held_out[next], rows.get(next)) {
+                        graph.insert(next as u64, row, norm);
                     }
                     next += 1;
                 }
-                self.phase = if next < self.rows.len() { Phase::Insert { next } } else { Phase::Calibrate };
+                self.phase = if next < rows.len() { Phase::Insert { next } } else { Phase::Calibrate };
             }
             Phase::Calibrate => {
-                let rows = &self.rows;
                 let g = &*graph;
                 // The first calibration not done yet (each returns done once).
                 let Some(calib) = self.calibs.iter_mut().find(|c| !c.is_done()) else {
@@ -124,7 +116,7 @@ impl GraphBuilder {
                     return false;
                 };
                 let share = calib.share();
-                calib.step(rows, 1024, |q: &CalibQuery| {
+                calib.step(&rows, 1024, |q: &CalibQuery| {
                     let t = std::time::Instant::now();
                     let me = q.me;
                     let hq = HnswQuery { query: q.query, metric: q.metric, k: CALIB_K, ef: q.ladder[q.rung] };
@@ -138,7 +130,9 @@ impl GraphBuilder {
                 let probes = self.calibs[0].probes();
                 while next < probes.len() && t0.elapsed() < STEP_TIME {
                     let r = probes[next];
-                    graph.insert(r as u64, self.rows.row(r), self.rows.norm(r));
+                    if let Some((row, norm)) = rows.get(r) {
+                        graph.insert(r as u64, row, norm);
+                    }
                     next += 1;
                 }
                 if next == probes.len() {
@@ -154,7 +148,7 @@ impl GraphBuilder {
     /// The finished graph keyed by point id, its calibration and the
     /// milliseconds of work it took.
     pub fn finish(self) -> (Hnsw, Calibration, u64) {
-        let mut graph = self.graph.expect("finish after the rows were copied");
+        let mut graph = self.graph.expect("finish after the last step");
         let ids = self.rows.ids;
         graph.rekey(|row| ids[row as usize]);
         let mut calibs = self.calibs.into_iter().map(|c| (c.share(), c.finish()));
