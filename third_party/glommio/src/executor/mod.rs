@@ -1325,7 +1325,13 @@ impl LocalExecutor {
         loop {
             self.reactor.sys.install_eventfd();
             if self.need_preempt() {
-                break;
+                // Patch (aionbd): a round cut short by preemption before it
+                // ran anything is not an idle round while a task queue is
+                // still runnable; reporting it as one let the loop park with
+                // runnable work (fixed upstream by glommio/glommio#53, not
+                // in a release). With the preempt timer now kept across
+                // turns, a round starting after it fired is more likely.
+                return ran || !self.queues.borrow().active_executors.is_empty();
             }
             if !self.run_one_task_queue() {
                 return false;
@@ -1333,7 +1339,6 @@ impl LocalExecutor {
                 ran = true;
             }
         }
-        ran
     }
 
     fn run_one_task_queue(&self) -> bool {

@@ -224,6 +224,12 @@ impl Source {
         })
     }
 
+    /// No result yet: queued, or in the kernel (patch, aionbd: lets the
+    /// reactor keep a preemption timer that has not fired).
+    pub(crate) fn is_pending(&self) -> bool {
+        self.inner.borrow().wakers.result.is_none()
+    }
+
     pub(crate) fn result(&self) -> Option<io::Result<usize>> {
         let mut inner = self.inner.borrow_mut();
         let ret = inner
