@@ -12,6 +12,7 @@ mod points;
 mod routes;
 mod search;
 mod system;
+pub mod vectors;
 
 use crate::auth::{Principal, Scope};
 use crate::config::Config;
@@ -301,6 +302,18 @@ pub(super) fn percent_decode(s: &str) -> Result<String, ApiError> {
 
 /// Require a JSON content type, then parse the body.
 fn json_body<T: serde::de::DeserializeOwned>(req: &mut Request) -> Result<T, ApiError> {
+    check_json(req)?;
+    body::parse(&mut req.body)
+}
+
+/// `json_body` for a body with vectors (`body::parse_vectors`).
+fn json_vectors_body<T: vectors::Vectors>(req: &mut Request) -> Result<T, ApiError> {
+    check_json(req)?;
+    body::parse_vectors(&mut req.body)
+}
+
+/// A JSON content type and a body, or the error.
+fn check_json(req: &Request) -> Result<(), ApiError> {
     let ctype = req.header("content-type").unwrap_or("");
     let essence = ctype.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("application/json") {
@@ -313,7 +326,7 @@ fn json_body<T: serde::de::DeserializeOwned>(req: &mut Request) -> Result<T, Api
     if req.body.is_empty() {
         return Err(ApiError::invalid("request body is empty: expected a JSON object"));
     }
-    body::parse(&mut req.body)
+    Ok(())
 }
 
 /// The rate-limit bucket of callers without a tenant (auth off).
