@@ -7,7 +7,9 @@
 //! - 32 concurrent clients, single-point PUTs (group commit shares syncs),
 //! - 1 client, 256-point batch upserts,
 //!
-//! each reporting points/s, p50/p99 acknowledgement latency, the
+//! each into a collection of its own (so index work in one phase does not
+//! depend on how many points an earlier one wrote), each reporting
+//! points/s, p50/p99 acknowledgement latency, the
 //! fdatasyncs issued (from /metrics) and the CPU time per point of the
 //! server process and of this load generator (from /proc and getrusage;
 //! both share the machine's cores).
@@ -34,9 +36,16 @@ use common::{metric, own_cpu_seconds, pct, vec_json, Client, Server};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// `clients` writers sending single-point PUTs (ids from `first_id`) for
-/// `seconds`: (points, latencies ms).
-fn single_writers(addr: &str, rows_json: &[String], clients: usize, seconds: f64, first_id: u64) -> (u64, Vec<f64>) {
+/// `clients` writers sending single-point PUTs (ids from `first_id`) to
+/// collection `name` for `seconds`: (points, latencies ms).
+fn single_writers(
+    addr: &str,
+    name: &str,
+    rows_json: &[String],
+    clients: usize,
+    seconds: f64,
+    first_id: u64,
+) -> (u64, Vec<f64>) {
     let bodies: Vec<Vec<u8>> = (0..rows_json.len().min(2000))
         .map(|i| format!(r#"{{"values":{}}}"#, rows_json[i % rows_json.len()]).into_bytes())
         .collect();
@@ -54,7 +63,7 @@ fn single_writers(addr: &str, rows_json: &[String], clients: usize, seconds: f64
                         let t0 = Instant::now();
                         let (st, resp) = c.send(
                             "PUT",
-                            &format!("/collections/ingest/points/{id}"),
+                            &format!("/collections/{name}/points/{id}"),
                             &bodies[(id % bodies.len() as u64) as usize],
                         );
                         assert_eq!(st, 200, "{}", String::from_utf8_lossy(&resp));
@@ -154,14 +163,22 @@ fn run_mode(
     let server = Server::start_bin(bin, 2, 2, &env);
     let addr = server.addr.clone();
     let mut c = Client::new(&addr);
-    let (st, _) = c.post("/collections", format!(r#"{{"name":"ingest","dimension":{}}}"#, base.dim).as_bytes());
-    assert_eq!(st, 200);
+    // Each phase writes into a collection of its own, so a build that wrote
+    // more points in an earlier phase does not pay for larger index builds
+    // in the next one.
+    let create = |c: &mut Client, name: &str| {
+        let (st, _) = c.post("/collections", format!(r#"{{"name":"{name}","dimension":{}}}"#, base.dim).as_bytes());
+        assert_eq!(st, 200);
+    };
     let mut figures = Vec::new();
     let prefix = format!("{label} | {round} | {}", mode.name);
-    for (phase, clients, first) in [(ONE_WRITER, 1usize, 0u64), (MANY_WRITERS, 32, 1u64 << 40)] {
+    for (phase, name, clients, first) in
+        [(ONE_WRITER, "ingest1", 1usize, 0u64), (MANY_WRITERS, "ingest32", 32, 1u64 << 40)]
+    {
+        create(&mut c, name);
         let before = Cost::now(&server);
         let t0 = Instant::now();
-        let (n, lat) = single_writers(&addr, rows_json, clients, seconds, first);
+        let (n, lat) = single_writers(&addr, name, rows_json, clients, seconds, first);
         let rate = n as f64 / t0.elapsed().as_secs_f64();
         let server_us = print_row(&server, &before, &prefix, phase, rate, &lat, n);
         figures.push((phase, Figure { rate, server_us }));
@@ -170,6 +187,7 @@ fn run_mode(
         return figures;
     }
     // 256-point batches, one client.
+    create(&mut c, "ingest");
     let before = Cost::now(&server);
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let t0 = Instant::now();
@@ -223,9 +241,7 @@ fn main() {
             "--seconds" => seconds = it.next().and_then(|v| v.parse().ok()).expect("--seconds S"),
             "--max-batch" => max_batch = it.next().expect("--max-batch N"),
             "--every-n" => every_n = it.next().expect("--every-n N"),
-            "--modes" => {
-                modes_wanted = Some(it.next().expect("--modes LIST").split(',').map(str::to_owned).collect())
-            }
+            "--modes" => modes_wanted = Some(it.next().expect("--modes LIST").split(',').map(str::to_owned).collect()),
             "--no-batches" => batches = false,
             "--bin" => {
                 let v = it.next().expect("--bin LABEL=PATH");
@@ -353,7 +369,9 @@ fn summary(bins: &[(String, PathBuf)], modes: &[&Mode], figures: &[Vec<Vec<Vec<(
                 } else {
                     format!(
                         ", {:.2}x build {}'s",
-                        over_rounds(&|r| Some(get(r, b, mode.key, phase)?.server_us / get(r, 0, mode.key, phase)?.server_us)),
+                        over_rounds(&|r| Some(
+                            get(r, b, mode.key, phase)?.server_us / get(r, 0, mode.key, phase)?.server_us
+                        )),
                         bins[0].0
                     )
                 };
