@@ -98,9 +98,8 @@ fn compare<T: aionbd::api::vectors::Vectors>(
 fn main() {
     let batch = vec![batch_body()];
     let mb = batch[0].len() as f64 / 1e6;
-    let t = compare::<BatchUpsert>(&[Way::Simd, Way::Serde, Way::Fast], &batch, 20, |b| {
-        assert_eq!(b.points.len(), 256)
-    });
+    let t =
+        compare::<BatchUpsert>(&[Way::Simd, Way::Serde, Way::Fast], &batch, 20, |b| assert_eq!(b.points.len(), 256));
     println!("batch body: 256 points x 384 dims with payloads, {mb:.2} MB (median of 7 rounds)");
     println!("| parser | ms per body | MB/s |");
     println!("|---|---|---|");

@@ -387,10 +387,7 @@ fn fresh_request_id() -> String {
     }
     STATE.with(|state| {
         let mut s = state.get();
-        let (hi, lo) = (
-            aionbd_shards::math::rng::splitmix64(&mut s),
-            aionbd_shards::math::rng::splitmix64(&mut s),
-        );
+        let (hi, lo) = (aionbd_shards::math::rng::splitmix64(&mut s), aionbd_shards::math::rng::splitmix64(&mut s));
         state.set(s);
         let bytes = ((u128::from(hi) << 64) | u128::from(lo)).to_be_bytes();
         uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()

@@ -340,8 +340,8 @@ fn array(b: &[u8], mut i: usize, out: &mut Vec<f32>) -> Option<usize> {
 
 /// Powers of ten exact as doubles (10^22 is the largest).
 const POW10: [f64; 23] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
-    1e20, 1e21, 1e22,
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20,
+    1e21, 1e22,
 ];
 /// The largest significand an `f64` holds exactly.
 const EXACT_SIGNIFICAND_MAX: u64 = 1 << 53;
@@ -492,11 +492,8 @@ fn number(b: &[u8], mut i: usize) -> Option<(f32, usize)> {
         }
     } else {
         let magnitude = significand as f64;
-        let f = if exponent >= 0 {
-            magnitude * POW10[exponent as usize]
-        } else {
-            magnitude / POW10[(-exponent) as usize]
-        };
+        let f =
+            if exponent >= 0 { magnitude * POW10[exponent as usize] } else { magnitude / POW10[(-exponent) as usize] };
         (if negative { -f } else { f }) as f32
     };
     Some((v, i))
