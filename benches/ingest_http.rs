@@ -125,6 +125,11 @@ struct Mode {
     env: Vec<(&'static str, String)>,
 }
 
+/// One build's figures in one mode, by phase label.
+type Phases = Vec<(&'static str, Figure)>;
+/// Every run's phases: `[round][build][mode]`.
+type Figures = Vec<Vec<Vec<Phases>>>;
+
 /// What one phase measured: points/s and the server's CPU us per point.
 #[derive(Clone, Copy)]
 struct Figure {
@@ -158,7 +163,7 @@ fn run_mode(
     rows_json: &[String],
     seconds: f64,
     batches: bool,
-) -> Vec<(&'static str, Figure)> {
+) -> Phases {
     let env: Vec<(&str, &str)> = mode.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let server = Server::start_bin(bin, 2, 2, &env);
     let addr = server.addr.clone();
@@ -308,7 +313,7 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     // figures[round][build][mode] = the phases' figures.
-    let mut figures: Vec<Vec<Vec<Vec<(&str, Figure)>>>> = Vec::new();
+    let mut figures: Figures = Vec::new();
     for round in 0..rounds {
         let mut per_build = vec![vec![Vec::new(); modes.len()]; bins.len()];
         for (m, mode) in modes.iter().enumerate() {
@@ -327,7 +332,7 @@ fn main() {
 }
 
 /// Medians over rounds of the ratios each round gives.
-fn summary(bins: &[(String, PathBuf)], modes: &[&Mode], figures: &[Vec<Vec<Vec<(&str, Figure)>>>]) {
+fn summary(bins: &[(String, PathBuf)], modes: &[&Mode], figures: &Figures) {
     let get = |round: usize, b: usize, key: &str, phase: &str| -> Option<Figure> {
         let m = modes.iter().position(|m| m.key == key)?;
         figures[round][b][m].iter().find(|(p, _)| *p == phase).map(|(_, f)| *f)
