@@ -62,7 +62,16 @@ struct Found {
 /// Parse `body` into `T` with its vectors read here; `None` if the body
 /// must be parsed the general way (see the module doc).
 pub fn parse<T: Vectors>(body: &[u8]) -> Option<T> {
-    let (rest, found) = walk(body, T::PATHS)?;
+    thread_local! {
+        /// Where each vector is read before it is copied out at its exact
+        /// length; kept per thread so its capacity lasts across requests
+        /// (growing it from empty was ~4 % of a shard's CPU on upserts).
+        static SCRATCH: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+    }
+    let mut scratch = SCRATCH.take();
+    let walked = walk(body, T::PATHS, &mut scratch);
+    SCRATCH.set(scratch);
+    let (rest, found) = walked?;
     let mut parsed: T = serde_json::from_slice(&rest).ok()?;
     for f in found {
         let slot = parsed.slot(f.path, &f.items)?;
@@ -82,13 +91,11 @@ enum Frame<'a> {
 }
 
 /// Walk the JSON text: copy it to `rest` except the arrays at `paths`,
-/// which become `[]` and are read into the returned list. `None` on
+/// which become `[]` and are read (through `scratch`) into the returned list. `None` on
 /// anything the walk does not follow (the general parse decides).
-fn walk<'a>(b: &'a [u8], paths: &[&[Step]]) -> Option<(Vec<u8>, Vec<Found>)> {
+fn walk<'a>(b: &'a [u8], paths: &[&[Step]], scratch: &mut Vec<f32>) -> Option<(Vec<u8>, Vec<Found>)> {
     let mut rest = Vec::with_capacity(64);
     let mut found = Vec::new();
-    // Each vector is read here, then copied out at its exact length.
-    let mut scratch = Vec::new();
     let mut stack: Vec<Frame<'a>> = Vec::with_capacity(8);
     // Bytes b[copied..i] are still to be copied to `rest`.
     let mut copied = 0;
@@ -127,7 +134,7 @@ fn walk<'a>(b: &'a [u8], paths: &[&[Step]]) -> Option<(Vec<u8>, Vec<Found>)> {
                                 return None;
                             }
                             scratch.clear();
-                            let end = array(b, i, &mut scratch)?;
+                            let end = array(b, i, scratch)?;
                             let values = scratch.clone();
                             rest.extend_from_slice(&b[copied..value_start]);
                             rest.extend_from_slice(b"[]");
@@ -163,7 +170,7 @@ fn walk<'a>(b: &'a [u8], paths: &[&[Step]]) -> Option<(Vec<u8>, Vec<Found>)> {
                         return None;
                     }
                     scratch.clear();
-                    let end = array(b, i, &mut scratch)?;
+                    let end = array(b, i, scratch)?;
                     let values = scratch.clone();
                     rest.extend_from_slice(&b[copied..i]);
                     rest.extend_from_slice(b"[]");
