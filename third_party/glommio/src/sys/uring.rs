@@ -1924,7 +1924,11 @@ impl Reactor {
         }
 
         match preempt_timer() {
-            Some(preempt) if !keep_latency_timer => {
+            // A kept timer that fired since it was checked (its completion
+            // consumed above) is armed anew: a turn always leaves one armed.
+            Some(preempt)
+                if !keep_latency_timer || !Self::pending(&self.latency_preemption_timeout_src) =>
+            {
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
                 self.latency_preemption_armed.set(Some((now, preempt)));
