@@ -45,17 +45,21 @@ pub fn start_memory_reports(node: Rc<Node>) {
 /// Work around a glommio 0.9 scheduler bug: when the preempt timer fires
 /// before a round runs any task queue, the executor can park although a
 /// queue is runnable, and sleeps until some I/O or timer completes (fixed
-/// upstream in glommio/glommio#53, not in a release we can use). A request
+/// upstream in glommio/glommio#53, not in a release; the patched copy this
+/// build uses, third_party/glommio, carries the fix, and the heartbeat
+/// stays as the bound should another such path exist). A request
 /// whose handling was runnable then waited for the client's next request,
 /// seen as rare 30 s test timeouts under CPU contention. A pending timer
 /// bounds that sleep, so every shard keeps one. It also reports turns that
-/// came late (a shard busy in one long step, or not running at all).
+/// came late (a shard busy in one long step, or not running at all), and
+/// reads the wall clock for the shard's requests (`clock::tick`).
 pub fn start_heartbeat(me: usize) {
     glommio::spawn_local(async move {
         let mut last = (std::time::Instant::now(), thread_cpu());
         loop {
             glommio::timer::sleep(HEARTBEAT).await;
             crate::watchdog::beat(me);
+            crate::clock::tick();
             let now = (std::time::Instant::now(), thread_cpu());
             let gap = now.0 - last.0;
             crate::watchdog::turn_late(gap.saturating_sub(HEARTBEAT));

@@ -7,6 +7,7 @@ pub mod api;
 pub mod auth;
 pub mod background;
 pub mod backup;
+pub mod clock;
 pub mod config;
 pub mod datadir;
 pub mod debug_hooks;

@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 
 pub struct Server {
     child: Child,
+    /// The server binary: `AIONBD_BIN` if set, else this build's.
+    bin: std::path::PathBuf,
     pub addr: String,
     pub data_dir: std::path::PathBuf,
     shards: usize,
@@ -18,13 +20,20 @@ pub struct Server {
 }
 
 impl Server {
-    /// Start the release server with `extra` environment variables.
+    /// Start the release server with `extra` environment variables: the
+    /// binary `AIONBD_BIN` names, else this build's.
     pub fn start(shards: usize, partitions: usize, extra: &[(&str, &str)]) -> Server {
+        Self::start_bin(&default_bin(), shards, partitions, extra)
+    }
+
+    /// Start the server binary `bin` (another build's, to compare two
+    /// builds in one run) with `extra` environment variables.
+    pub fn start_bin(bin: &std::path::Path, shards: usize, partitions: usize, extra: &[(&str, &str)]) -> Server {
         let data_dir = std::env::temp_dir().join(format!("aionbd-bench-{}-{shards}x{partitions}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data_dir);
         let extra: Vec<(String, String)> = extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let (child, addr) = Self::spawn(shards, partitions, &extra, &data_dir, false);
-        Server { child, addr, data_dir, shards, partitions, extra, show_stderr: false }
+        let (child, addr) = Self::spawn(bin, shards, partitions, &extra, &data_dir, false);
+        Server { child, bin: bin.to_owned(), addr, data_dir, shards, partitions, extra, show_stderr: false }
     }
 
     /// SIGKILL the server and start it again on the same data directory;
@@ -50,7 +59,8 @@ impl Server {
     /// returns how long the new process took until it listened.
     pub fn restart(&mut self) -> std::time::Duration {
         let t0 = std::time::Instant::now();
-        let (child, addr) = Self::spawn(self.shards, self.partitions, &self.extra, &self.data_dir, self.show_stderr);
+        let (child, addr) =
+            Self::spawn(&self.bin, self.shards, self.partitions, &self.extra, &self.data_dir, self.show_stderr);
         self.child = child;
         self.addr = addr;
         t0.elapsed()
@@ -69,13 +79,14 @@ impl Server {
     }
 
     fn spawn(
+        bin: &std::path::Path,
         shards: usize,
         partitions: usize,
         extra: &[(String, String)],
         data_dir: &std::path::Path,
         show_stderr: bool,
     ) -> (Child, String) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_aionbd"));
+        let mut cmd = Command::new(bin);
         cmd.env_clear()
             .env("AIONBD_BIND", "127.0.0.1:0")
             .env("AIONBD_SHARDS", shards.to_string())
@@ -110,6 +121,12 @@ impl Drop for Server {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
+}
+
+/// The server binary the benchmarks start: `AIONBD_BIN` if set (e.g. an
+/// older build kept for comparison), else the one this build made.
+pub fn default_bin() -> std::path::PathBuf {
+    std::env::var_os("AIONBD_BIN").map_or_else(|| env!("CARGO_BIN_EXE_aionbd").into(), Into::into)
 }
 
 /// A keep-alive HTTP/1.1 client.

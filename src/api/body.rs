@@ -1,9 +1,12 @@
 //! Request bodies as they arrive, and JSON parsing.
 //!
 //! Bodies are parsed with the parser `BODY_PARSER` names, chosen by
-//! measurement on a 256 x 384 upsert (`cargo bench --bench json_parse`).
+//! measurement on a 256 x 384 upsert (`cargo bench --bench json_parse`);
+//! bodies with vectors (`vectors::Vectors`) have their number arrays read
+//! by `api::vectors` first, with the same result.
 
 use super::error::ApiError;
+use super::vectors::{self, Step, Vectors};
 use aionbd_shards::payload::filter::FilterSpec;
 use aionbd_shards::payload::Payload;
 use aionbd_shards::Metric;
@@ -35,6 +38,14 @@ pub struct UpsertPoint {
     pub payload: Option<Payload>,
 }
 
+impl Vectors for UpsertPoint {
+    const PATHS: &'static [&'static [Step]] = &[&[Step::Key("values")]];
+
+    fn slot(&mut self, _: usize, _: &[usize]) -> Option<&mut Vec<f32>> {
+        Some(&mut self.values)
+    }
+}
+
 #[derive(Deserialize)]
 pub struct BatchPoint {
     pub id: u64,
@@ -46,6 +57,14 @@ pub struct BatchPoint {
 #[derive(Deserialize)]
 pub struct BatchUpsert {
     pub points: Vec<BatchPoint>,
+}
+
+impl Vectors for BatchUpsert {
+    const PATHS: &'static [&'static [Step]] = &[&[Step::Key("points"), Step::Item, Step::Key("values")]];
+
+    fn slot(&mut self, _: usize, items: &[usize]) -> Option<&mut Vec<f32>> {
+        Some(&mut self.points.get_mut(*items.first()?)?.values)
+    }
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
@@ -83,12 +102,31 @@ pub struct Search {
     pub ef: Option<u64>,
 }
 
+impl Vectors for Search {
+    const PATHS: &'static [&'static [Step]] = &[&[Step::Key("query")], &[Step::Key("queries"), Step::Item]];
+
+    fn slot(&mut self, path: usize, items: &[usize]) -> Option<&mut Vec<f32>> {
+        match path {
+            0 => self.query.as_mut(),
+            _ => self.queries.as_mut()?.get_mut(*items.first()?),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 pub struct Distance {
     pub left: Vec<f32>,
     pub right: Vec<f32>,
     #[serde(default)]
     pub metric: Option<Metric>,
+}
+
+impl Vectors for Distance {
+    const PATHS: &'static [&'static [Step]] = &[&[Step::Key("left")], &[Step::Key("right")]];
+
+    fn slot(&mut self, path: usize, _: &[usize]) -> Option<&mut Vec<f32>> {
+        Some(if path == 0 { &mut self.left } else { &mut self.right })
+    }
 }
 
 #[derive(Deserialize)]
@@ -139,4 +177,16 @@ pub fn parse_with<T: DeserializeOwned>(parser: JsonParser, body: &mut [u8]) -> R
 
 pub fn parse<T: DeserializeOwned>(body: &mut [u8]) -> Result<T, ApiError> {
     parse_with(BODY_PARSER, body)
+}
+
+/// Parse a body with vectors: their arrays read straight from the text
+/// (`api::vectors`, bit for bit what `parse` gives), anything else the
+/// fast reading does not take parsed by `parse`, errors included.
+pub fn parse_vectors<T: Vectors>(body: &mut [u8]) -> Result<T, ApiError> {
+    if BODY_PARSER == JsonParser::Serde {
+        if let Some(parsed) = vectors::parse(body) {
+            return Ok(parsed);
+        }
+    }
+    parse(body)
 }

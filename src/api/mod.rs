@@ -12,6 +12,7 @@ mod points;
 mod routes;
 mod search;
 mod system;
+pub mod vectors;
 
 use crate::auth::{Principal, Scope};
 use crate::config::Config;
@@ -179,7 +180,7 @@ impl Api {
             return Ok(Principal { tenant: None, scope: Scope::Read });
         }
         let limit = self.cfg().auth_failure_limit_per_minute;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = crate::clock::unix_seconds();
         if let Some(retry) = req.peer.and_then(|ip| self.auth_failures.exhausted(ip, limit, now)) {
             Metrics::add(&self.node.metrics.rate_limit_rejections_total, 1);
             let e = ApiError::new(
@@ -233,7 +234,7 @@ impl Api {
             return Ok(());
         }
         let tenant = who.tenant.clone().unwrap_or_else(|| PUBLIC.clone());
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = crate::clock::unix_seconds();
         match rate.admit(&tenant, now) {
             Ok((minute, count)) => {
                 self.node.router().report_rate(&tenant, minute, count);
@@ -256,7 +257,7 @@ impl Api {
         if let Body::Stream(ctype, file, stream) = body {
             let resp = Response::streamed(status, ctype, stream)
                 .with_header("x-request-id", request_id)
-                .with_header("date", httpdate::fmt_http_date(std::time::SystemTime::now()));
+                .with_header("date", crate::clock::http_date());
             return match file {
                 Some(f) => resp.with_header("content-disposition", format!("attachment; filename=\"{f}\"")),
                 None => resp,
@@ -271,7 +272,7 @@ impl Api {
         };
         Response::new(status, ctype, bytes)
             .with_header("x-request-id", request_id)
-            .with_header("date", httpdate::fmt_http_date(std::time::SystemTime::now()))
+            .with_header("date", crate::clock::http_date())
     }
 }
 
@@ -297,6 +298,18 @@ pub(super) fn percent_decode(s: &str) -> Result<String, ApiError> {
 
 /// Require a JSON content type, then parse the body.
 fn json_body<T: serde::de::DeserializeOwned>(req: &mut Request) -> Result<T, ApiError> {
+    check_json(req)?;
+    body::parse(&mut req.body)
+}
+
+/// `json_body` for a body with vectors (`body::parse_vectors`).
+fn json_vectors_body<T: vectors::Vectors>(req: &mut Request) -> Result<T, ApiError> {
+    check_json(req)?;
+    body::parse_vectors(&mut req.body)
+}
+
+/// A JSON content type and a body, or the error.
+fn check_json(req: &Request) -> Result<(), ApiError> {
     let ctype = req.header("content-type").unwrap_or("");
     let essence = ctype.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("application/json") {
@@ -309,7 +322,7 @@ fn json_body<T: serde::de::DeserializeOwned>(req: &mut Request) -> Result<T, Api
     if req.body.is_empty() {
         return Err(ApiError::invalid("request body is empty: expected a JSON object"));
     }
-    body::parse(&mut req.body)
+    Ok(())
 }
 
 /// The rate-limit bucket of callers without a tenant (auth off).
@@ -360,8 +373,21 @@ fn point_id(raw: &str) -> Result<u64, ApiError> {
     raw.parse::<u64>().map_err(|_| ApiError::invalid(format!("point id '{raw}' is not an unsigned 64-bit integer")))
 }
 
+/// A request id for a request that brought none: a version-4 UUID from a
+/// per-thread splitmix64 stream seeded once from the OS (issue 21: a fresh
+/// `Uuid::new_v4` was a `getrandom` syscall per request). Ids correlate
+/// logs; nothing relies on their being unguessable.
 fn fresh_request_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    thread_local! {
+        static STATE: std::cell::Cell<u64> = std::cell::Cell::new(uuid::Uuid::new_v4().as_u64_pair().0);
+    }
+    STATE.with(|state| {
+        let mut s = state.get();
+        let (hi, lo) = (aionbd_shards::math::rng::splitmix64(&mut s), aionbd_shards::math::rng::splitmix64(&mut s));
+        state.set(s);
+        let bytes = ((u128::from(hi) << 64) | u128::from(lo)).to_be_bytes();
+        uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
+    })
 }
 
 fn request_id(req: &Request) -> String {
@@ -442,7 +468,7 @@ impl Api {
                 methods.push_str(", OPTIONS");
                 let resp = Response::new(200, "text/plain; charset=utf-8", Vec::new())
                     .with_header("x-request-id", request_id(req))
-                    .with_header("date", httpdate::fmt_http_date(std::time::SystemTime::now()))
+                    .with_header("date", crate::clock::http_date())
                     .with_header("allow", methods.clone());
                 if cors {
                     resp.with_header("access-control-allow-methods", methods)

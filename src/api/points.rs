@@ -2,7 +2,7 @@
 //! validates the whole request, orders it and fans it out to partitions;
 //! reads go straight to the partition holding the point.
 
-use super::{body, json, json_body, point_id, Api, ApiError, ApiResult};
+use super::{body, json, json_body, json_vectors_body, point_id, Api, ApiError, ApiResult};
 use aionbd_http::Request;
 use aionbd_shards::ops::{
     Count, DeletePayloadKeys, DeletePoint, GetPoint, HomeWrite, ListPoints, Op, PageFrom, PointIn, SetPayload, Upsert,
@@ -29,7 +29,7 @@ impl Api {
     pub(super) async fn upsert_point(&self, raw: &str, id: &str, req: &mut Request) -> ApiResult {
         let name = raw.to_owned();
         let id = point_id(id)?;
-        let b: body::UpsertPoint = json_body(req)?;
+        let b: body::UpsertPoint = json_vectors_body(req)?;
         let point = PointIn { id, values: b.values, payload: b.payload.unwrap_or_default() };
         let results = self.upsert(&name, vec![point]).await?;
         json(&json!({"id": id, "created": results[0].1}))
@@ -37,7 +37,7 @@ impl Api {
 
     pub(super) async fn upsert_batch(&self, raw: &str, req: &mut Request) -> ApiResult {
         let name = raw.to_owned();
-        let b: body::BatchUpsert = json_body(req)?;
+        let b: body::BatchUpsert = json_vectors_body(req)?;
         let max = self.cfg().upsert_batch_max_points;
         if b.points.is_empty() || b.points.len() > max {
             return Err(ApiError::invalid(format!("points must hold 1 to {max} items, got {}", b.points.len())));

@@ -2,7 +2,7 @@
 //! the queries to every partition of the collection, each partition scans
 //! its points exactly, and the partial top-k lists are merged here.
 
-use super::{body, json, json_body, Api, ApiError};
+use super::{body, json, json_vectors_body, Api, ApiError};
 use crate::metrics::Metrics;
 use aionbd_http::Request;
 use aionbd_shards::math::key::key_to_value;
@@ -261,7 +261,7 @@ impl Api {
     }
 
     pub(super) async fn search_top1(&self, raw: &str, req: &mut Request) -> super::ApiResult {
-        let mut b: body::Search = json_body(req)?;
+        let mut b: body::Search = json_vectors_body(req)?;
         let query = b.query.take().ok_or_else(|| ApiError::invalid("missing field `query`"))?;
         b.limit = Some(1);
         let found = self.run_search(raw, vec![query], &b, 1).await?;
@@ -279,7 +279,7 @@ impl Api {
     }
 
     pub(super) async fn search_topk(&self, raw: &str, req: &mut Request) -> super::ApiResult {
-        let mut b: body::Search = json_body(req)?;
+        let mut b: body::Search = json_vectors_body(req)?;
         let query = b.query.take().ok_or_else(|| ApiError::invalid("missing field `query`"))?;
         let found = self.run_search(raw, vec![query], &b, 10).await?;
         let metric = found.metric;
@@ -287,7 +287,7 @@ impl Api {
     }
 
     pub(super) async fn search_batch(&self, raw: &str, req: &mut Request) -> super::ApiResult {
-        let mut b: body::Search = json_body(req)?;
+        let mut b: body::Search = json_vectors_body(req)?;
         let queries = b.queries.take().ok_or_else(|| ApiError::invalid("missing field `queries`"))?;
         let max = self.cfg().search_batch_max_queries;
         if queries.is_empty() || queries.len() > max {

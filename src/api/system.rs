@@ -1,6 +1,6 @@
 //! Health, metrics and `/distance` (API.md §3).
 
-use super::{body, json, json_body, Api, ApiError, ApiResult, Body, ErrorCode};
+use super::{body, json, json_vectors_body, Api, ApiError, ApiResult, Body, ErrorCode};
 use crate::metrics::{prometheus, MetricsSnapshot, Value};
 use aionbd_http::Request;
 use aionbd_shards::math::{distance::kernels, key::norm};
@@ -195,7 +195,7 @@ impl Api {
     }
 
     pub(super) fn distance(&self, req: &mut Request) -> ApiResult {
-        let b: body::Distance = json_body(req)?;
+        let b: body::Distance = json_vectors_body(req)?;
         let metric = b.metric.unwrap_or(Metric::Dot);
         let cfg = self.cfg();
         if b.left.is_empty() || b.right.is_empty() {
