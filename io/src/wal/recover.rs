@@ -158,6 +158,13 @@ impl Recovery {
             valid_bytes: scan.valid_bytes,
             last_payload_crc: scan.last_payload_crc,
         });
+        // A torn batch whose first block was lost ends the newest segment
+        // cleanly but leaves its other blocks after the end: zero them too,
+        // or the writer continuing here leaves them between its batches and
+        // the next recovery finds damage before later segments.
+        if last && scan.end == ScanEnd::Clean && scan.dirty_after_end {
+            out.torn_tail = Some((name.clone(), scan.valid_bytes));
+        }
         self.tail_lsn = scan.next_lsn;
         let last_good = out.next_lsn.checked_sub(1).filter(|&l| l >= first_lsn);
         // Damage in the previous segment is harmless only if it lay wholly
@@ -297,6 +304,19 @@ mod tests {
         torn[5].bytes[BLOCK_BYTES + 100] ^= 1;
         let rec = recover(torn, 1).unwrap();
         assert_eq!((rec.records.len(), rec.torn_tail), (5, Some(("seg-6".to_owned(), BLOCK_BYTES as u64))));
+    }
+
+    /// A torn batch whose first block was lost (zero) and a later block
+    /// kept: the newest segment ends cleanly before it, but the blocks left
+    /// after the end are a torn tail to zero (found by the crash test of the
+    /// real WAL: a restart continued the segment, left them between its
+    /// batches, and the next restart refused).
+    #[test]
+    fn dirty_blocks_after_the_end_of_the_newest_segment_are_a_torn_tail() {
+        let mut segs = segments(3);
+        segs[2].bytes[BLOCK_BYTES..2 * BLOCK_BYTES].fill(0);
+        let rec = recover(segs, 1).unwrap();
+        assert_eq!((rec.records.len(), rec.torn_tail), (2, Some(("seg-3".to_owned(), BLOCK_BYTES as u64))));
     }
 
     /// Damage in records a snapshot already covers must not hide the
