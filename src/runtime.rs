@@ -331,7 +331,7 @@ struct Gate {
 async fn recover_shard(router: &Rc<Router>, shared: &Shared, me: usize, progress: &AtomicU64) -> Result<usize, String> {
     let p = &shared.config.persistence;
     let shard_dir = shared.shards_root.join(format!("shard-{me:02}"));
-    let wal_dir = shard_dir.join("wal");
+    let wal_dir = shard_dir.join(aionbd_io::wal::WAL_DIR);
     std::fs::create_dir_all(&wal_dir).map_err(|e| format!("cannot create {}: {e}", wal_dir.display()))?;
     let t0 = std::time::Instant::now();
     // Read and scan the WAL segments on a helper thread, a few ahead of
@@ -372,7 +372,7 @@ async fn recover_shard(router: &Rc<Router>, shared: &Shared, me: usize, progress
     replayer.flush()?;
     let (replayed, replayed_bytes) = (replayer.records, replayer.bytes);
     if let Some(m) = &loaded.manifest {
-        if recovered.next_segment_seq <= m.wal_segment_seq {
+        if !recovered.reaches_segment(m.wal_segment_seq) {
             return Err(format!(
                 "WAL segment {} (and any after it) is missing from {}: the manifest recorded it when the \
                  snapshot at LSN {} was taken; acknowledged writes may be lost, refusing to start",
@@ -393,23 +393,19 @@ async fn recover_shard(router: &Rc<Router>, shared: &Shared, me: usize, progress
             t1.elapsed().as_secs_f64()
         );
     }
-    let salt = Box::new(|| uuid::Uuid::new_v4().as_u64_pair().0);
-    let writer = aionbd_io::wal::WalWriter::after_recovery(me as u16, p.wal_segment_bytes as usize, &recovered, salt);
-    let resume = writer.current_segment();
-    let wal = crate::wal::Wal::new(
-        wal_dir.clone(),
-        writer,
-        p.wal_segment_bytes,
-        crate::wal::SyncPolicy::from_config(p),
-        p.wal_group_commit_max_batch as usize,
-        Duration::from_millis(p.wal_group_commit_flush_delay_ms),
-    );
-    if let Some(seq) = resume {
-        wal.resume_segment(seq).await?;
+    let options = aionbd_io::wal::WalOptions {
+        shard_id: me as u16,
+        segment_bytes: p.wal_segment_bytes,
+        policy: crate::wal::sync_policy(p),
+        max_batch: p.wal_group_commit_max_batch as usize,
+        flush_delay: Duration::from_millis(p.wal_group_commit_flush_delay_ms),
+    };
+    let wal = crate::wal::open(&shard_dir, &recovered, options).await.map_err(|e| e.to_string())?;
+    if let Some(t) = &recovered.torn_tail {
+        tracing::warn!("WAL {}: truncated a torn tail at offset {} (an unacknowledged batch)", t.segment, t.offset);
     }
     // The replayed log counts toward the next snapshot.
     wal.bytes.set(recovered.log_bytes.max(replayed_bytes));
-    wal.segments.set(crate::wal::read_segment_names(&wal_dir).len() as u64);
     router.set_wal(wal);
     let snaps = crate::snapshot::Snapshots::new(me, shard_dir, p, loaded.file_bytes);
     progress.store(loaded.records + replayed, Ordering::Relaxed);

@@ -12,8 +12,9 @@
 //! Formats and the recovery order: docs/storage.md.
 
 use crate::router::Router;
+pub use aionbd_io::snapshot::MANIFEST;
 use aionbd_io::snapshot::{encode_end, encode_frame, snapshot_name, Manifest, SnapshotHeader, SnapshotReader};
-use aionbd_io::wal::{Lsn, SegmentHeader, BLOCK_BYTES};
+use aionbd_io::wal::Lsn;
 use aionbd_shards::ops::{ExportChunk, ExportEnd, Exported};
 use aionbd_shards::record::LogRecord;
 use futures_lite::AsyncWriteExt;
@@ -24,7 +25,6 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
-pub const MANIFEST: &str = "MANIFEST";
 /// Points per export chunk (and per snapshot record): ~0.75 MiB at 384 dims.
 const CHUNK_POINTS: usize = 512;
 /// How often a shard checks whether a snapshot is due.
@@ -56,7 +56,6 @@ const SNAPSHOT_SHARES: usize = 50;
 pub struct Snapshots {
     shard_id: usize,
     dir: PathBuf,
-    wal_dir: PathBuf,
     min_wal_bytes: u64,
     wal_percent: u64,
     /// WAL bytes written when the last snapshot's cut was taken.
@@ -81,7 +80,6 @@ impl Snapshots {
         let queue = crate::runtime::background_queue(SNAPSHOT_SHARES, "snapshot");
         Rc::new(Snapshots {
             shard_id,
-            wal_dir: dir.join("wal"),
             dir,
             min_wal_bytes: cfg.snapshot_min_wal_bytes,
             wal_percent: cfg.snapshot_wal_percent,
@@ -225,24 +223,13 @@ impl Snapshots {
                 return Err(e);
             }
         };
-        // The manifest may only name a cut the WAL has made durable, or a
-        // crash could leave a snapshot ahead of its log.
-        wal.wait_durable(lsn).await.map_err(|e| format!("WAL: {e}"))?;
-        let path = self.dir.join(&name);
-        std::fs::rename(&tmp, &path).map_err(|e| format!("rename {}: {e}", tmp.display()))?;
-        sync_dir(&self.dir)?;
-        let manifest = Manifest {
-            shard_id: self.shard_id as u16,
-            snapshot: name.clone(),
-            lsn,
-            wal_segment_seq: newest_segment(&self.wal_dir),
-        };
-        write_atomically(&self.dir.join(MANIFEST), manifest.encode().as_bytes())?;
+        // Once the WAL is durable up to the cut: into place, the manifest
+        // switched, the covered segments deleted (the WAL's code, which the
+        // crash tests run on a simulated disk).
+        wal.install_snapshot(&tmp, &name, lsn).await.map_err(|e| e.to_string())?;
         self.wal_bytes_at_cut.set(bytes_at_cut);
-        // The switch is durable: the old snapshot and covered segments go.
+        // The switch is durable: the old snapshot goes too.
         remove_old_snapshots(&self.dir, &name);
-        let removed = remove_covered_segments(&self.wal_dir, lsn)?;
-        wal.forget_segments(removed);
         Ok((lsn, bytes))
     }
 }
@@ -273,47 +260,6 @@ fn remove_old_snapshots(dir: &Path, keep: &str) {
             let _ = std::fs::remove_file(e.path());
         }
     }
-}
-
-/// Headers of the WAL segments in `wal_dir`: (sequence, first LSN, path),
-/// in sequence order. Unreadable files are left to recovery to report.
-fn segment_headers(wal_dir: &Path) -> Vec<(u64, Lsn, PathBuf)> {
-    use std::io::Read;
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(wal_dir).into_iter().flatten().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !(name.starts_with("wal-") && name.ends_with(".log")) {
-            continue;
-        }
-        let mut head = vec![0u8; BLOCK_BYTES];
-        let ok = std::fs::File::open(e.path()).and_then(|mut f| f.read_exact(&mut head)).is_ok();
-        if let Some(h) = ok.then(|| SegmentHeader::decode(&head).ok()).flatten() {
-            out.push((h.segment_seq, h.first_lsn, e.path()));
-        }
-    }
-    out.sort_by_key(|s| s.0);
-    out
-}
-
-fn newest_segment(wal_dir: &Path) -> u64 {
-    segment_headers(wal_dir).last().map_or(0, |s| s.0)
-}
-
-/// Delete the segments whose records are all at or below `lsn` (never the
-/// newest segment, which the WAL may still be writing). Returns how many.
-fn remove_covered_segments(wal_dir: &Path, lsn: Lsn) -> Result<u64, String> {
-    let segs = segment_headers(wal_dir);
-    let mut removed = 0;
-    for pair in segs.windows(2) {
-        if pair[1].1 <= lsn + 1 {
-            std::fs::remove_file(&pair[0].2).map_err(|e| format!("remove {}: {e}", pair[0].2.display()))?;
-            removed += 1;
-        }
-    }
-    if removed > 0 {
-        sync_dir(wal_dir)?;
-    }
-    Ok(removed)
 }
 
 /// What start-up found in a shard directory's manifest.

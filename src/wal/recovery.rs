@@ -1,6 +1,7 @@
 //! Reading a WAL directory at start-up: list and read the segments, run
-//! `aionbd_io::wal::recover` over them, zero a torn tail, and (only when the
-//! operator asks) cut a log damaged before its tail.
+//! `aionbd_io::wal::recover` over them, and (only when the operator asks)
+//! cut a log damaged before its tail. A torn tail is zeroed when the WAL
+//! is opened (`aionbd_io::wal::Wal::open`).
 
 use aionbd_io::wal::{recover, scan_segment, Corruption, Lsn, Record, Recovered, Recovery, SegmentBytes, SegmentScan};
 use std::path::{Path, PathBuf};
@@ -29,11 +30,11 @@ pub fn read_segments(dir: &Path) -> std::io::Result<Vec<SegmentBytes>> {
         .collect()
 }
 
-/// Recover a WAL directory: the records after `first_lsn`, with a torn
-/// tail zeroed durably so the log can continue in a new segment. Damage
-/// anywhere else refuses, unless `truncate_corrupt`: then the log is cut at
-/// the first bad record (the rest of that segment zeroed, later segments
-/// deleted) and the lost LSN range is reported.
+/// Recover a WAL directory: the records after `first_lsn` (a torn tail is
+/// left for `Wal::open` to zero). Damage anywhere else refuses, unless
+/// `truncate_corrupt`: then the log is cut at the first bad record (the
+/// rest of that segment zeroed, later segments deleted) and the lost LSN
+/// range is reported.
 /// `preread` may hold the segments already read (start-up reads them on a
 /// helper thread while the snapshot loads).
 pub fn recover_dir(
@@ -70,10 +71,6 @@ pub fn recover_dir(
             Err(c) => return Err(refusal(c)),
         }
     };
-    if let Some((path, offset)) = &rec.torn_tail {
-        zero_from(Path::new(path), *offset)?;
-        tracing::warn!("WAL {path}: truncated a torn tail at offset {offset} (an unacknowledged batch)");
-    }
     Ok(rec)
 }
 
@@ -121,8 +118,8 @@ impl SegmentReader {
     }
 
     /// Recover the log from `first_lsn` as [`recover_dir`] does (damage
-    /// refuses; a torn tail is zeroed durably at the end), calling `apply`
-    /// on each record as soon as its segment is scanned. Returns how the
+    /// refuses; a torn tail is left for `Wal::open` to zero), calling
+    /// `apply` on each record as soon as its segment is scanned. Returns how the
     /// log ends (`records` empty) and the bytes read. On an error the
     /// records applied so far must be thrown away (start-up stops).
     pub async fn replay(
@@ -164,12 +161,7 @@ impl SegmentReader {
                 }
             }
         }
-        let rec = rec.finish();
-        if let Some((path, offset)) = &rec.torn_tail {
-            zero_from(Path::new(path), *offset)?;
-            tracing::warn!("WAL {path}: truncated a torn tail at offset {offset} (an unacknowledged batch)");
-        }
-        Ok((rec, read))
+        Ok((rec.finish(), read))
     }
 }
 
@@ -207,10 +199,7 @@ fn zero_from(path: &Path, offset: u64) -> Result<(), String> {
 /// (or delete it when its header is bad) and delete every later segment.
 /// Returns the highest first-LSN among the deleted segments.
 fn cut_log(dir: &Path, c: &Corruption) -> Result<Option<Lsn>, String> {
-    let seq_of = |name: &str| -> Option<u64> {
-        let file = Path::new(name).file_name()?.to_str()?;
-        u64::from_str_radix(file.strip_prefix("wal-")?.strip_suffix(".log")?, 16).ok()
-    };
+    let seq_of = |name: &str| aionbd_io::wal::parse_segment_name(Path::new(name).file_name()?.to_str()?);
     let bad = seq_of(&c.segment).ok_or_else(|| format!("unexpected segment name {}", c.segment))?;
     let mut highest = None;
     for seg in read_segments(dir).map_err(|e| e.to_string())? {
