@@ -344,7 +344,7 @@ async fn recover_shard(router: &Rc<Router>, shared: &Shared, me: usize, progress
         glommio::timer::sleep(late).await;
     }
     let mut replayer = crate::replay::Replayer::new(router);
-    let mut apply = |r: &aionbd_io::wal::Record| {
+    let mut apply = |r: &aionbd_io::wal::Record| -> Result<(), String> {
         replayer.apply(r)?;
         if replayer.records.is_multiple_of(64) {
             progress.fetch_add(64, Ordering::Relaxed);
@@ -352,14 +352,15 @@ async fn recover_shard(router: &Rc<Router>, shared: &Shared, me: usize, progress
         Ok(())
     };
     let (recovered, read_bytes) = match reader {
-        Some(reader) => reader.replay(first_lsn, &mut apply).await?,
+        Some(reader) => reader.replay(first_lsn, &mut apply).await.map_err(|e| e.to_string())?,
         // Cutting a damaged log needs the whole log first (the operator's
         // --wal-truncate-corrupt): read, recover (and cut), then replay.
         None => {
             let segments = crate::wal::read_segments(&wal_dir)
                 .map_err(|e| format!("cannot read WAL directory {}: {e}", wal_dir.display()))?;
             let read: u64 = segments.iter().map(|s| s.bytes.len() as u64).sum();
-            let mut rec = crate::wal::recover_dir(&wal_dir, first_lsn, true, Some(segments))?;
+            let mut rec =
+                crate::wal::recover_dir(&wal_dir, first_lsn, true, Some(segments)).map_err(|e| e.to_string())?;
             for (i, r) in std::mem::take(&mut rec.records).iter().enumerate() {
                 apply(r)?;
                 if i % 64 == 63 {

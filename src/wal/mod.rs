@@ -17,7 +17,10 @@ mod recovery;
 
 pub use aionbd_io::wal::WalError;
 pub use dma::DmaDisk;
-pub use recovery::{read_segment_names, read_segments, recover_dir, remove_unfinished, SegmentReader};
+pub use recovery::{
+    read_segment_names, read_segments, recover_dir, remove_unfinished, CutError, RecoveryError, ReplayError,
+    SegmentReader,
+};
 
 /// One shard's WAL on its disk.
 pub type Wal = aionbd_io::wal::Wal<DmaDisk>;
