@@ -14,8 +14,8 @@
 
 mod common;
 
-use aionbd::wal::{SyncPolicy, Wal};
-use aionbd_io::wal::writer::WalWriter;
+use aionbd::wal::Wal;
+use aionbd_io::wal::{Recovered, SyncPolicy, WalOptions, WAL_DIR};
 use glommio::LocalExecutorBuilder;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -76,11 +76,11 @@ fn main() {
             let mut rows = Vec::new();
             for (writers, max_batch) in [(1, 16), (32, 16), (32, 64)] {
                 let sub = d.join(format!("w{writers}-b{max_batch}"));
-                std::fs::create_dir_all(&sub).unwrap();
-                let segment = 64 << 20;
-                let writer = WalWriter::new(0, segment, 1, 1, Box::new(|| 0x5eed));
+                std::fs::create_dir_all(sub.join(WAL_DIR)).unwrap();
                 let policy = SyncPolicy { every_write: true, every_n: 0, interval: None };
-                let wal = Wal::new(sub, writer, segment as u64, policy, max_batch, Duration::ZERO);
+                let options =
+                    WalOptions { shard_id: 0, segment_bytes: 64 << 20, policy, max_batch, flush_delay: Duration::ZERO };
+                let wal = aionbd::wal::open(&sub, &Recovered::empty(1), options).await.expect("open the WAL");
                 // Let the spare segment be preallocated before timing.
                 glommio::timer::sleep(Duration::from_millis(300)).await;
                 let cpu0 = common::own_cpu_seconds();

@@ -161,11 +161,13 @@ async fn wait_all<T>(pend: Vec<Pending<T>>) -> Vec<Result<T, ShardError>> {
 /// How a WAL failure reaches the client.
 pub fn wal_error(e: WalError) -> ShardError {
     match e {
-        WalError::DiskFull(m) => {
-            ShardError::InsufficientStorage(format!("disk full: the write was not applied ({m}); free space and retry"))
+        WalError::NoSpareSegment(_) | WalError::DiskFull(_) => {
+            ShardError::InsufficientStorage(format!("disk full: the write was not applied ({e}); free space and retry"))
         }
-        WalError::TooLarge(m) => ShardError::InvalidArgument(m),
-        WalError::Io(m) | WalError::Failed(m) => ShardError::Internal(format!("write-ahead log failure: {m}")),
+        WalError::TooLarge { .. } => ShardError::InvalidArgument(e.to_string()),
+        WalError::Io(_) | WalError::ShortWrite { .. } | WalError::Stopped(_) => {
+            ShardError::Internal(format!("write-ahead log failure: {e}"))
+        }
     }
 }
 

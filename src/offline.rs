@@ -377,7 +377,7 @@ fn check_shard(sdir: &Path, shard: usize, r: &mut Report) {
                     wal_dir.display()
                 ));
             }
-            if let Some((seg, offset)) = &rec.torn_tail {
+            if let Some(aionbd_io::wal::TornTail { segment: seg, offset, .. }) = &rec.torn_tail {
                 r.repair(format!(
                     "{seg}: torn tail at offset {offset} (a batch in flight at a crash, never acknowledged); a \
                      restart zeroes it and goes on"

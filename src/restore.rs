@@ -13,7 +13,7 @@ use std::time::Duration;
 pub async fn recover_shard(node: &Rc<Node>, shared: &Shared, me: usize, progress: &AtomicU64) -> Result<usize, String> {
     let p = &shared.config.persistence;
     let shard_dir = shared.shards_root.join(format!("shard-{me:02}"));
-    let wal_dir = shard_dir.join("wal");
+    let wal_dir = shard_dir.join(aionbd_io::wal::WAL_DIR);
     std::fs::create_dir_all(&wal_dir).map_err(|e| format!("cannot create {}: {e}", wal_dir.display()))?;
     let t0 = std::time::Instant::now();
     // Read and scan the WAL segments on a helper thread, a few ahead of
@@ -26,7 +26,7 @@ pub async fn recover_shard(node: &Rc<Node>, shared: &Shared, me: usize, progress
         glommio::timer::sleep(late).await;
     }
     let mut replayer = crate::replay::Replayer::new(node);
-    let mut apply = |r: &aionbd_io::wal::Record| {
+    let mut apply = |r: &aionbd_io::wal::Record| -> Result<(), String> {
         replayer.apply(r).map_err(|e| e.to_string())?;
         if replayer.records.is_multiple_of(64) {
             progress.fetch_add(64, Ordering::Relaxed);
@@ -34,14 +34,15 @@ pub async fn recover_shard(node: &Rc<Node>, shared: &Shared, me: usize, progress
         Ok(())
     };
     let (recovered, read_bytes) = match reader {
-        Some(reader) => reader.replay(first_lsn, &mut apply).await?,
+        Some(reader) => reader.replay(first_lsn, &mut apply).await.map_err(|e| e.to_string())?,
         // Cutting a damaged log needs the whole log first (the operator's
         // --wal-truncate-corrupt): read, recover (and cut), then replay.
         None => {
             let segments = crate::wal::read_segments(&wal_dir)
                 .map_err(|e| format!("cannot read WAL directory {}: {e}", wal_dir.display()))?;
             let read: u64 = segments.iter().map(|s| s.bytes.len() as u64).sum();
-            let mut rec = crate::wal::recover_dir(&wal_dir, first_lsn, true, Some(segments))?;
+            let mut rec =
+                crate::wal::recover_dir(&wal_dir, first_lsn, true, Some(segments)).map_err(|e| e.to_string())?;
             for (i, r) in std::mem::take(&mut rec.records).iter().enumerate() {
                 apply(r)?;
                 if i % 64 == 63 {
@@ -54,7 +55,7 @@ pub async fn recover_shard(node: &Rc<Node>, shared: &Shared, me: usize, progress
     replayer.flush().map_err(|e| e.to_string())?;
     let (replayed, replayed_bytes) = (replayer.records, replayer.bytes);
     if let Some(m) = &loaded.manifest {
-        if recovered.next_segment_seq <= m.wal_segment_seq {
+        if !recovered.reaches_segment(m.wal_segment_seq) {
             return Err(format!(
                 "WAL segment {} (and any after it) is missing from {}: the manifest recorded it when the \
                  snapshot at LSN {} was taken; acknowledged writes may be lost, refusing to start",
@@ -75,23 +76,19 @@ pub async fn recover_shard(node: &Rc<Node>, shared: &Shared, me: usize, progress
             t1.elapsed().as_secs_f64()
         );
     }
-    let salt = Box::new(|| uuid::Uuid::new_v4().as_u64_pair().0);
-    let writer = aionbd_io::wal::WalWriter::after_recovery(me as u16, p.wal_segment_bytes as usize, &recovered, salt);
-    let resume = writer.current_segment();
-    let wal = crate::wal::Wal::new(
-        wal_dir.clone(),
-        writer,
-        p.wal_segment_bytes,
-        crate::wal::SyncPolicy::from_config(p),
-        p.wal_group_commit_max_batch as usize,
-        Duration::from_millis(p.wal_group_commit_flush_delay_ms),
-    );
-    if let Some(seq) = resume {
-        wal.resume_segment(seq).await?;
+    let options = aionbd_io::wal::WalOptions {
+        shard_id: me as u16,
+        segment_bytes: p.wal_segment_bytes,
+        policy: crate::wal::sync_policy(p),
+        max_batch: p.wal_group_commit_max_batch as usize,
+        flush_delay: Duration::from_millis(p.wal_group_commit_flush_delay_ms),
+    };
+    let wal = crate::wal::open(&shard_dir, &recovered, options).await.map_err(|e| e.to_string())?;
+    if let Some(t) = &recovered.torn_tail {
+        tracing::warn!("WAL {}: truncated a torn tail at offset {} (an unacknowledged batch)", t.segment, t.offset);
     }
     // The replayed log counts toward the next snapshot.
     wal.bytes.set(recovered.log_bytes.max(replayed_bytes));
-    wal.segments.set(crate::wal::read_segment_names(&wal_dir).len() as u64);
     node.set_wal(wal);
     let snaps = crate::snapshot::Snapshots::new(me, shard_dir, p, loaded.file_bytes);
     progress.store(loaded.records + replayed, Ordering::Relaxed);

@@ -11,12 +11,13 @@
 //! only then delete the old snapshot and the WAL segments the new one covers.
 //! Formats and the recovery order: docs/storage.md.
 
-use crate::fs::{sync_dir, write_atomically, FsError};
+use crate::fs::FsError;
 use crate::node::Node;
+pub use aionbd_io::snapshot::MANIFEST;
 use aionbd_io::snapshot::{
     encode_end, encode_frame, snapshot_name, Manifest, ManifestError, SnapshotHeader, SnapshotReader,
 };
-use aionbd_io::wal::{Lsn, SegmentHeader, BLOCK_BYTES};
+use aionbd_io::wal::Lsn;
 use aionbd_shards::ops::{ExportChunk, ExportEnd, Exported};
 use aionbd_shards::record::LogRecord;
 use aionbd_shards::ShardError;
@@ -28,7 +29,6 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
-pub const MANIFEST: &str = "MANIFEST";
 /// Points per export chunk (and per snapshot record): ~0.75 MiB at 384 dims.
 const CHUNK_POINTS: usize = 512;
 /// How often a shard checks whether a snapshot is due.
@@ -45,8 +45,9 @@ enum TakeError {
     /// A partition could not export a chunk.
     Export(ShardError),
     File(FsError),
-    /// The WAL failed before it made the cut durable.
-    Wal(crate::wal::WalError),
+    /// The WAL failed before it made the cut durable, or the switch to the
+    /// new snapshot (rename, manifest, covered segments) failed.
+    Switch(aionbd_io::wal::SwitchError),
 }
 
 impl From<FsError> for TakeError {
@@ -63,7 +64,7 @@ impl std::fmt::Display for TakeError {
             TakeError::Cut(e) => write!(f, "cannot start the export: {e}"),
             TakeError::Export(e) => write!(f, "export: {e}"),
             TakeError::File(e) => write!(f, "{e}"),
-            TakeError::Wal(e) => write!(f, "WAL: {e}"),
+            TakeError::Switch(e) => write!(f, "{e}"),
         }
     }
 }
@@ -73,7 +74,8 @@ impl std::error::Error for TakeError {
         match self {
             TakeError::Cut(e) | TakeError::Export(e) => Some(e),
             TakeError::File(e) => Some(e),
-            TakeError::Aborted(_) | TakeError::PersistenceOff | TakeError::Wal(_) => None,
+            TakeError::Aborted(_) | TakeError::PersistenceOff => None,
+            TakeError::Switch(e) => Some(e),
         }
     }
 }
@@ -85,7 +87,6 @@ const SNAPSHOT_SHARES: usize = 50;
 pub struct Snapshots {
     shard_id: usize,
     dir: PathBuf,
-    wal_dir: PathBuf,
     min_wal_bytes: u64,
     wal_percent: u64,
     /// WAL bytes written when the last snapshot's cut was taken.
@@ -110,7 +111,6 @@ impl Snapshots {
         let queue = crate::background::background_queue(SNAPSHOT_SHARES, "snapshot");
         Rc::new(Snapshots {
             shard_id,
-            wal_dir: dir.join("wal"),
             dir,
             min_wal_bytes: cfg.snapshot_min_wal_bytes,
             wal_percent: cfg.snapshot_wal_percent,
@@ -252,24 +252,13 @@ impl Snapshots {
                 return Err(e);
             }
         };
-        // The manifest may only name a cut the WAL has made durable, or a
-        // crash could leave a snapshot ahead of its log.
-        wal.wait_durable(lsn).await.map_err(TakeError::Wal)?;
-        let path = self.dir.join(&name);
-        std::fs::rename(&tmp, &path).map_err(FsError::at("rename", &tmp))?;
-        sync_dir(&self.dir)?;
-        let manifest = Manifest {
-            shard_id: self.shard_id as u16,
-            snapshot: name.clone(),
-            lsn,
-            wal_segment_seq: newest_segment(&self.wal_dir),
-        };
-        write_atomically(&self.dir.join(MANIFEST), manifest.encode().as_bytes())?;
+        // Once the WAL is durable up to the cut: into place, the manifest
+        // switched, the covered segments deleted (the WAL's code, which the
+        // crash tests run on a simulated disk).
+        wal.install_snapshot(&tmp, &name, lsn).await.map_err(TakeError::Switch)?;
         self.wal_bytes_at_cut.set(bytes_at_cut);
-        // The switch is durable: the old snapshot and covered segments go.
+        // The switch is durable: the old snapshot goes too.
         remove_old_snapshots(&self.dir, &name);
-        let removed = remove_covered_segments(&self.wal_dir, lsn)?;
-        wal.forget_segments(removed);
         Ok((lsn, bytes))
     }
 }
@@ -281,47 +270,6 @@ fn remove_old_snapshots(dir: &Path, keep: &str) {
             let _ = std::fs::remove_file(e.path());
         }
     }
-}
-
-/// Headers of the WAL segments in `wal_dir`: (sequence, first LSN, path),
-/// in sequence order. Unreadable files are left to recovery to report.
-fn segment_headers(wal_dir: &Path) -> Vec<(u64, Lsn, PathBuf)> {
-    use std::io::Read;
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(wal_dir).into_iter().flatten().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !(name.starts_with("wal-") && name.ends_with(".log")) {
-            continue;
-        }
-        let mut head = vec![0u8; BLOCK_BYTES];
-        let ok = std::fs::File::open(e.path()).and_then(|mut f| f.read_exact(&mut head)).is_ok();
-        if let Some(h) = ok.then(|| SegmentHeader::decode(&head).ok()).flatten() {
-            out.push((h.segment_seq, h.first_lsn, e.path()));
-        }
-    }
-    out.sort_by_key(|s| s.0);
-    out
-}
-
-fn newest_segment(wal_dir: &Path) -> u64 {
-    segment_headers(wal_dir).last().map_or(0, |s| s.0)
-}
-
-/// Delete the segments whose records are all at or below `lsn` (never the
-/// newest segment, which the WAL may still be writing). Returns how many.
-fn remove_covered_segments(wal_dir: &Path, lsn: Lsn) -> Result<u64, FsError> {
-    let segs = segment_headers(wal_dir);
-    let mut removed = 0;
-    for pair in segs.windows(2) {
-        if pair[1].1 <= lsn + 1 {
-            std::fs::remove_file(&pair[0].2).map_err(FsError::at("remove", &pair[0].2))?;
-            removed += 1;
-        }
-    }
-    if removed > 0 {
-        sync_dir(wal_dir)?;
-    }
-    Ok(removed)
 }
 
 /// What start-up found in a shard directory's manifest.

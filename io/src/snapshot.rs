@@ -380,6 +380,9 @@ pub struct Manifest {
     pub wal_segment_seq: u64,
 }
 
+/// File name of the manifest in a shard directory.
+pub const MANIFEST: &str = "MANIFEST";
+
 const MANIFEST_FIRST_LINE: &str = "aionbd-manifest 1";
 
 impl Manifest {

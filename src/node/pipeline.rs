@@ -75,7 +75,7 @@ impl Node {
             m.wal_failed_shards = wal.is_failed() as u64;
             m.wal_disk_full_shards = wal.is_disk_full() as u64;
             m.wal_shards = 1;
-            m.wal_size_bytes = wal.segments.get() * wal.segment_bytes();
+            m.wal_size_bytes = wal.segment_count() * wal.segment_bytes();
             m.wal_batches = wal.batches.get();
         }
         let mut gauges = crate::metrics::ShardGauges {
@@ -87,8 +87,8 @@ impl Node {
             ..Default::default()
         };
         if let Some(wal) = self.wal.borrow().as_ref() {
-            m.fsync_latency = wal.sync_latency.borrow().clone();
-            gauges.wal_segments = wal.segments.get();
+            m.fsync_latency = wal.io().sync_latency.borrow().clone();
+            gauges.wal_segments = wal.segment_count();
         }
         if let Some(s) = self.snapshots.borrow().as_ref() {
             m.snapshots_taken = s.taken.get();

@@ -1,9 +1,103 @@
 //! Reading a WAL directory at start-up: list and read the segments, run
-//! `aionbd_io::wal::recover` over them, zero a torn tail, and (only when the
-//! operator asks) cut a log damaged before its tail.
+//! `aionbd_io::wal::recover` over them, and (only when the operator asks)
+//! cut a log damaged before its tail. A torn tail is zeroed when the WAL
+//! is opened (`aionbd_io::wal::Wal::open`).
 
-use aionbd_io::wal::{recover, scan_segment, Corruption, Lsn, Record, Recovered, Recovery, SegmentBytes, SegmentScan};
+use aionbd_io::wal::{
+    parse_segment_name, recover, scan_segment, Corruption, Lsn, Record, Recovered, Recovery, SegmentBytes, SegmentScan,
+};
+use std::fmt;
+use std::io;
 use std::path::{Path, PathBuf};
+
+/// Why a WAL directory could not be recovered.
+#[derive(Debug)]
+pub enum RecoveryError {
+    ReadDir {
+        dir: PathBuf,
+        source: io::Error,
+    },
+    ReadSegment {
+        segment: String,
+        source: io::Error,
+    },
+    /// The helper thread reading the segments ended early.
+    ReaderStopped {
+        dir: PathBuf,
+    },
+    /// Damage before the tail: start-up refuses (unless the operator asks
+    /// for the log to be cut).
+    Corrupt(Corruption),
+    /// `--wal-truncate-corrupt` could not cut the log at the damage.
+    CutFailed {
+        corruption: Corruption,
+        source: CutError,
+    },
+}
+
+impl fmt::Display for RecoveryError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            RecoveryError::ReadDir { dir, source } => {
+                write!(f, "cannot read WAL directory {}: {source}", dir.display())
+            }
+            RecoveryError::ReadSegment { segment, source } => write!(f, "cannot read WAL segment {segment}: {source}"),
+            RecoveryError::ReaderStopped { dir } => write!(f, "the WAL reader of {} stopped", dir.display()),
+            RecoveryError::Corrupt(c) => write!(
+                f,
+                "{c}. The server refuses to start rather than lose acknowledged writes silently; \
+                 to start anyway and drop every record from the damage on, pass --wal-truncate-corrupt"
+            ),
+            RecoveryError::CutFailed { corruption, source } => {
+                write!(f, "{corruption}; cutting the log failed: {source}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RecoveryError {}
+
+/// Why cutting a damaged log failed.
+#[derive(Debug)]
+pub enum CutError {
+    UnexpectedName(String),
+    Read(io::Error),
+    Remove { segment: String, source: io::Error },
+    Zero { segment: PathBuf, source: io::Error },
+    SyncDir { dir: PathBuf, source: io::Error },
+}
+
+impl fmt::Display for CutError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            CutError::UnexpectedName(name) => write!(f, "unexpected segment name {name}"),
+            CutError::Read(e) => write!(f, "{e}"),
+            CutError::Remove { segment, source } => write!(f, "remove {segment}: {source}"),
+            CutError::Zero { segment, source } => write!(f, "{}: {source}", segment.display()),
+            CutError::SyncDir { dir, source } => write!(f, "sync {}: {source}", dir.display()),
+        }
+    }
+}
+
+impl std::error::Error for CutError {}
+
+/// Why a replay stopped: the log, or the caller's `apply`.
+#[derive(Debug)]
+pub enum ReplayError<E> {
+    Log(RecoveryError),
+    Apply(E),
+}
+
+impl<E: fmt::Display> fmt::Display for ReplayError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            ReplayError::Log(e) => write!(f, "{e}"),
+            ReplayError::Apply(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> std::error::Error for ReplayError<E> {}
 
 /// Paths of the segment files in a WAL directory.
 pub fn read_segment_names(dir: &Path) -> Vec<PathBuf> {
@@ -29,11 +123,11 @@ pub fn read_segments(dir: &Path) -> std::io::Result<Vec<SegmentBytes>> {
         .collect()
 }
 
-/// Recover a WAL directory: the records after `first_lsn`, with a torn
-/// tail zeroed durably so the log can continue in a new segment. Damage
-/// anywhere else refuses, unless `truncate_corrupt`: then the log is cut at
-/// the first bad record (the rest of that segment zeroed, later segments
-/// deleted) and the lost LSN range is reported.
+/// Recover a WAL directory: the records after `first_lsn` (a torn tail is
+/// left for `Wal::open` to zero). Damage anywhere else refuses, unless
+/// `truncate_corrupt`: then the log is cut at the first bad record (the
+/// rest of that segment zeroed, later segments deleted) and the lost LSN
+/// range is reported.
 /// `preread` may hold the segments already read (start-up reads them on a
 /// helper thread while the snapshot loads).
 pub fn recover_dir(
@@ -41,20 +135,23 @@ pub fn recover_dir(
     first_lsn: Lsn,
     truncate_corrupt: bool,
     mut preread: Option<Vec<SegmentBytes>>,
-) -> Result<Recovered, String> {
+) -> Result<Recovered, RecoveryError> {
     remove_unfinished(dir);
     let mut cuts = 0;
     let rec = loop {
         let segments = match preread.take() {
             Some(s) => s,
-            None => read_segments(dir).map_err(|e| format!("cannot read WAL directory {}: {e}", dir.display()))?,
+            None => read_segments(dir).map_err(|source| RecoveryError::ReadDir { dir: dir.to_path_buf(), source })?,
         };
         let n_segments = segments.len();
         match recover(segments, first_lsn) {
             Ok(rec) => break rec,
             Err(c) if truncate_corrupt && cuts <= n_segments => {
                 cuts += 1;
-                let dropped = cut_log(dir, &c).map_err(|e| format!("{c}; cutting the log failed: {e}"))?;
+                let dropped = match cut_log(dir, &c) {
+                    Ok(d) => d,
+                    Err(source) => return Err(RecoveryError::CutFailed { corruption: c, source }),
+                };
                 let from = c.last_good_lsn.map_or(first_lsn, |l| l + 1);
                 tracing::warn!(
                     "{c}; --wal-truncate-corrupt: log cut at {} offset {}; records from LSN {from} on \
@@ -67,13 +164,9 @@ pub fn recover_dir(
                     }
                 );
             }
-            Err(c) => return Err(refusal(c)),
+            Err(c) => return Err(RecoveryError::Corrupt(c)),
         }
     };
-    if let Some((path, offset)) = &rec.torn_tail {
-        zero_from(Path::new(path), *offset)?;
-        tracing::warn!("WAL {path}: truncated a torn tail at offset {offset} (an unacknowledged batch)");
-    }
     Ok(rec)
 }
 
@@ -121,15 +214,15 @@ impl SegmentReader {
     }
 
     /// Recover the log from `first_lsn` as [`recover_dir`] does (damage
-    /// refuses; a torn tail is zeroed durably at the end), calling `apply`
-    /// on each record as soon as its segment is scanned. Returns how the
-    /// log ends (`records` empty) and the bytes read. On an error the
+    /// refuses; a torn tail is left for `Wal::open` to zero), calling
+    /// `apply` on each record as soon as its segment is scanned. Returns how
+    /// the log ends (`records` empty) and the bytes read. On an error the
     /// records applied so far must be thrown away (start-up stops).
-    pub async fn replay(
+    pub async fn replay<E>(
         self,
         first_lsn: Lsn,
-        mut apply: impl FnMut(&Record) -> Result<(), String>,
-    ) -> Result<(Recovered, u64), String> {
+        mut apply: impl FnMut(&Record) -> Result<(), E>,
+    ) -> Result<(Recovered, u64), ReplayError<E>> {
         let mut rec = Recovery::new(first_lsn, self.segments);
         let mut read = 0u64;
         let mut applied = 0usize;
@@ -141,11 +234,14 @@ impl SegmentReader {
                         glommio::timer::sleep(std::time::Duration::from_micros(200)).await
                     }
                     Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                        return Err(format!("the WAL reader of {} stopped", self.dir.display()))
+                        return Err(ReplayError::Log(RecoveryError::ReaderStopped { dir: self.dir.clone() }))
                     }
                 }
             };
-            let (bytes, scan) = scanned.map_err(|e| format!("cannot read WAL segment {name}: {e}"))?;
+            let (bytes, scan) = match scanned {
+                Ok(s) => s,
+                Err(source) => return Err(ReplayError::Log(RecoveryError::ReadSegment { segment: name, source })),
+            };
             read += bytes;
             let pushed = match scan {
                 Ok(scan) => rec.push(name, scan),
@@ -156,29 +252,16 @@ impl SegmentReader {
                     last_good_lsn: None,
                 }),
             };
-            for r in pushed.map_err(refusal)? {
-                apply(&r)?;
+            for r in pushed.map_err(|c| ReplayError::Log(RecoveryError::Corrupt(c)))? {
+                apply(&r).map_err(ReplayError::Apply)?;
                 applied += 1;
                 if applied.is_multiple_of(64) {
                     futures_lite::future::yield_now().await;
                 }
             }
         }
-        let rec = rec.finish();
-        if let Some((path, offset)) = &rec.torn_tail {
-            zero_from(Path::new(path), *offset)?;
-            tracing::warn!("WAL {path}: truncated a torn tail at offset {offset} (an unacknowledged batch)");
-        }
-        Ok((rec, read))
+        Ok((rec.finish(), read))
     }
-}
-
-/// The message for a log damaged before its tail.
-fn refusal(c: Corruption) -> String {
-    format!(
-        "{c}. The server refuses to start rather than lose acknowledged writes silently; \
-         to start anyway and drop every record from the damage on, pass --wal-truncate-corrupt"
-    )
 }
 
 /// Remove segments a crash interrupted before their header was durable,
@@ -193,38 +276,37 @@ pub fn remove_unfinished(dir: &Path) {
     }
 }
 
-fn zero_from(path: &Path, offset: u64) -> Result<(), String> {
+fn zero_from(path: &Path, offset: u64) -> io::Result<()> {
     use std::io::{Seek, SeekFrom, Write};
-    let p = path.display();
-    let mut f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| format!("{p}: {e}"))?;
-    let len = f.metadata().map_err(|e| format!("{p}: {e}"))?.len();
-    f.seek(SeekFrom::Start(offset)).map_err(|e| format!("{p}: {e}"))?;
-    f.write_all(&vec![0u8; len.saturating_sub(offset) as usize]).map_err(|e| format!("{p}: {e}"))?;
-    f.sync_data().map_err(|e| format!("{p}: {e}"))
+    let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+    let len = f.metadata()?.len();
+    f.seek(SeekFrom::Start(offset))?;
+    f.write_all(&vec![0u8; len.saturating_sub(offset) as usize])?;
+    f.sync_data()
 }
 
 /// Cut the log at a corruption: zero the damaged segment from the damage
 /// (or delete it when its header is bad) and delete every later segment.
 /// Returns the highest first-LSN among the deleted segments.
-fn cut_log(dir: &Path, c: &Corruption) -> Result<Option<Lsn>, String> {
-    let seq_of = |name: &str| -> Option<u64> {
-        let file = Path::new(name).file_name()?.to_str()?;
-        u64::from_str_radix(file.strip_prefix("wal-")?.strip_suffix(".log")?, 16).ok()
-    };
-    let bad = seq_of(&c.segment).ok_or_else(|| format!("unexpected segment name {}", c.segment))?;
+fn cut_log(dir: &Path, c: &Corruption) -> Result<Option<Lsn>, CutError> {
+    let seq_of = |name: &str| parse_segment_name(Path::new(name).file_name()?.to_str()?);
+    let bad = seq_of(&c.segment).ok_or_else(|| CutError::UnexpectedName(c.segment.clone()))?;
     let mut highest = None;
-    for seg in read_segments(dir).map_err(|e| e.to_string())? {
+    for seg in read_segments(dir).map_err(CutError::Read)? {
         let Some(seq) = seq_of(&seg.name) else { continue };
         if seq > bad || (seq == bad && c.offset == 0) {
             if let Ok(h) = aionbd_io::wal::SegmentHeader::decode(&seg.bytes) {
                 highest = highest.max(Some(h.first_lsn));
             }
-            std::fs::remove_file(&seg.name).map_err(|e| format!("remove {}: {e}", seg.name))?;
+            std::fs::remove_file(&seg.name).map_err(|source| CutError::Remove { segment: seg.name.clone(), source })?;
         }
     }
     if c.offset > 0 {
-        zero_from(Path::new(&c.segment), c.offset)?;
+        let segment = PathBuf::from(&c.segment);
+        zero_from(&segment, c.offset).map_err(|source| CutError::Zero { segment, source })?;
     }
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| format!("sync {}: {e}", dir.display()))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| CutError::SyncDir { dir: dir.to_path_buf(), source })?;
     Ok(highest)
 }

@@ -21,6 +21,26 @@ pub const RECORD_HEADER_BYTES: usize = 20;
 /// Bytes of the segment header that its CRC covers (the rest of block 0 is zero).
 const SEGMENT_HEADER_BYTES: usize = 48;
 
+/// A shard's WAL directory, under its shard directory.
+pub const WAL_DIR: &str = "wal";
+
+/// File name of segment `seq`: fixed-width hex, so names sort in sequence.
+pub fn segment_name(seq: u64) -> String {
+    format!("wal-{seq:016x}.log")
+}
+
+/// The sequence number a segment file name carries (`None`: not a segment).
+pub fn parse_segment_name(name: &str) -> Option<u64> {
+    u64::from_str_radix(name.strip_prefix("wal-")?.strip_suffix(".log")?, 16).ok()
+}
+
+/// Whether a file of a WAL directory is unfinished: a segment whose header
+/// never became durable, or a spare (`wal-spare-N.log.tmp`). Start-up
+/// deletes them; they hold nothing.
+pub fn is_unfinished(name: &str) -> bool {
+    name.ends_with(".log.tmp")
+}
+
 const _: () = assert!(BLOCK_BYTES.is_power_of_two() && BLOCK_BYTES >= 512);
 const _: () = assert!(BATCH_HEADER_BYTES < BLOCK_BYTES && SEGMENT_HEADER_BYTES < BLOCK_BYTES);
 

@@ -18,11 +18,11 @@ pub struct Recovered {
     pub next_lsn: Lsn,
     /// The next segment number to use for a new segment.
     pub next_segment_seq: u64,
-    /// A torn tail that was dropped: (segment name, offset). Before writing
-    /// anything new, the caller must zero that segment from the offset to
-    /// its end and sync it; otherwise the torn batch would sit in front of
-    /// later segments and the next recovery would rightly call it corruption.
-    pub torn_tail: Option<(String, u64)>,
+    /// A torn tail that was dropped. Before writing anything new, it must
+    /// be zeroed durably (`Wal::open` does); otherwise the torn batch would
+    /// sit in front of later segments and the next recovery would rightly
+    /// call it corruption.
+    pub torn_tail: Option<TornTail>,
     /// Where a writer continues in the newest segment instead of opening a
     /// new one (after the torn tail, if any, was zeroed durably), so that a
     /// restart adds no segment: `None` with no segment, or when the newest
@@ -31,6 +31,31 @@ pub struct Recovered {
     /// Bytes of the segments that hold the records replayed (headers and
     /// batch padding included): the log a snapshot would make redundant.
     pub log_bytes: u64,
+    /// Every segment scanned, in order: (sequence number, first LSN). The
+    /// WAL deletes from these once a snapshot covers them.
+    pub segments: Vec<(u64, Lsn)>,
+}
+
+impl Recovered {
+    /// An empty log starting at `first_lsn` (no segment yet).
+    pub fn empty(first_lsn: Lsn) -> Recovered {
+        Recovery::new(first_lsn, 0).finish()
+    }
+
+    /// Whether the log reaches segment `seq` (a manifest's
+    /// `wal_segment_seq`): if not, its newest segments were lost.
+    pub fn reaches_segment(&self, seq: u64) -> bool {
+        self.next_segment_seq > seq
+    }
+}
+
+/// The batch in flight at a crash, at the end of the newest segment:
+/// `segment` from `offset` to its end (`segment_bytes`) is to be zeroed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TornTail {
+    pub segment: String,
+    pub offset: u64,
+    pub segment_bytes: u64,
 }
 
 /// The end of the newest segment: its header, the offset just past its last
@@ -119,6 +144,7 @@ impl Recovery {
                 torn_tail: None,
                 resume: None,
                 log_bytes: 0,
+                segments: Vec::new(),
             },
         }
     }
@@ -150,6 +176,7 @@ impl Recovery {
         }
         self.pushed += 1;
         let out = &mut self.out;
+        out.segments.push((scan.header.segment_seq, scan.header.first_lsn));
         out.next_segment_seq = scan.header.segment_seq + 1;
         // Only the newest segment can be resumed; set again for each one.
         out.resume = last.then(|| Resume {
@@ -158,6 +185,17 @@ impl Recovery {
             valid_bytes: scan.valid_bytes,
             last_payload_crc: scan.last_payload_crc,
         });
+        // A torn batch whose first block was lost ends the newest segment
+        // cleanly but leaves its other blocks after the end: zero them too,
+        // or the writer continuing here leaves them between its batches and
+        // the next recovery finds damage before later segments.
+        if last && scan.end == ScanEnd::Clean && scan.dirty_after_end {
+            out.torn_tail = Some(TornTail {
+                segment: name.clone(),
+                offset: scan.valid_bytes,
+                segment_bytes: scan.header.segment_bytes as u64,
+            });
+        }
         self.tail_lsn = scan.next_lsn;
         let last_good = out.next_lsn.checked_sub(1).filter(|&l| l >= first_lsn);
         // Damage in the previous segment is harmless only if it lay wholly
@@ -203,7 +241,10 @@ impl Recovery {
         out.next_lsn = out.next_lsn.max(scan.next_lsn);
         match scan.end {
             ScanEnd::Clean => {}
-            ScanEnd::TornTail { offset, .. } if last => out.torn_tail = Some((name, offset)),
+            ScanEnd::TornTail { offset, .. } if last => {
+                out.torn_tail =
+                    Some(TornTail { segment: name, offset, segment_bytes: scan.header.segment_bytes as u64 })
+            }
             ScanEnd::TornTail { offset, reason } => {
                 return Err(Corruption {
                     segment: name,
@@ -296,7 +337,26 @@ mod tests {
         let mut torn = segments(6);
         torn[5].bytes[BLOCK_BYTES + 100] ^= 1;
         let rec = recover(torn, 1).unwrap();
-        assert_eq!((rec.records.len(), rec.torn_tail), (5, Some(("seg-6".to_owned(), BLOCK_BYTES as u64))));
+        let tail = rec.torn_tail.map(|t| (t.segment, t.offset, t.segment_bytes));
+        assert_eq!(
+            (rec.records.len(), tail),
+            (5, Some(("seg-6".to_owned(), BLOCK_BYTES as u64, 4 * BLOCK_BYTES as u64)))
+        );
+    }
+
+    /// A torn batch whose first block was lost (zero) and a later block
+    /// kept: the newest segment ends cleanly before it, but the blocks left
+    /// after the end are a torn tail to zero (found by the crash test: a
+    /// restart continued the segment, left them between its batches, and
+    /// the next restart refused).
+    #[test]
+    fn dirty_blocks_after_the_end_of_the_newest_segment_are_a_torn_tail() {
+        let mut segs = segments(3);
+        segs[2].bytes[BLOCK_BYTES..2 * BLOCK_BYTES].fill(0);
+        let rec = recover(segs, 1).unwrap();
+        let tail = rec.torn_tail.map(|t| (t.segment, t.offset));
+        assert_eq!((rec.records.len(), tail), (2, Some(("seg-3".to_owned(), BLOCK_BYTES as u64))));
+        assert_eq!(rec.segments, vec![(1, 1), (2, 2), (3, 3)]);
     }
 
     /// Damage in records a snapshot already covers must not hide the

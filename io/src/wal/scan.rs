@@ -41,6 +41,11 @@ pub struct SegmentScan {
     pub next_lsn: Lsn,
     /// Payload CRC of the last intact batch (0 if none): the chain value.
     pub last_payload_crc: u32,
+    /// A clean end with bytes other than zero after it: a torn batch whose
+    /// first block was lost, or stale blocks. Harmless in a segment that
+    /// later ones follow, but a writer continuing the newest segment would
+    /// leave them behind its batches, so recovery zeroes them there.
+    pub dirty_after_end: bool,
 }
 
 /// Does a valid batch of this segment start at block `b`?
@@ -88,6 +93,15 @@ fn parse_records(payload: &[u8], h: &BatchHeader) -> Result<Vec<Record>, String>
 /// A damaged segment header is an error: headers are written and synced
 /// before a segment is used, so it is never the torn write of a crash.
 pub fn scan_segment(bytes: &[u8]) -> Result<SegmentScan, FormatError> {
+    let mut scan = scan_batches(bytes)?;
+    if scan.end == ScanEnd::Clean {
+        let rest = bytes.get(scan.valid_bytes as usize..).unwrap_or_default();
+        scan.dirty_after_end = rest.chunks(BLOCK_BYTES).any(|b| b.iter().fold(0, |acc, &x| acc | x) != 0);
+    }
+    Ok(scan)
+}
+
+fn scan_batches(bytes: &[u8]) -> Result<SegmentScan, FormatError> {
     let header = SegmentHeader::decode(bytes)?;
     let mut scan = SegmentScan {
         header,
@@ -96,6 +110,7 @@ pub fn scan_segment(bytes: &[u8]) -> Result<SegmentScan, FormatError> {
         valid_bytes: BLOCK_BYTES as u64,
         next_lsn: header.first_lsn,
         last_payload_crc: 0,
+        dirty_after_end: false,
     };
     let n_blocks = bytes.len() / BLOCK_BYTES;
     let mut b = 1usize;
@@ -318,6 +333,16 @@ mod tests {
         assert!(
             matches!(scan_segment(&misdirected).unwrap().end, ScanEnd::Corrupt { offset, .. } if offset as usize == s3)
         );
+        // A torn batch whose first block was lost (zero) but not the rest:
+        // the log ends cleanly before it, with dirty bytes after the end.
+        let mut headless = full.clone();
+        let (s2, e2) = franges[2];
+        headless[s2..s2 + BLOCK_BYTES].fill(0);
+        headless[franges[3].0..].fill(0);
+        let scan = scan_segment(&headless).unwrap();
+        assert_eq!((scan.end, scan.valid_bytes as usize, scan.dirty_after_end), (ScanEnd::Clean, s2, true));
+        assert!(e2 > s2 + BLOCK_BYTES, "the batch spans several blocks");
+        assert!(!scan_segment(&new).unwrap().dirty_after_end);
         // A damaged segment header refuses the segment.
         let mut bad = full;
         bad[20] ^= 1;

@@ -1,0 +1,101 @@
+//! The production [`SegmentIo`]: glommio DMA files (O_DIRECT), with the
+//! fdatasync latency histogram of `/metrics`. Errors keep glommio's text
+//! (and its error kind, so ENOSPC is still a full disk).
+
+use aionbd_io::wal::SegmentIo;
+use glommio::io::{DmaFile, OpenOptions};
+use std::cell::RefCell;
+use std::io;
+use std::path::Path;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// A shard's files on its disk.
+pub struct DmaDisk {
+    /// Time of each fdatasync, in microseconds (`/metrics`).
+    pub sync_latency: RefCell<hdrhistogram::Histogram<u64>>,
+}
+
+impl DmaDisk {
+    pub fn new() -> DmaDisk {
+        DmaDisk { sync_latency: RefCell::new(crate::metrics::new_histogram()) }
+    }
+}
+
+impl Default for DmaDisk {
+    fn default() -> Self {
+        DmaDisk::new()
+    }
+}
+
+/// A glommio error as an `io::Error` with the same text and kind.
+fn to_io(e: glommio::GlommioError<()>) -> io::Error {
+    let kind = match &e {
+        glommio::GlommioError::IoError(s) | glommio::GlommioError::EnhancedIoError { source: s, .. } => s.kind(),
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, e.to_string())
+}
+
+impl SegmentIo for DmaDisk {
+    type File = Rc<DmaFile>;
+
+    async fn create(&self, path: &Path) -> io::Result<Rc<DmaFile>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .dma_open(path)
+            .await
+            .map_err(to_io)?;
+        Ok(Rc::new(file))
+    }
+
+    async fn preallocate(&self, file: &Rc<DmaFile>, bytes: u64) -> io::Result<()> {
+        file.pre_allocate(bytes, false).await.map_err(to_io)
+    }
+
+    async fn open(&self, path: &Path) -> io::Result<Rc<DmaFile>> {
+        Ok(Rc::new(OpenOptions::new().read(true).write(true).dma_open(path).await.map_err(to_io)?))
+    }
+
+    async fn write_at(&self, file: &Rc<DmaFile>, offset: u64, bytes: &[u8]) -> io::Result<usize> {
+        let mut buf = file.alloc_dma_buffer(bytes.len());
+        buf.as_bytes_mut().copy_from_slice(bytes);
+        file.write_at(buf, offset).await.map_err(to_io)
+    }
+
+    async fn fdatasync(&self, file: &Rc<DmaFile>) -> io::Result<()> {
+        let t0 = std::time::Instant::now();
+        file.fdatasync().await.map_err(to_io)?;
+        let us = t0.elapsed().as_micros() as u64;
+        let _ = self.sync_latency.borrow_mut().record(us.clamp(1, crate::metrics::HIST_MAX_US));
+        Ok(())
+    }
+
+    // Rare and small (the manifest): plain blocking calls, as always.
+    async fn write_file(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(path)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    }
+
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        glommio::io::rename(from, to).await.map_err(to_io)
+    }
+
+    async fn remove(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    // Once per segment or snapshot: a blocking fsync of the directory.
+    async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        std::fs::File::open(dir)?.sync_all()
+    }
+
+    async fn sleep(&self, duration: Duration) {
+        glommio::timer::sleep(duration).await;
+    }
+}
