@@ -32,7 +32,7 @@ const EXTEND_STEP: Duration = Duration::from_micros(150);
 /// Points a payload-index build step indexes (about 0.1 ms).
 const PAYLOAD_INDEX_STEP: usize = 512;
 /// Least time between two `malloc_trim`s while writes go on.
-const TRIM_WRITING: Duration = Duration::from_secs(10);
+const TRIM_WRITING: Duration = Duration::from_secs(2);
 /// Longest stretch of graph extension per round (rests included).
 const EXTEND_ROUND: Duration = Duration::from_secs(2);
 /// Rest per unit of step time while requests arrive (index work then
@@ -137,7 +137,8 @@ async fn build_ivf(node: &Node, seed: u64) -> bool {
 /// `malloc_trim(0)` releases the free pages of every arena, synchronously:
 /// 0.6-26 ms (median 2.5) per call on that server while it ingested, so
 /// it runs once per install or recalibration, and at most every
-/// [`TRIM_WRITING`] while writes go on (docs/benchmarks.md, "Memory").
+/// [`TRIM_WRITING`] while writes go on; a trim skipped then is done when
+/// they pause, before the next build (docs/benchmarks.md, "Memory").
 fn release_freed() {
     let t0 = Instant::now();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -153,11 +154,20 @@ pub fn start(node: Rc<Node>, cooldown: Duration) {
     let queue = crate::background::background_queue(BUILD_SHARES, "ivf-build");
     let mut seed = 0x5eed_u64 ^ node.me() as u64;
     let mut last_trim: Option<Instant> = None;
+    // A trim skipped while writes went on, done once they pause (before
+    // the next build, which would otherwise stack on the garbage).
+    let mut trim_owed = false;
+    let mut last_writes = node.metrics.writes_applied();
     glommio::spawn_local_into(
         async move {
             loop {
                 glommio::timer::sleep(CHECK_EVERY).await;
                 seed = lcg64(seed);
+                if trim_owed && node.metrics.writes_applied() == last_writes {
+                    release_freed();
+                    last_trim = Some(Instant::now());
+                    trim_owed = false;
+                }
                 // Points written since a graph's build go in first, while
                 // writes go on (paced against them), so searches scan few
                 // pending points exactly; bounded per round so that ingest
@@ -165,6 +175,8 @@ pub fn start(node: Rc<Node>, cooldown: Duration) {
                 let mut pace = Pace::new(&node);
                 // Payload indexes filters asked for, a slice at a time.
                 while pace.step(|| node.with_shard(|s| s.payload_index_step(PAYLOAD_INDEX_STEP))).await {}
+                // Inserts grow the graph's arrays, freeing the smaller ones.
+                trim_owed |= node.with_shard(|s| s.graph_pending());
                 let round_end = Instant::now() + EXTEND_ROUND;
                 while pace.step(|| node.with_shard(|s| s.graph_extend(EXTEND_STEP))).await && Instant::now() < round_end
                 {
@@ -184,7 +196,11 @@ pub fn start(node: Rc<Node>, cooldown: Duration) {
                 if freed && last_trim.is_none_or(|t| !writing || t.elapsed() >= TRIM_WRITING) {
                     release_freed();
                     last_trim = Some(Instant::now());
+                    trim_owed = false;
+                } else if freed {
+                    trim_owed = true;
                 }
+                last_writes = node.metrics.writes_applied();
             }
         },
         queue,

@@ -48,7 +48,7 @@ pub struct Partition {
     /// Indexes installed so far (each gets the next number: a
     /// recalibration installs only into the index it measured).
     installs: u64,
-    /// The IVF lists were dropped: the graph was cheaper at every target
+    /// The IVF lists were dropped: not worth their memory beside the graph
     /// (`graph::drop_unused_ivf`); none is built again unless a search
     /// forces IVF, which pins them for the partition's life.
     ivf_dropped: bool,
@@ -385,6 +385,7 @@ impl Partition {
         let dirty = self.build_dirty.take().unwrap_or_default();
         self.installs += 1;
         self.ivf = Some(IvfState { index, dirty, recal: recal::Mark::new(self.installs) });
+        self.drop_unused_ivf();
     }
 
     /// A search forced the IVF lists (`mode: "ivf"` or `nprobe`): build

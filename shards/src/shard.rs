@@ -157,7 +157,12 @@ impl Shard {
     /// `true` if any partition has more.
     pub fn graph_extend(&mut self, budget: std::time::Duration) -> bool {
         let Some(slot) = self.partitions.values_mut().find(|s| s.data.graph_pending()) else { return false };
-        slot.data.graph_extend(budget) || self.partitions.values().any(|s| s.data.graph_pending())
+        slot.data.graph_extend(budget) || self.graph_pending()
+    }
+
+    /// Whether any partition has points waiting for its graph.
+    pub fn graph_pending(&self) -> bool {
+        self.partitions.values().any(|s| s.data.graph_pending())
     }
 
     /// One step of a running IVF build; `None` if its partition is gone

@@ -82,6 +82,9 @@ impl Visited {
     }
 }
 
+/// `Hnsw::upper_at` of a node with no links above level 0.
+const NO_UPPER: u32 = u32::MAX;
+
 /// One cache line.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
@@ -210,7 +213,11 @@ pub struct Hnsw {
     /// Level-0 links, `m0` slots per node, `len0` of them used.
     links0: Vec<u32>,
     len0: Vec<u8>,
-    /// Links on levels 1..: `upper[node][level - 1]`.
+    /// Per node, its row in `upper` ([`NO_UPPER`]: level 0 only, as for
+    /// all but about one node in `m`).
+    upper_at: Vec<u32>,
+    /// Links on levels 1.. of the nodes that have them:
+    /// `upper[upper_at[node]][level - 1]`.
     upper: Vec<Vec<Vec<u32>>>,
     deleted: Vec<bool>,
     tombstones: usize,
@@ -237,6 +244,7 @@ impl Hnsw {
             node_of: HashMap::new(),
             links0: Vec::new(),
             len0: Vec::new(),
+            upper_at: Vec::new(),
             upper: Vec::new(),
             deleted: Vec::new(),
             tombstones: 0,
@@ -267,7 +275,8 @@ impl Hnsw {
 
     /// Bytes of the graph (codes, links, keys, norms, code terms, the key map).
     pub fn mem_bytes(&self) -> usize {
-        let upper: usize = self.upper.iter().map(|l| 24 + l.iter().map(|v| 24 + v.capacity() * 4).sum::<usize>()).sum();
+        let upper: usize = self.upper_at.capacity() * 4
+            + self.upper.iter().map(|l| 24 + l.iter().map(|v| 24 + v.capacity() * 4).sum::<usize>()).sum::<usize>();
         self.codes.capacity()
             + self.norms.capacity() * 4
             + self.sqs.capacity() * 4
@@ -298,7 +307,7 @@ impl Hnsw {
             let b = n as usize * self.m0;
             &self.links0[b..b + self.len0[n as usize] as usize]
         } else {
-            &self.upper[n as usize][level - 1]
+            &self.upper[self.upper_at[n as usize] as usize][level - 1]
         }
     }
 
@@ -308,7 +317,7 @@ impl Hnsw {
             self.links0[b..b + to.len()].copy_from_slice(to);
             self.len0[n as usize] = to.len() as u8;
         } else {
-            let l = &mut self.upper[n as usize][level - 1];
+            let l = &mut self.upper[self.upper_at[n as usize] as usize][level - 1];
             l.clear();
             l.extend_from_slice(to);
         }
@@ -319,6 +328,21 @@ impl Hnsw {
         let z = splitmix64(&mut self.rng);
         let u = ((z >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
         ((-u.ln() / (self.params.m as f64).ln()) as usize).min(16)
+    }
+
+    /// Room for `n` nodes in all (a build knows its size; growing by
+    /// doubling would leave up to half of each array unused).
+    pub fn reserve(&mut self, n: usize) {
+        let more = n.saturating_sub(self.keys.len());
+        let lines = (n * self.code_len).div_ceil(64);
+        self.codes.lines.reserve_exact(lines.saturating_sub(self.codes.lines.len()));
+        self.norms.reserve_exact(more);
+        self.sqs.reserve_exact(more);
+        self.keys.reserve_exact(more);
+        self.links0.reserve_exact(more * self.m0);
+        self.len0.reserve_exact(more);
+        self.upper_at.reserve_exact(more);
+        self.deleted.reserve_exact(more);
     }
 
     /// Tombstone the node of `key`, if any: it keeps routing, never answers.
@@ -340,6 +364,11 @@ impl Hnsw {
     pub fn insert(&mut self, key: u64, x: &[f32], norm: f32) {
         self.remove(key);
         let node = self.keys.len() as u32;
+        if self.keys.len() == self.keys.capacity() {
+            // Grow by an eighth, not double: the slack of a grown array
+            // can sit on pages the allocator already had resident.
+            self.reserve(self.keys.len() + self.keys.len() / 8 + 64);
+        }
         let level = self.random_level();
         let mut code = Vec::with_capacity(self.code_len);
         self.sq.encode(x, &mut code);
@@ -350,7 +379,12 @@ impl Hnsw {
         self.node_of.insert(key, node);
         self.links0.resize(self.links0.len() + self.m0, 0);
         self.len0.push(0);
-        self.upper.push(vec![Vec::new(); level]);
+        if level == 0 {
+            self.upper_at.push(NO_UPPER);
+        } else {
+            self.upper_at.push(self.upper.len() as u32);
+            self.upper.push(vec![Vec::new(); level]);
+        }
         self.deleted.push(false);
         if node == 0 {
             self.entry = 0;

@@ -81,9 +81,9 @@ proptest! {
     }
 }
 
-/// The IVF lists go when the graph is as cheap at every target (on the
-/// same kind of queries), are not rebuilt once gone, and come back for
-/// good when a search forces them.
+/// The IVF lists go unless they are much cheaper than the graph at some
+/// target or meet one it cannot (on the same kind of queries), are not
+/// rebuilt once gone, and come back for good when a search forces them.
 #[test]
 fn unused_ivf_lists_are_dropped_until_a_search_forces_them() {
     use crate::index::calib::{Calibration, CALIB_K, MIN_REAL};
@@ -102,13 +102,19 @@ fn unused_ivf_lists_are_dropped_until_a_search_forces_them() {
     let graph = table(&[0.9, 0.99, 1.0], &[10.0, 20.0, 40.0], MIN_REAL);
     let dearer = table(&[0.9, 0.99, 1.0], &[15.0, 30.0, 60.0], MIN_REAL);
     let cheaper = table(&[0.9, 0.99, 1.0], &[5.0, 30.0, 60.0], MIN_REAL);
+    let slightly = table(&[0.9, 0.99, 1.0], &[8.0, 30.0, 60.0], MIN_REAL);
     assert!(graph::ivf_unused(&graph, &dearer));
-    assert!(!graph::ivf_unused(&graph, &cheaper), "cheaper at some target");
+    assert!(!graph::ivf_unused(&graph, &cheaper), "half the cost at some target");
+    assert!(graph::ivf_unused(&graph, &slightly), "not worth their memory");
     let held_out = table(&[0.9, 0.99, 1.0], &[15.0, 30.0, 60.0], 0);
     assert!(!graph::ivf_unused(&graph, &held_out), "tables on different queries");
+    let held_out_graph = table(&[0.9, 0.99, 1.0], &[10.0, 20.0, 40.0], 0);
+    assert!(graph::ivf_unused(&held_out_graph, &held_out), "both on held-out points");
     let weak = table(&[0.5, 0.6], &[10.0, 20.0], MIN_REAL);
     assert!(!graph::ivf_unused(&weak, &dearer), "the lists meet targets the graph cannot");
     assert!(graph::ivf_unused(&graph, &weak), "lists that meet nothing are unused");
+    let capped = table(&[0.9, 0.988], &[10.0, 20.0], MIN_REAL);
+    assert!(graph::ivf_unused(&capped, &dearer), "a graph short of 0.99 alone keeps no lists");
 
     let mut p = Partition::new(2);
     for i in 0..MIN_POINTS as u64 {

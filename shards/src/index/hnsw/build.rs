@@ -94,7 +94,9 @@ impl GraphBuilder {
             // The first step: the quantizer's range from every seventh row.
             let bits = super::code_bits(rows.dim());
             let sq = Sq8::fit_bits(rows.dim(), (0..rows.len()).step_by(7).map(|r| rows.row(r)), bits);
-            self.graph = Some(Hnsw::new(rows.dim(), self.params, sq, self.seed));
+            let mut graph = Hnsw::new(rows.dim(), self.params, sq, self.seed);
+            graph.reserve(rows.len());
+            self.graph = Some(graph);
             return false;
         };
         match std::mem::replace(&mut self.phase, Phase::Done) {
