@@ -59,29 +59,97 @@ pub struct Started {
 enum Progress {
     Recovered { shard: usize, records: usize },
     Listening,
-    Failed(StartError),
+    Failed(ShardStartError),
 }
 
-/// Why a shard could not start.
+/// Why the server could not start (`start`'s error).
 #[derive(Debug)]
-enum StartError {
-    /// The shard mesh did not form within [`MESH_WAIT`]: a fresh executor
-    /// pool may cure it (up to [`START_ATTEMPTS`]).
-    MeshStalled,
-    Failed(String),
-}
-
-impl From<String> for StartError {
-    fn from(e: String) -> Self {
-        StartError::Failed(e)
-    }
+pub enum StartError {
+    /// The executor pool could not be built.
+    Executors(glommio::GlommioError<()>),
+    /// The shard mesh stalled on every attempt.
+    MeshNeverFormed { attempts: usize },
+    /// A shard failed on its way to serving.
+    Shard(ShardStartError),
+    /// A shard reported listening before every shard had recovered.
+    ListenedEarly,
+    /// Every shard thread ended while the main thread waited for recovery.
+    ShardsStopped,
+    /// A shard reported recovering a second time.
+    RecoveredTwice,
+    /// A shard did not report listening within [`LISTEN_WAIT`].
+    NotListening,
 }
 
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         match self {
-            StartError::MeshStalled => f.write_str("the shard mesh stalled"),
-            StartError::Failed(e) => f.write_str(e),
+            StartError::Executors(e) => write!(f, "cannot start shard executors: {e}"),
+            StartError::MeshNeverFormed { attempts } => write!(f, "the shard mesh did not form in {attempts} attempts"),
+            StartError::Shard(e) => e.fmt(f),
+            StartError::ListenedEarly => f.write_str("a shard listened before recovery ended"),
+            StartError::ShardsStopped => f.write_str("the shards stopped during recovery"),
+            StartError::RecoveredTwice => f.write_str("unexpected start-up message"),
+            StartError::NotListening => {
+                write!(f, "a shard did not start listening within {} s", LISTEN_WAIT.as_secs())
+            }
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Executors(e) => Some(e),
+            StartError::Shard(e) => Some(e),
+            StartError::MeshNeverFormed { .. }
+            | StartError::ListenedEarly
+            | StartError::ShardsStopped
+            | StartError::RecoveredTwice
+            | StartError::NotListening => None,
+        }
+    }
+}
+
+/// Why one shard could not start (sent to the main thread).
+#[derive(Debug)]
+pub enum ShardStartError {
+    /// The shard mesh did not form within [`MESH_WAIT`]: a fresh executor
+    /// pool may cure it (up to [`START_ATTEMPTS`]).
+    MeshStalled,
+    /// Joining the mesh failed.
+    MeshJoin(glommio::GlommioError<()>),
+    Restore {
+        shard: usize,
+        source: crate::restore::RestoreError,
+    },
+    /// The shard's duplicate of the listening socket could not be made.
+    Listener {
+        shard: usize,
+        source: std::io::Error,
+    },
+}
+
+impl std::fmt::Display for ShardStartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            ShardStartError::MeshStalled => f.write_str("the shard mesh stalled"),
+            ShardStartError::MeshJoin(_) => f.write_str("cannot join the shard mesh"),
+            ShardStartError::Restore { shard, source } => write!(f, "shard {shard}: {source}"),
+            ShardStartError::Listener { shard, source } => {
+                write!(f, "shard {shard}: cannot share the listening socket: {source}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ShardStartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ShardStartError::MeshStalled => None,
+            ShardStartError::MeshJoin(e) => Some(e),
+            ShardStartError::Restore { source, .. } => Some(source),
+            ShardStartError::Listener { source, .. } => Some(source),
         }
     }
 }
@@ -106,13 +174,16 @@ const MESH_WAIT: Duration = Duration::from_secs(5);
 const MESH_TICK: Duration = Duration::from_millis(1);
 /// Start-up attempts before giving up on a stalled mesh.
 const START_ATTEMPTS: usize = 3;
+/// How long the main thread waits for each shard to listen once all have
+/// recovered.
+const LISTEN_WAIT: Duration = Duration::from_secs(30);
 
 /// Start every shard. Returns once all of them listen, or with the errors.
 pub fn start(
     shared: Arc<Shared>,
     listener: Arc<std::net::TcpListener>,
     shutdown: Arc<AtomicBool>,
-) -> Result<Started, String> {
+) -> Result<Started, StartError> {
     crate::watchdog::install(shared.config.shards);
     for attempt in 1..=START_ATTEMPTS {
         match start_once(shared.clone(), listener.clone(), shutdown.clone())? {
@@ -120,7 +191,7 @@ pub fn start(
             None => tracing::warn!("start-up attempt {attempt}: the shard mesh stalled; starting the shards again"),
         }
     }
-    Err(format!("the shard mesh did not form in {START_ATTEMPTS} attempts"))
+    Err(StartError::MeshNeverFormed { attempts: START_ATTEMPTS })
 }
 
 /// One attempt; `Ok(None)` when the mesh stalled and all shards stopped.
@@ -128,7 +199,7 @@ fn start_once(
     shared: Arc<Shared>,
     listener: Arc<std::net::TcpListener>,
     shutdown: Arc<AtomicBool>,
-) -> Result<Option<Started>, String> {
+) -> Result<Option<Started>, StartError> {
     let n = shared.config.shards;
     let mesh: Option<MeshBuilder<Msg, _>> = (n > 1).then(|| MeshBuilder::full(n, MESH_CHANNEL_CAPACITY));
     let (ready_tx, ready_rx) = mpsc::channel::<Progress>();
@@ -162,7 +233,7 @@ fn start_once(
                 let _ = ready_tx.send(Progress::Failed(e));
             }
         })
-        .map_err(|e| format!("cannot start shard executors: {e}"))?;
+        .map_err(StartError::Executors)?;
     // Phase 1: every shard recovers its WAL and replays it. Nobody serves
     // until all have, so no request sees a half-replayed state.
     let mut replayed = 0;
@@ -177,15 +248,15 @@ fn start_once(
                 replayed += records;
                 done[shard] = true;
             }
-            Ok(Progress::Failed(StartError::MeshStalled)) => {
+            Ok(Progress::Failed(ShardStartError::MeshStalled)) => {
                 abort.store(true, Ordering::SeqCst);
                 handles.join_all();
                 return Ok(None);
             }
-            Ok(Progress::Failed(e)) => return Err(e.to_string()),
-            Ok(Progress::Listening) => return Err("a shard listened before recovery ended".into()),
+            Ok(Progress::Failed(e)) => return Err(StartError::Shard(e)),
+            Ok(Progress::Listening) => return Err(StartError::ListenedEarly),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => return Err("the shards stopped during recovery".into()),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Err(StartError::ShardsStopped),
         }
         let states = || -> String {
             let states: Vec<String> = (0..n)
@@ -208,11 +279,11 @@ fn start_once(
     go.store(true, Ordering::SeqCst);
     // Phase 2: every shard listens.
     for _ in 0..n {
-        match ready_rx.recv_timeout(Duration::from_secs(30)) {
+        match ready_rx.recv_timeout(LISTEN_WAIT) {
             Ok(Progress::Listening) => {}
-            Ok(Progress::Failed(e)) => return Err(e.to_string()),
-            Ok(Progress::Recovered { .. }) => return Err("unexpected start-up message".into()),
-            Err(_) => return Err("a shard did not start listening within 30 s".into()),
+            Ok(Progress::Failed(e)) => return Err(StartError::Shard(e)),
+            Ok(Progress::Recovered { .. }) => return Err(StartError::RecoveredTwice),
+            Err(_) => return Err(StartError::NotListening),
         }
     }
     Ok(Some(Started { handles, replayed }))
@@ -268,7 +339,7 @@ impl Gate {
 /// shard beats a watchdog slot of its own while it joins (a sleep through
 /// timers is interrupted within 100 ms), and a 1 ms ticker makes every
 /// turn look at the channels again.
-async fn join_mesh(mesh: Option<Mesh>, gate: &Gate, shards: usize) -> Result<Option<Joined>, StartError> {
+async fn join_mesh(mesh: Option<Mesh>, gate: &Gate, shards: usize) -> Result<Option<Joined>, ShardStartError> {
     let Some(m) = mesh else { return Ok(None) };
     let slot = gate.join_slots.fetch_add(1, Ordering::SeqCst) % shards;
     let _joining = crate::watchdog::watch(slot);
@@ -281,8 +352,8 @@ async fn join_mesh(mesh: Option<Mesh>, gate: &Gate, shards: usize) -> Result<Opt
     let join = futures_lite::future::or(m.join(), ticker);
     match glommio::timer::timeout(MESH_WAIT, async { Ok(join.await) }).await {
         Ok(Ok(joined)) => Ok(Some(joined)),
-        Ok(Err(_)) => Err(StartError::Failed("cannot join the shard mesh".to_string())),
-        Err(_) => Err(StartError::MeshStalled),
+        Ok(Err(e)) => Err(ShardStartError::MeshJoin(e)),
+        Err(_) => Err(ShardStartError::MeshStalled),
     }
 }
 
@@ -299,7 +370,7 @@ async fn shard_main(
     shutdown: Shutdown,
     gate: Gate,
     ready: mpsc::Sender<Progress>,
-) -> Result<(), StartError> {
+) -> Result<(), ShardStartError> {
     let cfg = &shared.config;
     let joined = join_mesh(mesh, &gate, cfg.shards).await?;
     let me = joined.as_ref().map_or(0, |(s, _)| s.peer_id());
@@ -324,7 +395,7 @@ async fn shard_main(
     if cfg.persistence.enabled {
         records = crate::restore::recover_shard(&node, &shared, me, &gate.progress[me])
             .await
-            .map_err(|e| format!("shard {me}: {e}"))?;
+            .map_err(|source| ShardStartError::Restore { shard: me, source })?;
     }
     // Wait (without a deadline) until every peer applied what this shard
     // sent it; a start-up given up elsewhere stops the wait.
@@ -359,8 +430,8 @@ async fn shard_main(
     }
     crate::debug_hooks::start_shard_faults(me);
     let api = Rc::new(Api::new(node, shared.clone()));
-    let listener = serve::ShardListener::new(&listener)
-        .map_err(|e| format!("shard {me}: cannot share the listening socket: {e}"))?;
+    let listener =
+        serve::ShardListener::new(&listener).map_err(|source| ShardStartError::Listener { shard: me, source })?;
     // First sleep warms glommio's timer (its first sleep can be slow).
     glommio::timer::sleep(Duration::from_millis(1)).await;
     let _ = ready.send(Progress::Listening);

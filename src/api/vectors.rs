@@ -94,11 +94,8 @@ enum Frame<'a> {
 /// which become `[]` and are read (through `scratch`) into the returned list. `None` on
 /// anything the walk does not follow (the general parse decides).
 fn walk<'a>(b: &'a [u8], paths: &[&[Step]], scratch: &mut Vec<f32>) -> Option<(Vec<u8>, Vec<Found>)> {
-    let mut rest = Vec::with_capacity(64);
-    let mut found = Vec::new();
+    let mut cut = Cut { rest: Vec::with_capacity(64), copied: 0, found: Vec::new() };
     let mut stack: Vec<Frame<'a>> = Vec::with_capacity(8);
-    // Bytes b[copied..i] are still to be copied to `rest`.
-    let mut copied = 0;
     let mut i = skip_ws(b, 0);
     if b.get(i) != Some(&b'{') {
         return None;
@@ -126,30 +123,11 @@ fn walk<'a>(b: &'a [u8], paths: &[&[Step]], scratch: &mut Vec<f32>) -> Option<(V
                             return None;
                         }
                         i += 1;
-                        // The value follows: handled below.
-                        i = skip_ws(b, i);
-                        let value_start = i;
-                        if let Some(path) = matching(&stack, paths) {
-                            if b.get(i) != Some(&b'[') {
-                                return None;
-                            }
-                            scratch.clear();
-                            let end = array(b, i, scratch)?;
-                            let values = scratch.clone();
-                            rest.extend_from_slice(&b[copied..value_start]);
-                            rest.extend_from_slice(b"[]");
-                            copied = end;
-                            found.push(Found { path, items: items_of(&stack), values });
-                            i = end;
-                            if !after_value(&mut stack, b, &mut i)? {
-                                break;
-                            }
-                        } else {
-                            let (next, goes_on) = value(&mut stack, b, i)?;
-                            i = next;
-                            if !goes_on {
-                                break;
-                            }
+                        // The key's value, in the same step.
+                        let (next, goes_on) = vector_or_value(&mut stack, b, skip_ws(b, i), paths, scratch, &mut cut)?;
+                        i = next;
+                        if !goes_on {
+                            break;
                         }
                     }
                     _ => return None,
@@ -165,33 +143,52 @@ fn walk<'a>(b: &'a [u8], paths: &[&[Step]], scratch: &mut Vec<f32>) -> Option<(V
                     }
                     continue;
                 }
-                if let Some(path) = matching(&stack, paths) {
-                    if c != b'[' {
-                        return None;
-                    }
-                    scratch.clear();
-                    let end = array(b, i, scratch)?;
-                    let values = scratch.clone();
-                    rest.extend_from_slice(&b[copied..i]);
-                    rest.extend_from_slice(b"[]");
-                    copied = end;
-                    found.push(Found { path, items: items_of(&stack), values });
-                    i = end;
-                    if !after_value(&mut stack, b, &mut i)? {
-                        break;
-                    }
-                } else {
-                    let (next, goes_on) = value(&mut stack, b, i)?;
-                    i = next;
-                    if !goes_on {
-                        break;
-                    }
+                let (next, goes_on) = vector_or_value(&mut stack, b, i, paths, scratch, &mut cut)?;
+                i = next;
+                if !goes_on {
+                    break;
                 }
             }
         }
     }
-    rest.extend_from_slice(&b[copied..]);
-    Some((rest, found))
+    cut.rest.extend_from_slice(&b[cut.copied..]);
+    Some((cut.rest, cut.found))
+}
+
+/// What the walk has made so far: the text with the vectors read replaced
+/// by `[]` (bytes `b[copied..]` are still to be copied to `rest`), and the
+/// vectors.
+struct Cut {
+    rest: Vec<u8>,
+    copied: usize,
+    found: Vec<Found>,
+}
+
+/// The value at `b[i]` where the stack's top frame expects one. At one of
+/// `paths` it must be an array: it is read (through `scratch`) into
+/// `cut.found`, and the text before it and `[]` go to `cut.rest`; any other
+/// value is walked by [`value`]. Returns the next position and whether the
+/// walk goes on (false: the top-level object ended).
+fn vector_or_value<'a>(
+    stack: &mut Vec<Frame<'a>>,
+    b: &'a [u8],
+    i: usize,
+    paths: &[&[Step]],
+    scratch: &mut Vec<f32>,
+    cut: &mut Cut,
+) -> Option<(usize, bool)> {
+    let Some(path) = matching(stack, paths) else { return value(stack, b, i) };
+    if b.get(i) != Some(&b'[') {
+        return None;
+    }
+    scratch.clear();
+    let mut end = array(b, i, scratch)?;
+    cut.rest.extend_from_slice(&b[cut.copied..i]);
+    cut.rest.extend_from_slice(b"[]");
+    cut.copied = end;
+    cut.found.push(Found { path, items: items_of(stack), values: scratch.clone() });
+    let goes_on = after_value(stack, b, &mut end)?;
+    Some((end, goes_on))
 }
 
 /// The value at `b[i]` where the stack's top frame expects one: a container

@@ -62,29 +62,63 @@ fn later_valid_batch(bytes: &[u8], seg: &SegmentHeader, from: usize) -> Option<u
     (from + 1..bytes.len() / BLOCK_BYTES).find(|&b| valid_batch_at(bytes, seg, b))
 }
 
-fn parse_records(payload: &[u8], h: &BatchHeader) -> Result<Vec<Record>, String> {
+/// Why a batch whose payload passed its checksum does not hold the records
+/// its header promises (never a torn write: the scan calls it corruption).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum RecordError {
+    HeaderPastPayload,
+    BodyPastPayload,
+    /// Record `index` of the batch carries another LSN than its place.
+    Lsn {
+        index: u64,
+        lsn: Lsn,
+        expected: Lsn,
+    },
+    Checksum {
+        index: u64,
+        lsn: Lsn,
+    },
+    /// Bytes left in the payload after the header's record count.
+    TrailingBytes(usize),
+}
+
+impl std::fmt::Display for RecordError {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            RecordError::HeaderPastPayload => f.write_str("record header past the payload"),
+            RecordError::BodyPastPayload => f.write_str("record body past the payload"),
+            RecordError::Lsn { index, lsn, expected } => write!(f, "record {index} has LSN {lsn}, expected {expected}"),
+            RecordError::Checksum { index, lsn } => write!(f, "record {index} (LSN {lsn}) fails its checksum"),
+            RecordError::TrailingBytes(n) => write!(f, "{n} payload bytes after the last record"),
+        }
+    }
+}
+
+impl std::error::Error for RecordError {}
+
+fn parse_records(payload: &[u8], h: &BatchHeader) -> Result<Vec<Record>, RecordError> {
     let mut out = Vec::with_capacity(h.record_count as usize);
     let mut at = 0usize;
     for i in 0..h.record_count as u64 {
-        let head = payload.get(at..at + RECORD_HEADER_BYTES).ok_or("record header past the payload")?;
+        let head = payload.get(at..at + RECORD_HEADER_BYTES).ok_or(RecordError::HeaderPastPayload)?;
         let len = u32::from_le_bytes(head[0..4].try_into().unwrap()) as usize;
         let kind = head[4];
         let lsn = u64::from_le_bytes(head[8..16].try_into().unwrap());
         let crc = u32::from_le_bytes(head[16..20].try_into().unwrap());
         let body = payload
             .get(at + RECORD_HEADER_BYTES..at + RECORD_HEADER_BYTES + len)
-            .ok_or("record body past the payload")?;
+            .ok_or(RecordError::BodyPastPayload)?;
         if lsn != h.first_lsn + i {
-            return Err(format!("record {i} has LSN {lsn}, expected {}", h.first_lsn + i));
+            return Err(RecordError::Lsn { index: i, lsn, expected: h.first_lsn + i });
         }
         if record_crc(kind, lsn, body) != crc {
-            return Err(format!("record {i} (LSN {lsn}) fails its checksum"));
+            return Err(RecordError::Checksum { index: i, lsn });
         }
         out.push(Record { kind, lsn, body: body.to_vec() });
         at += RECORD_HEADER_BYTES + len;
     }
     if at != payload.len() {
-        return Err(format!("{} payload bytes after the last record", payload.len() - at));
+        return Err(RecordError::TrailingBytes(payload.len() - at));
     }
     Ok(out)
 }
@@ -185,8 +219,8 @@ fn scan_batches(bytes: &[u8]) -> Result<SegmentScan, FormatError> {
         }
         match parse_records(payload, &h) {
             Ok(records) => scan.records.extend(records),
-            Err(reason) => {
-                scan.end = corrupt(reason);
+            Err(e) => {
+                scan.end = corrupt(e.to_string());
                 return Ok(scan);
             }
         }
@@ -205,6 +239,16 @@ mod tests {
     use proptest::prelude::*;
 
     const SEG_BYTES: usize = 64 * BLOCK_BYTES;
+
+    #[test]
+    fn record_errors_say_which_record_and_why() {
+        let said = |e: RecordError| e.to_string();
+        assert_eq!(said(RecordError::HeaderPastPayload), "record header past the payload");
+        assert_eq!(said(RecordError::BodyPastPayload), "record body past the payload");
+        assert_eq!(said(RecordError::Lsn { index: 2, lsn: 9, expected: 7 }), "record 2 has LSN 9, expected 7");
+        assert_eq!(said(RecordError::Checksum { index: 0, lsn: 5 }), "record 0 (LSN 5) fails its checksum");
+        assert_eq!(said(RecordError::TrailingBytes(3)), "3 payload bytes after the last record");
+    }
 
     fn header(salt: u64) -> SegmentHeader {
         SegmentHeader { shard_id: 1, segment_seq: 5, first_lsn: 1000, salt, segment_bytes: SEG_BYTES as u32 }
