@@ -187,6 +187,10 @@ pub struct Wal<D: SegmentIo> {
     next_waiter: Cell<u64>,
     flusher: Cell<Option<Waker>>,
     spare_maker: Cell<Option<Waker>>,
+    /// The spare maker is creating a spare (writing its zeros).
+    spare_making: Cell<bool>,
+    /// A rollover waiting for the spare being made.
+    spare_waiter: Cell<Option<Waker>>,
     /// Someone waits for an fdatasync covering this LSN.
     sync_through: Cell<Lsn>,
     failed: RefCell<Option<WalError>>,
@@ -248,6 +252,8 @@ impl<D: SegmentIo> Wal<D> {
             next_waiter: Cell::new(0),
             flusher: Cell::new(None),
             spare_maker: Cell::new(None),
+            spare_making: Cell::new(false),
+            spare_waiter: Cell::new(None),
             sync_through: Cell::new(last),
             failed: RefCell::new(None),
             assigned: Cell::new(last),

@@ -134,11 +134,19 @@ impl<D: SegmentIo> Wal<D> {
         if self.written.get() > self.durable.get() {
             self.sync_current().await?;
         }
+        if self.spare.borrow().is_none() && self.spare_making.get() {
+            // The maker is writing a spare's zeros (it began when the
+            // current segment did, or at start-up): a segment without them
+            // would pay more per sync for all its life.
+            self.wait_until(&self.spare_waiter, |w| !w.spare_making.get()).await;
+        }
         let spare = self.spare.borrow_mut().take();
         let (file, tmp) = match spare {
             Some(s) => s,
             // The spare was not ready (or the disk was full a moment ago).
-            None => self.create_spare().await.map_err(WalError::from_io)?,
+            // Reserved only: writing 64 MiB of zeros here would hold the
+            // batch up; its syncs cost more until the next segment.
+            None => self.create_spare(false).await.map_err(WalError::from_io)?,
         };
         self.write_all_at(&file, 0, header).await?;
         let path = self.wal_dir.join(segment_name(seq));
@@ -165,12 +173,17 @@ impl<D: SegmentIo> Wal<D> {
         Ok(())
     }
 
-    /// Create and preallocate a spare segment file.
-    async fn create_spare(&self) -> Result<(D::File, PathBuf), IoFailure> {
+    /// Create and preallocate a spare segment file (`zeroed`: with its
+    /// zeros written out, see [`SegmentIo::zero_fill`]).
+    async fn create_spare(&self, zeroed: bool) -> Result<(D::File, PathBuf), IoFailure> {
         self.spares_made.set(self.spares_made.get() + 1);
         let path = self.wal_dir.join(format!("{SPARE_PREFIX}{}.log.tmp", self.spares_made.get()));
         let file = self.io.create(&path).await.map_err(|e| IoFailure::new(IoOp::Create, &path, e))?;
-        if let Err(e) = self.io.preallocate(&file, self.segment_bytes).await {
+        let mut made = self.io.preallocate(&file, self.segment_bytes).await;
+        if made.is_ok() && zeroed {
+            made = self.io.zero_fill(&file, self.segment_bytes).await;
+        }
+        if let Err(e) = made {
             drop(file);
             let _ = self.io.remove(&path).await;
             return Err(IoFailure::new(IoOp::Preallocate, &path, e));
@@ -184,7 +197,13 @@ impl<D: SegmentIo> Wal<D> {
         loop {
             self.wait_until(&self.spare_maker, |w| w.spare_wanted.get() && w.spare.borrow().is_none()).await;
             self.spare_wanted.set(false);
-            match self.create_spare().await {
+            self.spare_making.set(true);
+            let made = self.create_spare(true).await;
+            self.spare_making.set(false);
+            if let Some(w) = self.spare_waiter.take() {
+                w.wake();
+            }
+            match made {
                 Ok(spare) => {
                     *self.spare.borrow_mut() = Some(spare);
                     *self.no_space.borrow_mut() = None;
