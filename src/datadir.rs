@@ -368,15 +368,23 @@ pub fn commit_generation(dir: &Path, tmp: &Path, layout: Layout) -> Result<(), D
 /// shard directories of generation 0 once the data moved on).
 fn remove_leftovers(dir: &Path, generation: u64) -> Result<(), FsError> {
     let current = format!("layout-{generation}");
+    let mut removed = false;
     for e in std::fs::read_dir(dir).map_err(FsError::at("cannot read", dir))?.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let old_generation = name.starts_with("layout-") && name != current;
         let old_top_shard = generation > 0 && is_shard_dir_name(&name);
         if old_generation || old_top_shard {
             std::fs::remove_dir_all(e.path()).map_err(FsError::at("cannot remove", &e.path()))?;
+            removed = true;
         }
     }
-    sync_dir(dir)
+    // The fsync makes the removals durable; with none (every start but the
+    // one after an interrupted re-layout) it had nothing to persist and cost
+    // 0.4-0.7 ms of each start.
+    if removed {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 fn is_shard_dir_name(name: &str) -> bool {

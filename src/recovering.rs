@@ -11,6 +11,7 @@
 
 use crate::api::{ApiError, ErrorCode};
 use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -21,6 +22,8 @@ const MAX_HEAD: usize = 16 * 1024;
 
 pub struct Responder {
     stop: Arc<AtomicBool>,
+    /// An eventfd that wakes the thread out of its `poll` to stop.
+    wake: Arc<OwnedFd>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -35,6 +38,15 @@ impl Responder {
     ) -> std::io::Result<Responder> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        // SAFETY: eventfd takes two integers; a non-negative result is a new
+        // descriptor that nothing else owns.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is the fresh descriptor checked above.
+        let wake = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
+        let woken = wake.clone();
         let thread = std::thread::Builder::new().name("aionbd-recovering".into()).spawn(move || {
             while !flag.load(Ordering::Relaxed) {
                 match listener.accept() {
@@ -54,22 +66,40 @@ impl Responder {
                             }
                         }
                     }
+                    // Sleep until a connection comes or `stop` wakes us (it
+                    // used to sleep 2 ms between tries: a request that came
+                    // then, e.g. the poll for /ready just as the shards took
+                    // over, waited for it).
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(2))
+                        wait_readable(listener.as_raw_fd(), woken.as_raw_fd())
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
             }
         })?;
-        Ok(Responder { stop, thread: Some(thread) })
+        Ok(Responder { stop, wake, thread: Some(thread) })
     }
 
     pub fn stop(mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: an 8-byte write from a live buffer to our own eventfd.
+        unsafe { libc::write(self.wake.as_raw_fd(), one.as_ptr().cast(), one.len()) };
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
+}
+
+/// Block until `listener` has a connection to accept or `wake` was written
+/// (at most a second, as a safety net: the caller looks at its stop flag).
+fn wait_readable(listener: i32, wake: i32) {
+    let mut fds = [
+        libc::pollfd { fd: listener, events: libc::POLLIN, revents: 0 },
+        libc::pollfd { fd: wake, events: libc::POLLIN, revents: 0 },
+    ];
+    // SAFETY: poll reads and writes the two pollfds of a live array.
+    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 1000) };
 }
 
 /// Read one request head and answer it; the connection then closes.

@@ -18,8 +18,9 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
 
 /// Messages in a channel between two shards; more wait in the sender's
 /// outbox. glommio writes every slot when it makes a channel (~250 bytes a
@@ -206,11 +207,13 @@ fn start_once(
     let go = Arc::new(AtomicBool::new(false));
     let abort = Arc::new(AtomicBool::new(false));
     let progress: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
+    let started = shared.started;
     let gate = Gate {
         go: go.clone(),
         abort: abort.clone(),
         progress: progress.clone(),
         join_slots: Arc::new(AtomicUsize::new(0)),
+        waiting: Arc::new(Mutex::new(Vec::new())),
     };
     let spin = shared.config.spin_before_park_us;
     // One pinned executor per CPU; unpinned when asked for more shards
@@ -225,6 +228,8 @@ fn start_once(
     if spin > 0 {
         builder = builder.spin_before_park(Duration::from_micros(spin));
     }
+    let release = gate.clone();
+    tracing::debug!("start-up: starting {n} shard executors at {:.2} ms", ms_since(started));
     let handles = builder
         .on_all_shards(move || async move {
             let shutdown = Shutdown(shutdown);
@@ -249,7 +254,7 @@ fn start_once(
                 done[shard] = true;
             }
             Ok(Progress::Failed(ShardStartError::MeshStalled)) => {
-                abort.store(true, Ordering::SeqCst);
+                release.release(&abort);
                 handles.join_all();
                 return Ok(None);
             }
@@ -276,7 +281,8 @@ fn start_once(
             tracing::info!("{}", states());
         }
     }
-    go.store(true, Ordering::SeqCst);
+    tracing::debug!("start-up: every shard recovered at {:.2} ms", ms_since(started));
+    release.release(&go);
     // Phase 2: every shard listens.
     for _ in 0..n {
         match ready_rx.recv_timeout(LISTEN_WAIT) {
@@ -300,10 +306,14 @@ struct Gate {
     /// Watchdog slots handed out to shards joining the mesh (their own
     /// index is known only once they joined).
     join_slots: Arc<AtomicUsize>,
+    /// Shards waiting for `go` or `abort` ([`Gate::wait_go`]): woken by
+    /// [`Gate::release`] from the main thread (glommio queues a waker
+    /// woken from another thread on its executor and wakes it), so a
+    /// shard starts serving the moment the last one recovered, with no
+    /// polling interval on the way.
+    waiting: Arc<Mutex<Vec<Waker>>>,
 }
 
-/// How often a shard looks at the gate while it waits.
-const GATE_POLL: Duration = Duration::from_millis(1);
 /// How often a shard waiting for its peers checks for an abort.
 const ABORT_POLL: Duration = Duration::from_millis(10);
 
@@ -319,15 +329,37 @@ impl Gate {
         }
     }
 
+    /// The main thread's word: set `flag` (`go` or `abort`), then wake
+    /// every shard waiting in [`Gate::wait_go`].
+    fn release(&self, flag: &AtomicBool) {
+        flag.store(true, Ordering::SeqCst);
+        let waiting = std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|e| e.into_inner()));
+        for w in waiting {
+            w.wake();
+        }
+    }
+
     /// Wait for the main thread's word: `true` to serve, `false` to stop.
     async fn wait_go(&self) -> bool {
-        while !self.go.load(Ordering::SeqCst) {
+        let decided = || {
             if self.is_aborted() {
-                return false;
+                Some(false)
+            } else if self.go.load(Ordering::SeqCst) {
+                Some(true)
+            } else {
+                None
             }
-            glommio::timer::sleep(GATE_POLL).await;
-        }
-        true
+        };
+        std::future::poll_fn(|cx| {
+            if let Some(go) = decided() {
+                return Poll::Ready(go);
+            }
+            self.waiting.lock().unwrap_or_else(|e| e.into_inner()).push(cx.waker().clone());
+            // Looked at again once registered: `release` sets its flag
+            // before it takes the list, so a word given meanwhile is seen.
+            decided().map_or(Poll::Pending, Poll::Ready)
+        })
+        .await
     }
 }
 
@@ -372,8 +404,10 @@ async fn shard_main(
     ready: mpsc::Sender<Progress>,
 ) -> Result<(), ShardStartError> {
     let cfg = &shared.config;
+    tracing::debug!("start-up: a shard executor runs at {:.2} ms", ms_since(shared.started));
     let joined = join_mesh(mesh, &gate, cfg.shards).await?;
     let me = joined.as_ref().map_or(0, |(s, _)| s.peer_id());
+    tracing::debug!("start-up: shard {me} joined the mesh at {:.2} ms", ms_since(shared.started));
     let placement = Placement::new(cfg.shards, cfg.partitions_per_collection);
     let shard = Shard::new(
         me,
@@ -416,6 +450,7 @@ async fn shard_main(
             );
         }
     }
+    tracing::debug!("start-up: shard {me} recovered at {:.2} ms", ms_since(shared.started));
     let _ = ready.send(Progress::Recovered { shard: me, records });
     if !gate.wait_go().await {
         return Ok(());
@@ -432,9 +467,13 @@ async fn shard_main(
     let api = Rc::new(Api::new(node, shared.clone()));
     let listener =
         serve::ShardListener::new(&listener).map_err(|source| ShardStartError::Listener { shard: me, source })?;
-    // First sleep warms glommio's timer (its first sleep can be slow).
-    glommio::timer::sleep(Duration::from_millis(1)).await;
+    tracing::debug!("start-up: shard {me} serves at {:.2} ms", ms_since(shared.started));
     let _ = ready.send(Progress::Listening);
     serve::accept_loop(me, listener, api, metrics, shared, shutdown).await;
     Ok(())
+}
+
+/// Milliseconds since `t` (the start-up's debug-level time stamps).
+pub fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
 }
