@@ -4,8 +4,9 @@ at its peak, with both indexes built; and again after real queries.
 
 Starts BIN (2 shards, persistence off, a temporary data directory, port
 --port), creates a cosine collection, upserts the first --points rows of
---base in batches of 256, waits until every partition's IVF lists and HNSW
-graph are built with no point pending, then prints:
+--base in batches of 256, waits until every partition's HNSW graph is built
+(and its IVF lists built, or dropped as not worth their memory) with no
+point pending, then prints:
 
   load:     seconds, RSS, peak RSS (VmHWM) so far
   built:    seconds from the last upsert to every index built, the builds'
