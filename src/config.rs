@@ -29,7 +29,7 @@ settings![
     ("server.allow_more_shards_than_cpus", "AIONBD_ALLOW_MORE_SHARDS_THAN_CPUS", "false"),
     ("server.partitions_per_collection", "AIONBD_PARTITIONS_PER_COLLECTION", "0"),
     ("server.spin_before_park_us", "AIONBD_SPIN_BEFORE_PARK_US", "50"),
-    ("server.io_memory_bytes", "AIONBD_IO_MEMORY_BYTES", "524288"),
+    ("server.io_memory_bytes", "AIONBD_IO_MEMORY_BYTES", "262144"),
     ("server.ring_depth", "AIONBD_RING_DEPTH", "128"),
     ("server.max_concurrency", "AIONBD_MAX_CONCURRENCY", "256"),
     ("server.request_timeout_ms", "AIONBD_REQUEST_TIMEOUT_MS", "2000"),

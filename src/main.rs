@@ -294,7 +294,7 @@ fn run_tool(cmd: &config::Command) -> i32 {
 
 /// glommio refuses to start below 512 KiB of locked memory (with a panic
 /// that blames the kernel) and registers each shard's I/O memory with each of
-/// its 3 rings (1.55 MiB per shard at the defaults); below that it runs on
+/// its 3 rings (0.80 MiB per shard at the defaults); below that it runs on
 /// unregistered buffers without a word. Say so plainly, before the
 /// executors start. Root (with CAP_IPC_LOCK) is not bound by the limit.
 fn check_memlock(shards: usize, io_memory: usize) -> Result<(), MemlockTooLow> {

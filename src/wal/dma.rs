@@ -12,7 +12,7 @@ use std::time::Duration;
 
 /// Bytes per write when a spare segment's zeros are written out (segment
 /// sizes are multiples of 4096, so every write stays block-aligned).
-const ZERO_CHUNK: usize = 256 << 10;
+const ZERO_CHUNK: usize = 128 << 10;
 
 /// A shard's files on its disk.
 pub struct DmaDisk {
