@@ -118,7 +118,9 @@ fn auto_meets_each_target_recall_on_held_out_queries() {
     let (points, queries) = clustered(12_000, 11);
     load(&s, "c", &points);
     let info = wait_indexed(&s, "c");
-    assert!(info["index"]["partitions"][0]["lists"].as_u64().unwrap() > 8, "{info}");
+    // (Lists the graph makes redundant may be dropped by now.)
+    let p0 = &info["index"]["partitions"][0];
+    assert!(p0["dropped"] == true || p0["lists"].as_u64().unwrap() > 8, "{info}");
     let exact: Vec<Vec<u64>> = queries.iter().map(|q| ids(&topk(&s, "c", q, json!({"mode": "exact"})))).collect();
     for target in [0.8, 0.9, 0.95, 0.99] {
         let mut found = 0;
@@ -154,6 +156,9 @@ fn ivf_is_exact_with_every_list_fresh_writes_are_found_deletes_never_return() {
     let s = Server::start(2, INDEX_TEST_ENV);
     let (points, queries) = clustered(6_000, 5);
     load(&s, "c", &points);
+    // A search forcing IVF keeps the lists even where the graph would make
+    // them redundant (answered exactly until they are built).
+    topk(&s, "c", &queries[0], json!({"mode": "ivf", "nprobe": 1}));
     wait_indexed(&s, "c");
     // Every list probed = exact; recall never falls as nprobe rises.
     let mut last_recall = 0.0;

@@ -111,6 +111,26 @@ def client(server: Server) -> Iterator[aionbd.Client]:
         yield c
 
 
+def wait_for_indexes(client: aionbd.Client, name: str, query: Any, timeout: float = 60.0) -> List[Dict[str, Any]]:
+    """Wait until every partition of `name` has its HNSW graph and its IVF
+    lists built and calibrated; returns the partitions. The server drops
+    IVF lists the graph makes redundant (docs/api-decisions.md); a search
+    that forces IVF brings them back for good (answered exactly meanwhile),
+    so a test of the `ivf` mode forces them once."""
+    deadline = time.monotonic() + timeout
+    forced = False
+    while True:
+        parts: List[Dict[str, Any]] = client.get_collection(name).raw["index"]["partitions"]
+        graphs = all(p.get("hnsw", {}).get("calibration") for p in parts)
+        if graphs and all(p.get("kind") == "ivf" and p.get("calibration") for p in parts):
+            return parts
+        if graphs and not forced and any(p.get("dropped") for p in parts):
+            client.search_collection_top_k(name, query, limit=1, metric="l2", mode="ivf", nprobe=1)
+            forced = True
+        assert time.monotonic() < deadline, f"indexes not built in {timeout} s: {parts}"
+        time.sleep(0.2)
+
+
 @pytest.fixture
 def name() -> str:
     """A fresh collection name per test."""

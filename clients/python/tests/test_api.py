@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import numpy as np
@@ -11,6 +10,8 @@ import pytest
 
 import aionbd
 from aionbd import Filter, Match, Range
+
+from .conftest import wait_for_indexes
 
 POINTS = [
     (1, [0.1, 0.2, 0.3, 0.4], {"label": "alpha", "tier": 1}),
@@ -164,14 +165,8 @@ def test_index_modes(client: aionbd.Client, name: str) -> None:
     vectors = rng.standard_normal((3000, 8)).astype(np.float32)
     client.create_collection(name, 8)
     client.bulk_upsert(name, zip(range(3000), vectors))
-    deadline = time.monotonic() + 60
-    while True:  # indexes build in the background
-        parts = client.get_collection(name).raw["index"]["partitions"]
-        if all(p.get("kind") == "ivf" and p.get("calibration") and p.get("hnsw", {}).get("calibration") for p in parts):
-            break
-        assert time.monotonic() < deadline, f"index not built: {parts}"
-        time.sleep(0.2)
     q = vectors[0]
+    wait_for_indexes(client, name, q)  # indexes build in the background
     ivf = client.search_collection_top_k(name, q, limit=5, metric="l2", mode="ivf", nprobe=4)
     assert ivf.mode == "ivf" and ivf.recall_at_k is None and 0 < ivf.estimated_recall <= 1  # type: ignore[operator]
     hnsw = client.search_collection_top_k(name, q, limit=5, metric="l2", mode="hnsw", ef=64)

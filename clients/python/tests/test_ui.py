@@ -37,7 +37,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 import aionbd
 
-from .conftest import REPO, Server
+from .conftest import REPO, Server, wait_for_indexes
 
 PAGE = REPO / "ui" / "index.html"
 T = TypeVar("T")
@@ -182,11 +182,7 @@ def test_status_page_in_headless_chromium(browser: webdriver.Chrome, shots: Path
         client.bulk_upsert("ui-small", ((i, v, {"n": i, "tag": "t" + str(i % 3)}) for i, v in enumerate(small)))
         client.create_collection("ui-indexed", 4)
         client.bulk_upsert("ui-indexed", zip(range(2500), rng.random((2500, 4))))
-        deadline = time.monotonic() + 60
-        while not all(p.get("hnsw", {}).get("calibration") for p in
-                      client.get_collection("ui-indexed").raw["index"]["partitions"]):
-            assert time.monotonic() < deadline, "the indexes were not built in 60 s"
-            time.sleep(0.2)
+        wait_for_indexes(client, "ui-indexed", [0.5] * 4)
 
         browser.get(page_url(page_host, s))
         assert browser.title == "AIONBD status"
