@@ -150,23 +150,41 @@ fn release_freed() {
     tracing::debug!(took_us = t0.elapsed().as_micros() as u64, "malloc_trim after index work");
 }
 
+/// When freed memory last went back to the kernel, and what is still
+/// owed: a trim an install skipped while writes went on (done once they
+/// pause, before the next build would stack on that garbage), or arrays a
+/// graph's inserts grew (small: done when writes pause, at most every
+/// [`TRIM_WRITING`], so a trickle of writes does not trim after each).
+#[derive(Default)]
+struct Trims {
+    last: Option<Instant>,
+    owed: bool,
+    grown: bool,
+}
+
+impl Trims {
+    fn due(&self) -> bool {
+        self.last.is_none_or(|t| t.elapsed() >= TRIM_WRITING)
+    }
+
+    fn run(&mut self) {
+        release_freed();
+        *self = Trims { last: Some(Instant::now()), owed: false, grown: false };
+    }
+}
+
 pub fn start(node: Rc<Node>, cooldown: Duration) {
     let queue = crate::background::background_queue(BUILD_SHARES, "ivf-build");
     let mut seed = 0x5eed_u64 ^ node.me() as u64;
-    let mut last_trim: Option<Instant> = None;
-    // A trim skipped while writes went on, done once they pause (before
-    // the next build, which would otherwise stack on the garbage).
-    let mut trim_owed = false;
+    let mut trims = Trims::default();
     let mut last_writes = node.metrics.writes_applied();
     glommio::spawn_local_into(
         async move {
             loop {
                 glommio::timer::sleep(CHECK_EVERY).await;
                 seed = lcg64(seed);
-                if trim_owed && node.metrics.writes_applied() == last_writes {
-                    release_freed();
-                    last_trim = Some(Instant::now());
-                    trim_owed = false;
+                if node.metrics.writes_applied() == last_writes && (trims.owed || (trims.grown && trims.due())) {
+                    trims.run();
                 }
                 // Points written since a graph's build go in first, while
                 // writes go on (paced against them), so searches scan few
@@ -176,7 +194,7 @@ pub fn start(node: Rc<Node>, cooldown: Duration) {
                 // Payload indexes filters asked for, a slice at a time.
                 while pace.step(|| node.with_shard(|s| s.payload_index_step(PAYLOAD_INDEX_STEP))).await {}
                 // Inserts grow the graph's arrays, freeing the smaller ones.
-                trim_owed |= node.with_shard(|s| s.graph_pending());
+                trims.grown |= node.with_shard(|s| s.graph_pending());
                 let round_end = Instant::now() + EXTEND_ROUND;
                 while pace.step(|| node.with_shard(|s| s.graph_extend(EXTEND_STEP))).await && Instant::now() < round_end
                 {
@@ -193,12 +211,10 @@ pub fn start(node: Rc<Node>, cooldown: Duration) {
                 // While writes go on, the next build follows soon: trim at
                 // most every TRIM_WRITING.
                 let writing = node.metrics.writes_applied() != writes;
-                if freed && last_trim.is_none_or(|t| !writing || t.elapsed() >= TRIM_WRITING) {
-                    release_freed();
-                    last_trim = Some(Instant::now());
-                    trim_owed = false;
+                if freed && (!writing || trims.due()) {
+                    trims.run();
                 } else if freed {
-                    trim_owed = true;
+                    trims.owed = true;
                 }
                 last_writes = node.metrics.writes_applied();
             }
