@@ -14,7 +14,9 @@
 //! Options: `--queries N` (default 200), `--seconds S` per concurrent phase
 //! (default 5), `--base FILE --query-file FILE --gt FILE` to name files.
 //! The load clients run on the same 2 CPUs as the server: figures are for
-//! the whole box, clients included.
+//! the whole box, clients included. Each layout is measured once its
+//! background index builds are done. `AIONBD_BIN=PATH` runs another server
+//! build (e.g. an older one, for a side-by-side comparison).
 
 mod common;
 
@@ -122,6 +124,30 @@ fn load(addr: &str, base: &Matrix<f32>, n: usize) -> f64 {
         assert_eq!(st, 200, "{}", String::from_utf8_lossy(&resp));
     }
     n as f64 / t0.elapsed().as_secs_f64()
+}
+
+/// Wait until no index build runs on the collection (seen twice, 0.5 s
+/// apart), so background builds do not share the CPUs with the measured
+/// scans. An exact scan does not use the indexes; they are built because
+/// the collection is large enough for `auto`.
+fn wait_idle(addr: &str) {
+    fn building(v: &serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::Object(m) => m.iter().any(|(k, v)| (k == "building" && v == true) || building(v)),
+            serde_json::Value::Array(a) => a.iter().any(building),
+            _ => false,
+        }
+    }
+    let mut c = Client::new(addr);
+    let t0 = Instant::now();
+    let mut quiet = 0;
+    while quiet < 2 {
+        assert!(t0.elapsed() < Duration::from_secs(600), "index builds still running after 10 minutes");
+        std::thread::sleep(Duration::from_millis(500));
+        let (_, b) = c.send("GET", "/collections/bench", b"");
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        quiet = if building(&v["index"]) { 0 } else { quiet + 1 };
+    }
 }
 
 fn search_body(q: &[f32]) -> Vec<u8> {
@@ -241,6 +267,7 @@ fn main() {
         for &(shards, parts) in &args.layouts {
             let server = Server::start(shards, parts, &[("AIONBD_PERSISTENCE_ENABLED", "false")]);
             let load_rate = load(&server.addr, &base, n);
+            wait_idle(&server.addr);
             let gt_here = if n == base.rows { gt.as_ref() } else { None };
             let (q1, p50, p99, recall) = single_client(&server.addr, &queries, args.n_queries, gt_here);
             let scanned_gb = (n * base.dim * 4) as f64 / 1e9;
@@ -255,7 +282,7 @@ fn main() {
             );
             if set == "full" && shards == 2 && parts == 2 {
                 for size in [1, 16, 64] {
-                    batch_rows.push((size, batch_throughput(&server.addr, &queries, size, 256.max(size * 4))));
+                    batch_rows.push((size, batch_throughput(&server.addr, &queries, size, 512.max(size * 8))));
                 }
             }
         }

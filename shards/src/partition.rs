@@ -4,8 +4,10 @@
 //! one shard; nothing is shared across threads.
 
 use crate::index::ivf::{Builder, Ivf, IvfQuery, MIN_POINTS};
-use crate::math::distance::{kernels, Kernels, Metric, QUERY_BLOCK};
+use crate::math::aligned::AlignedF32;
+use crate::math::distance::{kernels, Kernels, Metric, QUERY_BLOCK, ROW_BLOCK};
 use crate::math::key::{exact_key_normed, key, norm, raw_block, raw_pair};
+use crate::math::prefetch;
 use crate::math::rng::mix64_short;
 use crate::math::topk::{Scored, TopK};
 use crate::payload::filter::Filter;
@@ -15,13 +17,14 @@ use std::time::Instant;
 
 /// Rows scored per tile in batch search: 256 rows x 384 dims x 4 B = 384 KiB,
 /// which stays in a 2 MiB L2 while every query block passes over it.
-const TILE_ROWS: usize = 256;
+const TILE_ROWS: usize = 16;
 
 #[derive(Clone, Debug)]
 pub struct Partition {
     dim: usize,
     ids: Vec<u64>,
-    vectors: Vec<f32>,
+    /// Row-major, starting on a cache line (see `math::aligned`).
+    vectors: AlignedF32,
     norms: Vec<f32>,
     payloads: Vec<Payload>,
     /// Point id -> slot. ahash (randomly seeded, so crafted ids cannot
@@ -178,7 +181,7 @@ impl Partition {
         Partition {
             dim,
             ids: Vec::new(),
-            vectors: Vec::new(),
+            vectors: AlignedF32::new(),
             norms: Vec::new(),
             payloads: Vec::new(),
             slot_of: HashMap::default(),
@@ -475,63 +478,117 @@ impl Partition {
     pub fn search_with(&self, kern: &Kernels, queries: &[Vec<f32>], params: &SearchParams) -> Vec<Vec<Scored>> {
         let mask: Option<Vec<bool>> =
             params.filter.filter(|f| !f.is_empty()).map(|f| self.payloads.iter().map(|p| f.matches(p)).collect());
-        // Cosine: score normalised queries by dot, then divide by the row norm.
-        let prepared: Vec<Vec<f32>> = match params.metric {
-            Metric::Cosine => queries
-                .iter()
-                .map(|q| {
+        // Cosine: score normalised queries by dot, then divide by the row
+        // norm. Copied into one aligned buffer, like the rows.
+        let mut buf = AlignedF32::new();
+        for q in queries {
+            match params.metric {
+                Metric::Cosine => {
                     let n = norm(q);
-                    q.iter().map(|x| x / n).collect()
-                })
-                .collect(),
-            _ => queries.to_vec(),
-        };
+                    buf.extend_from_slice(&q.iter().map(|x| x / n).collect::<Vec<f32>>());
+                }
+                _ => buf.extend_from_slice(q),
+            }
+        }
+        let prepared: Vec<&[f32]> = buf.chunks(self.dim.max(1)).collect();
         let mut tops: Vec<TopK> = (0..queries.len()).map(|_| TopK::new(params.k)).collect();
         let metric = params.metric;
-        // The queries were normalised above, so cosine divides by the row's
-        // norm alone (`q_norm` 1.0); only cosine reads it. (`key` gives
+        let mask = mask.as_deref();
+        // One copy of the scan per metric, so the key's formula is inlined
+        // into its inner loop. The queries were normalised above, so cosine
+        // divides by the row's norm alone (`q_norm` 1.0). (`key` gives
         // `-raw / n`, the same float as `-(raw / n)` wherever it is finite;
         // a non-finite key never enters a `TopK`.)
-        let key_of = |raw: f32, slot: usize| -> f32 {
-            let x_norm = if metric == Metric::Cosine { self.norms[slot] } else { 0.0 };
-            key(metric, raw, 1.0, x_norm)
-        };
-        let (pair, block) = (raw_pair(kern, metric), raw_block(kern, metric));
-        let n = self.len();
-        if prepared.len() < QUERY_BLOCK {
-            for (q, top) in prepared.iter().zip(tops.iter_mut()) {
-                for slot in 0..n {
-                    if mask.as_ref().is_some_and(|m| !m[slot]) {
-                        continue;
+        let scan = Scan { p: self, kern, metric, queries: &prepared, mask };
+        match metric {
+            Metric::L2 => scan.run(&mut tops, |raw, _| key(Metric::L2, raw, 1.0, 0.0)),
+            Metric::Dot => scan.run(&mut tops, |raw, _| key(Metric::Dot, raw, 1.0, 0.0)),
+            Metric::Cosine => scan.run(&mut tops, |raw, slot| key(Metric::Cosine, raw, 1.0, self.norms[slot])),
+        }
+        tops.into_iter().map(TopK::into_sorted).collect()
+    }
+}
+
+/// One exact scan of a partition for a batch of prepared queries.
+struct Scan<'a> {
+    p: &'a Partition,
+    kern: &'a Kernels,
+    metric: Metric,
+    queries: &'a [&'a [f32]],
+    /// Rows that pass the filter (none: every row).
+    mask: Option<&'a [bool]>,
+}
+
+impl Scan<'_> {
+    /// Push every passing row into each query's `TopK`, ranked by
+    /// `key_of(kernel output, slot)`.
+    #[inline(always)]
+    fn run(&self, tops: &mut [TopK], key_of: impl Fn(f32, usize) -> f32) {
+        let (p, mask) = (self.p, self.mask);
+        let n = p.len();
+        let passes = |slot: usize| mask.is_none_or(|m| m[slot]);
+        if self.queries.len() < QUERY_BLOCK {
+            let pair = raw_pair(self.kern, self.metric);
+            for (q, top) in self.queries.iter().zip(tops.iter_mut()) {
+                let mut threshold = top.threshold();
+                for slot in (0..n).filter(|&slot| passes(slot)) {
+                    let key = key_of(pair(q, p.row(slot)), slot);
+                    // Cheap pre-check; `push` breaks ties by id.
+                    if key <= threshold {
+                        top.push(Scored { key, id: p.ids[slot] });
+                        threshold = top.threshold();
                     }
-                    top.push(Scored { key: key_of(pair(q, self.row(slot)), slot), id: self.ids[slot] });
                 }
             }
-        } else {
-            // Tiles of rows stay in cache while every block of queries passes.
-            let n_blocks = prepared.len().div_ceil(QUERY_BLOCK);
-            for tile_start in (0..n).step_by(TILE_ROWS) {
-                let tile_end = (tile_start + TILE_ROWS).min(n);
-                for b in 0..n_blocks {
-                    let first = b * QUERY_BLOCK;
-                    let live = (prepared.len() - first).min(QUERY_BLOCK);
-                    // A short last block repeats its last query; extras are dropped.
-                    let qs: [&[f32]; QUERY_BLOCK] =
-                        std::array::from_fn(|i| prepared[first + i.min(live - 1)].as_slice());
-                    for slot in tile_start..tile_end {
-                        if mask.as_ref().is_some_and(|m| !m[slot]) {
-                            continue;
-                        }
-                        let raw = block(&qs, self.row(slot));
-                        let id = self.ids[slot];
-                        for i in 0..live {
-                            tops[first + i].push(Scored { key: key_of(raw[i], slot), id });
+            return;
+        }
+        // Tiles of rows stay in cache while every block of queries passes;
+        // each kernel call scores QUERY_BLOCK queries x ROW_BLOCK rows.
+        let block = raw_block(self.kern, self.metric);
+        let n_blocks = self.queries.len().div_ceil(QUERY_BLOCK);
+        let dim = p.dim;
+        for tile_start in (0..n).step_by(TILE_ROWS) {
+            let tile_end = (tile_start + TILE_ROWS).min(n);
+            // The next tile is fetched from memory while this one is scored:
+            // an equal share of its lines at each kernel call.
+            let next = &p.vectors[tile_end * dim..(tile_end + TILE_ROWS).min(n) * dim];
+            let calls = n_blocks * (tile_end - tile_start).div_ceil(ROW_BLOCK);
+            let share = next.len().div_ceil(calls).next_multiple_of(16);
+            let mut ahead = next.chunks(share.max(16));
+            for b in 0..n_blocks {
+                let first = b * QUERY_BLOCK;
+                let live = (self.queries.len() - first).min(QUERY_BLOCK);
+                // A short last block repeats its last query, a short last
+                // row group its last row; their scores are dropped.
+                let qs: [&[f32]; QUERY_BLOCK] = std::array::from_fn(|i| self.queries[first + i.min(live - 1)]);
+                let tops = &mut tops[first..first + live];
+                let mut thresholds = [f32::NEG_INFINITY; QUERY_BLOCK];
+                for (t, top) in thresholds.iter_mut().zip(tops.iter()) {
+                    *t = top.threshold();
+                }
+                for group in (tile_start..tile_end).step_by(ROW_BLOCK) {
+                    let rows = (tile_end - group).min(ROW_BLOCK);
+                    if mask.is_some() && !(group..group + rows).any(passes) {
+                        continue;
+                    }
+                    let xs: [&[f32]; ROW_BLOCK] = std::array::from_fn(|r| p.row(group + r.min(rows - 1)));
+                    if let Some(lines) = ahead.next() {
+                        prefetch(lines);
+                    }
+                    let raw = block(&qs, &xs);
+                    for ((top, threshold), raw) in tops.iter_mut().zip(thresholds.iter_mut()).zip(&raw) {
+                        for (r, &raw) in raw[..rows].iter().enumerate() {
+                            let slot = group + r;
+                            let key = key_of(raw, slot);
+                            if key <= *threshold && passes(slot) {
+                                top.push(Scored { key, id: p.ids[slot] });
+                                *threshold = top.threshold();
+                            }
                         }
                     }
                 }
             }
         }
-        tops.into_iter().map(TopK::into_sorted).collect()
     }
 }
 

@@ -2,8 +2,10 @@
 //! alike and depending on nothing else in the crate: distance kernels and
 //! [`distance::Metric`], the key of a point under a metric (`key`, the one
 //! formula), top-k selection and the one result order (`topk`), the
-//! deterministic mixers and generators (`rng`), and the prefetch hint.
+//! deterministic mixers and generators (`rng`), the prefetch hint, and the
+//! cache-line-aligned buffer rows live in (`aligned`).
 
+pub mod aligned;
 pub mod distance;
 pub mod key;
 mod prefetch;

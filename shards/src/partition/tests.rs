@@ -4,6 +4,8 @@
 use super::*;
 use crate::math::distance::available;
 use crate::math::topk::merge;
+use crate::payload::filter::Clause;
+use crate::payload::{PayloadValue, Scalar};
 use proptest::prelude::*;
 
 fn brute(points: &[(u64, Vec<f32>)], q: &[f32], metric: Metric, k: usize) -> Vec<Scored> {
@@ -38,12 +40,14 @@ fn ids(v: &[Scored]) -> Vec<u64> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     /// Points spread over partitions, searched per partition (single and
-    /// blocked kernels) and merged, equal a brute-force scan of the union.
+    /// blocked kernels, batches up to three query blocks, with and without
+    /// a filter) and merged, equal a brute-force scan of the union.
     #[test]
     fn partitioned_search_equals_brute_force(
         // Small integer grid: exact in f32, many ties.
         raw in prop::collection::vec(prop::collection::vec(-3i8..4, 5), 1..120),
-        queries in prop::collection::vec(prop::collection::vec(-3i8..4, 5), 1..7),
+        queries in prop::collection::vec(prop::collection::vec(-3i8..4, 5), 1..11),
+        filtered in any::<bool>(),
         parts in 1usize..4,
         k in 1usize..15,
         metric in prop::sample::select(vec![Metric::L2, Metric::Dot, Metric::Cosine]),
@@ -53,17 +57,25 @@ proptest! {
             .collect();
         let mut partitions: Vec<Partition> = (0..parts).map(|_| Partition::new(5)).collect();
         let mut model: HashMap<u64, Vec<f32>> = HashMap::new();
+        // With `filtered`, only points tagged "odd" may be answered.
+        let odd = |id: u64| id % 2 == 1;
         for (id, v) in &points {
-            partitions[(*id % parts as u64) as usize].upsert(*id, v, Payload::new());
+            let tag = if odd(*id) { "odd" } else { "even" };
+            let payload = Payload::from([("tag".to_string(), PayloadValue::One(Scalar::Str(tag.into())))]);
+            partitions[(*id % parts as u64) as usize].upsert(*id, v, payload);
             model.insert(*id, v.clone());
         }
-        let union: Vec<(u64, Vec<f32>)> = model.into_iter().collect();
+        let union: Vec<(u64, Vec<f32>)> = model.into_iter().filter(|(id, _)| !filtered || odd(*id)).collect();
+        let filter = Filter {
+            must: vec![Clause::Match { field: "tag".into(), value: Scalar::Str("odd".into()) }],
+            ..Default::default()
+        };
         let qs: Vec<Vec<f32>> = queries.iter()
             .map(|q| q.iter().map(|&x| x as f32).collect::<Vec<f32>>())
             .filter(|q: &Vec<f32>| metric != Metric::Cosine || q.iter().any(|&x| x != 0.0))
             .collect();
         prop_assume!(!qs.is_empty());
-        let params = SearchParams { metric, k, filter: None };
+        let params = SearchParams { metric, k, filter: filtered.then_some(&filter) };
         for kern in available() {
             let per_part: Vec<Vec<Vec<Scored>>> = partitions.iter().map(|p| p.search_with(&kern, &qs, &params)).collect();
             for (qi, q) in qs.iter().enumerate() {
@@ -148,8 +160,6 @@ fn delete_moves_last_row_and_keeps_lookup_right() {
 /// equals the exact scan here (the candidates are complete).
 #[test]
 fn the_planner_answers_selective_filters_from_candidates_and_scans_without_an_index() {
-    use crate::payload::filter::Clause;
-    use crate::payload::{PayloadValue, Scalar};
     let mut p = Partition::new(2);
     let tagged = |rare: bool| {
         let tag = if rare { "rare" } else { "common" };
