@@ -3,7 +3,9 @@
 //!
 //! - the machine's memory read bandwidth (1 and 2 threads),
 //! - QPS and p50/p99 latency with 1 and 8 keep-alive clients,
-//! - the scan's effective GB/s (bytes a query scans / its p50 latency),
+//! - the scan's effective GB/s (bytes a query scans / its p50 latency)
+//!   against the bandwidth (1 thread for one partition, 2 for two)
+//!   measured just before and just after the queries, the higher of the two,
 //! - batch search throughput per query for batches of 1, 16 and 64,
 //! - recall@10 against the ground truth (a correctness check: exact ~ 1.0),
 //!
@@ -254,12 +256,14 @@ fn main() {
     let queries: Matrix<f32> = read_matrix(&args.queries);
     let gt: Option<Matrix<i32>> = args.gt.as_deref().map(read_matrix);
     println!("data: {} base x {} dims, {} queries ({})", base.rows, base.dim, queries.rows, args.base.display());
-    let bw1 = memory_bandwidth(1);
-    let bw2 = memory_bandwidth(2);
+    // The bandwidth is measured again right before each layout's single
+    // client phase (a shared host's bandwidth moves by tens of percent
+    // within minutes); this first figure is for the record.
+    let (bw1, bw2) = (memory_bandwidth(1), memory_bandwidth(2));
     println!("memory read bandwidth: 1 thread {bw1:.1} GB/s, 2 threads {bw2:.1} GB/s");
     println!();
-    println!("| set | shards x partitions | load pts/s | 1 client QPS | p50 ms | p99 ms | scan GB/s | % of bw | 8 clients QPS | p50 ms | p99 ms | recall@10 |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| set | shards x partitions | load pts/s | 1 client QPS | p50 ms | p99 ms | scan GB/s | bw GB/s | % of bw | 8 clients QPS | p50 ms | p99 ms | recall@10 |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut qps8 = std::collections::HashMap::new();
     let mut batch_rows = Vec::new();
     let sets = [("10k", 10_000.min(base.rows)), ("full", base.rows)];
@@ -269,14 +273,16 @@ fn main() {
             let load_rate = load(&server.addr, &base, n);
             wait_idle(&server.addr);
             let gt_here = if n == base.rows { gt.as_ref() } else { None };
+            // The higher of the bandwidths just before and just after.
+            let bw_before = memory_bandwidth(parts.min(2));
             let (q1, p50, p99, recall) = single_client(&server.addr, &queries, args.n_queries, gt_here);
+            let bw = bw_before.max(memory_bandwidth(parts.min(2)));
             let scanned_gb = (n * base.dim * 4) as f64 / 1e9;
             let gbps = scanned_gb / (p50 / 1e3);
-            let bw = if parts == 2 { bw2 } else { bw1 };
             let (q8, p50_8, p99_8) = concurrent(&server.addr, &queries, 8, args.seconds);
             qps8.insert((set, shards, parts), q8);
             println!(
-                "| {set} | {shards} x {parts} | {load_rate:.0} | {q1:.1} | {p50:.2} | {p99:.2} | {gbps:.1} | {:.0} % | {q8:.1} | {p50_8:.2} | {p99_8:.2} | {} |",
+                "| {set} | {shards} x {parts} | {load_rate:.0} | {q1:.1} | {p50:.2} | {p99:.2} | {gbps:.1} | {bw:.1} | {:.0} % | {q8:.1} | {p50_8:.2} | {p99_8:.2} | {} |",
                 100.0 * gbps / bw,
                 recall.map_or("-".to_owned(), |r| format!("{r:.4}"))
             );
