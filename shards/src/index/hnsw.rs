@@ -6,9 +6,20 @@
 //! build's copy while building, a point id once installed). The graph is
 //! built with squared l2 between codes (the distance HNSW's guarantees are
 //! about); searches score with the query's own metric, and the calibration
-//! measures what that gives per metric. Deleted or replaced points are
-//! tombstoned: their nodes still route searches but never answer. Inserts
-//! after the build extend the graph one point at a time.
+//! measures what that gives per metric. Inserts after the build extend the
+//! graph one point at a time.
+//!
+//! Deleting (or replacing) a point repairs the graph in place
+//! ([`Hnsw::remove`]): its node stops answering, each live neighbour that
+//! linked to it re-selects its links from its remaining ones plus the
+//! deleted node's, and a deleted entry point hands over to a live
+//! neighbour. The node's slot is then free: its own links stay (nodes the
+//! repair did not reach may still link to it and route through it) until
+//! an insert takes the slot over. An insert takes a free slot of a level
+//! no higher than its own (a stale link on level `l` to the slot must find
+//! the slot on level `l`), so updates and delete + insert churn do not
+//! grow the graph. [`Hnsw::set_repair`] turns this off (tombstones only:
+//! deleted nodes keep routing, inserts append), for comparison.
 
 mod build;
 pub use build::{GraphBuilder, EF_LADDER, FILTER_SHARES};
@@ -113,6 +124,14 @@ impl LineBytes {
         let all = unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr() as *mut u8, end) };
         all[self.len..].copy_from_slice(bytes);
         self.len = end;
+    }
+
+    /// Overwrite bytes from `at` (inside what is stored).
+    fn write_at(&mut self, at: usize, bytes: &[u8]) {
+        assert!(at + bytes.len() <= self.len, "write past the stored bytes");
+        // SAFETY: as in `as_slice`, mutably; the range is checked above.
+        let all = unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr() as *mut u8, self.len) };
+        all[at..at + bytes.len()].copy_from_slice(bytes);
     }
 
     fn capacity(&self) -> usize {
@@ -220,7 +239,12 @@ pub struct Hnsw {
     /// `upper[upper_at[node]][level - 1]`.
     upper: Vec<Vec<Vec<u32>>>,
     deleted: Vec<bool>,
+    /// Deleted nodes (repaired or not).
     tombstones: usize,
+    /// Repair on delete and reuse of deleted slots (see the module doc).
+    repair: bool,
+    /// Deleted, repaired slots an insert may take, by the slot's level.
+    free: Vec<Vec<u32>>,
     entry: u32,
     max_level: usize,
     rng: u64,
@@ -248,6 +272,8 @@ impl Hnsw {
             upper: Vec::new(),
             deleted: Vec::new(),
             tombstones: 0,
+            repair: true,
+            free: Vec::new(),
             entry: 0,
             max_level: 0,
             rng: seed | 1,
@@ -265,8 +291,21 @@ impl Hnsw {
         self.keys.len() - self.tombstones
     }
 
+    /// Deleted nodes, free slots included.
     pub fn tombstones(&self) -> usize {
         self.tombstones
+    }
+
+    /// Deleted slots waiting for an insert to take them over.
+    pub fn free_slots(&self) -> usize {
+        self.free.iter().map(Vec::len).sum()
+    }
+
+    /// Repair on delete and reuse freed slots (the default), or only
+    /// tombstone deleted nodes and append every insert (for comparison;
+    /// set it before the first delete).
+    pub fn set_repair(&mut self, on: bool) {
+        self.repair = on;
     }
 
     pub fn params(&self) -> HnswParams {
@@ -285,6 +324,7 @@ impl Hnsw {
             + self.links0.capacity() * 4
             + self.len0.capacity()
             + self.deleted.capacity()
+            + self.free.iter().map(|f| 24 + f.capacity() * 4).sum::<usize>()
             + upper
             + self.sq.mem_bytes()
     }
@@ -308,6 +348,24 @@ impl Hnsw {
             &self.links0[b..b + self.len0[n as usize] as usize]
         } else {
             &self.upper[self.upper_at[n as usize] as usize][level - 1]
+        }
+    }
+
+    /// The highest level node `n` has links on.
+    #[inline]
+    fn level_of(&self, n: u32) -> usize {
+        match self.upper_at[n as usize] {
+            NO_UPPER => 0,
+            row => self.upper[row as usize].len(),
+        }
+    }
+
+    /// Links a list on `level` may hold.
+    fn cap(&self, level: usize) -> usize {
+        if level == 0 {
+            self.m0
+        } else {
+            self.params.m
         }
     }
 
@@ -345,14 +403,135 @@ impl Hnsw {
         self.deleted.reserve_exact(more);
     }
 
-    /// Tombstone the node of `key`, if any: it keeps routing, never answers.
+    /// Delete the node of `key`, if any: it never answers again. With
+    /// repair on, its live in-neighbours among its own neighbours re-select
+    /// their links and the slot becomes free; without, it is a tombstone
+    /// that keeps routing.
     pub fn remove(&mut self, key: u64) {
-        if let Some(n) = self.node_of.remove(&key) {
-            if !self.deleted[n as usize] {
-                self.deleted[n as usize] = true;
-                self.tombstones += 1;
+        let Some(n) = self.node_of.remove(&key) else { return };
+        if self.deleted[n as usize] {
+            return;
+        }
+        self.deleted[n as usize] = true;
+        self.tombstones += 1;
+        if self.repair {
+            self.repair_around(n);
+            if self.entry == n {
+                self.hand_over_entry(n);
+            }
+            let level = self.level_of(n);
+            if self.free.len() <= level {
+                self.free.resize(level + 1, Vec::new());
+            }
+            self.free[level].push(n);
+        }
+    }
+
+    /// Repair the graph around the deleted node `d`: on every level it has,
+    /// each live neighbour that links back to it re-selects its list from
+    /// its other links plus `d`'s (live ones only), by the heuristic the
+    /// build uses. O(links x links) code distances per level; nodes that
+    /// link to `d` without `d` linking to them keep a link to a node that
+    /// still routes (its own links are left as they are).
+    fn repair_around(&mut self, d: u32) {
+        for l in 0..=self.level_of(d) {
+            let around = self.links(d, l).to_vec();
+            for &n in &around {
+                if self.deleted[n as usize] || !self.links(n, l).contains(&d) {
+                    continue;
+                }
+                let kept: Vec<u32> =
+                    self.links(n, l).iter().copied().filter(|&c| c != d && !self.deleted[c as usize]).collect();
+                let cands: Vec<u32> = around
+                    .iter()
+                    .copied()
+                    .filter(|&c| c != n && c != d && !self.deleted[c as usize] && !kept.contains(&c))
+                    .collect();
+                let next = self.fill(n, kept, &cands, self.cap(l));
+                self.set_links(n, l, &next);
             }
         }
+    }
+
+    /// A new entry point for the deleted entry `d`: its first live
+    /// neighbour on the highest level that has one. Only when every
+    /// neighbour on every level is deleted too, the highest live node by a
+    /// scan of the graph; with none live the entry stays (inserts route
+    /// through it).
+    fn hand_over_entry(&mut self, d: u32) {
+        let live = |n: &&u32| !self.deleted[**n as usize];
+        let next = (0..=self.level_of(d)).rev().find_map(|l| self.links(d, l).iter().find(live).copied());
+        let next = next.or_else(|| {
+            (0..self.keys.len() as u32).filter(|n| !self.deleted[*n as usize]).max_by_key(|&n| self.level_of(n))
+        });
+        if let Some(n) = next {
+            self.entry = n;
+            self.max_level = self.level_of(n);
+        }
+    }
+
+    /// The list of `from` chosen among `cands` by [`Hnsw::select`], by l2
+    /// between codes.
+    fn reselect(&self, from: u32, cands: &[u32], cap: usize) -> Vec<u32> {
+        let fq = self.sq.l2_code(self.code(from), self.sqs[from as usize]);
+        let mut near: Vec<Near> =
+            cands.iter().map(|&n| Near { d: fq.key(self.code(n), self.sqs[n as usize]), n }).collect();
+        near.sort();
+        self.select(&near, cap)
+    }
+
+    /// `kept` (links of `from` that stay) plus those of `cands` that
+    /// [`Hnsw::select`]'s heuristic admits beside them, nearest first, up
+    /// to `cap`.
+    fn fill(&self, from: u32, kept: Vec<u32>, cands: &[u32], cap: usize) -> Vec<u32> {
+        let fq = self.sq.l2_code(self.code(from), self.sqs[from as usize]);
+        let mut near: Vec<Near> =
+            cands.iter().map(|&n| Near { d: fq.key(self.code(n), self.sqs[n as usize]), n }).collect();
+        near.sort();
+        let mut out: Vec<(u32, L2Codes)> =
+            kept.into_iter().map(|n| (n, self.sq.l2_code(self.code(n), self.sqs[n as usize]))).collect();
+        for c in near {
+            if out.len() >= cap {
+                break;
+            }
+            let (cc, csq) = (self.code(c.n), self.sqs[c.n as usize]);
+            if out.iter().all(|(_, o)| o.key(cc, csq) > c.d) {
+                out.push((c.n, self.sq.l2_code(cc, csq)));
+            }
+        }
+        out.into_iter().map(|(n, _)| n).collect()
+    }
+
+    /// A free slot for a node of `level`: one whose own level is at most
+    /// that (links on any of its old levels stay valid), its own level
+    /// first.
+    fn take_free(&mut self, level: usize) -> Option<u32> {
+        let top = level.min(self.free.len().checked_sub(1)?);
+        (0..=top).rev().find_map(|l| self.free[l].pop())
+    }
+
+    /// Put point `key` into the free slot `s` at `level` (not below the
+    /// slot's): the code, norm, key, an empty list on every level.
+    fn reuse(&mut self, s: u32, key: u64, code: &[u8], norm: f32, level: usize) {
+        let i = s as usize;
+        self.codes.write_at(i * self.code_len, code);
+        self.norms[i] = norm;
+        self.sqs[i] = self.sq.code_sq(self.code(s));
+        self.keys[i] = key;
+        self.node_of.insert(key, s);
+        self.len0[i] = 0;
+        if level > 0 {
+            if self.upper_at[i] == NO_UPPER {
+                self.upper_at[i] = self.upper.len() as u32;
+                self.upper.push(Vec::new());
+            }
+            let row = &mut self.upper[self.upper_at[i] as usize];
+            row.iter_mut().for_each(Vec::clear);
+            row.resize(level, Vec::new());
+        }
+        debug_assert_eq!(self.level_of(s), level);
+        self.deleted[i] = false;
+        self.tombstones -= 1;
     }
 
     /// Whether `key` has a live node.
@@ -363,31 +542,21 @@ impl Hnsw {
     /// Add a point (a key already in the graph is tombstoned first).
     pub fn insert(&mut self, key: u64, x: &[f32], norm: f32) {
         self.remove(key);
-        let node = self.keys.len() as u32;
-        if self.keys.len() == self.keys.capacity() {
-            // Grow by an eighth, not double: the slack of a grown array
-            // can sit on pages the allocator already had resident.
-            self.reserve(self.keys.len() + self.keys.len() / 8 + 64);
-        }
         let level = self.random_level();
         let mut code = Vec::with_capacity(self.code_len);
         self.sq.encode(x, &mut code);
-        self.codes.extend_from_slice(&code);
-        self.norms.push(norm);
-        self.sqs.push(self.sq.code_sq(self.code(node)));
-        self.keys.push(key);
-        self.node_of.insert(key, node);
-        self.links0.resize(self.links0.len() + self.m0, 0);
-        self.len0.push(0);
-        if level == 0 {
-            self.upper_at.push(NO_UPPER);
-        } else {
-            self.upper_at.push(self.upper.len() as u32);
-            self.upper.push(vec![Vec::new(); level]);
-        }
-        self.deleted.push(false);
-        if node == 0 {
-            self.entry = 0;
+        let free = if self.repair { self.take_free(level) } else { None };
+        let node = match free {
+            Some(s) => {
+                self.reuse(s, key, &code, norm, level);
+                s
+            }
+            None => self.append(key, &code, norm, level),
+        };
+        // The first live node (repair: the graph may hold only free slots).
+        let alone = if self.repair { self.live() == 1 } else { node == 0 };
+        if alone {
+            self.entry = node;
             self.max_level = level;
             return;
         }
@@ -400,11 +569,18 @@ impl Hnsw {
         }
         let mut chosen: Vec<(usize, Vec<u32>)> = Vec::new();
         let mut entry = vec![cur];
+        // With repair, links go to live nodes only, never to the node's own
+        // (reused) slot, which stale links may reach.
+        let repair = self.repair;
         for l in (0..=level.min(self.max_level)).rev() {
-            let found = self.beam(&sc, &entry, self.params.ef_construction, l, |_| true);
+            let found = self.beam(&sc, &entry, self.params.ef_construction, l, |n| {
+                !repair || (n != node && !self.deleted[n as usize])
+            });
             let found = found.into_sorted_vec();
             chosen.push((l, self.select(&found, self.params.m)));
-            entry = found;
+            if !found.is_empty() {
+                entry = found;
+            }
         }
         for (l, to) in chosen {
             self.set_links(node, l, &to);
@@ -418,22 +594,49 @@ impl Hnsw {
         }
     }
 
+    /// Node `node` appended at `level` (a new slot).
+    fn append(&mut self, key: u64, code: &[u8], norm: f32, level: usize) -> u32 {
+        let node = self.keys.len() as u32;
+        if self.keys.len() == self.keys.capacity() {
+            // Grow by an eighth, not double: the slack of a grown array
+            // can sit on pages the allocator already had resident.
+            self.reserve(self.keys.len() + self.keys.len() / 8 + 64);
+        }
+        self.codes.extend_from_slice(code);
+        self.norms.push(norm);
+        self.sqs.push(self.sq.code_sq(self.code(node)));
+        self.keys.push(key);
+        self.node_of.insert(key, node);
+        self.links0.resize(self.links0.len() + self.m0, 0);
+        self.len0.push(0);
+        if level == 0 {
+            self.upper_at.push(NO_UPPER);
+        } else {
+            self.upper_at.push(self.upper.len() as u32);
+            self.upper.push(vec![Vec::new(); level]);
+        }
+        self.deleted.push(false);
+        node
+    }
+
     /// Add the link `from -> to` on `level`; a full list keeps the best by
-    /// the selection heuristic.
+    /// the selection heuristic (with repair, deleted nodes drop out).
     fn link(&mut self, from: u32, to: u32, level: usize) {
-        let cap = if level == 0 { self.m0 } else { self.params.m };
+        let cap = self.cap(level);
         let cur = self.links(from, level);
+        if cur.contains(&to) {
+            // A stale link to a reused slot already names the node.
+            return;
+        }
         if cur.len() < cap {
             let mut next = cur.to_vec();
             next.push(to);
             self.set_links(from, level, &next);
             return;
         }
-        let fq = self.sq.l2_code(self.code(from), self.sqs[from as usize]);
-        let mut cands: Vec<Near> =
-            cur.iter().chain([&to]).map(|&n| Near { d: fq.key(self.code(n), self.sqs[n as usize]), n }).collect();
-        cands.sort();
-        let keep = self.select(&cands, cap);
+        let cands: Vec<u32> =
+            cur.iter().chain([&to]).copied().filter(|&n| !self.repair || !self.deleted[n as usize]).collect();
+        let keep = self.reselect(from, &cands, cap);
         self.set_links(from, level, &keep);
     }
 
