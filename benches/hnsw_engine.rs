@@ -7,6 +7,13 @@
 //! Run: `cargo bench --bench hnsw_engine -- --data ../shared/data/debian-minilm`
 //! Options: `--m 16 --ef-construction 100 --queries 1000 --json` (one JSON
 //! object per line instead of the table).
+//!
+//! `--churn`: deletes and updates instead. Deletes 30 % of the points (and,
+//! separately, updates 30 %: delete + insert of the same vector, one round
+//! and three rounds), then gives recall@10 and single-thread QPS per `ef`
+//! for the graph with tombstones only (`Hnsw::set_repair(false)`, the old
+//! behaviour), repaired in place, and a fresh build of what is left, side
+//! by side; the ground truth of the survivors is computed exactly.
 
 use aionbd_io::vecfile::{self, Matrix};
 use aionbd_shards::index::hnsw::{Hnsw, HnswParams, HnswQuery, Scorer};
@@ -18,7 +25,7 @@ use std::time::Instant;
 
 const EFS: [usize; 10] = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256];
 
-fn build(base: &Matrix<f32>, rows: std::ops::Range<usize>, params: HnswParams) -> Hnsw {
+fn build(base: &Matrix<f32>, rows: impl Iterator<Item = usize> + Clone, params: HnswParams) -> Hnsw {
     let sq = Sq8::fit_bits(
         base.dim,
         rows.clone().step_by(7).map(|i| base.row(i)),
@@ -36,6 +43,7 @@ fn build(base: &Matrix<f32>, rows: std::ops::Range<usize>, params: HnswParams) -
 fn main() {
     let mut data = PathBuf::from("../shared/data/debian-minilm");
     let (mut params, mut n_queries, mut json, mut quick) = (HnswParams::default(), 1000usize, false, false);
+    let mut churn_mode = false;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = || it.next().unwrap_or_else(|| panic!("{a} needs a value"));
@@ -47,6 +55,7 @@ fn main() {
             "--json" => json = true,
             // Skip the two-thread build and the f32 traversal (tuning runs).
             "--quick" => quick = true,
+            "--churn" => churn_mode = true,
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -56,6 +65,10 @@ fn main() {
     let gt: Matrix<i32> = vecfile::read(&data.join("gt.ivecs")).expect("gt.ivecs");
     let nq = n_queries.min(queries.rows);
     let n = base.rows;
+    if churn_mode {
+        churn(&base, &queries, &gt, nq, params);
+        return;
+    }
 
     // One graph on one thread, and two half graphs on two threads (as the
     // server builds two partitions, one per core).
@@ -185,5 +198,157 @@ impl Scorer for Floats<'_> {
                 _mm_prefetch((row.as_ptr() as *const i8).add(i * 64), _MM_HINT_T0);
             }
         }
+    }
+}
+
+/// Recall@10 against `truth` (per query) and single-thread QPS of `g` at
+/// `ef`; panics if a key `live` refuses answers.
+fn measure(
+    g: &Hnsw,
+    base: &Matrix<f32>,
+    queries: &Matrix<f32>,
+    truth: &[Vec<usize>],
+    ef: usize,
+    live: &[bool],
+) -> (f64, f64) {
+    let dot = kernels().dot;
+    let mut hit = 0;
+    let t = Instant::now();
+    for (qi, want) in truth.iter().enumerate() {
+        let q = queries.row(qi);
+        let found = g.search(
+            &HnswQuery { query: q, metric: Metric::Dot, k: 10, ef },
+            |_| true,
+            |id| Some(-dot(q, base.row(id as usize))),
+        );
+        assert!(found.iter().all(|s| live[s.id as usize]), "a deleted point answered");
+        hit += found.iter().filter(|s| want.contains(&(s.id as usize))).count();
+    }
+    (truth.len() as f64 / t.elapsed().as_secs_f64(), hit as f64 / (truth.len() * 10) as f64)
+}
+
+/// Exact top 10 by dot of the first `nq` queries among the live rows.
+fn truth_of(base: &Matrix<f32>, queries: &Matrix<f32>, nq: usize, live: &[bool]) -> Vec<Vec<usize>> {
+    let dot = kernels().dot;
+    (0..nq)
+        .map(|qi| {
+            let q = queries.row(qi);
+            let mut top = aionbd_shards::math::topk::TopK::new(10);
+            for i in (0..base.rows).filter(|&i| live[i]) {
+                top.push(aionbd_shards::math::topk::Scored { key: -dot(q, base.row(i)), id: i as u64 });
+            }
+            top.into_sorted().into_iter().map(|s| s.id as usize).collect()
+        })
+        .collect()
+}
+
+const CHURN_EFS: [usize; 5] = [16, 32, 64, 128, 256];
+
+fn churn(base: &Matrix<f32>, queries: &Matrix<f32>, gt: &Matrix<i32>, nq: usize, params: HnswParams) {
+    let n = base.rows;
+    let dot = kernels().dot;
+    let t = Instant::now();
+    let g = build(base, 0..n, params);
+    println!(
+        "data: {n} x {}, {nq} queries, dot, M={} ef_construction={}; full build {:.1} s",
+        base.dim,
+        params.m,
+        params.ef_construction,
+        t.elapsed().as_secs_f64()
+    );
+    // A random 30 %, in random order (a seeded shuffle).
+    let pick = |seed: u64| -> Vec<usize> {
+        let mut ids: Vec<usize> = (0..n).collect();
+        let mut s = seed;
+        for i in (1..n).rev() {
+            let j = (aionbd_shards::math::rng::splitmix64(&mut s) % (i as u64 + 1)) as usize;
+            ids.swap(i, j);
+        }
+        ids.truncate(n * 3 / 10);
+        ids
+    };
+    let gone = pick(7);
+    let mut live = vec![true; n];
+    gone.iter().for_each(|&i| live[i] = false);
+    let survivors: Vec<usize> = (0..n).filter(|&i| live[i]).collect();
+    let truth = truth_of(base, queries, nq, &live);
+
+    let per_op = |t: Instant, ops: usize| t.elapsed().as_secs_f64() * 1e6 / ops as f64;
+    let mut tomb = g.clone();
+    tomb.set_repair(false);
+    let t = Instant::now();
+    gone.iter().for_each(|&i| tomb.remove(i as u64));
+    let tomb_us = per_op(t, gone.len());
+    let mut rep = g.clone();
+    let t = Instant::now();
+    gone.iter().for_each(|&i| rep.remove(i as u64));
+    let rep_us = per_op(t, gone.len());
+    let t = Instant::now();
+    let fresh = build(base, survivors.iter().copied(), params);
+    let fresh_s = t.elapsed().as_secs_f64();
+    let bytes = |g: &Hnsw| g.mem_bytes() as f64 / g.live() as f64;
+    println!();
+    println!("Delete 30 % ({} points, random order):", gone.len());
+    println!(
+        "- tombstones only: {tomb_us:.1} us per delete, {} nodes, {:.0} bytes per live point",
+        tomb.nodes(),
+        bytes(&tomb)
+    );
+    println!(
+        "- repaired: {rep_us:.1} us per delete, {} nodes ({} free slots), {:.0} bytes per live point",
+        rep.nodes(),
+        rep.free_slots(),
+        bytes(&rep)
+    );
+    println!("- fresh build of the survivors: {fresh_s:.1} s, {:.0} bytes per live point", bytes(&fresh));
+    let table = |graphs: [&Hnsw; 3], truth: &[Vec<usize>], live: &[bool]| {
+        println!();
+        println!("| ef | tombstones recall@10 | QPS | repaired recall@10 | QPS | fresh build recall@10 | QPS |");
+        println!("|---|---|---|---|---|---|---|");
+        for ef in CHURN_EFS {
+            let r: Vec<(f64, f64)> = graphs.iter().map(|g| measure(g, base, queries, truth, ef, live)).collect();
+            println!(
+                "| {ef} | {:.4} | {:.0} | {:.4} | {:.0} | {:.4} | {:.0} |",
+                r[0].1, r[0].0, r[1].1, r[1].0, r[2].1, r[2].0
+            );
+        }
+    };
+    table([&tomb, &rep, &fresh], &truth, &live);
+    drop((tomb, rep, fresh));
+
+    // Updates: the same vectors deleted and inserted again (rounds of a
+    // fresh random 30 % each); the fresh build is the first graph.
+    let truth: Vec<Vec<usize>> = (0..nq).map(|qi| gt.row(qi)[..10].iter().map(|&i| i as usize).collect()).collect();
+    let all = vec![true; n];
+    let (mut tomb, mut rep) = (g.clone(), g.clone());
+    tomb.set_repair(false);
+    for round in 1..=3 {
+        let ids = pick(100 + round);
+        let update = |h: &mut Hnsw| {
+            let t = Instant::now();
+            for &i in &ids {
+                let r = base.row(i);
+                h.insert(i as u64, r, dot(r, r).sqrt());
+            }
+            per_op(t, ids.len())
+        };
+        let (tu, ru) = (update(&mut tomb), update(&mut rep));
+        if round == 2 {
+            continue;
+        }
+        println!();
+        println!("Update 30 % x {round} ({} points per round, delete + insert of the same vector):", ids.len());
+        println!(
+            "- tombstones only: {tu:.0} us per update, {} nodes, {:.0} bytes per live point",
+            tomb.nodes(),
+            bytes(&tomb)
+        );
+        println!(
+            "- repaired: {ru:.0} us per update, {} nodes ({} free slots), {:.0} bytes per live point",
+            rep.nodes(),
+            rep.free_slots(),
+            bytes(&rep)
+        );
+        table([&tomb, &rep, &g], &truth, &all);
     }
 }

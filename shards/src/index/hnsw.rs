@@ -245,6 +245,12 @@ pub struct Hnsw {
     repair: bool,
     /// Deleted, repaired slots an insert may take, by the slot's level.
     free: Vec<Vec<u32>>,
+    /// Deleted nodes whose repair waits ([`Hnsw::tombstone`]).
+    unrepaired: Vec<u32>,
+    /// Per node, whether it waits in `unrepaired`: repairs treat such a
+    /// node as still there (its own repair will pass its links on), as if
+    /// the deletes had been repaired one by one in order.
+    queued: Vec<bool>,
     entry: u32,
     max_level: usize,
     rng: u64,
@@ -274,6 +280,8 @@ impl Hnsw {
             tombstones: 0,
             repair: true,
             free: Vec::new(),
+            unrepaired: Vec::new(),
+            queued: Vec::new(),
             entry: 0,
             max_level: 0,
             rng: seed | 1,
@@ -301,6 +309,11 @@ impl Hnsw {
         self.free.iter().map(Vec::len).sum()
     }
 
+    /// Deleted nodes whose repair waits for [`Hnsw::repair_next`].
+    pub fn unrepaired(&self) -> usize {
+        self.unrepaired.len()
+    }
+
     /// Repair on delete and reuse freed slots (the default), or only
     /// tombstone deleted nodes and append every insert (for comparison;
     /// set it before the first delete).
@@ -325,6 +338,8 @@ impl Hnsw {
             + self.len0.capacity()
             + self.deleted.capacity()
             + self.free.iter().map(|f| 24 + f.capacity() * 4).sum::<usize>()
+            + self.unrepaired.capacity() * 4
+            + self.queued.capacity()
             + upper
             + self.sq.mem_bytes()
     }
@@ -401,56 +416,100 @@ impl Hnsw {
         self.len0.reserve_exact(more);
         self.upper_at.reserve_exact(more);
         self.deleted.reserve_exact(more);
+        self.queued.reserve_exact(more);
     }
 
     /// Delete the node of `key`, if any: it never answers again. With
-    /// repair on, its live in-neighbours among its own neighbours re-select
-    /// their links and the slot becomes free; without, it is a tombstone
-    /// that keeps routing.
+    /// repair on, the graph is repaired around it at once (about as much
+    /// work as an insert) and its slot becomes free; without, it is a
+    /// tombstone that keeps routing.
     pub fn remove(&mut self, key: u64) {
-        let Some(n) = self.node_of.remove(&key) else { return };
-        if self.deleted[n as usize] {
-            return;
-        }
-        self.deleted[n as usize] = true;
-        self.tombstones += 1;
-        if self.repair {
-            self.repair_around(n);
-            if self.entry == n {
-                self.hand_over_entry(n);
+        if let Some(n) = self.mark_deleted(key) {
+            if self.repair {
+                self.repair_node(n);
             }
-            let level = self.level_of(n);
-            if self.free.len() <= level {
-                self.free.resize(level + 1, Vec::new());
-            }
-            self.free[level].push(n);
         }
     }
 
+    /// Delete the node of `key`, if any, at once (it never answers again),
+    /// and leave its repair to [`Hnsw::repair_next`]: a write marks, the
+    /// background does the work. Until then it routes as a tombstone.
+    pub fn tombstone(&mut self, key: u64) {
+        if let Some(n) = self.mark_deleted(key) {
+            if self.repair {
+                self.unrepaired.push(n);
+                self.queued[n as usize] = true;
+            }
+        }
+    }
+
+    /// Repair around one deleted node [`Hnsw::tombstone`] left; `false`
+    /// when none waits.
+    pub fn repair_next(&mut self) -> bool {
+        let Some(n) = self.unrepaired.pop() else { return false };
+        self.queued[n as usize] = false;
+        self.repair_node(n);
+        true
+    }
+
+    fn mark_deleted(&mut self, key: u64) -> Option<u32> {
+        let n = self.node_of.remove(&key)?;
+        if self.deleted[n as usize] {
+            return None;
+        }
+        self.deleted[n as usize] = true;
+        self.tombstones += 1;
+        Some(n)
+    }
+
+    /// Repair around the deleted node `n`, hand the entry over if it was
+    /// the entry, and free its slot.
+    fn repair_node(&mut self, n: u32) {
+        self.repair_around(n);
+        if self.entry == n {
+            self.hand_over_entry(n);
+        }
+        let level = self.level_of(n);
+        if self.free.len() <= level {
+            self.free.resize(level + 1, Vec::new());
+        }
+        self.free[level].push(n);
+    }
+
     /// Repair the graph around the deleted node `d`: on every level it has,
-    /// each live neighbour that links back to it re-selects its list from
-    /// its other links plus `d`'s (live ones only), by the heuristic the
-    /// build uses. O(links x links) code distances per level; nodes that
+    /// each live neighbour that links back to it keeps its other live
+    /// links and adds those of `d`'s live links that the build's heuristic
+    /// admits beside them ([`Hnsw::fill`]). Each of `d`'s links is prepared
+    /// once per level and scores both sides of every comparison (l2 between
+    /// codes is symmetric), so a delete costs O(links) preparations and
+    /// O(links x links) code distances per neighbour at most. Nodes that
     /// link to `d` without `d` linking to them keep a link to a node that
     /// still routes (its own links are left as they are).
     fn repair_around(&mut self, d: u32) {
         for l in 0..=self.level_of(d) {
-            let around = self.links(d, l).to_vec();
-            for &n in &around {
-                if self.deleted[n as usize] || !self.links(n, l).contains(&d) {
+            let around: Vec<(u32, L2Codes)> = self
+                .links(d, l)
+                .iter()
+                .filter(|&&c| !self.freed(c))
+                .map(|&c| (c, self.sq.l2_code(self.code(c), self.sqs[c as usize])))
+                .collect();
+            for (n, _) in &around {
+                let n = *n;
+                if !self.links(n, l).contains(&d) {
                     continue;
                 }
-                let kept: Vec<u32> =
-                    self.links(n, l).iter().copied().filter(|&c| c != d && !self.deleted[c as usize]).collect();
-                let cands: Vec<u32> = around
-                    .iter()
-                    .copied()
-                    .filter(|&c| c != n && c != d && !self.deleted[c as usize] && !kept.contains(&c))
-                    .collect();
-                let next = self.fill(n, kept, &cands, self.cap(l));
+                let kept: Vec<u32> = self.links(n, l).iter().copied().filter(|&c| c != d && !self.freed(c)).collect();
+                let next = self.fill(n, kept, &around, self.cap(l));
                 self.set_links(n, l, &next);
             }
         }
+    }
+
+    /// Deleted and repaired (or being repaired): gone from the graph but
+    /// for stale links. A node queued for repair still counts as there.
+    #[inline]
+    fn freed(&self, n: u32) -> bool {
+        self.deleted[n as usize] && !self.queued[n as usize]
     }
 
     /// A new entry point for the deleted entry `d`: its first live
@@ -480,26 +539,27 @@ impl Hnsw {
         self.select(&near, cap)
     }
 
-    /// `kept` (links of `from` that stay) plus those of `cands` that
-    /// [`Hnsw::select`]'s heuristic admits beside them, nearest first, up
-    /// to `cap`.
-    fn fill(&self, from: u32, kept: Vec<u32>, cands: &[u32], cap: usize) -> Vec<u32> {
-        let fq = self.sq.l2_code(self.code(from), self.sqs[from as usize]);
-        let mut near: Vec<Near> =
-            cands.iter().map(|&n| Near { d: fq.key(self.code(n), self.sqs[n as usize]), n }).collect();
-        near.sort();
-        let mut out: Vec<(u32, L2Codes)> =
-            kept.into_iter().map(|n| (n, self.sq.l2_code(self.code(n), self.sqs[n as usize]))).collect();
-        for c in near {
-            if out.len() >= cap {
+    /// `kept` (links of `from` that stay) plus those of `cands` (prepared)
+    /// that [`Hnsw::select`]'s heuristic admits beside them, nearest to
+    /// `from` first, up to `cap`: a candidate nearer to `from` than to
+    /// every link kept so far.
+    fn fill(&self, from: u32, mut kept: Vec<u32>, cands: &[(u32, L2Codes)], cap: usize) -> Vec<u32> {
+        let dist = |c: &L2Codes, n: u32| c.key(self.code(n), self.sqs[n as usize]);
+        let mut near: Vec<(Near, &L2Codes)> = cands
+            .iter()
+            .filter(|(c, _)| *c != from && !kept.contains(c))
+            .map(|(c, p)| (Near { d: dist(p, from), n: *c }, p))
+            .collect();
+        near.sort_by_key(|(c, _)| *c);
+        for (c, p) in near {
+            if kept.len() >= cap {
                 break;
             }
-            let (cc, csq) = (self.code(c.n), self.sqs[c.n as usize]);
-            if out.iter().all(|(_, o)| o.key(cc, csq) > c.d) {
-                out.push((c.n, self.sq.l2_code(cc, csq)));
+            if kept.iter().all(|&o| dist(p, o) > c.d) {
+                kept.push(c.n);
             }
         }
-        out.into_iter().map(|(n, _)| n).collect()
+        kept
     }
 
     /// A free slot for a node of `level`: one whose own level is at most
@@ -616,6 +676,7 @@ impl Hnsw {
             self.upper.push(vec![Vec::new(); level]);
         }
         self.deleted.push(false);
+        self.queued.push(false);
         node
     }
 
@@ -634,8 +695,7 @@ impl Hnsw {
             self.set_links(from, level, &next);
             return;
         }
-        let cands: Vec<u32> =
-            cur.iter().chain([&to]).copied().filter(|&n| !self.repair || !self.deleted[n as usize]).collect();
+        let cands: Vec<u32> = cur.iter().chain([&to]).copied().filter(|&n| !self.repair || !self.freed(n)).collect();
         let keep = self.reselect(from, &cands, cap);
         self.set_links(from, level, &keep);
     }

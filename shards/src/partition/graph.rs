@@ -6,7 +6,13 @@
 //! queued in `pending`: searches score pending points exactly until the
 //! indexer inserts them again (`Partition::graph_extend`, paced against
 //! the writes), so a fresh point is found at once and a stale node never
-//! answers. A fifth of the graph pending or tombstoned rebuilds it.
+//! answers. The same paced steps first repair the graph around each
+//! tombstone (`Hnsw::repair_next`), which frees its slot for the next
+//! insert: deletes and updates are mended in place, not by rebuilds. A
+//! rebuild comes when the partition has grown by a fifth over the graph's
+//! build (`GROWTH_REBUILD`), or when the graph holds more slots beyond
+//! the partition's points than points (`DEAD_REBUILD`: memory, not
+//! recall, is then the reason).
 
 use super::{Partition, SearchParams, MIN_POINTS};
 use crate::index::calib::Calibration;
@@ -39,7 +45,7 @@ pub(super) struct HnswState {
     /// Changed since the build or the last insert: scored exactly.
     pub(super) pending: HashSet<u64>,
     build_ms: u64,
-    /// Nodes when installed (tombstones count against it).
+    /// Live nodes when installed (growth counts against it).
     built_nodes: usize,
     pub(super) recal: super::recal::Mark,
 }
@@ -99,8 +105,19 @@ pub(super) fn ivf_unused(graph: &Calibration, ivf: &Calibration) -> bool {
     })
 }
 
-/// Fraction of nodes tombstoned that triggers a rebuild.
-const TOMBSTONE_REBUILD: f64 = 0.2;
+/// Growth of the partition over the nodes the graph was built with that
+/// triggers a rebuild (new points are inserted one by one meanwhile; the
+/// rebuild brings a fresh calibration and arrays sized to the points).
+const GROWTH_REBUILD: f64 = 0.2;
+
+/// Deleted slots per point that trigger a rebuild (slots beyond the
+/// partition's points: those the pending points will not take). Deletes and updates
+/// are repaired in place: after deleting 30 % of 50k points, and after
+/// updating 30 % three times over, recall@10 per `ef` stays within about
+/// 0.01 of a fresh build at the same QPS (docs/benchmarks.md, "Deletes
+/// and updates repaired in place"), so only memory calls for a rebuild:
+/// free slots not yet taken by inserts, up to half the graph.
+const DEAD_REBUILD: f64 = 1.0;
 
 impl Partition {
     /// Graph settings, and the collection's partition count.
@@ -111,7 +128,7 @@ impl Partition {
 
     pub(super) fn graph_touched(&mut self, id: u64) {
         if let Some(h) = &mut self.hnsw {
-            h.graph.remove(id);
+            h.graph.tombstone(id);
             h.pending.insert(id);
         }
         if let Some(d) = &mut self.hnsw_build_dirty {
@@ -124,16 +141,21 @@ impl Partition {
     }
 
     /// Whether the graph should be (re)built now: the IVF index is in and
-    /// no build runs, and there is no graph yet, or a fifth of its nodes
-    /// are tombstones (real queries recalibrate it without a rebuild).
+    /// no build runs, and there is no graph yet, or the partition grew by
+    /// [`GROWTH_REBUILD`] over it, or it holds [`DEAD_REBUILD`] slots per
+    /// point beyond the points (real queries recalibrate it without a
+    /// rebuild).
     pub fn graph_wanted(&self) -> bool {
         self.len() >= MIN_POINTS
             && (self.ivf.is_some() || self.hnsw.is_some() || self.ivf_dropped)
             && self.build_dirty.is_none()
             && self.hnsw_build_dirty.is_none()
             && self.hnsw.as_ref().is_none_or(|h| {
-                let stale = h.graph.tombstones().max(h.pending.len());
-                stale as f64 >= TOMBSTONE_REBUILD * h.built_nodes.max(1) as f64
+                let grown = self.len() as f64 >= (1.0 + GROWTH_REBUILD) * h.built_nodes.max(1) as f64;
+                // Slots left over once the pending points took theirs.
+                let dead = h.graph.nodes().saturating_sub(self.len());
+                let dead = dead as f64 > DEAD_REBUILD * self.len().max(1) as f64;
+                grown || dead
             })
     }
 
@@ -154,8 +176,8 @@ impl Partition {
         let (mut graph, mut calibration, build_ms) = built;
         calibration.apply_parts(self.parts);
         let pending = self.hnsw_build_dirty.take().unwrap_or_default();
-        pending.iter().for_each(|&id| graph.remove(id));
-        let built_nodes = graph.nodes();
+        pending.iter().for_each(|&id| graph.tombstone(id));
+        let built_nodes = graph.live();
         self.installs += 1;
         let recal = super::recal::Mark::new(self.installs);
         self.hnsw = Some(HnswState { graph, calibration, pending, build_ms, built_nodes, recal });
@@ -177,14 +199,18 @@ impl Partition {
         self.ivf_dropped = true;
     }
 
-    /// Insert pending points into the graph for up to `budget`; `true` if
-    /// more are pending. The indexer calls it while writes go on, paced
-    /// against them, so the pending set (scanned exactly by every search)
-    /// stays small under steady ingest.
+    /// Repair the graph around tombstones, then insert pending points into
+    /// it, for up to `budget`; `true` if more of either waits. The indexer
+    /// calls it while writes go on, paced against them, so the pending set
+    /// (scanned exactly by every search) stays small under steady ingest;
+    /// repairs go first, so re-inserted points take the freed slots.
     pub fn graph_extend(&mut self, budget: Duration) -> bool {
         let t0 = Instant::now();
         let Some(h) = self.hnsw.as_mut() else { return false };
         while t0.elapsed() < budget {
+            if h.graph.repair_next() {
+                continue;
+            }
             let Some(&id) = h.pending.iter().next() else { return false };
             h.pending.remove(&id);
             if let Some(&slot) = self.slot_of.get(&id) {
@@ -192,12 +218,13 @@ impl Partition {
                 h.graph.insert(id, &self.vectors[slot * self.dim..(slot + 1) * self.dim], self.norms[slot]);
             }
         }
-        !h.pending.is_empty()
+        !h.pending.is_empty() || h.graph.unrepaired() > 0
     }
 
-    /// Points waiting to be inserted into the graph.
+    /// Points waiting to be inserted into the graph, or tombstones to
+    /// repair around.
     pub fn graph_pending(&self) -> bool {
-        self.hnsw.as_ref().is_some_and(|h| !h.pending.is_empty())
+        self.hnsw.as_ref().is_some_and(|h| !h.pending.is_empty() || h.graph.unrepaired() > 0)
     }
 
     pub fn graph_status(&self) -> Option<HnswStatus> {

@@ -265,3 +265,79 @@ fn builds_over_rows_changing_under_them_answer_like_an_exact_scan() {
         assert_eq!(graph, exact, "{metric:?} through the graph");
     }
 }
+
+/// Deletes and updates are repaired in place by the indexer's extension
+/// steps (no rebuild wanted); growth, or more deleted slots than live
+/// nodes, still wants one.
+#[test]
+fn deletes_and_updates_are_repaired_in_place_and_rebuild_only_for_growth_or_memory() {
+    let dim = 16;
+    let mut s = 3u64;
+    let mut unit = || (crate::math::rng::splitmix64(&mut s) >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0;
+    let centres: Vec<Vec<f32>> = (0..24).map(|_| (0..dim).map(|_| unit() * 4.0).collect()).collect();
+    let mut point = |i: u64| -> Vec<f32> { centres[i as usize % 24].iter().map(|c| c + unit()).collect() };
+    let mut p = Partition::new(dim);
+    let n = 6000u64;
+    for i in 0..n {
+        p.upsert(i, &point(i), Payload::default());
+    }
+    let mut b = p.ivf_build_start(1, Instant::now());
+    while !p.ivf_build_step(&mut b) {}
+    p.ivf_install(b.finish());
+    assert!(p.graph_wanted());
+    let mut g = p.graph_build_start(2);
+    while !p.graph_build_step(&mut g) {}
+    p.graph_install(g.finish());
+    assert!(!p.graph_wanted());
+    let drain = |p: &mut Partition| while p.graph_extend(std::time::Duration::from_secs(1)) {};
+    let check = |p: &Partition, when: &str| {
+        let qs: Vec<Vec<f32>> = (0..12).map(|i| p.vectors[i * 97 * dim..][..dim].to_vec()).collect();
+        let params = SearchParams { metric: Metric::L2, k: 10, filter: None };
+        let exact: Vec<Vec<u64>> = p.search(&qs, &params).iter().map(|r| ids(r)).collect();
+        let graph: Vec<Vec<u64>> = p.search_graph(&qs, &params, p.len()).unwrap().iter().map(|r| ids(r)).collect();
+        assert_eq!(graph, exact, "{when}");
+    };
+    // 30 % deleted, 30 % updated.
+    for i in 0..n {
+        match i % 10 {
+            0..=2 => assert!(p.delete(i)),
+            3..=5 => assert!(!p.upsert(i, &point(i + 5), Payload::default())),
+            _ => {}
+        }
+    }
+    check(&p, "tombstoned");
+    assert!(!p.graph_wanted(), "deletes and updates alone want no rebuild");
+    assert!(p.graph_pending());
+    drain(&mut p);
+    assert!(!p.graph_pending());
+    let h = p.hnsw.as_ref().unwrap();
+    assert_eq!((h.graph.live(), h.graph.unrepaired(), h.pending.len()), (p.len(), 0, 0));
+    assert_eq!(h.graph.nodes() as u64, n, "updates took the slots their old nodes left");
+    assert_eq!(h.graph.free_slots(), h.graph.tombstones());
+    check(&p, "repaired");
+    assert!(!p.graph_wanted());
+    // More slots beyond the points than points: memory wants a rebuild.
+    let mut gone = 0;
+    for i in (0..n).filter(|i| i % 10 >= 3) {
+        if p.hnsw.as_ref().unwrap().graph.nodes() > 2 * p.len() {
+            break;
+        }
+        assert!(!p.graph_wanted());
+        p.delete(i);
+        gone += 1;
+    }
+    assert!(gone > 0 && p.graph_wanted());
+    drain(&mut p);
+    check(&p, "most deleted");
+    // Growth by a fifth over the build wants one too.
+    let mut p2 = p.clone();
+    let mut g = p2.graph_build_start(4);
+    while !p2.graph_build_step(&mut g) {}
+    p2.graph_install(g.finish());
+    assert!(!p2.graph_wanted());
+    let built = p2.len() as u64;
+    for i in 0..built / 5 + 1 {
+        p2.upsert(1_000_000 + i, &point(i), Payload::default());
+    }
+    assert!(p2.graph_wanted());
+}

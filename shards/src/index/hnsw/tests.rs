@@ -241,8 +241,8 @@ fn check_consistent(g: &Hnsw, live: &HashMap<u64, usize>) {
         let node = g.node_of[&k] as usize;
         assert!(node < n && g.keys[node] == k && !g.deleted[node], "key {k} -> node {node}");
     }
-    let mut free: Vec<u32> = g.free.iter().flatten().copied().collect();
-    assert_eq!(free.len(), g.tombstones, "with repair every deleted slot is free");
+    let mut free: Vec<u32> = g.free.iter().flatten().chain(&g.unrepaired).copied().collect();
+    assert_eq!(free.len(), g.tombstones, "with repair every deleted slot is free or queued for repair");
     free.sort_unstable();
     free.dedup();
     assert_eq!(free.len(), g.tombstones, "a slot listed free twice");
@@ -272,10 +272,12 @@ fn check_consistent(g: &Hnsw, live: &HashMap<u64, usize>) {
     }
     // Repaired: no live neighbour of a deleted node still links back to it
     // (until the slot is taken over, its own links are as they were).
-    for d in (0..n as u32).filter(|&d| g.deleted[d as usize]) {
+    assert_eq!(g.queued.len(), n);
+    assert!((0..n).all(|i| g.queued[i] == g.unrepaired.contains(&(i as u32))));
+    for d in (0..n as u32).filter(|&d| g.freed(d)) {
         for l in 0..=g.level_of(d) {
             for &nb in g.links(d, l) {
-                assert!(g.deleted[nb as usize] || !g.links(nb, l).contains(&d), "{nb} still links to deleted {d}");
+                assert!(g.freed(nb) || !g.links(nb, l).contains(&d), "{nb} still links to deleted {d}");
             }
         }
     }
@@ -341,22 +343,31 @@ fn churn_reuses_slots_keeps_recall_and_every_invariant() {
             match rand(3) {
                 // Update: the same key, a new vector.
                 0 => c.put(&mut g, k, rand(2 * n)),
-                // Delete one point, insert another.
-                _ => {
-                    c.delete(&mut g, k);
+                // Delete one point (repaired at once, or later as a
+                // partition's writes leave it), insert another.
+                del => {
+                    if del == 1 {
+                        c.delete(&mut g, k);
+                    } else {
+                        g.tombstone(k);
+                        c.row_of.remove(&k);
+                    }
                     c.put(&mut g, next_key, rand(2 * n));
                     next_key += 1;
                 }
             }
         }
         if round % 20 == 19 {
+            assert!(g.unrepaired() > 0);
             check_consistent(&g, &c.row_of);
         }
+        while g.repair_next() {}
     }
     check_consistent(&g, &c.row_of);
     assert_eq!(g.live(), n);
-    // Level-0 inserts only take level-0 slots: a few upper slots may wait.
-    assert!(g.nodes() <= built + built / 50, "{} nodes after churn, {built} built", g.nodes());
+    // Level-0 inserts only take level-0 slots: a few upper slots may wait;
+    // and a slot is free only once repaired (at most a round's 100 wait).
+    assert!(g.nodes() <= built + built / 50 + 100, "{} nodes after churn, {built} built", g.nodes());
     let queries: Vec<usize> = (0..2 * n).step_by(23).collect();
     let fresh = c.fresh();
     let (r, f) = (c.recall(&g, &queries, 16), c.recall(&fresh, &queries, 16));
