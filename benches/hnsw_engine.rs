@@ -306,7 +306,14 @@ fn churn(base: &Matrix<f32>, queries: &Matrix<f32>, gt: &Matrix<i32>, nq: usize,
         println!("| ef | tombstones recall@10 | QPS | repaired recall@10 | QPS | fresh build recall@10 | QPS |");
         println!("|---|---|---|---|---|---|---|");
         for ef in CHURN_EFS {
-            let r: Vec<(f64, f64)> = graphs.iter().map(|g| measure(g, base, queries, truth, ef, live)).collect();
+            // QPS: the best of three passes, the graphs in turn (a shared box).
+            let mut r = [(0.0f64, 0.0f64); 3];
+            for _ in 0..3 {
+                for (i, g) in graphs.iter().enumerate() {
+                    let (qps, recall) = measure(g, base, queries, truth, ef, live);
+                    r[i] = (r[i].0.max(qps), recall);
+                }
+            }
             println!(
                 "| {ef} | {:.4} | {:.0} | {:.4} | {:.0} | {:.4} | {:.0} |",
                 r[0].1, r[0].0, r[1].1, r[1].0, r[2].1, r[2].0
