@@ -10,12 +10,15 @@
 //! graph one point at a time.
 //!
 //! Deleting (or replacing) a point repairs the graph in place
-//! ([`Hnsw::remove`]): its node stops answering, each live neighbour that
-//! linked to it re-selects its links from its remaining ones plus the
-//! deleted node's, and a deleted entry point hands over to a live
+//! ([`Hnsw::remove`] at once; [`Hnsw::tombstone`], then
+//! [`Hnsw::repair_next`] from background steps): its node stops answering
+//! at once; each live neighbour that linked to it keeps its other links
+//! and adds those of the deleted node's links that the build's heuristic
+//! admits beside them; a deleted entry point hands over to a live
 //! neighbour. The node's slot is then free: its own links stay (nodes the
 //! repair did not reach may still link to it and route through it) until
-//! an insert takes the slot over. An insert takes a free slot of a level
+//! an insert takes the slot over. Nodes queued for repair count as present
+//! for other repairs, so a batch repairs as if deleted one by one. An insert takes a free slot of a level
 //! no higher than its own (a stale link on level `l` to the slot must find
 //! the slot on level `l`), so updates and delete + insert churn do not
 //! grow the graph. [`Hnsw::set_repair`] turns this off (tombstones only:
