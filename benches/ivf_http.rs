@@ -16,7 +16,7 @@
 mod common;
 
 use aionbd_io::vecfile::{self, Matrix};
-use common::{pct, vec_json, Client, Server};
+use common::{concurrent, pct, vec_json, Client, Server};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -46,29 +46,6 @@ fn run_one(addr: &str, bodies: &[Vec<u8>], gt: &Matrix<i32>) -> (f64, f64, f64, 
     let qps = bodies.len() as f64 / t0.elapsed().as_secs_f64();
     lat.sort_by(f64::total_cmp);
     (qps, pct(&lat, 0.5), pct(&lat, 0.99), ok as f64 / (bodies.len() * 10) as f64, mode, est)
-}
-
-fn concurrent(addr: &str, bodies: &[Vec<u8>], clients: usize, seconds: f64) -> f64 {
-    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
-    let n: usize = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..clients)
-            .map(|t| {
-                s.spawn(move || {
-                    let mut c = Client::new(addr);
-                    let (mut i, mut n) = (t * 37, 0);
-                    while Instant::now() < deadline {
-                        let (st, _) = c.post("/collections/bench/search/topk", &bodies[i % bodies.len()]);
-                        assert_eq!(st, 200);
-                        i += 1;
-                        n += 1;
-                    }
-                    n
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).sum()
-    });
-    n as f64 / seconds
 }
 
 fn main() {

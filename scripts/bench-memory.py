@@ -62,6 +62,10 @@ def main():
     ap.add_argument("--points", type=int, default=50000)
     ap.add_argument("--port", type=int, default=8190)
     ap.add_argument("--queries", type=int, default=0, help="searches after the build (0: none)")
+    ap.add_argument("--settle", type=float, default=2.0,
+                    help="seconds to wait after every index is built before measuring")
+    ap.add_argument("--memory-mode", default="full", choices=["full", "light"],
+                    help="index.memory_mode (light: rows the graph holds live on disk)")
     args = ap.parse_args()
 
     rows, dim = fvecs(args.base, args.points)
@@ -70,7 +74,8 @@ def main():
     data = tempfile.mkdtemp(prefix="bench-memory.")
     log = open(os.path.join(data, "server.log"), "wb")
     srv = subprocess.Popen([args.bin, "--data-dir", os.path.join(data, "d"), "--bind", "127.0.0.1:%d" % args.port,
-                            "--shards", "2", "--set", "persistence.enabled=false"], stdout=log, stderr=log)
+                            "--shards", "2", "--set", "persistence.enabled=false",
+                            "--set", "index.memory_mode=" + args.memory_mode], stdout=log, stderr=log)
     url = "http://127.0.0.1:%d" % args.port
 
     def call(path, body=None):
@@ -96,7 +101,9 @@ def main():
         ps = partitions()
         return ps and all(p.get("kind") == "ivf" and not p.get("building") and p.get("exact_points", 1) == 0
                           and p.get("hnsw") and not p["hnsw"].get("building")
-                          and p["hnsw"].get("exact_points", 1) == 0 for p in ps)
+                          and p["hnsw"].get("exact_points", 1) == 0
+                          # light: every row the graph holds written out
+                          and p.get("rows", {}).get("in_memory", 0) == 0 for p in ps)
 
     def accounted():
         return json.loads(call("/metrics"))["memory_used_bytes"] / 2**20
@@ -119,7 +126,7 @@ def main():
         while not built():
             time.sleep(0.25)
         t_built = time.time()
-        time.sleep(2)
+        time.sleep(args.settle)
         ps = partitions()
         rss, peak = status(srv.pid, "VmRSS"), status(srv.pid, "VmHWM")
         print("built: %.1f s after the load; build_ms ivf %s hnsw %s" % (

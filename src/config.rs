@@ -64,6 +64,7 @@ settings![
     ("persistence.backup_dir", "AIONBD_BACKUP_DIR", ""),
     ("index.hnsw_m", "AIONBD_HNSW_M", "16"),
     ("index.hnsw_ef_construction", "AIONBD_HNSW_EF_CONSTRUCTION", "100"),
+    ("index.memory_mode", "AIONBD_MEMORY_MODE", "full"),
     ("security.auth_mode", "AIONBD_AUTH_MODE", "disabled"),
     ("security.api_keys", "AIONBD_AUTH_API_KEYS", ""),
     ("security.api_key_scopes", "AIONBD_AUTH_API_KEY_SCOPES", ""),
@@ -240,6 +241,8 @@ pub struct Config {
     pub persistence: PersistenceConfig,
     /// HNSW graph settings for every partition.
     pub hnsw: aionbd_shards::index::hnsw::HnswParams,
+    /// Memory-light mode: rows the graph holds live in rows files on disk.
+    pub memory_light: bool,
 }
 
 /// Variables the original server read that this one accepts and ignores
@@ -467,6 +470,11 @@ pub fn build(raw: &RawSettings, cpus: usize, mut errors: Vec<String>) -> Result<
         m: hnsw_m.clamp(2, 64),
         ef_construction: t.num("index.hnsw_ef_construction", 1),
     };
+    let (mode, mode_origin) = t.text("index.memory_mode");
+    let memory_light = mode == "light";
+    if !matches!(mode, "full" | "light") {
+        t.errors.push(format!("index.memory_mode = {mode:?} (from {mode_origin}): \"full\" or \"light\""));
+    }
     let (log, log_origin) = t.text("server.log");
     if let Err(e) = crate::log::parse_filter(log) {
         t.errors.push(format!("server.log = {e} (from {log_origin})"));
@@ -477,6 +485,7 @@ pub fn build(raw: &RawSettings, cpus: usize, mut errors: Vec<String>) -> Result<
     }
     let mut cfg = Config {
         hnsw,
+        memory_light,
         bind: bind.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
         data_dir: data_dir.clone(),
         shards,

@@ -24,6 +24,7 @@ pub mod reload;
 pub mod replay;
 pub mod restore;
 pub mod router;
+pub mod rows_file;
 pub mod runtime;
 pub mod serve;
 pub mod snapshot;

@@ -129,6 +129,12 @@ pub enum ShardStartError {
         shard: usize,
         source: std::io::Error,
     },
+    /// Memory-light mode: the directory of the rows files could not be
+    /// emptied or made.
+    RowsDir {
+        shard: usize,
+        source: crate::fs::FsError,
+    },
 }
 
 impl std::fmt::Display for ShardStartError {
@@ -140,6 +146,7 @@ impl std::fmt::Display for ShardStartError {
             ShardStartError::Listener { shard, source } => {
                 write!(f, "shard {shard}: cannot share the listening socket: {source}")
             }
+            ShardStartError::RowsDir { shard, source } => write!(f, "shard {shard}: rows files: {source}"),
         }
     }
 }
@@ -151,6 +158,7 @@ impl std::error::Error for ShardStartError {
             ShardStartError::MeshJoin(e) => Some(e),
             ShardStartError::Restore { source, .. } => Some(source),
             ShardStartError::Listener { source, .. } => Some(source),
+            ShardStartError::RowsDir { source, .. } => Some(source),
         }
     }
 }
@@ -419,6 +427,15 @@ async fn shard_main(
             tenant_quota: cfg.tenant_quota,
         },
     );
+    let mut shard = shard;
+    if cfg.memory_light {
+        let dir = shared.shards_root.join(format!("shard-{me:02}")).join("rows");
+        let files = crate::rows_file::RowsFiles::new(dir.clone()).map_err(|e| ShardStartError::RowsDir {
+            shard: me,
+            source: crate::fs::FsError::new("cannot prepare", &dir, e),
+        })?;
+        shard.set_cold_files(Rc::new(files));
+    }
     let metrics = Rc::new(Metrics::default());
     let node = Node::start(shard, cfg.shards, metrics.clone(), joined);
     node.rate.set_limit(cfg.rate_limit_per_minute, cfg.rate_window_retention_minutes);

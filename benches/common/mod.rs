@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 pub struct Server {
     child: Child,
@@ -76,6 +77,15 @@ impl Server {
         let f: Vec<&str> = rest.split_whitespace().collect();
         let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
         ticks as f64 / clock_ticks()
+    }
+
+    /// A memory line of /proc/PID/status in MiB (`VmRSS`, `VmHWM`: the
+    /// peak RSS so far).
+    pub fn status_mib(&self, key: &str) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("/proc/PID/status");
+        let line = status.lines().find(|l| l.starts_with(key) && l[key.len()..].starts_with(':'));
+        let kib: f64 = line.and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        kib / 1024.0
     }
 
     fn spawn(
@@ -217,6 +227,32 @@ pub fn metric(addr: &str, key: &str) -> u64 {
 }
 
 /// The `p` quantile of sorted samples.
+/// Searches per second of `clients` closed-loop clients posting `bodies`
+/// (round robin, each from its own offset) to the `bench` collection for
+/// `seconds`.
+pub fn concurrent(addr: &str, bodies: &[Vec<u8>], clients: usize, seconds: f64) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let n: usize = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..clients)
+            .map(|t| {
+                s.spawn(move || {
+                    let mut c = Client::new(addr);
+                    let (mut i, mut n) = (t * 37, 0);
+                    while Instant::now() < deadline {
+                        let (st, _) = c.post("/collections/bench/search/topk", &bodies[i % bodies.len()]);
+                        assert_eq!(st, 200);
+                        i += 1;
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    n as f64 / seconds
+}
+
 pub fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }

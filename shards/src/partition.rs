@@ -23,8 +23,11 @@ const TILE_ROWS: usize = 16;
 pub struct Partition {
     dim: usize,
     ids: Vec<u64>,
-    /// Row-major, starting on a cache line (see `math::aligned`).
+    /// Row-major, starting on a cache line (see `math::aligned`): every
+    /// slot's row, or with `cold` only the hot rows.
     vectors: AlignedF32,
+    /// Memory-light: where each slot's row is (see `cold`).
+    cold: Option<cold::Cold>,
     norms: Vec<f32>,
     payloads: Vec<Payload>,
     /// Point id -> slot. ahash (randomly seeded, so crafted ids cannot
@@ -78,10 +81,12 @@ struct IvfState {
     recal: recal::Mark,
 }
 
+mod cold;
 mod filtered;
 mod graph;
 mod plan;
 mod recal;
+pub use cold::{ColdFile, ColdFiles, RowsStatus};
 pub use graph::{HnswStatus, IndexKind};
 pub use plan::{Answer, SearchPlan};
 pub use recal::Recalibration;
@@ -158,11 +163,31 @@ impl crate::index::hnsw::Exact for ExactOf<'_> {
         self.get(id)
     }
 
-    /// One slot lookup per point: prefetch every row, then score.
+    /// One slot lookup per point: prefetch every row, then score. Rows on
+    /// disk are read in one batch.
     fn exact_all(&self, ids: &[u64]) -> Vec<Option<f32>> {
         let slots: Vec<Option<usize>> = ids.iter().map(|id| self.p.slot_of.get(id).map(|&s| s as usize)).collect();
-        slots.iter().flatten().for_each(|&s| crate::math::prefetch(self.p.row(s)));
-        slots.iter().map(|s| self.at((*s)?)).collect()
+        let Some(c) = &self.p.cold else {
+            slots.iter().flatten().for_each(|&s| crate::math::prefetch(self.p.row(s)));
+            return slots.iter().map(|s| self.at((*s)?)).collect();
+        };
+        let dim = self.p.dim;
+        let file_rows: Vec<u32> = slots.iter().flatten().filter_map(|&s| c.place(s).err()).collect();
+        let mut read = vec![0.0; file_rows.len() * dim];
+        c.read(&file_rows, &mut read);
+        let mut next = read.chunks_exact(dim.max(1));
+        slots
+            .iter()
+            .map(|&s| {
+                let s = s?;
+                let row = match c.place(s) {
+                    Ok(hot) => &self.p.vectors[hot * dim..(hot + 1) * dim],
+                    Err(_) => next.next()?,
+                };
+                let key = exact_key_normed(self.metric, self.q, self.q_norm, row, self.p.norms[s]);
+                (!key.is_nan()).then_some(key)
+            })
+            .collect()
     }
 }
 
@@ -176,12 +201,25 @@ impl crate::index::calib::RowSource for Partition {
     }
 }
 
+/// The row of `slot` (fields apart, so a caller may hold other fields
+/// mutably): in the row buffer, or read from the rows file.
+#[inline]
+fn row_at<'a>(cold: Option<&'a cold::Cold>, vectors: &'a AlignedF32, dim: usize, slot: usize) -> &'a [f32] {
+    let at = match cold.map(|c| (c, c.place(slot))) {
+        None => slot,
+        Some((_, Ok(hot))) => hot,
+        Some((c, Err(r))) => return c.cached(r, dim),
+    };
+    &vectors[at * dim..(at + 1) * dim]
+}
+
 impl Partition {
     pub fn new(dim: usize) -> Self {
         Partition {
             dim,
             ids: Vec::new(),
             vectors: AlignedF32::new(),
+            cold: None,
             norms: Vec::new(),
             payloads: Vec::new(),
             slot_of: HashMap::default(),
@@ -221,7 +259,7 @@ impl Partition {
     }
 
     fn row(&self, slot: usize) -> &[f32] {
-        &self.vectors[slot * self.dim..(slot + 1) * self.dim]
+        row_at(self.cold.as_ref(), &self.vectors, self.dim, slot)
     }
 
     /// Note a change to point `id` for the index (exact until rebuilt).
@@ -245,7 +283,11 @@ impl Partition {
         match self.slot_of.get(&id) {
             Some(&slot) => {
                 let slot = slot as usize;
-                self.vectors[slot * self.dim..(slot + 1) * self.dim].copy_from_slice(values);
+                let hot_rows = self.vectors.len() / self.dim.max(1);
+                match self.cold.as_mut().map_or(Some(slot), |c| c.rewrite(slot, hot_rows)) {
+                    Some(at) => self.vectors[at * self.dim..(at + 1) * self.dim].copy_from_slice(values),
+                    None => self.vectors.extend_from_slice(values),
+                }
                 self.norms[slot] = n;
                 self.payload_index.update(id, Some(&self.payloads[slot]), Some(&payload));
                 self.payload_bytes = self.payload_bytes + bytes - payload_mem_bytes(&self.payloads[slot]);
@@ -255,6 +297,9 @@ impl Partition {
             None => {
                 self.payload_index.update(id, None, Some(&payload));
                 self.slot_of.insert(id, self.ids.len() as u32);
+                if let Some(c) = &mut self.cold {
+                    c.push_hot(self.ids.len(), self.vectors.len() / self.dim.max(1));
+                }
                 self.ids.push(id);
                 self.vectors.extend_from_slice(values);
                 self.norms.push(n);
@@ -276,9 +321,14 @@ impl Partition {
         self.payload_index.update(id, Some(&self.payloads[slot]), None);
         let last = self.ids.len() - 1;
         self.payload_bytes -= payload_mem_bytes(&self.payloads[slot]);
+        if let Some(c) = &mut self.cold {
+            c.delete(slot, &mut self.vectors, self.dim);
+        }
         if slot != last {
             let moved = self.ids[last];
-            self.vectors.copy_within(last * self.dim..(last + 1) * self.dim, slot * self.dim);
+            if self.cold.is_none() {
+                self.vectors.copy_within(last * self.dim..(last + 1) * self.dim, slot * self.dim);
+            }
             self.ids[slot] = moved;
             self.norms[slot] = self.norms[last];
             self.payloads.swap(slot, last);
@@ -287,7 +337,9 @@ impl Partition {
         self.ids.pop();
         self.norms.pop();
         self.payloads.pop();
-        self.vectors.truncate(last * self.dim);
+        if self.cold.is_none() {
+            self.vectors.truncate(last * self.dim);
+        }
         true
     }
 
@@ -322,6 +374,7 @@ impl Partition {
     /// Bytes held in memory: vectors, norms, ids, id map and payloads.
     pub fn mem_bytes(&self) -> usize {
         self.vectors.capacity() * 4
+            + self.cold.as_ref().map_or(0, cold::Cold::mem_bytes)
             + self.norms.capacity() * 4
             + self.ids.capacity() * 8
             + self.slot_of.capacity() * 16
@@ -401,7 +454,8 @@ impl Partition {
     pub fn ivf_status(&self) -> Option<IvfStatus> {
         let building = self.build_dirty.is_some();
         match &self.ivf {
-            None if !building && !self.ivf_dropped => None,
+            // (A memory-light partition never built lists: none until its graph.)
+            None if !building && (!self.ivf_dropped || (self.cold.is_some() && self.hnsw.is_none())) => None,
             None => Some(IvfStatus {
                 dropped: self.ivf_dropped,
                 lists: 0,
@@ -503,7 +557,10 @@ impl Partition {
         match metric {
             Metric::L2 => scan.run(&mut tops, |raw, _| key(Metric::L2, raw, 1.0, 0.0)),
             Metric::Dot => scan.run(&mut tops, |raw, _| key(Metric::Dot, raw, 1.0, 0.0)),
-            Metric::Cosine => scan.run(&mut tops, |raw, slot| key(Metric::Cosine, raw, 1.0, self.norms[slot])),
+            // (A free row of the rows file has no slot, nor a norm.)
+            Metric::Cosine => {
+                scan.run(&mut tops, |raw, slot| key(Metric::Cosine, raw, 1.0, self.norms.get(slot).map_or(0.0, |n| *n)))
+            }
         }
         tops.into_iter().map(TopK::into_sorted).collect()
     }
@@ -520,19 +577,51 @@ struct Scan<'a> {
 }
 
 impl Scan<'_> {
-    /// Push every passing row into each query's `TopK`, ranked by
-    /// `key_of(kernel output, slot)`.
+    /// Score every row of the partition: the row buffer in place, or for a
+    /// memory-light partition its hot rows, then the rows file read
+    /// [`cold::SCAN_RUN`] rows at a time.
     #[inline(always)]
-    fn run(&self, tops: &mut [TopK], key_of: impl Fn(f32, usize) -> f32) {
-        let (p, mask) = (self.p, self.mask);
-        let n = p.len();
-        let passes = |slot: usize| mask.is_none_or(|m| m[slot]);
+    fn run(&self, tops: &mut [TopK], key_of: impl Fn(f32, usize) -> f32 + Copy) {
+        let p = self.p;
+        let Some(c) = &p.cold else {
+            return self.run_rows(&p.vectors, |i| i, tops, key_of);
+        };
+        let hot = c.hot_slots();
+        self.run_rows(&p.vectors, |i| hot[i] as usize, tops, key_of);
+        let mut buf = AlignedF32::new();
+        buf.extend_from_slice(&vec![0.0; cold::SCAN_RUN.min(c.file_rows()) * p.dim]);
+        for first in (0..c.file_rows()).step_by(cold::SCAN_RUN) {
+            let rows = &mut buf[..(c.file_rows() - first).min(cold::SCAN_RUN) * p.dim];
+            c.read_run(first, rows);
+            self.run_rows(rows, |i| c.slot_of_file_row(first + i), tops, key_of);
+        }
+    }
+
+    /// Push every passing row of `rows` into each query's `TopK`, ranked by
+    /// `key_of(kernel output, slot)`; row `i` is the point in slot
+    /// `slot_at(i)` (`usize::MAX`: no point, skipped).
+    #[inline(always)]
+    fn run_rows(
+        &self,
+        rows: &[f32],
+        slot_at: impl Fn(usize) -> usize,
+        tops: &mut [TopK],
+        key_of: impl Fn(f32, usize) -> f32,
+    ) {
+        let (p, mask, dim) = (self.p, self.mask, self.p.dim);
+        let n = rows.len().checked_div(dim).unwrap_or(0);
+        let row = |i: usize| &rows[i * dim..(i + 1) * dim];
+        let passes = |slot: usize| slot != usize::MAX && mask.is_none_or(|m| m[slot]);
         if self.queries.len() < QUERY_BLOCK {
             let pair = raw_pair(self.kern, self.metric);
             for (q, top) in self.queries.iter().zip(tops.iter_mut()) {
                 let mut threshold = top.threshold();
-                for slot in (0..n).filter(|&slot| passes(slot)) {
-                    let key = key_of(pair(q, p.row(slot)), slot);
+                for i in 0..n {
+                    let slot = slot_at(i);
+                    if !passes(slot) {
+                        continue;
+                    }
+                    let key = key_of(pair(q, row(i)), slot);
                     // Cheap pre-check; `push` breaks ties by id.
                     if key <= threshold {
                         top.push(Scored { key, id: p.ids[slot] });
@@ -546,12 +635,11 @@ impl Scan<'_> {
         // each kernel call scores QUERY_BLOCK queries x ROW_BLOCK rows.
         let block = raw_block(self.kern, self.metric);
         let n_blocks = self.queries.len().div_ceil(QUERY_BLOCK);
-        let dim = p.dim;
         for tile_start in (0..n).step_by(TILE_ROWS) {
             let tile_end = (tile_start + TILE_ROWS).min(n);
             // The next tile is fetched from memory while this one is scored:
             // an equal share of its lines at each kernel call.
-            let next = &p.vectors[tile_end * dim..(tile_end + TILE_ROWS).min(n) * dim];
+            let next = &rows[tile_end * dim..(tile_end + TILE_ROWS).min(n) * dim];
             let calls = n_blocks * (tile_end - tile_start).div_ceil(ROW_BLOCK);
             let share = next.len().div_ceil(calls).next_multiple_of(16);
             let mut ahead = next.chunks(share.max(16));
@@ -567,18 +655,18 @@ impl Scan<'_> {
                     *t = top.threshold();
                 }
                 for group in (tile_start..tile_end).step_by(ROW_BLOCK) {
-                    let rows = (tile_end - group).min(ROW_BLOCK);
-                    if mask.is_some() && !(group..group + rows).any(passes) {
+                    let count = (tile_end - group).min(ROW_BLOCK);
+                    if mask.is_some() && !(group..group + count).any(|i| passes(slot_at(i))) {
                         continue;
                     }
-                    let xs: [&[f32]; ROW_BLOCK] = std::array::from_fn(|r| p.row(group + r.min(rows - 1)));
+                    let xs: [&[f32]; ROW_BLOCK] = std::array::from_fn(|r| row(group + r.min(count - 1)));
                     if let Some(lines) = ahead.next() {
                         prefetch(lines);
                     }
                     let raw = block(&qs, &xs);
                     for ((top, threshold), raw) in tops.iter_mut().zip(thresholds.iter_mut()).zip(&raw) {
-                        for (r, &raw) in raw[..rows].iter().enumerate() {
-                            let slot = group + r;
+                        for (r, &raw) in raw[..count].iter().enumerate() {
+                            let slot = slot_at(group + r);
                             let key = key_of(raw, slot);
                             if key <= *threshold && passes(slot) {
                                 top.push(Scored { key, id: p.ids[slot] });
@@ -592,5 +680,7 @@ impl Scan<'_> {
     }
 }
 
+#[cfg(test)]
+mod cold_tests;
 #[cfg(test)]
 mod tests;

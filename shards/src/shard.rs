@@ -47,6 +47,8 @@ pub struct Shard {
     partitions: HashMap<String, PartitionSlot>,
     next_uid: u64,
     memory: MemoryView,
+    /// Memory-light mode: opens the rows file of each partition created.
+    cold_files: Option<std::rc::Rc<dyn crate::partition::ColdFiles>>,
 }
 
 /// This shard's view of the memory the data holds, for the memory budget:
@@ -74,6 +76,27 @@ impl Shard {
             partitions: HashMap::new(),
             next_uid: 1,
             memory: MemoryView::default(),
+            cold_files: None,
+        }
+    }
+
+    /// Keep the rows of partitions created from now on in rows files
+    /// (memory-light mode, `partition::cold`).
+    pub fn set_cold_files(&mut self, files: std::rc::Rc<dyn crate::partition::ColdFiles>) {
+        self.cold_files = Some(files);
+    }
+
+    /// Write up to `max` rows the graphs hold to the rows files of one
+    /// partition; `true` if any partition could move more.
+    pub fn evict_cold(&mut self, max: usize) -> bool {
+        self.partitions.values_mut().any(|s| s.data.evict_cold(max))
+    }
+
+    /// Drop the rows read from rows files for borrowers (see
+    /// `Partition::release_reads`).
+    fn release_reads(&mut self) {
+        if self.cold_files.is_some() {
+            self.partitions.values_mut().for_each(|s| s.data.release_reads());
         }
     }
 
@@ -130,9 +153,11 @@ impl Shard {
 
     /// One step of a running graph build; `None` if its partition is
     /// gone (the build is then dropped).
-    pub fn graph_build_step(&self, name: &str, uid: u64, b: &mut crate::index::hnsw::GraphBuilder) -> Option<bool> {
+    pub fn graph_build_step(&mut self, name: &str, uid: u64, b: &mut crate::index::hnsw::GraphBuilder) -> Option<bool> {
         let slot = self.partitions.get(name).filter(|s| s.uid == uid)?;
-        Some(slot.data.graph_build_step(b))
+        let done = slot.data.graph_build_step(b);
+        self.release_reads();
+        Some(done)
     }
 
     pub fn graph_install(
@@ -167,9 +192,11 @@ impl Shard {
 
     /// One step of a running IVF build; `None` if its partition is gone
     /// (the build is then dropped).
-    pub fn ivf_build_step(&self, name: &str, uid: u64, b: &mut crate::index::ivf::Builder) -> Option<bool> {
+    pub fn ivf_build_step(&mut self, name: &str, uid: u64, b: &mut crate::index::ivf::Builder) -> Option<bool> {
         let slot = self.partitions.get(name).filter(|s| s.uid == uid)?;
-        Some(slot.data.ivf_build_step(b))
+        let done = slot.data.ivf_build_step(b);
+        self.release_reads();
+        Some(done)
     }
 
     /// Install a finished index, if its partition is still the same
@@ -190,8 +217,10 @@ impl Shard {
 
     /// One step of a recalibration; `None` if its partition or index is
     /// gone (the job is then dropped).
-    pub fn recal_step(&self, name: &str, uid: u64, r: &mut crate::partition::Recalibration) -> Option<bool> {
-        self.partitions.get(name).filter(|s| s.uid == uid)?.data.recal_step(r)
+    pub fn recal_step(&mut self, name: &str, uid: u64, r: &mut crate::partition::Recalibration) -> Option<bool> {
+        let done = self.partitions.get(name).filter(|s| s.uid == uid)?.data.recal_step(r);
+        self.release_reads();
+        done
     }
 
     pub fn recal_install(&mut self, name: &str, uid: u64, r: crate::partition::Recalibration) {

@@ -97,8 +97,13 @@ fn index_json(state: IndexState) -> serde_json::Value {
             serde_json::json!({"field": f, "terms": terms, "numbers": numbers, "building": building})
         })
         .collect();
+    let rows = state.rows.map(|r| serde_json::json!({"in_memory": r.in_memory, "on_disk": r.on_disk}));
     let Some(st) = state.ivf else {
-        return serde_json::json!({"kind": "none", "payload_indexes": payload});
+        let mut v = serde_json::json!({"kind": "none", "payload_indexes": payload});
+        if let Some(rows) = rows {
+            v["rows"] = rows;
+        }
+        return v;
     };
     let mut v = serde_json::json!({
         "kind": "ivf",
@@ -116,6 +121,9 @@ fn index_json(state: IndexState) -> serde_json::Value {
         })).collect::<Vec<_>>(),
     });
     v["payload_indexes"] = payload.into();
+    if let Some(rows) = rows {
+        v["rows"] = rows;
+    }
     if let Some(g) = state.hnsw {
         v["hnsw"] = serde_json::json!({
             "nodes": g.nodes,

@@ -163,7 +163,14 @@ impl Server {
             );
         }
         let mut resps = parse_responses(&out);
-        assert_eq!(resps.len(), 1, "{} {path}: expected one response, got {resps:?}\nserver: {}", method, self.command);
+        assert_eq!(
+            resps.len(),
+            1,
+            "{} {path}: expected one response, got {resps:?}\nserver: {}\nits stderr, last lines:\n{}",
+            method,
+            self.command,
+            self.stderr_tail()
+        );
         resps.remove(0)
     }
 

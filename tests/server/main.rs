@@ -10,6 +10,7 @@ mod harness;
 mod hnsw;
 mod http;
 mod ivf;
+mod light;
 mod notify;
 mod quickstart;
 mod startup;

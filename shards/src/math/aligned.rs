@@ -39,6 +39,11 @@ impl AlignedF32 {
         self[start..end].copy_from_slice(values);
     }
 
+    /// Give back the allocation beyond the floats in use.
+    pub fn shrink_to_fit(&mut self) {
+        self.lines.shrink_to_fit();
+    }
+
     pub fn truncate(&mut self, len: usize) {
         if len >= self.len {
             return;

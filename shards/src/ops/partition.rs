@@ -132,6 +132,8 @@ pub struct IndexState {
     /// Per payload index: field, distinct strings/booleans, numeric
     /// entries, still building.
     pub payload: Vec<(String, usize, usize, bool)>,
+    /// Memory-light mode: rows in memory and in the rows file.
+    pub rows: Option<crate::partition::RowsStatus>,
 }
 
 /// Snapshot loading: an encoded `LogRecord::Upsert` whose points all

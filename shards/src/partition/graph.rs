@@ -218,7 +218,8 @@ impl Partition {
             h.pending.remove(&id);
             if let Some(&slot) = self.slot_of.get(&id) {
                 let slot = slot as usize;
-                h.graph.insert(id, &self.vectors[slot * self.dim..(slot + 1) * self.dim], self.norms[slot]);
+                let row = super::row_at(self.cold.as_ref(), &self.vectors, self.dim, slot);
+                h.graph.insert(id, row, self.norms[slot]);
             }
         }
         !h.pending.is_empty() || h.graph.unrepaired() > 0

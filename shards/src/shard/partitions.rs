@@ -45,10 +45,19 @@ impl Shard {
     /// Run one partition operation to completion. It never messages
     /// another shard: its answer is a reply, with no fan-out.
     pub fn execute_partition(&mut self, op: PartitionOp) -> Result<PartitionReply, ShardError> {
+        let reply = self.execute_partition_op(op);
+        self.release_reads();
+        reply
+    }
+
+    fn execute_partition_op(&mut self, op: PartitionOp) -> Result<PartitionReply, ShardError> {
         Ok(match op {
             PartitionOp::CreatePartition(CreatePartition { uid, spec }) => {
                 let mut data = Partition::new(spec.dimension);
                 data.configure(self.limits.hnsw, self.placement.partitions);
+                if let Some(file) = self.cold_files.as_ref().and_then(|f| f.open(&spec.name, uid, spec.dimension)) {
+                    data.set_cold(file);
+                }
                 self.partitions.insert(spec.name.clone(), PartitionSlot { uid, spec, data, exports: Vec::new() });
                 PartitionReply::CreatePartition(())
             }
@@ -101,6 +110,7 @@ impl Shard {
                     ivf: p.ivf_status(),
                     hnsw: p.graph_status().map(Box::new),
                     payload: p.payload_index_status(),
+                    rows: p.rows_status(),
                 })
             }
             PartitionOp::RestoreEncoded(RestoreEncoded { name, uid, body }) => {
