@@ -292,11 +292,21 @@ pub struct Calibrator {
     /// Per metric and rank j: queries whose exact answer has a j-th point.
     ranks: [[u32; CALIB_K]; 3],
     cost: Vec<(f64, u32)>,
+    /// Jobs made so far (the next one's number).
     job: usize,
     /// Evaluations finished (a query under one metric).
     evals: usize,
+    /// Jobs whose exact answers one pass over the rows is finding together
+    /// (every row read once for [`SCAN_BATCH`] queries: a memory-light
+    /// partition reads its rows from disk).
+    scanning: Vec<Box<Job>>,
+    /// Jobs with their exact answers, waiting for the index, in order.
+    scanned: std::collections::VecDeque<Box<Job>>,
     cur: Option<Box<Job>>,
 }
+
+/// Queries whose exact answers one pass over the rows finds.
+const SCAN_BATCH: usize = 16;
 
 impl Calibrator {
     /// Calibrate `ladder` with the rows `probes` and the real queries `real`.
@@ -313,6 +323,8 @@ impl Calibrator {
             ladder,
             job: 0,
             evals: 0,
+            scanning: Vec::new(),
+            scanned: Default::default(),
             cur: None,
         }
     }
@@ -358,40 +370,22 @@ impl Calibrator {
         scan_rows: usize,
         eval: impl FnOnce(&CalibQuery) -> Vec<(Vec<Scored>, f32)>,
     ) -> bool {
-        let Some(mut cur) = self.cur.take().or_else(|| self.next_job(rows)) else {
-            self.done = true;
-            return true;
-        };
-        let Some(truths) = &cur.truths else {
-            // The rows may change between steps (recalibration scans a
-            // live partition): a slot past the end just ends the scan.
-            let end = (cur.scanned + scan_rows).min(rows.rows());
-            let dot = kernels().dot;
-            for r in cur.scanned..end {
-                if r == cur.me || self.held_out.get(r).copied().unwrap_or(false) || !in_share(r, self.share) {
-                    continue;
-                }
-                let d = dot(&cur.query, rows.row_at(r));
-                for (top, &m) in cur.exact.iter_mut().zip(&cur.metrics) {
-                    let key = key_from_dot(m, d, cur.q_norm, rows.norm_at(r));
-                    if !key.is_nan() {
-                        top.push(Scored { key, id: rows.answer_id(r) });
-                    }
+        if self.cur.is_none() && self.scanned.is_empty() {
+            if self.scanning.is_empty() {
+                self.scanning = (0..SCAN_BATCH).map_while(|_| self.next_job(rows)).collect();
+                if self.scanning.is_empty() {
+                    self.done = true;
+                    return true;
                 }
             }
-            cur.scanned = end.max(cur.scanned);
-            if end >= rows.rows() {
-                let tops = std::mem::take(&mut cur.exact);
-                let truths: Vec<Vec<u64>> =
-                    tops.into_iter().map(|t| t.into_sorted().into_iter().map(|s| s.id).collect()).collect();
-                for (t, &m) in truths.iter().zip(&cur.metrics) {
-                    self.ranks[metric_index(m)][..t.len()].iter_mut().for_each(|n| *n += 1);
-                }
-                cur.truths = Some(truths);
-            }
-            self.cur = Some(cur);
+            self.scan(rows, (scan_rows / self.scanning.len()).max(64));
             return false;
+        }
+        let mut cur = match self.cur.take() {
+            Some(cur) => cur,
+            None => self.scanned.pop_front().expect("a scanned job"),
         };
+        let truths = cur.truths.as_ref().expect("scanned");
         let (metric, truth) = (cur.metrics[cur.at], &truths[cur.at]);
         let answers = eval(&CalibQuery { query: &cur.query, metric, me: cur.me, rung: cur.rung, ladder: &self.ladder });
         let hits = &mut self.hits[metric_index(metric)];
@@ -425,15 +419,52 @@ impl Calibrator {
         }
         if cur.at < cur.metrics.len() {
             self.cur = Some(cur);
-        } else {
-            self.job += 1;
         }
         false
     }
 
+    /// Scan up to `n` more rows for every job in `scanning` (the rows may
+    /// change between steps: recalibration scans a live partition, and a
+    /// slot past the end just ends the scan); jobs whose scan is complete
+    /// move to `scanned`.
+    fn scan<R: CalibRows + ?Sized>(&mut self, rows: &R, n: usize) {
+        let from = self.scanning[0].scanned;
+        let end = (from + n).min(rows.rows());
+        let dot = kernels().dot;
+        for r in from..end {
+            if self.held_out.get(r).copied().unwrap_or(false) || !in_share(r, self.share) {
+                continue;
+            }
+            let (row, norm, id) = (rows.row_at(r), rows.norm_at(r), rows.answer_id(r));
+            for cur in self.scanning.iter_mut().filter(|c| c.me != r) {
+                let d = dot(&cur.query, row);
+                for (top, &m) in cur.exact.iter_mut().zip(&cur.metrics) {
+                    let key = key_from_dot(m, d, cur.q_norm, norm);
+                    if !key.is_nan() {
+                        top.push(Scored { key, id });
+                    }
+                }
+            }
+        }
+        self.scanning.iter_mut().for_each(|c| c.scanned = end.max(c.scanned));
+        if end < rows.rows() {
+            return;
+        }
+        for mut cur in self.scanning.drain(..) {
+            let tops = std::mem::take(&mut cur.exact);
+            let truths: Vec<Vec<u64>> =
+                tops.into_iter().map(|t| t.into_sorted().into_iter().map(|s| s.id).collect()).collect();
+            for (t, &m) in truths.iter().zip(&cur.metrics) {
+                self.ranks[metric_index(m)][..t.len()].iter_mut().for_each(|n| *n += 1);
+            }
+            cur.truths = Some(truths);
+            self.scanned.push_back(cur);
+        }
+    }
+
     /// Job `job`: sample point `job` under every metric, then the real
     /// queries, each under its own; `None` once all are done.
-    fn next_job<R: CalibRows + ?Sized>(&self, rows: &R) -> Option<Box<Job>> {
+    fn next_job<R: CalibRows + ?Sized>(&mut self, rows: &R) -> Option<Box<Job>> {
         let (query, metrics, me) = if self.job < self.probes.len() {
             let r = self.probes[self.job];
             let mut query = rows.row_at(r).to_vec();
@@ -450,6 +481,7 @@ impl Calibrator {
             let (m, q) = self.real.get(self.job - self.probes.len())?;
             (q.clone(), vec![*m], usize::MAX)
         };
+        self.job += 1;
         let q_norm = norm(&query);
         Some(Box::new(Job {
             query,
