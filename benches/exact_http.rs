@@ -24,7 +24,7 @@
 mod common;
 
 use aionbd_io::vecfile::{self, Matrix};
-use common::{pct, vec_json, Client, Server};
+use common::{pct, timed_searches, vec_json, Client, Server};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -170,23 +170,15 @@ fn single_client(
     for b in bodies.iter().take(10) {
         c.post("/collections/bench/search/topk", b);
     }
-    let mut lat = Vec::with_capacity(n);
     let mut hits_ok = 0usize;
-    let t0 = Instant::now();
-    for (i, b) in bodies.iter().enumerate() {
-        let t = Instant::now();
-        let (st, resp) = c.post("/collections/bench/search/topk", b);
-        lat.push(t.elapsed().as_secs_f64() * 1e3);
-        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&resp));
+    let (qps, lat) = timed_searches(addr, &bodies, |i, resp| {
         if let Some(gt) = gt {
-            let v: serde_json::Value = serde_json::from_slice(&resp).unwrap();
+            let v: serde_json::Value = serde_json::from_slice(resp).unwrap();
             let ids: Vec<i64> = v["hits"].as_array().unwrap().iter().map(|h| h["id"].as_i64().unwrap()).collect();
             let truth = &gt.row(i % queries.rows)[..10];
             hits_ok += ids.iter().filter(|id| truth.contains(&(**id as i32))).count();
         }
-    }
-    let qps = n as f64 / t0.elapsed().as_secs_f64();
-    lat.sort_by(f64::total_cmp);
+    });
     let recall = gt.map(|_| hits_ok as f64 / (n * 10) as f64);
     (qps, pct(&lat, 0.5), pct(&lat, 0.99), recall)
 }

@@ -16,7 +16,7 @@
 mod common;
 
 use aionbd_io::vecfile::{self, Matrix};
-use common::{concurrent, pct, vec_json, Client, Server};
+use common::{concurrent, pct, timed_searches, vec_json, Client, Server};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -30,21 +30,14 @@ fn run_one(addr: &str, bodies: &[Vec<u8>], gt: &Matrix<i32>) -> (f64, f64, f64, 
     for b in bodies.iter().take(10) {
         c.post("/collections/bench/search/topk", b);
     }
-    let (mut lat, mut ok, mut mode, mut est) = (Vec::new(), 0usize, String::new(), 0.0);
-    let t0 = Instant::now();
-    for (i, b) in bodies.iter().enumerate() {
-        let t = Instant::now();
-        let (st, resp) = c.post("/collections/bench/search/topk", b);
-        lat.push(t.elapsed().as_secs_f64() * 1e3);
-        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&resp));
-        let v: serde_json::Value = serde_json::from_slice(&resp).unwrap();
+    let (mut ok, mut mode, mut est) = (0usize, String::new(), 0.0);
+    let (qps, lat) = timed_searches(addr, bodies, |i, resp| {
+        let v: serde_json::Value = serde_json::from_slice(resp).unwrap();
         let ids: Vec<i32> = v["hits"].as_array().unwrap().iter().map(|h| h["id"].as_i64().unwrap() as i32).collect();
         ok += ids.iter().filter(|id| gt.row(i)[..10].contains(id)).count();
         mode = v["mode"].as_str().unwrap_or("").to_owned();
         est = v["estimated_recall"].as_f64().unwrap_or(v["recall_at_k"].as_f64().unwrap_or(0.0));
-    }
-    let qps = bodies.len() as f64 / t0.elapsed().as_secs_f64();
-    lat.sort_by(f64::total_cmp);
+    });
     (qps, pct(&lat, 0.5), pct(&lat, 0.99), ok as f64 / (bodies.len() * 10) as f64, mode, est)
 }
 

@@ -18,7 +18,7 @@
 mod common;
 
 use aionbd_io::vecfile::{self, Matrix};
-use common::{concurrent, pct, vec_json, Client, Server};
+use common::{concurrent, pct, timed_searches, vec_json, Client, Server};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -29,20 +29,12 @@ fn body(q: &[f32], metric: &str, extra: &str) -> Vec<u8> {
 
 /// One client over every body: (QPS, p50 ms, p99 ms, recall@10).
 fn one_client(addr: &str, bodies: &[Vec<u8>], gt: &Matrix<i32>) -> (f64, f64, f64, f64) {
-    let mut c = Client::new(addr);
-    let (mut lat, mut found) = (Vec::with_capacity(bodies.len()), 0usize);
-    let t0 = Instant::now();
-    for (i, b) in bodies.iter().enumerate() {
-        let t = Instant::now();
-        let (st, resp) = c.post("/collections/bench/search/topk", b);
-        lat.push(t.elapsed().as_secs_f64() * 1e3);
-        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&resp));
-        let v: Value = serde_json::from_slice(&resp).unwrap();
+    let mut found = 0usize;
+    let (qps, lat) = timed_searches(addr, bodies, |i, resp| {
+        let v: Value = serde_json::from_slice(resp).unwrap();
         let ids = v["hits"].as_array().unwrap().iter().map(|h| h["id"].as_i64().unwrap() as i32);
         found += ids.filter(|id| gt.row(i)[..10].contains(id)).count();
-    }
-    let qps = bodies.len() as f64 / t0.elapsed().as_secs_f64();
-    lat.sort_by(f64::total_cmp);
+    });
     (qps, pct(&lat, 0.5), pct(&lat, 0.99), found as f64 / (bodies.len() * 10) as f64)
 }
 

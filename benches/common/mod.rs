@@ -253,6 +253,25 @@ pub fn concurrent(addr: &str, bodies: &[Vec<u8>], clients: usize, seconds: f64) 
     n as f64 / seconds
 }
 
+/// Post each of `bodies` to the `bench` collection's top-k search in turn
+/// on one keep-alive connection, handing `each` the body's index and the
+/// 200 answer: (searches per second, latencies in ms, sorted).
+pub fn timed_searches(addr: &str, bodies: &[Vec<u8>], mut each: impl FnMut(usize, &[u8])) -> (f64, Vec<f64>) {
+    let mut c = Client::new(addr);
+    let mut lat = Vec::with_capacity(bodies.len());
+    let t0 = Instant::now();
+    for (i, b) in bodies.iter().enumerate() {
+        let t = Instant::now();
+        let (st, resp) = c.post("/collections/bench/search/topk", b);
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&resp));
+        each(i, &resp);
+    }
+    let qps = bodies.len() as f64 / t0.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    (qps, lat)
+}
+
 pub fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }

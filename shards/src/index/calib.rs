@@ -299,7 +299,7 @@ pub struct Calibrator {
     /// Jobs whose exact answers one pass over the rows is finding together
     /// (every row read once for [`SCAN_BATCH`] queries: a memory-light
     /// partition reads its rows from disk).
-    scanning: Vec<Box<Job>>,
+    scanning: Vec<Job>,
     /// Jobs with their exact answers, waiting for the index, in order.
     scanned: std::collections::VecDeque<Box<Job>>,
     cur: Option<Box<Job>>,
@@ -372,7 +372,7 @@ impl Calibrator {
     ) -> bool {
         if self.cur.is_none() && self.scanned.is_empty() {
             if self.scanning.is_empty() {
-                self.scanning = (0..SCAN_BATCH).map_while(|_| self.next_job(rows)).collect();
+                self.scanning = (0..SCAN_BATCH).map_while(|_| self.next_job(rows).map(|job| *job)).collect();
                 if self.scanning.is_empty() {
                     self.done = true;
                     return true;
@@ -458,7 +458,7 @@ impl Calibrator {
                 self.ranks[metric_index(m)][..t.len()].iter_mut().for_each(|n| *n += 1);
             }
             cur.truths = Some(truths);
-            self.scanned.push_back(cur);
+            self.scanned.push_back(Box::new(cur));
         }
     }
 
