@@ -31,6 +31,10 @@ pub struct RowsFiles {
     /// 4096 where the device or file system needs it); 0: no `O_DIRECT`.
     align: usize,
     ring: Option<Rc<RefCell<io_uring::IoUring>>>,
+    /// The I/O buffer every rows file of the shard uses (one at a time: a
+    /// shard runs one synchronous step at once), so a shard holds one
+    /// exact scan's run of rows, not one per partition.
+    buf: Rc<RefCell<Aligned>>,
 }
 
 impl RowsFiles {
@@ -48,7 +52,7 @@ impl RowsFiles {
             .map_err(|e| tracing::warn!("rows files: no io_uring ({e}); reads go one by one"))
             .ok()
             .map(|r| Rc::new(RefCell::new(r)));
-        Ok(RowsFiles { dir, align, ring })
+        Ok(RowsFiles { dir, align, ring, buf: Default::default() })
     }
 }
 
@@ -84,7 +88,7 @@ impl ColdFiles for RowsFiles {
         match opts.open(&path) {
             Ok(file) => {
                 let stride = (dim * 4).next_multiple_of(self.align.max(4));
-                Some(Rc::new(RowsFile { file, path, dim, stride, ring: self.ring.clone(), buf: Default::default() }))
+                Some(Rc::new(RowsFile { file, path, dim, stride, ring: self.ring.clone(), buf: self.buf.clone() }))
             }
             Err(e) => {
                 tracing::error!("{}: cannot create the rows file ({e}); its rows stay in memory", path.display());
@@ -102,7 +106,8 @@ struct RowsFile {
     /// Bytes per row on disk: the row, padded to the direct-I/O alignment.
     stride: usize,
     ring: Option<Rc<RefCell<io_uring::IoUring>>>,
-    buf: RefCell<Aligned>,
+    /// The shard's I/O buffer (see [`RowsFiles`]).
+    buf: Rc<RefCell<Aligned>>,
 }
 
 impl Drop for RowsFile {

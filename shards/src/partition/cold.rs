@@ -267,12 +267,16 @@ impl Partition {
         self.cold.as_ref().map(Cold::status)
     }
 
-    /// Forget the cold rows read for borrowers since the last call (the
-    /// shard calls it after each operation and background step).
+    /// Forget the cold rows read for borrowers since the last call, and
+    /// the run read ahead for them (the shard calls it after each
+    /// operation and background step, so an idle partition holds neither).
     pub fn release_reads(&mut self) {
         if let Some(c) = &mut self.cold {
             if !c.cache.is_empty() {
                 c.cache = Default::default();
+            }
+            if c.ahead.get_mut().1.capacity() > 0 {
+                *c.ahead.get_mut() = Default::default();
             }
         }
     }
