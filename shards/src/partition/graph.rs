@@ -212,6 +212,7 @@ impl Partition {
         let Some(h) = self.hnsw.as_mut() else { return false };
         while t0.elapsed() < budget {
             if h.graph.repair_next() {
+                h.recal.note_repair();
                 continue;
             }
             let Some(&id) = h.pending.iter().next() else { return false };

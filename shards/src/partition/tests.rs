@@ -341,3 +341,64 @@ fn deletes_and_updates_are_repaired_in_place_and_rebuild_only_for_growth_or_memo
     }
     assert!(p2.graph_wanted());
 }
+
+/// Real queries recalibrate the graph at most every `recal::EVERY`; repairs
+/// around deleted points make it due sooner, once they changed a tenth of
+/// the graph and `recal::REPAIRED_EVERY` passed, with no new queries.
+#[test]
+fn repairs_of_a_tenth_of_the_graph_make_a_recalibration_due() {
+    use super::recal::{REPAIRED_EVERY, REPAIRED_SHARE};
+    use crate::index::calib;
+    use std::time::Duration;
+    let dim = 16;
+    let mut s = 5u64;
+    let mut unit = || (crate::math::rng::splitmix64(&mut s) >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0;
+    let rows: Vec<Vec<f32>> = (0..3000).map(|_| (0..dim).map(|_| unit()).collect()).collect();
+    let mut p = Partition::new(dim);
+    for (i, v) in rows.iter().enumerate() {
+        p.upsert(i as u64, v, Payload::default());
+    }
+    let mut b = p.ivf_build_start(1, Instant::now());
+    while !p.ivf_build_step(&mut b) {}
+    p.ivf_install(b.finish());
+    let mut g = p.graph_build_start(2);
+    while !p.graph_build_step(&mut g) {}
+    p.graph_install(g.finish());
+    for v in rows.iter().take(calib::MIN_REAL) {
+        let q: Vec<f32> = v.iter().map(|x| x * 0.5 + 0.1).collect();
+        p.remember_query(Metric::L2, &q);
+    }
+    // Recalibrate whatever is due at `now`; which kinds ran.
+    let recal_all = |p: &mut Partition, now: Instant| {
+        let mut ran = Vec::new();
+        while let Some(mut r) = p.recal_start(now) {
+            ran.push(r.kind);
+            while p.recal_step(&mut r) == Some(false) {}
+            p.recal_install(r, now);
+        }
+        ran
+    };
+    let t0 = Instant::now();
+    assert!(recal_all(&mut p, t0).contains(&IndexKind::Hnsw), "the first real queries are due at once");
+    let graph_real = |p: &Partition| p.hnsw.as_ref().unwrap().calibration.real_basis(Metric::L2);
+    assert_eq!(graph_real(&p), Some(calib::MIN_REAL));
+    let later = t0 + REPAIRED_EVERY + Duration::from_secs(1);
+    assert!(recal_all(&mut p, later).is_empty(), "no new queries, no repairs: not due");
+    // Just under a tenth repaired: not due.
+    let tenth = (REPAIRED_SHARE * p.len() as f64).ceil() as u64;
+    let mut next = 0u64;
+    let mut delete_and_repair = |p: &mut Partition, count: u64| {
+        for _ in 0..count {
+            assert!(p.delete(next));
+            next += 3;
+        }
+        while p.graph_extend(Duration::from_secs(1)) {}
+    };
+    delete_and_repair(&mut p, tenth / 2);
+    assert!(recal_all(&mut p, later).is_empty());
+    // A tenth of what is left: due, but not before REPAIRED_EVERY passed.
+    delete_and_repair(&mut p, tenth);
+    assert!(recal_all(&mut p, t0 + REPAIRED_EVERY / 2).is_empty());
+    assert_eq!(recal_all(&mut p, later), vec![IndexKind::Hnsw]);
+    assert!(recal_all(&mut p, later + REPAIRED_EVERY).is_empty(), "the count starts again");
+}
