@@ -9,10 +9,13 @@
 //! answers. The same paced steps first repair the graph around each
 //! tombstone (`Hnsw::repair_next`), which frees its slot for the next
 //! insert: deletes and updates are mended in place, not by rebuilds. A
-//! rebuild comes when the partition has grown by a fifth over the graph's
-//! build (`GROWTH_REBUILD`), or when the graph holds more slots beyond
-//! the partition's points than points (`DEAD_REBUILD`: memory, not
-//! recall, is then the reason).
+//! rebuild comes when the partition has grown over the graph's build by a
+//! fifth while its calibration rests on held-out points
+//! (`GROWTH_REBUILD`: a rebuild is how those are measured afresh) or
+//! doubled once it rests on real queries (`GROWTH_REBUILD_REAL`: smaller
+//! growth only recalibrates it, `recal`), or when the graph holds more
+//! slots beyond the partition's points than points (`DEAD_REBUILD`:
+//! memory, not recall, is then the reason).
 
 use super::{Partition, SearchParams, MIN_POINTS};
 use crate::index::calib::Calibration;
@@ -46,7 +49,7 @@ pub(super) struct HnswState {
     pub(super) pending: HashSet<u64>,
     build_ms: u64,
     /// Live nodes when installed (growth counts against it).
-    built_nodes: usize,
+    pub(super) built_nodes: usize,
     pub(super) recal: super::recal::Mark,
 }
 
@@ -106,9 +109,18 @@ pub(super) fn ivf_unused(graph: &Calibration, ivf: &Calibration) -> bool {
 }
 
 /// Growth of the partition over the nodes the graph was built with that
-/// triggers a rebuild (new points are inserted one by one meanwhile; the
-/// rebuild brings a fresh calibration and arrays sized to the points).
+/// triggers a rebuild while the graph's calibration rests on held-out
+/// points (new points are inserted one by one meanwhile; the rebuild
+/// brings a fresh held-out calibration and arrays sized to the points).
 const GROWTH_REBUILD: f64 = 0.2;
+
+/// The same once the calibration rests on real queries: smaller growth
+/// is measured by recalibrating on them (`recal::GROWN_SHARE`), so under
+/// steady ingest a graph is rebuilt only each time its partition doubles
+/// (the rebuild retrains the graph's 8-bit code ranges on the points as
+/// they are now), not every fifth, each rebuild repeating the inserts
+/// already done with a second graph in memory meanwhile.
+const GROWTH_REBUILD_REAL: f64 = 1.0;
 
 /// Deleted slots per point that trigger a rebuild (slots beyond the
 /// partition's points: those the pending points will not take). Deletes and updates
@@ -145,16 +157,22 @@ impl Partition {
 
     /// Whether the graph should be (re)built now: the IVF index is in and
     /// no build runs, and there is no graph yet, or the partition grew by
-    /// [`GROWTH_REBUILD`] over it, or it holds [`DEAD_REBUILD`] slots per
-    /// point beyond the points (real queries recalibrate it without a
-    /// rebuild).
+    /// [`GROWTH_REBUILD`] over it ([`GROWTH_REBUILD_REAL`] once its
+    /// calibration rests on real queries), or it holds [`DEAD_REBUILD`]
+    /// slots per point beyond the points (real queries recalibrate it
+    /// without a rebuild).
     pub fn graph_wanted(&self) -> bool {
         self.len() >= MIN_POINTS
             && (self.ivf.is_some() || self.hnsw.is_some() || self.ivf_dropped)
             && self.build_dirty.is_none()
             && self.hnsw_build_dirty.is_none()
             && self.hnsw.as_ref().is_none_or(|h| {
-                let grown = self.len() as f64 >= (1.0 + GROWTH_REBUILD) * h.built_nodes.max(1) as f64;
+                let growth = if h.calibration.real.iter().any(|&n| n >= crate::index::calib::MIN_REAL) {
+                    GROWTH_REBUILD_REAL
+                } else {
+                    GROWTH_REBUILD
+                };
+                let grown = self.len() as f64 >= (1.0 + growth) * h.built_nodes.max(1) as f64;
                 // Slots left over once the pending points took theirs.
                 let dead = h.graph.nodes().saturating_sub(self.len());
                 let dead = dead as f64 > DEAD_REBUILD * self.len().max(1) as f64;
@@ -182,7 +200,7 @@ impl Partition {
         pending.iter().for_each(|&id| graph.tombstone(id));
         let built_nodes = graph.live();
         self.installs += 1;
-        let recal = super::recal::Mark::new(self.installs);
+        let recal = super::recal::Mark::new(self.installs, built_nodes);
         self.hnsw = Some(HnswState { graph, calibration, pending, build_ms, built_nodes, recal });
         self.drop_unused_ivf();
     }

@@ -12,8 +12,11 @@
 //! setting -> recall and cost does. Recalibration repeats as queries come
 //! in (at most every [`EVERY`]) so the table follows a drifting stream,
 //! and sooner once repairs changed a tenth of the graph
-//! ([`REPAIRED_SHARE`]): a graph repaired around many deleted or updated
-//! points answers with less recall per `ef` than the one measured.
+//! ([`REPAIRED_SHARE`]: a graph repaired around many deleted or updated
+//! points answers with less recall per `ef` than the one measured) or
+//! inserts grew it by a fifth ([`GROWN_SHARE`]: a bigger graph gives less
+//! recall per `ef`; this replaces a rebuild for growth, see
+//! `graph::GROWTH_REBUILD_REAL`).
 
 use super::graph::IndexKind;
 use super::{Partition, SearchParams};
@@ -35,7 +38,10 @@ const SCAN_ROWS: usize = 512;
 /// unchanged one's: docs/benchmarks.md "Deletes and updates repaired in
 /// place").
 pub const REPAIRED_SHARE: f64 = 0.1;
-/// Least time between two recalibrations that repairs make due.
+/// Growth of the graph's live nodes since the last measurement that makes
+/// a recalibration due before [`EVERY`].
+pub const GROWN_SHARE: f64 = 0.2;
+/// Least time between two recalibrations that repairs or growth make due.
 pub const REPAIRED_EVERY: Duration = Duration::from_secs(10);
 
 /// An index's recalibration record.
@@ -48,11 +54,13 @@ pub struct Mark {
     /// Deleted or updated points the graph was repaired around since it
     /// was last measured.
     repaired: usize,
+    /// Live nodes when it was last measured (built or recalibrated).
+    measured_live: usize,
 }
 
 impl Mark {
-    pub fn new(serial: u64) -> Self {
-        Mark { serial, at: None, repaired: 0 }
+    pub fn new(serial: u64, live: usize) -> Self {
+        Mark { serial, at: None, repaired: 0, measured_live: live }
     }
 
     /// Count a repair of the graph this mark belongs to.
@@ -88,7 +96,8 @@ impl Partition {
     /// on held-out points and enough real queries arrived, or [`EVERY`]
     /// passed and [`NEW_QUERIES`] came since its last recalibration, or
     /// [`REPAIRED_EVERY`] passed and repairs changed [`REPAIRED_SHARE`]
-    /// of it (the reservoir's queries still stand for the stream).
+    /// of it or it grew by [`GROWN_SHARE`] (the reservoir's queries still
+    /// stand for the stream).
     fn recal_due(&self, mark: &Mark, rests_on_real: bool, live: usize, now: Instant) -> bool {
         if self.reservoir.len() < calib::MIN_REAL {
             return false;
@@ -99,8 +108,9 @@ impl Partition {
             Some(at) => {
                 let since = now.saturating_duration_since(at);
                 let queried = since >= EVERY && self.queries_seen >= self.reservoir.len() as u64 + NEW_QUERIES;
-                let repaired = since >= REPAIRED_EVERY && mark.repaired as f64 >= REPAIRED_SHARE * live.max(1) as f64;
-                queried || repaired
+                let changed = mark.repaired as f64 >= REPAIRED_SHARE * live.max(1) as f64
+                    || live as f64 >= (1.0 + GROWN_SHARE) * mark.measured_live.max(1) as f64;
+                queried || (since >= REPAIRED_EVERY && changed)
             }
         }
     }
@@ -111,7 +121,7 @@ impl Partition {
     pub fn recal_start(&mut self, now: Instant) -> Option<Recalibration> {
         let rests = |c: &calib::Calibration| c.real.iter().any(|&n| n >= calib::MIN_REAL);
         let (kind, serial, ladder) = match (&self.hnsw, &self.ivf) {
-            (Some(h), _) if self.recal_due(&h.recal, rests(&h.calibration), h.graph.live(), now) => {
+            (Some(h), _) if self.recal_due(&h.recal, rests(&h.calibration), self.len(), now) => {
                 (IndexKind::Hnsw, h.recal.serial, h.calibration.ladder.clone())
             }
             (_, Some(s)) if self.recal_due(&s.recal, rests(&s.index.calibration), self.len(), now) => {
@@ -119,9 +129,15 @@ impl Partition {
             }
             _ => return None,
         };
-        // Repairs from here on are ones this run may not see.
-        if let (IndexKind::Hnsw, Some(h)) = (kind, self.hnsw.as_mut()) {
-            h.recal.repaired = 0;
+        // Repairs and inserts from here on are ones this run may not see.
+        let live = self.len();
+        let mark = match kind {
+            IndexKind::Hnsw => self.hnsw.as_mut().map(|h| &mut h.recal),
+            IndexKind::Ivf => self.ivf.as_mut().map(|s| &mut s.recal),
+        };
+        if let Some(mark) = mark {
+            mark.repaired = 0;
+            mark.measured_live = live;
         }
         // Later queries replace the sample's with the chance they would
         // have had among the queries since this one.

@@ -344,10 +344,12 @@ fn deletes_and_updates_are_repaired_in_place_and_rebuild_only_for_growth_or_memo
 
 /// Real queries recalibrate the graph at most every `recal::EVERY`; repairs
 /// around deleted points make it due sooner, once they changed a tenth of
-/// the graph and `recal::REPAIRED_EVERY` passed, with no new queries.
+/// the graph and `recal::REPAIRED_EVERY` passed, with no new queries, and
+/// so does growth by a fifth, which no longer rebuilds a graph resting on
+/// real queries until its partition doubled.
 #[test]
-fn repairs_of_a_tenth_of_the_graph_make_a_recalibration_due() {
-    use super::recal::{REPAIRED_EVERY, REPAIRED_SHARE};
+fn repairs_and_growth_make_a_recalibration_due_instead_of_a_rebuild() {
+    use super::recal::{GROWN_SHARE, REPAIRED_EVERY, REPAIRED_SHARE};
     use crate::index::calib;
     use std::time::Duration;
     let dim = 16;
@@ -401,4 +403,29 @@ fn repairs_of_a_tenth_of_the_graph_make_a_recalibration_due() {
     assert!(recal_all(&mut p, t0 + REPAIRED_EVERY / 2).is_empty());
     assert_eq!(recal_all(&mut p, later), vec![IndexKind::Hnsw]);
     assert!(recal_all(&mut p, later + REPAIRED_EVERY).is_empty(), "the count starts again");
+    // Growth: under a fifth since that recalibration, not due; a fifth, due.
+    let measured = p.len();
+    let built = p.hnsw.as_ref().unwrap().built_nodes;
+    let mut id = 1_000_000u64;
+    let mut grow_to = |p: &mut Partition, len: usize| {
+        while p.len() < len {
+            let v: Vec<f32> = (0..dim).map(|_| unit()).collect();
+            p.upsert(id, &v, Payload::default());
+            id += 1;
+        }
+        while p.graph_extend(Duration::from_secs(1)) {}
+    };
+    let t2 = later + 2 * REPAIRED_EVERY;
+    grow_to(&mut p, measured + measured / 10);
+    assert!(recal_all(&mut p, t2).is_empty());
+    grow_to(&mut p, (measured as f64 * (1.0 + GROWN_SHARE)).ceil() as usize);
+    assert_eq!(recal_all(&mut p, t2), vec![IndexKind::Hnsw]);
+    // A fifth over the build wants no rebuild while the table rests on real
+    // queries; twice the build does.
+    grow_to(&mut p, built * 6 / 5 + 1);
+    assert!(!p.graph_wanted());
+    grow_to(&mut p, built * 2 - 1);
+    assert!(!p.graph_wanted());
+    grow_to(&mut p, built * 2);
+    assert!(p.graph_wanted());
 }
