@@ -38,6 +38,11 @@ const EVICT_STEP: usize = 64;
 const TRIM_WRITING: Duration = Duration::from_secs(2);
 /// Longest stretch of graph extension per round (rests included).
 const EXTEND_ROUND: Duration = Duration::from_secs(2);
+/// Points changed during a graph build that may wait as pending when it is
+/// installed (the rest is inserted into the new graph first)...
+const CATCH_UP_LEFT: usize = 256;
+/// ...unless, over this long, the catch-up did not shrink what waits.
+const CATCH_UP_ROUND: Duration = Duration::from_secs(2);
 /// Rest per unit of step time while requests arrive (index work then
 /// takes at most a quarter of the core)...
 const BUSY_REST: u32 = 3;
@@ -75,6 +80,17 @@ impl<'a> Pace<'a> {
         }
         out
     }
+
+    /// Between the steps of a long job (a build, a recalibration), one step
+    /// of inserting the points waiting for an installed graph, so the
+    /// pending set every search scans exactly stays small while the job
+    /// runs (a graph build takes tens of seconds at a ninth of a shard).
+    async fn keep_graphs_current(&mut self) {
+        let node = self.node;
+        if node.with_shard(|s| s.graph_pending()) {
+            self.step(|| node.with_shard(|s| s.graph_extend(EXTEND_STEP))).await;
+        }
+    }
 }
 
 /// Build the HNSW graph of a partition that wants one (after its IVF
@@ -85,12 +101,34 @@ async fn build_graph(node: &Node, seed: u64) -> bool {
     let mut done = Some(false);
     while done == Some(false) {
         done = pace.step(|| node.with_shard(|s| s.graph_build_step(&name, uid, &mut builder))).await;
+        pace.keep_graphs_current().await;
     }
     if done.is_none() {
         return true; // the partition was dropped
     }
     node.metrics.index_builds_total.set(node.metrics.index_builds_total.get() + 1);
-    let built = builder.finish();
+    let mut built = builder.finish();
+    // Catch up with the points written during the build, paced like it,
+    // while that shrinks what waits; the rest is pending after the install.
+    let mut left = usize::MAX;
+    let mut round = Instant::now();
+    loop {
+        let Some(now_left) =
+            pace.step(|| node.with_shard(|s| s.graph_catch_up(&name, uid, &mut built.0, EXTEND_STEP))).await
+        else {
+            return true; // the partition was dropped
+        };
+        if now_left <= CATCH_UP_LEFT {
+            break;
+        }
+        pace.keep_graphs_current().await;
+        if round.elapsed() >= CATCH_UP_ROUND {
+            if now_left >= left {
+                break; // writes come faster than this share inserts them
+            }
+            (left, round) = (now_left, Instant::now());
+        }
+    }
     node.with_shard(|s| s.graph_install(&name, uid, built));
     true
 }
@@ -103,7 +141,7 @@ async fn recalibrate(node: &Node) -> bool {
     let mut pace = Pace::new(node);
     loop {
         match pace.step(|| node.with_shard(|s| s.recal_step(&name, uid, &mut job))).await {
-            Some(false) => {}
+            Some(false) => pace.keep_graphs_current().await,
             Some(true) => break,
             None => return true,
         }
@@ -122,6 +160,7 @@ async fn build_ivf(node: &Node, seed: u64) -> bool {
     let mut done = Some(false);
     while done == Some(false) {
         done = pace.step(|| node.with_shard(|s| s.ivf_build_step(&name, uid, &mut builder))).await;
+        pace.keep_graphs_current().await;
     }
     if done.is_none() {
         return true; // the partition was dropped

@@ -160,6 +160,22 @@ impl Shard {
         Some(done)
     }
 
+    /// One step of bringing a finished graph up to date before its install
+    /// (`Partition::graph_catch_up`): the changes still waiting, `None` if
+    /// its partition is gone or builds no graph.
+    pub fn graph_catch_up(
+        &mut self,
+        name: &str,
+        uid: u64,
+        graph: &mut crate::index::hnsw::Hnsw,
+        budget: std::time::Duration,
+    ) -> Option<usize> {
+        let slot = self.partitions.get_mut(name).filter(|s| s.uid == uid)?;
+        let left = slot.data.graph_catch_up(graph, budget);
+        self.release_reads();
+        left
+    }
+
     pub fn graph_install(
         &mut self,
         name: &str,

@@ -191,8 +191,31 @@ impl Partition {
         b.step(self)
     }
 
+    /// Bring a finished graph up to date, for up to `budget`, with points
+    /// changed since its build started (each: out of the graph, repaired
+    /// around, inserted again as it is now), before it is installed, so the
+    /// installed graph does not start with every point written during the
+    /// build pending (scanned exactly by each search). Returns how many
+    /// changes still wait; `None` if the partition has no build running.
+    pub fn graph_catch_up(&mut self, graph: &mut Hnsw, budget: Duration) -> Option<usize> {
+        let t0 = Instant::now();
+        let dirty = self.hnsw_build_dirty.as_mut()?;
+        while t0.elapsed() < budget {
+            let Some(&id) = dirty.iter().next() else { break };
+            dirty.remove(&id);
+            graph.tombstone(id);
+            while graph.repair_next() {}
+            if let Some(&slot) = self.slot_of.get(&id) {
+                let slot = slot as usize;
+                let row = super::row_at(self.cold.as_ref(), &self.vectors, self.dim, slot);
+                graph.insert(id, row, self.norms[slot]);
+            }
+        }
+        Some(dirty.len())
+    }
+
     /// Install a finished graph; points changed since its build started
-    /// are pending.
+    /// (and not caught up with) are pending.
     pub fn graph_install(&mut self, built: (Hnsw, Calibration, u64)) {
         let (mut graph, mut calibration, build_ms) = built;
         calibration.apply_parts(self.parts);

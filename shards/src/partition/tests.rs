@@ -221,6 +221,7 @@ fn builds_over_rows_changing_under_them_answer_like_an_exact_scan() {
     for i in 0..3000u64 {
         p.upsert(i, &point(i), Payload::default());
     }
+    let qs: Vec<Vec<f32>> = (0..12).map(|i| point(i * 13)).collect();
     // Round r deletes, changes and adds points; ids never repeat across rounds.
     let mut round = 0u64;
     let mut mutate = |p: &mut Partition| {
@@ -253,17 +254,37 @@ fn builds_over_rows_changing_under_them_answer_like_an_exact_scan() {
             mutate(&mut p);
         }
     }
-    p.graph_install(g.finish());
-    let nlist = p.ivf.as_ref().unwrap().index.nlist();
-    let qs: Vec<Vec<f32>> = (0..12).map(|i| point(i * 13)).collect();
-    for metric in [Metric::L2, Metric::Dot, Metric::Cosine] {
-        let params = SearchParams { metric, k: 10, filter: None };
-        let exact: Vec<Vec<u64>> = p.search(&qs, &params).iter().map(|r| ids(r)).collect();
-        let ivf: Vec<Vec<u64>> = p.search_ivf(&qs, &params, nlist).unwrap().iter().map(|r| ids(r)).collect();
-        let graph: Vec<Vec<u64>> = p.search_graph(&qs, &params, p.len()).unwrap().iter().map(|r| ids(r)).collect();
-        assert_eq!(ivf, exact, "{metric:?} through the IVF lists");
-        assert_eq!(graph, exact, "{metric:?} through the graph");
+    let mut built = g.finish();
+    // The same build brought up to date before its install, with more
+    // changes between catch-up steps.
+    let mut caught = p.clone();
+    p.graph_install(built.clone());
+    let check = |p: &Partition, how: &str| {
+        let nlist = p.ivf.as_ref().unwrap().index.nlist();
+        for metric in [Metric::L2, Metric::Dot, Metric::Cosine] {
+            let params = SearchParams { metric, k: 10, filter: None };
+            let exact: Vec<Vec<u64>> = p.search(&qs, &params).iter().map(|r| ids(r)).collect();
+            let ivf: Vec<Vec<u64>> = p.search_ivf(&qs, &params, nlist).unwrap().iter().map(|r| ids(r)).collect();
+            let graph: Vec<Vec<u64>> = p.search_graph(&qs, &params, p.len()).unwrap().iter().map(|r| ids(r)).collect();
+            assert_eq!(ivf, exact, "{metric:?} through the IVF lists ({how})");
+            assert_eq!(graph, exact, "{metric:?} through the graph ({how})");
+        }
+    };
+    check(&p, "installed with the changes pending");
+    assert!(!p.hnsw.as_ref().unwrap().pending.is_empty());
+    mutate(&mut caught);
+    let mut steps = 0;
+    while caught.graph_catch_up(&mut built.0, std::time::Duration::from_micros(300)) != Some(0) {
+        steps += 1;
+        if steps == 2 {
+            mutate(&mut caught);
+        }
     }
+    assert!(steps > 2, "the catch-up took several steps ({steps})");
+    caught.graph_install(built);
+    let h = caught.hnsw.as_ref().unwrap();
+    assert_eq!((h.pending.len(), h.graph.unrepaired(), h.graph.live()), (0, 0, caught.len()));
+    check(&caught, "caught up before the install");
 }
 
 /// Deletes and updates are repaired in place by the indexer's extension
