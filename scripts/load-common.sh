@@ -36,11 +36,12 @@ use_server() {
     "$SERVER_BIN" --bind 127.0.0.1:0 --data-dir "$WORK/data" >"$WORK/server.out" 2>"$WORK/server.err" &
     SERVER_PID=$!
     for _ in $(seq 300); do
-        URL=$(grep -o 'http://[0-9.:]*' "$WORK/server.out" 2>/dev/null | tail -1 || true)
         if grep -q "listening on" "$WORK/server.out" 2>/dev/null; then break; fi
         sleep 0.1
     done
     grep -q "listening on" "$WORK/server.out" || { cat "$WORK/server.err" >&2; echo "the server did not start" >&2; exit 1; }
+    # Read once the line is there (read before, it could still be missing).
+    URL=$(grep "listening on" "$WORK/server.out" | grep -o 'http://[0-9.:]*' | tail -1)
     echo "server: started $("$SERVER_BIN" --version) at $URL (data in $WORK/data; stopped at exit)"
 }
 
