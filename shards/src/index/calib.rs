@@ -150,6 +150,13 @@ impl Calibration {
         }
     }
 
+    /// Whether any metric's table rests on real queries (not on held-out
+    /// points): growth and repairs are then measured by recalibrating on
+    /// them rather than by a rebuild.
+    pub fn rests_on_real(&self) -> bool {
+        self.real.iter().any(|&n| n >= MIN_REAL)
+    }
+
     /// What a metric's recall rests on: `Some(n)` real queries, `None`:
     /// held-out points (discounted).
     pub fn real_basis(&self, metric: Metric) -> Option<usize> {

@@ -167,11 +167,7 @@ impl Partition {
             && self.build_dirty.is_none()
             && self.hnsw_build_dirty.is_none()
             && self.hnsw.as_ref().is_none_or(|h| {
-                let growth = if h.calibration.real.iter().any(|&n| n >= crate::index::calib::MIN_REAL) {
-                    GROWTH_REBUILD_REAL
-                } else {
-                    GROWTH_REBUILD
-                };
+                let growth = if h.calibration.rests_on_real() { GROWTH_REBUILD_REAL } else { GROWTH_REBUILD };
                 let grown = self.len() as f64 >= (1.0 + growth) * h.built_nodes.max(1) as f64;
                 // Slots left over once the pending points took theirs.
                 let dead = h.graph.nodes().saturating_sub(self.len());
@@ -199,19 +195,25 @@ impl Partition {
     /// changes still wait; `None` if the partition has no build running.
     pub fn graph_catch_up(&mut self, graph: &mut Hnsw, budget: Duration) -> Option<usize> {
         let t0 = Instant::now();
-        let dirty = self.hnsw_build_dirty.as_mut()?;
         while t0.elapsed() < budget {
+            let dirty = self.hnsw_build_dirty.as_mut()?;
             let Some(&id) = dirty.iter().next() else { break };
             dirty.remove(&id);
             graph.tombstone(id);
             while graph.repair_next() {}
-            if let Some(&slot) = self.slot_of.get(&id) {
-                let slot = slot as usize;
-                let row = super::row_at(self.cold.as_ref(), &self.vectors, self.dim, slot);
-                graph.insert(id, row, self.norms[slot]);
-            }
+            self.graph_insert_current(graph, id);
         }
-        Some(dirty.len())
+        self.hnsw_build_dirty.as_ref().map(HashSet::len)
+    }
+
+    /// Insert point `id` into `graph` as the partition holds it now
+    /// (nothing if it was deleted meanwhile).
+    fn graph_insert_current(&self, graph: &mut Hnsw, id: u64) {
+        if let Some(&slot) = self.slot_of.get(&id) {
+            let slot = slot as usize;
+            let row = super::row_at(self.cold.as_ref(), &self.vectors, self.dim, slot);
+            graph.insert(id, row, self.norms[slot]);
+        }
     }
 
     /// Install a finished graph; points changed since its build started
@@ -250,21 +252,20 @@ impl Partition {
     /// repairs go first, so re-inserted points take the freed slots.
     pub fn graph_extend(&mut self, budget: Duration) -> bool {
         let t0 = Instant::now();
-        let Some(h) = self.hnsw.as_mut() else { return false };
+        // Out of `self` while it changes, so rows can be read beside it.
+        let Some(mut h) = self.hnsw.take() else { return false };
         while t0.elapsed() < budget {
             if h.graph.repair_next() {
                 h.recal.note_repair();
                 continue;
             }
-            let Some(&id) = h.pending.iter().next() else { return false };
+            let Some(&id) = h.pending.iter().next() else { break };
             h.pending.remove(&id);
-            if let Some(&slot) = self.slot_of.get(&id) {
-                let slot = slot as usize;
-                let row = super::row_at(self.cold.as_ref(), &self.vectors, self.dim, slot);
-                h.graph.insert(id, row, self.norms[slot]);
-            }
+            self.graph_insert_current(&mut h.graph, id);
         }
-        !h.pending.is_empty() || h.graph.unrepaired() > 0
+        let more = !h.pending.is_empty() || h.graph.unrepaired() > 0;
+        self.hnsw = Some(h);
+        more
     }
 
     /// Points waiting to be inserted into the graph, or tombstones to

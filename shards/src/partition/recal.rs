@@ -119,12 +119,11 @@ impl Partition {
     /// compares their costs at the target, so both must rest on the same
     /// queries); `None` if neither is due.
     pub fn recal_start(&mut self, now: Instant) -> Option<Recalibration> {
-        let rests = |c: &calib::Calibration| c.real.iter().any(|&n| n >= calib::MIN_REAL);
         let (kind, serial, ladder) = match (&self.hnsw, &self.ivf) {
-            (Some(h), _) if self.recal_due(&h.recal, rests(&h.calibration), self.len(), now) => {
+            (Some(h), _) if self.recal_due(&h.recal, h.calibration.rests_on_real(), self.len(), now) => {
                 (IndexKind::Hnsw, h.recal.serial, h.calibration.ladder.clone())
             }
-            (_, Some(s)) if self.recal_due(&s.recal, rests(&s.index.calibration), self.len(), now) => {
+            (_, Some(s)) if self.recal_due(&s.recal, s.index.calibration.rests_on_real(), self.len(), now) => {
                 (IndexKind::Ivf, s.recal.serial, s.index.calibration.ladder.clone())
             }
             _ => return None,
