@@ -99,9 +99,10 @@ fn thread_cpu() -> Duration {
 /// handling's 1000, and the reactor polled every [`BACKGROUND_POLL`] while
 /// it runs, so requests arriving meanwhile are not held back.
 pub fn background_queue(shares: usize, name: &str) -> glommio::TaskQueueHandle {
-    glommio::executor().create_task_queue(
-        glommio::Shares::Static(shares),
-        glommio::Latency::Matters(BACKGROUND_POLL),
-        name,
-    )
+    background_queue_with(glommio::Shares::Static(shares), name)
+}
+
+/// [`background_queue`] with shares that may change (the indexer's).
+pub fn background_queue_with(shares: glommio::Shares, name: &str) -> glommio::TaskQueueHandle {
+    glommio::executor().create_task_queue(shares, glommio::Latency::Matters(BACKGROUND_POLL), name)
 }

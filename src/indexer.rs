@@ -17,9 +17,17 @@
 //! shard (a ninth of an ingesting one). (Glommio's shares
 //! alone do not bound it: a request queue that waits on I/O loses its turn
 //! credit, and the background queue runs a step at each of its wake-ups.)
+//! One exception: while more than [`BACKLOG`] points of a shard wait for
+//! its graphs, graph inserts do not rest, the queue gets request
+//! handling's shares (so up to half a busy shard), and they come before
+//! any build or recalibration step. Every search scans the waiting points
+//! exactly, so a ninth of the shard would let fast ingest (1,400 points/s
+//! on 2 shards, docs/benchmarks.md) grow them, and every search's cost,
+//! without end.
 
 use crate::node::Node;
 use aionbd_shards::math::rng::lcg64;
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -50,6 +58,43 @@ const BUSY_REST: u32 = 3;
 /// the shard's first duty, an index is derived data that can catch up, and
 /// during a bulk load most index work is redone as the partition grows.
 const WRITE_REST: u32 = 8;
+/// Points waiting for the graphs of a shard (searched exactly by every
+/// search: ~0.1 ms per search at 384 dims) past which graph inserts take
+/// up to half the shard, ahead of builds and recalibrations: they do not
+/// rest between steps but yield, and the build queue has as many shares as
+/// request handling ([`BACKLOG_SHARES`]).
+const BACKLOG: usize = 1024;
+/// Shares of the build queue while the backlog is past [`BACKLOG`]. A
+/// timed rest would not do: a sleeping queue's timer fires only when the
+/// busy request queue is preempted (every 5 ms), so a 150 µs step per
+/// wake-up got 3 % of a shard whose searches scanned a growing backlog.
+const BACKLOG_SHARES: usize = 1000;
+/// How often glommio reads the build queue's shares.
+const SHARES_PERIOD: Duration = Duration::from_millis(10);
+
+thread_local! {
+    /// Whether this shard's graph backlog is past [`BACKLOG`], as the
+    /// indexer last saw it (one executor per thread: one flag per shard).
+    static BACKLOGGED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The build queue's shares: [`BUILD_SHARES`], or [`BACKLOG_SHARES`] while
+/// graph inserts are behind.
+struct BuildShares;
+
+impl glommio::SharesManager for BuildShares {
+    fn shares(&self) -> usize {
+        if BACKLOGGED.get() {
+            BACKLOG_SHARES
+        } else {
+            BUILD_SHARES
+        }
+    }
+
+    fn adjustment_period(&self) -> Duration {
+        SHARES_PERIOD
+    }
+}
 
 /// Paces background steps against request load.
 struct Pace<'a> {
@@ -81,14 +126,39 @@ impl<'a> Pace<'a> {
         out
     }
 
-    /// Between the steps of a long job (a build, a recalibration), one step
+    /// One step of graph inserts and repairs; `true` if more wait. Past
+    /// [`BACKLOG`] waiting points it only yields, with the queue's shares
+    /// raised to request handling's: every search scans those points
+    /// exactly, so under fast ingest a ninth of the shard would let them
+    /// (and each search's cost) grow without end.
+    async fn extend(&mut self) -> bool {
+        let node = self.node;
+        let backlog = || node.with_shard(|s| s.graph_backlog());
+        if backlog() <= BACKLOG {
+            BACKLOGGED.set(false);
+            return self.step(|| node.with_shard(|s| s.graph_extend(EXTEND_STEP))).await;
+        }
+        BACKLOGGED.set(true);
+        let more = node.with_shard(|s| s.graph_extend(EXTEND_STEP));
+        BACKLOGGED.set(backlog() > BACKLOG);
+        glommio::executor().yield_task_queue_now().await;
+        more
+    }
+
+    /// Between the steps of a long job (a build, a recalibration), a step
     /// of inserting the points waiting for an installed graph, so the
     /// pending set every search scans exactly stays small while the job
-    /// runs (a graph build takes tens of seconds at a ninth of a shard).
+    /// runs (a graph build takes tens of seconds at a ninth of a shard);
+    /// while more than [`BACKLOG`] wait, steps until they no longer do
+    /// (the job waits: it builds for later, the backlog costs every search
+    /// now).
     async fn keep_graphs_current(&mut self) {
         let node = self.node;
-        if node.with_shard(|s| s.graph_pending()) {
-            self.step(|| node.with_shard(|s| s.graph_extend(EXTEND_STEP))).await;
+        while node.with_shard(|s| s.graph_pending()) {
+            self.extend().await;
+            if !BACKLOGGED.get() {
+                break;
+            }
         }
     }
 }
@@ -216,7 +286,7 @@ impl Trims {
 }
 
 pub fn start(node: Rc<Node>, cooldown: Duration) {
-    let queue = crate::background::background_queue(BUILD_SHARES, "ivf-build");
+    let queue = crate::background::background_queue_with(glommio::Shares::Dynamic(Rc::new(BuildShares)), "ivf-build");
     let mut seed = 0x5eed_u64 ^ node.me() as u64;
     let mut trims = Trims::default();
     let mut last_writes = node.metrics.writes_applied();
@@ -238,9 +308,7 @@ pub fn start(node: Rc<Node>, cooldown: Duration) {
                 // Inserts grow the graph's arrays, freeing the smaller ones.
                 trims.grown |= node.with_shard(|s| s.graph_pending());
                 let round_end = Instant::now() + EXTEND_ROUND;
-                while pace.step(|| node.with_shard(|s| s.graph_extend(EXTEND_STEP))).await && Instant::now() < round_end
-                {
-                }
+                while pace.extend().await && Instant::now() < round_end {}
                 // Memory-light mode: rows the graph now holds go to disk
                 // (their memory is handed back with the next trim).
                 while pace.step(|| node.with_shard(|s| s.evict_cold(EVICT_STEP))).await {

@@ -206,6 +206,12 @@ impl Shard {
         self.partitions.values().any(|s| s.data.graph_pending())
     }
 
+    /// Points waiting for their partition's graph (scanned exactly by
+    /// every search) and tombstones waiting for repair, over the shard.
+    pub fn graph_backlog(&self) -> usize {
+        self.partitions.values().map(|s| s.data.graph_backlog()).sum()
+    }
+
     /// One step of a running IVF build; `None` if its partition is gone
     /// (the build is then dropped).
     pub fn ivf_build_step(&mut self, name: &str, uid: u64, b: &mut crate::index::ivf::Builder) -> Option<bool> {

@@ -274,6 +274,11 @@ impl Partition {
         self.hnsw.as_ref().is_some_and(|h| !h.pending.is_empty() || h.graph.unrepaired() > 0)
     }
 
+    /// How many points wait for the graph, and tombstones for repair.
+    pub fn graph_backlog(&self) -> usize {
+        self.hnsw.as_ref().map_or(0, |h| h.pending.len() + h.graph.unrepaired())
+    }
+
     pub fn graph_status(&self) -> Option<HnswStatus> {
         let building = self.hnsw_build_dirty.is_some();
         let h = self.hnsw.as_ref();
