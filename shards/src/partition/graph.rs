@@ -21,9 +21,13 @@ use super::{Partition, SearchParams, MIN_POINTS};
 use crate::index::calib::Calibration;
 use crate::index::hnsw::{GraphBuilder, Hnsw, HnswQuery};
 use crate::math::distance::Metric;
+use crate::math::prefetch;
 use crate::math::topk::{Scored, TopK};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
+
+/// Pending rows prefetched ahead of the one being scored in a search.
+const PENDING_AHEAD: usize = 4;
 
 /// Which index answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -343,8 +347,18 @@ impl Partition {
             Some(_) => h.graph.search(&hq, &passes, exact),
         };
         found.into_iter().for_each(|s| top.push(s));
-        for &id in &h.pending {
-            if let (Some(key), true) = (exact.get(id), passes(id)) {
+        // Pending points in slot order, the rows a few ahead prefetched:
+        // new points sit together at the end of the rows, so this reads
+        // forwards (in the set's hash order every row was a cache miss, and
+        // the pending scan cost more than the walk under steady ingest).
+        let mut slots: Vec<u32> = h.pending.iter().filter_map(|id| self.slot_of.get(id).copied()).collect();
+        slots.sort_unstable();
+        for (i, &slot) in slots.iter().enumerate() {
+            if let (None, Some(&ahead)) = (&self.cold, slots.get(i + PENDING_AHEAD)) {
+                prefetch(self.row(ahead as usize));
+            }
+            let id = self.ids[slot as usize];
+            if let (Some(key), true) = (exact.at(slot as usize), passes(id)) {
                 top.push(Scored { key, id });
             }
         }
