@@ -259,12 +259,37 @@ struct Job {
     exact: Vec<TopK>,
     scanned: usize,
     /// The exact answers, per metric, once the scan is complete.
-    truths: Option<Vec<Vec<u64>>>,
+    truths: Option<Vec<Vec<Scored>>>,
     /// The metric being evaluated (index into `metrics`).
     at: usize,
     rung: usize,
     /// Consecutive rungs that found the whole exact answer.
     streak: u32,
+}
+
+/// Relative tolerance under which two keys are a tie (the exact scan and an
+/// index's re-ranking compute a key with different kernels).
+const TIE: f32 = 1e-4;
+
+/// Count, per rank j, whether `found` holds the exact answer's j-th point
+/// into `hits`; returns whether it holds all of them. A point of `found`
+/// that the exact answer left out but that lies at the same distance as a
+/// missed one (a duplicate vector: among equals the exact answer keeps the
+/// lowest ids, an index any of them) stands in for it: it is as near.
+fn tally(truth: &[Scored], found: &[Scored], hits: &mut [u32; CALIB_K]) -> bool {
+    let mut spare: Vec<f32> = found.iter().filter(|s| !truth.iter().any(|t| t.id == s.id)).map(|s| s.key).collect();
+    let mut all = true;
+    for (j, t) in truth.iter().enumerate() {
+        let tie = |&k: &f32| (k - t.key).abs() <= TIE * (1.0 + t.key.abs());
+        let hit =
+            found.iter().any(|s| s.id == t.id) || spare.iter().position(tie).map(|i| spare.swap_remove(i)).is_some();
+        if hit {
+            hits[j] += 1;
+        } else {
+            all = false;
+        }
+    }
+    all
 }
 
 /// Every this many evaluations (a query under one metric) walks the whole
@@ -397,14 +422,7 @@ impl Calibrator {
         let answers = eval(&CalibQuery { query: &cur.query, metric, me: cur.me, rung: cur.rung, ladder: &self.ladder });
         let hits = &mut self.hits[metric_index(metric)];
         for (found, ns) in answers.into_iter().take(self.ladder.len() - cur.rung) {
-            let mut all = true;
-            for (j, id) in truth.iter().enumerate() {
-                if found.iter().any(|s| s.id == *id) {
-                    hits[cur.rung][j] += 1;
-                } else {
-                    all = false;
-                }
-            }
+            let all = tally(truth, &found, &mut hits[cur.rung]);
             let c = &mut self.cost[cur.rung];
             *c = (c.0 + ns as f64, c.1 + 1);
             cur.rung += 1;
@@ -459,8 +477,7 @@ impl Calibrator {
         }
         for mut cur in self.scanning.drain(..) {
             let tops = std::mem::take(&mut cur.exact);
-            let truths: Vec<Vec<u64>> =
-                tops.into_iter().map(|t| t.into_sorted().into_iter().map(|s| s.id).collect()).collect();
+            let truths: Vec<Vec<Scored>> = tops.into_iter().map(TopK::into_sorted).collect();
             for (t, &m) in truths.iter().zip(&cur.metrics) {
                 self.ranks[metric_index(m)][..t.len()].iter_mut().for_each(|n| *n += 1);
             }
@@ -550,6 +567,26 @@ pub fn spread(candidates: &[usize]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_duplicate_at_the_same_distance_counts_for_the_point_it_ties_with() {
+        let s = |id, key| Scored { key, id };
+        // Exact answer: 1 and 2 are copies of one vector (key 0.5), then 3.
+        let truth = [s(1, 0.5), s(2, 0.5), s(3, 0.7)];
+        let mut hits = [0; CALIB_K];
+        // Another copy (7) found instead of 2: as near, so rank 1 holds.
+        assert!(tally(&truth, &[s(1, 0.5), s(7, 0.5 + 1e-6), s(3, 0.7)], &mut hits));
+        assert_eq!(hits[..3], [1, 1, 1]);
+        // A point farther than the one it replaces does not stand in, and
+        // one stand-in covers one missed rank only.
+        let mut hits = [0; CALIB_K];
+        assert!(!tally(&truth, &[s(7, 0.5), s(8, 0.6), s(9, 0.71)], &mut hits));
+        assert_eq!(hits[..3], [1, 0, 0]);
+        // Ids found: no key needed.
+        let mut hits = [0; CALIB_K];
+        assert!(tally(&truth, &[s(3, 0.0), s(2, 9.0), s(1, 9.0)], &mut hits));
+        assert_eq!(hits[..3], [1, 1, 1]);
+    }
 
     #[test]
     fn rank_weights_are_the_chance_of_holding_more_than_j_of_the_top() {
