@@ -24,9 +24,12 @@ SEARCH_RATE="${4:-200}"
 INGEST_RATE="${5:-400}"
 OUT="${OUT:-load-reports}"
 mkdir -p "$OUT"
-# New points change the true neighbours (the writer re-inserts data vectors
-# under new ids), so recall is measured against the server's exact mode on a
-# sample, never against a ground-truth file.
+# New points change the true neighbours, so recall is measured against the
+# server's exact mode on a sample, never against a ground-truth file. Each
+# new point is a data vector moved by noise (VARY, default 0.5: cosine ~0.9
+# to it, a paraphrase rather than a copy); VARY=0 writes exact copies under
+# new ids, which over a long run stores each vector many times over.
+VARY="${VARY:-0.5}"
 ARGS=()
 skip=0
 for a in "${DATA_ARGS[@]}"; do
@@ -45,7 +48,7 @@ echo "== searches at $SEARCH_RATE/s, no writes, ${IDLE_SECONDS} s"
 "$LOAD" run "${COMMON[@]}" "${SEARCH[@]}" --duration "$IDLE_SECONDS" --json "$OUT/mixed-idle.json" --quiet
 echo "== searches at $SEARCH_RATE/s while upserting $INGEST_RATE points/s, ${SECONDS_EACH} s in $WINDOWS window(s)"
 # Each search run adds its warm-up and start (~3 s) to its window.
-"$LOAD" run "${COMMON[@]}" --workload upsert --id-start 500000000 --rate "$INGEST_RATE" \
+"$LOAD" run "${COMMON[@]}" --workload upsert --id-start 500000000 --vary "$VARY" --rate "$INGEST_RATE" \
     --duration "$((SECONDS_EACH + 4 * WINDOWS + 4))" --json "$OUT/mixed-ingest-writes.json" --quiet &
 WRITER=$!
 sleep 1

@@ -168,6 +168,12 @@ struct RunArgs {
     /// vectors, so preloaded points and searches' truth stay untouched).
     #[arg(long)]
     id_start: Option<u64>,
+    /// Upserted points are data rows moved by Gaussian noise of this size
+    /// (relative to the row's norm; the norm is kept): 0.5 puts a point at
+    /// cosine ~0.9 from its row, a paraphrase rather than a copy. Default 0:
+    /// exact copies of data rows under new ids (what `verify` checks).
+    #[arg(long, default_value_t = 0.0)]
+    vary: f32,
     /// Open loop: requests per second (latency from each request's intended start).
     #[arg(long)]
     rate: Option<f64>,
@@ -291,6 +297,8 @@ struct Plan {
     read_ratio: f64,
     batch: usize,
     id_start: u64,
+    /// `--vary`.
+    vary: f32,
     /// Where acknowledged writes are logged (`--acked-log`).
     acked: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
     limit: usize,
@@ -369,7 +377,7 @@ impl Plan {
             1 => {
                 // New ids (above the data's by default: searches keep their truth).
                 let id = self.id_start + i;
-                let body = format!("{{\"values\":{}}}", floats(self.data.row((i as usize) % rows)));
+                let body = format!("{{\"values\":{}}}", floats(&self.point(id, (i as usize) % rows)));
                 (
                     1,
                     0,
@@ -391,7 +399,7 @@ impl Plan {
                     body.push_str(&format!(
                         "{{\"id\":{},\"values\":{}}}",
                         self.id_start + n,
-                        floats(self.data.row((n as usize) % rows))
+                        floats(&self.point(self.id_start + n, (n as usize) % rows))
                     ));
                 }
                 body.push_str("]}");
@@ -407,6 +415,33 @@ impl Plan {
             }
         }
     }
+}
+
+impl Plan {
+    /// The vector written as point `id`: data row `row`, or with `--vary`
+    /// that row moved by noise seeded by the id ([`varied`]).
+    fn point(&self, id: u64, row: usize) -> std::borrow::Cow<'_, [f32]> {
+        let x = self.data.row(row);
+        if self.vary <= 0.0 {
+            return std::borrow::Cow::Borrowed(x);
+        }
+        std::borrow::Cow::Owned(varied(x, self.vary, id))
+    }
+}
+
+/// `x` plus Gaussian noise of `vary` times its norm (spread over its
+/// dimensions), scaled back to `x`'s norm; the same seed, the same vector.
+fn varied(x: &[f32], vary: f32, seed: u64) -> Vec<f32> {
+    let norm = |v: &[f32]| v.iter().map(|a| a * a).sum::<f32>().sqrt();
+    let n = norm(x);
+    let scale = vary * n / (x.len().max(1) as f32).sqrt();
+    let mut rng = sched::Rng::new(seed ^ 0x7a11_5eed);
+    let mut v: Vec<f32> = x.iter().map(|&a| a + scale * rng.normal() as f32).collect();
+    let m = norm(&v);
+    if m > 0.0 {
+        v.iter_mut().for_each(|a| *a *= n / m);
+    }
+    v
 }
 
 fn floats(v: &[f32]) -> String {
@@ -677,5 +712,24 @@ fn verify(a: &RunArgs, acked: &std::path::Path) -> Result<bool, String> {
             bad.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
         );
         Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::varied;
+
+    #[test]
+    fn a_varied_point_is_a_paraphrase_of_its_row_with_its_norm() {
+        let x: Vec<f32> = (0..384).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
+        let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| p * q).sum::<f32>();
+        let n = dot(&x, &x).sqrt();
+        let v = varied(&x, 0.5, 7);
+        assert!((dot(&v, &v).sqrt() - n).abs() < 1e-3 * n);
+        let cos = dot(&x, &v) / (n * n);
+        // 1 / sqrt(1 + 0.5²) = 0.894, give or take the noise's own spread.
+        assert!((0.85..0.94).contains(&cos), "{cos}");
+        assert_eq!(v, varied(&x, 0.5, 7), "the same seed, the same vector");
+        assert_ne!(v, varied(&x, 0.5, 8));
     }
 }

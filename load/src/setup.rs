@@ -60,6 +60,14 @@ pub(crate) fn prepare(a: &RunArgs) -> Result<Plan, String> {
             wait_index(&mut conn, c)?;
         }
     }
+    if !(a.vary.is_finite() && a.vary >= 0.0) {
+        return Err(format!("--vary must be a number >= 0, got {}", a.vary));
+    }
+    if a.vary > 0.0 && a.acked_log.is_some() {
+        return Err(
+            "--vary writes points that are not data rows, which `verify` compares against: not with --acked-log".into(),
+        );
+    }
     let mut tail = format!(",\"limit\":{},\"metric\":\"{}\"", a.limit, a.metric);
     let mode = match a.mode {
         Mode::Exact => "exact",
@@ -94,6 +102,7 @@ pub(crate) fn prepare(a: &RunArgs) -> Result<Plan, String> {
         read_ratio: a.read_ratio,
         batch: a.batch.max(1),
         id_start: a.id_start.unwrap_or(rows as u64),
+        vary: a.vary,
         acked: match &a.acked_log {
             Some(p) => Some(Mutex::new(std::io::BufWriter::new(
                 std::fs::OpenOptions::new()
