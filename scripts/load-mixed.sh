@@ -15,13 +15,40 @@
 # runs of N seconds, each with its own report (mixed-ingest-01.json, ...)
 # and line, so a drift over an hour of ingest shows; the summary then gives
 # the worst window's p99.
+#
+# After the writes, the indexes are awaited and the searches run alone
+# again (IDLE_SECONDS): the collection then has the size of the last
+# window's, so the summary also gives the last window's p99 against that
+# idle p99 (ingest cost at equal size; the first ratio includes the
+# growth, which over a long run makes each search walk a far bigger
+# graph).
 # shellcheck source=scripts/load-common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/load-common.sh"
-use_server "${1:-}"
-data_args "${2:-}"
 SECONDS_EACH="${3:-20}"
 SEARCH_RATE="${4:-200}"
 INGEST_RATE="${5:-400}"
+# The writer adds SECONDS x INGEST_RATE points to the preloaded ones: a
+# server started here gets a point limit with room for them (an hour at
+# 400/s is 1.44 million, over the default 1,000,000 per collection, past
+# which upserts are refused and the ingest stops); a given server's limit
+# is checked below (not counting the preload: keep room for it).
+NEED_POINTS=$(( SECONDS_EACH * INGEST_RATE * 11 / 10 + 1000000 ))
+export AIONBD_MAX_POINTS_PER_COLLECTION="${AIONBD_MAX_POINTS_PER_COLLECTION:-$NEED_POINTS}"
+use_server "${1:-}"
+data_args "${2:-}"
+LIMIT=$(python3 - "$URL" <<'PY' || true
+import json, sys, urllib.request
+try:
+    print(json.load(urllib.request.urlopen(sys.argv[1] + "/metrics", timeout=5))["max_points_per_collection"])
+except Exception:
+    pass
+PY
+)
+if [ -n "$LIMIT" ] && [ "$LIMIT" -gt 0 ] && [ "$LIMIT" -lt $(( SECONDS_EACH * INGEST_RATE )) ]; then
+    echo "load-mixed: the server refuses points past $LIMIT per collection (limits.max_points_per_collection), \
+fewer than the ${SECONDS_EACH} s x ${INGEST_RATE}/s the writer adds: raise it (AIONBD_MAX_POINTS_PER_COLLECTION) or shorten the run" >&2
+    exit 2
+fi
 OUT="${OUT:-load-reports}"
 mkdir -p "$OUT"
 # New points change the true neighbours, so recall is measured against the
@@ -64,6 +91,16 @@ for w in $(seq "$WINDOWS"); do
     fi
 done
 wait "$WRITER"
+W_OK=$(field "$OUT/mixed-ingest-writes.json" ok)
+W_ALL=$(field "$OUT/mixed-ingest-writes.json" requests)
+if [ "$W_OK" != "$W_ALL" ]; then
+    echo "load-mixed: warning: only $W_OK of $W_ALL upserts were acknowledged (statuses in $OUT/mixed-ingest-writes.json)" >&2
+fi
+LAST="${REPORTS[${#REPORTS[@]}-1]}"
+echo "== waiting for the indexes after the writes"
+"$LOAD" run "${COMMON[@]}" --wait-index --duration 1 --quiet >/dev/null
+echo "== searches at $SEARCH_RATE/s after the writes, no writes, ${IDLE_SECONDS} s"
+"$LOAD" run "${COMMON[@]}" "${SEARCH[@]}" --duration "$IDLE_SECONDS" --json "$OUT/mixed-idle-after.json" --quiet
 # The window with the highest p99 stands for the ingest phase.
 WORST="${REPORTS[0]}"
 for r in "${REPORTS[@]}"; do
@@ -77,3 +114,7 @@ WHICH=""
 echo "load-mixed: search p99 idle $(ms "$IDLE") ms, while ingesting $(field "$OUT/mixed-ingest-writes.json" throughput_per_s) points/s $(ms "$BUSY") ms \
 (x$(python3 -c "print(round($BUSY / max(1, $IDLE), 2))"))$WHICH; p50 $(ms "$(field "$OUT/mixed-idle.json" latency.p50_us)") -> $(ms "$(field "$WORST" latency.p50_us)") ms; \
 recall $(field "$OUT/mixed-idle.json" recall) -> $(field "$WORST" recall) (reports in $OUT)"
+AFTER=$(field "$OUT/mixed-idle-after.json" latency.p99_us)
+LAST_P99=$(field "$LAST" latency.p99_us)
+echo "load-mixed: at the final size, search p99 idle after the writes $(ms "$AFTER") ms, last window under ingest $(ms "$LAST_P99") ms \
+(x$(python3 -c "print(round($LAST_P99 / max(1, $AFTER), 2))")); recall $(field "$OUT/mixed-idle-after.json" recall) -> $(field "$LAST" recall)"

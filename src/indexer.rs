@@ -69,6 +69,11 @@ const BACKLOG: usize = 1024;
 /// busy request queue is preempted (every 5 ms), so a 150 µs step per
 /// wake-up got 3 % of a shard whose searches scanned a growing backlog.
 const BACKLOG_SHARES: usize = 1000;
+/// How long a shard must have applied no write for a graph whose
+/// calibration rests on real queries to be rebuilt for growth
+/// (`shards::partition::graph::GROWTH_REBUILD_REAL`): under steady ingest
+/// it grows by inserts and is recalibrated instead.
+const WRITES_PAUSED: Duration = Duration::from_secs(2);
 /// How often glommio reads the build queue's shares.
 const SHARES_PERIOD: Duration = Duration::from_millis(10);
 
@@ -129,6 +134,14 @@ impl<'a> Pace<'a> {
         out
     }
 
+    /// Run one step, then only yield (no rest, whatever arrived): work that
+    /// every search pays for while it waits (see [`BACKLOG`]).
+    async fn rush<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        let out = f();
+        glommio::executor().yield_task_queue_now().await;
+        out
+    }
+
     /// One step of graph inserts and repairs; `true` if more wait. Past
     /// [`BACKLOG`] waiting points it only yields, with the queue's shares
     /// raised to request handling's: every search scans those points
@@ -142,10 +155,12 @@ impl<'a> Pace<'a> {
             return self.step(|| node.with_shard(|s| s.graph_extend(EXTEND_STEP))).await;
         }
         BACKLOGGED.set(true);
-        let more = node.with_shard(|s| s.graph_extend(EXTEND_STEP));
-        BACKLOGGED.set(backlog() > BACKLOG);
-        glommio::executor().yield_task_queue_now().await;
-        more
+        self.rush(|| {
+            let more = node.with_shard(|s| s.graph_extend(EXTEND_STEP));
+            BACKLOGGED.set(backlog() > BACKLOG);
+            more
+        })
+        .await
     }
 
     /// Between the steps of a long job (a build, a recalibration), a step
@@ -167,9 +182,11 @@ impl<'a> Pace<'a> {
 }
 
 /// Build the HNSW graph of a partition that wants one (after its IVF
-/// index); `false` if none does.
-async fn build_graph(node: &Node, seed: u64) -> bool {
-    let Some((name, uid, mut builder)) = node.with_shard(|s| s.graph_next_build(seed)) else { return false };
+/// index; `writes_paused`: see [`WRITES_PAUSED`]); `false` if none does.
+async fn build_graph(node: &Node, seed: u64, writes_paused: bool) -> bool {
+    let Some((name, uid, mut builder)) = node.with_shard(|s| s.graph_next_build(seed, writes_paused)) else {
+        return false;
+    };
     let mut pace = Pace::new(node);
     let mut done = Some(false);
     while done == Some(false) {
@@ -192,15 +209,9 @@ async fn build_graph(node: &Node, seed: u64) -> bool {
     let mut round = Instant::now();
     let mut behind = true;
     let caught_up = loop {
-        let mut step = || node.with_shard(|s| s.graph_catch_up(&name, uid, &mut built.0, EXTEND_STEP));
-        let now_left = if behind {
-            CATCHING_UP.set(true);
-            let out = step();
-            glommio::executor().yield_task_queue_now().await;
-            out
-        } else {
-            pace.step(step).await
-        };
+        let step = || node.with_shard(|s| s.graph_catch_up(&name, uid, &mut built.0, EXTEND_STEP));
+        CATCHING_UP.set(behind);
+        let now_left = if behind { pace.rush(step).await } else { pace.step(step).await };
         let Some(now_left) = now_left else { break false }; // the partition was dropped
         behind = now_left > BACKLOG;
         CATCHING_UP.set(behind);
@@ -217,7 +228,7 @@ async fn build_graph(node: &Node, seed: u64) -> bool {
     };
     CATCHING_UP.set(false);
     if caught_up {
-        node.with_shard(|s| s.graph_install(&name, uid, built));
+        node.with_shard(|s| s.graph_install(&name, uid, built, Instant::now()));
     }
     true
 }
@@ -309,6 +320,7 @@ pub fn start(node: Rc<Node>, cooldown: Duration) {
     let mut seed = 0x5eed_u64 ^ node.me() as u64;
     let mut trims = Trims::default();
     let mut last_writes = node.metrics.writes_applied();
+    let mut last_write_seen = Instant::now();
     glommio::spawn_local_into(
         async move {
             loop {
@@ -334,13 +346,17 @@ pub fn start(node: Rc<Node>, cooldown: Duration) {
                     trims.grown = true;
                 }
                 let writes = node.metrics.writes_applied();
+                if writes != last_writes {
+                    last_write_seen = Instant::now();
+                }
+                let writes_paused = last_write_seen.elapsed() >= WRITES_PAUSED;
                 let freed = if recalibrate(&node).await {
                     true
                 } else if build_ivf(&node, seed).await {
                     glommio::timer::sleep(cooldown).await;
                     true
                 } else {
-                    build_graph(&node, seed).await
+                    build_graph(&node, seed, writes_paused).await
                 };
                 // While writes go on, the next build follows soon: trim at
                 // most every TRIM_WRITING.

@@ -437,7 +437,7 @@ impl Partition {
         index.calibration.apply_parts(self.parts);
         let dirty = self.build_dirty.take().unwrap_or_default();
         self.installs += 1;
-        self.ivf = Some(IvfState { index, dirty, recal: recal::Mark::new(self.installs, self.len()) });
+        self.ivf = Some(IvfState { index, dirty, recal: recal::Mark::new(self.installs, self.len(), None) });
         self.drop_unused_ivf();
     }
 

@@ -145,9 +145,14 @@ impl Shard {
         Some((name, slot.uid, slot.data.ivf_build_start(seed, now)))
     }
 
-    /// A partition wanting its HNSW graph (re)built, and the builder.
-    pub fn graph_next_build(&mut self, seed: u64) -> Option<(String, u64, crate::index::hnsw::GraphBuilder)> {
-        let (name, slot) = self.partitions.iter_mut().find(|(_, s)| s.data.graph_wanted())?;
+    /// A partition wanting its HNSW graph (re)built, and the builder
+    /// (`writes_paused`: see `Partition::graph_wanted`).
+    pub fn graph_next_build(
+        &mut self,
+        seed: u64,
+        writes_paused: bool,
+    ) -> Option<(String, u64, crate::index::hnsw::GraphBuilder)> {
+        let (name, slot) = self.partitions.iter_mut().find(|(_, s)| s.data.graph_wanted(writes_paused))?;
         Some((name.clone(), slot.uid, slot.data.graph_build_start(seed)))
     }
 
@@ -181,9 +186,10 @@ impl Shard {
         name: &str,
         uid: u64,
         built: (crate::index::hnsw::Hnsw, crate::index::calib::Calibration, u64),
+        now: std::time::Instant,
     ) {
         if let Some(slot) = self.partitions.get_mut(name).filter(|s| s.uid == uid) {
-            slot.data.graph_install(built);
+            slot.data.graph_install(built, now);
         }
     }
 

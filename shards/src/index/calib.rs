@@ -361,12 +361,12 @@ impl Calibrator {
         }
     }
 
-    /// Leave the probe rows out of the exact answers too: the index under
-    /// test holds none of them (HNSW inserts them after calibrating, so its
-    /// sample queries are as unseen as real ones).
-    pub fn hold_out_probes(&mut self, rows: usize) {
-        self.held_out = vec![false; rows];
-        self.probes.iter().for_each(|&r| self.held_out[r] = true);
+    /// Leave the rows marked in `held_out` out of the exact answers: the
+    /// index under test holds none of them (HNSW inserts its probe rows
+    /// after calibrating, so its sample queries are as unseen as real ones,
+    /// and real queries measured on the same graph must not find them).
+    pub fn hold_out(&mut self, held_out: Vec<bool>) {
+        self.held_out = held_out;
     }
 
     /// Admit only the `in_share(row, share)` rows to the exact answers (the

@@ -12,8 +12,8 @@
 //! rebuild comes when the partition has grown over the graph's build by a
 //! fifth while its calibration rests on held-out points
 //! (`GROWTH_REBUILD`: a rebuild is how those are measured afresh) or
-//! doubled once it rests on real queries (`GROWTH_REBUILD_REAL`: smaller
-//! growth only recalibrates it, `recal`), or when the graph holds more
+//! doubled once it rests on real queries and writes have paused
+//! (`GROWTH_REBUILD_REAL`: growth only recalibrates it, `recal`), or when the graph holds more
 //! slots beyond the partition's points than points (`DEAD_REBUILD`:
 //! memory, not recall, is then the reason).
 
@@ -118,12 +118,16 @@ pub(super) fn ivf_unused(graph: &Calibration, ivf: &Calibration) -> bool {
 /// brings a fresh held-out calibration and arrays sized to the points).
 const GROWTH_REBUILD: f64 = 0.2;
 
-/// The same once the calibration rests on real queries: smaller growth
-/// is measured by recalibrating on them (`recal::GROWN_SHARE`), so under
-/// steady ingest a graph is rebuilt only each time its partition doubles
-/// (the rebuild retrains the graph's 8-bit code ranges on the points as
-/// they are now), not every fifth, each rebuild repeating the inserts
-/// already done with a second graph in memory meanwhile.
+/// The same once the calibration rests on real queries, and only once
+/// writes have paused: growth is measured by recalibrating on them
+/// (`recal::GROWN_SHARE`), and the graph grows by inserts as an HNSW
+/// graph is built anyway; a rebuild each time the partition doubles only
+/// retrains the graph's 8-bit code ranges on the points as they are now
+/// and sizes its arrays. Under steady ingest such a rebuild cannot finish:
+/// at 200 points/s per partition, the one that started at 141,000 points
+/// ran for over seven minutes at its paced share while the points written
+/// meanwhile kept ~1,000 points waiting for the graph and searches
+/// slowed (docs/benchmarks.md, "An hour of distinct points").
 const GROWTH_REBUILD_REAL: f64 = 1.0;
 
 /// Deleted slots per point that trigger a rebuild (slots beyond the
@@ -162,17 +166,20 @@ impl Partition {
     /// Whether the graph should be (re)built now: the IVF index is in and
     /// no build runs, and there is no graph yet, or the partition grew by
     /// [`GROWTH_REBUILD`] over it ([`GROWTH_REBUILD_REAL`] once its
-    /// calibration rests on real queries), or it holds [`DEAD_REBUILD`]
-    /// slots per point beyond the points (real queries recalibrate it
-    /// without a rebuild).
-    pub fn graph_wanted(&self) -> bool {
+    /// calibration rests on real queries, and only while `writes_paused`:
+    /// the shard applied no write since the indexer last looked), or it
+    /// holds [`DEAD_REBUILD`] slots per point beyond the points (real
+    /// queries recalibrate it without a rebuild).
+    pub fn graph_wanted(&self, writes_paused: bool) -> bool {
         self.len() >= MIN_POINTS
             && (self.ivf.is_some() || self.hnsw.is_some() || self.ivf_dropped)
             && self.build_dirty.is_none()
             && self.hnsw_build_dirty.is_none()
             && self.hnsw.as_ref().is_none_or(|h| {
-                let growth = if h.calibration.rests_on_real() { GROWTH_REBUILD_REAL } else { GROWTH_REBUILD };
+                let real = h.calibration.rests_on_real();
+                let growth = if real { GROWTH_REBUILD_REAL } else { GROWTH_REBUILD };
                 let grown = self.len() as f64 >= (1.0 + growth) * h.built_nodes.max(1) as f64;
+                let grown = grown && (writes_paused || !real);
                 // Slots left over once the pending points took theirs.
                 let dead = h.graph.nodes().saturating_sub(self.len());
                 let dead = dead as f64 > DEAD_REBUILD * self.len().max(1) as f64;
@@ -180,9 +187,16 @@ impl Partition {
             })
     }
 
+    /// Start a build: copy the ids (each step reads the rows in place),
+    /// track changes from here on, and hand the builder the real queries
+    /// seen, which it measures the new graph on beside its held-out sample
+    /// (later queries then count as new, as after a recalibration).
     pub fn graph_build_start(&mut self, seed: u64) -> GraphBuilder {
         self.hnsw_build_dirty = Some(HashSet::new());
-        GraphBuilder::new(self.ids.clone(), self.dim, self.hnsw_params, seed, Vec::new())
+        if !self.reservoir.is_empty() {
+            self.queries_seen = self.reservoir.len() as u64;
+        }
+        GraphBuilder::new(self.ids.clone(), self.dim, self.hnsw_params, seed, self.reservoir.clone())
     }
 
     /// One bounded step of the running graph build over this partition's
@@ -221,15 +235,17 @@ impl Partition {
     }
 
     /// Install a finished graph; points changed since its build started
-    /// (and not caught up with) are pending.
-    pub fn graph_install(&mut self, built: (Hnsw, Calibration, u64)) {
+    /// (and not caught up with) are pending. A graph its build measured on
+    /// real queries counts as recalibrated `now`.
+    pub fn graph_install(&mut self, built: (Hnsw, Calibration, u64), now: Instant) {
         let (mut graph, mut calibration, build_ms) = built;
         calibration.apply_parts(self.parts);
         let pending = self.hnsw_build_dirty.take().unwrap_or_default();
         pending.iter().for_each(|&id| graph.tombstone(id));
         let built_nodes = graph.live();
         self.installs += 1;
-        let recal = super::recal::Mark::new(self.installs, built_nodes);
+        let measured = calibration.rests_on_real().then_some(now);
+        let recal = super::recal::Mark::new(self.installs, built_nodes, measured);
         self.hnsw = Some(HnswState { graph, calibration, pending, build_ms, built_nodes, recal });
         self.drop_unused_ivf();
     }

@@ -59,8 +59,10 @@ pub struct Mark {
 }
 
 impl Mark {
-    pub fn new(serial: u64, live: usize) -> Self {
-        Mark { serial, at: None, repaired: 0, measured_live: live }
+    /// The mark of install `serial` with `live` points, measured on real
+    /// queries at `at` (`None`: on held-out points only).
+    pub fn new(serial: u64, live: usize, at: Option<Instant>) -> Self {
+        Mark { serial, at, repaired: 0, measured_live: live }
     }
 
     /// Count a repair of the graph this mark belongs to.

@@ -26,16 +26,19 @@ enum Phase {
 
 /// Builds an [`Hnsw`] over a partition's rows in bounded steps:
 /// inserts every row but the calibration sample, calibrates with that
-/// sample (unseen by the graph, like real queries) and the real queries,
-/// then inserts the sample too.
+/// sample (unseen by the graph, like real queries) and, apart, with the
+/// real queries the partition has seen, then inserts the sample too.
 pub struct GraphBuilder {
     rows: Rows,
     params: HnswParams,
     seed: u64,
     graph: Option<Hnsw>,
     held_out: Vec<bool>,
-    /// Unfiltered first, then each filtered share (`FILTER_SHARES`).
+    /// Unfiltered first, then each filtered share (`FILTER_SHARES`), then
+    /// the real queries' if there are any ([`GraphBuilder::new`]).
     calibs: Vec<Calibrator>,
+    /// Whether the last of `calibs` measures real queries.
+    real: bool,
     phase: Phase,
     spent: std::time::Duration,
 }
@@ -45,6 +48,16 @@ pub struct GraphBuilder {
 pub const FILTER_SHARES: [u32; 2] = [10, 50];
 
 impl GraphBuilder {
+    /// A build over the rows of `ids`. `real`: the partition's reservoir
+    /// of real queries, measured apart from the held-out sample (the two
+    /// are not pooled: held-out points overstate real queries' recall, see
+    /// `calib::HELD_OUT_GAP`), and whose figures replace the held-out ones
+    /// for each metric with enough of them (`Calibration::merge_real`), as
+    /// a recalibration of the installed graph would: a rebuild of a graph
+    /// that `auto` already serves on real queries' figures keeps serving
+    /// on them, instead of on discounted held-out figures until a
+    /// recalibration (on a grown partition, those can ask for a beam no
+    /// search under load can afford).
     pub fn new(
         ids: Vec<u64>,
         dim: usize,
@@ -58,15 +71,21 @@ impl GraphBuilder {
         let probes = spread(&all);
         let mut held_out = vec![false; n];
         probes.iter().for_each(|&r| held_out[r] = true);
-        let calibs = std::iter::once(100)
+        let mut calibs: Vec<Calibrator> = std::iter::once(100)
             .chain(FILTER_SHARES)
             .map(|share| {
-                let mut c = Calibrator::new(probes.clone(), real.clone(), EF_LADDER.to_vec());
-                c.hold_out_probes(n);
+                let mut c = Calibrator::new(probes.clone(), Vec::new(), EF_LADDER.to_vec());
+                c.hold_out(held_out.clone());
                 c.admit_share(share);
                 c
             })
             .collect();
+        let has_real = !real.is_empty();
+        if has_real {
+            let mut c = Calibrator::new(Vec::new(), real, EF_LADDER.to_vec());
+            c.hold_out(held_out.clone());
+            calibs.push(c);
+        }
         GraphBuilder {
             rows: Rows::new(ids, dim),
             params,
@@ -74,6 +93,7 @@ impl GraphBuilder {
             graph: None,
             held_out,
             calibs,
+            real: has_real,
             phase: Phase::Insert { next: 0 },
             spent: std::time::Duration::ZERO,
         }
@@ -153,9 +173,14 @@ impl GraphBuilder {
         let mut graph = self.graph.expect("finish after the last step");
         let ids = self.rows.ids;
         graph.rekey(|row| ids[row as usize]);
-        let mut calibs = self.calibs.into_iter().map(|c| (c.share(), c.finish()));
+        let mut calibs = self.calibs;
+        let real = if self.real { calibs.pop().map(Calibrator::finish) } else { None };
+        let mut calibs = calibs.into_iter().map(|c| (c.share(), c.finish()));
         let (_, mut calibration) = calibs.next().expect("the unfiltered calibration");
         calibration.by_share = calibs.collect();
+        if let Some(real) = real {
+            calibration.merge_real(real);
+        }
         (graph, calibration, self.spent.as_millis() as u64)
     }
 }
