@@ -98,6 +98,9 @@ if [ "$W_OK" != "$W_ALL" ]; then
 fi
 LAST="${REPORTS[${#REPORTS[@]}-1]}"
 echo "== waiting for the indexes after the writes"
+# A graph grown under ingest is rebuilt once the shard has seen no write
+# for 2 s (indexer::WRITES_PAUSED): let that start before looking.
+sleep 5
 "$LOAD" run "${COMMON[@]}" --wait-index --duration 1 --quiet >/dev/null
 echo "== searches at $SEARCH_RATE/s after the writes, no writes, ${IDLE_SECONDS} s"
 "$LOAD" run "${COMMON[@]}" "${SEARCH[@]}" --duration "$IDLE_SECONDS" --json "$OUT/mixed-idle-after.json" --quiet
