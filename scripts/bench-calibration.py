@@ -12,7 +12,11 @@ Against a running server (--url), on a corpus in fvecs/ivecs files:
   3. stream: one client sends single top-10 searches (target 0.95) for
              --stream-seconds, cycling over the queries; per 10-second window:
              queries, p50/p99 latency, recall, the basis of the answers;
-  4. learnt: the batches of step 2 again.
+  4. learnt: the batches of step 2 again;
+  5. other metrics: the same batches by dot and by l2, which no query of
+             the stream used: on unit-length vectors the three metrics rank
+             alike, the ground truth holds for all three, and the cosine
+             stream calibrates them too (the basis says so).
 Prints one line per measurement and a last summary line. Standard library
 only. Example (server on 127.0.0.1:8080, 2 shards):
 
@@ -103,7 +107,7 @@ def load(client, name, base, batch):
     print("index: ready %.1f s after the load (%d graph nodes)" % (time.time() - t0, nodes), flush=True)
 
 
-def batches(client, name, queries, truth, label, chunk=250):
+def batches(client, name, queries, truth, label, chunk=250, metric="cosine"):
     """Every query at each target, in batch requests of `chunk` queries."""
     out = {}
     for target in TARGETS:
@@ -112,7 +116,7 @@ def batches(client, name, queries, truth, label, chunk=250):
             body = {
                 "queries": queries[start : start + chunk],
                 "limit": 10,
-                "metric": "cosine",
+                "metric": metric,
                 "mode": "auto",
                 "target_recall": target,
             }
@@ -185,13 +189,16 @@ def main():
     fresh = batches(client, a.collection, queries, truth, "fresh")
     windows = stream(client, a.collection, queries, truth, a.stream_seconds)
     learnt = batches(client, a.collection, queries, truth, "learnt")
+    others = {m: batches(client, a.collection, queries, truth, "learnt, by " + m, metric=m) for m in ("dot", "l2")}
     settled = [w[0] for w in windows[-1]] if windows else []
     worst = max((percentile([x[0] for x in w], 0.99) for w in windows), default=float("nan"))
     print(
-        "summary: fresh %s | learnt %s | stream p99 worst window %.2f ms, last window %.2f ms (x%.2f)"
+        "summary: fresh %s | learnt %s | dot %s | l2 %s | stream p99 worst window %.2f ms, last window %.2f ms (x%.2f)"
         % (
             " ".join("%.2f->%.4f" % (t, fresh[t][0]) for t in TARGETS),
             " ".join("%.2f->%.4f" % (t, learnt[t][0]) for t in TARGETS),
+            " ".join("%.2f->%.4f" % (t, others["dot"][t][0]) for t in TARGETS),
+            " ".join("%.2f->%.4f" % (t, others["l2"][t][0]) for t in TARGETS),
             worst,
             percentile(settled, 0.99),
             worst / percentile(settled, 0.99) if settled else float("nan"),

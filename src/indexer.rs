@@ -208,9 +208,9 @@ async fn build_graph(node: &Node, seed: u64, writes_paused: bool) -> bool {
     let mut left = usize::MAX;
     let mut round = Instant::now();
     let mut behind = true;
+    CATCHING_UP.set(behind);
     let caught_up = loop {
         let step = || node.with_shard(|s| s.graph_catch_up(&name, uid, &mut built.0, EXTEND_STEP));
-        CATCHING_UP.set(behind);
         let now_left = if behind { pace.rush(step).await } else { pace.step(step).await };
         let Some(now_left) = now_left else { break false }; // the partition was dropped
         behind = now_left > BACKLOG;

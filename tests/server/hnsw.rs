@@ -74,11 +74,16 @@ fn four_bit_graphs_meet_targets_and_stay_exact_when_exhaustive() {
     }
 }
 
-/// One batch of `queries` at `target` (auto) and exactly: the recall@10
-/// and `mode/basis` of each answer (the calibration it rests on).
+/// One batch of `queries` at `target` (auto) and exactly, by l2: the
+/// recall@10 and `mode/basis` of each answer (the calibration it rests on).
 fn batch_recall(s: &Server, queries: &[Vec<f32>], target: f64) -> (f64, Vec<String>) {
+    batch_recall_by(s, queries, "l2", target)
+}
+
+/// [`batch_recall`] by `metric`.
+fn batch_recall_by(s: &Server, queries: &[Vec<f32>], metric: &str, target: f64) -> (f64, Vec<String>) {
     let body =
-        |mode: &str| json!({"queries": queries, "metric": "l2", "limit": 10, "mode": mode, "target_recall": target});
+        |mode: &str| json!({"queries": queries, "metric": metric, "limit": 10, "mode": mode, "target_recall": target});
     let exact = s.call("POST", "/collections/c/search/topk/batch", Some(body("exact")), 200);
     let auto = s.call("POST", "/collections/c/search/topk/batch", Some(body("auto")), 200);
     let (mut found, mut bases) = (0, Vec::new());
@@ -150,6 +155,53 @@ fn auto_keeps_its_targets_for_queries_unlike_the_stored_points() {
         std::thread::sleep(Duration::from_millis(200));
     }
     check("after 10k queries", "real_queries");
+}
+
+/// Unit-length points (as embedding models write them): l2, dot and cosine
+/// rank them alike, so a stream of cosine queries calibrates the graph for
+/// all three, and dot and l2 searches, which few queries use, rest on those
+/// real queries too (not on held-out figures) and meet their target.
+#[test]
+fn real_queries_of_one_metric_calibrate_every_metric_on_unit_length_points() {
+    let s = Server::start(2, INDEX_TEST_ENV);
+    let unit = |v: Vec<f32>| -> Vec<f32> {
+        let l = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.into_iter().map(|x| x / l).collect()
+    };
+    let (points, _) = clustered(8_000, 43);
+    let points: Vec<Vec<f32>> = points.into_iter().map(unit).collect();
+    load(&s, "c", &points);
+    let info = wait_graph(&s, "c");
+    for p in info["index"]["partitions"].as_array().unwrap() {
+        assert_eq!(p["hnsw"]["calibration_basis"]["dot"]["basis"], "held_out_points", "{info}");
+    }
+    for chunk in shifted_queries(3_000, points[0].len(), 43, 3).chunks(64) {
+        let body = json!({"queries": chunk, "metric": "cosine", "limit": 10, "mode": "auto", "target_recall": 0.95});
+        s.call("POST", "/collections/c/search/topk/batch", Some(body), 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let v = s.call("GET", "/collections/c", None, 200);
+        let parts = v["index"]["partitions"].as_array().unwrap();
+        let real = |basis: &Value| ["cosine", "dot", "l2"].iter().all(|m| basis[m]["basis"] == "real_queries");
+        // The IVF lists recalibrate after the graph (unless dropped).
+        if parts
+            .iter()
+            .all(|p| real(&p["hnsw"]["calibration_basis"]) && (p["dropped"] == true || real(&p["calibration_basis"])))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "dot and l2 not calibrated on the cosine queries: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let eval = shifted_queries(150, points[0].len(), 43, 4);
+    for metric in ["dot", "l2"] {
+        let (r, bases) = batch_recall_by(&s, &eval, metric, 0.95);
+        eprintln!("unit-length points, {metric} after cosine queries: auto 0.95 recall@10 {r:.4} ({})", bases[0]);
+        assert!(r >= 0.94, "{metric}: auto 0.95 recall@10 {r:.4}");
+        assert!(bases.iter().all(|b| b.ends_with("/real_queries") || b == "exact/-"), "{metric}: {bases:?}");
+        assert!(bases.iter().any(|b| b != "exact/-"), "{metric}: {bases:?}");
+    }
 }
 
 /// Queries between tight clusters: the held-out stored points a build

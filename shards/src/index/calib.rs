@@ -3,8 +3,8 @@
 //!
 //! Calibration runs sample queries (points of the partition, each excluded
 //! from its own answers, and midpoints of pairs of them, for every metric,
-//! plus a reservoir of recent real queries, each for its own metric)
-//! exactly and through the index at every
+//! plus a reservoir of recent real queries, each for its own metric, or
+//! for all three when the rows have unit length) exactly and through the index at every
 //! setting of a ladder (IVF: probe counts; HNSW: beam widths), recording
 //! recall@10 and the time each setting took per query. `auto` then picks
 //! the cheapest setting whose recall clears the target.
@@ -34,6 +34,12 @@ pub const MIN_REAL: usize = 64;
 /// met from the first query, at the price of a wider search until the
 /// first recalibration.
 pub const HELD_OUT_GAP: f32 = 3.0;
+/// How far from 1 a row's length may be for the rows to count as unit
+/// length: l2, dot and cosine then rank points alike for any query
+/// (|q - x|^2 = |q|^2 + 1 - 2 q.x and q.x / |q| both order by q.x), so a
+/// real query of one metric measures the others too. Embedding models'
+/// normalised f32 output is within 1e-6.
+pub const UNIT_NORM_TOL: f32 = 1e-3;
 
 pub fn metric_index(m: Metric) -> usize {
     match m {
@@ -72,6 +78,9 @@ pub struct Calibration {
     /// Real queries behind each metric's recall (0: held-out points only,
     /// which [`HELD_OUT_GAP`] discounts).
     pub real: [usize; 3],
+    /// Whether the rows had unit length, so every real query, whatever its
+    /// metric, was counted for all three ([`UNIT_NORM_TOL`]).
+    pub pooled: bool,
     /// The same measured with only a share of the points admitted (percent,
     /// ascending), as a filter admits them: filtered searches use these.
     pub by_share: Vec<(u32, Calibration)>,
@@ -218,7 +227,12 @@ impl Calibration {
         if any && fresh.cost_ns.len() == self.ladder.len() {
             self.cost_ns = fresh.cost_ns;
         }
-        self.real_queries = self.real.iter().sum();
+        if any {
+            self.pooled = fresh.pooled;
+        }
+        // Pooled, every metric's count is the same queries.
+        self.real_queries =
+            if self.pooled { self.real.iter().copied().max().unwrap_or(0) } else { self.real.iter().sum() };
         self.apply_parts(self.parts);
     }
 
@@ -254,6 +268,8 @@ struct Job {
     q_norm: f32,
     /// Every metric for a sample point, its own for a real query.
     metrics: Vec<Metric>,
+    /// A real query (not a sample point).
+    real: bool,
     /// The query's own row (excluded from its answers), or `usize::MAX`.
     me: usize,
     exact: Vec<TopK>,
@@ -319,10 +335,14 @@ pub struct Calibrator {
     real: Vec<(Metric, Vec<f32>)>,
     ladder: Vec<usize>,
     /// Per metric, rung and rank j: queries whose exact j-th nearest the
-    /// index found.
-    hits: [Vec<[u32; CALIB_K]>; 3],
-    /// Per metric and rank j: queries whose exact answer has a j-th point.
-    ranks: [[u32; CALIB_K]; 3],
+    /// index found; `[0]`: sample points, `[1]`: real queries (kept apart
+    /// so that unit-length rows can count real queries for every metric).
+    hits: [[Vec<[u32; CALIB_K]>; 3]; 2],
+    /// Per metric and rank j: queries whose exact answer has a j-th point
+    /// (`[0]` sample points, `[1]` real queries).
+    ranks: [[[u32; CALIB_K]; 3]; 2],
+    /// Whether every row scanned so far had unit length.
+    unit: bool,
     cost: Vec<(f64, u32)>,
     /// Jobs made so far (the next one's number).
     job: usize,
@@ -347,8 +367,9 @@ impl Calibrator {
             held_out: Vec::new(),
             share: 100,
             done: false,
-            hits: std::array::from_fn(|_| vec![[0; CALIB_K]; ladder.len()]),
-            ranks: [[0; CALIB_K]; 3],
+            hits: std::array::from_fn(|_| std::array::from_fn(|_| vec![[0; CALIB_K]; ladder.len()])),
+            ranks: [[[0; CALIB_K]; 3]; 2],
+            unit: true,
             cost: vec![(0.0, 0); ladder.len()],
             probes,
             real,
@@ -420,7 +441,7 @@ impl Calibrator {
         let truths = cur.truths.as_ref().expect("scanned");
         let (metric, truth) = (cur.metrics[cur.at], &truths[cur.at]);
         let answers = eval(&CalibQuery { query: &cur.query, metric, me: cur.me, rung: cur.rung, ladder: &self.ladder });
-        let hits = &mut self.hits[metric_index(metric)];
+        let hits = &mut self.hits[cur.real as usize][metric_index(metric)];
         for (found, ns) in answers.into_iter().take(self.ladder.len() - cur.rung) {
             let all = tally(truth, &found, &mut hits[cur.rung]);
             let c = &mut self.cost[cur.rung];
@@ -461,6 +482,7 @@ impl Calibrator {
                 continue;
             }
             let (row, norm, id) = (rows.row_at(r), rows.norm_at(r), rows.answer_id(r));
+            self.unit &= (norm - 1.0).abs() <= UNIT_NORM_TOL;
             for cur in self.scanning.iter_mut().filter(|c| c.me != r) {
                 let d = dot(&cur.query, row);
                 for (top, &m) in cur.exact.iter_mut().zip(&cur.metrics) {
@@ -479,7 +501,7 @@ impl Calibrator {
             let tops = std::mem::take(&mut cur.exact);
             let truths: Vec<Vec<Scored>> = tops.into_iter().map(TopK::into_sorted).collect();
             for (t, &m) in truths.iter().zip(&cur.metrics) {
-                self.ranks[metric_index(m)][..t.len()].iter_mut().for_each(|n| *n += 1);
+                self.ranks[cur.real as usize][metric_index(m)][..t.len()].iter_mut().for_each(|n| *n += 1);
             }
             cur.truths = Some(truths);
             self.scanned.push_back(Box::new(cur));
@@ -489,7 +511,7 @@ impl Calibrator {
     /// Job `job`: sample point `job` under every metric, then the real
     /// queries, each under its own; `None` once all are done.
     fn next_job<R: CalibRows + ?Sized>(&mut self, rows: &R) -> Option<Box<Job>> {
-        let (query, metrics, me) = if self.job < self.probes.len() {
+        let (query, metrics, me, real) = if self.job < self.probes.len() {
             let r = self.probes[self.job];
             let mut query = rows.row_at(r).to_vec();
             // Every other sample query is the midpoint of two sample points:
@@ -500,10 +522,10 @@ impl Calibrator {
                 let other = rows.row_at(self.probes[self.job - 1]);
                 query.iter_mut().zip(other).for_each(|(q, o)| *q = 0.5 * (*q + *o));
             }
-            (query, METRICS.to_vec(), r)
+            (query, METRICS.to_vec(), r, false)
         } else {
             let (m, q) = self.real.get(self.job - self.probes.len())?;
-            (q.clone(), vec![*m], usize::MAX)
+            (q.clone(), vec![*m], usize::MAX, true)
         };
         self.job += 1;
         let q_norm = norm(&query);
@@ -512,6 +534,7 @@ impl Calibrator {
             q_norm,
             exact: metrics.iter().map(|_| TopK::new(CALIB_K)).collect(),
             metrics,
+            real,
             me,
             scanned: 0,
             truths: None,
@@ -541,14 +564,38 @@ impl Calibrator {
         for i in (0..cost_ns.len().saturating_sub(1)).rev() {
             cost_ns[i] = cost_ns[i].min(cost_ns[i + 1]);
         }
-        let mut c = Calibration { ladder: self.ladder, cost_ns, real_queries: self.real.len(), ..Default::default() };
+        // Unit-length rows: the three metrics rank alike, so every real
+        // query measured the index for all of them (its own metric's walk
+        // differs from theirs only by the codes' rounding).
+        let pooled = self.unit && !self.real.is_empty();
+        let mut c =
+            Calibration { ladder: self.ladder, cost_ns, real_queries: self.real.len(), pooled, ..Default::default() };
+        let [probe_hits, real_hits] = &self.hits;
+        let [probe_ranks, real_ranks] = &self.ranks;
+        let sum_metrics = |m: usize| -> Vec<usize> {
+            if pooled {
+                vec![0, 1, 2]
+            } else {
+                vec![m]
+            }
+        };
         for (m, metric) in METRICS.into_iter().enumerate() {
-            c.real[m] = self.real.iter().filter(|(rm, _)| *rm == metric).count();
+            let from = sum_metrics(m);
+            c.real[m] = if pooled { self.real.len() } else { self.real.iter().filter(|(rm, _)| *rm == metric).count() };
             c.samples[m] = self.probes.len() + c.real[m];
-            let ranks = self.ranks[m];
-            c.by_rank[m] = self.hits[m]
-                .iter()
-                .map(|h| std::array::from_fn(|j| if ranks[j] == 0 { 1.0 } else { h[j] as f32 / ranks[j] as f32 }))
+            let ranks: [u32; CALIB_K] =
+                std::array::from_fn(|j| probe_ranks[m][j] + from.iter().map(|&f| real_ranks[f][j]).sum::<u32>());
+            c.by_rank[m] = (0..c.ladder.len())
+                .map(|i| {
+                    std::array::from_fn(|j| {
+                        let h = probe_hits[m][i][j] + from.iter().map(|&f| real_hits[f][i][j]).sum::<u32>();
+                        if ranks[j] == 0 {
+                            1.0
+                        } else {
+                            h as f32 / ranks[j] as f32
+                        }
+                    })
+                })
                 .collect();
         }
         c.apply_parts(1);
@@ -640,6 +687,59 @@ mod tests {
         assert_eq!(c.choose(Metric::Cosine, 0.95).map(|x| x.0), Some(32));
         assert_eq!(c.real_basis(Metric::Cosine), None);
         assert_eq!(c.cost_ns, vec![3.0, 5.0], "costs measured on real queries");
+    }
+
+    /// On unit-length rows a real query of one metric counts for all
+    /// three (they rank alike); otherwise only for its own.
+    #[test]
+    fn real_queries_count_for_every_metric_on_unit_length_rows() {
+        let (n, dim) = (200usize, 8usize);
+        let mut s = 3u64;
+        let mut raw: Vec<f32> = (0..n * dim).map(|_| (splitmix64(&mut s) % 1000) as f32 / 500.0 - 1.0).collect();
+        raw.chunks_mut(dim).for_each(|r| {
+            let l = norm(r);
+            r.iter_mut().for_each(|x| *x /= l);
+        });
+        let real: Vec<(Metric, Vec<f32>)> = (0..MIN_REAL)
+            .map(|i| (Metric::Cosine, raw[i * dim..(i + 1) * dim].iter().map(|x| x * 3.0).collect()))
+            .collect();
+        let measure = |data: Vec<f32>| {
+            let dense = Dense::new(data, dim);
+            let rows = Rows::new((0..n as u64).collect(), dim);
+            let rows = rows.at(&dense);
+            let mut cal = Calibrator::new(Vec::new(), real.clone(), vec![1, 2]);
+            // An index that misses the 10th nearest point at the first rung.
+            while !cal.step(&rows, 1000, |q: &CalibQuery| {
+                let mut top = TopK::new(CALIB_K);
+                for r in 0..n {
+                    let d = (kernels().dot)(q.query, rows.row(r));
+                    top.push(Scored { key: key_from_dot(q.metric, d, norm(q.query), rows.norm(r)), id: r as u64 });
+                }
+                let found = top.into_sorted();
+                (q.rung..q.ladder.len()).map(|rung| (found[..CALIB_K - (rung == 0) as usize].to_vec(), 1.0)).collect()
+            }) {}
+            cal.finish()
+        };
+        let c = measure(raw.clone());
+        assert!(c.pooled);
+        assert_eq!(c.real, [MIN_REAL; 3]);
+        assert_eq!((c.real_queries, c.samples), (MIN_REAL, [MIN_REAL; 3]));
+        for m in [Metric::L2, Metric::Dot, Metric::Cosine] {
+            assert_eq!(c.real_basis(m), Some(MIN_REAL));
+            assert!((c.recall_at(m, 1) - 0.9).abs() < 1e-6 && c.recall_at(m, 2) == 1.0, "{m:?}: {:?}", c.recall);
+        }
+        // Rows of length 2: only cosine was measured on real queries.
+        let c = measure(raw.iter().map(|x| x * 2.0).collect());
+        assert!(!c.pooled);
+        assert_eq!(c.real, [0, 0, MIN_REAL]);
+        assert_eq!(c.real_basis(Metric::Dot), None);
+        // Merged into a table that rests on nothing real, only cosine moves.
+        let mut base = Calibration { ladder: vec![1, 2], samples: [64; 3], ..Default::default() };
+        base.by_rank = std::array::from_fn(|_| vec![[0.5; CALIB_K]; 2]);
+        base.merge_real(c);
+        assert_eq!((base.real, base.real_queries), ([0, 0, MIN_REAL], MIN_REAL));
+        base.merge_real(measure(raw.clone()));
+        assert_eq!((base.real, base.real_queries, base.pooled), ([MIN_REAL; 3], MIN_REAL, true));
     }
 
     /// A calibration of an index that always finds the exact answer runs

@@ -34,11 +34,11 @@ pub struct GraphBuilder {
     seed: u64,
     graph: Option<Hnsw>,
     held_out: Vec<bool>,
-    /// Unfiltered first, then each filtered share (`FILTER_SHARES`), then
-    /// the real queries' if there are any ([`GraphBuilder::new`]).
+    /// Unfiltered first, then each filtered share (`FILTER_SHARES`).
     calibs: Vec<Calibrator>,
-    /// Whether the last of `calibs` measures real queries.
-    real: bool,
+    /// The real queries' calibration, if there are any
+    /// ([`GraphBuilder::new`]).
+    real: Option<Calibrator>,
     phase: Phase,
     spent: std::time::Duration,
 }
@@ -71,7 +71,7 @@ impl GraphBuilder {
         let probes = spread(&all);
         let mut held_out = vec![false; n];
         probes.iter().for_each(|&r| held_out[r] = true);
-        let mut calibs: Vec<Calibrator> = std::iter::once(100)
+        let calibs: Vec<Calibrator> = std::iter::once(100)
             .chain(FILTER_SHARES)
             .map(|share| {
                 let mut c = Calibrator::new(probes.clone(), Vec::new(), EF_LADDER.to_vec());
@@ -80,12 +80,11 @@ impl GraphBuilder {
                 c
             })
             .collect();
-        let has_real = !real.is_empty();
-        if has_real {
+        let real = (!real.is_empty()).then(|| {
             let mut c = Calibrator::new(Vec::new(), real, EF_LADDER.to_vec());
             c.hold_out(held_out.clone());
-            calibs.push(c);
-        }
+            c
+        });
         GraphBuilder {
             rows: Rows::new(ids, dim),
             params,
@@ -93,7 +92,7 @@ impl GraphBuilder {
             graph: None,
             held_out,
             calibs,
-            real: has_real,
+            real,
             phase: Phase::Insert { next: 0 },
             spent: std::time::Duration::ZERO,
         }
@@ -133,7 +132,7 @@ impl GraphBuilder {
             Phase::Calibrate => {
                 let g = &*graph;
                 // The first calibration not done yet (each returns done once).
-                let Some(calib) = self.calibs.iter_mut().find(|c| !c.is_done()) else {
+                let Some(calib) = self.calibs.iter_mut().chain(self.real.as_mut()).find(|c| !c.is_done()) else {
                     self.phase = Phase::InsertProbes { next: 0 };
                     return false;
                 };
@@ -173,13 +172,11 @@ impl GraphBuilder {
         let mut graph = self.graph.expect("finish after the last step");
         let ids = self.rows.ids;
         graph.rekey(|row| ids[row as usize]);
-        let mut calibs = self.calibs;
-        let real = if self.real { calibs.pop().map(Calibrator::finish) } else { None };
-        let mut calibs = calibs.into_iter().map(|c| (c.share(), c.finish()));
+        let mut calibs = self.calibs.into_iter().map(|c| (c.share(), c.finish()));
         let (_, mut calibration) = calibs.next().expect("the unfiltered calibration");
         calibration.by_share = calibs.collect();
-        if let Some(real) = real {
-            calibration.merge_real(real);
+        if let Some(real) = self.real {
+            calibration.merge_real(real.finish());
         }
         (graph, calibration, self.spent.as_millis() as u64)
     }
