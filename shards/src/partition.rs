@@ -3,6 +3,7 @@
 //! scan streams memory linearly. Everything here is synchronous and owned by
 //! one shard; nothing is shared across threads.
 
+use crate::index::calib::{metric_index, RealQueries};
 use crate::index::ivf::{Builder, Ivf, IvfQuery, MIN_POINTS};
 use crate::math::aligned::AlignedF32;
 use crate::math::distance::{kernels, Kernels, Metric};
@@ -41,8 +42,10 @@ pub struct Partition {
     changes_seen: usize,
     /// A sample (reservoir) of real queries, for calibration: uniform
     /// over the queries since the last recalibration and the sample it
-    /// used, so it follows a query stream that drifts.
-    reservoir: Vec<(Metric, Vec<f32>)>,
+    /// used, so it follows a query stream that drifts; and every metric
+    /// the partition has been queried with (each query is measured under
+    /// all of them).
+    reservoir: RealQueries,
     /// Queries offered to the reservoir since the last recalibration
     /// (plus the reservoir's size then).
     queries_seen: u64,
@@ -225,7 +228,7 @@ impl Partition {
             build_dirty: None,
             changes: 0,
             changes_seen: 0,
-            reservoir: Vec::new(),
+            reservoir: RealQueries::default(),
             queries_seen: 0,
             installs: 0,
             ivf_dropped: false,
@@ -391,13 +394,15 @@ impl Partition {
     /// sampling keeps a uniform sample of the queries seen.
     pub fn remember_query(&mut self, metric: Metric, q: &[f32]) {
         self.queries_seen += 1;
-        if self.reservoir.len() < RESERVOIR {
-            self.reservoir.push((metric, q.to_vec()));
+        self.reservoir.metrics[metric_index(metric)] = true;
+        let queries = &mut self.reservoir.queries;
+        if queries.len() < RESERVOIR {
+            queries.push((metric, q.to_vec()));
             return;
         }
         let j = (mix64_short(self.queries_seen) % self.queries_seen) as usize;
         if j < RESERVOIR {
-            self.reservoir[j] = (metric, q.to_vec());
+            queries[j] = (metric, q.to_vec());
         }
     }
 
@@ -423,7 +428,7 @@ impl Partition {
         self.build_dirty = Some(HashSet::new());
         self.changes = 0;
         self.changes_seen = 0;
-        Builder::new(self.ids.clone(), self.dim, seed, Vec::new())
+        Builder::new(self.ids.clone(), self.dim, seed, RealQueries::default())
     }
 
     /// One bounded step of the running build over this partition's rows;

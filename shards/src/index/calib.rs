@@ -3,8 +3,8 @@
 //!
 //! Calibration runs sample queries (points of the partition, each excluded
 //! from its own answers, and midpoints of pairs of them, for every metric,
-//! plus a reservoir of recent real queries, each for its own metric, or
-//! for all three when the rows have unit length) exactly and through the index at every
+//! plus a reservoir of recent real queries, each under every metric the
+//! partition is queried with, see [`RealQueries`]) exactly and through the index at every
 //! setting of a ladder (IVF: probe counts; HNSW: beam widths), recording
 //! recall@10 and the time each setting took per query. `auto` then picks
 //! the cheapest setting whose recall clears the target.
@@ -51,6 +51,33 @@ pub fn metric_index(m: Metric) -> usize {
 
 const METRICS: [Metric; 3] = [Metric::L2, Metric::Dot, Metric::Cosine];
 
+/// The real queries a calibration measures: a partition's reservoir of
+/// them, each with the metric it asked for, and the metrics the partition
+/// has been queried with. Each query is measured under every one of those
+/// metrics, so a metric that few queries use (a monitor's `dot` searches
+/// beside a `cosine` load) rests on the busy metric's real queries rather
+/// than on held-out points, whose figures go stale as the graph grows and
+/// whose discount, on a large partition, can leave no setting but an
+/// exact scan. On rows of unit length the three metrics rank points alike
+/// ([`UNIT_NORM_TOL`]): each query then runs under its own metric only and
+/// counts for all three.
+#[derive(Clone, Debug, Default)]
+pub struct RealQueries {
+    pub queries: Vec<(Metric, Vec<f32>)>,
+    /// Metrics queried (l2, dot, cosine, as [`metric_index`]).
+    pub metrics: [bool; 3],
+}
+
+impl RealQueries {
+    pub fn len(&self) -> usize {
+        self.queries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queries.is_empty()
+    }
+}
+
 /// A calibration as rows: (setting, [recall l2, dot, cosine], ns per query).
 pub type CalibTable = Vec<(usize, [f32; 3], f32)>;
 
@@ -71,16 +98,14 @@ pub struct Calibration {
     /// Mean nanoseconds per query at each setting (all metrics).
     pub cost_ns: Vec<f32>,
     /// Queries the recall was measured over, per metric: collection points
-    /// for every metric, plus the recent real queries of that metric.
+    /// for every metric, plus the real queries measured under it.
     pub samples: [usize; 3],
-    /// How many of those were real queries (all metrics).
+    /// Real queries the last calibration on them ran (whatever metric each
+    /// asked for).
     pub real_queries: usize,
     /// Real queries behind each metric's recall (0: held-out points only,
-    /// which [`HELD_OUT_GAP`] discounts).
+    /// which [`HELD_OUT_GAP`] discounts); see [`RealQueries`].
     pub real: [usize; 3],
-    /// Whether the rows had unit length, so every real query, whatever its
-    /// metric, was counted for all three ([`UNIT_NORM_TOL`]).
-    pub pooled: bool,
     /// The same measured with only a share of the points admitted (percent,
     /// ascending), as a filter admits them: filtered searches use these.
     pub by_share: Vec<(u32, Calibration)>,
@@ -228,11 +253,8 @@ impl Calibration {
             self.cost_ns = fresh.cost_ns;
         }
         if any {
-            self.pooled = fresh.pooled;
+            self.real_queries = fresh.real_queries;
         }
-        // Pooled, every metric's count is the same queries.
-        self.real_queries =
-            if self.pooled { self.real.iter().copied().max().unwrap_or(0) } else { self.real.iter().sum() };
         self.apply_parts(self.parts);
     }
 
@@ -266,7 +288,9 @@ pub trait CalibRows {
 struct Job {
     query: Vec<f32>,
     q_norm: f32,
-    /// Every metric for a sample point, its own for a real query.
+    /// Every metric for a sample point; for a real query its own first,
+    /// then the others the partition is queried with (only its own once
+    /// the rows turn out to have unit length).
     metrics: Vec<Metric>,
     /// A real query (not a sample point).
     real: bool,
@@ -332,7 +356,10 @@ pub struct Calibrator {
     /// Percent of rows admitted (`in_share`), as a filter would.
     share: u32,
     done: bool,
-    real: Vec<(Metric, Vec<f32>)>,
+    real: RealQueries,
+    /// Per metric: real queries whose exact answer under it is known
+    /// (measured under it).
+    real_evals: [usize; 3],
     ladder: Vec<usize>,
     /// Per metric, rung and rank j: queries whose exact j-th nearest the
     /// index found; `[0]`: sample points, `[1]`: real queries (kept apart
@@ -362,7 +389,7 @@ const SCAN_BATCH: usize = 16;
 
 impl Calibrator {
     /// Calibrate `ladder` with the rows `probes` and the real queries `real`.
-    pub fn new(probes: Vec<usize>, real: Vec<(Metric, Vec<f32>)>, ladder: Vec<usize>) -> Calibrator {
+    pub fn new(probes: Vec<usize>, real: RealQueries, ladder: Vec<usize>) -> Calibrator {
         Calibrator {
             held_out: Vec::new(),
             share: 100,
@@ -373,6 +400,7 @@ impl Calibrator {
             cost: vec![(0.0, 0); ladder.len()],
             probes,
             real,
+            real_evals: [0; 3],
             ladder,
             job: 0,
             evals: 0,
@@ -499,9 +527,17 @@ impl Calibrator {
         }
         for mut cur in self.scanning.drain(..) {
             let tops = std::mem::take(&mut cur.exact);
-            let truths: Vec<Vec<Scored>> = tops.into_iter().map(TopK::into_sorted).collect();
+            let mut truths: Vec<Vec<Scored>> = tops.into_iter().map(TopK::into_sorted).collect();
+            if cur.real && self.unit {
+                // Unit-length rows: its own metric measures the others.
+                cur.metrics.truncate(1);
+                truths.truncate(1);
+            }
             for (t, &m) in truths.iter().zip(&cur.metrics) {
                 self.ranks[cur.real as usize][metric_index(m)][..t.len()].iter_mut().for_each(|n| *n += 1);
+                if cur.real {
+                    self.real_evals[metric_index(m)] += 1;
+                }
             }
             cur.truths = Some(truths);
             self.scanned.push_back(Box::new(cur));
@@ -524,8 +560,9 @@ impl Calibrator {
             }
             (query, METRICS.to_vec(), r, false)
         } else {
-            let (m, q) = self.real.get(self.job - self.probes.len())?;
-            (q.clone(), vec![*m], usize::MAX, true)
+            let (m, q) = self.real.queries.get(self.job - self.probes.len())?;
+            let others = METRICS.into_iter().filter(|o| o != m && self.real.metrics[metric_index(*o)]);
+            (q.clone(), std::iter::once(*m).chain(others).collect(), usize::MAX, true)
         };
         self.job += 1;
         let q_norm = norm(&query);
@@ -568,20 +605,13 @@ impl Calibrator {
         // query measured the index for all of them (its own metric's walk
         // differs from theirs only by the codes' rounding).
         let pooled = self.unit && !self.real.is_empty();
-        let mut c =
-            Calibration { ladder: self.ladder, cost_ns, real_queries: self.real.len(), pooled, ..Default::default() };
+        let mut c = Calibration { ladder: self.ladder, cost_ns, real_queries: self.real.len(), ..Default::default() };
         let [probe_hits, real_hits] = &self.hits;
         let [probe_ranks, real_ranks] = &self.ranks;
-        let sum_metrics = |m: usize| -> Vec<usize> {
-            if pooled {
-                vec![0, 1, 2]
-            } else {
-                vec![m]
-            }
-        };
-        for (m, metric) in METRICS.into_iter().enumerate() {
-            let from = sum_metrics(m);
-            c.real[m] = if pooled { self.real.len() } else { self.real.iter().filter(|(rm, _)| *rm == metric).count() };
+        for m in 0..METRICS.len() {
+            // The metrics whose real-query evaluations count for `m`.
+            let from: &[usize] = if pooled { &[0, 1, 2] } else { std::slice::from_ref(&m) };
+            c.real[m] = if pooled { self.real.len() } else { self.real_evals[m] };
             c.samples[m] = self.probes.len() + c.real[m];
             let ranks: [u32; CALIB_K] =
                 std::array::from_fn(|j| probe_ranks[m][j] + from.iter().map(|&f| real_ranks[f][j]).sum::<u32>());
@@ -689,10 +719,11 @@ mod tests {
         assert_eq!(c.cost_ns, vec![3.0, 5.0], "costs measured on real queries");
     }
 
-    /// On unit-length rows a real query of one metric counts for all
-    /// three (they rank alike); otherwise only for its own.
+    /// Real queries are measured under every metric the partition is
+    /// queried with; on unit-length rows (the metrics rank alike) under
+    /// their own only, counting for all three.
     #[test]
-    fn real_queries_count_for_every_metric_on_unit_length_rows() {
+    fn real_queries_measure_every_metric_queried() {
         let (n, dim) = (200usize, 8usize);
         let mut s = 3u64;
         let mut raw: Vec<f32> = (0..n * dim).map(|_| (splitmix64(&mut s) % 1000) as f32 / 500.0 - 1.0).collect();
@@ -700,46 +731,61 @@ mod tests {
             let l = norm(r);
             r.iter_mut().for_each(|x| *x /= l);
         });
-        let real: Vec<(Metric, Vec<f32>)> = (0..MIN_REAL)
+        let queries: Vec<(Metric, Vec<f32>)> = (0..MIN_REAL)
             .map(|i| (Metric::Cosine, raw[i * dim..(i + 1) * dim].iter().map(|x| x * 3.0).collect()))
             .collect();
-        let measure = |data: Vec<f32>| {
+        // Calibrate over `data` with the cosine queries, the partition
+        // having been queried by `metrics`; also how many queries ran
+        // under each metric.
+        let measure = |data: Vec<f32>, metrics: [bool; 3]| {
             let dense = Dense::new(data, dim);
             let rows = Rows::new((0..n as u64).collect(), dim);
             let rows = rows.at(&dense);
-            let mut cal = Calibrator::new(Vec::new(), real.clone(), vec![1, 2]);
-            // An index that misses the 10th nearest point at the first rung.
+            let real = RealQueries { queries: queries.clone(), metrics };
+            let mut cal = Calibrator::new(Vec::new(), real, vec![1, 2]);
+            let mut runs = [0usize; 3];
+            // An index that, by dot only, misses the 10th nearest point at
+            // the first rung.
             while !cal.step(&rows, 1000, |q: &CalibQuery| {
+                runs[metric_index(q.metric)] += 1;
                 let mut top = TopK::new(CALIB_K);
                 for r in 0..n {
                     let d = (kernels().dot)(q.query, rows.row(r));
                     top.push(Scored { key: key_from_dot(q.metric, d, norm(q.query), rows.norm(r)), id: r as u64 });
                 }
                 let found = top.into_sorted();
-                (q.rung..q.ladder.len()).map(|rung| (found[..CALIB_K - (rung == 0) as usize].to_vec(), 1.0)).collect()
+                let miss = |rung: usize| (rung == 0 && q.metric == Metric::Dot) as usize;
+                (q.rung..q.ladder.len()).map(|rung| (found[..CALIB_K - miss(rung)].to_vec(), 1.0)).collect()
             }) {}
-            cal.finish()
+            (cal.finish(), runs.map(|r| r > 0))
         };
-        let c = measure(raw.clone());
-        assert!(c.pooled);
-        assert_eq!(c.real, [MIN_REAL; 3]);
-        assert_eq!((c.real_queries, c.samples), (MIN_REAL, [MIN_REAL; 3]));
+        // Unit length: cosine alone ran and counts for every metric.
+        let (c, ran) = measure(raw.clone(), [false, true, true]);
+        assert_eq!(ran, [false, false, true]);
+        assert_eq!((c.real, c.real_queries, c.samples), ([MIN_REAL; 3], MIN_REAL, [MIN_REAL; 3]));
         for m in [Metric::L2, Metric::Dot, Metric::Cosine] {
             assert_eq!(c.real_basis(m), Some(MIN_REAL));
-            assert!((c.recall_at(m, 1) - 0.9).abs() < 1e-6 && c.recall_at(m, 2) == 1.0, "{m:?}: {:?}", c.recall);
+            assert_eq!((c.recall_at(m, 1), c.recall_at(m, 2)), (1.0, 1.0), "{m:?}");
         }
-        // Rows of length 2: only cosine was measured on real queries.
-        let c = measure(raw.iter().map(|x| x * 2.0).collect());
-        assert!(!c.pooled);
-        assert_eq!(c.real, [0, 0, MIN_REAL]);
-        assert_eq!(c.real_basis(Metric::Dot), None);
-        // Merged into a table that rests on nothing real, only cosine moves.
+        // Rows of length 2: the queries ran under cosine and dot (the
+        // metrics queried), and dot's figures are its own.
+        let long: Vec<f32> = raw.iter().map(|x| x * 2.0).collect();
+        let (c, ran) = measure(long.clone(), [false, true, true]);
+        assert_eq!(ran, [false, true, true]);
+        assert_eq!((c.real, c.real_queries), ([0, MIN_REAL, MIN_REAL], MIN_REAL));
+        assert_eq!(c.real_basis(Metric::L2), None);
+        assert!((c.recall_at(Metric::Dot, 1) - 0.9).abs() < 1e-6 && c.recall_at(Metric::Dot, 2) == 1.0);
+        assert_eq!(c.recall_at(Metric::Cosine, 1), 1.0);
+        // Merged into a table resting on held-out points: dot and cosine
+        // move, l2 keeps its figures.
         let mut base = Calibration { ladder: vec![1, 2], samples: [64; 3], ..Default::default() };
         base.by_rank = std::array::from_fn(|_| vec![[0.5; CALIB_K]; 2]);
         base.merge_real(c);
-        assert_eq!((base.real, base.real_queries), ([0, 0, MIN_REAL], MIN_REAL));
-        base.merge_real(measure(raw.clone()));
-        assert_eq!((base.real, base.real_queries, base.pooled), ([MIN_REAL; 3], MIN_REAL, true));
+        assert_eq!((base.real, base.real_queries), ([0, MIN_REAL, MIN_REAL], MIN_REAL));
+        assert_eq!(base.by_rank[0][0][0], 0.5);
+        // Queried by cosine alone: only cosine is measured.
+        let (c, ran) = measure(long, [false, false, true]);
+        assert_eq!((c.real, ran), ([0, 0, MIN_REAL], [false, false, true]));
     }
 
     /// A calibration of an index that always finds the exact answer runs
@@ -755,7 +801,7 @@ mod tests {
         let rows = rows.at(&dense);
         let ladder = vec![1, 2, 4, 8, 16];
         let probes: Vec<usize> = (0..16).collect();
-        let mut cal = Calibrator::new(probes, Vec::new(), ladder.clone());
+        let mut cal = Calibrator::new(probes, RealQueries::default(), ladder.clone());
         let mut runs = 0usize;
         while !cal.step(&rows, 1000, |q: &CalibQuery| {
             runs += 1;

@@ -12,7 +12,9 @@
 //! List entries are keys: the build's row numbers while building (so the
 //! calibration can re-rank from the rows), point ids once installed.
 
-use crate::index::calib::{spread, CalibQuery, Calibration, Calibrator, RowSource, Rows, CALIB_K, CALIB_QUERIES};
+use crate::index::calib::{
+    spread, CalibQuery, Calibration, Calibrator, RealQueries, RowSource, Rows, CALIB_K, CALIB_QUERIES,
+};
 use crate::index::sq8::{Prepared, Sq8};
 use crate::math::distance::{kernels, Metric};
 use crate::math::key::norm;
@@ -236,7 +238,7 @@ impl Builder {
     /// A build over the points `ids` (the partition's slot order), whose
     /// rows each [`Builder::step`] reads from the partition; `real`: recent
     /// real queries to calibrate with.
-    pub fn new(ids: Vec<u64>, dim: usize, seed: u64, real: Vec<(Metric, Vec<f32>)>) -> Builder {
+    pub fn new(ids: Vec<u64>, dim: usize, seed: u64, real: RealQueries) -> Builder {
         let n = ids.len();
         let nlist = lists_for(n).min(n.max(1));
         let mut state = seed;
@@ -427,7 +429,7 @@ mod tests {
         let rows = clustered(n, dim, 32, 7);
         let norms: Vec<f32> = rows.chunks(dim).map(|r| r.iter().map(|x| x * x).sum::<f32>().sqrt()).collect();
         let dense = crate::index::calib::Dense::new(rows.clone(), dim);
-        let mut b = Builder::new((0..n as u64).collect(), dim, 1, Vec::new());
+        let mut b = Builder::new((0..n as u64).collect(), dim, 1, RealQueries::default());
         while !b.step(&dense) {}
         (b.finish(), rows, norms)
     }

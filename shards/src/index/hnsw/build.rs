@@ -3,9 +3,10 @@
 //! admitted, as filters admit them).
 
 use super::{Hnsw, HnswParams, HnswQuery};
-use crate::index::calib::{in_share, spread, CalibQuery, Calibration, Calibrator, RowSource, Rows, CALIB_K};
+use crate::index::calib::{
+    in_share, spread, CalibQuery, Calibration, Calibrator, RealQueries, RowSource, Rows, CALIB_K,
+};
 use crate::index::sq8::Sq8;
-use crate::math::distance::Metric;
 
 /// Beam widths the calibration measures.
 pub const EF_LADDER: [usize; 12] = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512];
@@ -58,13 +59,7 @@ impl GraphBuilder {
     /// on them, instead of on discounted held-out figures until a
     /// recalibration (on a grown partition, those can ask for a beam no
     /// search under load can afford).
-    pub fn new(
-        ids: Vec<u64>,
-        dim: usize,
-        params: HnswParams,
-        seed: u64,
-        real: Vec<(Metric, Vec<f32>)>,
-    ) -> GraphBuilder {
+    pub fn new(ids: Vec<u64>, dim: usize, params: HnswParams, seed: u64, real: RealQueries) -> GraphBuilder {
         let n = ids.len();
         // Probe rows spread over the partition (ids are in no useful order).
         let all: Vec<usize> = (0..n).collect();
@@ -74,7 +69,7 @@ impl GraphBuilder {
         let calibs: Vec<Calibrator> = std::iter::once(100)
             .chain(FILTER_SHARES)
             .map(|share| {
-                let mut c = Calibrator::new(probes.clone(), Vec::new(), EF_LADDER.to_vec());
+                let mut c = Calibrator::new(probes.clone(), RealQueries::default(), EF_LADDER.to_vec());
                 c.hold_out(held_out.clone());
                 c.admit_share(share);
                 c
