@@ -101,48 +101,10 @@ impl Visited {
 /// `Hnsw::upper_at` of a node with no links above level 0.
 const NO_UPPER: u32 = u32::MAX;
 
-/// One cache line.
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct Line([u8; 64]);
-
-/// Bytes stored from a cache-line boundary, so a 192-byte code (384
+/// Codes stored from a cache-line boundary, so a 192-byte code (384
 /// dimensions at 4 bits) spans three lines, not four. (A large `Vec<u8>`
 /// from glibc's allocator starts 16 bytes past a page boundary.)
-#[derive(Clone, Default)]
-struct LineBytes {
-    lines: Vec<Line>,
-    len: usize,
-}
-
-impl LineBytes {
-    fn as_slice(&self) -> &[u8] {
-        // SAFETY: `lines` holds at least `len` initialised bytes (Line is
-        // plain bytes with no padding).
-        unsafe { std::slice::from_raw_parts(self.lines.as_ptr() as *const u8, self.len) }
-    }
-
-    fn extend_from_slice(&mut self, bytes: &[u8]) {
-        let end = self.len + bytes.len();
-        self.lines.resize(end.div_ceil(64), Line([0; 64]));
-        // SAFETY: as in `as_slice`, now with room for `end` bytes.
-        let all = unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr() as *mut u8, end) };
-        all[self.len..].copy_from_slice(bytes);
-        self.len = end;
-    }
-
-    /// Overwrite bytes from `at` (inside what is stored).
-    fn write_at(&mut self, at: usize, bytes: &[u8]) {
-        assert!(at + bytes.len() <= self.len, "write past the stored bytes");
-        // SAFETY: as in `as_slice`, mutably; the range is checked above.
-        let all = unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr() as *mut u8, self.len) };
-        all[at..at + bytes.len()].copy_from_slice(bytes);
-    }
-
-    fn capacity(&self) -> usize {
-        self.lines.capacity() * 64
-    }
-}
+type LineBytes = crate::math::aligned::Aligned<u8>;
 
 /// How a walk scores nodes: the distance to node `n`, and a hint to load
 /// what that will read ahead of time.
@@ -351,7 +313,7 @@ impl Hnsw {
 
     #[inline]
     fn code(&self, n: u32) -> &[u8] {
-        &self.codes.as_slice()[n as usize * self.code_len..][..self.code_len]
+        &self.codes[n as usize * self.code_len..][..self.code_len]
     }
 
     /// Start loading node `n`'s code (`whole`: every line, else the first).
@@ -412,8 +374,7 @@ impl Hnsw {
     /// doubling would leave up to half of each array unused).
     pub fn reserve(&mut self, n: usize) {
         let more = n.saturating_sub(self.keys.len());
-        let lines = (n * self.code_len).div_ceil(64);
-        self.codes.lines.reserve_exact(lines.saturating_sub(self.codes.lines.len()));
+        self.codes.reserve_exact((n * self.code_len).saturating_sub(self.codes.len()));
         self.norms.reserve_exact(more);
         self.sqs.reserve_exact(more);
         self.keys.reserve_exact(more);

@@ -153,7 +153,7 @@ impl Hnsw {
     /// slot's): the code, norm, key, an empty list on every level.
     pub(super) fn reuse(&mut self, s: u32, key: u64, code: &[u8], norm: f32, level: usize) {
         let i = s as usize;
-        self.codes.write_at(i * self.code_len, code);
+        self.codes[i * self.code_len..][..self.code_len].copy_from_slice(code);
         self.norms[i] = norm;
         self.sqs[i] = self.sq.code_sq(self.code(s));
         self.keys[i] = key;

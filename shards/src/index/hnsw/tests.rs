@@ -138,20 +138,6 @@ fn recall_rises_with_the_beam_and_filters_only_admit_matches() {
     assert!(recall(100, &tenth) > 0.9, "filtered recall {}", recall(100, &tenth));
 }
 
-#[test]
-fn code_storage_starts_on_a_cache_line_and_keeps_every_byte() {
-    let mut b = LineBytes::default();
-    let mut want = Vec::new();
-    for n in 0..300u32 {
-        let code: Vec<u8> = (0..(n % 70) as u8).map(|i| i.wrapping_mul(31).wrapping_add(n as u8)).collect();
-        b.extend_from_slice(&code);
-        want.extend_from_slice(&code);
-        assert_eq!(b.as_slice(), &want[..]);
-        assert_eq!(b.as_slice().as_ptr() as usize % 64, 0);
-    }
-    assert!(b.capacity() >= want.len());
-}
-
 /// A graph over `rows` whose keys name rows through `row_of`, as a
 /// partition's point ids name its rows.
 struct Churn {
@@ -252,7 +238,7 @@ fn check_consistent(g: &Hnsw, live: &HashMap<u64, usize>) {
     assert_eq!(g.upper_at.len(), n);
     assert_eq!(g.len0.len(), n);
     assert_eq!(g.links0.len(), n * g.m0);
-    assert_eq!(g.codes.as_slice().len(), n * g.code_len);
+    assert_eq!(g.codes.len(), n * g.code_len);
     for node in 0..n as u32 {
         for l in 0..=g.level_of(node) {
             let links = g.links(node, l);
