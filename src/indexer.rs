@@ -194,7 +194,7 @@ async fn build_graph(node: &Node, seed: u64, writes_paused: bool) -> bool {
         pace.keep_graphs_current().await;
     }
     if done.is_none() {
-        return true; // the partition was dropped
+        return true; // the partition was dropped, or writes resumed
     }
     node.metrics.index_builds_total.set(node.metrics.index_builds_total.get() + 1);
     let mut built = builder.finish();

@@ -61,6 +61,9 @@ pub struct Partition {
     hnsw: Option<graph::HnswState>,
     /// Points changed since the running graph build started.
     hnsw_build_dirty: Option<HashSet<u64>>,
+    /// Whether the running graph build is one only a pause in writes
+    /// allows (`graph::IDLE_BUILD_WRITES`).
+    hnsw_build_idle: bool,
     hnsw_params: crate::index::hnsw::HnswParams,
     /// Partitions of this collection: calibrated recall is the share of a
     /// collection-wide answer (see `Calibration::apply_parts`).
@@ -235,6 +238,7 @@ impl Partition {
             ivf_pinned: false,
             hnsw: None,
             hnsw_build_dirty: None,
+            hnsw_build_idle: false,
             hnsw_params: crate::index::hnsw::HnswParams::default(),
             parts: 1,
             payload_index: Default::default(),

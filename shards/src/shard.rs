@@ -153,13 +153,23 @@ impl Shard {
         writes_paused: bool,
     ) -> Option<(String, u64, crate::index::hnsw::GraphBuilder)> {
         let (name, slot) = self.partitions.iter_mut().find(|(_, s)| s.data.graph_wanted(writes_paused))?;
-        Some((name.clone(), slot.uid, slot.data.graph_build_start(seed)))
+        // Wanted only because writes paused: given up if they resume.
+        let builder = if slot.data.graph_wanted(false) {
+            slot.data.graph_build_start(seed)
+        } else {
+            slot.data.graph_build_start_idle(seed)
+        };
+        Some((name.clone(), slot.uid, builder))
     }
 
     /// One step of a running graph build; `None` if its partition is
-    /// gone (the build is then dropped).
+    /// gone or the build was given up (`Partition::graph_build_abandoned`):
+    /// the build is then dropped.
     pub fn graph_build_step(&mut self, name: &str, uid: u64, b: &mut crate::index::hnsw::GraphBuilder) -> Option<bool> {
-        let slot = self.partitions.get(name).filter(|s| s.uid == uid)?;
+        let slot = self.partitions.get_mut(name).filter(|s| s.uid == uid)?;
+        if slot.data.graph_build_abandoned() {
+            return None;
+        }
         let done = slot.data.graph_build_step(b);
         self.release_reads();
         Some(done)

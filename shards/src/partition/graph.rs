@@ -130,6 +130,16 @@ const GROWTH_REBUILD: f64 = 0.2;
 /// slowed (docs/benchmarks.md, "An hour of distinct points").
 const GROWTH_REBUILD_REAL: f64 = 1.0;
 
+/// Points written during a rebuild that only a pause in writes allowed
+/// (the doubling one above) that make it give up: writes resumed, and the
+/// rebuild would run under them. A pause is seen when the shard applied no
+/// write for 2 s (`indexer::WRITES_PAUSED`), which a stall of the writers
+/// (a slow fsync) also gives: in an hour of ingest at 200 points/s per
+/// partition, one such rebuild of 321,000 points started after 27 minutes
+/// and ran on under the writes, with over 1,000 points waiting for the
+/// graph and search p50 up to 8 ms. The next pause starts it again.
+pub const IDLE_BUILD_WRITES: usize = 1024;
+
 /// Deleted slots per point that trigger a rebuild (slots beyond the
 /// partition's points: those the pending points will not take). Deletes and updates
 /// are repaired in place: after deleting 30 % of 50k or 100k points,
@@ -193,10 +203,33 @@ impl Partition {
     /// (later queries then count as new, as after a recalibration).
     pub fn graph_build_start(&mut self, seed: u64) -> GraphBuilder {
         self.hnsw_build_dirty = Some(HashSet::new());
+        self.hnsw_build_idle = false;
         if !self.reservoir.is_empty() {
             self.queries_seen = self.reservoir.len() as u64;
         }
         GraphBuilder::new(self.ids.clone(), self.dim, self.hnsw_params, seed, self.reservoir.clone())
+    }
+
+    /// [`Partition::graph_build_start`] for a rebuild that only a pause in
+    /// writes allows: [`Partition::graph_build_abandoned`] gives it up
+    /// once writes resume.
+    pub fn graph_build_start_idle(&mut self, seed: u64) -> GraphBuilder {
+        let b = self.graph_build_start(seed);
+        self.hnsw_build_idle = true;
+        b
+    }
+
+    /// Whether the running build was given up (and no longer runs): it is
+    /// one only a pause in writes allowed, and [`IDLE_BUILD_WRITES`]
+    /// points were written since it started. The installed graph goes on
+    /// taking the new points in.
+    pub fn graph_build_abandoned(&mut self) -> bool {
+        let written = self.hnsw_build_dirty.as_ref().map_or(0, HashSet::len);
+        let abandon = self.hnsw_build_idle && written >= IDLE_BUILD_WRITES;
+        if abandon {
+            (self.hnsw_build_dirty, self.hnsw_build_idle) = (None, false);
+        }
+        abandon
     }
 
     /// One bounded step of the running graph build over this partition's

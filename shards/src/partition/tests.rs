@@ -363,6 +363,26 @@ fn deletes_and_updates_are_repaired_in_place_and_rebuild_only_for_growth_or_memo
     assert!(p2.graph_wanted(true));
 }
 
+/// Per `ef` of the graph's ladder: the recall@10 searches of `qs` by
+/// `metric` get through the graph, and the recall its calibration holds.
+fn graph_recall_per_ef(p: &Partition, qs: &[Vec<f32>], metric: Metric) -> Vec<(usize, f32, f32)> {
+    let params = SearchParams { metric, k: 10, filter: None };
+    let exact: Vec<Vec<u64>> = p.search(qs, &params).iter().map(|r| ids(r)).collect();
+    let h = p.hnsw.as_ref().unwrap();
+    let m = crate::index::calib::metric_index(metric);
+    h.calibration
+        .ladder
+        .iter()
+        .enumerate()
+        .map(|(i, &ef)| {
+            let found = p.search_graph(qs, &params, ef).unwrap();
+            let hits: usize =
+                found.iter().zip(&exact).map(|(f, e)| ids(f).iter().filter(|id| e.contains(id)).count()).sum();
+            (ef, hits as f32 / (10 * qs.len()) as f32, h.calibration.recall[m][i])
+        })
+        .collect()
+}
+
 /// Real queries recalibrate the graph at most every `recal::EVERY`; repairs
 /// around deleted points make it due sooner, once they changed a tenth of
 /// the graph and `recal::REPAIRED_EVERY` passed, with no new queries, and
@@ -450,6 +470,21 @@ fn repairs_and_growth_make_a_recalibration_due_instead_of_a_rebuild() {
     grow_to(&mut p, built * 2);
     assert!(!p.graph_wanted(false), "no rebuild for growth while writes go on");
     assert!(p.graph_wanted(true));
+    // A rebuild only the pause allowed is given up once writes resume
+    // (the installed graph goes on taking them in), and wanted again; a
+    // rebuild wanted anyway is not given up.
+    let from = p.len();
+    let mut idle = p.clone();
+    let _g = idle.graph_build_start_idle(3);
+    grow_to(&mut idle, from + super::graph::IDLE_BUILD_WRITES - 1);
+    assert!(!idle.graph_build_abandoned());
+    grow_to(&mut idle, from + super::graph::IDLE_BUILD_WRITES);
+    assert!(idle.graph_build_abandoned());
+    assert!(idle.hnsw_build_dirty.is_none() && idle.graph_wanted(true) && !idle.graph_wanted(false));
+    let mut busy = p.clone();
+    let _g = busy.graph_build_start(3);
+    grow_to(&mut busy, from + 2 * super::graph::IDLE_BUILD_WRITES);
+    assert!(!busy.graph_build_abandoned());
     // The rebuild measures its graph on the real queries too, so it is
     // installed resting on them (not on discounted held-out figures), with
     // the recall a search then gets, and no recalibration is due at once.
@@ -460,15 +495,7 @@ fn repairs_and_growth_make_a_recalibration_due_instead_of_a_rebuild() {
     // (The IVF lists, if their measured cost kept them, may be due.)
     assert!(!recal_all(&mut p, t2).contains(&IndexKind::Hnsw), "measured by its build");
     let qs: Vec<Vec<f32>> = p.reservoir.queries.iter().map(|(_, q)| q.clone()).collect();
-    let params = SearchParams { metric: Metric::L2, k: 10, filter: None };
-    let exact: Vec<Vec<u64>> = p.search(&qs, &params).iter().map(|r| ids(r)).collect();
-    let h = p.hnsw.as_ref().unwrap();
-    for (i, &ef) in h.calibration.ladder.iter().enumerate() {
-        let found = p.search_graph(&qs, &params, ef).unwrap();
-        let hits: usize =
-            found.iter().zip(&exact).map(|(f, e)| ids(f).iter().filter(|id| e.contains(id)).count()).sum();
-        let recall = hits as f32 / (10 * qs.len()) as f32;
-        let calibrated = h.calibration.recall[0][i];
+    for (ef, recall, calibrated) in graph_recall_per_ef(&p, &qs, Metric::L2) {
         assert!(
             (recall - calibrated).abs() <= 0.05,
             "ef {ef}: searches find {recall}, the build measured {calibrated}"
@@ -520,15 +547,7 @@ fn real_queries_of_one_metric_calibrate_the_others() {
         let l2 = if unit_length { Some(n) } else { None };
         assert_eq!([Metric::L2, Metric::Dot, Metric::Cosine].map(|m| basis(&p, m)), [l2, Some(n), Some(n)]);
         for m in [Metric::L2, Metric::Dot, Metric::Cosine].into_iter().filter(|&m| basis(&p, m).is_some()) {
-            let params = SearchParams { metric: m, k: 10, filter: None };
-            let exact: Vec<Vec<u64>> = p.search(&qs, &params).iter().map(|r| ids(r)).collect();
-            let h = p.hnsw.as_ref().unwrap();
-            for (i, &ef) in h.calibration.ladder.iter().enumerate() {
-                let found = p.search_graph(&qs, &params, ef).unwrap();
-                let hits: usize =
-                    found.iter().zip(&exact).map(|(f, e)| ids(f).iter().filter(|id| e.contains(id)).count()).sum();
-                let recall = hits as f32 / (10 * qs.len()) as f32;
-                let calibrated = h.calibration.recall[calib::metric_index(m)][i];
+            for (ef, recall, calibrated) in graph_recall_per_ef(&p, &qs, m) {
                 assert!(
                     (recall - calibrated).abs() <= 0.03,
                     "unit {unit_length}, {m:?} ef {ef}: searches find {recall}, measured {calibrated}"
