@@ -1,0 +1,506 @@
+//! Running a calibration: each sample or real query scanned exactly over
+//! the rows (16 queries per pass), then answered through the index under
+//! test at the ladder's settings, in bounded steps; `finish` turns the
+//! tallies into a [`Calibration`].
+
+use super::{in_share, metric_index, Calibration, RealQueries, CALIB_K, METRICS, UNIT_NORM_TOL};
+use crate::math::distance::{kernels, Metric};
+use crate::math::key::{key_from_dot, norm};
+use crate::math::topk::{Scored, TopK};
+
+/// Rows a calibration scans for the exact answers: a build's rows
+/// (answers keyed by row number) or a partition's own rows (keyed by point
+/// id, for recalibrating an installed index).
+pub trait CalibRows {
+    fn rows(&self) -> usize;
+    fn row_at(&self, r: usize) -> &[f32];
+    fn norm_at(&self, r: usize) -> f32;
+    /// The key the index under test answers with for row `r`.
+    fn answer_id(&self, r: usize) -> u64;
+}
+
+/// One calibration query in progress: first an exact scan of the rows (in
+/// chunks) for each of its metrics at once (one dot product per row gives
+/// all three keys), then the index for each metric in turn (one or more
+/// ladder settings per step).
+struct Job {
+    query: Vec<f32>,
+    q_norm: f32,
+    /// Every metric for a sample point; for a real query its own first,
+    /// then the others the partition is queried with (only its own once
+    /// the rows turn out to have unit length).
+    metrics: Vec<Metric>,
+    /// A real query (not a sample point).
+    real: bool,
+    /// The query's own row (excluded from its answers), or `usize::MAX`.
+    me: usize,
+    exact: Vec<TopK>,
+    scanned: usize,
+    /// The exact answers, per metric, once the scan is complete.
+    truths: Option<Vec<Vec<Scored>>>,
+    /// The metric being evaluated (index into `metrics`).
+    at: usize,
+    rung: usize,
+    /// Consecutive rungs that found the whole exact answer.
+    streak: u32,
+}
+
+/// Relative tolerance under which two keys are a tie (the exact scan and an
+/// index's re-ranking compute a key with different kernels).
+const TIE: f32 = 1e-4;
+
+/// Count, per rank j, whether `found` holds the exact answer's j-th point
+/// into `hits`; returns whether it holds all of them. A point of `found`
+/// that the exact answer left out but that lies at the same distance as a
+/// missed one (a duplicate vector: among equals the exact answer keeps the
+/// lowest ids, an index any of them) stands in for it: it is as near.
+fn tally(truth: &[Scored], found: &[Scored], hits: &mut [u32; CALIB_K]) -> bool {
+    let mut spare: Vec<f32> = found.iter().filter(|s| !truth.iter().any(|t| t.id == s.id)).map(|s| s.key).collect();
+    let mut all = true;
+    for (j, t) in truth.iter().enumerate() {
+        let tie = |&k: &f32| (k - t.key).abs() <= TIE * (1.0 + t.key.abs());
+        let hit =
+            found.iter().any(|s| s.id == t.id) || spare.iter().position(tie).map(|i| spare.swap_remove(i)).is_some();
+        if hit {
+            hits[j] += 1;
+        } else {
+            all = false;
+        }
+    }
+    all
+}
+
+/// Every this many evaluations (a query under one metric) walks the whole
+/// ladder (the others stop once two rungs in a row found their whole
+/// answer), so every rung's cost is measured.
+const FULL_LADDER_EVERY: usize = 8;
+
+/// One query of a calibration, for the index under test.
+pub struct CalibQuery<'a> {
+    pub query: &'a [f32],
+    pub metric: Metric,
+    /// Row excluded from the answers (`usize::MAX`: none).
+    pub me: usize,
+    /// First ladder rung wanted, and the ladder.
+    pub rung: usize,
+    pub ladder: &'a [usize],
+}
+
+/// Runs a calibration in bounded steps.
+pub struct Calibrator {
+    probes: Vec<usize>,
+    /// Rows left out of the exact answers (not in the index yet).
+    held_out: Vec<bool>,
+    /// Percent of rows admitted (`in_share`), as a filter would.
+    share: u32,
+    done: bool,
+    real: RealQueries,
+    /// Per metric: real queries whose exact answer under it is known
+    /// (measured under it).
+    real_evals: [usize; 3],
+    ladder: Vec<usize>,
+    /// Per metric, rung and rank j: queries whose exact j-th nearest the
+    /// index found; `[0]`: sample points, `[1]`: real queries (kept apart
+    /// so that unit-length rows can count real queries for every metric).
+    hits: [[Vec<[u32; CALIB_K]>; 3]; 2],
+    /// Per metric and rank j: queries whose exact answer has a j-th point
+    /// (`[0]` sample points, `[1]` real queries).
+    ranks: [[[u32; CALIB_K]; 3]; 2],
+    /// Whether every row scanned so far had unit length.
+    unit: bool,
+    cost: Vec<(f64, u32)>,
+    /// Jobs made so far (the next one's number).
+    job: usize,
+    /// Evaluations finished (a query under one metric).
+    evals: usize,
+    /// Jobs whose exact answers one pass over the rows is finding together
+    /// (every row read once for [`SCAN_BATCH`] queries: a memory-light
+    /// partition reads its rows from disk).
+    scanning: Vec<Job>,
+    /// Jobs with their exact answers, waiting for the index, in order.
+    scanned: std::collections::VecDeque<Box<Job>>,
+    cur: Option<Box<Job>>,
+}
+
+/// Queries whose exact answers one pass over the rows finds.
+const SCAN_BATCH: usize = 16;
+
+impl Calibrator {
+    /// Calibrate `ladder` with the rows `probes` and the real queries `real`.
+    pub fn new(probes: Vec<usize>, real: RealQueries, ladder: Vec<usize>) -> Calibrator {
+        Calibrator {
+            held_out: Vec::new(),
+            share: 100,
+            done: false,
+            hits: std::array::from_fn(|_| std::array::from_fn(|_| vec![[0; CALIB_K]; ladder.len()])),
+            ranks: [[[0; CALIB_K]; 3]; 2],
+            unit: true,
+            cost: vec![(0.0, 0); ladder.len()],
+            probes,
+            real,
+            real_evals: [0; 3],
+            ladder,
+            job: 0,
+            evals: 0,
+            scanning: Vec::new(),
+            scanned: Default::default(),
+            cur: None,
+        }
+    }
+
+    /// Leave the rows marked in `held_out` out of the exact answers: the
+    /// index under test holds none of them (HNSW inserts its probe rows
+    /// after calibrating, so its sample queries are as unseen as real ones,
+    /// and real queries measured on the same graph must not find them).
+    pub fn hold_out(&mut self, held_out: Vec<bool>) {
+        self.held_out = held_out;
+    }
+
+    /// Admit only the `in_share(row, share)` rows to the exact answers (the
+    /// index under test must admit the same ones).
+    pub fn admit_share(&mut self, share: u32) {
+        self.share = share;
+    }
+
+    pub fn share(&self) -> u32 {
+        self.share
+    }
+
+    pub fn probes(&self) -> &[usize] {
+        &self.probes
+    }
+
+    pub fn ladder(&self) -> &[usize] {
+        &self.ladder
+    }
+
+    /// Whether every query is done (`step` returned `true`).
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Do a bounded amount of work: part of an exact scan, or one call of
+    /// `eval`, which answers the query at ladder rungs from `q.rung` on
+    /// (as many as it likes, at least one) with the nanoseconds each took.
+    /// `true` once every query is done.
+    pub fn step<R: CalibRows + ?Sized>(
+        &mut self,
+        rows: &R,
+        scan_rows: usize,
+        eval: impl FnOnce(&CalibQuery) -> Vec<(Vec<Scored>, f32)>,
+    ) -> bool {
+        if self.cur.is_none() && self.scanned.is_empty() {
+            if self.scanning.is_empty() {
+                self.scanning = (0..SCAN_BATCH).map_while(|_| self.next_job(rows).map(|job| *job)).collect();
+                if self.scanning.is_empty() {
+                    self.done = true;
+                    return true;
+                }
+            }
+            self.scan(rows, (scan_rows / self.scanning.len()).max(64));
+            return false;
+        }
+        let mut cur = match self.cur.take() {
+            Some(cur) => cur,
+            None => self.scanned.pop_front().expect("a scanned job"),
+        };
+        let truths = cur.truths.as_ref().expect("scanned");
+        let (metric, truth) = (cur.metrics[cur.at], &truths[cur.at]);
+        let answers = eval(&CalibQuery { query: &cur.query, metric, me: cur.me, rung: cur.rung, ladder: &self.ladder });
+        let hits = &mut self.hits[cur.real as usize][metric_index(metric)];
+        for (found, ns) in answers.into_iter().take(self.ladder.len() - cur.rung) {
+            let all = tally(truth, &found, &mut hits[cur.rung]);
+            let c = &mut self.cost[cur.rung];
+            *c = (c.0 + ns as f64, c.1 + 1);
+            cur.rung += 1;
+            cur.streak = if all { cur.streak + 1 } else { 0 };
+            // Two rungs in a row found everything: a wider search finds it
+            // too (it explores what the narrower one did and more), so the
+            // remaining rungs are credited without running them.
+            if cur.streak >= 2 && !self.evals.is_multiple_of(FULL_LADDER_EVERY) {
+                for rung in &mut hits[cur.rung..] {
+                    rung[..truth.len()].iter_mut().for_each(|h| *h += 1);
+                }
+                cur.rung = self.ladder.len();
+                break;
+            }
+        }
+        if cur.rung == self.ladder.len() {
+            self.evals += 1;
+            (cur.at, cur.rung, cur.streak) = (cur.at + 1, 0, 0);
+        }
+        if cur.at < cur.metrics.len() {
+            self.cur = Some(cur);
+        }
+        false
+    }
+
+    /// Scan up to `n` more rows for every job in `scanning` (the rows may
+    /// change between steps: recalibration scans a live partition, and a
+    /// slot past the end just ends the scan); jobs whose scan is complete
+    /// move to `scanned`.
+    fn scan<R: CalibRows + ?Sized>(&mut self, rows: &R, n: usize) {
+        let from = self.scanning[0].scanned;
+        let end = (from + n).min(rows.rows());
+        let dot = kernels().dot;
+        for r in from..end {
+            if self.held_out.get(r).copied().unwrap_or(false) || !in_share(r, self.share) {
+                continue;
+            }
+            let (row, norm, id) = (rows.row_at(r), rows.norm_at(r), rows.answer_id(r));
+            self.unit &= (norm - 1.0).abs() <= UNIT_NORM_TOL;
+            for cur in self.scanning.iter_mut().filter(|c| c.me != r) {
+                let d = dot(&cur.query, row);
+                for (top, &m) in cur.exact.iter_mut().zip(&cur.metrics) {
+                    let key = key_from_dot(m, d, cur.q_norm, norm);
+                    if !key.is_nan() {
+                        top.push(Scored { key, id });
+                    }
+                }
+            }
+        }
+        self.scanning.iter_mut().for_each(|c| c.scanned = end.max(c.scanned));
+        if end < rows.rows() {
+            return;
+        }
+        for mut cur in self.scanning.drain(..) {
+            let tops = std::mem::take(&mut cur.exact);
+            let mut truths: Vec<Vec<Scored>> = tops.into_iter().map(TopK::into_sorted).collect();
+            if cur.real && self.unit {
+                // Unit-length rows: its own metric measures the others.
+                cur.metrics.truncate(1);
+                truths.truncate(1);
+            }
+            for (t, &m) in truths.iter().zip(&cur.metrics) {
+                self.ranks[cur.real as usize][metric_index(m)][..t.len()].iter_mut().for_each(|n| *n += 1);
+                if cur.real {
+                    self.real_evals[metric_index(m)] += 1;
+                }
+            }
+            cur.truths = Some(truths);
+            self.scanned.push_back(Box::new(cur));
+        }
+    }
+
+    /// Job `job`: sample point `job` under every metric, then the real
+    /// queries, each under its own; `None` once all are done.
+    fn next_job<R: CalibRows + ?Sized>(&mut self, rows: &R) -> Option<Box<Job>> {
+        let (query, metrics, me, real) = if self.job < self.probes.len() {
+            let r = self.probes[self.job];
+            let mut query = rows.row_at(r).to_vec();
+            // Every other sample query is the midpoint of two sample points:
+            // it sits between the data's dense places, where queries written
+            // unlike the stored texts land (their nearest points are farther
+            // than a stored point's), not on top of a stored point.
+            if self.job % 2 == 1 {
+                let other = rows.row_at(self.probes[self.job - 1]);
+                query.iter_mut().zip(other).for_each(|(q, o)| *q = 0.5 * (*q + *o));
+            }
+            (query, METRICS.to_vec(), r, false)
+        } else {
+            let (m, q) = self.real.queries.get(self.job - self.probes.len())?;
+            let others = METRICS.into_iter().filter(|o| o != m && self.real.metrics[metric_index(*o)]);
+            (q.clone(), std::iter::once(*m).chain(others).collect(), usize::MAX, true)
+        };
+        self.job += 1;
+        let q_norm = norm(&query);
+        Some(Box::new(Job {
+            query,
+            q_norm,
+            exact: metrics.iter().map(|_| TopK::new(CALIB_K)).collect(),
+            metrics,
+            real,
+            me,
+            scanned: 0,
+            truths: None,
+            at: 0,
+            rung: 0,
+            streak: 0,
+        }))
+    }
+
+    /// The measured recall and cost per setting (recall as recall@10: see
+    /// [`Calibration::apply_parts`] for collections of several partitions).
+    pub fn finish(self) -> Calibration {
+        // A rung no query ran (only possible without queries) is costed
+        // from the one below it, in proportion to the setting.
+        let mut cost_ns: Vec<f32> = Vec::with_capacity(self.ladder.len());
+        for (i, &(sum, n)) in self.cost.iter().enumerate() {
+            let c = match (n, cost_ns.last()) {
+                (0, Some(&below)) => below * self.ladder[i] as f32 / self.ladder[i - 1].max(1) as f32,
+                _ => (sum / n.max(1) as f64) as f32,
+            };
+            cost_ns.push(c);
+        }
+        // A wider setting does more work: a rung measured dearer than one
+        // above it was slowed by something else (preemption, a build on the
+        // other core), so it takes the cost above it. Times are means over
+        // few queries on a shared box; the tables compare indexes by them.
+        for i in (0..cost_ns.len().saturating_sub(1)).rev() {
+            cost_ns[i] = cost_ns[i].min(cost_ns[i + 1]);
+        }
+        // Unit-length rows: the three metrics rank alike, so every real
+        // query measured the index for all of them (its own metric's walk
+        // differs from theirs only by the codes' rounding).
+        let pooled = self.unit && !self.real.is_empty();
+        let mut c = Calibration { ladder: self.ladder, cost_ns, real_queries: self.real.len(), ..Default::default() };
+        let [probe_hits, real_hits] = &self.hits;
+        let [probe_ranks, real_ranks] = &self.ranks;
+        for m in 0..METRICS.len() {
+            // The metrics whose real-query evaluations count for `m`.
+            let from: &[usize] = if pooled { &[0, 1, 2] } else { std::slice::from_ref(&m) };
+            c.real[m] = if pooled { self.real.len() } else { self.real_evals[m] };
+            c.samples[m] = self.probes.len() + c.real[m];
+            let ranks: [u32; CALIB_K] =
+                std::array::from_fn(|j| probe_ranks[m][j] + from.iter().map(|&f| real_ranks[f][j]).sum::<u32>());
+            c.by_rank[m] = (0..c.ladder.len())
+                .map(|i| {
+                    std::array::from_fn(|j| {
+                        let h = probe_hits[m][i][j] + from.iter().map(|&f| real_hits[f][i][j]).sum::<u32>();
+                        if ranks[j] == 0 {
+                            1.0
+                        } else {
+                            h as f32 / ranks[j] as f32
+                        }
+                    })
+                })
+                .collect();
+        }
+        c.apply_parts(1);
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Dense, Rows, MIN_REAL};
+    use super::*;
+    use crate::math::rng::splitmix64;
+
+    #[test]
+    fn a_duplicate_at_the_same_distance_counts_for_the_point_it_ties_with() {
+        let s = |id, key| Scored { key, id };
+        // Exact answer: 1 and 2 are copies of one vector (key 0.5), then 3.
+        let truth = [s(1, 0.5), s(2, 0.5), s(3, 0.7)];
+        let mut hits = [0; CALIB_K];
+        // Another copy (7) found instead of 2: as near, so rank 1 holds.
+        assert!(tally(&truth, &[s(1, 0.5), s(7, 0.5 + 1e-6), s(3, 0.7)], &mut hits));
+        assert_eq!(hits[..3], [1, 1, 1]);
+        // A point farther than the one it replaces does not stand in, and
+        // one stand-in covers one missed rank only.
+        let mut hits = [0; CALIB_K];
+        assert!(!tally(&truth, &[s(7, 0.5), s(8, 0.6), s(9, 0.71)], &mut hits));
+        assert_eq!(hits[..3], [1, 0, 0]);
+        // Ids found: no key needed.
+        let mut hits = [0; CALIB_K];
+        assert!(tally(&truth, &[s(3, 0.0), s(2, 9.0), s(1, 9.0)], &mut hits));
+        assert_eq!(hits[..3], [1, 1, 1]);
+    }
+
+    /// Real queries are measured under every metric the partition is
+    /// queried with; on unit-length rows (the metrics rank alike) under
+    /// their own only, counting for all three.
+    #[test]
+    fn real_queries_measure_every_metric_queried() {
+        let (n, dim) = (200usize, 8usize);
+        let mut s = 3u64;
+        let mut raw: Vec<f32> = (0..n * dim).map(|_| (splitmix64(&mut s) % 1000) as f32 / 500.0 - 1.0).collect();
+        raw.chunks_mut(dim).for_each(|r| {
+            let l = norm(r);
+            r.iter_mut().for_each(|x| *x /= l);
+        });
+        let queries: Vec<(Metric, Vec<f32>)> = (0..MIN_REAL)
+            .map(|i| (Metric::Cosine, raw[i * dim..(i + 1) * dim].iter().map(|x| x * 3.0).collect()))
+            .collect();
+        // Calibrate over `data` with the cosine queries, the partition
+        // having been queried by `metrics`; also how many queries ran
+        // under each metric.
+        let measure = |data: Vec<f32>, metrics: [bool; 3]| {
+            let dense = Dense::new(data, dim);
+            let rows = Rows::new((0..n as u64).collect(), dim);
+            let rows = rows.at(&dense);
+            let real = RealQueries { queries: queries.clone(), metrics };
+            let mut cal = Calibrator::new(Vec::new(), real, vec![1, 2]);
+            let mut runs = [0usize; 3];
+            // An index that, by dot only, misses the 10th nearest point at
+            // the first rung.
+            while !cal.step(&rows, 1000, |q: &CalibQuery| {
+                runs[metric_index(q.metric)] += 1;
+                let mut top = TopK::new(CALIB_K);
+                for r in 0..n {
+                    let d = (kernels().dot)(q.query, rows.row(r));
+                    top.push(Scored { key: key_from_dot(q.metric, d, norm(q.query), rows.norm(r)), id: r as u64 });
+                }
+                let found = top.into_sorted();
+                let miss = |rung: usize| (rung == 0 && q.metric == Metric::Dot) as usize;
+                (q.rung..q.ladder.len()).map(|rung| (found[..CALIB_K - miss(rung)].to_vec(), 1.0)).collect()
+            }) {}
+            (cal.finish(), runs.map(|r| r > 0))
+        };
+        // Unit length: cosine alone ran and counts for every metric.
+        let (c, ran) = measure(raw.clone(), [false, true, true]);
+        assert_eq!(ran, [false, false, true]);
+        assert_eq!((c.real, c.real_queries, c.samples), ([MIN_REAL; 3], MIN_REAL, [MIN_REAL; 3]));
+        for m in [Metric::L2, Metric::Dot, Metric::Cosine] {
+            assert_eq!(c.real_basis(m), Some(MIN_REAL));
+            assert_eq!((c.recall_at(m, 1), c.recall_at(m, 2)), (1.0, 1.0), "{m:?}");
+        }
+        // Rows of length 2: the queries ran under cosine and dot (the
+        // metrics queried), and dot's figures are its own.
+        let long: Vec<f32> = raw.iter().map(|x| x * 2.0).collect();
+        let (c, ran) = measure(long.clone(), [false, true, true]);
+        assert_eq!(ran, [false, true, true]);
+        assert_eq!((c.real, c.real_queries), ([0, MIN_REAL, MIN_REAL], MIN_REAL));
+        assert_eq!(c.real_basis(Metric::L2), None);
+        assert!((c.recall_at(Metric::Dot, 1) - 0.9).abs() < 1e-6 && c.recall_at(Metric::Dot, 2) == 1.0);
+        assert_eq!(c.recall_at(Metric::Cosine, 1), 1.0);
+        // Merged into a table resting on held-out points: dot and cosine
+        // move, l2 keeps its figures.
+        let mut base = Calibration { ladder: vec![1, 2], samples: [64; 3], ..Default::default() };
+        base.by_rank = std::array::from_fn(|_| vec![[0.5; CALIB_K]; 2]);
+        base.merge_real(c);
+        assert_eq!((base.real, base.real_queries), ([0, MIN_REAL, MIN_REAL], MIN_REAL));
+        assert_eq!(base.by_rank[0][0][0], 0.5);
+        // Queried by cosine alone: only cosine is measured.
+        let (c, ran) = measure(long, [false, false, true]);
+        assert_eq!((c.real, ran), ([0, 0, MIN_REAL], [false, false, true]));
+    }
+
+    /// A calibration of an index that always finds the exact answer runs
+    /// two rungs for most queries, the whole ladder for every eighth, and
+    /// still measures recall 1 and a cost for every rung, never less for
+    /// a wider one.
+    #[test]
+    fn queries_answered_fully_twice_stop_climbing() {
+        let (n, dim) = (300usize, 4usize);
+        let data: Vec<f32> = (0..n * dim).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
+        let dense = Dense::new(data, dim);
+        let rows = Rows::new((0..n as u64).collect(), dim);
+        let rows = rows.at(&dense);
+        let ladder = vec![1, 2, 4, 8, 16];
+        let probes: Vec<usize> = (0..16).collect();
+        let mut cal = Calibrator::new(probes, RealQueries::default(), ladder.clone());
+        let mut runs = 0usize;
+        while !cal.step(&rows, 1000, |q: &CalibQuery| {
+            runs += 1;
+            let mut top = TopK::new(CALIB_K);
+            for r in (0..n).filter(|&r| r != q.me) {
+                // Scored as the calibration's exact scan scores (ties and
+                // rounding alike).
+                let d = (kernels().dot)(q.query, rows.row(r));
+                let key = key_from_dot(q.metric, d, norm(q.query), rows.norm(r));
+                top.push(Scored { key, id: r as u64 });
+            }
+            // Rung 1 (setting 2) is slowed by something else each time.
+            let cost = if q.rung == 1 { 1e6 } else { 1000.0 * q.ladder[q.rung] as f32 };
+            vec![(top.into_sorted(), cost)]
+        }) {}
+        let jobs = 16usize * 3;
+        let full = jobs.div_ceil(FULL_LADDER_EVERY);
+        assert_eq!(runs, full * ladder.len() + (jobs - full) * 2);
+        let c = cal.finish();
+        assert!(c.recall.iter().all(|r| r.iter().all(|&x| x == 1.0)), "{:?}", c.recall);
+        // A rung measured dearer than the one above it takes that cost.
+        assert_eq!(c.cost_ns, vec![1000.0, 4000.0, 4000.0, 8000.0, 16000.0]);
+    }
+}
