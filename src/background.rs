@@ -29,7 +29,7 @@ pub fn start_memory_reports(node: Rc<Node>) {
         let mut last = None;
         loop {
             let t0 = std::time::Instant::now();
-            let own = node.with_shard(|s| s.measure_memory());
+            let own = node.with_shard(&"memory measurement", |s| s.measure_memory());
             let took = t0.elapsed();
             if last != Some(own) {
                 // Nothing to wait for: each peer just records it.
@@ -50,49 +50,23 @@ pub fn start_memory_reports(node: Rc<Node>) {
 /// stays as the bound should another such path exist). A request
 /// whose handling was runnable then waited for the client's next request,
 /// seen as rare 30 s test timeouts under CPU contention. A pending timer
-/// bounds that sleep, so every shard keeps one. It also reports turns that
-/// came late (a shard busy in one long step, or not running at all), and
+/// bounds that sleep, so every shard keeps one. Its turns are the watchdog's
+/// pulse (a shard without one is signalled, and its stall reported:
+/// `watchdog`); it notes how late each came (`shard_turn_lateness`), and
 /// reads the wall clock for the shard's requests (`clock::tick`).
 pub fn start_heartbeat(me: usize) {
     glommio::spawn_local(async move {
-        let mut last = (std::time::Instant::now(), thread_cpu());
+        let mut last = std::time::Instant::now();
         loop {
             glommio::timer::sleep(HEARTBEAT).await;
             crate::watchdog::beat(me);
             crate::clock::tick();
-            let now = (std::time::Instant::now(), thread_cpu());
-            let gap = now.0 - last.0;
-            crate::watchdog::turn_late(gap.saturating_sub(HEARTBEAT));
-            if gap >= STALL_REPORT {
-                let ran = now.1.saturating_sub(last.1);
-                tracing::warn!(
-                    "shard {me}: no turn for {} ms, its thread ran {} ms of it ({}); work queued meanwhile waited",
-                    gap.as_millis(),
-                    ran.as_millis(),
-                    // Hundreds of ms of CPU without a turn: long synchronous
-                    // work (under contention it also waited for the CPU).
-                    if ran * 2 >= STALL_REPORT {
-                        "long synchronous work"
-                    } else {
-                        "the thread was not running or the executor slept"
-                    }
-                );
-            }
+            let now = std::time::Instant::now();
+            crate::watchdog::turn_late((now - last).saturating_sub(HEARTBEAT));
             last = now;
         }
     })
     .detach();
-}
-
-/// A shard that gets no turn for this long reports it (on stderr).
-const STALL_REPORT: Duration = Duration::from_millis(500);
-
-/// CPU time this thread has used.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: a valid out-pointer; the thread CPU clock exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// A low-priority task queue for background work: `shares` against request

@@ -27,8 +27,8 @@ pub enum ShardFault {
     /// ...blocks in pause(2), as in a sleep no timer ends; only a signal
     /// frees it (`AIONBD_DEBUG_PAUSE_SHARD_<n>_MS`).
     Pause(Duration),
-    /// ...is busy for 2 s with no turn, as in one long step
-    /// (`AIONBD_DEBUG_STALL_SHARD_<n>_MS`).
+    /// ...is held 2 s with no turn (asleep), as in one long step named
+    /// "debug stall" (`AIONBD_DEBUG_STALL_SHARD_<n>_MS`).
     Stall(Duration),
     /// ...panics (`AIONBD_DEBUG_PANIC_SHARD_<n>_MS`).
     Panic(Duration),
@@ -56,6 +56,8 @@ pub fn start_shard_faults(me: usize) {
                 }
                 ShardFault::Stall(after) => {
                     glommio::timer::sleep(after).await;
+                    // Asleep rather than spinning: a test beside it keeps its CPU.
+                    let _doing = crate::watchdog::doing(&"debug stall");
                     std::thread::sleep(Duration::from_secs(2));
                 }
                 ShardFault::Panic(after) => {

@@ -149,14 +149,14 @@ impl<'a> Pace<'a> {
     /// (and each search's cost) grow without end.
     async fn extend(&mut self) -> bool {
         let node = self.node;
-        let backlog = || node.with_shard(|s| s.graph_backlog());
+        let backlog = || node.with_shard(&"graph backlog count", |s| s.graph_backlog());
         if backlog() <= BACKLOG {
             BACKLOGGED.set(false);
-            return self.step(|| node.with_shard(|s| s.graph_extend(EXTEND_STEP))).await;
+            return self.step(|| node.with_shard(&"graph insert step", |s| s.graph_extend(EXTEND_STEP))).await;
         }
         BACKLOGGED.set(true);
         self.rush(|| {
-            let more = node.with_shard(|s| s.graph_extend(EXTEND_STEP));
+            let more = node.with_shard(&"graph insert step", |s| s.graph_extend(EXTEND_STEP));
             BACKLOGGED.set(backlog() > BACKLOG);
             more
         })
@@ -172,7 +172,7 @@ impl<'a> Pace<'a> {
     /// now).
     async fn keep_graphs_current(&mut self) {
         let node = self.node;
-        while node.with_shard(|s| s.graph_pending()) {
+        while node.with_shard(&"graph pending check", |s| s.graph_pending()) {
             self.extend().await;
             if !BACKLOGGED.get() {
                 break;
@@ -184,13 +184,16 @@ impl<'a> Pace<'a> {
 /// Build the HNSW graph of a partition that wants one (after its IVF
 /// index; `writes_paused`: see [`WRITES_PAUSED`]); `false` if none does.
 async fn build_graph(node: &Node, seed: u64, writes_paused: bool) -> bool {
-    let Some((name, uid, mut builder)) = node.with_shard(|s| s.graph_next_build(seed, writes_paused)) else {
+    let Some((name, uid, mut builder)) =
+        node.with_shard(&"graph build start", |s| s.graph_next_build(seed, writes_paused))
+    else {
         return false;
     };
     let mut pace = Pace::new(node);
     let mut done = Some(false);
     while done == Some(false) {
-        done = pace.step(|| node.with_shard(|s| s.graph_build_step(&name, uid, &mut builder))).await;
+        done =
+            pace.step(|| node.with_shard(&"graph build step", |s| s.graph_build_step(&name, uid, &mut builder))).await;
         pace.keep_graphs_current().await;
     }
     if done.is_none() {
@@ -210,7 +213,8 @@ async fn build_graph(node: &Node, seed: u64, writes_paused: bool) -> bool {
     let mut behind = true;
     CATCHING_UP.set(behind);
     let caught_up = loop {
-        let step = || node.with_shard(|s| s.graph_catch_up(&name, uid, &mut built.0, EXTEND_STEP));
+        let step =
+            || node.with_shard(&"graph catch-up step", |s| s.graph_catch_up(&name, uid, &mut built.0, EXTEND_STEP));
         let now_left = if behind { pace.rush(step).await } else { pace.step(step).await };
         let Some(now_left) = now_left else { break false }; // the partition was dropped
         behind = now_left > BACKLOG;
@@ -228,7 +232,7 @@ async fn build_graph(node: &Node, seed: u64, writes_paused: bool) -> bool {
     };
     CATCHING_UP.set(false);
     if caught_up {
-        node.with_shard(|s| s.graph_install(&name, uid, built, Instant::now()));
+        node.with_shard(&"graph install", |s| s.graph_install(&name, uid, built, Instant::now()));
     }
     true
 }
@@ -237,29 +241,33 @@ async fn build_graph(node: &Node, seed: u64, writes_paused: bool) -> bool {
 /// rebuild: only its table of setting -> recall changes); `false` if none
 /// is due.
 async fn recalibrate(node: &Node) -> bool {
-    let Some((name, uid, mut job)) = node.with_shard(|s| s.recal_next(Instant::now())) else { return false };
+    let Some((name, uid, mut job)) = node.with_shard(&"recalibration start", |s| s.recal_next(Instant::now())) else {
+        return false;
+    };
     let mut pace = Pace::new(node);
     loop {
-        match pace.step(|| node.with_shard(|s| s.recal_step(&name, uid, &mut job))).await {
+        match pace.step(|| node.with_shard(&"recalibration step", |s| s.recal_step(&name, uid, &mut job))).await {
             Some(false) => pace.keep_graphs_current().await,
             Some(true) => break,
             None => return true,
         }
     }
     // It may drop the IVF lists (unused beside the graph).
-    node.with_shard(|s| s.recal_install(&name, uid, job));
+    node.with_shard(&"recalibration install", |s| s.recal_install(&name, uid, job));
     true
 }
 
 /// Build the IVF index of a partition that wants one; `false` if none does.
 async fn build_ivf(node: &Node, seed: u64) -> bool {
-    let Some((name, uid, mut builder)) = node.with_shard(|s| s.ivf_next_build(seed, Instant::now())) else {
+    let Some((name, uid, mut builder)) =
+        node.with_shard(&"IVF build start", |s| s.ivf_next_build(seed, Instant::now()))
+    else {
         return false;
     };
     let mut pace = Pace::new(node);
     let mut done = Some(false);
     while done == Some(false) {
-        done = pace.step(|| node.with_shard(|s| s.ivf_build_step(&name, uid, &mut builder))).await;
+        done = pace.step(|| node.with_shard(&"IVF build step", |s| s.ivf_build_step(&name, uid, &mut builder))).await;
         pace.keep_graphs_current().await;
     }
     if done.is_none() {
@@ -267,7 +275,7 @@ async fn build_ivf(node: &Node, seed: u64) -> bool {
     }
     let index = builder.finish();
     node.metrics.index_builds_total.set(node.metrics.index_builds_total.get() + 1);
-    node.with_shard(|s| s.ivf_install(&name, uid, index));
+    node.with_shard(&"IVF install", |s| s.ivf_install(&name, uid, index));
     true
 }
 
@@ -282,6 +290,7 @@ async fn build_ivf(node: &Node, seed: u64) -> bool {
 /// [`TRIM_WRITING`] while writes go on; a trim skipped then is done when
 /// they pause, before the next build (docs/benchmarks.md, "Memory").
 fn release_freed() {
+    let _doing = crate::watchdog::doing(&"malloc_trim");
     let t0 = Instant::now();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only reorganises the allocator's own free lists
@@ -335,14 +344,18 @@ pub fn start(node: Rc<Node>, cooldown: Duration) {
                 // faster than inserts cannot starve the rest.
                 let mut pace = Pace::new(&node);
                 // Payload indexes filters asked for, a slice at a time.
-                while pace.step(|| node.with_shard(|s| s.payload_index_step(PAYLOAD_INDEX_STEP))).await {}
+                while pace
+                    .step(|| node.with_shard(&"payload index step", |s| s.payload_index_step(PAYLOAD_INDEX_STEP)))
+                    .await
+                {}
                 // Inserts grow the graph's arrays, freeing the smaller ones.
-                trims.grown |= node.with_shard(|s| s.graph_pending());
+                trims.grown |= node.with_shard(&"graph pending check", |s| s.graph_pending());
                 let round_end = Instant::now() + EXTEND_ROUND;
                 while pace.extend().await && Instant::now() < round_end {}
                 // Memory-light mode: rows the graph now holds go to disk
                 // (their memory is handed back with the next trim).
-                while pace.step(|| node.with_shard(|s| s.evict_cold(EVICT_STEP))).await {
+                while pace.step(|| node.with_shard(&"eviction step (memory-light)", |s| s.evict_cold(EVICT_STEP))).await
+                {
                     trims.grown = true;
                 }
                 let writes = node.metrics.writes_applied();

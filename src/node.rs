@@ -227,7 +227,10 @@ impl Node {
     }
 
     /// Run `f` on this shard's data (synchronously; never across an await).
-    pub fn with_shard<R>(&self, f: impl FnOnce(&mut Shard) -> R) -> R {
+    /// Run `f` on this shard's data, as `step` for stall reports
+    /// (`watchdog::doing`).
+    pub fn with_shard<R>(&self, step: crate::watchdog::StepName, f: impl FnOnce(&mut Shard) -> R) -> R {
+        let _doing = crate::watchdog::doing(step);
         f(&mut self.shard.borrow_mut())
     }
 
@@ -261,6 +264,7 @@ impl Node {
     pub fn apply_logged(&self, kind: u8, body: &[u8], what: &dyn Fn() -> String) -> Result<(), ApplyError> {
         let fail = |cause| ApplyError { what: what(), cause };
         let rec = LogRecord::decode(kind, body).map_err(|e| fail(ApplyCause::Decode(e)))?;
+        let _doing = crate::watchdog::doing(&"replay of a logged record");
         let plan = self.shard.borrow_mut().apply_record(rec).map_err(|e| fail(ApplyCause::Apply(e)))?;
         for (to, op) in plan.fanout {
             drop(self.router.request(to, Req::Shard(op.into())));
@@ -277,6 +281,7 @@ impl Node {
             return self.apply_logged(kind, body, what);
         }
         let fail = |e| ApplyError { what: what(), cause: ApplyCause::Restore(e) };
+        let _doing = crate::watchdog::doing(&"replay of a logged upsert");
         let ops = self.shard.borrow_mut().restore_upsert(body).map_err(fail)?;
         for (shard, op) in ops {
             if shard == self.me() {

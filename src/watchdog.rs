@@ -11,8 +11,17 @@
 //! `SA_RESTART`), which makes a sleeping `io_uring_enter` return EINTR; the
 //! executor then runs its due timers and carries on. A shard busy in a long
 //! synchronous step gets the same signal; it returns to that step at once.
+//!
+//! The same thread reports stalls: a shard without a turn for [`STALL`] or
+//! more is counted (`/metrics`: `shard_stalls_total` and where the time
+//! went), and logged, with the time split from the kernel's scheduler
+//! statistics of the shard's thread (`/proc/self/task/TID/schedstat`:
+//! running, runnable but waiting for a CPU, asleep) and the synchronous
+//! steps the shard was seen in ([`doing`]: a request's operation, an index
+//! build step, a trim). A VM's stolen time counts as running.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicI64, AtomicPtr, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -20,18 +29,38 @@ use std::time::{Duration, Instant};
 pub const STALE: Duration = Duration::from_millis(100);
 /// How often the watchdog looks.
 const LOOK_EVERY: Duration = Duration::from_millis(25);
+/// A shard this long without a heartbeat turn had a stall: counted, and
+/// logged at debug level...
+pub const STALL: Duration = Duration::from_millis(50);
+/// ...or as a warning from this long (what an operator should hear of).
+pub const STALL_WARN: Duration = Duration::from_millis(500);
+
+/// What a shard is doing synchronously: a reference to a constant string
+/// (one word, so a slot holds it in an atomic): `&"graph build step"`.
+pub type StepName = &'static &'static str;
 
 struct Slot {
     /// Kernel thread id of the shard's thread; 0 while not watched.
     tid: AtomicI64,
     /// Milliseconds since [`epoch`] of its last heartbeat turn.
     turn_ms: AtomicU64,
+    /// The synchronous step the shard is in ([`doing`]), null between steps.
+    step: AtomicPtr<&'static str>,
+}
+
+thread_local! {
+    /// The slot the calling thread beats, while watched.
+    static MINE: Cell<Option<&'static Slot>> = const { Cell::new(None) };
 }
 
 static SLOTS: OnceLock<Vec<Slot>> = OnceLock::new();
 static EPOCH: OnceLock<Instant> = OnceLock::new();
 /// Signals sent (`/metrics`: `shard_watchdog_signals_total`).
 static SIGNALS: AtomicU64 = AtomicU64::new(0);
+/// Stalls of [`STALL`] or more, and their milliseconds running, waiting
+/// for a CPU and asleep (`/metrics`: `shard_stalls_total`, ...).
+static STALLS: AtomicU64 = AtomicU64::new(0);
+static STALL_MS: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
 
 fn now_ms() -> u64 {
     EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
@@ -45,7 +74,13 @@ pub fn install(shards: usize) {
     let mut first = false;
     SLOTS.get_or_init(|| {
         first = true;
-        (0..shards).map(|_| Slot { tid: AtomicI64::new(0), turn_ms: AtomicU64::new(0) }).collect()
+        (0..shards)
+            .map(|_| Slot {
+                tid: AtomicI64::new(0),
+                turn_ms: AtomicU64::new(0),
+                step: AtomicPtr::new(std::ptr::null_mut()),
+            })
+            .collect()
     });
     if !first {
         return;
@@ -68,9 +103,13 @@ pub fn install(shards: usize) {
         // SAFETY: getpid has no preconditions.
         let pid = unsafe { libc::getpid() };
         let mut last_ping = 0u64;
+        let mut stalls: Vec<StallWatch> = slots.iter().map(|_| StallWatch::default()).collect();
         loop {
             std::thread::sleep(LOOK_EVERY);
             let now = now_ms();
+            for (i, (slot, watch)) in slots.iter().zip(&mut stalls).enumerate() {
+                watch.look(i, slot, now);
+            }
             if let Some(half) = systemd {
                 let turning = slots.iter().all(|s| {
                     s.tid.load(Ordering::Acquire) == 0 || now.saturating_sub(s.turn_ms.load(Ordering::Relaxed)) <= half
@@ -100,8 +139,32 @@ pub fn watch(me: usize) -> Watched {
     let tid = unsafe { libc::gettid() } as i64;
     if let Some(slot) = SLOTS.get().and_then(|s| s.get(me)) {
         slot.tid.store(tid, Ordering::Release);
+        MINE.set(Some(slot));
     }
     Watched { me, tid }
+}
+
+/// Mark the calling shard as in `step` until the guard drops (for stall
+/// reports; a nested step is restored to the outer one). Two relaxed
+/// stores: cheap enough for every request's operation.
+pub fn doing(step: StepName) -> Doing {
+    let slot = MINE.get();
+    let outer = slot.map_or(std::ptr::null_mut(), |s| s.step.swap(step as *const _ as *mut _, Ordering::Relaxed));
+    Doing { slot, outer }
+}
+
+/// Ends a [`doing`] step when dropped.
+pub struct Doing {
+    slot: Option<&'static Slot>,
+    outer: *mut &'static str,
+}
+
+impl Drop for Doing {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot {
+            slot.step.store(self.outer, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Shard `me` had a turn now.
@@ -152,6 +215,141 @@ pub fn signals() -> u64 {
     SIGNALS.load(Ordering::Relaxed)
 }
 
+/// Stalls of [`STALL`] or more so far, and their milliseconds: running,
+/// waiting for a CPU, asleep.
+pub fn stalls() -> (u64, [u64; 3]) {
+    (STALLS.load(Ordering::Relaxed), STALL_MS.each_ref().map(|a| a.load(Ordering::Relaxed)))
+}
+
+/// A thread's scheduler statistics: nanoseconds on a CPU, nanoseconds
+/// runnable but waiting for one (`None` if unreadable: no schedstats).
+fn schedstat(tid: i64) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
+    let mut fields = text.split_ascii_whitespace().map(|f| f.parse::<u64>().ok());
+    Some((fields.next()??, fields.next()??))
+}
+
+/// Where the heartbeat looks recorded samples of a thread's schedstat.
+const SAMPLES: usize = 5;
+
+/// The watchdog thread's view of one shard: recent schedstat samples, and
+/// the stall in progress.
+#[derive(Default)]
+struct StallWatch {
+    tid: i64,
+    /// (look time ms, schedstat) of the last looks, newest last.
+    samples: Vec<(u64, (u64, u64))>,
+    stall: Option<Stall>,
+    /// Time of the last debug log line, and stalls not logged since.
+    logged_ms: Option<u64>,
+    unlogged: u64,
+}
+
+struct Stall {
+    /// The last turn before the stall.
+    turn_ms: u64,
+    /// The schedstat sample from before that turn, and when it was taken.
+    before: Option<(u64, (u64, u64))>,
+    /// Steps seen while it lasted (distinct, in order), and whether a look
+    /// found the shard between steps.
+    steps: Vec<&'static str>,
+    between: bool,
+}
+
+impl StallWatch {
+    fn look(&mut self, me: usize, slot: &Slot, now: u64) {
+        let tid = slot.tid.load(Ordering::Acquire);
+        if tid != self.tid {
+            *self = StallWatch { tid, ..Default::default() };
+        }
+        if tid == 0 {
+            return;
+        }
+        let sample = schedstat(tid);
+        let turn = slot.turn_ms.load(Ordering::Relaxed);
+        if let Some(stall) = &mut self.stall {
+            if turn == stall.turn_ms {
+                stall.saw(slot);
+            } else {
+                let stall = self.stall.take().expect("a stall");
+                self.ended(me, stall, turn, sample, now);
+            }
+        } else if now.saturating_sub(turn) >= STALL.as_millis() as u64 {
+            let before = self.samples.iter().rev().find(|(t, _)| *t <= turn).copied();
+            let mut stall = Stall { turn_ms: turn, before, steps: Vec::new(), between: false };
+            stall.saw(slot);
+            self.stall = Some(stall);
+        }
+        if let Some(s) = sample {
+            if self.samples.len() == SAMPLES {
+                self.samples.remove(0);
+            }
+            self.samples.push((now, s));
+        }
+    }
+
+    /// A stall ended with the turn at `turn` (ms).
+    fn ended(&mut self, me: usize, stall: Stall, turn: u64, after: Option<(u64, u64)>, now: u64) {
+        let took = turn.saturating_sub(stall.turn_ms);
+        if took < STALL.as_millis() as u64 {
+            return;
+        }
+        // The samples bracket the stall to within a look (25 ms) on each
+        // side: the split is the bracket's, scaled to the stall.
+        let (ran, waited) = match (stall.before, after) {
+            (Some((t, b)), Some(a)) => {
+                let bracket = now.saturating_sub(t).max(took) * 1_000_000;
+                let share = |d: u64| (d as u128 * took as u128 / bracket as u128) as u64;
+                (share(a.0.saturating_sub(b.0)).min(took), share(a.1.saturating_sub(b.1)))
+            }
+            _ => (0, 0),
+        };
+        let waited = waited.min(took - ran);
+        let slept = took - ran - waited;
+        STALLS.fetch_add(1, Ordering::Relaxed);
+        for (total, ms) in STALL_MS.iter().zip([ran, waited, slept]) {
+            total.fetch_add(ms, Ordering::Relaxed);
+        }
+        let mut doing = stall.steps.join(", ");
+        if stall.between || doing.is_empty() {
+            doing.push_str(if doing.is_empty() { "between steps" } else { ", between steps" });
+        }
+        let what = if after.is_none() { " (no scheduler statistics)" } else { "" };
+        if took >= STALL_WARN.as_millis() as u64 {
+            tracing::warn!(
+                "shard {me}: no turn for {took} ms: its thread ran {ran} ms, waited {waited} ms for a CPU, slept {slept} ms{what}; seen in: {doing}; work queued meanwhile waited"
+            );
+        } else if self.logged_ms.is_none_or(|t| now.saturating_sub(t) >= 1000) {
+            let more = match std::mem::take(&mut self.unlogged) {
+                0 => String::new(),
+                n => format!(" ({n} more stalls since the last report, not logged)"),
+            };
+            tracing::debug!(
+                "shard {me}: no turn for {took} ms: its thread ran {ran} ms, waited {waited} ms for a CPU, slept {slept} ms{what}; seen in: {doing}{more}"
+            );
+            self.logged_ms = Some(now);
+        } else {
+            self.unlogged += 1;
+        }
+    }
+}
+
+impl Stall {
+    fn saw(&mut self, slot: &Slot) {
+        let step = slot.step.load(Ordering::Relaxed);
+        if step.is_null() {
+            self.between = true;
+        } else {
+            // SAFETY: a non-null step is a `StepName` ([`doing`]): a
+            // reference to a `&'static str` that lives for the program.
+            let name: &'static str = unsafe { *step };
+            if !self.steps.contains(&name) && self.steps.len() < 4 {
+                self.steps.push(name);
+            }
+        }
+    }
+}
+
 /// Stops watching its thread when dropped (the shard's thread is ending,
 /// or it joined the mesh under a provisional slot). A slot another thread
 /// took meanwhile stays watched.
@@ -164,6 +362,9 @@ impl Drop for Watched {
     fn drop(&mut self) {
         if let Some(slot) = SLOTS.get().and_then(|s| s.get(self.me)) {
             let _ = slot.tid.compare_exchange(self.tid, 0, Ordering::AcqRel, Ordering::Relaxed);
+            if MINE.get().is_some_and(|mine| std::ptr::eq(mine, slot)) {
+                MINE.set(None);
+            }
         }
     }
 }

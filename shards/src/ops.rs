@@ -38,6 +38,16 @@ macro_rules! family {
             $( $(#[$vmeta])* $variant($request), )*
         }
 
+        impl $family {
+            /// The operation's name (its variant), for stall reports; a
+            /// reference to a constant, so it can be stored in one word.
+            pub fn name(&self) -> &'static &'static str {
+                match self {
+                    $( $family::$variant(_) => &stringify!($variant), )*
+                }
+            }
+        }
+
         #[doc = concat!("The replies to [`", stringify!($family), "`], variant for variant.")]
         #[derive(Clone, Debug)]
         pub enum $replies {

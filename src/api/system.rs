@@ -61,6 +61,7 @@ impl Api {
         let p = &cfg.persistence;
         let requests = m.requests_total;
         let avg = if requests == 0 { 0.0 } else { m.duration_us_total as f64 / requests as f64 };
+        let (stalls, stall_ms) = crate::watchdog::stalls();
         vec![
             ("uptime_ms", U(self.uptime_ms())),
             ("ready", B(m.wal_failed_shards == 0)),
@@ -110,6 +111,10 @@ impl Api {
             ),
             ("rate_limit_rejections_total", U(m.rate_limit_rejections_total)),
             ("shard_watchdog_signals_total", U(crate::watchdog::signals())),
+            ("shard_stalls_total", U(stalls)),
+            ("shard_stall_running_ms_total", U(stall_ms[0])),
+            ("shard_stall_waiting_ms_total", U(stall_ms[1])),
+            ("shard_stall_asleep_ms_total", U(stall_ms[2])),
             ("audit_events_total", U(0)),
             ("collection_write_lock_entries", U(0)),
             ("tenant_rate_window_entries", U(self.node.rate.entries() as u64)),

@@ -17,6 +17,7 @@ impl Node {
                 if op.changes_data() {
                     self.metrics.write_applied();
                 }
+                let _doing = crate::watchdog::doing(op.name());
                 let reply = self.shard.borrow_mut().execute_partition(op);
                 Answering::Ready(reply.map(|r| Answer::Shard(ShardReply::Partition(r))))
             }
@@ -36,7 +37,9 @@ impl Node {
                 }
             }
         }
+        let doing = crate::watchdog::doing(op.name());
         let plan = self.shard.borrow_mut().execute_home(op);
+        drop(doing);
         match plan {
             Err(e) => Answering::Ready(Err(e)),
             Ok(Plan { mut reply, fanout, log }) => {

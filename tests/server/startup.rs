@@ -90,8 +90,38 @@ fn a_shard_blocked_in_a_system_call_is_woken_by_the_watchdog() {
     assert_eq!(s.call("GET", "/live", None, 200)["status"], "live");
     s.call("POST", "/collections", Some(serde_json::json!({"name": "w", "dimension": 1})), 200);
     s.call("PUT", "/collections/w/points/1", Some(serde_json::json!({"values": [1.0]})), 200);
-    let signals = s.call("GET", "/metrics", None, 200)["shard_watchdog_signals_total"].as_u64().unwrap();
+    let m = s.call("GET", "/metrics", None, 200);
+    let signals = m["shard_watchdog_signals_total"].as_u64().unwrap();
     assert!(signals >= 1, "the watchdog sent {signals} signals");
+    // The stall is counted, and its time was spent asleep (in pause(2)).
+    assert!(m["shard_stalls_total"].as_u64().unwrap() >= 1, "{m}");
+    assert!(m["shard_stall_asleep_ms_total"].as_u64().unwrap() >= 40, "{m}");
+}
+
+/// A shard held in one long synchronous step is reported on stderr with
+/// the step's name and where the time went, and counted in /metrics.
+#[test]
+fn a_shard_stalled_in_a_long_step_is_reported_with_the_step() {
+    // The hook sleeps 2 s in a step named "debug stall", 300 ms after start
+    // (a blocking call: no signal shortens a sleep(3) that restarts).
+    let s = Server::start(1, &[("AIONBD_DEBUG_STALL_SHARD_0_MS", "300")]);
+    let t0 = std::time::Instant::now();
+    let report = loop {
+        let tail = s.stderr_tail();
+        if let Some(line) = tail.lines().find(|l| l.contains("shard 0: no turn for")) {
+            break line.to_owned();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "no stall report: {tail}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(report.contains("seen in: debug stall"), "{report}");
+    let took: u64 = report.split("no turn for ").nth(1).and_then(|r| r.split(' ').next()).unwrap().parse().unwrap();
+    assert!(took >= 1900, "{report}");
+    let m = s.call("GET", "/metrics", None, 200);
+    let ms = |k: &str| m[k].as_u64().unwrap();
+    assert!(ms("shard_stalls_total") >= 1, "{m}");
+    assert!(ms("shard_stall_asleep_ms_total") >= 1500, "{m}");
+    assert!(report.contains("slept") && !report.contains("no scheduler statistics"), "{report}");
 }
 
 /// An unknown AIONBD_* variable (a typo) is reported; with --strict-env

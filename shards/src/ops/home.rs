@@ -14,6 +14,16 @@ pub enum HomeOp {
     Write(HomeWrite),
 }
 
+impl HomeOp {
+    /// The operation's name, for stall reports (see `PartitionOp::name`).
+    pub fn name(&self) -> &'static &'static str {
+        match self {
+            HomeOp::Read(op) => op.name(),
+            HomeOp::Write(op) => op.name(),
+        }
+    }
+}
+
 /// The reply to a [`HomeOp`], read for read and write for write.
 #[derive(Clone, Debug)]
 pub enum HomeReply {
