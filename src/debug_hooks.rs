@@ -22,6 +22,13 @@ pub fn slow_replay(shard: usize) -> Option<Duration> {
     ms(&format!("AIONBD_DEBUG_SLOW_REPLAY_SHARD_{shard}_MS"))
 }
 
+/// `AIONBD_DEBUG_SLOW_SYNC_DIR_MS`: every fsync of a WAL or snapshot
+/// directory takes this much longer, as on a busy disk (read once).
+pub fn slow_sync_dir() -> Option<Duration> {
+    static SLOW: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    *SLOW.get_or_init(|| ms("AIONBD_DEBUG_SLOW_SYNC_DIR_MS"))
+}
+
 /// After this long, shard n's thread...
 pub enum ShardFault {
     /// ...blocks in pause(2), as in a sleep no timer ends; only a signal

@@ -257,8 +257,10 @@ impl Snapshots {
         // crash tests run on a simulated disk).
         wal.install_snapshot(&tmp, &name, lsn).await.map_err(TakeError::Switch)?;
         self.wal_bytes_at_cut.set(bytes_at_cut);
-        // The switch is durable: the old snapshot goes too.
-        remove_old_snapshots(&self.dir, &name);
+        // The switch is durable: the old snapshot goes too (unlinking a
+        // large file blocks while its extents are freed: off the shard).
+        let (dir, keep) = (self.dir.clone(), name.clone());
+        glommio::executor().spawn_blocking(move || remove_old_snapshots(&dir, &keep)).await;
         Ok((lsn, bytes))
     }
 }

@@ -109,15 +109,23 @@ impl Api {
         manifest.bytes = Some(bytes);
         manifest.name = Some(name.clone());
         let text = serde_json::to_vec_pretty(&manifest).expect("JSON to memory");
-        let finish = || -> std::io::Result<()> {
-            std::fs::rename(&tmp, &path)?;
-            // Kept whole (path, step and OS error) as the message; its kind decides 507.
-            crate::fs::write_atomically(&dir.join(format!("{name}.json")), &text)
-                .map_err(|e| std::io::Error::new(e.source.kind(), e))
-        };
-        if let Err(e) = finish() {
-            let _ = std::fs::remove_file(&tmp);
-            let _ = std::fs::remove_file(&path);
+        // Renames and fsyncs: on the executor's blocking thread, so the
+        // shard serves on while the file system commits them.
+        let (file, meta) = (path.clone(), dir.join(format!("{name}.json")));
+        let finished = glommio::executor()
+            .spawn_blocking(move || -> std::io::Result<()> {
+                let done = std::fs::rename(&tmp, &file).and_then(|()| {
+                    // Kept whole (path, step and OS error) as the message; its kind decides 507.
+                    crate::fs::write_atomically(&meta, &text).map_err(|e| std::io::Error::new(e.source.kind(), e))
+                });
+                if done.is_err() {
+                    let _ = std::fs::remove_file(&tmp);
+                    let _ = std::fs::remove_file(&file);
+                }
+                done
+            })
+            .await;
+        if let Err(e) = finished {
             return Err(storage_error(&path, &e));
         }
         json(&manifest)
@@ -180,10 +188,19 @@ impl Api {
     }
 
     /// `DELETE /backups/{backup}`.
-    pub(super) fn delete_backup(&self, name: &str) -> ApiResult {
+    /// (Unlinking a large file blocks while its extents are freed: on the
+    /// executor's blocking thread.)
+    pub(super) async fn delete_backup(&self, name: &str) -> ApiResult {
         let path = self.backup_path(name)?;
-        std::fs::remove_file(&path).map_err(|e| storage_error(&path, &e))?;
-        let _ = std::fs::remove_file(path.with_extension("json"));
+        let file = path.clone();
+        let removed = glommio::executor()
+            .spawn_blocking(move || {
+                std::fs::remove_file(&file)?;
+                let _ = std::fs::remove_file(file.with_extension("json"));
+                Ok::<(), std::io::Error>(())
+            })
+            .await;
+        removed.map_err(|e| storage_error(&path, &e))?;
         let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         json(&serde_json::json!({"name": stem, "deleted": true}))
     }

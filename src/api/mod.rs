@@ -157,7 +157,7 @@ impl Api {
             RouteId::CreateBackup => self.create_backup(req.query.as_deref(), who).await,
             RouteId::ListBackups => self.list_backups(),
             RouteId::GetBackup => self.get_backup(id).await,
-            RouteId::DeleteBackup => self.delete_backup(id),
+            RouteId::DeleteBackup => self.delete_backup(id).await,
         };
         match (result, &coll) {
             (Err(mut e), Some((internal, visible))) if internal != visible => {

@@ -56,6 +56,40 @@ pub const EAGER_SNAPSHOTS: &[(&str, &str)] = &[
     ("AIONBD_SNAPSHOT_WAL_PERCENT", "1"),
 ];
 
+/// A directory fsync that takes long (on a busy disk, ext4's journal
+/// commit) runs beside the shard, not on it: segment rollovers and
+/// snapshot switches wait for it, requests on the shard do not.
+#[test]
+fn slow_directory_syncs_do_not_stall_the_shard() {
+    let dir = unique_dir();
+    let mut env = EAGER_SNAPSHOTS.to_vec();
+    env.push(("AIONBD_DEBUG_SLOW_SYNC_DIR_MS", "700"));
+    let s = Server::start_in(&dir, 1, &env, &[]);
+    s.call("POST", "/collections", Some(json!({"name": "d", "dimension": 256})), 200);
+    // ~3 MiB of log in 1 MiB segments: rollovers and snapshots, each with
+    // a directory sync of 700 ms.
+    for round in 0..25u64 {
+        let pts: Vec<Value> = (0..100u64)
+            .map(|i| json!({"id": round * 100 + i, "values": vec![(round * 100 + i) as f32; 256]}))
+            .collect();
+        s.call("POST", "/collections/d/points", Some(json!({"points": pts})), 200);
+    }
+    // A snapshot's switch syncs the directory twice.
+    let t0 = Instant::now();
+    while metric(&s, "persistence_snapshots_total") == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(30), "no snapshot was taken");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A sync on the shard would be a stall of 700 ms, its thread asleep.
+    let asleep = metric(&s, "shard_stall_asleep_ms_total");
+    assert!(asleep < 500, "the shard slept {asleep} ms in stalls: {}", s.stderr_tail());
+    let hit =
+        s.call("POST", "/collections/d/search", Some(json!({"query": vec![2499.0f32; 256], "metric": "l2"})), 200);
+    assert_eq!(hit["id"], 2499);
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn files_in(dir: &std::path::Path, prefix: &str) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
