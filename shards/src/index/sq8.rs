@@ -12,6 +12,34 @@
 use crate::math::distance::Metric;
 use crate::math::key::norm;
 
+/// Each dimension's [min, max] over rows added one at a time: a fit over
+/// many rows can be spread over bounded steps (a graph build's first step
+/// over every seventh row of 600,000 took 85 ms in one go).
+#[derive(Clone, Debug)]
+pub struct Ranges {
+    lo: Vec<f32>,
+    hi: Vec<f32>,
+}
+
+impl Ranges {
+    pub fn new(dim: usize) -> Ranges {
+        Ranges { lo: vec![f32::INFINITY; dim], hi: vec![f32::NEG_INFINITY; dim] }
+    }
+
+    pub fn add(&mut self, row: &[f32]) {
+        for ((lo, hi), &v) in self.lo.iter_mut().zip(&mut self.hi).zip(row) {
+            *lo = lo.min(v);
+            *hi = hi.max(v);
+        }
+    }
+
+    /// Codes of `bits` (8, or 4: packed) over these ranges (an empty range
+    /// is [0, 0]).
+    pub fn codes(self, bits: u32) -> Sq8 {
+        Sq8::from_ranges(self.lo, self.hi, bits)
+    }
+}
+
 /// Per-dimension ranges: x_i ~ min_i + code_i * scale_i.
 #[derive(Clone, Debug, Default)]
 pub struct Sq8 {
@@ -36,17 +64,15 @@ impl Sq8 {
 
     /// Codes of `bits` (8, or 4: packed) over the ranges of `rows`.
     pub fn fit_bits<'a>(dim: usize, rows: impl Iterator<Item = &'a [f32]>, bits: u32) -> Sq8 {
+        let mut ranges = Ranges::new(dim);
+        rows.for_each(|row| ranges.add(row));
+        ranges.codes(bits)
+    }
+
+    fn from_ranges(mut lo: Vec<f32>, mut hi: Vec<f32>, bits: u32) -> Sq8 {
         assert!(bits == 8 || bits == 4, "8- or 4-bit codes");
         let top = ((1u32 << bits) - 1) as f32;
-        let mut lo = vec![f32::INFINITY; dim];
-        let mut hi = vec![f32::NEG_INFINITY; dim];
-        for row in rows {
-            for (i, &v) in row.iter().enumerate() {
-                lo[i] = lo[i].min(v);
-                hi[i] = hi[i].max(v);
-            }
-        }
-        for i in 0..dim {
+        for i in 0..lo.len() {
             if lo[i] > hi[i] {
                 (lo[i], hi[i]) = (0.0, 0.0);
             }

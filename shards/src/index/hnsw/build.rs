@@ -6,14 +6,23 @@ use super::{Hnsw, HnswParams, HnswQuery};
 use crate::index::calib::{
     in_share, spread, CalibQuery, Calibration, Calibrator, RealQueries, RowSource, Rows, CALIB_K,
 };
-use crate::index::sq8::Sq8;
+use crate::index::sq8::Ranges;
 
 /// Beam widths the calibration measures.
 pub const EF_LADDER: [usize; 12] = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512];
 /// Work per builder step (inserts go on until this much time passed).
 const STEP_TIME: std::time::Duration = std::time::Duration::from_micros(150);
 
+/// Rows apart that the quantizer's ranges are taken from.
+const FIT_EVERY: usize = 7;
+
 enum Phase {
+    /// The quantizer's ranges from every [`FIT_EVERY`]th row, a slice per
+    /// step; the graph exists from the step after.
+    Fit {
+        next: usize,
+        ranges: Ranges,
+    },
     Insert {
         next: usize,
     },
@@ -33,7 +42,7 @@ pub struct GraphBuilder {
     rows: Rows,
     params: HnswParams,
     seed: u64,
-    graph: Option<Hnsw>,
+    pub(super) graph: Option<Hnsw>,
     held_out: Vec<bool>,
     /// Unfiltered first, then each filtered share (`FILTER_SHARES`).
     calibs: Vec<Calibrator>,
@@ -88,7 +97,7 @@ impl GraphBuilder {
             held_out,
             calibs,
             real,
-            phase: Phase::Insert { next: 0 },
+            phase: Phase::Fit { next: 0, ranges: Ranges::new(dim) },
             spent: std::time::Duration::ZERO,
         }
     }
@@ -104,15 +113,24 @@ impl GraphBuilder {
 
     fn step_inner(&mut self, src: &dyn RowSource, t0: std::time::Instant) -> bool {
         let rows = self.rows.at(src);
-        let Some(graph) = self.graph.as_mut() else {
-            // The first step: the quantizer's range from every seventh row.
-            let bits = super::code_bits(rows.dim());
-            let sq = Sq8::fit_bits(rows.dim(), (0..rows.len()).step_by(7).map(|r| rows.row(r)), bits);
-            let mut graph = Hnsw::new(rows.dim(), self.params, sq, self.seed);
-            graph.reserve(rows.len());
-            self.graph = Some(graph);
+        if let Phase::Fit { next, ranges } = &mut self.phase {
+            while *next < rows.len() && t0.elapsed() < STEP_TIME {
+                let end = (*next + 16 * FIT_EVERY).min(rows.len());
+                (*next..end).step_by(FIT_EVERY).for_each(|r| ranges.add(rows.row(r)));
+                *next = end.next_multiple_of(FIT_EVERY);
+            }
+            if *next >= rows.len() {
+                let Phase::Fit { ranges, .. } = std::mem::replace(&mut self.phase, Phase::Insert { next: 0 }) else {
+                    unreachable!("in the fit phase")
+                };
+                let sq = ranges.codes(super::code_bits(rows.dim()));
+                let mut graph = Hnsw::new(rows.dim(), self.params, sq, self.seed);
+                graph.reserve(rows.len());
+                self.graph = Some(graph);
+            }
             return false;
-        };
+        }
+        let graph = self.graph.as_mut().expect("the graph exists once its ranges are fitted");
         match std::mem::replace(&mut self.phase, Phase::Done) {
             Phase::Insert { mut next } => {
                 while next < rows.len() && t0.elapsed() < STEP_TIME {
@@ -157,6 +175,7 @@ impl GraphBuilder {
                 self.phase = Phase::InsertProbes { next };
             }
             Phase::Done => return true,
+            Phase::Fit { .. } => unreachable!("handled above"),
         }
         false
     }

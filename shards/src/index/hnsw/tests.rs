@@ -383,3 +383,25 @@ fn deleting_every_point_then_inserting_again_starts_a_new_graph() {
     let queries: Vec<usize> = (0..n / 2).step_by(7).collect();
     assert!(c.recall(&g, &queries, 32) > 0.95);
 }
+
+/// A build fits its quantizer over every seventh row a slice per step (a
+/// single step over a large partition took 85 ms): the ranges are those
+/// of one fit over the same rows, whatever the row count.
+#[test]
+fn a_build_fits_its_quantizer_in_slices_over_every_seventh_row() {
+    let dim = 24;
+    for n in [1, 7, 113, 2_000, 6_999] {
+        let rows = clustered(n, dim, n as u64);
+        let src = crate::index::calib::Dense::new(rows.clone(), dim);
+        let params = HnswParams { m: 8, ef_construction: 32 };
+        let mut b = GraphBuilder::new((0..n as u64).collect(), dim, params, 5, Default::default());
+        let mut steps = 0;
+        while b.graph.is_none() {
+            assert!(!b.step(&src), "n = {n}: done before the graph exists");
+            steps += 1;
+        }
+        let one_fit = Sq8::fit_bits(dim, rows.chunks(dim).step_by(7), code_bits(dim));
+        let g = b.graph.as_ref().unwrap();
+        assert_eq!(format!("{:?}", g.sq), format!("{one_fit:?}"), "n = {n} after {steps} steps");
+    }
+}
