@@ -229,16 +229,23 @@ fn schedstat(tid: i64) -> Option<(u64, u64)> {
     Some((fields.next()??, fields.next()??))
 }
 
-/// Where the heartbeat looks recorded samples of a thread's schedstat.
-const SAMPLES: usize = 5;
+/// One reading of a thread's schedstat: (look time ms, (on a CPU ns,
+/// waiting ns)).
+type Sample = (u64, (u64, u64));
 
-/// The watchdog thread's view of one shard: recent schedstat samples, and
-/// the stall in progress.
+/// The watchdog thread's view of one shard: the schedstat sample from
+/// before its last turn, and the stall in progress. Each look reads the
+/// shard thread's schedstat (a few microseconds: 40 small reads a second
+/// per shard), since a stall's split needs a sample from before it began.
 #[derive(Default)]
 struct StallWatch {
     tid: i64,
-    /// (look time ms, schedstat) of the last looks, newest last.
-    samples: Vec<(u64, (u64, u64))>,
+    /// The previous look's sample, and the turn it saw.
+    last: Option<Sample>,
+    last_turn: u64,
+    /// The newest sample taken before the shard's last turn: where a
+    /// stall that starts at that turn is measured from.
+    before_turn: Option<Sample>,
     stall: Option<Stall>,
     /// Time of the last debug log line, and stalls not logged since.
     logged_ms: Option<u64>,
@@ -248,8 +255,8 @@ struct StallWatch {
 struct Stall {
     /// The last turn before the stall.
     turn_ms: u64,
-    /// The schedstat sample from before that turn, and when it was taken.
-    before: Option<(u64, (u64, u64))>,
+    /// The schedstat sample from before that turn.
+    before: Option<Sample>,
     /// Steps seen while it lasted (distinct, in order), and whether a look
     /// found the shard between steps.
     steps: Vec<&'static str>,
@@ -265,8 +272,13 @@ impl StallWatch {
         if tid == 0 {
             return;
         }
+        // Read before the turn: a turn seen now came after this sample.
         let sample = schedstat(tid);
         let turn = slot.turn_ms.load(Ordering::Relaxed);
+        if turn != self.last_turn {
+            self.before_turn = self.last;
+            self.last_turn = turn;
+        }
         if let Some(stall) = &mut self.stall {
             if turn == stall.turn_ms {
                 stall.saw(slot);
@@ -275,17 +287,11 @@ impl StallWatch {
                 self.ended(me, stall, turn, sample, now);
             }
         } else if now.saturating_sub(turn) >= STALL.as_millis() as u64 {
-            let before = self.samples.iter().rev().find(|(t, _)| *t <= turn).copied();
-            let mut stall = Stall { turn_ms: turn, before, steps: Vec::new(), between: false };
+            let mut stall = Stall { turn_ms: turn, before: self.before_turn, steps: Vec::new(), between: false };
             stall.saw(slot);
             self.stall = Some(stall);
         }
-        if let Some(s) = sample {
-            if self.samples.len() == SAMPLES {
-                self.samples.remove(0);
-            }
-            self.samples.push((now, s));
-        }
+        self.last = sample.map(|s| (now, s));
     }
 
     /// A stall ended with the turn at `turn` (ms).
@@ -310,27 +316,28 @@ impl StallWatch {
         for (total, ms) in STALL_MS.iter().zip([ran, waited, slept]) {
             total.fetch_add(ms, Ordering::Relaxed);
         }
+        let warn = took >= STALL_WARN.as_millis() as u64;
+        if !warn && self.logged_ms.is_some_and(|t| now.saturating_sub(t) < 1000) {
+            self.unlogged += 1;
+            return;
+        }
         let mut doing = stall.steps.join(", ");
         if stall.between || doing.is_empty() {
             doing.push_str(if doing.is_empty() { "between steps" } else { ", between steps" });
         }
         let what = if after.is_none() { " (no scheduler statistics)" } else { "" };
-        if took >= STALL_WARN.as_millis() as u64 {
-            tracing::warn!(
-                "shard {me}: no turn for {took} ms: its thread ran {ran} ms, waited {waited} ms for a CPU, slept {slept} ms{what}; seen in: {doing}; work queued meanwhile waited"
-            );
-        } else if self.logged_ms.is_none_or(|t| now.saturating_sub(t) >= 1000) {
-            let more = match std::mem::take(&mut self.unlogged) {
-                0 => String::new(),
-                n => format!(" ({n} more stalls since the last report, not logged)"),
-            };
-            tracing::debug!(
-                "shard {me}: no turn for {took} ms: its thread ran {ran} ms, waited {waited} ms for a CPU, slept {slept} ms{what}; seen in: {doing}{more}"
-            );
-            self.logged_ms = Some(now);
-        } else {
-            self.unlogged += 1;
+        let report = format!(
+            "shard {me}: no turn for {took} ms: its thread ran {ran} ms, waited {waited} ms for a CPU, slept {slept} ms{what}; seen in: {doing}"
+        );
+        if warn {
+            tracing::warn!("{report}; work queued meanwhile waited");
+            return;
         }
+        match std::mem::take(&mut self.unlogged) {
+            0 => tracing::debug!("{report}"),
+            n => tracing::debug!("{report} ({n} more stalls since the last report, not logged)"),
+        }
+        self.logged_ms = Some(now);
     }
 }
 
