@@ -18,7 +18,11 @@ point pending, then prints:
             points, a wait past the first recalibration (70 s), a second
             round: RSS again and which partitions dropped their IVF lists
 
-and one summary line starting with "memory:". Standard library only.
+and one summary line starting with "memory:". With --trace FILE, a
+thread also writes a line about every 50 ms from the first upsert to the
+measurement: seconds, RSS MiB, and per partition its IVF lists (indexed points,
+building, dropped) and graph (nodes, building, points pending): what the server was doing when RSS peaked. Standard library
+only.
 
   scripts/bench-memory.py target/release/aionbd \\
       --base ../shared/data/debian-minilm/base.fvecs --points 50000
@@ -32,6 +36,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -55,6 +60,28 @@ def status(pid, key):
     return 0.0
 
 
+def trace(path, pid, t0, partitions, stop):
+    """Every 50 ms until `stop`: time, RSS, and each partition's state."""
+    with open(path, "w") as out:
+        out.write("# s rss_mib | per partition: IVF indexed points (b: building, d: dropped), graph nodes "
+                  "(b: building), points pending for the graph\n")
+        while not stop.is_set():
+            rss = status(pid, "VmRSS")
+            try:
+                ps = partitions()
+            except (OSError, ValueError):
+                ps = []
+            cells = []
+            for p in ps:
+                h = p.get("hnsw") or {}
+                cells.append("ivf %s%s%s graph %s%s pending %s" % (
+                    p.get("indexed_points", 0), "b" if p.get("building") else "", "d" if p.get("dropped") else "",
+                    h.get("nodes", 0), "b" if h.get("building") else "", h.get("exact_points", 0)))
+            out.write("%.2f %.1f | %s\n" % (time.time() - t0, rss, " | ".join(cells)))
+            out.flush()
+            time.sleep(0.05)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bin")
@@ -64,6 +91,7 @@ def main():
     ap.add_argument("--queries", type=int, default=0, help="searches after the build (0: none)")
     ap.add_argument("--settle", type=float, default=2.0,
                     help="seconds to wait after every index is built before measuring")
+    ap.add_argument("--trace", help="write RSS and index states about every 50 ms to this file")
     ap.add_argument("--memory-mode", default="full", choices=["full", "light"],
                     help="index.memory_mode (light: rows the graph holds live on disk)")
     args = ap.parse_args()
@@ -117,6 +145,10 @@ def main():
                 time.sleep(0.05)
         call("/collections", {"name": "m", "dimension": dim})
         t0 = time.time()
+        tracing = threading.Event()
+        if args.trace:
+            tracer = threading.Thread(target=trace, args=(args.trace, srv.pid, t0, partitions, tracing), daemon=True)
+            tracer.start()
         for i in range(0, n, 256):
             batch = [{"id": i + j, "values": rows[i + j]} for j in range(min(256, n - i))]
             call("/collections/m/points", {"points": batch})
@@ -127,6 +159,7 @@ def main():
             time.sleep(0.25)
         t_built = time.time()
         time.sleep(args.settle)
+        tracing.set()
         ps = partitions()
         rss, peak = status(srv.pid, "VmRSS"), status(srv.pid, "VmHWM")
         print("built: %.1f s after the load; build_ms ivf %s hnsw %s" % (
