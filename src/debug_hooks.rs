@@ -29,13 +29,6 @@ pub fn slow_sync_dir() -> Option<Duration> {
     *SLOW.get_or_init(|| ms("AIONBD_DEBUG_SLOW_SYNC_DIR_MS"))
 }
 
-/// `AIONBD_DEBUG_SCAN_PIECE_ROWS`: an exact scan's pieces hold this many
-/// rows (`shards::partition::set_scan_piece_rows`), so a small collection
-/// is scanned in many pieces.
-pub fn scan_piece_rows() -> Option<usize> {
-    std::env::var("AIONBD_DEBUG_SCAN_PIECE_ROWS").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0)
-}
-
 /// After this long, shard n's thread...
 pub enum ShardFault {
     /// ...blocks in pause(2), as in a sleep no timer ends; only a signal

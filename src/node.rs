@@ -361,50 +361,40 @@ impl Node {
         pend.into_iter().map(|p| p.expect("every slot issued")).collect()
     }
 
-    /// Issue `op(None)` to every shard in `to` and, while a shard's answer
-    /// names a next piece (`more(&answer)`), issue it `op(Some(cursor))`:
-    /// work a shard does one piece per message, so it never holds the
-    /// shard for its whole length (an exact scan, `ops::ScanPiece`). Each
-    /// round sends the remote pieces first, then yields before this shard
-    /// runs its own, so both shards work at once and this shard's other
-    /// tasks run between its pieces. Answers are per shard, in piece order.
-    pub async fn scatter_pieces<Q: Op>(
+    /// Issue `steps` pieces of work to every shard in `to`: every remote
+    /// piece is sent first (a peer runs one per turn), then this shard's own
+    /// pieces run one per turn of the calling task, which yields in between.
+    /// So work split into steps never holds a shard for its whole length
+    /// and both shards still work at once. Answers are `[step][shard]`.
+    pub async fn scatter_steps<Q: Op>(
         &self,
         to: &[ShardId],
-        op: impl Fn(Option<usize>) -> Q,
-        more: impl Fn(&Q::Reply) -> Option<usize>,
-    ) -> Vec<Result<Vec<Q::Reply>, ShardError>> {
-        let mut out: Vec<Result<Vec<Q::Reply>, ShardError>> = to.iter().map(|_| Ok(Vec::new())).collect();
-        let mut pend: Vec<Option<Pending<Q::Reply>>> =
-            self.issue_all(to, |s| self.call(s, op(None))).into_iter().map(Some).collect();
-        loop {
-            let mut next: Vec<Option<usize>> = vec![None; to.len()];
-            for ((p, got), cursor) in pend.iter_mut().zip(&mut out).zip(&mut next) {
-                let Some(p) = p.take() else { continue };
-                match (p.wait().await, got) {
-                    (Ok(reply), Ok(replies)) => {
-                        *cursor = more(&reply);
-                        replies.push(reply);
-                    }
-                    (Err(e), got) => *got = Err(e),
-                    (Ok(_), Err(_)) => {}
-                }
-            }
-            if next.iter().all(Option::is_none) {
-                return out;
-            }
-            let me = self.me();
-            for local in [false, true] {
-                if local && next.iter().zip(to).any(|(c, &s)| c.is_some() && s == me) {
+        steps: usize,
+        op: impl Fn(usize) -> Q,
+    ) -> Vec<Vec<Result<Q::Reply, ShardError>>> {
+        let mut pend: Vec<Vec<Option<Pending<Q::Reply>>>> =
+            (0..steps).map(|i| to.iter().map(|&s| (s != self.me()).then(|| self.call(s, op(i)))).collect()).collect();
+        if to.contains(&self.me()) {
+            for (i, row) in pend.iter_mut().enumerate() {
+                if i > 0 {
                     futures_lite::future::yield_now().await;
                 }
-                for ((p, cursor), &s) in pend.iter_mut().zip(&next).zip(to) {
-                    if cursor.is_some() && (s == me) == local {
-                        *p = Some(self.call(s, op(*cursor)));
+                for (slot, &s) in row.iter_mut().zip(to) {
+                    if s == self.me() {
+                        *slot = Some(self.call(s, op(i)));
                     }
                 }
             }
         }
+        let mut out = Vec::with_capacity(steps);
+        for row in pend {
+            let mut answers = Vec::with_capacity(row.len());
+            for p in row {
+                answers.push(p.expect("every slot issued").wait().await);
+            }
+            out.push(answers);
+        }
+        out
     }
 
     /// Handle one message from a peer. Never awaits.

@@ -85,7 +85,7 @@ struct IvfState {
 mod cold;
 mod filtered;
 mod scan;
-use scan::{piece_rows, Scan};
+use scan::Scan;
 mod graph;
 mod plan;
 mod recal;
@@ -93,7 +93,6 @@ pub use cold::{ColdFile, ColdFiles, RowsStatus};
 pub use graph::{HnswStatus, IndexKind};
 pub use plan::{Answer, SearchPlan};
 pub use recal::Recalibration;
-pub use scan::set_scan_piece_rows;
 
 /// How an approximate search should pick its index and setting.
 #[derive(Clone, Copy, Debug)]
@@ -537,52 +536,8 @@ impl Partition {
     }
 
     pub fn search_with(&self, kern: &Kernels, queries: &[Vec<f32>], params: &SearchParams) -> Vec<Vec<Scored>> {
-        self.scan(kern, queries, params, None)
-    }
-
-    /// One piece of an exact scan in pieces (`ops::ScanPiece`): the rows in
-    /// the slots just below `below` (capped at the partition's length), as
-    /// many as [`piece_rows`] allows for this many queries, and the slot the
-    /// next piece scans below (`None`: this was the last). A memory-light
-    /// partition scans everything in one piece.
-    pub fn search_piece(
-        &self,
-        queries: &[Vec<f32>],
-        params: &SearchParams,
-        below: usize,
-    ) -> (Vec<Vec<Scored>>, Option<usize>) {
-        self.search_piece_of(queries, params, below, piece_rows(self.dim, queries.len()))
-    }
-
-    /// [`Partition::search_piece`] with pieces of `rows` rows.
-    fn search_piece_of(
-        &self,
-        queries: &[Vec<f32>],
-        params: &SearchParams,
-        below: usize,
-        rows: usize,
-    ) -> (Vec<Vec<Scored>>, Option<usize>) {
-        if self.cold.is_some() {
-            return (self.search(queries, params), None);
-        }
-        let end = below.min(self.len());
-        let start = end.saturating_sub(rows.max(1));
-        (self.scan(kernels(), queries, params, Some(start..end)), (start > 0).then_some(start))
-    }
-
-    /// Exact top-k over every row, or over the in-memory rows of `slots`.
-    fn scan(
-        &self,
-        kern: &Kernels,
-        queries: &[Vec<f32>],
-        params: &SearchParams,
-        slots: Option<std::ops::Range<usize>>,
-    ) -> Vec<Vec<Scored>> {
-        // The filter's verdict for each slot scanned, from the first.
-        let mask: Option<Vec<bool>> = params.filter.filter(|f| !f.is_empty()).map(|f| {
-            let range = slots.clone().unwrap_or(0..self.payloads.len());
-            self.payloads[range].iter().map(|p| f.matches(p)).collect()
-        });
+        let mask: Option<Vec<bool>> =
+            params.filter.filter(|f| !f.is_empty()).map(|f| self.payloads.iter().map(|p| f.matches(p)).collect());
         // Cosine: score normalised queries by dot, then divide by the row
         // norm. Copied into one aligned buffer, like the rows.
         let mut buf = AlignedF32::new();
@@ -604,7 +559,7 @@ impl Partition {
         // divides by the row's norm alone (`q_norm` 1.0). (`key` gives
         // `-raw / n`, the same float as `-(raw / n)` wherever it is finite;
         // a non-finite key never enters a `TopK`.)
-        let scan = Scan { p: self, kern, metric, queries: &prepared, mask, slots };
+        let scan = Scan { p: self, kern, metric, queries: &prepared, mask };
         match metric {
             Metric::L2 => scan.run(&mut tops, |raw, _| key(Metric::L2, raw, 1.0, 0.0)),
             Metric::Dot => scan.run(&mut tops, |raw, _| key(Metric::Dot, raw, 1.0, 0.0)),

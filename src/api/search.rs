@@ -1,14 +1,13 @@
 //! Search routes (API.md §6): top-1, top-k and batch. The dispatcher sends
-//! the queries to every partition of the collection, each partition answers
-//! by its plan (`shards::partition::plan`; an exact scan in pieces of rows,
-//! `ops::ScanPiece`), and the partial top-k lists are merged here.
+//! the queries to every partition of the collection, each partition scans
+//! its points exactly, and the partial top-k lists are merged here.
 
 use super::{body, json, json_vectors_body, Api, ApiError};
 use crate::metrics::Metrics;
 use aionbd_http::Request;
 use aionbd_shards::math::key::key_to_value;
 use aionbd_shards::math::topk::merge;
-use aionbd_shards::ops::{Hit, PartitionHits, ScanPiece, SearchOp};
+use aionbd_shards::ops::{Hit, PartitionHits, SearchOp};
 use aionbd_shards::partition::{IndexKind, IvfChoice};
 use aionbd_shards::Metric;
 use serde::Serialize;
@@ -24,9 +23,8 @@ const DEFAULT_TARGET_RECALL: f64 = 0.95;
 /// Largest `ef` a search may ask for.
 const MAX_EF: u64 = 65_536;
 /// Queries a partition answers in one synchronous step. A batch goes to
-/// the partitions in steps of this many, one after the other (and an exact
-/// scan in pieces of rows), so a large batch does not hold a shard for its
-/// whole length.
+/// each partition in pieces of this many (all sent at once, run one per
+/// turn), so a large exact batch does not hold a shard for its whole scan.
 const QUERIES_PER_STEP: usize = 64;
 
 #[derive(Serialize)]
@@ -126,20 +124,6 @@ impl Found {
     }
 }
 
-/// One partition's answer from the pieces of its exact scan: the first
-/// piece's figures, every piece's hits (the merge keeps a point once).
-fn joined_pieces(pieces: Vec<PartitionHits>) -> PartitionHits {
-    let mut pieces = pieces.into_iter();
-    let mut first = pieces.next().expect("a partition answers its first piece");
-    for piece in pieces {
-        for (hits, more) in first.per_query.iter_mut().zip(piece.per_query) {
-            hits.extend(more);
-        }
-    }
-    first.more_below = None;
-    first
-}
-
 fn hits_out(metric: Metric, hits: &[Hit]) -> Vec<HitOut<'_>> {
     hits.iter()
         .map(|h| HitOut {
@@ -210,29 +194,17 @@ impl Api {
         } else {
             queries.chunks(QUERIES_PER_STEP).map(|c| Arc::new(c.to_vec())).collect()
         };
-        // A piece after the first continues an exact scan: exact.
-        let op = |step: usize, below: Option<usize>| SearchOp {
+        let op = |step: usize| SearchOp {
             name: name.clone(),
             queries: steps[step].clone(),
             metric,
             k: limit as usize,
             filter: filter.clone(),
             include_payload: b.include_payload.unwrap_or(true),
-            approx: if below.is_some() { None } else { approx },
-            piece: below.map_or(ScanPiece::First, ScanPiece::Below),
+            approx,
         };
         let shards = self.placement.shards_of(&name);
-        // A step of queries at a time; a partition that scans exactly (asked
-        // to, or its plan's fallback) answers in pieces of rows.
-        let mut answers = Vec::with_capacity(steps.len());
-        for step in 0..steps.len() {
-            if step > 0 {
-                futures_lite::future::yield_now().await;
-            }
-            let pieces =
-                self.node.scatter_pieces(&shards, |below| op(step, below), |h: &PartitionHits| h.more_below).await;
-            answers.push(pieces.into_iter().map(|p| p.map(joined_pieces)).collect::<Vec<_>>());
-        }
+        let answers = self.node.scatter_steps(&shards, steps.len(), op).await;
         // Per query, each partition's hits (merged at the end).
         let mut per_query: Vec<Vec<Vec<Hit>>> = (0..n_queries).map(|_| Vec::new()).collect();
         let mut total = 0;
@@ -255,7 +227,6 @@ impl Api {
                     estimated_recall: part_recall,
                     index,
                     calibration_real: real,
-                    more_below: _,
                 } = a?;
                 if step == 0 {
                     total += n_points;

@@ -89,24 +89,6 @@ pub struct SearchOp {
     pub include_payload: bool,
     /// `None`: exact scan. Otherwise use the partition's index as chosen.
     pub approx: Option<IvfChoice>,
-    /// Which piece of the search this is: an exact scan of a large
-    /// partition runs in pieces of rows, one per message (see [`ScanPiece`]).
-    pub piece: ScanPiece,
-}
-
-/// A search's piece. The first plans the search; if the plan is an exact
-/// scan of the in-memory rows, it scans the top slots only and its answer
-/// says where the next piece starts (`PartitionHits::more_below`). A
-/// continuation scans exactly below that slot, again a piece at a time.
-/// Pieces go from the top slot down because a delete moves the last row
-/// into the hole: a point can then move from a scanned slot into one not
-/// yet scanned (seen twice: the merge keeps one), never the other way, so
-/// no point present throughout the search is missed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ScanPiece {
-    First,
-    /// Scan the rows in slots below this one.
-    Below(usize),
 }
 
 /// One partition's answer to a search: its top k per query.
@@ -121,9 +103,6 @@ pub struct PartitionHits {
     /// Real queries the calibration used rests on (`None`: held-out
     /// points, or exact).
     pub calibration_real: Option<usize>,
-    /// An exact scan in pieces: the slot the next piece scans below
-    /// (`None`: the answer is complete).
-    pub more_below: Option<usize>,
 }
 
 #[derive(Clone, Debug)]

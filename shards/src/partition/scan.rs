@@ -9,38 +9,10 @@ use crate::math::distance::{Kernels, Metric, QUERY_BLOCK, ROW_BLOCK};
 use crate::math::key::{raw_block, raw_pair};
 use crate::math::prefetch;
 use crate::math::topk::{Scored, TopK};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Rows scored per tile in batch search: 256 rows x 384 dims x 4 B = 384 KiB,
 /// which stays in a 2 MiB L2 while every query block passes over it.
 const TILE_ROWS: usize = 16;
-
-/// Multiply-adds one piece of an exact scan in pieces may take, counting a
-/// query of a batch as an eighth (the batch kernel's gain): 2^21, a single
-/// 384-dim query's 5,461 rows, 0.3-0.8 ms on this box's cores (pieces of
-/// 2^23 took ~3 ms each while both shards scanned).
-const PIECE_WORK: usize = 1 << 21;
-/// Fewest rows in a piece.
-const PIECE_MIN_ROWS: usize = 1024;
-
-/// Rows per piece a test fixed (0: none; [`set_scan_piece_rows`]).
-static PIECE_ROWS: AtomicUsize = AtomicUsize::new(0);
-
-/// Fix the rows of every exact scan's pieces, process-wide: for tests that
-/// must see a scan in many pieces on a small collection (the server's
-/// `AIONBD_DEBUG_SCAN_PIECE_ROWS`).
-pub fn set_scan_piece_rows(rows: usize) {
-    PIECE_ROWS.store(rows, Ordering::Relaxed);
-}
-
-/// Rows a piece of an exact scan covers for `queries` queries of `dim`
-/// dimensions (`ops::ScanPiece`).
-pub(super) fn piece_rows(dim: usize, queries: usize) -> usize {
-    match PIECE_ROWS.load(Ordering::Relaxed) {
-        0 => (PIECE_WORK / (dim.max(1) * queries.div_ceil(8).max(1))).max(PIECE_MIN_ROWS),
-        fixed => fixed,
-    }
-}
 
 /// One exact scan of a partition for a batch of prepared queries.
 pub(super) struct Scan<'a> {
@@ -48,26 +20,19 @@ pub(super) struct Scan<'a> {
     pub(super) kern: &'a Kernels,
     pub(super) metric: Metric,
     pub(super) queries: &'a [&'a [f32]],
-    /// Rows that pass the filter, by slot from `slots.start` (none: every
-    /// row).
+    /// Rows that pass the filter (none: every row).
     pub(super) mask: Option<&'a [bool]>,
-    /// Only these slots of the in-memory rows (none: every row).
-    pub(super) slots: Option<std::ops::Range<usize>>,
 }
 
 impl Scan<'_> {
-    /// Score every row of the partition (or the slots asked for): the row
-    /// buffer in place, or for a memory-light partition its hot rows, then
-    /// the rows file read [`cold::SCAN_RUN`] rows at a time.
+    /// Score every row of the partition: the row buffer in place, or for a
+    /// memory-light partition its hot rows, then the rows file read
+    /// [`cold::SCAN_RUN`] rows at a time.
     #[inline(always)]
     pub(super) fn run(&self, tops: &mut [TopK], key_of: impl Fn(f32, usize) -> f32 + Copy) {
         let p = self.p;
         let Some(c) = &p.cold else {
-            let Some(slots) = self.slots.clone() else {
-                return self.run_rows(&p.vectors, |i| i, tops, key_of);
-            };
-            let rows = &p.vectors[slots.start * p.dim..slots.end * p.dim];
-            return self.run_rows(rows, |i| slots.start + i, tops, key_of);
+            return self.run_rows(&p.vectors, |i| i, tops, key_of);
         };
         let hot = c.hot_slots();
         self.run_rows(&p.vectors, |i| hot[i] as usize, tops, key_of);
@@ -92,10 +57,9 @@ impl Scan<'_> {
         key_of: impl Fn(f32, usize) -> f32,
     ) {
         let (p, mask, dim) = (self.p, self.mask, self.p.dim);
-        let first = self.slots.as_ref().map_or(0, |s| s.start);
         let n = rows.len().checked_div(dim).unwrap_or(0);
         let row = |i: usize| &rows[i * dim..(i + 1) * dim];
-        let passes = |slot: usize| slot != usize::MAX && mask.is_none_or(|m| m[slot - first]);
+        let passes = |slot: usize| slot != usize::MAX && mask.is_none_or(|m| m[slot]);
         if self.queries.len() < QUERY_BLOCK {
             let pair = raw_pair(self.kern, self.metric);
             for (q, top) in self.queries.iter().zip(tops.iter_mut()) {

@@ -11,9 +11,9 @@ use crate::export::Export;
 use crate::ops::{
     ApplyDelete, ApplyDeletePayloadKeys, ApplySetPayload, ApplyUpsert, Count, CreatePartition, DropPartition,
     ExportBegin, ExportChunk, ExportEnd, Exported, GetPoint, Hit, IndexState, IndexStatus, PartitionHits, PartitionOp,
-    PartitionReply, PointIn, RestoreEncoded, ScanPiece, SearchOp,
+    PartitionReply, PointIn, RestoreEncoded, SearchOp,
 };
-use crate::partition::{Answer, IndexKind, Partition, SearchParams, SearchPlan};
+use crate::partition::{Answer, IndexKind, Partition, SearchParams};
 use crate::payload::Payload;
 use crate::record::LogRecord;
 
@@ -192,8 +192,7 @@ impl Shard {
 
     fn search(&mut self, s: SearchOp) -> Result<PartitionHits, ShardError> {
         self.validate_queries(&s)?;
-        let first = s.piece == ScanPiece::First;
-        if let Some(slot) = self.partitions.get_mut(&s.name).filter(|_| first) {
+        if let Some(slot) = self.partitions.get_mut(&s.name) {
             // A few queries per request feed the calibration reservoir.
             for q in s.queries.iter().take(4) {
                 slot.data.remember_query(s.metric, q);
@@ -208,17 +207,7 @@ impl Shard {
         let slot = self.partition(&s.name)?;
         let params = SearchParams { metric: s.metric, k: s.k, filter: s.filter.as_deref() };
         let plan = slot.data.plan(&params, s.approx);
-        let (Answer { per_query: found, estimated_recall, index }, more_below) = match (plan, s.piece) {
-            (SearchPlan::Exact, piece) => {
-                let below = match piece {
-                    ScanPiece::First => usize::MAX,
-                    ScanPiece::Below(slot) => slot,
-                };
-                let (per_query, more) = slot.data.search_piece(&s.queries, &params, below);
-                (Answer { per_query, estimated_recall: None, index: None }, more)
-            }
-            (plan, _) => (slot.data.execute(&plan, &s.queries, &params), None),
-        };
+        let Answer { per_query: found, estimated_recall, index } = slot.data.execute(&plan, &s.queries, &params);
         let calibration_real = index.and_then(|kind| slot.data.calibration_real(kind, &params));
         let per_query = found
             .into_iter()
@@ -232,13 +221,6 @@ impl Shard {
                     .collect()
             })
             .collect();
-        Ok(PartitionHits {
-            per_query,
-            n_points: slot.data.len() as u64,
-            estimated_recall,
-            index,
-            calibration_real,
-            more_below,
-        })
+        Ok(PartitionHits { per_query, n_points: slot.data.len() as u64, estimated_recall, index, calibration_real })
     }
 }
