@@ -60,6 +60,19 @@ data_args() {
     echo "data: $dir (${DATA_ARGS[*]})"
 }
 
+# data_args_without_truth DIR|"": data_args, then ARGS: the same options
+# without --ground-truth (for runs whose writes change the true neighbours).
+data_args_without_truth() {
+    data_args "$@"
+    ARGS=()
+    local skip=0 a
+    for a in "${DATA_ARGS[@]}"; do
+        if [ "$skip" = 1 ]; then skip=0; continue; fi
+        if [ "$a" = --ground-truth ]; then skip=1; continue; fi
+        ARGS+=("$a")
+    done
+}
+
 # field FILE JSONPATH: one value of a JSON report (python3, standard library).
 field() {
     python3 -c 'import json,sys

@@ -35,7 +35,7 @@ INGEST_RATE="${5:-400}"
 NEED_POINTS=$(( SECONDS_EACH * INGEST_RATE * 11 / 10 + 1000000 ))
 export AIONBD_MAX_POINTS_PER_COLLECTION="${AIONBD_MAX_POINTS_PER_COLLECTION:-$NEED_POINTS}"
 use_server "${1:-}"
-data_args "${2:-}"
+data_args_without_truth "${2:-}"
 LIMIT=$(python3 - "$URL" <<'PY' || true
 import json, sys, urllib.request
 try:
@@ -57,13 +57,6 @@ mkdir -p "$OUT"
 # to it, a paraphrase rather than a copy); VARY=0 writes exact copies under
 # new ids, which over a long run stores each vector many times over.
 VARY="${VARY:-0.5}"
-ARGS=()
-skip=0
-for a in "${DATA_ARGS[@]}"; do
-    if [ "$skip" = 1 ]; then skip=0; continue; fi
-    if [ "$a" = --ground-truth ]; then skip=1; continue; fi
-    ARGS+=("$a")
-done
 COMMON=(--url "$URL" --collection load_mixed "${ARGS[@]}")
 IDLE_SECONDS="${IDLE_SECONDS:-$SECONDS_EACH}"
 WINDOW="${WINDOW:-$SECONDS_EACH}"
