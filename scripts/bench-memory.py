@@ -20,9 +20,9 @@ point pending, then prints:
 
 and one summary line starting with "memory:". With --trace FILE, a
 thread also writes a line about every 50 ms from the first upsert to the
-measurement: seconds, RSS MiB, and per partition its IVF lists (indexed points,
-building, dropped) and graph (nodes, building, points pending): what the server was doing when RSS peaked. Standard library
-only.
+measurement: seconds, RSS MiB, and per partition its IVF lists (indexed
+points, building, dropped) and graph (nodes, building, points pending):
+what the server was doing when RSS peaked. Standard library only.
 
   scripts/bench-memory.py target/release/aionbd \\
       --base ../shared/data/debian-minilm/base.fvecs --points 50000
@@ -61,7 +61,7 @@ def status(pid, key):
 
 
 def trace(path, pid, t0, partitions, stop):
-    """Every 50 ms until `stop`: time, RSS, and each partition's state."""
+    """About every 50 ms until `stop`: time, RSS, each partition's state."""
     with open(path, "w") as out:
         out.write("# s rss_mib | per partition: IVF indexed points (b: building, d: dropped), graph nodes "
                   "(b: building), points pending for the graph\n")

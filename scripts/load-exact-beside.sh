@@ -5,8 +5,9 @@
 #   scripts/load-exact-beside.sh [URL] [DATA_DIR] [SECONDS] [SEARCH_RATE] [EXACT_RATE] [GROW]
 #
 # The collection "load_exact" is filled with the data set's vectors and
-# GROW more (default 150000: each a data vector moved by noise, VARY=0.3,
-# written in 256-point batches), and its indexes awaited. Then one open-loop
+# about GROW more (default 150000, rounded up to a whole second of 40
+# batches of 256: 153,600; each a data vector moved by noise, VARY=0.3),
+# and its indexes awaited. Then one open-loop
 # search run at SEARCH_RATE/s (default 200, Poisson; auto at target recall
 # 0.95) for SECONDS (default 60) alone, and the same run again while a
 # second generator sends exact top-10 queries at EXACT_RATE/s (default 2),
