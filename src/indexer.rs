@@ -5,8 +5,9 @@
 //! one is due (`shards::partition::recal`), or else finds a partition
 //! wanting its IVF index, or once that is in its HNSW graph, (re)built:
 //! builds and calibrates in bounded steps that read the partition's rows in
-//! place, installs the result and hands the memory the build and the index
-//! it replaced freed back to the kernel ([`release_freed`]). Writes and
+//! place, installs the result and hands the index it replaced, and the
+//! memory the build freed, back to the kernel on the reclaim thread
+//! ([`crate::reclaim`]). Writes and
 //! searches go on meanwhile; points changed since the build started are
 //! searched exactly until the next build (`shards::partition`).
 //!
@@ -232,7 +233,7 @@ async fn build_graph(node: &Node, seed: u64, writes_paused: bool) -> bool {
     };
     CATCHING_UP.set(false);
     if caught_up {
-        node.with_shard(&"graph install", |s| s.graph_install(&name, uid, built, Instant::now()));
+        crate::reclaim::free(node.with_shard(&"graph install", |s| s.graph_install(&name, uid, built, Instant::now())));
     }
     true
 }
@@ -253,7 +254,7 @@ async fn recalibrate(node: &Node) -> bool {
         }
     }
     // It may drop the IVF lists (unused beside the graph).
-    node.with_shard(&"recalibration install", |s| s.recal_install(&name, uid, job));
+    crate::reclaim::free(node.with_shard(&"recalibration install", |s| s.recal_install(&name, uid, job)));
     true
 }
 
@@ -275,30 +276,20 @@ async fn build_ivf(node: &Node, seed: u64) -> bool {
     }
     let index = builder.finish();
     node.metrics.index_builds_total.set(node.metrics.index_builds_total.get() + 1);
-    node.with_shard(&"IVF install", |s| s.ivf_install(&name, uid, index));
+    crate::reclaim::free(node.with_shard(&"IVF install", |s| s.ivf_install(&name, uid, index)));
     true
 }
 
-/// Hand memory freed inside the allocator back to the kernel. glibc keeps
-/// what a thread frees in that thread's arena, which returns only its top
-/// to the kernel; a build's scratch and the index an install replaced (or
-/// a recalibration dropped) sit below live data, so without this a settled
-/// 50k x 384 server kept 47 MiB (a quarter of its RSS) it no longer used.
-/// `malloc_trim(0)` releases the free pages of every arena, synchronously:
-/// 0.6-26 ms (median 2.5) per call on that server while it ingested, so
-/// it runs once per install or recalibration, and at most every
+/// Hand memory freed inside the allocator back to the kernel
+/// ([`crate::reclaim::trim`], off the shard's thread): a build's scratch
+/// and the index an install replaced (or a recalibration dropped) sit
+/// below live data in the arena. Each trim walks every arena (0.6-26 ms,
+/// median 2.5, per call on a 50k x 384 server while it ingested), so it
+/// runs once per install or recalibration, and at most every
 /// [`TRIM_WRITING`] while writes go on; a trim skipped then is done when
 /// they pause, before the next build (docs/benchmarks.md, "Memory").
 fn release_freed() {
-    let _doing = crate::watchdog::doing(&"malloc_trim");
-    let t0 = Instant::now();
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only reorganises the allocator's own free lists
-    // under its arena locks; it has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-    tracing::debug!(took_us = t0.elapsed().as_micros() as u64, "malloc_trim after index work");
+    crate::reclaim::trim();
 }
 
 /// When freed memory last went back to the kernel, and what is still

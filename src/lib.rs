@@ -19,6 +19,7 @@ pub mod node;
 pub mod notify;
 pub mod offline;
 pub mod rate;
+pub mod reclaim;
 pub mod recovering;
 pub mod reload;
 pub mod replay;

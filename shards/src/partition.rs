@@ -75,6 +75,28 @@ pub struct Partition {
 /// Real queries a partition keeps for calibration.
 const RESERVOIR: usize = 128;
 
+/// Index memory an install or a recalibration replaced or dropped.
+/// Dropping it frees it on the thread that drops it: the server hands it
+/// to a thread of its own (`aionbd::reclaim`), since unmapping a large
+/// partition's graph took a shard 100-250 ms between two requests.
+#[derive(Default)]
+#[must_use = "dropping it frees the memory here; hand it off to free it elsewhere"]
+pub struct Retired(Vec<Box<dyn Send>>);
+
+impl Retired {
+    /// Add `old`, if there is one.
+    pub fn keep<T: Send + 'static>(&mut self, old: Option<T>) {
+        if let Some(old) = old {
+            self.0.push(Box::new(old));
+        }
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 #[derive(Clone, Debug)]
 struct IvfState {
     index: Ivf,
@@ -441,13 +463,20 @@ impl Partition {
         b.step(self)
     }
 
-    /// Install a finished build; points changed since it started stay exact.
-    pub fn ivf_install(&mut self, mut index: Ivf) {
+    /// Install a finished build; points changed since it started stay
+    /// exact. Returns the lists it replaced, for the caller to free.
+    pub fn ivf_install(&mut self, mut index: Ivf) -> Retired {
         index.calibration.apply_parts(self.parts);
         let dirty = self.build_dirty.take().unwrap_or_default();
         self.installs += 1;
-        self.ivf = Some(IvfState { index, dirty, recal: recal::Mark::new(self.installs, self.len(), None) });
-        self.drop_unused_ivf();
+        let mut retired = Retired::default();
+        retired.keep(self.ivf.replace(IvfState {
+            index,
+            dirty,
+            recal: recal::Mark::new(self.installs, self.len(), None),
+        }));
+        retired.keep(self.drop_unused_ivf());
+        retired
     }
 
     /// A search forced the IVF lists (`mode: "ivf"` or `nprobe`): build

@@ -197,10 +197,9 @@ impl Shard {
         uid: u64,
         built: (crate::index::hnsw::Hnsw, crate::index::calib::Calibration, u64),
         now: std::time::Instant,
-    ) {
-        if let Some(slot) = self.partitions.get_mut(name).filter(|s| s.uid == uid) {
-            slot.data.graph_install(built, now);
-        }
+    ) -> crate::partition::Retired {
+        let slot = self.partitions.get_mut(name).filter(|s| s.uid == uid);
+        slot.map_or_else(Default::default, |slot| slot.data.graph_install(built, now))
     }
 
     /// Index up to `n` points for a payload index being built; `true` if
@@ -238,11 +237,11 @@ impl Shard {
     }
 
     /// Install a finished index, if its partition is still the same
-    /// incarnation.
-    pub fn ivf_install(&mut self, name: &str, uid: u64, index: crate::index::ivf::Ivf) {
-        if let Some(slot) = self.partitions.get_mut(name).filter(|s| s.uid == uid) {
-            slot.data.ivf_install(index);
-        }
+    /// incarnation; returns the memory it replaced (see
+    /// [`crate::partition::Retired`]).
+    pub fn ivf_install(&mut self, name: &str, uid: u64, index: crate::index::ivf::Ivf) -> crate::partition::Retired {
+        let slot = self.partitions.get_mut(name).filter(|s| s.uid == uid);
+        slot.map_or_else(Default::default, |slot| slot.data.ivf_install(index))
     }
 
     /// A partition whose index is due a recalibration on real queries,
@@ -261,10 +260,14 @@ impl Shard {
         done
     }
 
-    pub fn recal_install(&mut self, name: &str, uid: u64, r: crate::partition::Recalibration) {
-        if let Some(slot) = self.partitions.get_mut(name).filter(|s| s.uid == uid) {
-            slot.data.recal_install(r, std::time::Instant::now());
-        }
+    pub fn recal_install(
+        &mut self,
+        name: &str,
+        uid: u64,
+        r: crate::partition::Recalibration,
+    ) -> crate::partition::Retired {
+        let slot = self.partitions.get_mut(name).filter(|s| s.uid == uid);
+        slot.map_or_else(Default::default, |slot| slot.data.recal_install(r, std::time::Instant::now()))
     }
 
     pub fn data_stats(&self) -> ShardDataStats {

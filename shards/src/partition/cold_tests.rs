@@ -93,7 +93,7 @@ impl Pair {
         for p in [&mut self.light, &mut self.full] {
             let mut g = p.graph_build_start(seed);
             while !p.graph_build_step(&mut g) {}
-            p.graph_install(g.finish(), Instant::now());
+            let _ = p.graph_install(g.finish(), Instant::now());
             p.release_reads();
             while p.graph_extend(std::time::Duration::from_secs(1)) {}
         }

@@ -17,7 +17,7 @@
 //! slots beyond the partition's points than points (`DEAD_REBUILD`:
 //! memory, not recall, is then the reason).
 
-use super::{Partition, SearchParams, MIN_POINTS};
+use super::{Partition, Retired, SearchParams, MIN_POINTS};
 use crate::index::calib::Calibration;
 use crate::index::hnsw::{GraphBuilder, Hnsw, HnswQuery};
 use crate::math::distance::Metric;
@@ -269,8 +269,9 @@ impl Partition {
 
     /// Install a finished graph; points changed since its build started
     /// (and not caught up with) are pending. A graph its build measured on
-    /// real queries counts as recalibrated `now`.
-    pub fn graph_install(&mut self, built: (Hnsw, Calibration, u64), now: Instant) {
+    /// real queries counts as recalibrated `now`. Returns the graph (and
+    /// IVF lists) it replaced, for the caller to free (see [`Retired`]).
+    pub fn graph_install(&mut self, built: (Hnsw, Calibration, u64), now: Instant) -> Retired {
         let (mut graph, mut calibration, build_ms) = built;
         calibration.apply_parts(self.parts);
         let pending = self.hnsw_build_dirty.take().unwrap_or_default();
@@ -279,8 +280,10 @@ impl Partition {
         self.installs += 1;
         let measured = calibration.rests_on_real().then_some(now);
         let recal = super::recal::Mark::new(self.installs, built_nodes, measured);
-        self.hnsw = Some(HnswState { graph, calibration, pending, build_ms, built_nodes, recal });
-        self.drop_unused_ivf();
+        let mut retired = Retired::default();
+        retired.keep(self.hnsw.replace(HnswState { graph, calibration, pending, build_ms, built_nodes, recal }));
+        retired.keep(self.drop_unused_ivf());
+        retired
     }
 
     /// Drop the IVF lists when they are not worth their memory beside the
@@ -288,14 +291,15 @@ impl Partition {
     /// held-out calibration) and after each recalibration (on real
     /// queries), not during an IVF build and not once a search forced
     /// IVF. Filtered searches too narrow for the graph then scan exactly
-    /// (or use a payload index).
-    pub(super) fn drop_unused_ivf(&mut self) {
-        let (Some(h), Some(s)) = (&self.hnsw, &self.ivf) else { return };
+    /// (or use a payload index). Returns the lists it dropped.
+    #[must_use]
+    pub(super) fn drop_unused_ivf(&mut self) -> Option<super::IvfState> {
+        let (Some(h), Some(s)) = (&self.hnsw, &self.ivf) else { return None };
         if self.ivf_pinned || self.build_dirty.is_some() || !ivf_unused(&h.calibration, &s.index.calibration) {
-            return;
+            return None;
         }
-        self.ivf = None;
         self.ivf_dropped = true;
+        self.ivf.take()
     }
 
     /// Repair the graph around tombstones, then insert pending points into

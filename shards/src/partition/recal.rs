@@ -217,8 +217,9 @@ impl Partition {
         }
     }
 
-    /// Put a finished recalibration's figures into the index it measured.
-    pub fn recal_install(&mut self, r: Recalibration, now: Instant) {
+    /// Put a finished recalibration's figures into the index it measured;
+    /// returns the IVF lists it found unused, for the caller to free.
+    pub fn recal_install(&mut self, r: Recalibration, now: Instant) -> super::Retired {
         let fresh = r.calib.finish();
         match r.kind {
             IndexKind::Hnsw => {
@@ -235,6 +236,8 @@ impl Partition {
             }
         }
         // Both tables may now rest on real queries: compare them again.
-        self.drop_unused_ivf();
+        let mut retired = super::Retired::default();
+        retired.keep(self.drop_unused_ivf());
+        retired
     }
 }

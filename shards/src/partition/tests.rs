@@ -245,7 +245,7 @@ fn builds_over_rows_changing_under_them_answer_like_an_exact_scan() {
             mutate(&mut p);
         }
     }
-    p.ivf_install(b.finish());
+    let _ = p.ivf_install(b.finish());
     let mut g = p.graph_build_start(2);
     let mut steps = 0;
     while !p.graph_build_step(&mut g) {
@@ -258,7 +258,7 @@ fn builds_over_rows_changing_under_them_answer_like_an_exact_scan() {
     // The same build brought up to date before its install, with more
     // changes between catch-up steps.
     let mut caught = p.clone();
-    p.graph_install(built.clone(), Instant::now());
+    let _ = p.graph_install(built.clone(), Instant::now());
     let check = |p: &Partition, how: &str| {
         let nlist = p.ivf.as_ref().unwrap().index.nlist();
         for metric in [Metric::L2, Metric::Dot, Metric::Cosine] {
@@ -281,7 +281,7 @@ fn builds_over_rows_changing_under_them_answer_like_an_exact_scan() {
         }
     }
     assert!(steps > 2, "the catch-up took several steps ({steps})");
-    caught.graph_install(built, Instant::now());
+    let _ = caught.graph_install(built, Instant::now());
     let h = caught.hnsw.as_ref().unwrap();
     assert_eq!((h.pending.len(), h.graph.unrepaired(), h.graph.live()), (0, 0, caught.len()));
     check(&caught, "caught up before the install");
@@ -304,11 +304,11 @@ fn deletes_and_updates_are_repaired_in_place_and_rebuild_only_for_growth_or_memo
     }
     let mut b = p.ivf_build_start(1, Instant::now());
     while !p.ivf_build_step(&mut b) {}
-    p.ivf_install(b.finish());
+    let _ = p.ivf_install(b.finish());
     assert!(p.graph_wanted(true));
     let mut g = p.graph_build_start(2);
     while !p.graph_build_step(&mut g) {}
-    p.graph_install(g.finish(), Instant::now());
+    let _ = p.graph_install(g.finish(), Instant::now());
     assert!(!p.graph_wanted(true));
     let drain = |p: &mut Partition| while p.graph_extend(std::time::Duration::from_secs(1)) {};
     let check = |p: &Partition, when: &str| {
@@ -354,7 +354,7 @@ fn deletes_and_updates_are_repaired_in_place_and_rebuild_only_for_growth_or_memo
     let mut p2 = p.clone();
     let mut g = p2.graph_build_start(4);
     while !p2.graph_build_step(&mut g) {}
-    p2.graph_install(g.finish(), Instant::now());
+    let _ = p2.graph_install(g.finish(), Instant::now());
     assert!(!p2.graph_wanted(true));
     let built = p2.len() as u64;
     for i in 0..built / 5 + 1 {
@@ -403,10 +403,10 @@ fn repairs_and_growth_make_a_recalibration_due_instead_of_a_rebuild() {
     }
     let mut b = p.ivf_build_start(1, Instant::now());
     while !p.ivf_build_step(&mut b) {}
-    p.ivf_install(b.finish());
+    let _ = p.ivf_install(b.finish());
     let mut g = p.graph_build_start(2);
     while !p.graph_build_step(&mut g) {}
-    p.graph_install(g.finish(), Instant::now());
+    let _ = p.graph_install(g.finish(), Instant::now());
     for v in rows.iter().take(calib::MIN_REAL) {
         let q: Vec<f32> = v.iter().map(|x| x * 0.5 + 0.1).collect();
         p.remember_query(Metric::L2, &q);
@@ -417,7 +417,7 @@ fn repairs_and_growth_make_a_recalibration_due_instead_of_a_rebuild() {
         while let Some(mut r) = p.recal_start(now) {
             ran.push(r.kind);
             while p.recal_step(&mut r) == Some(false) {}
-            p.recal_install(r, now);
+            let _ = p.recal_install(r, now);
         }
         ran
     };
@@ -490,7 +490,7 @@ fn repairs_and_growth_make_a_recalibration_due_instead_of_a_rebuild() {
     // the recall a search then gets, and no recalibration is due at once.
     let mut g = p.graph_build_start(3);
     while !p.graph_build_step(&mut g) {}
-    p.graph_install(g.finish(), t2);
+    let _ = p.graph_install(g.finish(), t2);
     assert_eq!(graph_real(&p), Some(calib::MIN_REAL));
     // (The IVF lists, if their measured cost kept them, may be due.)
     assert!(!recal_all(&mut p, t2).contains(&IndexKind::Hnsw), "measured by its build");
@@ -533,7 +533,7 @@ fn real_queries_of_one_metric_calibrate_the_others() {
         let qs: Vec<Vec<f32>> = (0..calib::MIN_REAL).map(|_| vector(1.5, 4.0)).collect();
         let mut g = p.graph_build_start(2);
         while !p.graph_build_step(&mut g) {}
-        p.graph_install(g.finish(), Instant::now());
+        let _ = p.graph_install(g.finish(), Instant::now());
         let basis = |p: &Partition, m: Metric| p.hnsw.as_ref().unwrap().calibration.real_basis(m);
         assert_eq!(basis(&p, Metric::Dot), None, "held-out points only");
         qs.iter().for_each(|q| p.remember_query(Metric::Cosine, q));
@@ -541,7 +541,7 @@ fn real_queries_of_one_metric_calibrate_the_others() {
         let now = Instant::now();
         while let Some(mut r) = p.recal_start(now) {
             while p.recal_step(&mut r) == Some(false) {}
-            p.recal_install(r, now);
+            let _ = p.recal_install(r, now);
         }
         let n = calib::MIN_REAL + 1;
         let l2 = if unit_length { Some(n) } else { None };
