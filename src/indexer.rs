@@ -193,8 +193,8 @@ async fn build_graph(node: &Node, seed: u64, writes_paused: bool) -> bool {
     let mut pace = Pace::new(node);
     let mut done = Some(false);
     while done == Some(false) {
-        done =
-            pace.step(|| node.with_shard(&"graph build step", |s| s.graph_build_step(&name, uid, &mut builder))).await;
+        let phase = builder.phase_name();
+        done = pace.step(|| node.with_shard(phase, |s| s.graph_build_step(&name, uid, &mut builder))).await;
         pace.keep_graphs_current().await;
     }
     if done.is_none() {
@@ -268,7 +268,8 @@ async fn build_ivf(node: &Node, seed: u64) -> bool {
     let mut pace = Pace::new(node);
     let mut done = Some(false);
     while done == Some(false) {
-        done = pace.step(|| node.with_shard(&"IVF build step", |s| s.ivf_build_step(&name, uid, &mut builder))).await;
+        let phase = builder.phase_name();
+        done = pace.step(|| node.with_shard(phase, |s| s.ivf_build_step(&name, uid, &mut builder))).await;
         pace.keep_graphs_current().await;
     }
     if done.is_none() {

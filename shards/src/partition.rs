@@ -7,12 +7,13 @@ use crate::index::calib::{metric_index, RealQueries};
 use crate::index::ivf::{Builder, Ivf, IvfQuery, MIN_POINTS};
 use crate::math::aligned::AlignedF32;
 use crate::math::distance::{kernels, Kernels, Metric};
+use crate::math::id_index::IdIndex;
 use crate::math::key::{exact_key_normed, key, norm};
 use crate::math::rng::mix64_short;
 use crate::math::topk::{Scored, TopK};
 use crate::payload::filter::Filter;
 use crate::payload::{payload_mem_bytes, Payload};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Instant;
 
 #[derive(Clone, Debug)]
@@ -29,7 +30,7 @@ pub struct Partition {
     /// Point id -> slot. ahash (randomly seeded, so crafted ids cannot
     /// force collisions) instead of SipHash: re-ranking looks up every
     /// candidate, and SipHash was a visible share of a graph search.
-    slot_of: HashMap<u64, u32, ahash::RandomState>,
+    slot_of: IdIndex,
     payload_bytes: usize,
     /// The IVF index, if built, and the points changed since its build
     /// (searched exactly; their list entries are skipped).
@@ -247,7 +248,7 @@ impl Partition {
             cold: None,
             norms: Vec::new(),
             payloads: Vec::new(),
-            slot_of: HashMap::default(),
+            slot_of: IdIndex::default(),
             payload_bytes: 0,
             ivf: None,
             build_dirty: None,
@@ -322,7 +323,7 @@ impl Partition {
             }
             None => {
                 self.payload_index.update(id, None, Some(&payload));
-                self.slot_of.insert(id, self.ids.len() as u32);
+                self.slot_of.insert(id, self.ids.len() as u32, &self.ids);
                 if let Some(c) = &mut self.cold {
                     c.push_hot(self.ids.len(), self.vectors.len() / self.dim.max(1));
                 }
@@ -358,7 +359,7 @@ impl Partition {
             self.ids[slot] = moved;
             self.norms[slot] = self.norms[last];
             self.payloads.swap(slot, last);
-            self.slot_of.insert(moved, slot as u32);
+            self.slot_of.insert(moved, slot as u32, &self.ids);
         }
         self.ids.pop();
         self.norms.pop();

@@ -29,14 +29,21 @@ mod repair;
 mod search;
 pub use build::{GraphBuilder, EF_LADDER, FILTER_SHARES};
 
+/// A change of every node's key in progress ([`Hnsw::rekey_step`]).
+pub struct Rekeying {
+    next: usize,
+    node_of: IdIndex,
+}
+
 use crate::index::sq8::{L2Codes, Prepared, Sq8};
 use crate::math::distance::Metric;
+use crate::math::id_index::IdIndex;
 use crate::math::prefetch;
 use crate::math::rng::splitmix64;
 use crate::math::topk::{Scored, TopK};
 use std::cell::RefCell;
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 
 /// Graph settings (API: collection-level defaults in the server config).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -195,7 +202,8 @@ pub struct Hnsw {
     /// Per node `Sq8::code_sq` of its code (integer l2).
     sqs: Vec<f32>,
     keys: Vec<u64>,
-    node_of: HashMap<u64, u32>,
+    /// Key -> node (grown without a pause, see `math::id_index`).
+    node_of: IdIndex,
     /// Level-0 links, `m0` slots per node, `len0` of them used.
     links0: Vec<u32>,
     len0: Vec<u8>,
@@ -238,7 +246,7 @@ impl Hnsw {
             norms: Vec::new(),
             sqs: Vec::new(),
             keys: Vec::new(),
-            node_of: HashMap::new(),
+            node_of: IdIndex::default(),
             links0: Vec::new(),
             len0: Vec::new(),
             upper_at: Vec::new(),
@@ -378,6 +386,7 @@ impl Hnsw {
         self.norms.reserve_exact(more);
         self.sqs.reserve_exact(more);
         self.keys.reserve_exact(more);
+        self.node_of.presize(n);
         self.links0.reserve_exact(more * self.m0);
         self.len0.reserve_exact(more);
         self.upper_at.reserve_exact(more);
@@ -467,7 +476,7 @@ impl Hnsw {
         self.norms.push(norm);
         self.sqs.push(self.sq.code_sq(self.code(node)));
         self.keys.push(key);
-        self.node_of.insert(key, node);
+        self.node_of.insert(key, node, &self.keys);
         self.links0.resize(self.links0.len() + self.m0, 0);
         self.len0.push(0);
         if level == 0 {
@@ -532,15 +541,44 @@ impl Hnsw {
 
     /// Map every key through `f` (build rows to point ids).
     pub fn rekey(&mut self, f: impl Fn(u64) -> u64) {
+        let mut r = self.rekeying();
+        while !self.rekey_step(&mut r, &f, std::time::Duration::MAX) {}
+    }
+
+    /// Start changing every node's key ([`Hnsw::rekey_step`]).
+    pub fn rekeying(&self) -> Rekeying {
+        // A quarter to spare: the points written during the build go in next.
+        let room = self.live() + self.live() / 4;
+        Rekeying { next: 0, node_of: IdIndex::with_capacity(room) }
+    }
+
+    /// Map the keys of the nodes from where `r` stands by `f`, for about
+    /// `budget` (the new map is built beside the old one: the graph keeps
+    /// its old keys meanwhile); once every node is mapped the new keys
+    /// take over, and `true`. A graph build keys its nodes by row while it
+    /// builds and by point id once done: a map of 755,000 ids in one go
+    /// was a stall of the shard installing it.
+    pub fn rekey_step(&mut self, r: &mut Rekeying, f: impl Fn(u64) -> u64, budget: std::time::Duration) -> bool {
+        let t0 = std::time::Instant::now();
+        while r.next < self.keys.len() {
+            let end = (r.next + 4096).min(self.keys.len());
+            for n in (r.next..end).filter(|&n| !self.deleted[n]) {
+                // Room for every node: it never grows, so no keys to
+                // move by.
+                r.node_of.insert(f(self.keys[n]), n as u32, &[]);
+            }
+            r.next = end;
+            if t0.elapsed() >= budget {
+                return r.next == self.keys.len() && self.rekey_finish(r, f);
+            }
+        }
+        self.rekey_finish(r, f)
+    }
+
+    fn rekey_finish(&mut self, r: &mut Rekeying, f: impl Fn(u64) -> u64) -> bool {
         self.keys.iter_mut().for_each(|k| *k = f(*k));
-        self.node_of = self
-            .keys
-            .iter()
-            .zip(&self.deleted)
-            .enumerate()
-            .filter(|(_, (_, &d))| !d)
-            .map(|(n, (&k, _))| (k, n as u32))
-            .collect();
+        self.node_of = std::mem::take(&mut r.node_of);
+        true
     }
 }
 

@@ -299,6 +299,17 @@ impl Builder {
         self.phase = Phase::Train { iter: 0, cursor: 0, sums: vec![0.0; nlist * dim], counts: vec![0; nlist] };
     }
 
+    /// What the next step does, for stall reports (`aionbd::watchdog`).
+    pub fn phase_name(&self) -> &'static &'static str {
+        match self.phase {
+            Phase::Seed => &"IVF build step: seed",
+            Phase::Train { .. } => &"IVF build step: train",
+            Phase::Assign { .. } => &"IVF build step: assign",
+            Phase::Calibrate => &"IVF build step: calibrate",
+            Phase::Done => &"IVF build step",
+        }
+    }
+
     /// Do a bounded amount of work over the rows `src` holds now; `true`
     /// once the index is complete.
     pub fn step(&mut self, src: &dyn RowSource) -> bool {

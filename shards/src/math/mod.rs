@@ -3,10 +3,12 @@
 //! [`distance::Metric`], the key of a point under a metric (`key`, the one
 //! formula), top-k selection and the one result order (`topk`), the
 //! deterministic mixers and generators (`rng`), the prefetch hint, and the
-//! cache-line-aligned buffer rows live in (`aligned`).
+//! cache-line-aligned buffer rows live in (`aligned`), and the id ->
+//! position maps that grow without a pause (`id_index`).
 
 pub mod aligned;
 pub mod distance;
+pub mod id_index;
 pub mod key;
 mod prefetch;
 pub mod rng;

@@ -7,6 +7,7 @@ use crate::math::topk::merge;
 use crate::payload::filter::Clause;
 use crate::payload::{PayloadValue, Scalar};
 use proptest::prelude::*;
+use std::collections::HashMap;
 
 fn brute(points: &[(u64, Vec<f32>)], q: &[f32], metric: Metric, k: usize) -> Vec<Scored> {
     let mut v: Vec<Scored> = points

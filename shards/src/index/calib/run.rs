@@ -75,6 +75,14 @@ fn tally(truth: &[Scored], found: &[Scored], hits: &mut [u32; CALIB_K]) -> bool 
 /// answer), so every rung's cost is measured.
 const FULL_LADDER_EVERY: usize = 8;
 
+/// Longest an index search of a calibration may be expected to take (one
+/// query at one setting is one step of the background work, not divisible):
+/// on a ~755,000-point partition, graph walks with a tenth of the points
+/// admitted took 65-107 ms at the ladder's widest beams, each a stall of
+/// the shard. A wider setting whose predicted time (this one's, in
+/// proportion to the setting) is past it is not measured.
+const WALK_BUDGET_NS: f64 = 16e6;
+
 /// One query of a calibration, for the index under test.
 pub struct CalibQuery<'a> {
     pub query: &'a [f32],
@@ -120,6 +128,8 @@ pub struct Calibrator {
     /// Jobs with their exact answers, waiting for the index, in order.
     scanned: std::collections::VecDeque<Box<Job>>,
     cur: Option<Box<Job>>,
+    /// Queries whose climb stopped at [`WALK_BUDGET_NS`].
+    walks_cut: usize,
 }
 
 /// Queries whose exact answers one pass over the rows finds.
@@ -145,6 +155,7 @@ impl Calibrator {
             scanning: Vec::new(),
             scanned: Default::default(),
             cur: None,
+            walks_cut: 0,
         }
     }
 
@@ -172,6 +183,12 @@ impl Calibrator {
 
     pub fn ladder(&self) -> &[usize] {
         &self.ladder
+    }
+
+    /// Queries whose climb up the ladder stopped where the next setting
+    /// would have taken longer than [`WALK_BUDGET_NS`].
+    pub fn walks_cut(&self) -> usize {
+        self.walks_cut
     }
 
     /// Whether every query is done (`step` returned `true`).
@@ -223,6 +240,21 @@ impl Calibrator {
                 }
                 cur.rung = self.ladder.len();
                 break;
+            }
+            // The next rung would take longer than a step may: it is not
+            // run, nor any above it; they count as misses for this query
+            // (so `auto` trusts them less and scans exactly instead) and
+            // are costed in proportion to their setting.
+            if let Some(&next) = self.ladder.get(cur.rung) {
+                let per_setting = ns as f64 / self.ladder[cur.rung - 1].max(1) as f64;
+                if per_setting * next as f64 > WALK_BUDGET_NS {
+                    for (i, c) in self.cost.iter_mut().enumerate().skip(cur.rung) {
+                        *c = (c.0 + per_setting * self.ladder[i] as f64, c.1 + 1);
+                    }
+                    self.walks_cut += 1;
+                    cur.rung = self.ladder.len();
+                    break;
+                }
             }
         }
         if cur.rung == self.ladder.len() {
@@ -466,41 +498,76 @@ mod tests {
         assert_eq!((c.real, ran), ([0, 0, MIN_REAL], [false, false, true]));
     }
 
+    /// The ladder of the two tests below.
+    const LADDER: [usize; 5] = [1, 2, 4, 8, 16];
+
+    /// Calibrate [`LADDER`] with 16 sample points of a fixed 300 x 4 data
+    /// set; each index search is answered by `answer`, given the query and
+    /// its exact answer (scored as the calibration's exact scan scores:
+    /// ties and rounding alike).
+    fn calibrate(mut answer: impl FnMut(&CalibQuery, Vec<Scored>) -> (Vec<Scored>, f32)) -> Calibrator {
+        let (n, dim) = (300usize, 4usize);
+        let data: Vec<f32> = (0..n * dim).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
+        let dense = Dense::new(data, dim);
+        let rows = Rows::new((0..n as u64).collect(), dim);
+        let rows = rows.at(&dense);
+        let probes: Vec<usize> = (0..16).collect();
+        let mut cal = Calibrator::new(probes, RealQueries::default(), LADDER.to_vec());
+        while !cal.step(&rows, 1000, |q: &CalibQuery| {
+            let mut top = TopK::new(CALIB_K);
+            for r in (0..n).filter(|&r| r != q.me) {
+                let d = (kernels().dot)(q.query, rows.row(r));
+                top.push(Scored { key: key_from_dot(q.metric, d, norm(q.query), rows.norm(r)), id: r as u64 });
+            }
+            vec![answer(q, top.into_sorted())]
+        }) {}
+        cal
+    }
+
     /// A calibration of an index that always finds the exact answer runs
     /// two rungs for most queries, the whole ladder for every eighth, and
     /// still measures recall 1 and a cost for every rung, never less for
     /// a wider one.
     #[test]
     fn queries_answered_fully_twice_stop_climbing() {
-        let (n, dim) = (300usize, 4usize);
-        let data: Vec<f32> = (0..n * dim).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
-        let dense = Dense::new(data, dim);
-        let rows = Rows::new((0..n as u64).collect(), dim);
-        let rows = rows.at(&dense);
-        let ladder = vec![1, 2, 4, 8, 16];
-        let probes: Vec<usize> = (0..16).collect();
-        let mut cal = Calibrator::new(probes, RealQueries::default(), ladder.clone());
         let mut runs = 0usize;
-        while !cal.step(&rows, 1000, |q: &CalibQuery| {
+        let cal = calibrate(|q, exact| {
             runs += 1;
-            let mut top = TopK::new(CALIB_K);
-            for r in (0..n).filter(|&r| r != q.me) {
-                // Scored as the calibration's exact scan scores (ties and
-                // rounding alike).
-                let d = (kernels().dot)(q.query, rows.row(r));
-                let key = key_from_dot(q.metric, d, norm(q.query), rows.norm(r));
-                top.push(Scored { key, id: r as u64 });
-            }
             // Rung 1 (setting 2) is slowed by something else each time.
             let cost = if q.rung == 1 { 1e6 } else { 1000.0 * q.ladder[q.rung] as f32 };
-            vec![(top.into_sorted(), cost)]
-        }) {}
+            (exact, cost)
+        });
         let jobs = 16usize * 3;
         let full = jobs.div_ceil(FULL_LADDER_EVERY);
-        assert_eq!(runs, full * ladder.len() + (jobs - full) * 2);
+        assert_eq!(runs, full * LADDER.len() + (jobs - full) * 2);
         let c = cal.finish();
         assert!(c.recall.iter().all(|r| r.iter().all(|&x| x == 1.0)), "{:?}", c.recall);
         // A rung measured dearer than the one above it takes that cost.
         assert_eq!(c.cost_ns, vec![1000.0, 4000.0, 4000.0, 8000.0, 16000.0]);
+    }
+
+    /// An index whose searches take 3 ms per unit of setting: settings 1,
+    /// 2 and 4 run (the last 12 ms), 8 would take 24 ms, past the budget,
+    /// so neither it nor 16 runs; they count as misses although the index
+    /// would have found everything there, and are costed in proportion.
+    #[test]
+    fn settings_past_the_walk_budget_are_not_run_and_not_trusted() {
+        let mut widest = 0;
+        let cal = calibrate(|q, mut exact| {
+            widest = widest.max(q.ladder[q.rung]);
+            // Below setting 8 the search misses its last answer.
+            if q.ladder[q.rung] < 8 {
+                exact.pop();
+            }
+            (exact, 3e6 * q.ladder[q.rung] as f32)
+        });
+        assert_eq!(widest, 4);
+        assert_eq!(cal.walks_cut(), 16 * 3);
+        let c = cal.finish();
+        for m in 0..3 {
+            assert!((c.recall[m][2] - 0.9).abs() < 1e-6, "{:?}", c.recall[m]);
+            assert_eq!(c.recall[m][3..], [0.0, 0.0]);
+        }
+        assert_eq!(c.cost_ns, vec![3e6, 6e6, 12e6, 24e6, 48e6]);
     }
 }

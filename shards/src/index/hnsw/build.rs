@@ -31,6 +31,8 @@ enum Phase {
     InsertProbes {
         next: usize,
     },
+    /// The nodes keyed by point id instead of row, a slice per step.
+    Rekey(super::Rekeying),
     Done,
 }
 
@@ -102,6 +104,18 @@ impl GraphBuilder {
         }
     }
 
+    /// What the next step does, for stall reports (`aionbd::watchdog`).
+    pub fn phase_name(&self) -> &'static &'static str {
+        match self.phase {
+            Phase::Fit { .. } => &"graph build step: fit",
+            Phase::Insert { .. } => &"graph build step: insert",
+            Phase::Calibrate => &"graph build step: calibrate",
+            Phase::InsertProbes { .. } => &"graph build step: insert sample",
+            Phase::Rekey(_) => &"graph build step: key by id",
+            Phase::Done => &"graph build step",
+        }
+    }
+
     /// Do about 0.15 ms of work over the rows `src` holds now; `true`
     /// once complete.
     pub fn step(&mut self, src: &dyn RowSource) -> bool {
@@ -169,10 +183,15 @@ impl GraphBuilder {
                     }
                     next += 1;
                 }
-                if next == probes.len() {
+                self.phase =
+                    if next == probes.len() { Phase::Rekey(graph.rekeying()) } else { Phase::InsertProbes { next } };
+            }
+            Phase::Rekey(mut r) => {
+                let ids = &self.rows.ids;
+                if graph.rekey_step(&mut r, |row| ids[row as usize], STEP_TIME.saturating_sub(t0.elapsed())) {
                     return true;
                 }
-                self.phase = Phase::InsertProbes { next };
+                self.phase = Phase::Rekey(r);
             }
             Phase::Done => return true,
             Phase::Fit { .. } => unreachable!("handled above"),
@@ -183,9 +202,7 @@ impl GraphBuilder {
     /// The finished graph keyed by point id, its calibration and the
     /// milliseconds of work it took.
     pub fn finish(self) -> (Hnsw, Calibration, u64) {
-        let mut graph = self.graph.expect("finish after the last step");
-        let ids = self.rows.ids;
-        graph.rekey(|row| ids[row as usize]);
+        let graph = self.graph.expect("finish after the last step");
         let mut calibs = self.calibs.into_iter().map(|c| (c.share(), c.finish()));
         let (_, mut calibration) = calibs.next().expect("the unfiltered calibration");
         calibration.by_share = calibs.collect();

@@ -157,7 +157,7 @@ impl Hnsw {
         self.norms[i] = norm;
         self.sqs[i] = self.sq.code_sq(self.code(s));
         self.keys[i] = key;
-        self.node_of.insert(key, s);
+        self.node_of.insert(key, s, &self.keys);
         self.len0[i] = 0;
         if level > 0 {
             if self.upper_at[i] == NO_UPPER {

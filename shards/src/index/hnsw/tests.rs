@@ -224,7 +224,7 @@ fn check_consistent(g: &Hnsw, live: &HashMap<u64, usize>) {
     assert_eq!(g.live(), live.len());
     assert_eq!(g.deleted.iter().filter(|&&d| d).count(), g.tombstones);
     for &k in live.keys() {
-        let node = g.node_of[&k] as usize;
+        let node = *g.node_of.get(&k).expect("a live key has a node") as usize;
         assert!(node < n && g.keys[node] == k && !g.deleted[node], "key {k} -> node {node}");
     }
     let mut free: Vec<u32> = g.free.iter().flatten().chain(&g.unrepaired).copied().collect();
