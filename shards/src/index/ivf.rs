@@ -141,6 +141,18 @@ impl Ivf {
     }
 }
 
+/// The probe counts one calibration step measures, from rung `rung` of
+/// `ladder`: up to twice the first (at least 8). Each step probes from
+/// scratch, so no step probes every list of a large partition at once
+/// unless the ladder gets there (and the calibration's walk budget stops a
+/// query's climb before a rung too slow for one step): probing all ~740
+/// lists of a 300,000-point partition in one step scanned all its codes.
+pub fn calib_rungs(ladder: &[usize], rung: usize) -> std::ops::Range<usize> {
+    let first = ladder[rung];
+    let end = ladder[rung + 1..].iter().position(|&n| n > (2 * first).max(8)).map_or(ladder.len(), |i| rung + 1 + i);
+    rung..end
+}
+
 /// The list whose centroid is nearest to `x` by l2.
 fn nearest(centroids: &[f32], dim: usize, x: &[f32]) -> usize {
     let l2 = kernels().l2sq;
@@ -382,7 +394,7 @@ impl Builder {
                     let me = q.me;
                     let found = index.search_ladder(
                         &IvfQuery { query: q.query, metric: q.metric, k: CALIB_K, nprobe: 0 },
-                        q.ladder,
+                        &q.ladder[calib_rungs(q.ladder, q.rung)],
                         |key| key as usize != me,
                         |key| Some(rows.key(q.metric, q.query, key as usize)),
                     );
@@ -468,6 +480,26 @@ mod tests {
                 assert_eq!(got, want, "{metric:?} query {qi}");
             }
         }
+    }
+
+    #[test]
+    fn calibration_steps_probe_at_most_twice_their_first_count() {
+        let ladder = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 740];
+        let mut steps = Vec::new();
+        let mut rung = 0;
+        while rung < ladder.len() {
+            let r = calib_rungs(&ladder, rung);
+            assert_eq!(r.start, rung);
+            assert!(r.end > rung, "every step measures a rung");
+            steps.push(ladder[r.clone()].to_vec());
+            rung = r.end;
+        }
+        for s in &steps {
+            assert!(*s.last().unwrap() <= (2 * s[0]).max(8), "{s:?}");
+        }
+        assert_eq!(steps.first().unwrap(), &vec![1, 2, 3, 4, 6, 8]);
+        assert_eq!(steps[1], vec![12, 16, 24]);
+        assert_eq!(steps.last().unwrap(), &vec![740]);
     }
 
     #[test]

@@ -166,17 +166,9 @@ impl Partition {
                     let t = Instant::now();
                     let exact = self.exact_of(q.metric, q.query);
                     let iq = IvfQuery { query: q.query, metric: q.metric, k: CALIB_K, nprobe: 0 };
-                    // Probe counts up to twice the first per step (each step
-                    // probes from scratch): no step probes every list of a
-                    // large partition at once unless the ladder gets there.
-                    let first = q.ladder[q.rung];
-                    let end = q.ladder[q.rung + 1..]
-                        .iter()
-                        .position(|&n| n > (2 * first).max(8))
-                        .map_or(q.ladder.len(), |i| q.rung + 1 + i);
                     let rungs = state.index.search_ladder(
                         &iq,
-                        &q.ladder[q.rung..end],
+                        &q.ladder[crate::index::ivf::calib_rungs(q.ladder, q.rung)],
                         |id| !state.dirty.contains(&id),
                         |id| exact.get(id),
                     );
