@@ -3,8 +3,12 @@
 //! which moves every entry into a table twice the size within one insert,
 //! against `IdIndex`, which moves a few per insert; then a partition's
 //! whole apply path (`Partition::upsert`, 384-dim rows, which uses
-//! `IdIndex`). Batches of 256 new ids, as `aionbd-load --batch 256` sends;
-//! the maps in turn, twice each, in one run. Prints the total time, the
+//! `IdIndex`), first under glibc's own mmap threshold (raised by the maps
+//! freed before it, as a server's freed indexes raise it), then under the
+//! fixed threshold the server sets (`reclaim::fixed_mmap_threshold`), where
+//! the partition's arrays past 4 MiB grow by `mremap` instead of copying.
+//! Batches of 256 new ids, as `aionbd-load --batch 256` sends; the maps in
+//! turn, twice each, in one run. Prints the total time, the
 //! worst batch, and every batch over 5 ms with the id count it started at.
 //!
 //! Run: `cargo bench --bench id_growth -- [IDS]` (default 1,900,000: past
@@ -26,7 +30,10 @@ fn main() {
     // Ids spread over u64 as users' ids may be.
     let id = |i: usize| (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     let row: Vec<f32> = (0..DIM).map(|i| (i as f32).sin()).collect();
-    for kind in ["hashmap", "id index", "hashmap", "id index", "partition"] {
+    for kind in ["hashmap", "id index", "hashmap", "id index", "partition", "partition, fixed mmap threshold"] {
+        if kind == "partition, fixed mmap threshold" {
+            aionbd::reclaim::fixed_mmap_threshold(false);
+        }
         let mut map: HashMap<u64, u32, ahash::RandomState> = HashMap::default();
         let mut index = IdIndex::default();
         let mut keys: Vec<u64> = Vec::new();

@@ -69,9 +69,7 @@ fn main() {
         eprintln!("aionbd: {e}");
         std::process::exit(2);
     }
-    if cfg.memory_light {
-        fixed_mmap_threshold();
-    }
+    aionbd::reclaim::fixed_mmap_threshold(cfg.memory_light);
     if let Some(w) = warning {
         tracing::warn!("{w}");
     }
@@ -233,19 +231,6 @@ fn main() {
     if shutdown.load(Ordering::Relaxed) {
         tracing::info!("stopped");
     }
-}
-
-/// Memory-light mode: every allocation of 64 KiB or more gets its own
-/// mapping, returned to the kernel when freed. glibc otherwise raises its
-/// mmap threshold to the size of the largest block freed (up to 32 MiB):
-/// after a bulk load's row buffer went to disk, later large buffers came
-/// from the shards' arenas, and a settled 50k x 384 server kept about
-/// 30 MiB of free arena pages that `malloc_trim` could not hand back
-/// (free chunks between live ones), as much as its data.
-fn fixed_mmap_threshold() {
-    // SAFETY: mallopt only sets an allocator parameter; called before the
-    // shard threads start.
-    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 10) };
 }
 
 /// Register the process for private expedited `membarrier(2)` now, while

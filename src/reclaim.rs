@@ -90,6 +90,39 @@ fn trim_now() {
     tracing::debug!(took_us = t0.elapsed().as_micros() as u64, "malloc_trim after index work");
 }
 
+/// A fixed mmap threshold: every allocation at or above it gets its own
+/// mapping, returned to the kernel when freed and grown by `mremap` (page
+/// table entries move, bytes do not). glibc otherwise raises its threshold
+/// to the size of the largest mapped block freed (up to 32 MiB), and a
+/// server frees large blocks all the time (replaced indexes, build
+/// buffers): after that a partition's arrays of ids, norms and payloads
+/// (a few MiB each at half a million points) came from the shard's arena
+/// and grew by copying on the shard (a batch of 256 upserts up to 25-38 ms
+/// against 6 ms: docs/benchmarks.md, "Index builds on large partitions").
+///
+/// Full mode: 4 MiB, above any request's own buffers (a 256-point batch
+/// body is about 1 MiB), so requests keep reusing arena memory. Memory-light
+/// mode: 64 KiB; there a settled 50k x 384 server otherwise kept about
+/// 30 MiB of free arena pages that `malloc_trim` could not hand back (free
+/// chunks between live ones), as much as its data.
+///
+/// Call it before the shard threads start (`benches/id_growth.rs` calls it
+/// between its rows to show both behaviours).
+pub fn fixed_mmap_threshold(memory_light: bool) {
+    let bytes = if memory_light { MMAP_THRESHOLD_LIGHT } else { MMAP_THRESHOLD };
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, bytes);
+    }
+    let _ = bytes;
+}
+
+/// [`fixed_mmap_threshold`] in full mode.
+pub const MMAP_THRESHOLD: i32 = 4 << 20;
+/// [`fixed_mmap_threshold`] in memory-light mode.
+pub const MMAP_THRESHOLD_LIGHT: i32 = 64 << 10;
+
 /// Let the calling thread run on every CPU the process may use (the main
 /// thread's set). A thread inherits its creator's affinity, and the first
 /// caller is a shard, pinned to its core: there, at nice 19 behind that
@@ -144,5 +177,25 @@ mod tests {
         trim();
         let dropped_on = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("dropped");
         assert_eq!(dropped_on.as_deref(), Some("aionbd-reclaim"));
+    }
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn blocks_past_the_threshold_are_mapped_after_a_large_free() {
+        fixed_mmap_threshold(false);
+        // Freeing a mapped 30 MiB block raises glibc's own threshold to
+        // 30 MiB; the fixed one stays, so 5 MiB still gets its own mapping.
+        drop(std::hint::black_box(vec![1u8; 30 << 20]));
+        // SAFETY: mallinfo2 only reads the allocator's counters.
+        let mapped = || unsafe { libc::mallinfo2() }.hblkhd;
+        // Other tests free mapped blocks meanwhile: one try in three is enough.
+        let grew = (0..3).any(|_| {
+            let before = mapped();
+            let block = std::hint::black_box(vec![1u8; 5 << 20]);
+            let after = mapped();
+            drop(block);
+            after >= before + (5 << 20)
+        });
+        assert!(grew, "a 5 MiB block came from an arena");
     }
 }
