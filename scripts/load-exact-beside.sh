@@ -13,8 +13,9 @@
 # second generator sends exact top-10 queries at EXACT_RATE/s (default 2),
 # each a scan of every point. The summary compares the searches' p50/p99
 # alone and beside the exact queries, and gives the exact queries' own
-# latency. An exact query scans each partition in one step, holding its
-# shard for the whole scan (tens of ms at a few hundred thousand points).
+# latency. An exact query scans each partition in pieces of rows, the
+# shard's other requests running between them (docs/benchmarks.md, "Exact
+# queries beside searches").
 # shellcheck source=scripts/load-common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/load-common.sh"
 SECONDS_EACH="${3:-60}"

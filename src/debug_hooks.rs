@@ -29,6 +29,22 @@ pub fn slow_sync_dir() -> Option<Duration> {
     *SLOW.get_or_init(|| ms("AIONBD_DEBUG_SLOW_SYNC_DIR_MS"))
 }
 
+/// `AIONBD_DEBUG_SCAN_PIECE_ROWS`: an exact scan's pieces hold this many
+/// rows (`shards::partition::set_scan_piece_rows`), so a small collection
+/// is scanned in many pieces.
+pub fn scan_piece_rows() -> Option<usize> {
+    std::env::var("AIONBD_DEBUG_SCAN_PIECE_ROWS").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0)
+}
+
+/// `AIONBD_DEBUG_SCAN_PIECE_PAUSE_MS`: an exact scan waits this long
+/// between its pieces (read once), so requests arriving meanwhile run
+/// between them even on a small collection, as they would between the
+/// pieces of a large one.
+pub fn scan_piece_pause() -> Option<Duration> {
+    static PAUSE: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    *PAUSE.get_or_init(|| ms("AIONBD_DEBUG_SCAN_PIECE_PAUSE_MS"))
+}
+
 /// After this long, shard n's thread...
 pub enum ShardFault {
     /// ...blocks in pause(2), as in a sleep no timer ends; only a signal

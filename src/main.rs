@@ -183,6 +183,9 @@ fn main() {
     if let Some(delay) = aionbd::debug_hooks::recovery_delay() {
         std::thread::sleep(delay);
     }
+    if let Some(rows) = aionbd::debug_hooks::scan_piece_rows() {
+        aionbd_shards::partition::set_scan_piece_rows(rows);
+    }
     let scheme = if tls.is_some() { "https" } else { "http" };
     let shards_root = data_dir.as_ref().map_or_else(|| cfg.data_dir.clone(), |d| d.shards_root.clone());
     // What an operator reads in the journal: version, data, durability.

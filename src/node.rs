@@ -23,7 +23,7 @@ use glommio::channels::channel_mesh::{Receivers, Senders};
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 mod pipeline;
 
@@ -31,6 +31,12 @@ mod pipeline;
 type Durable = Pin<Box<dyn Future<Output = Result<u64, WalError>>>>;
 
 pub struct Node {
+    /// The `Rc` this node lives in, for tasks a request leaves running
+    /// (an exact scan's remaining pieces).
+    this: Weak<Node>,
+    /// The task queue an exact scan's remaining pieces run in
+    /// (`Node::scan_pieces`).
+    scan_queue: glommio::TaskQueueHandle,
     router: Router,
     shard: RefCell<Shard>,
     pub metrics: Rc<Metrics>,
@@ -102,6 +108,8 @@ enum Answering {
     /// A home operation waiting for its partition operations and, for a
     /// write, for its log record to be durable.
     Fanout(HomeReply, Vec<AnswerRx>, Option<Durable>),
+    /// Work on this shard going on in its own task (an exact scan's pieces).
+    Later(glommio::Task<Result<Answer, ShardError>>),
 }
 
 impl<T> Pending<T> {
@@ -115,6 +123,7 @@ impl Answering {
         match self {
             Answering::Ready(r) => r,
             Answering::Remote(rx) => rx.recv().await.unwrap_or_else(|| Err(peer_gone())),
+            Answering::Later(task) => task.await,
             Answering::Fanout(mut reply, acks, durable) => {
                 if let Some(d) = durable {
                     d.await.map_err(wal_error)?;
@@ -185,7 +194,9 @@ impl Node {
         mesh: Option<(Senders<Msg>, Receivers<Msg>)>,
     ) -> Rc<Node> {
         let (router, inboxes) = Router::new(shard.id(), n_shards, mesh);
-        let node = Rc::new(Node {
+        let node = Rc::new_cyclic(|this| Node {
+            this: this.clone(),
+            scan_queue: pipeline::scan_queue(),
             router,
             shard: RefCell::new(shard),
             metrics,

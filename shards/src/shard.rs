@@ -16,6 +16,7 @@ use std::collections::HashMap;
 
 mod catalog;
 mod partitions;
+pub use partitions::{ExactScan, SearchStart};
 
 /// Limits the shard enforces itself (the rest are checked by the API layer).
 #[derive(Clone, Copy, Debug)]

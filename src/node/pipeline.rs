@@ -6,13 +6,25 @@
 
 use super::{wal_error, Answering, Durable, Node};
 use crate::router::{Answer, Req, ShardStats};
-use aionbd_shards::ops::{HomeOp, HomeReadReply, HomeReply, Plan, ShardOp, ShardReply};
+use aionbd_shards::ops::{
+    HomeOp, HomeReadReply, HomeReply, PartitionHits, PartitionOp, PartitionReply, Plan, ShardOp, ShardReply,
+};
+use aionbd_shards::shard::{ExactScan, SearchStart};
+use aionbd_shards::ShardError;
 
 impl Node {
     /// Run a request on this shard: synchronously up to its fan-out.
     pub(super) fn execute_here(&self, req: Req) -> Answering {
         match req {
             Req::Stats => Answering::Ready(Ok(Answer::Stats(self.stats_here()))),
+            Req::Shard(ShardOp::Partition(PartitionOp::Search(op))) => {
+                let _doing = crate::watchdog::doing(&"Search");
+                let start = self.shard.borrow_mut().search_start(op);
+                match start {
+                    SearchStart::Done(hits) => Answering::Ready(hits.map(search_answer)),
+                    SearchStart::Pieces(scan) => Answering::Later(self.scan_pieces(scan)),
+                }
+            }
             Req::Shard(ShardOp::Partition(op)) => {
                 if op.changes_data() {
                     self.metrics.write_applied();
@@ -23,6 +35,29 @@ impl Node {
             }
             Req::Shard(ShardOp::Home(op)) => self.execute_home(op),
         }
+    }
+
+    /// The rest of an exact scan, a piece per turn in a task of its own: the
+    /// requests that reach this shard meanwhile run between pieces. The
+    /// task runs in its own queue ([`scan_queue`]), which has the executor
+    /// read the network at least every 500 us while it runs, so a request
+    /// arriving during the scan waits for the current piece, not for the
+    /// preempt timer of the request queue (`runtime::PREEMPT_TIMER`, 5 ms).
+    fn scan_pieces(&self, mut scan: ExactScan) -> glommio::Task<Result<Answer, ShardError>> {
+        let node = self.this.upgrade().expect("a node outlives its requests");
+        let pieces = async move {
+            loop {
+                match crate::debug_hooks::scan_piece_pause() {
+                    Some(pause) => glommio::timer::sleep(pause).await,
+                    None => futures_lite::future::yield_now().await,
+                }
+                let _doing = crate::watchdog::doing(&"Search: a piece of an exact scan");
+                if let Some(hits) = node.shard.borrow_mut().search_continue(&mut scan) {
+                    return hits.map(search_answer);
+                }
+            }
+        };
+        glommio::spawn_local_into(pieces, self.scan_queue).expect("the scan queue lives as long as its shard")
     }
 
     /// A home operation: a write is admitted by the WAL before it is
@@ -103,4 +138,16 @@ impl Node {
         m.shards = vec![gauges];
         (data, Box::new(m))
     }
+}
+
+/// The shard's queue for exact scans' remaining pieces: the shares of
+/// request handling (1000), so a scan and the requests beside it split the
+/// core evenly, and the reactor polled every 500 us while it runs
+/// (`background::background_queue`).
+pub(super) fn scan_queue() -> glommio::TaskQueueHandle {
+    crate::background::background_queue(1000, "exact scans")
+}
+
+fn search_answer(hits: PartitionHits) -> Answer {
+    Answer::Shard(ShardReply::Partition(PartitionReply::Search(hits)))
 }

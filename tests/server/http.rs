@@ -256,6 +256,63 @@ fn a_large_exact_batch_does_not_hold_its_shard() {
     });
 }
 
+/// An exact scan runs in pieces of rows (`AIONBD_DEBUG_SCAN_PIECE_ROWS`
+/// makes them 16 rows, so ~70 per partition here, and
+/// `AIONBD_DEBUG_SCAN_PIECE_PAUSE_MS` 1 ms apart), and other requests run
+/// between them: deletes that move rows into the holes they leave. Every
+/// search still finds each point present throughout, once: the near points
+/// (added last, so the deletes move them) are never deleted, the far ones
+/// are (added first, deleted during the searches).
+#[test]
+fn exact_scans_in_pieces_find_every_point_while_deletes_move_rows() {
+    let s = Server::start(
+        2,
+        &[
+            ("AIONBD_DEBUG_SCAN_PIECE_ROWS", "16"),
+            ("AIONBD_DEBUG_SCAN_PIECE_PAUSE_MS", "1"),
+            ("AIONBD_PERSISTENCE_ENABLED", "false"),
+        ],
+    );
+    s.call("POST", "/collections", Some(serde_json::json!({"name": "moving", "dimension": 2})), 200);
+    let far = 1000..3000u64;
+    for chunk in far.clone().collect::<Vec<u64>>().chunks(250) {
+        let pts: Vec<serde_json::Value> =
+            chunk.iter().map(|&id| serde_json::json!({"id": id, "values": [1000.0 + id as f32, 0.0]})).collect();
+        s.call("POST", "/collections/moving/points", Some(serde_json::json!({ "points": pts })), 200);
+    }
+    let pts: Vec<serde_json::Value> = (0..200u64).map(|id| serde_json::json!({"id": id, "values": [id, 1]})).collect();
+    s.call("POST", "/collections/moving/points", Some(serde_json::json!({ "points": pts })), 200);
+    let near: Vec<u64> = (0..200).collect();
+    let deleting = std::sync::atomic::AtomicBool::new(true);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for id in far.clone() {
+                s.call("DELETE", &format!("/collections/moving/points/{id}"), None, 200);
+            }
+            deleting.store(false, std::sync::atomic::Ordering::SeqCst);
+        });
+        let mut searches = 0;
+        while deleting.load(std::sync::atomic::Ordering::SeqCst) || searches < 5 {
+            let query = serde_json::json!({"query": [0.0, 1.0], "metric": "l2", "limit": 200, "mode": "exact"});
+            let r = s.call("POST", "/collections/moving/search/topk", Some(query), 200);
+            let ids: Vec<u64> = r["hits"].as_array().unwrap().iter().map(|h| h["id"].as_u64().unwrap()).collect();
+            assert_eq!(ids, near, "search {searches}");
+            // A batch of two steps' worth of queries (64 a step).
+            let batch =
+                serde_json::json!({"queries": vec![[0.0, 1.0]; 70], "metric": "l2", "limit": 200, "mode": "exact"});
+            let r = s.call("POST", "/collections/moving/search/topk/batch", Some(batch), 200);
+            for item in r["results"].as_array().unwrap() {
+                let ids: Vec<u64> =
+                    item["hits"].as_array().unwrap().iter().map(|h| h["id"].as_u64().unwrap()).collect();
+                assert_eq!(ids, near, "batch {searches}");
+            }
+            searches += 1;
+        }
+    });
+    let count = s.call("GET", "/collections/moving", None, 200);
+    assert_eq!(count["point_count"], 200, "{count}");
+}
+
 #[test]
 fn the_rate_limit_counts_every_shard_and_answers_429_with_retry_after() {
     let limit = 30usize;

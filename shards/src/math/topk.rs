@@ -47,26 +47,33 @@ impl Ord for Worst {
 pub struct TopK {
     k: usize,
     heap: BinaryHeap<Worst>,
+    /// Only candidates ranked before this one enter.
+    bound: Option<Scored>,
 }
 
 impl TopK {
     pub fn new(k: usize) -> Self {
-        TopK { k, heap: BinaryHeap::with_capacity(k.min(4096) + 1) }
+        Self::bounded(k, None)
     }
 
-    /// The key a candidate must beat to enter, once full.
+    /// A `TopK` that only takes candidates ranked before `bound`: the k-th
+    /// best found elsewhere (an exact scan's earlier pieces), which no
+    /// candidate behind it could displace from the merged answer.
+    pub fn bounded(k: usize, bound: Option<Scored>) -> Self {
+        TopK { k, heap: BinaryHeap::with_capacity(k.min(4096) + 1), bound }
+    }
+
+    /// The key a candidate must beat (or tie, with a lower id) to enter.
     #[inline]
     pub fn threshold(&self) -> f32 {
-        if self.heap.len() < self.k {
-            f32::INFINITY
-        } else {
-            self.heap.peek().map_or(f32::INFINITY, |w| w.0.key)
-        }
+        let own =
+            if self.heap.len() < self.k { f32::INFINITY } else { self.heap.peek().map_or(f32::INFINITY, |w| w.0.key) };
+        self.bound.map_or(own, |b| own.min(b.key))
     }
 
     #[inline]
     pub fn push(&mut self, s: Scored) {
-        if self.k == 0 || !s.key.is_finite() {
+        if self.k == 0 || !s.key.is_finite() || self.bound.is_some_and(|b| s.rank_cmp(&b) != Ordering::Less) {
             return;
         }
         if self.heap.len() < self.k {
@@ -98,13 +105,24 @@ impl Ranked for Scored {
 }
 
 /// Merge per-partition results (each any order) into the global best `k`,
-/// in the one order (lower key, then lower id). The server merges its
+/// in the one order (lower key, then lower id), a point once: its best
+/// entry (the pieces of one partition's exact scan can meet a point twice
+/// when a delete moved it, see `ops::ScanPiece`). The server merges its
 /// partitions' hits with this.
 pub fn merge<T: Ranked, I: IntoIterator<Item = Vec<T>>>(parts: I, k: usize) -> Vec<T> {
     let mut all: Vec<T> = parts.into_iter().flatten().collect();
     all.sort_by(|a, b| a.rank().rank_cmp(&b.rank()));
-    all.truncate(k);
-    all
+    let mut seen = std::collections::HashSet::with_capacity(k.min(all.len()));
+    let mut out = Vec::with_capacity(k.min(all.len()));
+    for item in all {
+        if out.len() == k {
+            break;
+        }
+        if seen.insert(item.rank().id) {
+            out.push(item);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -127,6 +145,33 @@ mod tests {
             }
             let merged = merge(per_part.into_iter().map(TopK::into_sorted), k);
             let mut brute = all.clone();
+            brute.sort_by(Scored::rank_cmp);
+            brute.truncate(k);
+            prop_assert_eq!(merged, brute);
+        }
+    }
+
+    proptest! {
+        /// A point met twice (a moved row scanned by two pieces, maybe
+        /// changed in between) is kept once, at its better entry, and the
+        /// rest is the brute-force answer over distinct points.
+        #[test]
+        fn merge_keeps_a_point_met_twice_once(
+            keys in prop::collection::vec(0u8..20, 1..200),
+            again in prop::collection::vec((0usize..200, 0u8..20), 0..30),
+            k in 0usize..40,
+        ) {
+            let first: Vec<Scored> = keys.iter().enumerate().map(|(i, &key)| Scored { key: key as f32, id: i as u64 }).collect();
+            let repeats: Vec<Scored> = again.iter().map(|&(i, key)| Scored { key: key as f32, id: (i % keys.len()) as u64 }).collect();
+            let merged = merge([first.clone(), repeats.clone()], k);
+            let mut best: std::collections::BTreeMap<u64, Scored> = std::collections::BTreeMap::new();
+            for s in first.iter().chain(&repeats) {
+                let e = best.entry(s.id).or_insert(*s);
+                if s.rank_cmp(e) == Ordering::Less {
+                    *e = *s;
+                }
+            }
+            let mut brute: Vec<Scored> = best.into_values().collect();
             brute.sort_by(Scored::rank_cmp);
             brute.truncate(k);
             prop_assert_eq!(merged, brute);

@@ -8,12 +8,13 @@
 use super::{PartitionSlot, Shard};
 use crate::error::{collection_not_found, invalid, point_not_found, ShardError};
 use crate::export::Export;
+use crate::math::topk::Scored;
 use crate::ops::{
     ApplyDelete, ApplyDeletePayloadKeys, ApplySetPayload, ApplyUpsert, Count, CreatePartition, DropPartition,
     ExportBegin, ExportChunk, ExportEnd, Exported, GetPoint, Hit, IndexState, IndexStatus, PartitionHits, PartitionOp,
     PartitionReply, PointIn, RestoreEncoded, SearchOp,
 };
-use crate::partition::{Answer, IndexKind, Partition, SearchParams};
+use crate::partition::{Answer, IndexKind, Partition, SearchParams, SearchPlan};
 use crate::payload::Payload;
 use crate::record::LogRecord;
 
@@ -190,8 +191,27 @@ impl Shard {
         Ok(())
     }
 
+    /// A search run to completion, its exact scan (if any) in one go.
     fn search(&mut self, s: SearchOp) -> Result<PartitionHits, ShardError> {
-        self.validate_queries(&s)?;
+        match self.search_start(s) {
+            SearchStart::Done(answer) => answer,
+            SearchStart::Pieces(mut scan) => loop {
+                if let Some(answer) = self.search_continue(&mut scan) {
+                    break answer;
+                }
+            },
+        }
+    }
+
+    /// Plan and start a search. An exact scan of a partition's in-memory
+    /// rows larger than one piece (`Partition::search_piece`) scans its top
+    /// slots and returns the rest as an [`ExactScan`], which the caller
+    /// runs a piece per turn ([`Shard::search_continue`]), so the shard
+    /// answers other requests between pieces.
+    pub fn search_start(&mut self, s: SearchOp) -> SearchStart {
+        if let Err(e) = self.validate_queries(&s) {
+            return SearchStart::Done(Err(e));
+        }
         if let Some(slot) = self.partitions.get_mut(&s.name) {
             // A few queries per request feed the calibration reservoir.
             for q in s.queries.iter().take(4) {
@@ -204,23 +224,94 @@ impl Shard {
                 slot.data.want_payload_indexes(f);
             }
         }
-        let slot = self.partition(&s.name)?;
+        let slot = match self.partition(&s.name) {
+            Ok(slot) => slot,
+            Err(e) => return SearchStart::Done(Err(e)),
+        };
         let params = SearchParams { metric: s.metric, k: s.k, filter: s.filter.as_deref() };
         let plan = slot.data.plan(&params, s.approx);
-        let Answer { per_query: found, estimated_recall, index } = slot.data.execute(&plan, &s.queries, &params);
+        if let SearchPlan::Exact = plan {
+            let mut found = Vec::new();
+            let more = slot.data.search_piece(&s.queries, &params, usize::MAX, &mut found);
+            let mut scan = ExactScan { uid: slot.uid, below: more.unwrap_or(0), found, op: s };
+            return match more {
+                Some(_) => SearchStart::Pieces(scan),
+                None => SearchStart::Done(Ok(scan.hits(slot))),
+            };
+        }
+        let Answer { per_query, estimated_recall, index } = slot.data.execute(&plan, &s.queries, &params);
         let calibration_real = index.and_then(|kind| slot.data.calibration_real(kind, &params));
-        let per_query = found
-            .into_iter()
-            .map(|hits| {
-                hits.into_iter()
-                    .map(|h| Hit {
-                        key: h.key,
-                        id: h.id,
-                        payload: if s.include_payload { slot.data.payload(h.id).cloned() } else { None },
-                    })
-                    .collect()
-            })
-            .collect();
-        Ok(PartitionHits { per_query, n_points: slot.data.len() as u64, estimated_recall, index, calibration_real })
+        SearchStart::Done(Ok(hits(slot, per_query, s.include_payload, estimated_recall, index, calibration_real)))
     }
+
+    /// Scan the next piece of `scan`; its answer once the last is done. A
+    /// collection dropped (or dropped and made again) meanwhile answers
+    /// as a search that came after the drop.
+    pub fn search_continue(&mut self, scan: &mut ExactScan) -> Option<Result<PartitionHits, ShardError>> {
+        let s = &scan.op;
+        let slot = match self.partitions.get(&s.name).filter(|slot| slot.uid == scan.uid) {
+            Some(slot) => slot,
+            None => return Some(Err(collection_not_found(&s.name))),
+        };
+        let params = SearchParams { metric: s.metric, k: s.k, filter: s.filter.as_deref() };
+        match slot.data.search_piece(&s.queries, &params, scan.below, &mut scan.found) {
+            Some(below) => {
+                scan.below = below;
+                None
+            }
+            None => Some(Ok(scan.hits(slot))),
+        }
+    }
+}
+
+/// How a search began ([`Shard::search_start`]).
+pub enum SearchStart {
+    Done(Result<PartitionHits, ShardError>),
+    /// An exact scan with pieces left.
+    Pieces(ExactScan),
+}
+
+/// An exact scan of one partition under way, a piece of rows at a time from
+/// the top slot down: a delete moves the last row into its hole, so a point
+/// can only move from a scanned slot into one not yet scanned (met twice,
+/// kept once), never the other way, and every point present throughout the
+/// search is found. Points added meanwhile land above the scanned range.
+pub struct ExactScan {
+    op: SearchOp,
+    /// The partition's incarnation when the scan began.
+    uid: u64,
+    /// The next piece scans the slots below this one.
+    below: usize,
+    /// Per query, the best hits of the pieces so far.
+    found: Vec<Vec<Scored>>,
+}
+
+impl ExactScan {
+    fn hits(&mut self, slot: &PartitionSlot) -> PartitionHits {
+        hits(slot, std::mem::take(&mut self.found), self.op.include_payload, None, None, None)
+    }
+}
+
+/// A partition's answer out of its hits per query.
+fn hits(
+    slot: &PartitionSlot,
+    found: Vec<Vec<Scored>>,
+    include_payload: bool,
+    estimated_recall: Option<f32>,
+    index: Option<IndexKind>,
+    calibration_real: Option<usize>,
+) -> PartitionHits {
+    let per_query = found
+        .into_iter()
+        .map(|hits| {
+            hits.into_iter()
+                .map(|h| Hit {
+                    key: h.key,
+                    id: h.id,
+                    payload: if include_payload { slot.data.payload(h.id).cloned() } else { None },
+                })
+                .collect()
+        })
+        .collect();
+    PartitionHits { per_query, n_points: slot.data.len() as u64, estimated_recall, index, calibration_real }
 }
