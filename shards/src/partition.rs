@@ -10,7 +10,7 @@ use crate::math::distance::{kernels, Kernels, Metric};
 use crate::math::id_index::IdIndex;
 use crate::math::key::{exact_key_normed, key, norm};
 use crate::math::rng::mix64_short;
-use crate::math::topk::{merge, Scored, TopK};
+use crate::math::topk::{merge_distinct, Scored, TopK};
 use crate::payload::filter::Filter;
 use crate::payload::{payload_mem_bytes, Payload};
 use std::collections::HashSet;
@@ -616,7 +616,7 @@ impl Partition {
             for (acc, hits) in found.iter_mut().zip(piece).filter(|(_, hits)| !hits.is_empty()) {
                 // A point met twice (a delete moved it down into a slot
                 // not yet scanned) is kept once.
-                *acc = merge([std::mem::take(acc), hits], k);
+                *acc = merge_distinct([std::mem::take(acc), hits], k);
             }
         }
         (start > 0).then_some(start)

@@ -105,11 +105,20 @@ impl Ranked for Scored {
 }
 
 /// Merge per-partition results (each any order) into the global best `k`,
-/// in the one order (lower key, then lower id), a point once: its best
-/// entry (the pieces of one partition's exact scan can meet a point twice
-/// when a delete moved it, see `ops::ScanPiece`). The server merges its
-/// partitions' hits with this.
+/// in the one order (lower key, then lower id). The server merges its
+/// partitions' hits with this: a point lives in one partition, so no id
+/// is met twice.
 pub fn merge<T: Ranked, I: IntoIterator<Item = Vec<T>>>(parts: I, k: usize) -> Vec<T> {
+    let mut all: Vec<T> = parts.into_iter().flatten().collect();
+    all.sort_by(|a, b| a.rank().rank_cmp(&b.rank()));
+    all.truncate(k);
+    all
+}
+
+/// [`merge`] for lists that can meet a point twice, keeping its best
+/// entry: the pieces of one partition's exact scan, when a delete moved
+/// a row down into a slot not yet scanned (`Partition::search_piece`).
+pub fn merge_distinct<T: Ranked, I: IntoIterator<Item = Vec<T>>>(parts: I, k: usize) -> Vec<T> {
     let mut all: Vec<T> = parts.into_iter().flatten().collect();
     all.sort_by(|a, b| a.rank().rank_cmp(&b.rank()));
     let mut seen = std::collections::HashSet::with_capacity(k.min(all.len()));
@@ -156,14 +165,14 @@ mod tests {
         /// changed in between) is kept once, at its better entry, and the
         /// rest is the brute-force answer over distinct points.
         #[test]
-        fn merge_keeps_a_point_met_twice_once(
+        fn merge_distinct_keeps_a_point_met_twice_once(
             keys in prop::collection::vec(0u8..20, 1..200),
             again in prop::collection::vec((0usize..200, 0u8..20), 0..30),
             k in 0usize..40,
         ) {
             let first: Vec<Scored> = keys.iter().enumerate().map(|(i, &key)| Scored { key: key as f32, id: i as u64 }).collect();
             let repeats: Vec<Scored> = again.iter().map(|&(i, key)| Scored { key: key as f32, id: (i % keys.len()) as u64 }).collect();
-            let merged = merge([first.clone(), repeats.clone()], k);
+            let merged = merge_distinct([first.clone(), repeats.clone()], k);
             let mut best: std::collections::BTreeMap<u64, Scored> = std::collections::BTreeMap::new();
             for s in first.iter().chain(&repeats) {
                 let e = best.entry(s.id).or_insert(*s);

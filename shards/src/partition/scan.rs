@@ -34,7 +34,7 @@ pub fn set_scan_piece_rows(rows: usize) {
 }
 
 /// Rows a piece of an exact scan covers for `queries` queries of `dim`
-/// dimensions (`ops::ScanPiece`).
+/// dimensions (`Partition::search_piece`).
 pub(super) fn piece_rows(dim: usize, queries: usize) -> usize {
     match PIECE_ROWS.load(Ordering::Relaxed) {
         0 => (PIECE_WORK / (dim.max(1) * queries.div_ceil(8).max(1))).max(PIECE_MIN_ROWS),
