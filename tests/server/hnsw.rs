@@ -240,6 +240,39 @@ fn a_beam_as_wide_as_the_collection_equals_exact() {
     assert!(e["message"].as_str().unwrap().contains("ef"), "{e}");
 }
 
+/// A graph search that finds fewer than k hits (a filter only five points
+/// match) is answered by the exact scan, in pieces like an exact search
+/// (`AIONBD_DEBUG_SCAN_PIECE_ROWS` makes them 16 rows, ~160 here, 5 ms
+/// apart): a request sent meanwhile to the one shard is answered before the
+/// search ends, and the search still finds the five.
+#[test]
+fn short_graph_answers_are_scanned_in_pieces_beside_other_requests() {
+    let mut env = INDEX_TEST_ENV.to_vec();
+    env.extend([("AIONBD_DEBUG_SCAN_PIECE_ROWS", "16"), ("AIONBD_DEBUG_SCAN_PIECE_PAUSE_MS", "5")]);
+    let s = Server::start(1, &env);
+    let (points, queries) = clustered(2_500, 23);
+    load(&s, "c", &points);
+    wait_graph(&s, "c");
+    let filter = json!({"must": [{"field": "n", "lt": 5}]});
+    let search_done = std::sync::atomic::AtomicBool::new(false);
+    let v = std::thread::scope(|scope| {
+        let search = scope.spawn(|| {
+            let v = topk(&s, "c", &queries[0], json!({"mode": "hnsw", "ef": 16, "filter": filter}));
+            search_done.store(true, std::sync::atomic::Ordering::SeqCst);
+            v
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        s.call("GET", "/collections/c", None, 200);
+        let finished_first = search_done.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(!finished_first, "the GET waited for the whole scan");
+        search.join().unwrap()
+    });
+    let mut found = ids(&v);
+    assert_eq!(found, exact_ids(&s, &queries[0], json!({ "filter": filter })), "{v}");
+    found.sort_unstable();
+    assert_eq!(found, vec![0, 1, 2, 3, 4], "{v}");
+}
+
 #[test]
 fn graph_meets_targets_stays_fresh_and_survives_deleting_a_third() {
     let s = Server::start(2, INDEX_TEST_ENV);

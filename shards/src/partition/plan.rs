@@ -40,6 +40,10 @@ pub struct Answer {
     /// The calibrated recall of the index setting used (approximate only).
     pub estimated_recall: Option<f32>,
     pub index: Option<IndexKind>,
+    /// Queries still to be answered by the exact scan, ascending: those an
+    /// index answered with fewer than k hits, or every query when no
+    /// index answered. Empty once [`Partition::execute`] returns.
+    pub exact: Vec<usize>,
 }
 
 impl Partition {
@@ -74,12 +78,29 @@ impl Partition {
         planned.unwrap_or(SearchPlan::Exact)
     }
 
-    /// Run `plan` for `queries`.
+    /// Run `plan` for `queries`, the exact scans it leaves included.
     pub fn execute(&self, plan: &SearchPlan, queries: &[Vec<f32>], params: &SearchParams) -> Answer {
+        let mut answer = self.execute_approximate(plan, queries, params);
+        if answer.exact.len() == queries.len() {
+            answer.per_query = self.search(queries, params);
+        } else if !answer.exact.is_empty() {
+            let again: Vec<Vec<f32>> = answer.exact.iter().map(|&q| queries[q].clone()).collect();
+            for (&q, hits) in answer.exact.iter().zip(self.search(&again, params)) {
+                answer.per_query[q] = hits;
+            }
+        }
+        answer.exact.clear();
+        answer
+    }
+
+    /// Run `plan` for `queries` up to its exact scans: the queries listed
+    /// in [`Answer::exact`] have no answer yet (the shard scans for them
+    /// in pieces, `shard::ExactScan`).
+    pub fn execute_approximate(&self, plan: &SearchPlan, queries: &[Vec<f32>], params: &SearchParams) -> Answer {
         let approximate = match plan {
             SearchPlan::Candidates(c) => {
                 let per_query = self.search_candidates(queries, params, c);
-                return Answer { per_query, estimated_recall: None, index: None };
+                return Answer { per_query, estimated_recall: None, index: None, exact: Vec::new() };
             }
             SearchPlan::Graph { ef, recall } => {
                 self.search_graph(queries, params, *ef).map(|found| (found, *recall, IndexKind::Hnsw))
@@ -89,16 +110,13 @@ impl Partition {
             }
             SearchPlan::Exact => None,
         };
-        let Some((mut per_query, recall, kind)) = approximate else {
-            return Answer { per_query: self.search(queries, params), estimated_recall: None, index: None };
+        let Some((per_query, recall, kind)) = approximate else {
+            let exact = (0..queries.len()).collect();
+            return Answer { per_query: vec![Vec::new(); queries.len()], estimated_recall: None, index: None, exact };
         };
         let want = params.k.min(self.len());
-        for (q, hits) in queries.iter().zip(per_query.iter_mut()) {
-            if hits.len() < want {
-                *hits = self.search(std::slice::from_ref(q), params).pop().unwrap_or_default();
-            }
-        }
-        Answer { per_query, estimated_recall: Some(recall), index: Some(kind) }
+        let exact = per_query.iter().enumerate().filter(|(_, hits)| hits.len() < want).map(|(q, _)| q).collect();
+        Answer { per_query, estimated_recall: Some(recall), index: Some(kind), exact }
     }
 
     /// Share of points a filter matches, from up to 512 payloads spread

@@ -286,6 +286,11 @@ fn the_planner_answers_selective_filters_from_candidates_and_scans_without_an_in
     // A plan naming an index the partition lacks falls back to the scan.
     let answer = p.execute(&SearchPlan::Graph { ef: 16, recall: 0.9 }, &queries, &params);
     assert_eq!((answer.per_query, answer.index), (exact, None));
+    // Short of it, the scan is left to the caller (the shard runs it in
+    // pieces), for every query.
+    let left = p.execute_approximate(&SearchPlan::Graph { ef: 16, recall: 0.9 }, &queries, &params);
+    assert_eq!(left.exact, vec![0, 1]);
+    assert!(left.per_query.iter().all(Vec::is_empty));
 }
 
 /// Builds read the partition's rows in place, so points deleted (moving

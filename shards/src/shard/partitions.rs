@@ -14,9 +14,10 @@ use crate::ops::{
     ExportBegin, ExportChunk, ExportEnd, Exported, GetPoint, Hit, IndexState, IndexStatus, PartitionHits, PartitionOp,
     PartitionReply, PointIn, RestoreEncoded, SearchOp,
 };
-use crate::partition::{Answer, IndexKind, Partition, SearchParams, SearchPlan};
+use crate::partition::{Answer, IndexKind, Partition, SearchParams};
 use crate::payload::Payload;
 use crate::record::LogRecord;
+use std::sync::Arc;
 
 impl Shard {
     fn partition(&self, name: &str) -> Result<&PartitionSlot, ShardError> {
@@ -230,18 +231,31 @@ impl Shard {
         };
         let params = SearchParams { metric: s.metric, k: s.k, filter: s.filter.as_deref() };
         let plan = slot.data.plan(&params, s.approx);
-        if let SearchPlan::Exact = plan {
-            let mut found = Vec::new();
-            let more = slot.data.search_piece(&s.queries, &params, usize::MAX, &mut found);
-            let mut scan = ExactScan { uid: slot.uid, below: more.unwrap_or(0), found, op: s };
-            return match more {
-                Some(_) => SearchStart::Pieces(scan),
-                None => SearchStart::Done(Ok(scan.hits(slot))),
-            };
+        let answer = slot.data.execute_approximate(&plan, &s.queries, &params);
+        let calibration_real = answer.index.and_then(|kind| slot.data.calibration_real(kind, &params));
+        let queries = if answer.exact.is_empty() {
+            let Answer { per_query, estimated_recall, index, .. } = answer;
+            return SearchStart::Done(Ok(hits(
+                slot,
+                per_query,
+                s.include_payload,
+                estimated_recall,
+                index,
+                calibration_real,
+            )));
+        } else if answer.exact.len() == s.queries.len() {
+            s.queries.clone()
+        } else {
+            Arc::new(answer.exact.iter().map(|&q| s.queries[q].clone()).collect())
+        };
+        let mut found = Vec::new();
+        let more = slot.data.search_piece(&queries, &params, usize::MAX, &mut found);
+        let mut scan =
+            ExactScan { uid: slot.uid, below: more.unwrap_or(0), found, queries, answer, calibration_real, op: s };
+        match more {
+            Some(_) => SearchStart::Pieces(scan),
+            None => SearchStart::Done(Ok(scan.hits(slot))),
         }
-        let Answer { per_query, estimated_recall, index } = slot.data.execute(&plan, &s.queries, &params);
-        let calibration_real = index.and_then(|kind| slot.data.calibration_real(kind, &params));
-        SearchStart::Done(Ok(hits(slot, per_query, s.include_payload, estimated_recall, index, calibration_real)))
     }
 
     /// Scan the next piece of `scan`; its answer once the last is done. A
@@ -254,7 +268,7 @@ impl Shard {
             None => return Some(Err(collection_not_found(&s.name))),
         };
         let params = SearchParams { metric: s.metric, k: s.k, filter: s.filter.as_deref() };
-        match slot.data.search_piece(&s.queries, &params, scan.below, &mut scan.found) {
+        match slot.data.search_piece(&scan.queries, &params, scan.below, &mut scan.found) {
             Some(below) => {
                 scan.below = below;
                 None
@@ -276,19 +290,31 @@ pub enum SearchStart {
 /// can only move from a scanned slot into one not yet scanned (met twice,
 /// kept once), never the other way, and every point present throughout the
 /// search is found. Points added meanwhile land above the scanned range.
+/// It answers the queries of an exact search, or those of an approximate
+/// one that its index answered with fewer than k hits.
 pub struct ExactScan {
     op: SearchOp,
     /// The partition's incarnation when the scan began.
     uid: u64,
     /// The next piece scans the slots below this one.
     below: usize,
-    /// Per query, the best hits of the pieces so far.
+    /// The queries scanned for: `op`'s, or those listed in `answer.exact`.
+    queries: Arc<Vec<Vec<f32>>>,
+    /// Per scanned query, the best hits of the pieces so far.
     found: Vec<Vec<Scored>>,
+    /// What the plan answered before the scan (nothing, for an exact plan).
+    answer: Answer,
+    calibration_real: Option<usize>,
 }
 
 impl ExactScan {
     fn hits(&mut self, slot: &PartitionSlot) -> PartitionHits {
-        hits(slot, std::mem::take(&mut self.found), self.op.include_payload, None, None, None)
+        let a = &mut self.answer;
+        for (&q, found) in a.exact.iter().zip(std::mem::take(&mut self.found)) {
+            a.per_query[q] = found;
+        }
+        let per_query = std::mem::take(&mut a.per_query);
+        hits(slot, per_query, self.op.include_payload, a.estimated_recall, a.index, self.calibration_real)
     }
 }
 
