@@ -162,10 +162,13 @@ impl Snapshots {
     /// everything, so a failed snapshot loses nothing).
     pub async fn take(&self, node: &Node) -> Option<Lsn> {
         self.in_flight.set(true);
+        let t0 = std::time::Instant::now();
         let result = self.write(node).await;
         self.in_flight.set(false);
         match result {
             Ok((lsn, bytes)) => {
+                let ms = t0.elapsed().as_millis();
+                tracing::debug!("shard {}: snapshot at LSN {lsn}, {bytes} bytes, taken in {ms} ms", self.shard_id);
                 self.taken.set(self.taken.get() + 1);
                 self.last_taken.set(std::time::Instant::now());
                 self.last_file_bytes.set(bytes);

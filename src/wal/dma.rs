@@ -14,6 +14,21 @@ use std::time::Duration;
 /// sizes are multiples of 4096, so every write stays block-aligned).
 const ZERO_CHUNK: usize = 128 << 10;
 
+/// A disk call slower than this is logged at debug level, with its
+/// operation and path: a write held up at the log shows where it waited.
+const SLOW_CALL: Duration = Duration::from_millis(100);
+
+/// Await `call` and log it at debug level if it took [`SLOW_CALL`] or more.
+async fn timed<R>(op: &str, path: &Path, call: impl std::future::Future<Output = R>) -> R {
+    let t0 = std::time::Instant::now();
+    let r = call.await;
+    let took = t0.elapsed();
+    if took >= SLOW_CALL {
+        tracing::debug!("wal disk: {op} {} took {} ms", path.display(), took.as_millis());
+    }
+    r
+}
+
 /// A shard's files on its disk.
 pub struct DmaDisk {
     /// Time of each fdatasync, in microseconds (`/metrics`).
@@ -23,6 +38,21 @@ pub struct DmaDisk {
 impl DmaDisk {
     pub fn new() -> DmaDisk {
         DmaDisk { sync_latency: RefCell::new(crate::metrics::new_histogram()) }
+    }
+
+    async fn zero_fill_chunks(&self, file: &Rc<DmaFile>, bytes: u64) -> io::Result<()> {
+        let mut at = 0u64;
+        while at < bytes {
+            let len = ZERO_CHUNK.min((bytes - at) as usize);
+            let mut buf = file.alloc_dma_buffer(len);
+            buf.as_bytes_mut().fill(0);
+            let n = file.write_at(buf, at).await.map_err(to_io)?;
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::WriteZero, "zero-filling a spare segment"));
+            }
+            at += n as u64;
+        }
+        Ok(())
     }
 }
 
@@ -53,36 +83,20 @@ impl SegmentIo for DmaDisk {
     type File = Rc<DmaFile>;
 
     async fn create(&self, path: &Path) -> io::Result<Rc<DmaFile>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .dma_open(path)
-            .await
-            .map_err(to_io)?;
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(true);
+        let file = timed("create", path, options.dma_open(path)).await.map_err(to_io)?;
         Ok(Rc::new(file))
     }
 
     async fn preallocate(&self, file: &Rc<DmaFile>, bytes: u64) -> io::Result<()> {
-        file.pre_allocate(bytes, false).await.map_err(to_io)
+        timed("preallocate", Path::new("a spare segment"), file.pre_allocate(bytes, false)).await.map_err(to_io)
     }
 
     /// Zeros in chunks of [`ZERO_CHUNK`], each its own write: the
     /// executor serves requests between them.
     async fn zero_fill(&self, file: &Rc<DmaFile>, bytes: u64) -> io::Result<()> {
-        let mut at = 0u64;
-        while at < bytes {
-            let len = ZERO_CHUNK.min((bytes - at) as usize);
-            let mut buf = file.alloc_dma_buffer(len);
-            buf.as_bytes_mut().fill(0);
-            let n = file.write_at(buf, at).await.map_err(to_io)?;
-            if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::WriteZero, "zero-filling a spare segment"));
-            }
-            at += n as u64;
-        }
-        Ok(())
+        timed("zero-fill", Path::new("a spare segment"), self.zero_fill_chunks(file, bytes)).await
     }
 
     async fn open(&self, path: &Path) -> io::Result<Rc<DmaFile>> {
@@ -106,24 +120,24 @@ impl SegmentIo for DmaDisk {
     // The manifest: small, but its fsync waits for the file system's
     // journal; on the executor's blocking thread (see `sync_dir`).
     async fn write_file(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
-        let (path, bytes) = (path.to_owned(), bytes.to_vec());
-        off_the_shard(move || {
+        let (owned, bytes) = (path.to_owned(), bytes.to_vec());
+        let call = off_the_shard(move || {
             use std::io::Write;
-            let mut f = std::fs::File::create(path)?;
+            let mut f = std::fs::File::create(owned)?;
             f.write_all(&bytes)?;
             f.sync_all()
-        })
-        .await
+        });
+        timed("write and fsync", path, call).await
     }
 
     async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        glommio::io::rename(from, to).await.map_err(to_io)
+        timed("rename to", to, glommio::io::rename(from, to)).await.map_err(to_io)
     }
 
     // Unlinking a 64 MiB segment frees its extents: blocking, off the shard.
     async fn remove(&self, path: &Path) -> io::Result<()> {
-        let path = path.to_owned();
-        off_the_shard(move || std::fs::remove_file(path)).await
+        let owned = path.to_owned();
+        timed("remove", path, off_the_shard(move || std::fs::remove_file(owned))).await
     }
 
     // Once per segment or snapshot. A directory's fsync commits the file
@@ -132,14 +146,14 @@ impl SegmentIo for DmaDisk {
     // load, every request on it waiting. So it runs on the executor's
     // blocking thread, and the shard goes on serving.
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        let dir = dir.to_owned();
-        off_the_shard(move || {
+        let owned = dir.to_owned();
+        let call = off_the_shard(move || {
             if let Some(slow) = crate::debug_hooks::slow_sync_dir() {
                 std::thread::sleep(slow);
             }
-            std::fs::File::open(dir)?.sync_all()
-        })
-        .await
+            std::fs::File::open(owned)?.sync_all()
+        });
+        timed("sync directory", dir, call).await
     }
 
     async fn sleep(&self, duration: Duration) {

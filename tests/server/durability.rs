@@ -58,12 +58,14 @@ pub const EAGER_SNAPSHOTS: &[(&str, &str)] = &[
 
 /// A directory fsync that takes long (on a busy disk, ext4's journal
 /// commit) runs beside the shard, not on it: segment rollovers and
-/// snapshot switches wait for it, requests on the shard do not.
+/// snapshot switches wait for it, requests on the shard do not. It is
+/// logged at debug level, as is each snapshot.
 #[test]
 fn slow_directory_syncs_do_not_stall_the_shard() {
     let dir = unique_dir();
     let mut env = EAGER_SNAPSHOTS.to_vec();
     env.push(("AIONBD_DEBUG_SLOW_SYNC_DIR_MS", "700"));
+    env.push(("AIONBD_LOG", "warn,aionbd::wal::dma=debug,aionbd::snapshot=debug"));
     let s = Server::start_in(&dir, 1, &env, &[]);
     s.call("POST", "/collections", Some(json!({"name": "d", "dimension": 256})), 200);
     // ~3 MiB of log in 1 MiB segments: rollovers and snapshots, each with
@@ -83,6 +85,10 @@ fn slow_directory_syncs_do_not_stall_the_shard() {
     // A sync on the shard would be a stall of 700 ms, its thread asleep.
     let asleep = metric(&s, "shard_stall_asleep_ms_total");
     assert!(asleep < 500, "the shard slept {asleep} ms in stalls: {}", s.stderr_tail());
+    // The slow calls are logged, to be placed against slow writes.
+    let log = s.stderr_tail();
+    assert!(log.contains("wal disk: sync directory") && log.contains(" ms"), "{log}");
+    assert!(log.contains("snapshot at LSN"), "{log}");
     let hit =
         s.call("POST", "/collections/d/search", Some(json!({"query": vec![2499.0f32; 256], "metric": "l2"})), 200);
     assert_eq!(hit["id"], 2499);

@@ -127,7 +127,7 @@ const GROWTH_REBUILD: f64 = 0.2;
 /// at 200 points/s per partition, the one that started at 141,000 points
 /// ran for over seven minutes at its paced share while the points written
 /// meanwhile kept ~1,000 points waiting for the graph and searches
-/// slowed (docs/benchmarks.md, "An hour of distinct points").
+/// slowed (commit 3ac537a).
 const GROWTH_REBUILD_REAL: f64 = 1.0;
 
 /// Points written during a rebuild that only a pause in writes allowed
