@@ -3,10 +3,11 @@
 //! Installing a rebuilt graph replaces the old one: on a partition of
 //! ~755,000 points that is ~400 MB of arrays, and unmapping them and then
 //! trimming the allocator's free pages (`malloc_trim`) took the shard
-//! 195-272 ms between two requests (commits 6b65002 and bc1ea5b). Both now run on one thread of their own, at the lowest CPU
-//! priority, so the kernel takes that work from whatever a shard leaves
-//! idle and preempts it within its scheduling slice when a shard wants its
-//! core back.
+//! 195-272 ms between two requests (commits 6b65002 and bc1ea5b). Both
+//! now run on one thread of their own, at the lowest CPU priority, so
+//! the kernel takes that work from whatever a shard leaves idle and
+//! preempts it within its scheduling slice when a shard wants its core
+//! back.
 //!
 //! What stays on a shard: a trim still locks each allocator arena while it
 //! walks it, so a shard allocating during the trim of its own arena waits

@@ -109,9 +109,15 @@ impl Ranked for Scored {
 /// partitions' hits with this: a point lives in one partition, so no id
 /// is met twice.
 pub fn merge<T: Ranked, I: IntoIterator<Item = Vec<T>>>(parts: I, k: usize) -> Vec<T> {
+    let mut all = sorted(parts);
+    all.truncate(k);
+    all
+}
+
+/// Every entry of `parts`, in the one order.
+fn sorted<T: Ranked, I: IntoIterator<Item = Vec<T>>>(parts: I) -> Vec<T> {
     let mut all: Vec<T> = parts.into_iter().flatten().collect();
     all.sort_by(|a, b| a.rank().rank_cmp(&b.rank()));
-    all.truncate(k);
     all
 }
 
@@ -119,8 +125,7 @@ pub fn merge<T: Ranked, I: IntoIterator<Item = Vec<T>>>(parts: I, k: usize) -> V
 /// entry: the pieces of one partition's exact scan, when a delete moved
 /// a row down into a slot not yet scanned (`Partition::search_piece`).
 pub fn merge_distinct<T: Ranked, I: IntoIterator<Item = Vec<T>>>(parts: I, k: usize) -> Vec<T> {
-    let mut all: Vec<T> = parts.into_iter().flatten().collect();
-    all.sort_by(|a, b| a.rank().rank_cmp(&b.rank()));
+    let all = sorted(parts);
     let mut seen = std::collections::HashSet::with_capacity(k.min(all.len()));
     let mut out = Vec::with_capacity(k.min(all.len()));
     for item in all {

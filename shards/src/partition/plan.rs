@@ -1,6 +1,6 @@
 //! The search planner of a partition: the one place that decides how a
 //! search is answered ([`Partition::plan`]) and the one place that runs the
-//! decision ([`Partition::execute`]).
+//! decision up to its exact scans ([`Partition::execute_approximate`]).
 //!
 //! In order:
 //! 1. a filter whose indexed `must` clause leaves at most a tenth of the
@@ -42,7 +42,7 @@ pub struct Answer {
     pub index: Option<IndexKind>,
     /// Queries still to be answered by the exact scan, ascending: those an
     /// index answered with fewer than k hits, or every query when no
-    /// index answered. Empty once [`Partition::execute`] returns.
+    /// index answered.
     pub exact: Vec<usize>,
 }
 
@@ -78,7 +78,9 @@ impl Partition {
         planned.unwrap_or(SearchPlan::Exact)
     }
 
-    /// Run `plan` for `queries`, the exact scans it leaves included.
+    /// Run `plan` for `queries`, the exact scans it leaves included, in one
+    /// go (the shard runs those scans in pieces instead, `search_start`).
+    #[cfg(test)]
     pub fn execute(&self, plan: &SearchPlan, queries: &[Vec<f32>], params: &SearchParams) -> Answer {
         let mut answer = self.execute_approximate(plan, queries, params);
         if answer.exact.len() == queries.len() {
