@@ -33,16 +33,23 @@ use_server() {
         echo "server: $URL (given)"
         return
     fi
-    "$SERVER_BIN" --bind 127.0.0.1:0 --data-dir "$WORK/data" >"$WORK/server.out" 2>"$WORK/server.err" &
+    start_server "$WORK/data" "$WORK/server.err" 30
+    echo "server: started $("$SERVER_BIN" --version) at $URL (data in $WORK/data; stopped at exit)"
+}
+
+# start_server DATA_DIR LOG SECONDS: start the release server on DATA_DIR
+# (stderr to LOG; stopped at exit), wait up to SECONDS until it listens,
+# and set URL.
+start_server() {
+    "$SERVER_BIN" --bind 127.0.0.1:0 --data-dir "$1" >"$WORK/server.out" 2>"$2" &
     SERVER_PID=$!
-    for _ in $(seq 300); do
+    for _ in $(seq $(( $3 * 10 ))); do
         if grep -q "listening on" "$WORK/server.out" 2>/dev/null; then break; fi
         sleep 0.1
     done
-    grep -q "listening on" "$WORK/server.out" || { cat "$WORK/server.err" >&2; echo "the server did not start" >&2; exit 1; }
+    grep -q "listening on" "$WORK/server.out" || { tail -20 "$2" >&2; echo "the server did not start" >&2; exit 1; }
     # Read once the line is there (read before, it could still be missing).
     URL=$(grep "listening on" "$WORK/server.out" | grep -o 'http://[0-9.:]*' | tail -1)
-    echo "server: started $("$SERVER_BIN" --version) at $URL (data in $WORK/data; stopped at exit)"
 }
 
 # data_args DIR|"": the aionbd-load options for the data set.

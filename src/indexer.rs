@@ -190,6 +190,7 @@ async fn build_graph(node: &Node, seed: u64, writes_paused: bool) -> bool {
     else {
         return false;
     };
+    let started = Instant::now();
     let mut pace = Pace::new(node);
     let mut done = Some(false);
     while done == Some(false) {
@@ -234,6 +235,11 @@ async fn build_graph(node: &Node, seed: u64, writes_paused: bool) -> bool {
     CATCHING_UP.set(false);
     if caught_up {
         crate::reclaim::free(node.with_shard(&"graph install", |s| s.graph_install(&name, uid, built, Instant::now())));
+        tracing::info!(
+            "shard {}: {name}: graph built and installed in {:.1} s",
+            node.me(),
+            started.elapsed().as_secs_f64()
+        );
     }
     true
 }
@@ -245,6 +251,7 @@ async fn recalibrate(node: &Node) -> bool {
     let Some((name, uid, mut job)) = node.with_shard(&"recalibration start", |s| s.recal_next(Instant::now())) else {
         return false;
     };
+    let started = Instant::now();
     let mut pace = Pace::new(node);
     loop {
         match pace.step(|| node.with_shard(&"recalibration step", |s| s.recal_step(&name, uid, &mut job))).await {
@@ -255,6 +262,11 @@ async fn recalibrate(node: &Node) -> bool {
     }
     // It may drop the IVF lists (unused beside the graph).
     crate::reclaim::free(node.with_shard(&"recalibration install", |s| s.recal_install(&name, uid, job)));
+    tracing::debug!(
+        "shard {}: {name}: index recalibrated on real queries in {:.1} s",
+        node.me(),
+        started.elapsed().as_secs_f64()
+    );
     true
 }
 
@@ -265,6 +277,7 @@ async fn build_ivf(node: &Node, seed: u64) -> bool {
     else {
         return false;
     };
+    let started = Instant::now();
     let mut pace = Pace::new(node);
     let mut done = Some(false);
     while done == Some(false) {
@@ -276,8 +289,14 @@ async fn build_ivf(node: &Node, seed: u64) -> bool {
         return true; // the partition was dropped
     }
     let index = builder.finish();
+    let points = index.indexed;
     node.metrics.index_builds_total.set(node.metrics.index_builds_total.get() + 1);
     crate::reclaim::free(node.with_shard(&"IVF install", |s| s.ivf_install(&name, uid, index)));
+    tracing::info!(
+        "shard {}: {name}: IVF lists over {points} points built and installed in {:.1} s",
+        node.me(),
+        started.elapsed().as_secs_f64()
+    );
     true
 }
 

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod node;
 pub mod notify;
 pub mod offline;
+pub mod queries_file;
 pub mod rate;
 pub mod reclaim;
 pub mod recovering;

@@ -291,6 +291,24 @@ impl Report {
     }
 }
 
+/// The saved calibration queries (advisory: never damage, see
+/// `queries_file`).
+fn check_saved_queries(sdir: &Path, r: &mut Report) {
+    let file = crate::queries_file::path(sdir);
+    let Ok(bytes) = std::fs::read(&file) else { return };
+    match aionbd_io::queries::decode(&bytes) {
+        Ok(saved) => r.ok(format!(
+            "{}: real queries of {} partition(s), for calibration; checksum matches",
+            file.display(),
+            saved.len()
+        )),
+        Err(e) => r.ok(format!(
+            "{}: {e}; advisory, a restart ignores it (calibration starts on held-out points)",
+            file.display()
+        )),
+    }
+}
+
 /// Check a backup file.
 pub fn check_backup(path: &Path) -> Report {
     let mut r = Report::default();
@@ -335,6 +353,7 @@ pub fn check_data_dir(dir: &Path) -> Result<Report, OfflineError> {
 }
 
 fn check_shard(sdir: &Path, shard: usize, r: &mut Report) {
+    check_saved_queries(sdir, r);
     let mpath = sdir.join(crate::snapshot::MANIFEST);
     let mut first_lsn = 1;
     let mut manifest_seq = None;

@@ -472,21 +472,35 @@ async fn shard_main(
     if !gate.wait_go().await {
         return Ok(());
     }
+    // Every shard recovered, so every partition is in place (a partition's
+    // data comes from its collection's home shard). Before any index build:
+    // the first builds calibrate on the real queries seen before the restart.
+    let shard_dir = shared.shards_root.join(format!("shard-{me:02}"));
+    if cfg.persistence.enabled {
+        crate::queries_file::restore(&node, &shard_dir);
+    }
     // Background work starts only once every shard serves.
     if let Some(s) = node.snapshots() {
         s.start(node.clone());
     }
     crate::indexer::start(node.clone(), INDEX_BUILD_COOLDOWN);
+    if cfg.persistence.enabled {
+        crate::queries_file::start(node.clone(), shard_dir.clone());
+    }
     if cfg.memory_budget_bytes > 0 {
         background::start_memory_reports(node.clone());
     }
     crate::debug_hooks::start_shard_faults(me);
-    let api = Rc::new(Api::new(node, shared.clone()));
+    let api = Rc::new(Api::new(node.clone(), shared.clone()));
     let listener =
         serve::ShardListener::new(&listener).map_err(|source| ShardStartError::Listener { shard: me, source })?;
     tracing::debug!("start-up: shard {me} serves at {:.2} ms", ms_since(shared.started));
     let _ = ready.send(Progress::Listening);
+    let persistence = cfg.persistence.enabled;
     serve::accept_loop(me, listener, api, metrics, shared, shutdown).await;
+    if persistence {
+        crate::queries_file::save_now(&node, &shard_dir);
+    }
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 //! ([`vecfile`]: texmex `.fvecs`/`.ivecs`, NumPy `.npy`).
 
 pub mod backup;
+pub mod queries;
 pub mod snapshot;
 pub mod vecfile;
 pub mod wal;

@@ -50,6 +50,8 @@ pub struct Partition {
     /// Queries offered to the reservoir since the last recalibration
     /// (plus the reservoir's size then).
     queries_seen: u64,
+    /// Queries ever offered to the reservoir (never reset).
+    queries_offered: u64,
     /// Indexes installed so far (each gets the next number: a
     /// recalibration installs only into the index it measured).
     installs: u64,
@@ -257,6 +259,7 @@ impl Partition {
             changes_seen: 0,
             reservoir: RealQueries::default(),
             queries_seen: 0,
+            queries_offered: 0,
             installs: 0,
             ivf_dropped: false,
             ivf_pinned: false,
@@ -422,6 +425,7 @@ impl Partition {
     /// sampling keeps a uniform sample of the queries seen.
     pub fn remember_query(&mut self, metric: Metric, q: &[f32]) {
         self.queries_seen += 1;
+        self.queries_offered += 1;
         self.reservoir.metrics[metric_index(metric)] = true;
         let queries = &mut self.reservoir.queries;
         if queries.len() < RESERVOIR {
@@ -432,6 +436,32 @@ impl Partition {
         if j < RESERVOIR {
             queries[j] = (metric, q.to_vec());
         }
+    }
+
+    /// The reservoir of real queries (saved across restarts by the server,
+    /// `aionbd::queries_file`).
+    pub fn real_queries(&self) -> &RealQueries {
+        &self.reservoir
+    }
+
+    /// Queries ever offered to the reservoir (a saver compares it).
+    pub fn queries_offered(&self) -> u64 {
+        self.queries_offered
+    }
+
+    /// Take a saved reservoir as this partition's, at start-up, before any
+    /// index is built (so the first builds calibrate on real queries). Only
+    /// into an empty reservoir; queries of another dimension are ignored.
+    /// Returns whether it was taken.
+    pub fn restore_real_queries(&mut self, mut saved: RealQueries) -> bool {
+        saved.queries.retain(|(_, q)| q.len() == self.dim && q.iter().all(|x| x.is_finite()));
+        saved.queries.truncate(RESERVOIR);
+        if !self.reservoir.is_empty() || saved.is_empty() {
+            return false;
+        }
+        self.queries_seen = saved.len() as u64;
+        self.reservoir = saved;
+        true
     }
 
     /// Whether the index should be (re)built now: enough points, no build
@@ -449,14 +479,16 @@ impl Partition {
     }
 
     /// Start a build: copy the ids (each [`Partition::ivf_build_step`]
-    /// reads the rows in place) and track changes from here on. The
-    /// build calibrates on held-out points; real queries recalibrate it
-    /// once installed.
+    /// reads the rows in place) and track changes from here on. The build
+    /// calibrates on held-out points and on the real queries seen, as a
+    /// graph build does (`graph_build_start`): lists rebuilt under ingest
+    /// then serve on real queries' figures at once, instead of on
+    /// discounted held-out ones until a recalibration measures them again.
     pub fn ivf_build_start(&mut self, seed: u64, _now: Instant) -> Builder {
         self.build_dirty = Some(HashSet::new());
         self.changes = 0;
         self.changes_seen = 0;
-        Builder::new(self.ids.clone(), self.dim, seed, RealQueries::default())
+        Builder::new(self.ids.clone(), self.dim, seed, self.reservoir.clone())
     }
 
     /// One bounded step of the running build over this partition's rows;
@@ -471,11 +503,12 @@ impl Partition {
         index.calibration.apply_parts(self.parts);
         let dirty = self.build_dirty.take().unwrap_or_default();
         self.installs += 1;
+        let measured = index.calibration.rests_on_real().then(Instant::now);
         let mut retired = Retired::default();
         retired.keep(self.ivf.replace(IvfState {
             index,
             dirty,
-            recal: recal::Mark::new(self.installs, self.len(), None),
+            recal: recal::Mark::new(self.installs, self.len(), measured),
         }));
         retired.keep(self.drop_unused_ivf());
         retired

@@ -245,6 +245,44 @@ impl Shard {
         slot.map_or_else(Default::default, |slot| slot.data.ivf_install(index))
     }
 
+    /// Each partition's reservoir of real queries: (collection, uid,
+    /// queries), for the server to save across restarts.
+    pub fn real_queries(&self) -> Vec<(String, u64, crate::index::calib::RealQueries)> {
+        let mut out: Vec<_> = self
+            .partitions
+            .iter()
+            .filter(|(_, s)| !s.data.real_queries().is_empty())
+            .map(|(name, s)| (name.clone(), s.uid, s.data.real_queries().clone()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// What the saved reservoirs must match to be current: per partition
+    /// with queries, (collection, uid, queries ever offered), sorted.
+    pub fn real_queries_state(&self) -> Vec<(String, u64, u64)> {
+        let mut out: Vec<_> = self
+            .partitions
+            .iter()
+            .filter(|(_, s)| !s.data.real_queries().is_empty())
+            .map(|(name, s)| (name.clone(), s.uid, s.data.queries_offered()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Give saved reservoirs back to the partitions of the same collection
+    /// incarnation (name and uid); returns how many partitions took one.
+    pub fn restore_real_queries(&mut self, saved: Vec<(String, u64, crate::index::calib::RealQueries)>) -> usize {
+        let mut taken = 0;
+        for (name, uid, queries) in saved {
+            if let Some(slot) = self.partitions.get_mut(&name).filter(|s| s.uid == uid) {
+                taken += slot.data.restore_real_queries(queries) as usize;
+            }
+        }
+        taken
+    }
+
     /// A partition whose index is due a recalibration on real queries,
     /// and the job (see `partition::recal`).
     pub fn recal_next(&mut self, now: std::time::Instant) -> Option<(String, u64, crate::partition::Recalibration)> {

@@ -100,10 +100,15 @@ fn batch_recall_by(s: &Server, queries: &[Vec<f32>], metric: &str, target: f64) 
 /// target from the first query after the index is ready (held-out
 /// calibration, discounted), and again once the server recalibrated the
 /// installed graph and lists on 10k real queries (no rebuild); answers and
-/// GET say which calibration they rest on.
+/// GET say which calibration they rest on. After a restart, the indexes
+/// built at start-up rest on the real queries seen before it (saved in
+/// `queries.bin`) before any query comes.
 #[test]
 fn auto_keeps_its_targets_for_queries_unlike_the_stored_points() {
-    let s = Server::start(2, INDEX_TEST_ENV);
+    // Persistence on (unlike INDEX_TEST_ENV): the restart below needs it.
+    let env = &[("AIONBD_REQUEST_TIMEOUT_MS", "25000")];
+    let dir = crate::harness::unique_dir();
+    let s = Server::start_in(&dir, 2, env, &[]);
     let (points, _) = clustered(8_000, 41);
     load(&s, "c", &points);
     let info = wait_graph(&s, "c");
@@ -111,9 +116,9 @@ fn auto_keeps_its_targets_for_queries_unlike_the_stored_points() {
         assert_eq!(p["hnsw"]["calibration_basis"]["l2"]["basis"], "held_out_points", "{info}");
     }
     let eval = shifted_queries(150, points[0].len(), 41, 1);
-    let check = |when: &str, basis: &str| {
+    let check = |s: &Server, when: &str, basis: &str| {
         for target in [0.9, 0.95, 0.99] {
-            let (r, bases) = batch_recall(&s, &eval, target);
+            let (r, bases) = batch_recall(s, &eval, target);
             eprintln!("shifted queries, {when}: auto {target} recall@10 {r:.4} ({})", bases[0]);
             assert!(r >= target - 0.01, "{when}: auto {target} recall@10 {r:.4}");
             // Every approximate answer rests on `basis` (graph or IVF lists,
@@ -127,7 +132,7 @@ fn auto_keeps_its_targets_for_queries_unlike_the_stored_points() {
     };
     // 150 queries per batch: 3 steps of 64, 4 of each feed the reservoir,
     // so these six batches leave it below the 64 a recalibration needs.
-    check("from the first query", "held_out_points");
+    check(&s, "from the first query", "held_out_points");
     let stream = shifted_queries(10_000, points[0].len(), 41, 2);
     for chunk in stream.chunks(64) {
         let body = json!({"queries": chunk, "metric": "l2", "limit": 10, "mode": "auto", "target_recall": 0.95});
@@ -154,7 +159,23 @@ fn auto_keeps_its_targets_for_queries_unlike_the_stored_points() {
         assert!(Instant::now() < deadline, "not recalibrated on real queries: {v}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    check("after 10k queries", "real_queries");
+    check(&s, "after 10k queries", "real_queries");
+    // A clean stop saves each shard's reservoir; the restarted server's
+    // start-up builds calibrate on it.
+    assert!(s.terminate().success());
+    for shard in ["shard-00", "shard-01"] {
+        assert!(dir.join(shard).join("queries.bin").is_file(), "{shard}: no saved queries");
+    }
+    let s = Server::start_in(&dir, 2, env, &[]);
+    let v = wait_graph(&s, "c");
+    for p in v["index"]["partitions"].as_array().unwrap() {
+        let real = |basis: &Value| basis["l2"]["basis"] == "real_queries";
+        assert!(real(&p["hnsw"]["calibration_basis"]), "graph after the restart: {v}");
+        assert!(p["dropped"] == true || real(&p["calibration_basis"]), "lists after the restart: {v}");
+    }
+    check(&s, "after a restart", "real_queries");
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Unit-length points (as embedding models write them): l2, dot and cosine

@@ -243,13 +243,18 @@ pub struct Builder {
     index: Ivf,
     phase: Phase,
     calib: Calibrator,
+    /// The real queries' calibration, if the partition had any.
+    real: Option<Calibrator>,
     spent: std::time::Duration,
 }
 
 impl Builder {
     /// A build over the points `ids` (the partition's slot order), whose
-    /// rows each [`Builder::step`] reads from the partition; `real`: recent
-    /// real queries to calibrate with.
+    /// rows each [`Builder::step`] reads from the partition; `real`: the
+    /// partition's reservoir of real queries, measured apart from the
+    /// held-out sample and merged as a recalibration would (see
+    /// `hnsw::GraphBuilder::new`): a rebuild of lists that `auto` serves on
+    /// real queries' figures goes on serving on them.
     pub fn new(ids: Vec<u64>, dim: usize, seed: u64, real: RealQueries) -> Builder {
         let n = ids.len();
         let nlist = lists_for(n).min(n.max(1));
@@ -291,7 +296,8 @@ impl Builder {
             sample,
             index,
             phase: Phase::Seed,
-            calib: Calibrator::new(probes, real, ladder),
+            real: (!real.is_empty()).then(|| Calibrator::new(Vec::new(), real, ladder.clone())),
+            calib: Calibrator::new(probes, RealQueries::default(), ladder),
             spent: std::time::Duration::ZERO,
         }
     }
@@ -389,7 +395,12 @@ impl Builder {
             }
             Phase::Calibrate => {
                 let index = &self.index;
-                let done = self.calib.step(&rows, (STEP_WORK / dim.max(1)).max(64), |q: &CalibQuery| {
+                // The held-out sample first, then the real queries.
+                let calib = match &mut self.real {
+                    Some(real) if self.calib.is_done() => real,
+                    _ => &mut self.calib,
+                };
+                let done = calib.step(&rows, (STEP_WORK / dim.max(1)).max(64), |q: &CalibQuery| {
                     let t = std::time::Instant::now();
                     let me = q.me;
                     let found = index.search_ladder(
@@ -403,6 +414,7 @@ impl Builder {
                     let total = (index.nlist() + found.last().map_or(0, |f| f.1)) as f32;
                     found.into_iter().map(|(hits, codes)| (hits, ns * (index.nlist() + codes) as f32 / total)).collect()
                 });
+                let done = done && self.real.as_ref().is_none_or(Calibrator::is_done);
                 if !done {
                     self.phase = Phase::Calibrate;
                 }
@@ -415,6 +427,9 @@ impl Builder {
     /// The finished index, keyed by point id.
     pub fn finish(mut self) -> Ivf {
         self.index.calibration = self.calib.finish();
+        if let Some(real) = self.real {
+            self.index.calibration.merge_real(real.finish());
+        }
         let ids = std::mem::take(&mut self.rows.ids);
         self.index.rekey(|row| ids[row as usize]);
         for l in &mut self.index.lists {

@@ -644,3 +644,44 @@ fn real_queries_of_one_metric_calibrate_the_others() {
         }
     }
 }
+
+/// A reservoir saved before a restart (`restore_real_queries`) is what the
+/// first builds measure: the IVF lists and the graph are both installed
+/// resting on the real queries, and neither is due a recalibration.
+/// Queries of another dimension are not taken, and nothing replaces a
+/// reservoir already filling.
+#[test]
+fn restored_real_queries_calibrate_the_first_builds() {
+    let dim = 16;
+    let mut s = 9u64;
+    let mut unit = || (crate::math::rng::splitmix64(&mut s) >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0;
+    let rows: Vec<Vec<f32>> = (0..3000).map(|_| (0..dim).map(|_| unit()).collect()).collect();
+    let mut p = Partition::new(dim);
+    for (i, v) in rows.iter().enumerate() {
+        p.upsert(i as u64, v, Payload::default());
+    }
+    let queries = |n: usize, len: usize| RealQueries {
+        queries: rows
+            .iter()
+            .take(n)
+            .map(|v| (Metric::L2, v.iter().map(|x| x * 0.5 + 0.1).cycle().take(len).collect()))
+            .collect(),
+        metrics: [true, false, false],
+    };
+    assert!(!p.restore_real_queries(queries(RESERVOIR, dim + 1)), "another dimension");
+    assert!(p.restore_real_queries(queries(RESERVOIR, dim)));
+    assert!(!p.restore_real_queries(queries(1, dim)), "only into an empty reservoir");
+    assert_eq!(p.real_queries().len(), RESERVOIR);
+    let t0 = Instant::now();
+    let mut b = p.ivf_build_start(1, t0);
+    while !p.ivf_build_step(&mut b) {}
+    let _ = p.ivf_install(b.finish());
+    let ivf_real = |p: &Partition| p.ivf.as_ref().unwrap().index.calibration.real_basis(Metric::L2);
+    assert_eq!(ivf_real(&p), Some(RESERVOIR));
+    assert!(p.recal_start(t0).is_none(), "the lists were measured by their build");
+    let mut g = p.graph_build_start(2);
+    while !p.graph_build_step(&mut g) {}
+    let _ = p.graph_install(g.finish(), t0);
+    assert_eq!(p.hnsw.as_ref().unwrap().calibration.real_basis(Metric::L2), Some(RESERVOIR));
+    assert!(p.recal_start(t0).is_none(), "the graph was measured by its build");
+}
