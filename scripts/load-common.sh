@@ -45,6 +45,7 @@ start_server() {
     SERVER_PID=$!
     for _ in $(seq $(( $3 * 10 ))); do
         if grep -q "listening on" "$WORK/server.out" 2>/dev/null; then break; fi
+        kill -0 "$SERVER_PID" 2>/dev/null || break
         sleep 0.1
     done
     grep -q "listening on" "$WORK/server.out" || { tail -20 "$2" >&2; echo "the server did not start" >&2; exit 1; }

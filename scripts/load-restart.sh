@@ -14,7 +14,11 @@
 # against exact). The summary gives search p50/p99/max and recall per run
 # and the writes' worst p99 and max, and the server is stopped (SIGTERM).
 # DATA: a directory with base.fvecs and queries.fvecs. Reports in
-# OUT (default load-reports/restart).
+# OUT (default load-reports/restart). The server runs with the shard and
+# partition counts DATA_DIR's LAYOUT names (another count would re-place
+# the data first). The run changes DATA_DIR: it adds 90 s x INGEST_RATE
+# points to the collection (the same ids on every run) and the real
+# queries the server saves at its stop.
 # shellcheck source=scripts/load-common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/load-common.sh"
 DIR="${1:?usage: load-restart.sh DATA_DIR DATA [SEARCH_RATE] [INGEST_RATE]}"
@@ -26,7 +30,10 @@ mkdir -p "$OUT"
 rm -f "$OUT"/restart-*.json
 T0=$(date +%s.%N)
 since() { python3 -c "import sys; print(round($(date +%s.%N) - $T0, 1))"; }
-export AIONBD_SHARDS="${AIONBD_SHARDS:-2}"
+[ -f "$DIR/LAYOUT" ] || { echo "$DIR has no LAYOUT: not an aionbd data directory" >&2; exit 2; }
+layout() { sed -n "s/^$1=//p" "$DIR/LAYOUT"; }
+export AIONBD_SHARDS; AIONBD_SHARDS="$(layout shards)"
+export AIONBD_PARTITIONS_PER_COLLECTION; AIONBD_PARTITIONS_PER_COLLECTION="$(layout partitions_per_collection)"
 export AIONBD_MAX_POINTS_PER_COLLECTION="${AIONBD_MAX_POINTS_PER_COLLECTION:-3000000}"
 # Recovery of a large directory takes a while (8-17 s for 1.9M points).
 start_server "$DIR" "$OUT/server.log" 600
@@ -45,14 +52,16 @@ PY
 (
     for i in $(seq 9); do
         "$LOAD" run "${COMMON[@]}" --workload upsert --vary 0.5 --rate "$INGEST_RATE" --duration 10 \
-            --id-start $((900000000 + i * 10000)) --json "$OUT/restart-write-$i.json" >/dev/null
+            --id-start $((900000000 + i * 10000)) --json "$OUT/restart-write-$i.json" >/dev/null ||
+            echo "write run $i: aionbd-load failed (its report, if any, still counts)" >&2
     done
 ) &
 WRITER=$!
 sleep 3
 for r in 1 2; do
     "$LOAD" run "${COMMON[@]}" --mode auto --target-recall 0.95 --limit 10 --rate "$SEARCH_RATE" --arrival poisson \
-        --warmup 2 --recall-sample 100 --duration 15 --json "$OUT/restart-search-$r.json" >/dev/null
+        --warmup 2 --recall-sample 100 --duration 15 --json "$OUT/restart-search-$r.json" >/dev/null ||
+        echo "search run $r: aionbd-load failed (its report, if any, still counts)" >&2
     sleep 5
 done
 wait "$WRITER"

@@ -295,15 +295,18 @@ impl Report {
 /// `queries_file`).
 fn check_saved_queries(sdir: &Path, r: &mut Report) {
     let file = crate::queries_file::path(sdir);
-    let Ok(bytes) = std::fs::read(&file) else { return };
-    match aionbd_io::queries::decode(&bytes) {
+    let decoded = match std::fs::read(&file) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        read => read.map_err(|e| e.to_string()).and_then(|b| aionbd_io::queries::decode(&b).map_err(|e| e.0)),
+    };
+    match decoded {
         Ok(saved) => r.ok(format!(
             "{}: real queries of {} partition(s), for calibration; checksum matches",
             file.display(),
             saved.len()
         )),
-        Err(e) => r.ok(format!(
-            "{}: {e}; advisory, a restart ignores it (calibration starts on held-out points)",
+        Err(e) => r.lines.push(format!(
+            "note     {}: {e}; advisory: a restart ignores it (calibration starts on held-out points)",
             file.display()
         )),
     }

@@ -12,15 +12,18 @@
 //! users sent before the restart from the start.
 //!
 //! Each shard saves its own partitions' reservoirs when they changed, at
-//! most every [`SAVE_EVERY`] (off the shard's thread: temporary file,
-//! fsync, rename), and at a clean shutdown. The file is advisory: missing,
+//! most every [`SAVE_EVERY`] (the file written off the shard's thread:
+//! temporary file, fsync, rename, fsync of the directory), and at a clean
+//! stop. The file is advisory: missing,
 //! damaged or from another layout, calibration starts on held-out points.
 //! It is not part of backups or exports, and a re-layout starts without it.
 
+use crate::fs::write_atomically;
 use crate::node::Node;
 use aionbd_io::queries::{decode, encode, SavedQueries, FILE_NAME};
 use aionbd_shards::index::calib::{metric_index, RealQueries};
 use aionbd_shards::math::distance::Metric;
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
@@ -53,14 +56,18 @@ fn from_saved(s: SavedQueries) -> (String, u64, RealQueries) {
 
 /// Give the saved reservoirs in `dir` back to this shard's partitions (at
 /// start-up, after recovery and before any index build). Never fails: a
-/// file that cannot be used is logged and left for the next save to
-/// replace.
-pub fn restore(node: &Node, dir: &Path) {
+/// file that cannot be used is logged. Returns whether the file holds
+/// anything no partition took (damage, dropped collections): the saver
+/// then rewrites it at its first look.
+pub fn restore(node: &Node, dir: &Path) -> bool {
     let file = path(dir);
     let bytes = match std::fs::read(&file) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-        Err(e) => return tracing::warn!("{}: {e}; calibration starts on held-out points", file.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+        Err(e) => {
+            tracing::warn!("{}: {e}; calibration starts on held-out points", file.display());
+            return true;
+        }
     };
     match decode(&bytes) {
         Ok(saved) => {
@@ -72,12 +79,17 @@ pub fn restore(node: &Node, dir: &Path) {
                 "shard {}: real queries of {taken} partitions restored for calibration ({entries} saved)",
                 node.me()
             );
+            taken < entries
         }
-        Err(e) => tracing::warn!("{}: {e}; ignored, calibration starts on held-out points", file.display()),
+        Err(e) => {
+            tracing::warn!("{}: {e}; ignored, calibration starts on held-out points", file.display());
+            true
+        }
     }
 }
 
-/// What this shard would save now, and the state it reflects.
+/// What this shard would save now, and the state it reflects (the copy
+/// and encoding run on the shard: ~200 KB per partition at 384 dims).
 fn current(node: &Node) -> (Vec<(String, u64, u64)>, Vec<u8>) {
     node.with_shard(&"save queries", |s| {
         let state = s.real_queries_state();
@@ -86,45 +98,62 @@ fn current(node: &Node) -> (Vec<(String, u64, u64)>, Vec<u8>) {
     })
 }
 
-/// Replace the file atomically (temporary file, fsync, rename).
-fn write(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = file.with_extension("bin.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, file)
+/// The shard's saver: saves in the background while the shard serves,
+/// then once more at a clean stop.
+pub struct Saver {
+    node: Rc<Node>,
+    dir: PathBuf,
+    /// A background write is in flight (on a blocking thread).
+    writing: Rc<Cell<bool>>,
+    stopped: Rc<Cell<bool>>,
 }
 
-/// Save this shard's reservoirs whenever they changed, at most every
-/// [`SAVE_EVERY`], for the life of the shard.
-pub fn start(node: Rc<Node>, dir: PathBuf) {
-    glommio::spawn_local(async move {
-        let mut saved = node.with_shard(&"save queries", |s| s.real_queries_state());
-        loop {
-            glommio::timer::sleep(SAVE_EVERY).await;
-            if node.with_shard(&"save queries", |s| s.real_queries_state()) == saved {
-                continue;
+impl Saver {
+    /// Save this shard's reservoirs whenever they changed, at most every
+    /// [`SAVE_EVERY`]; `rewrite`: the file holds entries no partition
+    /// took, so the first look saves whatever the state.
+    pub fn start(node: Rc<Node>, dir: PathBuf, rewrite: bool) -> Saver {
+        let saver = Saver { node, dir, writing: Rc::new(Cell::new(false)), stopped: Rc::new(Cell::new(false)) };
+        let (node, dir) = (saver.node.clone(), saver.dir.clone());
+        let (writing, stopped) = (saver.writing.clone(), saver.stopped.clone());
+        let mut saved = (!rewrite).then(|| node.with_shard(&"save queries", |s| s.real_queries_state()));
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(SAVE_EVERY).await;
+                if stopped.get() {
+                    break;
+                }
+                if saved.as_ref() == Some(&node.with_shard(&"save queries", |s| s.real_queries_state())) {
+                    continue;
+                }
+                let (state, bytes) = current(&node);
+                let file = path(&dir);
+                writing.set(true);
+                let result = glommio::executor().spawn_blocking(move || write_atomically(&file, &bytes)).await;
+                writing.set(false);
+                match result {
+                    Ok(()) => saved = Some(state),
+                    Err(e) => tracing::warn!("cannot save the calibration queries: {e}"),
+                }
             }
-            let (state, bytes) = current(&node);
-            let file = path(&dir);
-            let shown = file.display().to_string();
-            match glommio::executor().spawn_blocking(move || write(&file, &bytes)).await {
-                Ok(()) => saved = state,
-                Err(e) => tracing::warn!("cannot save the calibration queries to {shown}: {e}"),
-            }
-        }
-    })
-    .detach();
-}
-
-/// Save this shard's reservoirs now (clean shutdown).
-pub fn save_now(node: &Node, dir: &Path) {
-    let (state, bytes) = current(node);
-    if state.is_empty() && !path(dir).exists() {
-        return;
+        })
+        .detach();
+        saver
     }
-    if let Err(e) = write(&path(dir), &bytes) {
-        tracing::warn!("cannot save the calibration queries to {}: {e}", path(dir).display());
+
+    /// Stop the background saves (waiting for one in flight) and save now
+    /// (a clean stop).
+    pub async fn stop(self) {
+        self.stopped.set(true);
+        while self.writing.get() {
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+        }
+        let (state, bytes) = current(&self.node);
+        if state.is_empty() && !path(&self.dir).exists() {
+            return;
+        }
+        if let Err(e) = write_atomically(&path(&self.dir), &bytes) {
+            tracing::warn!("cannot save the calibration queries: {e}");
+        }
     }
 }

@@ -476,17 +476,16 @@ async fn shard_main(
     // data comes from its collection's home shard). Before any index build:
     // the first builds calibrate on the real queries seen before the restart.
     let shard_dir = shared.shards_root.join(format!("shard-{me:02}"));
-    if cfg.persistence.enabled {
-        crate::queries_file::restore(&node, &shard_dir);
-    }
+    let rewrite_queries = cfg.persistence.enabled && crate::queries_file::restore(&node, &shard_dir);
     // Background work starts only once every shard serves.
     if let Some(s) = node.snapshots() {
         s.start(node.clone());
     }
     crate::indexer::start(node.clone(), INDEX_BUILD_COOLDOWN);
-    if cfg.persistence.enabled {
-        crate::queries_file::start(node.clone(), shard_dir.clone());
-    }
+    let saver = cfg
+        .persistence
+        .enabled
+        .then(|| crate::queries_file::Saver::start(node.clone(), shard_dir.clone(), rewrite_queries));
     if cfg.memory_budget_bytes > 0 {
         background::start_memory_reports(node.clone());
     }
@@ -496,10 +495,9 @@ async fn shard_main(
         serve::ShardListener::new(&listener).map_err(|source| ShardStartError::Listener { shard: me, source })?;
     tracing::debug!("start-up: shard {me} serves at {:.2} ms", ms_since(shared.started));
     let _ = ready.send(Progress::Listening);
-    let persistence = cfg.persistence.enabled;
     serve::accept_loop(me, listener, api, metrics, shared, shutdown).await;
-    if persistence {
-        crate::queries_file::save_now(&node, &shard_dir);
+    if let Some(saver) = saver {
+        saver.stop().await;
     }
     Ok(())
 }

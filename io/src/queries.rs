@@ -29,8 +29,11 @@ pub struct SavedQueries {
 }
 
 /// The file's bytes. Queries whose length differs from the entry's first
-/// are left out (a partition's queries all have its dimension).
+/// are left out (a partition's queries all have its dimension), and so are
+/// entries of more than 65,536 dimensions (a decoder refuses those counts).
 pub fn encode(entries: &[SavedQueries]) -> Vec<u8> {
+    let entries: Vec<&SavedQueries> =
+        entries.iter().filter(|e| e.queries.first().is_none_or(|q| q.1.len() <= MAX_DIM)).collect();
     let mut out = Vec::with_capacity(64 + entries.iter().map(|e| e.queries.len() * 1540).sum::<usize>());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
@@ -161,9 +164,15 @@ mod tests {
     }
 
     #[test]
-    fn queries_of_another_length_are_left_out() {
+    fn queries_of_another_length_and_too_wide_entries_are_left_out() {
         let mut e = sample();
         e[0].queries.push((0, vec![1.0]));
+        e.push(SavedQueries {
+            name: "wide".into(),
+            uid: 1,
+            metrics: [true, false, false],
+            queries: vec![(0, vec![0.0; MAX_DIM + 1])],
+        });
         assert_eq!(decode(&encode(&e)).unwrap(), sample());
     }
 

@@ -450,17 +450,25 @@ impl Partition {
     }
 
     /// Take a saved reservoir as this partition's, at start-up, before any
-    /// index is built (so the first builds calibrate on real queries). Only
-    /// into an empty reservoir; queries of another dimension are ignored.
-    /// Returns whether it was taken.
+    /// index is built (so the first builds calibrate on real queries).
+    /// Queries of another dimension are ignored. A few queries may have
+    /// reached the partition first (a peer shard serves as soon as it
+    /// can): they are offered to the restored reservoir as new ones.
+    /// Returns whether any saved query was taken.
     pub fn restore_real_queries(&mut self, mut saved: RealQueries) -> bool {
         saved.queries.retain(|(_, q)| q.len() == self.dim && q.iter().all(|x| x.is_finite()));
         saved.queries.truncate(RESERVOIR);
-        if !self.reservoir.is_empty() || saved.is_empty() {
+        if saved.is_empty() {
             return false;
         }
-        self.queries_seen = saved.len() as u64;
-        self.reservoir = saved;
+        let live = std::mem::replace(&mut self.reservoir, saved);
+        self.queries_seen = self.reservoir.len() as u64;
+        for (i, on) in live.metrics.into_iter().enumerate() {
+            self.reservoir.metrics[i] |= on;
+        }
+        for (metric, q) in live.queries {
+            self.remember_query(metric, &q);
+        }
         true
     }
 
@@ -488,6 +496,10 @@ impl Partition {
         self.build_dirty = Some(HashSet::new());
         self.changes = 0;
         self.changes_seen = 0;
+        if !self.reservoir.is_empty() {
+            // As in `graph_build_start`: later queries count as new.
+            self.queries_seen = self.reservoir.len() as u64;
+        }
         Builder::new(self.ids.clone(), self.dim, seed, self.reservoir.clone())
     }
 

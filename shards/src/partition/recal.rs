@@ -178,7 +178,7 @@ impl Partition {
                     let lists = state.index.nlist();
                     let total = (lists + rungs.last().map_or(0, |f| f.1)) as f32;
                     // The points changed since the build are searched
-                    // exactly at every setting: score them once per query,
+                    // exactly at every setting: score them once per step,
                     // not once per rung of the step's group (a partition
                     // under an hour of ingest had 30,000 of them).
                     let mut changed = TopK::new(CALIB_K);

@@ -669,9 +669,12 @@ fn restored_real_queries_calibrate_the_first_builds() {
         metrics: [true, false, false],
     };
     assert!(!p.restore_real_queries(queries(RESERVOIR, dim + 1)), "another dimension");
-    assert!(p.restore_real_queries(queries(RESERVOIR, dim)));
-    assert!(!p.restore_real_queries(queries(1, dim)), "only into an empty reservoir");
+    // A query that came before the restore is kept beside the saved ones.
+    p.remember_query(Metric::Dot, &rows[0]);
+    assert!(p.restore_real_queries(queries(RESERVOIR - 1, dim)));
     assert_eq!(p.real_queries().len(), RESERVOIR);
+    assert_eq!(p.real_queries().metrics, [true, true, false]);
+    assert!(p.real_queries().queries.iter().any(|(m, q)| *m == Metric::Dot && q == &rows[0]));
     let t0 = Instant::now();
     let mut b = p.ivf_build_start(1, t0);
     while !p.ivf_build_step(&mut b) {}
