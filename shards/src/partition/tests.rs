@@ -653,13 +653,8 @@ fn real_queries_of_one_metric_calibrate_the_others() {
 #[test]
 fn restored_real_queries_calibrate_the_first_builds() {
     let dim = 16;
-    let mut s = 9u64;
-    let mut unit = || (crate::math::rng::splitmix64(&mut s) >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0;
-    let rows: Vec<Vec<f32>> = (0..3000).map(|_| (0..dim).map(|_| unit()).collect()).collect();
-    let mut p = Partition::new(dim);
-    for (i, v) in rows.iter().enumerate() {
-        p.upsert(i as u64, v, Payload::default());
-    }
+    let rows = uniform_rows(3000, dim, 9);
+    let mut p = partition_of(&rows, dim);
     let queries = |n: usize, len: usize| RealQueries {
         queries: rows
             .iter()
@@ -687,4 +682,62 @@ fn restored_real_queries_calibrate_the_first_builds() {
     let _ = p.graph_install(g.finish(), t0);
     assert_eq!(p.hnsw.as_ref().unwrap().calibration.real_basis(Metric::L2), Some(RESERVOIR));
     assert!(p.recal_start(t0).is_none(), "the graph was measured by its build");
+}
+
+/// `auto` counts the points an index scores one by one beside it: with
+/// many points written since the IVF build (and the graph caught up) the
+/// graph is chosen, with many waiting for the graph (and fresh lists) the
+/// lists, whichever was cheaper on calibrated cost alone.
+#[test]
+fn auto_counts_the_points_scored_beside_each_index() {
+    let dim = 16;
+    let mut p = partition_of(&uniform_rows(3000, dim, 11), dim);
+    let build_ivf = |p: &mut Partition| {
+        let mut b = p.ivf_build_start(1, Instant::now());
+        while !p.ivf_build_step(&mut b) {}
+        let _ = p.ivf_install(b.finish());
+    };
+    p.want_ivf(); // kept beside the graph
+    build_ivf(&mut p);
+    let mut g = p.graph_build_start(2);
+    while !p.graph_build_step(&mut g) {}
+    let _ = p.graph_install(g.finish(), Instant::now());
+    let auto = IvfChoice { nprobe: None, ef: None, target_recall: 0.8, forced: None };
+    let params = SearchParams { metric: Metric::L2, k: 10, filter: None };
+    let cost = |p: &Partition| {
+        let ivf = p.ivf_plan(&params, &auto, 1.0).expect("the lists meet 0.8").2;
+        let graph = p.graph_plan(&params, &auto, 1.0).expect("the graph meets 0.8").2;
+        ivf.max(graph)
+    };
+    // Enough points that scoring them costs 20 times either index (the
+    // calibrated costs are measured times: how many varies with the box).
+    let n = (20.0 * cost(&p) / p.exact_points_ns(1)).ceil() as usize;
+    for (i, v) in uniform_rows(n, dim, 12).iter().enumerate() {
+        p.upsert(3000 + i as u64, v, Payload::default());
+    }
+    let mut caught_up = p.clone();
+    while caught_up.graph_extend(std::time::Duration::from_secs(1)) {}
+    assert!(matches!(caught_up.plan(&params, Some(auto)), SearchPlan::Graph { .. }));
+    let mut fresh_lists = p.clone();
+    build_ivf(&mut fresh_lists);
+    assert!(fresh_lists.hnsw.as_ref().unwrap().pending.len() >= n);
+    // (The rebuilt lists were timed again: the bound holds with margin.)
+    assert!(fresh_lists.exact_points_ns(n) > 5.0 * cost(&fresh_lists));
+    assert!(matches!(fresh_lists.plan(&params, Some(auto)), SearchPlan::Ivf { .. }));
+}
+
+/// `n` rows of `dim` values uniform in [-1, 1), from `seed`.
+fn uniform_rows(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut s = seed;
+    let mut unit = || (crate::math::rng::splitmix64(&mut s) >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0;
+    (0..n).map(|_| (0..dim).map(|_| unit()).collect()).collect()
+}
+
+/// A partition holding `rows` as points 0, 1, ...
+fn partition_of(rows: &[Vec<f32>], dim: usize) -> Partition {
+    let mut p = Partition::new(dim);
+    for (i, v) in rows.iter().enumerate() {
+        p.upsert(i as u64, v, Payload::default());
+    }
+    p
 }
