@@ -3,13 +3,12 @@
 //! scan streams memory linearly. Everything here is synchronous and owned by
 //! one shard; nothing is shared across threads.
 
-use crate::index::calib::{metric_index, RealQueries};
+use crate::index::calib::RealQueries;
 use crate::index::ivf::{Builder, Ivf, IvfQuery, MIN_POINTS};
 use crate::math::aligned::AlignedF32;
 use crate::math::distance::{kernels, Kernels, Metric};
 use crate::math::id_index::IdIndex;
 use crate::math::key::{exact_key_normed, key, norm};
-use crate::math::rng::mix64_short;
 use crate::math::topk::{merge_distinct, Scored, TopK};
 use crate::payload::filter::Filter;
 use crate::payload::{payload_mem_bytes, Payload};
@@ -75,9 +74,6 @@ pub struct Partition {
     payload_index: crate::payload::index::PayloadIndexes,
 }
 
-/// Real queries a partition keeps for calibration.
-const RESERVOIR: usize = 128;
-
 /// Index memory an install or a recalibration replaced or dropped.
 /// Dropping it frees it on the thread that drops it: the server hands it
 /// to a thread of its own (`aionbd::reclaim`), since unmapping a large
@@ -114,6 +110,7 @@ use scan::{piece_rows, Scan};
 mod graph;
 mod plan;
 mod recal;
+mod reservoir;
 pub use cold::{ColdFile, ColdFiles, RowsStatus};
 pub use graph::{HnswStatus, IndexKind};
 pub use plan::{Answer, SearchPlan};
@@ -421,57 +418,6 @@ impl Partition {
         self.ivf.as_ref().map_or(0, |s| s.index.mem_bytes()) + self.graph_bytes()
     }
 
-    /// Offer a (validated) query to the calibration reservoir: reservoir
-    /// sampling keeps a uniform sample of the queries seen.
-    pub fn remember_query(&mut self, metric: Metric, q: &[f32]) {
-        self.queries_seen += 1;
-        self.queries_offered += 1;
-        self.reservoir.metrics[metric_index(metric)] = true;
-        let queries = &mut self.reservoir.queries;
-        if queries.len() < RESERVOIR {
-            queries.push((metric, q.to_vec()));
-            return;
-        }
-        let j = (mix64_short(self.queries_seen) % self.queries_seen) as usize;
-        if j < RESERVOIR {
-            queries[j] = (metric, q.to_vec());
-        }
-    }
-
-    /// The reservoir of real queries (saved across restarts by the server,
-    /// `aionbd::queries_file`).
-    pub fn real_queries(&self) -> &RealQueries {
-        &self.reservoir
-    }
-
-    /// Queries ever offered to the reservoir (a saver compares it).
-    pub fn queries_offered(&self) -> u64 {
-        self.queries_offered
-    }
-
-    /// Take a saved reservoir as this partition's, at start-up, before any
-    /// index is built (so the first builds calibrate on real queries).
-    /// Queries of another dimension are ignored. A few queries may have
-    /// reached the partition first (a peer shard serves as soon as it
-    /// can): they are offered to the restored reservoir as new ones.
-    /// Returns whether any saved query was taken.
-    pub fn restore_real_queries(&mut self, mut saved: RealQueries) -> bool {
-        saved.queries.retain(|(_, q)| q.len() == self.dim && q.iter().all(|x| x.is_finite()));
-        saved.queries.truncate(RESERVOIR);
-        if saved.is_empty() {
-            return false;
-        }
-        let live = std::mem::replace(&mut self.reservoir, saved);
-        self.queries_seen = self.reservoir.len() as u64;
-        for (i, on) in live.metrics.into_iter().enumerate() {
-            self.reservoir.metrics[i] |= on;
-        }
-        for (metric, q) in live.queries {
-            self.remember_query(metric, &q);
-        }
-        true
-    }
-
     /// Whether the index should be (re)built now: enough points, no build
     /// running, and none yet, or a tenth of the points changed since the
     /// last build, or some changed and writes paused since the last look
@@ -717,6 +663,8 @@ impl Partition {
     }
 }
 
+#[cfg(test)]
+mod calib_tests;
 #[cfg(test)]
 mod cold_tests;
 #[cfg(test)]
