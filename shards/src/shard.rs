@@ -245,30 +245,25 @@ impl Shard {
         slot.map_or_else(Default::default, |slot| slot.data.ivf_install(index))
     }
 
-    /// Each partition's reservoir of real queries: (collection, uid,
-    /// queries), for the server to save across restarts.
-    pub fn real_queries(&self) -> Vec<(String, u64, crate::index::calib::RealQueries)> {
-        let mut out: Vec<_> = self
-            .partitions
-            .iter()
-            .filter(|(_, s)| !s.data.real_queries().is_empty())
-            .map(|(name, s)| (name.clone(), s.uid, s.data.real_queries().clone()))
-            .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+    /// The partitions that have seen real queries, by collection name.
+    fn partitions_with_queries(&self) -> Vec<(&String, &PartitionSlot)> {
+        let mut out: Vec<_> = self.partitions.iter().filter(|(_, s)| !s.data.real_queries().is_empty()).collect();
+        out.sort_by_key(|(name, _)| *name);
         out
     }
 
+    /// Each partition's reservoir of real queries: (collection, uid,
+    /// queries), for the server to save across restarts.
+    pub fn real_queries(&self) -> Vec<(String, u64, crate::index::calib::RealQueries)> {
+        let with = self.partitions_with_queries();
+        with.into_iter().map(|(name, s)| (name.clone(), s.uid, s.data.real_queries().clone())).collect()
+    }
+
     /// What the saved reservoirs must match to be current: per partition
-    /// with queries, (collection, uid, queries ever offered), sorted.
+    /// with queries, (collection, uid, queries ever offered), by name.
     pub fn real_queries_state(&self) -> Vec<(String, u64, u64)> {
-        let mut out: Vec<_> = self
-            .partitions
-            .iter()
-            .filter(|(_, s)| !s.data.real_queries().is_empty())
-            .map(|(name, s)| (name.clone(), s.uid, s.data.queries_offered()))
-            .collect();
-        out.sort();
-        out
+        let with = self.partitions_with_queries();
+        with.into_iter().map(|(name, s)| (name.clone(), s.uid, s.data.queries_offered())).collect()
     }
 
     /// Give saved reservoirs back to the partitions of the same collection
