@@ -47,6 +47,20 @@ def per_query_run(index, queries, threads, seconds):
     return sum(counts) / seconds, latencies[int(len(latencies) * 0.99)]
 
 
+def load_and_build(data):
+    """(index, queries, truth) for DATA_DIR: the base built into an hnswlib
+    index (M 16, ef_construction 100, 2 threads), queries, top-10 truth."""
+    base = xvecs(f"{data}/base.fvecs", np.float32)
+    queries = xvecs(f"{data}/queries.fvecs", np.float32)
+    truth = xvecs(f"{data}/gt.ivecs", np.int32)[:, :10]
+    index = hnswlib.Index(space="cosine", dim=base.shape[1])
+    index.init_index(max_elements=len(base), M=16, ef_construction=100)
+    index.set_num_threads(2)
+    index.add_items(base, np.arange(len(base)))
+    index.set_num_threads(1)
+    return index, queries, truth
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data")
@@ -54,14 +68,7 @@ def main():
     ap.add_argument("--efs", default="24,32,48")
     ap.add_argument("--seconds", type=float, default=4)
     a = ap.parse_args()
-    base = xvecs(f"{a.data}/base.fvecs", np.float32)
-    queries = xvecs(f"{a.data}/queries.fvecs", np.float32)
-    truth = xvecs(f"{a.data}/gt.ivecs", np.int32)[:, :10]
-    index = hnswlib.Index(space="cosine", dim=base.shape[1])
-    index.init_index(max_elements=len(base), M=16, ef_construction=100)
-    index.set_num_threads(2)
-    index.add_items(base, np.arange(len(base)))
-    index.set_num_threads(1)
+    index, queries, truth = load_and_build(a.data)
     for ef in (int(e) for e in a.efs.split(",")):
         index.set_ef(ef)
         recall = recall_at_10(index, queries, truth)

@@ -19,7 +19,7 @@ pub(crate) fn run(plan: &Arc<Plan>, a: &RunArgs, rate: Option<f64>) -> Result<Ru
     let warmup = Duration::from_secs_f64(a.warmup.max(0.0));
     let measure = Duration::from_secs_f64(a.duration.max(0.1));
     let before = metrics(&plan.target, plan.timeout);
-    let (tx, rx) = mpsc::channel::<Sample>();
+    let (tx, rx) = mpsc::channel::<Vec<Sample>>();
     let stop = Arc::new(AtomicBool::new(false));
     let t_start = Instant::now() + Duration::from_millis(50);
     let collector = {
@@ -41,6 +41,7 @@ pub(crate) fn run(plan: &Arc<Plan>, a: &RunArgs, rate: Option<f64>) -> Result<Ru
             let (plan, tx, jobs) = (plan.clone(), tx.clone(), jobs_rx.clone());
             threads.push(std::thread::spawn(move || {
                 let mut conn = None;
+                let mut out = Outbox::new(tx);
                 loop {
                     let job = jobs.lock().expect("job queue").recv();
                     let Ok((i, intended)) = job else { break };
@@ -50,7 +51,7 @@ pub(crate) fn run(plan: &Arc<Plan>, a: &RunArgs, rate: Option<f64>) -> Result<Ru
                     let done = Instant::now();
                     plan.log_acked(i, status);
                     let recall = recall_of(&plan, kind, q, status, &body);
-                    let _ = tx.send(Sample { kind, intended, sent, done, status, retried, recall });
+                    out.push(Sample { kind, intended, sent, done, status, retried, recall });
                 }
             }));
         }
@@ -166,7 +167,13 @@ struct Collected {
 
 /// Count samples as they arrive (a live line on stderr each second) until
 /// every worker has hung up.
-fn collect(rx: mpsc::Receiver<Sample>, start: Instant, measured_from: Instant, open: bool, quiet: bool) -> Collected {
+fn collect(
+    rx: mpsc::Receiver<Vec<Sample>>,
+    start: Instant,
+    measured_from: Instant,
+    open: bool,
+    quiet: bool,
+) -> Collected {
     let mut total = histogram();
     let mut kinds: Vec<hdrhistogram::Histogram<u64>> = KINDS.iter().map(|_| histogram()).collect();
     let mut window = histogram();
@@ -176,7 +183,7 @@ fn collect(rx: mpsc::Receiver<Sample>, start: Instant, measured_from: Instant, o
     let mut next_line = start + Duration::from_secs(1);
     let mut seen_kinds = [false; 4];
     loop {
-        let sample = rx.recv_timeout(Duration::from_millis(100));
+        let batch = rx.recv_timeout(Duration::from_millis(100));
         let now = Instant::now();
         if now >= next_line && !quiet {
             let l = Latency::of(&window);
@@ -193,40 +200,43 @@ fn collect(rx: mpsc::Receiver<Sample>, start: Instant, measured_from: Instant, o
             window_errors.clear();
             next_line += Duration::from_secs(1);
         }
-        let s = match sample {
-            Ok(s) => s,
+        let batch = match batch {
+            Ok(b) => b,
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
-        let lat = sched::latency(
-            s.intended.saturating_duration_since(start),
-            s.sent.saturating_duration_since(start),
-            s.done.saturating_duration_since(start),
-            open,
-        );
-        let us = lat.as_micros() as u64 + 1;
-        let _ = window.record(us);
-        if s.status != 200 {
-            *window_errors.entry(s.status).or_default() += 1;
+        for s in batch {
+            let lat = sched::latency(
+                s.intended.saturating_duration_since(start),
+                s.sent.saturating_duration_since(start),
+                s.done.saturating_duration_since(start),
+                open,
+            );
+            let us = lat.as_micros() as u64 + 1;
+            let _ = window.record(us);
+            if s.status != 200 {
+                *window_errors.entry(s.status).or_default() += 1;
+            }
+            if s.intended < measured_from {
+                continue;
+            }
+            let _ = total.record(us);
+            let _ = kinds[s.kind].record(us);
+            seen_kinds[s.kind] = true;
+            *status.entry(s.status.to_string()).or_default() += 1;
+            retries += s.retried as u64;
+            if let Some(r) = s.recall {
+                recall_sum += r;
+                recall_n += 1;
+            }
+            last_done = last_done.max(s.done);
         }
-        if s.intended < measured_from {
-            continue;
-        }
-        let _ = total.record(us);
-        let _ = kinds[s.kind].record(us);
-        seen_kinds[s.kind] = true;
-        *status.entry(s.status.to_string()).or_default() += 1;
-        retries += s.retried as u64;
-        if let Some(r) = s.recall {
-            recall_sum += r;
-            recall_n += 1;
-        }
-        last_done = last_done.max(s.done);
     }
     Collected { total, kinds, status, retries, recall_sum, recall_n, last_done, seen_kinds }
 }
 
-fn closed_loop(plan: &Plan, tx: &mpsc::Sender<Sample>, stop: &AtomicBool, seq: &AtomicU64, depth: usize) {
+fn closed_loop(plan: &Plan, tx: &mpsc::Sender<Vec<Sample>>, stop: &AtomicBool, seq: &AtomicU64, depth: usize) {
+    let mut out = Outbox::new(tx.clone());
     if depth <= 1 {
         let mut conn = None;
         while !stop.load(Ordering::Relaxed) {
@@ -237,7 +247,7 @@ fn closed_loop(plan: &Plan, tx: &mpsc::Sender<Sample>, stop: &AtomicBool, seq: &
             let done = Instant::now();
             plan.log_acked(i, status);
             let recall = recall_of(plan, kind, q, status, &body);
-            let _ = tx.send(Sample { kind, intended: sent, sent, done, status, retried, recall });
+            out.push(Sample { kind, intended: sent, sent, done, status, retried, recall });
         }
         return;
     }
@@ -262,6 +272,46 @@ fn closed_loop(plan: &Plan, tx: &mpsc::Sender<Sample>, stop: &AtomicBool, seq: &
         let done = Instant::now();
         plan.log_acked(i, status);
         let recall = recall_of(plan, kind, q, status, &body);
-        let _ = tx.send(Sample { kind, intended: sent, sent, done, status, retried: 0, recall });
+        out.push(Sample { kind, intended: sent, sent, done, status, retried: 0, recall });
+    }
+}
+
+/// A worker's samples on their way to the collector, sent in batches (every
+/// [`Outbox::BATCH`] samples or [`Outbox::EVERY`], and when the worker
+/// ends): one hand-over per request woke the collector thread each time,
+/// and on a small box that thread shares the CPUs with the server.
+struct Outbox {
+    tx: mpsc::Sender<Vec<Sample>>,
+    held: Vec<Sample>,
+    since: Instant,
+}
+
+impl Outbox {
+    const BATCH: usize = 64;
+    const EVERY: Duration = Duration::from_millis(50);
+
+    fn new(tx: mpsc::Sender<Vec<Sample>>) -> Outbox {
+        Outbox { tx, held: Vec::with_capacity(Self::BATCH), since: Instant::now() }
+    }
+
+    fn push(&mut self, s: Sample) {
+        let done = s.done;
+        self.held.push(s);
+        if self.held.len() >= Self::BATCH || done.saturating_duration_since(self.since) >= Self::EVERY {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.held.is_empty() {
+            let _ = self.tx.send(std::mem::replace(&mut self.held, Vec::with_capacity(Self::BATCH)));
+        }
+        self.since = Instant::now();
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        self.flush();
     }
 }

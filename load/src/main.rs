@@ -294,6 +294,11 @@ struct Plan {
     queries: Vectors,
     truth: Option<Vec<Vec<u64>>>,
     search_body_tail: String,
+    /// Search requests rendered once, `[query * collections + collection]`
+    /// (when there are at most [`RENDERED_MAX`]), so a worker's turn costs
+    /// no float formatting: the client's own time per request is what
+    /// limits one connection's rate.
+    rendered: Vec<Vec<u8>>,
     read_ratio: f64,
     batch: usize,
     id_start: u64,
@@ -355,24 +360,18 @@ impl Plan {
         }
     }
 
-    fn request(&self, i: u64) -> (usize, usize, Vec<u8>) {
+    fn request(&self, i: u64) -> (usize, usize, std::borrow::Cow<'_, [u8]>) {
         let coll = &self.collections[(i as usize) % self.collections.len()];
         let kind = self.kind_of(i);
         let rows = self.data.rows();
         match kind {
             0 => {
                 let q = (i as usize) % self.queries.rows();
-                let body = format!("{{\"query\":{}{}", floats(self.queries.row(q)), self.search_body_tail);
-                (
-                    0,
-                    q,
-                    Conn::request(
-                        &self.target,
-                        "POST",
-                        &format!("/collections/{coll}/search/topk"),
-                        Some(body.as_bytes()),
-                    ),
-                )
+                let c = (i as usize) % self.collections.len();
+                match self.rendered.get(q * self.collections.len() + c) {
+                    Some(bytes) => (0, q, bytes.as_slice().into()),
+                    None => (0, q, self.search_request(q, c).into()),
+                }
             }
             1 => {
                 // New ids (above the data's by default: searches keep their truth).
@@ -386,7 +385,8 @@ impl Plan {
                         "PUT",
                         &format!("/collections/{coll}/points/{id}"),
                         Some(body.as_bytes()),
-                    ),
+                    )
+                    .into(),
                 )
             }
             2 => {
@@ -406,18 +406,41 @@ impl Plan {
                 (
                     2,
                     0,
-                    Conn::request(&self.target, "POST", &format!("/collections/{coll}/points"), Some(body.as_bytes())),
+                    Conn::request(&self.target, "POST", &format!("/collections/{coll}/points"), Some(body.as_bytes()))
+                        .into(),
                 )
             }
             _ => {
                 let id = (i as usize) % rows;
-                (3, 0, Conn::request(&self.target, "DELETE", &format!("/collections/{coll}/points/{id}"), None))
+                (3, 0, Conn::request(&self.target, "DELETE", &format!("/collections/{coll}/points/{id}"), None).into())
             }
         }
     }
 }
 
+/// Most search requests [`Plan::rendered`] holds (about 1.5 KiB each at
+/// 384 dimensions).
+const RENDERED_MAX: usize = 65_536;
+
 impl Plan {
+    /// The search request for query `q` on collection `c`.
+    fn search_request(&self, q: usize, c: usize) -> Vec<u8> {
+        let body = format!("{{\"query\":{}{}", floats(self.queries.row(q)), self.search_body_tail);
+        let path = format!("/collections/{}/search/topk", self.collections[c]);
+        Conn::request(&self.target, "POST", &path, Some(body.as_bytes()))
+    }
+
+    /// Render every search request once, if the workload searches and
+    /// they are few enough.
+    fn render_searches(&mut self) {
+        let n = self.queries.rows() * self.collections.len();
+        if !matches!(self.workload, Workload::Search | Workload::Mixed) || n > RENDERED_MAX {
+            return;
+        }
+        let c = self.collections.len();
+        self.rendered = (0..n).map(|k| self.search_request(k / c, k % c)).collect();
+    }
+
     /// The vector written as point `id`: data row `row`, or with `--vary`
     /// that row moved by noise seeded by the id ([`varied`]).
     fn point(&self, id: u64, row: usize) -> std::borrow::Cow<'_, [f32]> {
@@ -445,13 +468,14 @@ fn varied(x: &[f32], vary: f32, seed: u64) -> Vec<f32> {
 }
 
 fn floats(v: &[f32]) -> String {
-    let mut s = String::with_capacity(v.len() * 10 + 2);
+    use std::fmt::Write;
+    let mut s = String::with_capacity(v.len() * 12 + 2);
     s.push('[');
     for (i, x) in v.iter().enumerate() {
         if i > 0 {
             s.push(',');
         }
-        s.push_str(&format!("{x}"));
+        let _ = write!(s, "{x}");
     }
     s.push(']');
     s
@@ -497,13 +521,26 @@ fn exchange(plan: &Plan, conn: &mut Option<Conn>, bytes: &[u8]) -> (u16, Vec<u8>
     }
 }
 
+/// The ids of a top-k answer's hits (a typed parse: no tree of values).
+fn hit_ids(body: &[u8]) -> Option<Vec<u64>> {
+    #[derive(serde::Deserialize)]
+    struct Hit {
+        id: u64,
+    }
+    #[derive(serde::Deserialize)]
+    struct TopK {
+        hits: Vec<Hit>,
+    }
+    let t: TopK = serde_json::from_slice(body).ok()?;
+    Some(t.hits.into_iter().map(|h| h.id).collect())
+}
+
 fn recall_of(plan: &Plan, kind: usize, query: usize, status: u16, body: &[u8]) -> Option<f64> {
     let truth = plan.truth.as_ref()?;
     if kind != 0 || status != 200 {
         return None;
     }
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let ids: Vec<u64> = v.get("hits")?.as_array()?.iter().filter_map(|h| h.get("id")?.as_u64()).collect();
+    let ids = hit_ids(body)?;
     Some(data::recall(&ids, &truth[query], plan.limit))
 }
 

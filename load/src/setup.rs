@@ -91,7 +91,7 @@ pub(crate) fn prepare(a: &RunArgs) -> Result<Plan, String> {
     }
     tail.push('}');
     let rows = data.rows();
-    Ok(Plan {
+    let mut plan = Plan {
         target,
         collections,
         workload: a.workload,
@@ -99,6 +99,7 @@ pub(crate) fn prepare(a: &RunArgs) -> Result<Plan, String> {
         queries,
         truth,
         search_body_tail: tail,
+        rendered: Vec::new(),
         read_ratio: a.read_ratio,
         batch: a.batch.max(1),
         id_start: a.id_start.unwrap_or(rows as u64),
@@ -116,7 +117,9 @@ pub(crate) fn prepare(a: &RunArgs) -> Result<Plan, String> {
         limit: a.limit,
         timeout,
         retries: a.retries,
-    })
+    };
+    plan.render_searches();
+    Ok(plan)
 }
 
 fn preload(conn: &mut Conn, coll: &str, data: &Vectors) -> Result<(), String> {
