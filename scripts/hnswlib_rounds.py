@@ -3,7 +3,7 @@
 alternated in one run, so both are measured minute by minute on the same
 (shared, noisy) machine.
 
-    scripts/hnswlib_rounds.py DATA_DIR [--url URL] [--collection NAME]
+    scripts/hnswlib_rounds.py DATA_DIR [--url URL ...] [--collection NAME]
         [--ef 32] [--target 0.95] [--rounds 3] [--seconds 8] [--clients 1,2,8]
 
 DATA_DIR holds base.fvecs, queries.fvecs and gt.ivecs (cosine, top 10).
@@ -24,8 +24,10 @@ per call from C Python threads (it releases the GIL inside a query), at the
 `--ef` that reaches the target on this corpus (ef 32 on debian-minilm,
 0.960). aionbd answers `aionbd-load run --mode auto --target-recall TARGET`
 with C keep-alive connections; its client runs on the same CPUs as the
-server. Each round prints one line per client count: QPS and p99 of both,
-recall@10 of both, and aionbd / hnswlib.
+server. Each round prints one line per client count and server: QPS and
+p99 of both, recall@10 of aionbd, and aionbd / hnswlib. Several `--url`
+(servers of two builds, each loaded as above) are measured in turn after
+the same hnswlib run, so builds compare side by side too.
 """
 import argparse
 import json
@@ -38,11 +40,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hnswlib_perquery import load_and_build, per_query_run, recall_at_10  # noqa: E402
 
 
-def aionbd_run(a, clients):
+def aionbd_run(a, url, clients):
     """(QPS, p99 us, recall) of one aionbd-load run."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         cmd = [
-            a.load, "run", "--url", a.url, "--collection", a.collection,
+            a.load, "run", "--url", url, "--collection", a.collection,
             "--data", f"{a.data}/base.fvecs", "--queries", f"{a.data}/queries.fvecs",
             "--ground-truth", f"{a.data}/gt.ivecs", "--metric", "cosine",
             "--mode", "auto", "--target-recall", str(a.target), "--limit", "10",
@@ -57,7 +59,7 @@ def aionbd_run(a, clients):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data")
-    ap.add_argument("--url", default="http://127.0.0.1:8090")
+    ap.add_argument("--url", action="append", help="server(s); default http://127.0.0.1:8090")
     ap.add_argument("--collection", default="c")
     ap.add_argument("--load", default=os.path.join(os.path.dirname(__file__), "../target/release/aionbd-load"))
     ap.add_argument("--ef", type=int, default=32)
@@ -71,22 +73,24 @@ def main():
     h_recall = recall_at_10(index, queries, truth)
     clients = [int(c) for c in a.clients.split(",")]
     print(f"# {a.data}: {index.get_current_count()} points; hnswlib ef {a.ef} recall@10 {h_recall:.4f}; aionbd auto {a.target}")
-    print("| round | clients | aionbd QPS | p99 ms | recall | hnswlib QPS | p99 ms | aionbd / hnswlib |")
-    print("|---|---|---|---|---|---|---|---|")
-    ratios = {c: [] for c in clients}
+    urls = a.url or ["http://127.0.0.1:8090"]
+    print("| round | clients | server | aionbd QPS | p99 ms | recall | hnswlib QPS | p99 ms | aionbd / hnswlib |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    ratios = {(u, c): [] for u in urls for c in clients}
     for rnd in range(1, a.rounds + 1):
         for c in clients:
             h_qps, h_p99 = per_query_run(index, queries, c, a.seconds)
-            qps, p99_us, recall = aionbd_run(a, c)
-            ratios[c].append(qps / h_qps)
-            print(
-                f"| {rnd} | {c} | {qps:.0f} | {p99_us / 1000:.2f} | {recall:.4f} | {h_qps:.0f} | "
-                f"{h_p99 * 1000:.2f} | {qps / h_qps:.2f} |",
-                flush=True,
-            )
-    for c in clients:
-        r = sorted(ratios[c])
-        print(f"# {c} clients: aionbd / hnswlib median {r[len(r) // 2]:.2f} (min {r[0]:.2f}, max {r[-1]:.2f})")
+            for u in urls:
+                qps, p99_us, recall = aionbd_run(a, u, c)
+                ratios[(u, c)].append(qps / h_qps)
+                print(
+                    f"| {rnd} | {c} | {u} | {qps:.0f} | {p99_us / 1000:.2f} | {recall:.4f} | {h_qps:.0f} | "
+                    f"{h_p99 * 1000:.2f} | {qps / h_qps:.2f} |",
+                    flush=True,
+                )
+    for (u, c), r in ratios.items():
+        r = sorted(r)
+        print(f"# {u}, {c} clients: aionbd / hnswlib median {r[len(r) // 2]:.2f} (min {r[0]:.2f}, max {r[-1]:.2f})")
 
 
 if __name__ == "__main__":

@@ -179,8 +179,8 @@ impl Partition {
         };
         let widest = *c.ladder.last()?;
         let at = |ef: usize| {
-            let i = c.ladder.iter().rposition(|&e| e <= ef).unwrap_or(0);
-            (ef, c.recall_at(params.metric, ef), c.cost_ns.get(i).copied().unwrap_or(f32::INFINITY))
+            let (recall, cost) = c.at(params.metric, ef, false);
+            (ef, recall, cost)
         };
         match choice.ef {
             Some(ef) => Some(at(ef)),
@@ -206,8 +206,8 @@ impl Partition {
         let filtered = fraction < 1.0;
         let at = |n: usize| {
             let n = n.min(index.nlist());
-            let i = calib.ladder.iter().rposition(|&e| e <= n).unwrap_or(0);
-            (n, calib.recall_at_as(params.metric, n, filtered), calib.cost_ns.get(i).copied().unwrap_or(f32::INFINITY))
+            let (recall, cost) = calib.at(params.metric, n, filtered);
+            (n, recall, cost)
         };
         let chosen = if filtered {
             calib.choose_filtered(params.metric, choice.target_recall)
