@@ -506,6 +506,7 @@ fn relayout(dir: &Path, old: Layout, shards: usize, partitions: usize) -> Result
     }
     let moved = (out.records, out.bytes);
     out.finish().map_err(|e| relayout_err(e.into()))?;
+    carry_saved_queries(&old_root, old.shards, &tmp, shards);
     sync_dir(&tmp)?;
     crash_point("written");
     let dest = new.shards_root(dir);
@@ -524,6 +525,46 @@ fn relayout(dir: &Path, old: Layout, shards: usize, partitions: usize) -> Result
         t0.elapsed().as_secs_f64()
     );
     Ok(new)
+}
+
+/// The real queries `auto` calibrates on (`queries.bin`, advisory) follow
+/// the data into the new layout. Every search reaches each partition of
+/// its collection, so any old partition's reservoir samples the same
+/// stream: the first entry found per collection incarnation (name and
+/// uid) goes to every new shard, whose partitions take theirs at start-up
+/// (and whose saver drops the rest). Never fails: a file that cannot be
+/// read or written is logged, and calibration then starts on held-out
+/// points, as it would without one.
+fn carry_saved_queries(old_root: &Path, old_shards: usize, new_root: &Path, new_shards: usize) {
+    use aionbd_io::queries::{decode, encode, FILE_NAME};
+    let mut seen = std::collections::HashSet::new();
+    let mut carried = Vec::new();
+    for k in 0..old_shards {
+        let file = old_root.join(format!("shard-{k:02}")).join(FILE_NAME);
+        let bytes = match std::fs::read(&file) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                tracing::warn!("{}: {e}; not carried into the new layout", file.display());
+                continue;
+            }
+        };
+        match decode(&bytes) {
+            Ok(entries) => carried.extend(entries.into_iter().filter(|e| seen.insert((e.name.clone(), e.uid)))),
+            Err(e) => tracing::warn!("{}: {e}; not carried into the new layout", file.display()),
+        }
+    }
+    if carried.is_empty() {
+        return;
+    }
+    let bytes = encode(&carried);
+    for j in 0..new_shards {
+        let file = new_root.join(format!("shard-{j:02}")).join(FILE_NAME);
+        if let Err(e) = write_atomically(&file, &bytes) {
+            tracing::warn!("cannot carry the calibration queries into the new layout: {e}");
+        }
+    }
+    tracing::info!("real queries of {} collection(s) carried into the new layout for calibration", carried.len());
 }
 
 /// Every record of an old shard in log order: its snapshot's, then its

@@ -14,9 +14,10 @@
 //! Each shard saves its own partitions' reservoirs when they changed, at
 //! most every [`SAVE_EVERY`] (the file written off the shard's thread:
 //! temporary file, fsync, rename, fsync of the directory), and at a clean
-//! stop. The file is advisory: missing,
-//! damaged or from another layout, calibration starts on held-out points.
-//! It is not part of backups or exports, and a re-layout starts without it.
+//! stop. The file is advisory: missing or damaged, calibration starts on
+//! held-out points. A re-layout carries each collection's entry to every
+//! new shard (`datadir::carry_saved_queries`); backups and exports leave it
+//! out.
 
 use crate::fs::write_atomically;
 use crate::node::Node;

@@ -102,7 +102,8 @@ fn batch_recall_by(s: &Server, queries: &[Vec<f32>], metric: &str, target: f64) 
 /// installed graph and lists on 10k real queries (no rebuild); answers and
 /// GET say which calibration they rest on. After a restart, the indexes
 /// built at start-up rest on the real queries seen before it (saved in
-/// `queries.bin`) before any query comes.
+/// `queries.bin`) before any query comes, and so do those built after a
+/// re-layout to another shard count.
 #[test]
 fn auto_keeps_its_targets_for_queries_unlike_the_stored_points() {
     // Persistence on (unlike INDEX_TEST_ENV): the restart below needs it.
@@ -174,6 +175,15 @@ fn auto_keeps_its_targets_for_queries_unlike_the_stored_points() {
         assert!(p["dropped"] == true || real(&p["calibration_basis"]), "lists after the restart: {v}");
     }
     check(&s, "after a restart", "real_queries");
+    // A re-layout (one shard, one partition) carries the saved queries:
+    // the one partition's start-up builds rest on them too.
+    assert!(s.terminate().success());
+    let s = Server::start_in(&dir, 1, env, &[]);
+    let v = wait_graph(&s, "c");
+    let parts = v["index"]["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 1, "{v}");
+    assert_eq!(parts[0]["hnsw"]["calibration_basis"]["l2"]["basis"], "real_queries", "after a re-layout: {v}");
+    check(&s, "after a re-layout", "real_queries");
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
 }
