@@ -754,7 +754,54 @@ fn verify(a: &RunArgs, acked: &std::path::Path) -> Result<bool, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::varied;
+    use super::{floats, varied, Plan, Workload};
+    use crate::client::Target;
+    use crate::data::Vectors;
+
+    fn plan(workload: Workload) -> Plan {
+        Plan {
+            target: Target::parse("http://127.0.0.1:9", None, String::new()).unwrap(),
+            collections: vec!["a".into(), "b".into()],
+            workload,
+            data: Vectors::generate(20, 8, 2, 1),
+            queries: Vectors::generate(3, 8, 2, 2),
+            truth: None,
+            search_body_tail: ",\"limit\":10}".into(),
+            rendered: Vec::new(),
+            read_ratio: 0.5,
+            batch: 1,
+            id_start: 20,
+            vary: 0.0,
+            acked: None,
+            limit: 10,
+            timeout: std::time::Duration::from_secs(1),
+            retries: 0,
+        }
+    }
+
+    /// Requests rendered once are byte for byte those formatted per request.
+    #[test]
+    fn rendered_searches_are_the_requests_formatted_each_time() {
+        for workload in [Workload::Search, Workload::Mixed] {
+            let fresh = plan(workload);
+            let mut rendered = plan(workload);
+            rendered.render_searches();
+            assert_eq!(rendered.rendered.len(), 6);
+            for i in 0..24 {
+                assert_eq!(rendered.request(i), fresh.request(i), "{workload:?} request {i}");
+            }
+        }
+        let mut writes = plan(Workload::Upsert);
+        writes.render_searches();
+        assert!(writes.rendered.is_empty(), "nothing to render for writes");
+    }
+
+    #[test]
+    fn floats_round_trip() {
+        let v = [0.1f32, -1.0e-7, 3.4028235e38, 1.0 / 3.0, -0.0, 1e-45];
+        let back: Vec<f32> = serde_json::from_str(&floats(&v)).unwrap();
+        assert_eq!(back.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), v.map(f32::to_bits).to_vec());
+    }
 
     #[test]
     fn a_varied_point_is_a_paraphrase_of_its_row_with_its_norm() {
