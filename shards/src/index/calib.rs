@@ -7,8 +7,9 @@
 //! partition is queried with, see [`RealQueries`]) exactly and through the index at every
 //! setting of a ladder (IVF: probe counts; HNSW: beam widths), recording
 //! recall@10 and the time each setting took per query. `auto` then picks
-//! the cheapest setting whose recall clears the target. This module holds
-//! the tables and how `auto` reads them; `run` runs a calibration.
+//! the cheapest setting whose recall clears the target, reading recall
+//! between two measured settings on the line joining them. This module
+//! holds the tables and how `auto` reads them; `run` runs a calibration.
 
 use crate::math::distance::Metric;
 use crate::math::rng::splitmix64;
