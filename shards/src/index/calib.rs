@@ -225,10 +225,10 @@ impl Calibration {
         // Between the step below (which fell short) and this one, the
         // smallest setting whose interpolated recall meets the target: the
         // graph's steps are 1.3-1.6x apart, and the step up alone delivered
-        // 0.96-0.97 on debian-minilm for a target of 0.95.
-        // Step i meets the target and the one below does not, so along the
-        // line between them the test flips once: a binary search (a search
-        // runs this per partition; IVF's last gap spans hundreds of probes).
+        // 0.96-0.97 on debian-minilm for a target of 0.95. Along the line
+        // between the two the test flips once, so a binary search finds it
+        // (this runs per partition per search; IVF's last gap spans
+        // hundreds of probe counts).
         let (mut lo, mut hi) = (if i == 0 { self.ladder[0] } else { self.ladder[i - 1] + 1 }, self.ladder[i]);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
@@ -262,7 +262,9 @@ impl Calibration {
         let (a, b) = (self.ladder[hi - 1] as f32, self.ladder[hi] as f32);
         let t = (setting as f32 - a) / (b - a);
         let lerp = |x: f32, y: f32| x + (y - x) * t;
-        (lerp(self.trusted_as(m, hi - 1, real), self.trusted_as(m, hi, real)), lerp(cost(hi - 1), cost(hi)))
+        let (c0, c1) = (cost(hi - 1), cost(hi));
+        let c = if c0.is_finite() && c1.is_finite() { lerp(c0, c1) } else { f32::INFINITY };
+        (lerp(self.trusted_as(m, hi - 1, real), self.trusted_as(m, hi, real)), c)
     }
 
     /// Trusted recall for any setting (see [`Calibration::at`]).
