@@ -536,30 +536,23 @@ fn relayout(dir: &Path, old: Layout, shards: usize, partitions: usize) -> Result
 /// read or written is logged, and calibration then starts on held-out
 /// points, as it would without one.
 fn carry_saved_queries(old_root: &Path, old_shards: usize, new_root: &Path, new_shards: usize) {
-    use aionbd_io::queries::{decode, encode, FILE_NAME};
+    use crate::queries_file;
     let mut seen = std::collections::HashSet::new();
     let mut carried = Vec::new();
     for k in 0..old_shards {
-        let file = old_root.join(format!("shard-{k:02}")).join(FILE_NAME);
-        let bytes = match std::fs::read(&file) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => {
-                tracing::warn!("{}: {e}; not carried into the new layout", file.display());
-                continue;
+        match queries_file::read(&old_root.join(format!("shard-{k:02}"))) {
+            Ok(entries) => {
+                carried.extend(entries.into_iter().flatten().filter(|e| seen.insert((e.name.clone(), e.uid))))
             }
-        };
-        match decode(&bytes) {
-            Ok(entries) => carried.extend(entries.into_iter().filter(|e| seen.insert((e.name.clone(), e.uid)))),
-            Err(e) => tracing::warn!("{}: {e}; not carried into the new layout", file.display()),
+            Err(e) => tracing::warn!("{e}; not carried into the new layout"),
         }
     }
     if carried.is_empty() {
         return;
     }
-    let bytes = encode(&carried);
+    let bytes = aionbd_io::queries::encode(&carried);
     for j in 0..new_shards {
-        let file = new_root.join(format!("shard-{j:02}")).join(FILE_NAME);
+        let file = queries_file::path(&new_root.join(format!("shard-{j:02}")));
         if let Err(e) = write_atomically(&file, &bytes) {
             tracing::warn!("cannot carry the calibration queries into the new layout: {e}");
         }

@@ -294,21 +294,16 @@ impl Report {
 /// The saved calibration queries (advisory: never damage, see
 /// `queries_file`).
 fn check_saved_queries(sdir: &Path, r: &mut Report) {
-    let file = crate::queries_file::path(sdir);
-    let decoded = match std::fs::read(&file) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-        read => read.map_err(|e| e.to_string()).and_then(|b| aionbd_io::queries::decode(&b).map_err(|e| e.0)),
-    };
-    match decoded {
-        Ok(saved) => r.ok(format!(
+    match crate::queries_file::read(sdir) {
+        Ok(None) => {}
+        Ok(Some(saved)) => r.ok(format!(
             "{}: real queries of {} partition(s), for calibration; checksum matches",
-            file.display(),
+            crate::queries_file::path(sdir).display(),
             saved.len()
         )),
-        Err(e) => r.lines.push(format!(
-            "note     {}: {e}; advisory: a restart ignores it (calibration starts on held-out points)",
-            file.display()
-        )),
+        Err(e) => r
+            .lines
+            .push(format!("note     {e}; advisory: a restart ignores it (calibration starts on held-out points)")),
     }
 }
 

@@ -22,8 +22,7 @@
 use crate::fs::write_atomically;
 use crate::node::Node;
 use aionbd_io::queries::{decode, encode, SavedQueries, FILE_NAME};
-use aionbd_shards::index::calib::{metric_index, RealQueries};
-use aionbd_shards::math::distance::Metric;
+use aionbd_shards::index::calib::{metric_index, RealQueries, METRICS};
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -37,11 +36,14 @@ pub fn path(dir: &Path) -> PathBuf {
     dir.join(FILE_NAME)
 }
 
-fn metric_of(i: u8) -> Metric {
-    match i {
-        0 => Metric::L2,
-        1 => Metric::Dot,
-        _ => Metric::Cosine,
+/// The entries saved in the shard directory `dir`: `Ok(None)` without a
+/// file; `Err` says why a file cannot be used (read error or damage).
+pub fn read(dir: &Path) -> Result<Option<Vec<SavedQueries>>, String> {
+    let file = path(dir);
+    match std::fs::read(&file) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", file.display())),
+        Ok(b) => decode(&b).map(Some).map_err(|e| format!("{}: {e}", file.display())),
     }
 }
 
@@ -51,7 +53,8 @@ fn to_saved((name, uid, real): (String, u64, RealQueries)) -> SavedQueries {
 }
 
 fn from_saved(s: SavedQueries) -> (String, u64, RealQueries) {
-    let queries = s.queries.into_iter().map(|(m, q)| (metric_of(m), q)).collect();
+    // `decode` refuses metrics above 2.
+    let queries = s.queries.into_iter().map(|(m, q)| (METRICS[m as usize], q)).collect();
     (s.name, s.uid, RealQueries { queries, metrics: s.metrics })
 }
 
@@ -61,17 +64,9 @@ fn from_saved(s: SavedQueries) -> (String, u64, RealQueries) {
 /// anything no partition took (damage, dropped collections): the saver
 /// then rewrites it at its first look.
 pub fn restore(node: &Node, dir: &Path) -> bool {
-    let file = path(dir);
-    let bytes = match std::fs::read(&file) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
-        Err(e) => {
-            tracing::warn!("{}: {e}; calibration starts on held-out points", file.display());
-            return true;
-        }
-    };
-    match decode(&bytes) {
-        Ok(saved) => {
+    match read(dir) {
+        Ok(None) => false,
+        Ok(Some(saved)) => {
             let entries = saved.len();
             let taken = node.with_shard(&"restore saved queries", |s| {
                 s.restore_real_queries(saved.into_iter().map(from_saved).collect())
@@ -83,7 +78,7 @@ pub fn restore(node: &Node, dir: &Path) -> bool {
             taken < entries
         }
         Err(e) => {
-            tracing::warn!("{}: {e}; ignored, calibration starts on held-out points", file.display());
+            tracing::warn!("{e}; ignored, calibration starts on held-out points");
             true
         }
     }

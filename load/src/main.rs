@@ -620,12 +620,7 @@ fn metrics(target: &Target, timeout: Duration) -> BTreeMap<String, f64> {
 fn sampled_recall(plan: &Plan, n: usize) -> Result<(f64, u64), String> {
     let mut conn = Conn::open(&plan.target, plan.timeout).map_err(|e| e.to_string())?;
     let coll = &plan.collections[0];
-    let ids = |body: &[u8]| -> Vec<u64> {
-        serde_json::from_slice::<serde_json::Value>(body)
-            .ok()
-            .and_then(|v| Some(v.get("hits")?.as_array()?.iter().filter_map(|h| h.get("id")?.as_u64()).collect()))
-            .unwrap_or_default()
-    };
+    let ids = |body: &[u8]| hit_ids(body).unwrap_or_default();
     let (mut sum, mut count) = (0.0, 0u64);
     for q in 0..n.min(plan.queries.rows()) {
         let query = floats(plan.queries.row(q));

@@ -51,7 +51,8 @@ pub fn metric_index(m: Metric) -> usize {
     }
 }
 
-const METRICS: [Metric; 3] = [Metric::L2, Metric::Dot, Metric::Cosine];
+/// The metrics in [`metric_index`] order.
+pub const METRICS: [Metric; 3] = [Metric::L2, Metric::Dot, Metric::Cosine];
 
 /// The real queries a calibration measures: a partition's reservoir of
 /// them, each with the metric it asked for, and the metrics the partition
