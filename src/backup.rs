@@ -13,10 +13,15 @@
 //! The run then asks the partitions for chunks of 512 points, one at a time,
 //! and encodes them as the backup format (`aionbd_io::backup`) or as NDJSON
 //! lines, a chunk per HTTP chunk, so memory stays flat whatever the size.
+//! A partition's last chunk brings its reservoir of real queries, and a
+//! backup keeps the fullest of a collection's before its end frame, so a
+//! restore's index builds calibrate on them (`crate::queries_file`).
 //! Dropping a run (a client that went away) ends its partition exports.
 
 use crate::node::Node;
+use crate::queries_file::to_saved;
 use aionbd_io::backup::{BackupWriter, CollectionEnd};
+use aionbd_shards::index::calib::RealQueries;
 use aionbd_shards::ops::{CollectionSpec, Cut, ExportChunk, ExportCut, ExportEnd, Exported};
 use aionbd_shards::placement::{Placement, ShardId};
 use aionbd_shards::record::LogRecord;
@@ -62,6 +67,8 @@ struct Part {
     shard: ShardId,
     inflight: VecDeque<crate::node::Pending<Exported>>,
     done: bool,
+    /// The partition's real queries, sent with its last chunk.
+    queries: Option<RealQueries>,
 }
 
 struct Current {
@@ -259,8 +266,8 @@ impl ExportRun {
             }
             let shard = cur.parts[i].shard;
             let pending = cur.parts[i].inflight.pop_front().expect("topped up above");
-            let (points, done) = match pending.wait().await {
-                Ok(Exported { points, done }) => (points, done),
+            let (points, done, queries) = match pending.wait().await {
+                Ok(Exported { points, done, real_queries }) => (points, done, real_queries),
                 Err(ShardError::Gone(_)) => return Err(ExportError::Deleted { name }),
                 Err(source) => return Err(ExportError::Shard { name, source }),
             };
@@ -284,6 +291,7 @@ impl ExportRun {
                 // Requests sent past the end answer "done" with nothing.
                 cur.parts[i].done = true;
                 cur.parts[i].inflight.clear();
+                cur.parts[i].queries = queries;
                 self.open.retain(|(n, u, s)| !(n == &name && *u == uid && *s == shard));
             }
             glommio::yield_if_needed().await;
@@ -316,14 +324,20 @@ impl ExportRun {
             .placement
             .shards_of(&c.spec.name)
             .into_iter()
-            .map(|shard| Part { shard, inflight: VecDeque::new(), done: false })
+            .map(|shard| Part { shard, inflight: VecDeque::new(), done: false, queries: None })
             .collect();
         self.current = Some(Current { c, parts, next: 0, written: 0 });
     }
 
     fn end_collection(&mut self, out: &mut Vec<u8>) {
-        let cur = self.current.take().expect("a collection is open");
+        let mut cur = self.current.take().expect("a collection is open");
         if let Some(w) = self.writer.as_mut() {
+            // Every search reaches each partition, so each reservoir samples
+            // the same stream: the fullest is kept.
+            let fullest = cur.parts.iter_mut().filter_map(|p| p.queries.take()).max_by_key(|q| q.len());
+            if let Some(real) = fullest {
+                w.queries(&to_saved((cur.c.spec.name.clone(), cur.c.uid, real)), out);
+            }
             let end = CollectionEnd {
                 name: cur.c.spec.name.clone(),
                 home_shard: cur.c.home as u16,
@@ -353,7 +367,7 @@ impl ExportRun {
     /// The manifest of what was written so far (all of it once finished).
     pub fn manifest(&self) -> Manifest {
         Manifest {
-            format: 1,
+            format: aionbd_io::backup::BACKUP_VERSION as u32,
             aionbd_version: env!("CARGO_PKG_VERSION").to_string(),
             created_unix_ms: self.created_unix_ms,
             consistency: CONSISTENCY.to_string(),

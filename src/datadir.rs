@@ -547,17 +547,30 @@ fn carry_saved_queries(old_root: &Path, old_shards: usize, new_root: &Path, new_
             Err(e) => tracing::warn!("{e}; not carried into the new layout"),
         }
     }
-    if carried.is_empty() {
-        return;
+    if write_saved_queries(new_root, new_shards, &carried) {
+        tracing::info!("real queries of {} collection(s) carried into the new layout for calibration", carried.len());
     }
-    let bytes = aionbd_io::queries::encode(&carried);
-    for j in 0..new_shards {
-        let file = queries_file::path(&new_root.join(format!("shard-{j:02}")));
-        if let Err(e) = write_atomically(&file, &bytes) {
-            tracing::warn!("cannot carry the calibration queries into the new layout: {e}");
+}
+
+/// Write `entries` as the `queries.bin` of each of the `shards` shard
+/// directories of the generation at `root` (each shard's partitions take
+/// their collections' entries at start-up, and its saver drops the rest).
+/// Returns whether anything was written; a file that cannot be written is
+/// logged (calibration then starts on held-out points).
+pub fn write_saved_queries(root: &Path, shards: usize, entries: &[aionbd_io::queries::SavedQueries]) -> bool {
+    if entries.is_empty() {
+        return false;
+    }
+    let bytes = aionbd_io::queries::encode(entries);
+    let mut written = false;
+    for j in 0..shards {
+        let file = crate::queries_file::path(&root.join(format!("shard-{j:02}")));
+        match write_atomically(&file, &bytes) {
+            Ok(()) => written = true,
+            Err(e) => tracing::warn!("cannot write the calibration queries: {e}"),
         }
     }
-    tracing::info!("real queries of {} collection(s) carried into the new layout for calibration", carried.len());
+    written
 }
 
 /// Every record of an old shard in log order: its snapshot's, then its

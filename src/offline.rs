@@ -6,6 +6,7 @@ use crate::backup::Manifest;
 use crate::datadir::{self, DataDirError, GenerationWriter, Layout};
 use crate::fs::FsError;
 use aionbd_io::backup::{BackupError, BackupReader, Item};
+use aionbd_io::queries::SavedQueries;
 use aionbd_io::snapshot::SnapshotReader;
 use aionbd_shards::record::{DecodeError, LogRecord};
 use std::path::{Path, PathBuf};
@@ -56,6 +57,8 @@ pub enum BackupProblem {
         end_points: u64,
     },
     EndWithoutCollection,
+    /// Saved queries outside the collection they name.
+    QueriesElsewhere(String),
     NotClosed(String),
     UnreadableManifest(serde_json::Error),
     /// The manifest does not list the collections the file holds.
@@ -126,6 +129,9 @@ impl std::fmt::Display for BackupProblem {
                 "collection '{name}' holds {points} points but its end frame says '{end_name}' with {end_points}"
             ),
             BackupProblem::EndWithoutCollection => f.write_str("a collection end without its collection"),
+            BackupProblem::QueriesElsewhere(name) => {
+                write!(f, "saved queries of collection '{name}' outside its records")
+            }
             BackupProblem::NotClosed(name) => write!(f, "collection '{name}' is not closed"),
             BackupProblem::UnreadableManifest(e) => write!(f, "unreadable manifest: {e}"),
             BackupProblem::ManifestMismatch => f.write_str("the manifest does not list the collections the file holds"),
@@ -146,16 +152,24 @@ fn open_backup(path: &Path) -> Result<BackupReader<std::io::BufReader<std::fs::F
         .map_err(|source| OfflineError::NotABackup { path: path.to_owned(), source })
 }
 
-/// What [`read_backup`] calls per record: kind and body. Its error ends the
-/// read as it is.
-pub type RecordFn<'a> = dyn FnMut(u8, &[u8]) -> Result<(), OfflineError> + 'a;
+/// What [`read_backup`] hands on from a good file, in file order.
+pub enum BackupFrame<'a> {
+    /// A log record: kind and body.
+    Record(u8, &'a [u8]),
+    /// The real queries of the collection whose records came last.
+    Queries(SavedQueries),
+}
+
+/// What [`read_backup`] calls per frame. Its error ends the read as it is.
+pub type FrameFn<'a> = dyn FnMut(BackupFrame) -> Result<(), OfflineError> + 'a;
 
 /// Read a whole backup and check it: every frame's checksum, the whole-file
 /// checksum, that every record decodes, belongs to the collection being
 /// read and that each collection's point count matches its end frame and
-/// the manifest. `each` sees every record (kind, body) of a good file; the
-/// first problem ends the read with the file and the offset of its frame.
-pub fn read_backup(path: &Path, each: &mut RecordFn) -> Result<BackupSummary, OfflineError> {
+/// the manifest. `each` sees every record and saved-queries entry of a good
+/// file; the first problem ends the read with the file and the offset of
+/// its frame.
+pub fn read_backup(path: &Path, each: &mut FrameFn) -> Result<BackupSummary, OfflineError> {
     let mut r = open_backup(path)?;
     let mut current: Option<(String, u64)> = None;
     let mut done: Vec<(String, u64)> = Vec::new();
@@ -177,9 +191,13 @@ pub fn read_backup(path: &Path, each: &mut RecordFn) -> Result<BackupSummary, Of
                     (LogRecord::Upsert { name, points }, Some((open, n))) if &name == open => *n += points.len() as u64,
                     (other, _) => return Err(bad(BackupProblem::UnexpectedRecord(other.kind()))),
                 }
-                each(k, body)?;
+                each(BackupFrame::Record(k, body))?;
                 records += 1;
             }
+            Some(Item::Queries(q)) => match &current {
+                Some((open, _)) if *open == q.name => each(BackupFrame::Queries(q))?,
+                _ => return Err(bad(BackupProblem::QueriesElsewhere(q.name))),
+            },
             Some(Item::CollectionEnd(end)) => match current.take() {
                 Some((name, n)) if name == end.name && n == end.points => done.push((name, n)),
                 Some((name, points)) => {
@@ -226,7 +244,7 @@ pub struct RestoreOptions<'a> {
 /// with `--force`). A server started with other counts re-lays it out.
 pub fn restore(o: &RestoreOptions) -> Result<String, OfflineError> {
     let t0 = std::time::Instant::now();
-    let summary = read_backup(o.from, &mut |_, _| Ok(()))?;
+    let summary = read_backup(o.from, &mut |_| Ok(()))?;
     let dir = o.data_dir;
     match std::fs::metadata(dir) {
         Ok(m) if !m.is_dir() => return Err(OfflineError::NotADirectory(dir.to_owned())),
@@ -251,8 +269,18 @@ pub fn restore(o: &RestoreOptions) -> Result<String, OfflineError> {
     let mut out = GenerationWriter::create(&tmp, o.shards, o.partitions)?;
     // A record that cannot be written is the data directory's problem,
     // not the (verified) backup's: its error goes out as it is.
-    read_backup(o.from, &mut |k, body| Ok(out.append(k, body, &|| "backup record".to_string())?))?;
+    let mut queries = Vec::new();
+    read_backup(o.from, &mut |frame| match frame {
+        BackupFrame::Record(k, body) => Ok(out.append(k, body, &|| "backup record".to_string())?),
+        BackupFrame::Queries(q) => {
+            queries.push(q);
+            Ok(())
+        }
+    })?;
     out.finish()?;
+    // Calibration data, advisory: the indexes the server builds at start-up
+    // then rest on the queries users sent before the backup.
+    datadir::write_saved_queries(&tmp, o.shards, &queries);
     datadir::commit_generation(dir, &tmp, layout)?;
     Ok(format!(
         "restored {} collection(s), {} point(s) from {} ({:.1} MB, taken {}) into {} ({} shard(s) x {} partition(s)) \
@@ -310,9 +338,15 @@ fn check_saved_queries(sdir: &Path, r: &mut Report) {
 /// Check a backup file.
 pub fn check_backup(path: &Path) -> Report {
     let mut r = Report::default();
-    match read_backup(path, &mut |_, _| Ok(())) {
+    let mut with_queries = 0;
+    let counted = read_backup(path, &mut |frame| {
+        with_queries += matches!(frame, BackupFrame::Queries(_)) as usize;
+        Ok(())
+    });
+    match counted {
         Ok(s) => r.ok(format!(
-            "{}: {} collection(s), {} point(s), {} records, {} bytes; every checksum matches",
+            "{}: {} collection(s), {} point(s), {} records, {} bytes, real queries of {with_queries} collection(s) \
+             for calibration; every checksum matches",
             path.display(),
             s.manifest.collections.len(),
             s.manifest.points,

@@ -16,8 +16,8 @@
 //! temporary file, fsync, rename, fsync of the directory), and at a clean
 //! stop. The file is advisory: missing or damaged, calibration starts on
 //! held-out points. A re-layout carries each collection's entry to every
-//! new shard (`datadir::carry_saved_queries`); backups and exports leave it
-//! out.
+//! new shard (`datadir::carry_saved_queries`), and a backup keeps each
+//! collection's (`crate::backup`), which a restore writes to every shard.
 
 use crate::fs::write_atomically;
 use crate::node::Node;
@@ -47,7 +47,8 @@ pub fn read(dir: &Path) -> Result<Option<Vec<SavedQueries>>, String> {
     }
 }
 
-fn to_saved((name, uid, real): (String, u64, RealQueries)) -> SavedQueries {
+/// A reservoir as saved (in `queries.bin` and in backups).
+pub fn to_saved((name, uid, real): (String, u64, RealQueries)) -> SavedQueries {
     let queries = real.queries.into_iter().map(|(m, q)| (metric_index(m) as u8, q)).collect();
     SavedQueries { name, uid, metrics: real.metrics, queries }
 }

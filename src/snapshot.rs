@@ -215,7 +215,7 @@ impl Snapshots {
                             export: cut.export,
                             max_points: CHUNK_POINTS,
                         };
-                        let Exported { points, done } = match node.call(*shard, op).wait().await {
+                        let Exported { points, done, .. } = match node.call(*shard, op).wait().await {
                             Ok(chunk) => chunk,
                             // Dropped after the cut: the log holds the drop;
                             // start over later rather than fail.

@@ -332,7 +332,8 @@ fn check_backup(bytes: &[u8], before: &BTreeMap<u64, f32>, restore: bool, round:
     let file = dir.join("b.aionbd");
     std::fs::write(&file, bytes).unwrap();
     let mut got = BTreeMap::new();
-    aionbd::offline::read_backup(&file, &mut |kind, body| {
+    aionbd::offline::read_backup(&file, &mut |frame| {
+        let aionbd::offline::BackupFrame::Record(kind, body) = frame else { return Ok(()) };
         if let Ok(aionbd_shards::record::LogRecord::Upsert { points, .. }) =
             aionbd_shards::record::LogRecord::decode(kind, body)
         {

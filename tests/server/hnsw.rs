@@ -103,7 +103,7 @@ fn batch_recall_by(s: &Server, queries: &[Vec<f32>], metric: &str, target: f64) 
 /// GET say which calibration they rest on. After a restart, the indexes
 /// built at start-up rest on the real queries seen before it (saved in
 /// `queries.bin`) before any query comes, and so do those built after a
-/// re-layout to another shard count.
+/// re-layout to another shard count and after a backup's restore.
 #[test]
 fn auto_keeps_its_targets_for_queries_unlike_the_stored_points() {
     // Persistence on (unlike INDEX_TEST_ENV): the restart below needs it.
@@ -184,8 +184,29 @@ fn auto_keeps_its_targets_for_queries_unlike_the_stored_points() {
     assert_eq!(parts.len(), 1, "{v}");
     assert_eq!(parts[0]["hnsw"]["calibration_basis"]["l2"]["basis"], "real_queries", "after a re-layout: {v}");
     check(&s, "after a re-layout", "real_queries");
+    // A backup keeps the collection's reservoir, and a restore (to two
+    // shards again) writes it beside the data: the new server's start-up
+    // builds rest on the real queries too.
+    let d = s.download("/backup", &[]);
+    assert!(d.status == 200 && d.complete, "backup: {}", d.status);
+    drop(s);
+    let file = dir.join("c.aionbd");
+    std::fs::write(&file, &d.body).unwrap();
+    let (code, out, err) = crate::harness::tool(&["check", "--backup", file.to_str().unwrap()]);
+    assert!(code == 0 && out.contains("real queries of 1 collection(s)"), "check: {out}{err}");
+    let restored = crate::harness::unique_dir();
+    let args = ["restore", "--from", file.to_str().unwrap(), "--data-dir", restored.to_str().unwrap(), "--shards", "2"];
+    let (code, out, err) = crate::harness::tool(&args);
+    assert_eq!(code, 0, "restore: {out}{err}");
+    let s = Server::start_in(&restored, 2, env, &[]);
+    let v = wait_graph(&s, "c");
+    for p in v["index"]["partitions"].as_array().unwrap() {
+        assert_eq!(p["hnsw"]["calibration_basis"]["l2"]["basis"], "real_queries", "after a restore: {v}");
+    }
+    check(&s, "after a restore", "real_queries");
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&restored);
 }
 
 /// Unit-length points (as embedding models write them): l2, dot and cosine

@@ -149,7 +149,7 @@ describe("export and backups against the server", () => {
   it("creates, lists, downloads and deletes a kept backup", async () => {
     const name = await collection(30);
     const kept = await client.createBackup({ collections: [name] });
-    assert.ok(kept.name && kept.bytes && kept.format === 1 && kept.consistency);
+    assert.ok(kept.name && kept.bytes && kept.format === 2 && kept.consistency);
     assert.deepEqual(
       kept.collections.map((c) => [c.name, c.dimension, c.points]),
       [[name, 3, 30]],

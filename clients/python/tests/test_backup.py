@@ -108,7 +108,7 @@ def test_kept_backup_lifecycle(client: aionbd.Client, name: str, tmp_path: Path)
     client.create_collection(name, 3)
     client.upsert_points_batch(name, points(30))
     manifest = client.create_backup([name])
-    assert manifest.name and manifest.bytes and manifest.format == 1 and manifest.consistency
+    assert manifest.name and manifest.bytes and manifest.format == 2 and manifest.consistency
     assert [(c.name, c.dimension, c.points) for c in manifest.collections] == [(name, 3, 30)]
     assert manifest.points == 30 and manifest.created_unix_ms > 0
     listing = client.list_backups()

@@ -168,6 +168,9 @@ pub struct ExportChunk {
 pub struct Exported {
     pub points: Vec<PointIn>,
     pub done: bool,
+    /// With the last chunk: the partition's reservoir of real queries, if
+    /// it holds any (a backup keeps them for calibration after a restore).
+    pub real_queries: Option<crate::index::calib::RealQueries>,
 }
 
 /// ... or forget it (an abandoned snapshot or export).

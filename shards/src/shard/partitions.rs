@@ -133,13 +133,19 @@ impl Shard {
                 // An export that finished has nothing more (a reader may
                 // ask ahead, past the end).
                 let Some(at) = slot.exports.iter().position(|(e, _)| *e == export) else {
-                    return Ok(PartitionReply::ExportChunk(Exported { points: Vec::new(), done: true }));
+                    return Ok(PartitionReply::ExportChunk(Exported {
+                        points: Vec::new(),
+                        done: true,
+                        real_queries: None,
+                    }));
                 };
                 let (points, done) = slot.exports[at].1.next_chunk(&slot.data, max_points);
+                let mut real_queries = None;
                 if done {
                     slot.exports.swap_remove(at);
+                    real_queries = Some(slot.data.real_queries()).filter(|q| !q.is_empty()).cloned();
                 }
-                PartitionReply::ExportChunk(Exported { points, done })
+                PartitionReply::ExportChunk(Exported { points, done, real_queries })
             }
             PartitionOp::ExportEnd(ExportEnd { name, uid, export }) => {
                 if let Ok(slot) = self.export_slot(&name, uid) {
