@@ -50,24 +50,32 @@ struct Job {
 const TIE: f32 = 1e-4;
 
 /// Count, per rank j, whether `found` holds the exact answer's j-th point
-/// into `hits`; returns whether it holds all of them. A point of `found`
+/// into `hits`; returns how many of them it holds. A point of `found`
 /// that the exact answer left out but that lies at the same distance as a
 /// missed one (a duplicate vector: among equals the exact answer keeps the
 /// lowest ids, an index any of them) stands in for it: it is as near.
-fn tally(truth: &[Scored], found: &[Scored], hits: &mut [u32; CALIB_K]) -> bool {
+fn tally(truth: &[Scored], found: &[Scored], hits: &mut [u32; CALIB_K]) -> usize {
     let mut spare: Vec<f32> = found.iter().filter(|s| !truth.iter().any(|t| t.id == s.id)).map(|s| s.key).collect();
-    let mut all = true;
+    let mut held = 0;
     for (j, t) in truth.iter().enumerate() {
         let tie = |&k: &f32| (k - t.key).abs() <= TIE * (1.0 + t.key.abs());
         let hit =
             found.iter().any(|s| s.id == t.id) || spare.iter().position(tie).map(|i| spare.swap_remove(i)).is_some();
         if hit {
             hits[j] += 1;
-        } else {
-            all = false;
+            held += 1;
         }
     }
-    all
+    held
+}
+
+/// One query's recall@10 when its answer held `held` of `truth`'s points.
+fn query_recall(held: usize, truth: &[Scored]) -> f64 {
+    if truth.is_empty() {
+        1.0
+    } else {
+        held as f64 / truth.len() as f64
+    }
 }
 
 /// Every this many evaluations (a query under one metric) walks the whole
@@ -114,6 +122,15 @@ pub struct Calibrator {
     /// Per metric and rank j: queries whose exact answer has a j-th point
     /// (`[0]` sample points, `[1]` real queries).
     ranks: [[[u32; CALIB_K]; 3]; 2],
+    /// Per metric and rung: the sum of the queries' recall@10 and of its
+    /// square (`[0]` sample points, `[1]` real queries): how much single
+    /// queries' recall spreads, which the margin of `choose` needs (the
+    /// misses of one query come together, so its 10 answers are not 10
+    /// independent samples).
+    moments: [[Vec<(f64, f64)>; 3]; 2],
+    /// Per metric: evaluations finished (`[0]` sample points, `[1]` real
+    /// queries).
+    evaluated: [[u32; 3]; 2],
     /// Whether every row scanned so far had unit length.
     unit: bool,
     cost: Vec<(f64, u32)>,
@@ -144,6 +161,8 @@ impl Calibrator {
             done: false,
             hits: std::array::from_fn(|_| std::array::from_fn(|_| vec![[0; CALIB_K]; ladder.len()])),
             ranks: [[[0; CALIB_K]; 3]; 2],
+            moments: std::array::from_fn(|_| std::array::from_fn(|_| vec![(0.0, 0.0); ladder.len()])),
+            evaluated: [[0; 3]; 2],
             unit: true,
             cost: vec![(0.0, 0); ladder.len()],
             probes,
@@ -224,9 +243,15 @@ impl Calibrator {
         let truths = cur.truths.as_ref().expect("scanned");
         let (metric, truth) = (cur.metrics[cur.at], &truths[cur.at]);
         let answers = eval(&CalibQuery { query: &cur.query, metric, me: cur.me, rung: cur.rung, ladder: &self.ladder });
-        let hits = &mut self.hits[cur.real as usize][metric_index(metric)];
+        let (src, mi) = (cur.real as usize, metric_index(metric));
+        let hits = &mut self.hits[src][mi];
+        let moments = &mut self.moments[src][mi];
         for (found, ns) in answers.into_iter().take(self.ladder.len() - cur.rung) {
-            let all = tally(truth, &found, &mut hits[cur.rung]);
+            let held = tally(truth, &found, &mut hits[cur.rung]);
+            let r = query_recall(held, truth);
+            let mo = &mut moments[cur.rung];
+            *mo = (mo.0 + r, mo.1 + r * r);
+            let all = held == truth.len();
             let c = &mut self.cost[cur.rung];
             *c = (c.0 + ns as f64, c.1 + 1);
             cur.rung += 1;
@@ -237,6 +262,9 @@ impl Calibrator {
             if cur.streak >= 2 && !self.evals.is_multiple_of(FULL_LADDER_EVERY) {
                 for rung in &mut hits[cur.rung..] {
                     rung[..truth.len()].iter_mut().for_each(|h| *h += 1);
+                }
+                for mo in &mut moments[cur.rung..] {
+                    *mo = (mo.0 + 1.0, mo.1 + 1.0);
                 }
                 cur.rung = self.ladder.len();
                 break;
@@ -259,6 +287,7 @@ impl Calibrator {
         }
         if cur.rung == self.ladder.len() {
             self.evals += 1;
+            self.evaluated[src][mi] += 1;
             (cur.at, cur.rung, cur.streak) = (cur.at + 1, 0, 0);
         }
         if cur.at < cur.metrics.len() {
@@ -385,6 +414,16 @@ impl Calibrator {
             c.samples[m] = self.probes.len() + c.real[m];
             let ranks: [u32; CALIB_K] =
                 std::array::from_fn(|j| probe_ranks[m][j] + from.iter().map(|&f| real_ranks[f][j]).sum::<u32>());
+            let n = self.evaluated[0][m] + from.iter().map(|&f| self.evaluated[1][f]).sum::<u32>();
+            c.query_var[m] = (0..c.ladder.len())
+                .map(|i| {
+                    let (s1, s2) = std::iter::once(self.moments[0][m][i])
+                        .chain(from.iter().map(|&f| self.moments[1][f][i]))
+                        .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+                    let n = n.max(1) as f64;
+                    (s2 / n - (s1 / n).powi(2)).max(0.0) as f32
+                })
+                .collect();
             c.by_rank[m] = (0..c.ladder.len())
                 .map(|i| {
                     std::array::from_fn(|j| {
@@ -416,17 +455,67 @@ mod tests {
         let truth = [s(1, 0.5), s(2, 0.5), s(3, 0.7)];
         let mut hits = [0; CALIB_K];
         // Another copy (7) found instead of 2: as near, so rank 1 holds.
-        assert!(tally(&truth, &[s(1, 0.5), s(7, 0.5 + 1e-6), s(3, 0.7)], &mut hits));
+        assert_eq!(tally(&truth, &[s(1, 0.5), s(7, 0.5 + 1e-6), s(3, 0.7)], &mut hits), 3);
         assert_eq!(hits[..3], [1, 1, 1]);
         // A point farther than the one it replaces does not stand in, and
         // one stand-in covers one missed rank only.
         let mut hits = [0; CALIB_K];
-        assert!(!tally(&truth, &[s(7, 0.5), s(8, 0.6), s(9, 0.71)], &mut hits));
+        assert_eq!(tally(&truth, &[s(7, 0.5), s(8, 0.6), s(9, 0.71)], &mut hits), 1);
         assert_eq!(hits[..3], [1, 0, 0]);
         // Ids found: no key needed.
         let mut hits = [0; CALIB_K];
-        assert!(tally(&truth, &[s(3, 0.0), s(2, 9.0), s(1, 9.0)], &mut hits));
+        assert_eq!(tally(&truth, &[s(3, 0.0), s(2, 9.0), s(1, 9.0)], &mut hits), 3);
         assert_eq!(hits[..3], [1, 1, 1]);
+    }
+
+    /// Two indexes with the same mean recall, one missing a little of every
+    /// answer and one missing much of every other answer: the second's
+    /// estimate is less certain (a hard query's misses come together), so
+    /// `auto` trusts its cheap setting less.
+    #[test]
+    fn the_spread_of_single_queries_widens_the_margin() {
+        let (n, dim) = (200usize, 8usize);
+        let mut s = 5u64;
+        let raw: Vec<f32> = (0..n * dim).map(|_| (splitmix64(&mut s) % 1000) as f32 / 500.0 - 1.0).collect();
+        let queries: Vec<(Metric, Vec<f32>)> = (0..MIN_REAL)
+            .map(|i| (Metric::L2, raw[i * dim..(i + 1) * dim].iter().map(|x| x + 0.01).collect()))
+            .collect();
+        // At the first rung each query finds `kept(i)` of its 10 nearest.
+        let measure = |kept: &dyn Fn(usize) -> usize| {
+            let dense = Dense::new(raw.clone(), dim);
+            let rows = Rows::new((0..n as u64).collect(), dim);
+            let rows = rows.at(&dense);
+            let real = RealQueries { queries: queries.clone(), metrics: [true, false, false] };
+            let mut cal = Calibrator::new(Vec::new(), real, vec![1, 2]);
+            let mut asked = 0;
+            while !cal.step(&rows, 1000, |q: &CalibQuery| {
+                let mut top = TopK::new(CALIB_K);
+                for r in 0..n {
+                    let d = (kernels().dot)(q.query, rows.row(r));
+                    top.push(Scored { key: key_from_dot(q.metric, d, norm(q.query), rows.norm(r)), id: r as u64 });
+                }
+                let found = top.into_sorted();
+                let first = kept(asked);
+                asked += 1;
+                (q.rung..q.ladder.len())
+                    .map(|rung| (found[..if rung == 0 { first } else { 10 }].to_vec(), 1.0))
+                    .collect()
+            }) {}
+            cal.finish()
+        };
+        let even = measure(&|_| 8);
+        let uneven = measure(&|i| if i % 2 == 0 { 6 } else { 10 });
+        for c in [&even, &uneven] {
+            assert!((c.recall_at(Metric::L2, 1) - 0.8).abs() < 1e-6, "{:?}", c.recall[0]);
+            assert_eq!(c.query_var[0][1], 0.0, "every query found everything at the second rung");
+        }
+        assert!(even.query_var[0][0] < 1e-9, "{:?}", even.query_var[0]);
+        assert!((uneven.query_var[0][0] - 0.04).abs() < 1e-6, "{:?}", uneven.query_var[0]);
+        // 640 answers: as independent samples, 0.8 is 0.0158 uncertain and
+        // meets 0.78; spread as measured (design effect 0.04 / 0.016 = 2.5)
+        // 0.025, and only the second rung does.
+        assert_eq!(even.choose(Metric::L2, 0.78).map(|x| x.0), Some(1));
+        assert_eq!(uneven.choose(Metric::L2, 0.78).map(|x| x.0), Some(2));
     }
 
     /// Real queries are measured under every metric the partition is
