@@ -258,9 +258,10 @@ impl ExportRun {
             // with searches answers them in its next turns, and the parts
             // are read in turn, so the export moves at the pace of the
             // busiest shard's turns, not of their sum.
+            let with_queries = self.format == Format::Backup;
             for p in cur.parts.iter_mut().filter(|p| !p.done) {
                 while p.inflight.len() < IN_FLIGHT {
-                    let op = ExportChunk { name: name.clone(), uid, export, max_points: CHUNK_POINTS };
+                    let op = ExportChunk { name: name.clone(), uid, export, max_points: CHUNK_POINTS, with_queries };
                     p.inflight.push_back(self.node.call(p.shard, op));
                 }
             }

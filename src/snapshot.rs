@@ -214,6 +214,7 @@ impl Snapshots {
                             uid: *part_uid,
                             export: cut.export,
                             max_points: CHUNK_POINTS,
+                            with_queries: false,
                         };
                         let Exported { points, done, .. } = match node.call(*shard, op).wait().await {
                             Ok(chunk) => chunk,

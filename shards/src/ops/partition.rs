@@ -161,6 +161,9 @@ pub struct ExportChunk {
     pub uid: u64,
     pub export: u64,
     pub max_points: usize,
+    /// Send the partition's real queries with the last chunk (backups
+    /// only: snapshots and NDJSON exports do not keep them).
+    pub with_queries: bool,
 }
 
 /// A chunk of a partition export; `done` when it was the last.
@@ -168,8 +171,9 @@ pub struct ExportChunk {
 pub struct Exported {
     pub points: Vec<PointIn>,
     pub done: bool,
-    /// With the last chunk: the partition's reservoir of real queries, if
-    /// it holds any (a backup keeps them for calibration after a restore).
+    /// With the last chunk, if asked for: the partition's reservoir of real
+    /// queries, if it holds any (a backup keeps them for calibration after
+    /// a restore).
     pub real_queries: Option<crate::index::calib::RealQueries>,
 }
 

@@ -128,7 +128,7 @@ impl Shard {
                 slot.exports.push((export, Export::begin(&slot.data)));
                 PartitionReply::ExportBegin(())
             }
-            PartitionOp::ExportChunk(ExportChunk { name, uid, export, max_points }) => {
+            PartitionOp::ExportChunk(ExportChunk { name, uid, export, max_points, with_queries }) => {
                 let slot = self.export_slot(&name, uid)?;
                 // An export that finished has nothing more (a reader may
                 // ask ahead, past the end).
@@ -143,7 +143,9 @@ impl Shard {
                 let mut real_queries = None;
                 if done {
                     slot.exports.swap_remove(at);
-                    real_queries = Some(slot.data.real_queries()).filter(|q| !q.is_empty()).cloned();
+                    if with_queries {
+                        real_queries = Some(slot.data.real_queries()).filter(|q| !q.is_empty()).cloned();
+                    }
                 }
                 PartitionReply::ExportChunk(Exported { points, done, real_queries })
             }
