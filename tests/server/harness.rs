@@ -192,6 +192,17 @@ impl Server {
         format!("server: {}\nlast stderr lines:\n{}", self.command, self.log.lock().unwrap().join("\n"))
     }
 
+    /// [`Server::stderr_tail`] once the server's stderr holds `needle`, or
+    /// after `limit` (the lines reach the log through a reader thread, which
+    /// may lag the server's readiness).
+    pub fn stderr_with(&self, needle: &str, limit: Duration) -> String {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline && !self.log.lock().unwrap().iter().any(|l| l.contains(needle)) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.stderr_tail()
+    }
+
     /// Assert an error response: status and code.
     pub fn error(&self, method: &str, path: &str, body: Option<&str>, status: u16, code: &str) -> Value {
         let r = self.req(method, path, body);

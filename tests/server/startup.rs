@@ -178,7 +178,7 @@ fn too_little_locked_memory_is_one_clear_line() {
 fn logs_are_leveled_filtered_and_optionally_json() {
     let memory_only = ("AIONBD_PERSISTENCE_ENABLED", "false");
     let s = Server::start(1, &[memory_only, ("AIONBD_LOG_FORMAT", "json")]);
-    let tail = s.stderr_tail();
+    let tail = s.stderr_with("memory only", Duration::from_secs(10));
     let lines: Vec<serde_json::Value> = tail
         .lines()
         .filter(|l| l.starts_with('{'))
@@ -191,7 +191,8 @@ fn logs_are_leveled_filtered_and_optionally_json() {
     assert!(!quiet.stderr_tail().contains("memory only"), "{}", quiet.stderr_tail());
     drop(quiet);
     let loud = Server::start(1, &[memory_only, ("AIONBD_LOG", "error"), ("RUST_LOG", "info")]);
-    assert!(loud.stderr_tail().contains("memory only"), "{}", loud.stderr_tail());
+    let tail = loud.stderr_with("memory only", Duration::from_secs(10));
+    assert!(tail.contains("memory only"), "{tail}");
     let (code, err) = run_expecting_failure(&[("AIONBD_LOG", "warn,,=x=y")], &[]);
     assert_eq!(code, 2);
     assert!(err.contains("server.log"), "{err}");
