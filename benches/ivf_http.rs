@@ -82,9 +82,16 @@ fn main() {
         let (st, r) = c.post("/collections/bench/points", format!(r#"{{"points":[{}]}}"#, pts.join(",")).as_bytes());
         assert_eq!(st, 200, "{}", String::from_utf8_lossy(&r));
     }
+    // `auto` drops IVF lists the graph makes redundant; a search that
+    // forces them (here one at nprobe 1) keeps them, built again if need be.
+    if !hnsw_only {
+        let (st, r) =
+            c.post("/collections/bench/search/topk", &body(queries.row(0), &metric, r#","mode":"ivf","nprobe":1"#));
+        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&r));
+    }
     // Wait for both partitions' indexes (built in the background).
     let t0 = Instant::now();
-    let info = settled(&mut c, false);
+    let info = settled(&mut c, false, !hnsw_only);
     let indexed_after = t0.elapsed();
     let parts = info["index"]["partitions"].as_array().unwrap();
     let build_ms: Vec<u64> = parts.iter().map(|p| p["build_ms"].as_u64().unwrap()).collect();
@@ -121,7 +128,7 @@ fn main() {
     // as a user's steady state, and report the exact QPS while it ran.
     let (during, ..) = run_one(&addr, &exact, &gt);
     let t1 = Instant::now();
-    settled(&mut c, true);
+    settled(&mut c, true, !hnsw_only);
     let recal = t1.elapsed();
     let (eq, ..) = run_one(&addr, &exact, &gt);
     let mut configs: Vec<(String, Vec<u8>)> = vec![("exact".into(), Vec::new())];
@@ -213,20 +220,23 @@ fn filtered(addr: &str, queries: &Matrix<f32>, n_queries: usize, metric: &str, r
     }
 }
 
-/// Wait until every partition has a settled IVF index (no build running,
-/// nothing scanned exactly) and, with `real`, one calibrated on real
-/// queries; the collection's info then.
-fn settled(c: &mut Client, real: bool) -> serde_json::Value {
+/// Wait until every partition's indexes are settled (no build running,
+/// nothing scanned exactly) and, with `real`, calibrated on real queries;
+/// IVF lists only with `ivf` (else they may be dropped); the collection's
+/// info then.
+fn settled(c: &mut Client, real: bool, ivf: bool) -> serde_json::Value {
     let t0 = Instant::now();
     loop {
         let (_, b) = c.send("GET", "/collections/bench", b"");
         let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
         let parts = v["index"]["partitions"].as_array().unwrap().clone();
         let ok = |p: &serde_json::Value| {
+            let lists = p["lists"].as_u64().unwrap_or(0) > 0
+                && p["exact_points"] == 0
+                && (!real || p["calibration_real_queries"].as_u64().unwrap_or(0) > 0);
             p["kind"] == "ivf"
                 && p["building"] == false
-                && p["exact_points"] == 0
-                && (!real || p["calibration_real_queries"].as_u64().unwrap_or(0) > 0)
+                && (!ivf || lists)
                 && p["hnsw"]["building"] == false
                 && p["hnsw"]["exact_points"] == 0
                 && (!real || p["hnsw"]["calibration_real_queries"].as_u64().unwrap_or(0) > 0)

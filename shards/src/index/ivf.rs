@@ -35,16 +35,68 @@ pub fn lists_for(n: usize) -> usize {
     ((n as f64).sqrt().round() as usize).clamp(8, 4096)
 }
 
+/// [`Builder::assigned`] of a row deleted before its assignment.
+const UNLISTED: u32 = u32::MAX;
+
 /// Candidates re-ranked exactly per query.
 fn rerank_count(k: usize) -> usize {
     (4 * k).max(40)
 }
 
-#[derive(Clone, Debug)]
-struct List {
+/// The inverted lists, one after another in one array per field: list `c`
+/// holds entries `start[c]..end[c]` (`end[c]` may fall short of
+/// `start[c + 1]` by the points deleted during the build). One allocation
+/// per field rather than three per list: at 384 dimensions and beyond ~11,000
+/// points the codes are one mapped block, which goes back to the kernel the
+/// moment a replaced index is freed. Per-list vectors, grown by doubling,
+/// left a rebuild's worth of arena garbage per rebuild until the next trim;
+/// during a bulk load (a rebuild per tenth of new points) that was most of
+/// the peak (docs/benchmarks.md, "Memory").
+#[derive(Clone, Debug, Default)]
+struct Lists {
+    start: Vec<usize>,
+    end: Vec<usize>,
     keys: Vec<u64>,
-    codes: Vec<u8>,
     norms: Vec<f32>,
+    /// `dim` bytes per entry (8-bit codes).
+    codes: Vec<u8>,
+}
+
+impl Lists {
+    fn len(&self) -> usize {
+        self.start.len()
+    }
+
+    /// Entries of list `c`.
+    fn range(&self, c: usize) -> std::ops::Range<usize> {
+        self.start[c]..self.end[c]
+    }
+
+    /// Size the lists for rows assigned as `assigned` says (`dim` bytes of
+    /// code each) and return where each list's first entry goes.
+    fn reserve(&mut self, assigned: &[u32], dim: usize) -> Vec<usize> {
+        let mut counts = vec![0usize; self.len()];
+        for &c in assigned.iter().filter(|&&c| c != UNLISTED) {
+            counts[c as usize] += 1;
+        }
+        let mut at = 0;
+        for (start, count) in self.start.iter_mut().zip(&counts) {
+            *start = at;
+            at += count;
+        }
+        self.end = self.start.clone();
+        self.keys = vec![0; at];
+        self.norms = vec![0.0; at];
+        self.codes = vec![0; at * dim];
+        self.start.clone()
+    }
+
+    fn mem_bytes(&self) -> usize {
+        (self.start.capacity() + self.end.capacity()) * 8
+            + self.keys.capacity() * 8
+            + self.norms.capacity() * 4
+            + self.codes.capacity()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -52,7 +104,7 @@ pub struct Ivf {
     dim: usize,
     centroids: Vec<f32>,
     centroid_norms: Vec<f32>,
-    lists: Vec<List>,
+    lists: Lists,
     sq: Sq8,
     pub calibration: Calibration,
     /// Points indexed when the build started.
@@ -76,16 +128,12 @@ impl Ivf {
 
     /// Bytes of the index itself (codes, keys, norms, centroids).
     pub fn mem_bytes(&self) -> usize {
-        self.lists.iter().map(|l| l.codes.capacity() + l.keys.capacity() * 8 + l.norms.capacity() * 4).sum::<usize>()
-            + (self.centroids.len() + self.centroid_norms.len()) * 4
-            + self.sq.mem_bytes()
+        self.lists.mem_bytes() + (self.centroids.len() + self.centroid_norms.len()) * 4 + self.sq.mem_bytes()
     }
 
     /// Map every key (build-time row) through `f` (to point ids).
     fn rekey(&mut self, f: impl Fn(u64) -> u64) {
-        for l in &mut self.lists {
-            l.keys.iter_mut().for_each(|k| *k = f(*k));
-        }
+        self.lists.keys.iter_mut().for_each(|k| *k = f(*k));
     }
 
     /// Approximate top-k: probe the `nprobe` nearest lists, keep the best
@@ -132,7 +180,7 @@ impl Ivf {
                 let nprobe = nprobe.clamp(1, order.len());
                 for &(_, c) in &order[scanned.min(nprobe)..nprobe] {
                     scan.list(self, c, &mut cand, &mut accept);
-                    codes += self.lists[c].keys.len();
+                    codes += self.lists.range(c).len();
                 }
                 scanned = scanned.max(nprobe);
                 (rerank(cand.clone(), q.k, &mut exact), codes)
@@ -191,7 +239,7 @@ impl Scan {
         let kern = kernels();
         let dim = ivf.dim;
         let query = &self.prep.query[..];
-        (0..ivf.lists.len())
+        (0..ivf.nlist())
             .map(|c| {
                 let cen = &ivf.centroids[c * dim..(c + 1) * dim];
                 let key = match self.metric {
@@ -206,14 +254,13 @@ impl Scan {
 
     /// Score list `c` by its codes into `cand`.
     fn list(&self, ivf: &Ivf, c: usize, cand: &mut TopK, accept: &mut impl FnMut(u64) -> bool) {
-        let list = &ivf.lists[c];
-        for (j, code) in list.codes.chunks_exact(ivf.dim).enumerate() {
-            let approx = self.prep.key(code, list.norms[j]);
-            if approx <= cand.threshold() {
-                let key = list.keys[j];
-                if accept(key) {
-                    cand.push(Scored { key: approx, id: key });
-                }
+        let lists = &ivf.lists;
+        let entries = lists.range(c);
+        let codes = lists.codes[entries.start * ivf.dim..entries.end * ivf.dim].chunks_exact(ivf.dim);
+        for ((code, &norm), &key) in codes.zip(&lists.norms[entries.clone()]).zip(&lists.keys[entries]) {
+            let approx = self.prep.key(code, norm);
+            if approx <= cand.threshold() && accept(key) {
+                cand.push(Scored { key: approx, id: key });
             }
         }
     }
@@ -228,8 +275,14 @@ enum Phase {
         sums: Vec<f64>,
         counts: Vec<u32>,
     },
+    /// Find each row's list ([`Builder::assigned`]).
     Assign {
         cursor: usize,
+    },
+    /// Write each listed row's entry at its list's next free place.
+    Pack {
+        cursor: usize,
+        next: Vec<usize>,
     },
     Calibrate,
     Done,
@@ -240,6 +293,9 @@ pub struct Builder {
     dim: usize,
     rows: Rows,
     sample: Vec<usize>,
+    /// Each row's list ([`UNLISTED`]: deleted before its assignment), until
+    /// the lists are packed.
+    assigned: Vec<u32>,
     index: Ivf,
     phase: Phase,
     calib: Calibrator,
@@ -271,7 +327,7 @@ impl Builder {
         // are enough (k-means fits its own sample better than unseen queries).
         let unseen = &perm[want..];
         let probes = if unseen.len() >= CALIB_QUERIES { spread(unseen) } else { spread(&sample) };
-        let lists = (0..nlist).map(|_| List { keys: Vec::new(), codes: Vec::new(), norms: Vec::new() }).collect();
+        let lists = Lists { start: vec![0; nlist], end: vec![0; nlist], ..Lists::default() };
         // 1, 2, 3, 4, 6, 8, 12, 16, 24, ... then every list.
         let mut ladder: Vec<usize> = std::iter::successors(Some(1usize), |p| Some(p * 2))
             .flat_map(|p| [p, p + p / 2])
@@ -294,6 +350,7 @@ impl Builder {
             dim,
             rows: Rows::new(ids, dim),
             sample,
+            assigned: Vec::new(),
             index,
             phase: Phase::Seed,
             real: (!real.is_empty()).then(|| Calibrator::new(Vec::new(), real, ladder.clone())),
@@ -306,7 +363,7 @@ impl Builder {
     /// quantizer's range per dimension (from the sample).
     fn seed(&mut self, src: &dyn RowSource) {
         let dim = self.dim;
-        let nlist = self.index.lists.len();
+        let nlist = self.index.nlist();
         let rows = self.rows.at(src);
         let mut centroids = Vec::with_capacity(nlist * dim);
         for &r in &self.sample[..nlist] {
@@ -323,6 +380,7 @@ impl Builder {
             Phase::Seed => &"IVF build step: seed",
             Phase::Train { .. } => &"IVF build step: train",
             Phase::Assign { .. } => &"IVF build step: assign",
+            Phase::Pack { .. } => &"IVF build step: pack",
             Phase::Calibrate => &"IVF build step: calibrate",
             Phase::Done => &"IVF build step",
         }
@@ -339,7 +397,7 @@ impl Builder {
 
     fn step_inner(&mut self, src: &dyn RowSource) -> bool {
         let dim = self.dim;
-        let step_points = (STEP_WORK / (self.index.lists.len() * dim).max(1)).clamp(8, 4096);
+        let step_points = (STEP_WORK / (self.index.nlist() * dim).max(1)).clamp(8, 4096);
         let rows = self.rows.at(src);
         match std::mem::replace(&mut self.phase, Phase::Done) {
             Phase::Seed => {
@@ -381,16 +439,41 @@ impl Builder {
             }
             Phase::Assign { cursor } => {
                 let end = (cursor + step_points).min(rows.len());
+                if cursor == 0 {
+                    self.assigned = Vec::with_capacity(rows.len());
+                }
                 for r in cursor..end {
                     // Deleted since the build started: not listed.
-                    let Some((row, row_norm)) = rows.get(r) else { continue };
-                    let c = nearest(&self.index.centroids, dim, row);
-                    let list = &mut self.index.lists[c];
-                    list.keys.push(r as u64);
-                    list.norms.push(row_norm);
-                    self.index.sq.encode(row, &mut list.codes);
+                    let c = rows.get(r).map_or(UNLISTED, |(row, _)| nearest(&self.index.centroids, dim, row) as u32);
+                    self.assigned.push(c);
                 }
-                self.phase = if end < rows.len() { Phase::Assign { cursor: end } } else { Phase::Calibrate };
+                self.phase = if end < rows.len() {
+                    Phase::Assign { cursor: end }
+                } else {
+                    Phase::Pack { cursor: 0, next: self.index.lists.reserve(&self.assigned, dim) }
+                };
+                false
+            }
+            Phase::Pack { cursor, mut next } => {
+                let end = (cursor + (STEP_WORK / dim.max(1)).max(64)).min(rows.len());
+                let lists = &mut self.index.lists;
+                for r in cursor..end {
+                    let c = self.assigned[r];
+                    // Deleted since its assignment: not listed either.
+                    let Some((row, row_norm)) = rows.get(r).filter(|_| c != UNLISTED) else { continue };
+                    let at = next[c as usize];
+                    next[c as usize] += 1;
+                    lists.keys[at] = r as u64;
+                    lists.norms[at] = row_norm;
+                    self.index.sq.encode_into(row, &mut lists.codes[at * dim..(at + 1) * dim]);
+                }
+                if end < rows.len() {
+                    self.phase = Phase::Pack { cursor: end, next };
+                } else {
+                    lists.end = next;
+                    self.assigned = Vec::new();
+                    self.phase = Phase::Calibrate;
+                }
                 false
             }
             Phase::Calibrate => {
@@ -432,11 +515,6 @@ impl Builder {
         }
         let ids = std::mem::take(&mut self.rows.ids);
         self.index.rekey(|row| ids[row as usize]);
-        for l in &mut self.index.lists {
-            l.keys.shrink_to_fit();
-            l.codes.shrink_to_fit();
-            l.norms.shrink_to_fit();
-        }
         self.index.build_ms = self.spent.as_millis() as u64;
         self.index
     }

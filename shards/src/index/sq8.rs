@@ -133,6 +133,13 @@ impl Sq8 {
 
     /// Append the code of `x` (values outside the range clamp).
     pub fn encode(&self, x: &[f32], out: &mut Vec<u8>) {
+        let start = out.len();
+        out.resize(start + self.code_len(), 0);
+        self.encode_into(x, &mut out[start..]);
+    }
+
+    /// Write the code of `x` into `out` ([`Sq8::code_len`] bytes).
+    pub fn encode_into(&self, x: &[f32], out: &mut [u8]) {
         let top = if self.packed { 15.0 } else { 255.0 };
         let level = |i: usize| -> u8 {
             match (x.get(i), self.scale.get(i)) {
@@ -141,11 +148,15 @@ impl Sq8 {
             }
         };
         if self.packed {
-            for b in 0..self.min.len().div_ceil(32) {
-                out.extend((0..16).map(|j| level(32 * b + j) | level(32 * b + 16 + j) << 4));
+            for (b, block) in out.chunks_exact_mut(16).enumerate() {
+                for (j, byte) in block.iter_mut().enumerate() {
+                    *byte = level(32 * b + j) | level(32 * b + 16 + j) << 4;
+                }
             }
         } else {
-            out.extend((0..self.min.len()).map(level));
+            for (i, byte) in out.iter_mut().enumerate() {
+                *byte = level(i);
+            }
         }
     }
 

@@ -327,12 +327,18 @@ fn builds_over_rows_changing_under_them_answer_like_an_exact_scan() {
     };
     let mut b = p.ivf_build_start(1, Instant::now());
     let mut steps = 0;
+    let mut packing = false;
     while !p.ivf_build_step(&mut b) {
         steps += 1;
-        if steps == 1 || steps == 30 {
+        // While the lists train, and between the rows' assignment to lists
+        // and their packing.
+        let pack_next = !packing && *b.phase_name() == "IVF build step: pack";
+        packing |= pack_next;
+        if steps == 1 || pack_next {
             mutate(&mut p);
         }
     }
+    assert!(packing, "the build packs its lists");
     let _ = p.ivf_install(b.finish());
     let mut g = p.graph_build_start(2);
     let mut steps = 0;
