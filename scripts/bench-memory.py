@@ -64,7 +64,7 @@ def trace(path, pid, t0, partitions, stop):
     """About every 50 ms until `stop`: time, RSS, each partition's state."""
     with open(path, "w") as out:
         out.write("# s rss_mib | per partition: IVF indexed points (b: building, d: dropped), graph nodes "
-                  "(b: building), points pending for the graph\n")
+                  "(b: building), points pending for the graph, rows in memory (light mode)\n")
         while not stop.is_set():
             rss = status(pid, "VmRSS")
             try:
@@ -74,9 +74,10 @@ def trace(path, pid, t0, partitions, stop):
             cells = []
             for p in ps:
                 h = p.get("hnsw") or {}
-                cells.append("ivf %s%s%s graph %s%s pending %s" % (
+                cells.append("ivf %s%s%s graph %s%s pending %s%s" % (
                     p.get("indexed_points", 0), "b" if p.get("building") else "", "d" if p.get("dropped") else "",
-                    h.get("nodes", 0), "b" if h.get("building") else "", h.get("exact_points", 0)))
+                    h.get("nodes", 0), "b" if h.get("building") else "", h.get("exact_points", 0),
+                    " in_memory %s" % p["rows"]["in_memory"] if "rows" in p else ""))
             out.write("%.2f %.1f | %s\n" % (time.time() - t0, rss, " | ".join(cells)))
             out.flush()
             time.sleep(0.05)

@@ -179,6 +179,26 @@ impl<'a> Pace<'a> {
                 break;
             }
         }
+        self.evict().await;
+    }
+
+    /// Memory-light mode: write the rows the installed graph now holds to
+    /// disk, in paced steps; `true` if any went. Also between the steps of
+    /// long jobs ([`Pace::keep_graphs_current`]): a graph rebuild during a
+    /// bulk load runs for seconds, and every row written meanwhile stayed
+    /// in memory until it ended (15,000 rows per partition, most of the
+    /// load's peak, on a 50,000-point load). A build reads its rows where
+    /// they are at each step, in memory or on disk.
+    async fn evict(&mut self) -> bool {
+        let node = self.node;
+        let evict = || node.with_shard(&"eviction step (memory-light)", |s| s.evict_cold(EVICT_STEP));
+        // Unpaced once: in full mode (or with nothing to evict) it is a
+        // no-op, and a paced step would yield for nothing.
+        if !evict() {
+            return false;
+        }
+        while self.step(evict).await {}
+        true
     }
 }
 
@@ -363,10 +383,8 @@ pub fn start(node: Rc<Node>, cooldown: Duration) {
                 trims.grown |= node.with_shard(&"graph pending check", |s| s.graph_pending());
                 let round_end = Instant::now() + EXTEND_ROUND;
                 while pace.extend().await && Instant::now() < round_end {}
-                // Memory-light mode: rows the graph now holds go to disk
-                // (their memory is handed back with the next trim).
-                while pace.step(|| node.with_shard(&"eviction step (memory-light)", |s| s.evict_cold(EVICT_STEP))).await
-                {
+                // Memory-light mode: rows the graph now holds go to disk.
+                if pace.evict().await {
                     trims.grown = true;
                 }
                 let writes = node.metrics.writes_applied();
