@@ -550,6 +550,60 @@ mod tests {
         (b.finish(), rows, norms)
     }
 
+    /// Rows that some ids no longer have (deleted while a build runs).
+    struct Vanishing {
+        dense: crate::index::calib::Dense,
+        gone: std::collections::HashSet<u64>,
+    }
+
+    impl RowSource for Vanishing {
+        fn row_of(&self, slot: usize, id: u64) -> Option<(&[f32], f32)> {
+            (!self.gone.contains(&id)).then(|| self.dense.row_of(slot, id)).flatten()
+        }
+    }
+
+    #[test]
+    fn packed_lists_hold_every_row_present_at_its_packing_once() {
+        let (n, dim) = (3000, 8);
+        let dense = crate::index::calib::Dense::new(clustered(n, dim, 16, 3), dim);
+        let mut src = Vanishing { dense, gone: Default::default() };
+        let mut b = Builder::new((0..n as u64).collect(), dim, 5, RealQueries::default());
+        let (mut assigning, mut packing) = (false, false);
+        while !b.step(&src) {
+            // Some go before their rows are assigned to lists, some after
+            // (before their entries are packed).
+            if !assigning && *b.phase_name() == "IVF build step: assign" {
+                assigning = true;
+                src.gone.extend((0..n as u64).step_by(7));
+            }
+            if !packing && *b.phase_name() == "IVF build step: pack" {
+                packing = true;
+                src.gone.extend((3..n as u64).step_by(11));
+            }
+        }
+        assert!(assigning && packing);
+        let ivf = b.finish();
+        let lists = &ivf.lists;
+        let mut seen = vec![0; n];
+        for c in 0..ivf.nlist() {
+            assert!(lists.range(c).end <= lists.start.get(c + 1).copied().unwrap_or(lists.keys.len()));
+            for e in lists.range(c) {
+                let id = lists.keys[e];
+                seen[id as usize] += 1;
+                // The entry is the row's own code and norm.
+                let (row, norm) = src.row_of(id as usize, id).expect("listed rows are present");
+                assert_eq!(lists.norms[e], norm);
+                let mut code = Vec::new();
+                ivf.sq.encode(row, &mut code);
+                assert_eq!(&lists.codes[e * dim..(e + 1) * dim], &code[..]);
+            }
+        }
+        for (id, &times) in seen.iter().enumerate() {
+            let want = usize::from(!src.gone.contains(&(id as u64)));
+            assert_eq!(times, want, "point {id} listed {times} times");
+        }
+    }
+
     #[test]
     fn probing_every_list_equals_exact_and_recall_never_falls_as_probes_rise() {
         let (n, dim) = (4000, 16);
