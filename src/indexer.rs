@@ -1,7 +1,7 @@
 //! Background index work: one task per shard, on a low-priority task queue.
 //! Each round it builds the payload indexes filters asked for, inserts
 //! points written since into the HNSW graphs (paced
-//! against the writes, for at most [`EXTEND_ROUND`]), recalibrates an installed index on real queries when
+//! against the writes, for at most [`EXTEND_ROUND`]), recalibrates an installed index (on real queries, or its graph on held-out points) when
 //! one is due (`shards::partition::recal`), or else finds a partition
 //! wanting its IVF index, or once that is in its HNSW graph, (re)built:
 //! builds and calibrates in bounded steps that read the partition's rows in
@@ -70,10 +70,9 @@ const BACKLOG: usize = 1024;
 /// busy request queue is preempted (every 5 ms), so a 150 µs step per
 /// wake-up got 3 % of a shard whose searches scanned a growing backlog.
 const BACKLOG_SHARES: usize = 1000;
-/// How long a shard must have applied no write for a graph whose
-/// calibration rests on real queries to be rebuilt for growth
-/// (`shards::partition::graph::GROWTH_REBUILD_REAL`): under steady ingest
-/// it grows by inserts and is recalibrated instead.
+/// How long a shard must have applied no write for a graph to be rebuilt
+/// for growth (`shards::partition::graph::GROWTH_REBUILD`): under steady
+/// ingest it grows by inserts and is recalibrated instead.
 const WRITES_PAUSED: Duration = Duration::from_secs(2);
 /// How often glommio reads the build queue's shares.
 const SHARES_PERIOD: Duration = Duration::from_millis(10);
@@ -264,9 +263,9 @@ async fn build_graph(node: &Node, seed: u64, writes_paused: bool) -> bool {
     true
 }
 
-/// Recalibrate an installed index on its partition's real queries (no
-/// rebuild: only its table of setting -> recall changes); `false` if none
-/// is due.
+/// Recalibrate an installed index on its partition's real queries, or its
+/// graph on held-out points (no rebuild: only its table of setting ->
+/// recall changes); `false` if none is due.
 async fn recalibrate(node: &Node) -> bool {
     let Some((name, uid, mut job)) = node.with_shard(&"recalibration start", |s| s.recal_next(Instant::now())) else {
         return false;
@@ -282,11 +281,7 @@ async fn recalibrate(node: &Node) -> bool {
     }
     // It may drop the IVF lists (unused beside the graph).
     crate::reclaim::free(node.with_shard(&"recalibration install", |s| s.recal_install(&name, uid, job)));
-    tracing::debug!(
-        "shard {}: {name}: index recalibrated on real queries in {:.1} s",
-        node.me(),
-        started.elapsed().as_secs_f64()
-    );
+    tracing::debug!("shard {}: {name}: index recalibrated in {:.1} s", node.me(), started.elapsed().as_secs_f64());
     true
 }
 

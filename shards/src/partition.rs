@@ -466,7 +466,7 @@ impl Partition {
         retired.keep(self.ivf.replace(IvfState {
             index,
             dirty,
-            recal: recal::Mark::new(self.installs, self.len(), measured),
+            recal: recal::Mark::new(self.installs, self.len(), measured, Instant::now()),
         }));
         retired.keep(self.drop_unused_ivf());
         retired

@@ -118,14 +118,15 @@ pub struct Calibration {
     pub by_share: Vec<(u32, Calibration)>,
 }
 
-/// Whether row `r` belongs to the pseudo-random `share` percent of rows a
-/// filtered calibration admits.
-pub fn in_share(r: usize, share: u32) -> bool {
+/// Whether the point answering as `key` (a build's row number, an
+/// installed index's point id) belongs to the pseudo-random `share`
+/// percent of points a filtered calibration admits.
+pub fn in_share(key: u64, share: u32) -> bool {
     if share >= 100 {
         return true;
     }
-    // The first splitmix64 output seeded with the row number.
-    let mut state = r as u64;
+    // The first splitmix64 output seeded with the key.
+    let mut state = key;
     (splitmix64(&mut state) % 100) < share as u64
 }
 

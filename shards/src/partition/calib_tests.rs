@@ -147,6 +147,71 @@ fn repairs_and_growth_make_a_recalibration_due_instead_of_a_rebuild() {
     }
 }
 
+/// Growth by a fifth makes a graph whose table rests on held-out points due
+/// a held-out recalibration, not a rebuild: its probes leave the graph and
+/// stay out of inserts while it runs (searches still find them, scored
+/// exactly), its tables are replaced by what queries like the probes get
+/// from the grown graph, and the probes then go back in.
+#[test]
+fn growth_recalibrates_a_held_out_graph_on_probes_taken_out_of_it() {
+    use super::recal::REPAIRED_EVERY;
+    use crate::index::calib::{CALIB_K, CALIB_QUERIES};
+    use std::time::Duration;
+    let dim = 16;
+    let mut p = partition_of(&uniform_rows(3000, dim, 21), dim);
+    let t0 = Instant::now();
+    let mut g = p.graph_build_start(2);
+    while !p.graph_build_step(&mut g) {}
+    let _ = p.graph_install(g.finish(), t0);
+    let grown = uniform_rows(1000, dim, 22);
+    for (i, v) in grown.iter().enumerate() {
+        p.upsert(10_000 + i as u64, v, Payload::default());
+    }
+    while p.graph_extend(Duration::from_secs(1)) {}
+    assert!(!p.graph_wanted(true), "growth by a third wants no rebuild");
+    assert!(p.recal_start(t0 + REPAIRED_EVERY / 2).is_none(), "not before REPAIRED_EVERY");
+    // A table the grown graph does not earn (every setting finds every
+    // point): the recalibration must replace it.
+    let c = &mut p.hnsw.as_mut().unwrap().calibration;
+    c.by_rank.iter_mut().for_each(|m| m.iter_mut().for_each(|r| *r = [1.0; CALIB_K]));
+    c.apply_parts(1);
+    let later = t0 + REPAIRED_EVERY;
+    let mut r = p.recal_start(later).expect("grown by a fifth: due");
+    assert_eq!(r.kind, IndexKind::Hnsw);
+    let held = p.hnsw.as_ref().unwrap().held.clone();
+    assert_eq!(held.len(), CALIB_QUERIES);
+    // Inserts go on, but not of the probes; a search still finds each.
+    p.upsert(20_000, &grown[0], Payload::default());
+    while p.graph_extend(Duration::from_secs(1)) {}
+    assert!(!p.graph_pending(), "only held probes wait");
+    let h = p.hnsw.as_ref().unwrap();
+    assert!(h.graph.contains(20_000));
+    assert!(held.iter().all(|id| !h.graph.contains(*id) && h.pending.contains(id)));
+    let probes: Vec<Vec<f32>> =
+        held.iter().map(|id| p.row(p.slot_of.get(id).copied().unwrap() as usize).to_vec()).collect();
+    let params = SearchParams { metric: Metric::L2, k: 1, filter: None };
+    let found = p.search_graph(&probes, &params, 16).unwrap();
+    assert!(found.iter().zip(&held).all(|(f, id)| f[0].id == *id), "probes are found while out of the graph");
+    while p.recal_step(&mut r) == Some(false) {}
+    let _ = p.recal_install(r, later);
+    let h = p.hnsw.as_ref().unwrap();
+    assert!(h.held.is_empty());
+    assert_eq!(h.calibration.real_basis(Metric::L2), None, "still on held-out points");
+    assert_eq!(h.calibration.by_share.len(), crate::index::hnsw::FILTER_SHARES.len());
+    while p.graph_extend(Duration::from_secs(1)) {}
+    let h = p.hnsw.as_ref().unwrap();
+    assert!(held.iter().all(|id| h.graph.contains(*id)), "the probes went back in");
+    assert_eq!(h.graph.live(), p.len());
+    // The new table is what unseen queries from the stored points'
+    // distribution get (and it is not the one every setting found all in).
+    let per_ef = graph_recall_per_ef(&p, &uniform_rows(200, dim, 23), Metric::L2);
+    assert!(per_ef[0].1 < 0.95, "the narrowest beam misses some: {per_ef:?}");
+    for (ef, recall, calibrated) in per_ef {
+        assert!((recall - calibrated).abs() <= 0.05, "ef {ef}: searches find {recall}, measured {calibrated}");
+    }
+    assert!(p.recal_start(later + REPAIRED_EVERY).is_none(), "measured: not due again");
+}
+
 /// The real queries of one metric (here cosine, which a user's load
 /// sends) calibrate the graph for every metric the partition is queried
 /// with (one dot query came too), and the recall searches by those metrics

@@ -9,17 +9,16 @@
 //! answers. The same paced steps first repair the graph around each
 //! tombstone (`Hnsw::repair_next`), which frees its slot for the next
 //! insert: deletes and updates are mended in place, not by rebuilds. A
-//! rebuild comes when the partition has grown over the graph's build by a
-//! fifth while its calibration rests on held-out points
-//! (`GROWTH_REBUILD`: a rebuild is how those are measured afresh) or
-//! doubled once it rests on real queries and writes have paused
-//! (`GROWTH_REBUILD_REAL`: growth only recalibrates it, `recal`), or when the graph holds more
-//! slots beyond the partition's points than points (`DEAD_REBUILD`:
-//! memory, not recall, is then the reason).
+//! rebuild comes when the partition has doubled over the graph's build and
+//! writes have paused (`GROWTH_REBUILD`; never in memory-light mode:
+//! growth by less only recalibrates the graph, on real queries or on
+//! held-out points, `recal`), or when the graph holds more slots beyond
+//! the partition's points than points (`DEAD_REBUILD`: memory, not recall,
+//! is then the reason).
 
 use super::{Partition, Retired, SearchParams, MIN_POINTS};
 use crate::index::calib::Calibration;
-use crate::index::hnsw::{GraphBuilder, Hnsw, HnswQuery};
+use crate::index::hnsw::{Exact, GraphBuilder, Hnsw, HnswQuery};
 use crate::math::distance::Metric;
 use crate::math::prefetch;
 use crate::math::topk::{Scored, TopK};
@@ -55,6 +54,21 @@ pub(super) struct HnswState {
     /// Live nodes when installed (growth counts against it).
     pub(super) built_nodes: usize,
     pub(super) recal: super::recal::Mark,
+    /// Pending points a held-out recalibration keeps out of the graph
+    /// until it ends (its probes: see `recal`), ascending.
+    pub(super) held: Vec<u64>,
+}
+
+impl HnswState {
+    /// A pending point the graph may take now (not held out).
+    fn next_insert(&self) -> Option<u64> {
+        self.pending.iter().copied().find(|id| self.held.binary_search(id).is_err())
+    }
+
+    /// Whether points wait to be inserted, or tombstones to be repaired.
+    fn waiting(&self) -> bool {
+        self.graph.unrepaired() > 0 || self.pending.len() > self.held.len() || self.next_insert().is_some()
+    }
 }
 
 impl std::fmt::Debug for HnswState {
@@ -113,22 +127,20 @@ pub(super) fn ivf_unused(graph: &Calibration, ivf: &Calibration) -> bool {
 }
 
 /// Growth of the partition over the nodes the graph was built with that
-/// triggers a rebuild while the graph's calibration rests on held-out
-/// points (new points are inserted one by one meanwhile; the rebuild
-/// brings a fresh held-out calibration and arrays sized to the points).
-const GROWTH_REBUILD: f64 = 0.2;
-
-/// The same once the calibration rests on real queries, and only once
-/// writes have paused: growth is measured by recalibrating on them
-/// (`recal::GROWN_SHARE`), and the graph grows by inserts as an HNSW
-/// graph is built anyway; a rebuild each time the partition doubles only
+/// triggers a rebuild, only once writes have paused, and not in
+/// memory-light mode: growth is measured by recalibrating (on real
+/// queries, or on held-out points while there are too few: `recal`,
+/// `recal::GROWN_SHARE`), and the graph grows by inserts as an HNSW graph
+/// is built anyway; a rebuild each time the partition doubles only
 /// retrains the graph's 8-bit code ranges on the points as they are now
 /// and sizes its arrays. Under steady ingest such a rebuild cannot finish:
 /// at 200 points/s per partition, the one that started at 141,000 points
 /// ran for over seven minutes at its paced share while the points written
 /// meanwhile kept ~1,000 points waiting for the graph and searches
-/// slowed (commit 3ac537a).
-const GROWTH_REBUILD_REAL: f64 = 1.0;
+/// slowed (commit 3ac537a). A rebuild holds a second graph beside the
+/// installed one until it replaces it: a memory-light partition, whose
+/// graph is most of its memory, would peak near twice its settled size.
+const GROWTH_REBUILD: f64 = 1.0;
 
 /// Points written during a rebuild that only a pause in writes allowed
 /// (the doubling one above) that make it give up: writes resumed, and the
@@ -175,21 +187,18 @@ impl Partition {
 
     /// Whether the graph should be (re)built now: the IVF index is in and
     /// no build runs, and there is no graph yet, or the partition grew by
-    /// [`GROWTH_REBUILD`] over it ([`GROWTH_REBUILD_REAL`] once its
-    /// calibration rests on real queries, and only while `writes_paused`:
-    /// the shard applied no write since the indexer last looked), or it
-    /// holds [`DEAD_REBUILD`] slots per point beyond the points (real
-    /// queries recalibrate it without a rebuild).
+    /// [`GROWTH_REBUILD`] over it while `writes_paused` (the shard applied
+    /// no write for a while) and rows stay in memory, or it holds
+    /// [`DEAD_REBUILD`] slots per point beyond the points. Growth short of
+    /// that, and repairs, are measured by recalibrating (`recal`).
     pub fn graph_wanted(&self, writes_paused: bool) -> bool {
         self.len() >= MIN_POINTS
             && (self.ivf.is_some() || self.hnsw.is_some() || self.ivf_dropped)
             && self.build_dirty.is_none()
             && self.hnsw_build_dirty.is_none()
             && self.hnsw.as_ref().is_none_or(|h| {
-                let real = h.calibration.rests_on_real();
-                let growth = if real { GROWTH_REBUILD_REAL } else { GROWTH_REBUILD };
-                let grown = self.len() as f64 >= (1.0 + growth) * h.built_nodes.max(1) as f64;
-                let grown = grown && (writes_paused || !real);
+                let grown = self.len() as f64 >= (1.0 + GROWTH_REBUILD) * h.built_nodes.max(1) as f64;
+                let grown = grown && writes_paused && self.cold.is_none();
                 // Slots left over once the pending points took theirs.
                 let dead = h.graph.nodes().saturating_sub(self.len());
                 let dead = dead as f64 > DEAD_REBUILD * self.len().max(1) as f64;
@@ -279,9 +288,10 @@ impl Partition {
         let built_nodes = graph.live();
         self.installs += 1;
         let measured = calibration.rests_on_real().then_some(now);
-        let recal = super::recal::Mark::new(self.installs, built_nodes, measured);
+        let recal = super::recal::Mark::new(self.installs, built_nodes, measured, now);
         let mut retired = Retired::default();
-        retired.keep(self.hnsw.replace(HnswState { graph, calibration, pending, build_ms, built_nodes, recal }));
+        let held = Vec::new();
+        retired.keep(self.hnsw.replace(HnswState { graph, calibration, pending, build_ms, built_nodes, recal, held }));
         retired.keep(self.drop_unused_ivf());
         retired
     }
@@ -316,11 +326,11 @@ impl Partition {
                 h.recal.note_repair();
                 continue;
             }
-            let Some(&id) = h.pending.iter().next() else { break };
+            let Some(id) = h.next_insert() else { break };
             h.pending.remove(&id);
             self.graph_insert_current(&mut h.graph, id);
         }
-        let more = !h.pending.is_empty() || h.graph.unrepaired() > 0;
+        let more = h.waiting();
         self.hnsw = Some(h);
         more
     }
@@ -328,7 +338,7 @@ impl Partition {
     /// Points waiting to be inserted into the graph, or tombstones to
     /// repair around.
     pub fn graph_pending(&self) -> bool {
-        self.hnsw.as_ref().is_some_and(|h| !h.pending.is_empty() || h.graph.unrepaired() > 0)
+        self.hnsw.as_ref().is_some_and(HnswState::waiting)
     }
 
     /// How many points wait for the graph, and tombstones for repair.
@@ -389,29 +399,50 @@ impl Partition {
     /// One query through the graph, with the pending points scored exactly:
     /// what a search at `ef` answers (recalibration measures this).
     pub(super) fn graph_query(&self, h: &HnswState, q: &[f32], params: &SearchParams, ef: usize) -> Vec<Scored> {
-        let filter = params.filter.filter(|f| !f.is_empty());
-        let (exact, passes) = (self.exact_of(params.metric, q), self.passes(filter));
-        let hq = HnswQuery { query: q, metric: params.metric, k: params.k, ef };
-        let mut top = TopK::new(params.k);
+        let (metric, k) = (params.metric, params.k);
         // Unfiltered, the walk never reads a node's key (a cache miss per
         // admitted neighbour) nor calls a filter.
-        let found = match filter {
-            None => h.graph.search(&hq, |_| true, exact),
-            Some(_) => h.graph.search(&hq, &passes, exact),
-        };
-        found.into_iter().for_each(|s| top.push(s));
+        match params.filter.filter(|f| !f.is_empty()) {
+            None => self.graph_walk(h, q, metric, k, ef, |_| true),
+            Some(f) => self.graph_walk(h, q, metric, k, ef, self.passes(Some(f))),
+        }
+    }
+
+    /// [`Partition::graph_query`] over the points `admit` admits.
+    pub(super) fn graph_walk(
+        &self,
+        h: &HnswState,
+        q: &[f32],
+        metric: Metric,
+        k: usize,
+        ef: usize,
+        admit: impl Fn(u64) -> bool,
+    ) -> Vec<Scored> {
+        let exact = self.exact_of(metric, q);
+        let hq = HnswQuery { query: q, metric, k, ef };
+        let mut top = TopK::new(k);
+        h.graph.search(&hq, &admit, exact).into_iter().for_each(|s| top.push(s));
         // Pending points in slot order, the rows a few ahead prefetched:
         // new points sit together at the end of the rows, so this reads
         // forwards (in the set's hash order every row was a cache miss, and
         // the pending scan cost more than the walk under steady ingest).
         let mut slots: Vec<u32> = h.pending.iter().filter_map(|id| self.slot_of.get(id).copied()).collect();
         slots.sort_unstable();
+        if self.cold.is_some() {
+            // Memory-light: pending rows are in memory, but a held-out
+            // recalibration's probes are on disk: one batched read for
+            // them all, not one read (of a run of rows) each.
+            let ids: Vec<u64> = slots.iter().map(|&slot| self.ids[slot as usize]).filter(|&id| admit(id)).collect();
+            let keys = exact.exact_all(&ids);
+            ids.into_iter().zip(keys).filter_map(|(id, key)| Some(Scored { key: key?, id })).for_each(|s| top.push(s));
+            return top.into_sorted();
+        }
         for (i, &slot) in slots.iter().enumerate() {
-            if let (None, Some(&ahead)) = (&self.cold, slots.get(i + PENDING_AHEAD)) {
+            if let Some(&ahead) = slots.get(i + PENDING_AHEAD) {
                 prefetch(self.row(ahead as usize));
             }
             let id = self.ids[slot as usize];
-            if let (Some(key), true) = (exact.at(slot as usize), passes(id)) {
+            if let (Some(key), true) = (exact.at(slot as usize), admit(id)) {
                 top.push(Scored { key, id });
             }
         }

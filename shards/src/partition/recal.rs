@@ -1,5 +1,5 @@
-//! Recalibrating an installed index on the real queries, without
-//! rebuilding it.
+//! Recalibrating an installed index without rebuilding it, on the real
+//! queries or, until there are enough of them, on held-out points.
 //!
 //! A build calibrates on held-out stored points, which overstate the recall
 //! real queries get when those are unlike the stored data (`calib`'s
@@ -16,11 +16,20 @@
 //! points answers with less recall per `ef` than the one measured) or
 //! inserts grew it by a fifth ([`GROWN_SHARE`]: a bigger graph gives less
 //! recall per `ef`; this replaces a rebuild for growth, see
-//! `graph::GROWTH_REBUILD_REAL`).
+//! `graph::GROWTH_REBUILD`).
+//!
+//! A graph whose table still rests on held-out points is measured again on
+//! held-out points after the same growth or repairs: its probes (points it
+//! holds, spread over the partition) are taken out of it and held out of
+//! inserts while the run measures the graph on them and on midpoints of
+//! pairs of them, unfiltered and as broad filters admit points, as its
+//! build did; then they go back in. A rebuild did this before, holding a
+//! second graph beside the first.
 
-use super::graph::IndexKind;
+use super::graph::{HnswState, IndexKind};
 use super::{Partition, SearchParams};
-use crate::index::calib::{self, CalibQuery, CalibRows, Calibrator, CALIB_K};
+use crate::index::calib::{self, in_share, CalibQuery, CalibRows, Calibrator, RealQueries, CALIB_K};
+use crate::index::hnsw::FILTER_SHARES;
 use crate::index::ivf::IvfQuery;
 use crate::math::topk::{Scored, TopK};
 use std::time::{Duration, Instant};
@@ -56,13 +65,24 @@ pub struct Mark {
     repaired: usize,
     /// Live nodes when it was last measured (built or recalibrated).
     measured_live: usize,
+    /// When it was last measured on held-out points (built, or
+    /// recalibrated on them).
+    held_at: Instant,
 }
 
 impl Mark {
-    /// The mark of install `serial` with `live` points, measured on real
-    /// queries at `at` (`None`: on held-out points only).
-    pub fn new(serial: u64, live: usize, at: Option<Instant>) -> Self {
-        Mark { serial, at, repaired: 0, measured_live: live }
+    /// The mark of install `serial` with `live` points, installed at
+    /// `now`, measured on real queries at `at` (`None`: on held-out points
+    /// only).
+    pub fn new(serial: u64, live: usize, at: Option<Instant>, now: Instant) -> Self {
+        Mark { serial, at, repaired: 0, measured_live: live, held_at: now }
+    }
+
+    /// Whether repairs changed [`REPAIRED_SHARE`] of the index (with
+    /// `live` points) or it grew by [`GROWN_SHARE`] since it was measured.
+    fn changed(&self, live: usize) -> bool {
+        self.repaired as f64 >= REPAIRED_SHARE * live.max(1) as f64
+            || live as f64 >= (1.0 + GROWN_SHARE) * self.measured_live.max(1) as f64
     }
 
     /// Count a repair of the graph this mark belongs to.
@@ -71,11 +91,15 @@ impl Mark {
     }
 }
 
-/// A recalibration under way: which index, and the calibration run.
+/// A recalibration under way: which index, and the calibration runs (on
+/// real queries: one; on held-out points: the unfiltered one, then one per
+/// filtered share, `FILTER_SHARES`).
 pub struct Recalibration {
     pub(super) kind: IndexKind,
     serial: u64,
-    calib: Calibrator,
+    calibs: Vec<Calibrator>,
+    /// On held-out points (the graph's probes, kept out of it meanwhile).
+    held_out: bool,
 }
 
 impl CalibRows for Partition {
@@ -110,23 +134,37 @@ impl Partition {
             Some(at) => {
                 let since = now.saturating_duration_since(at);
                 let queried = since >= EVERY && self.queries_seen >= self.reservoir.len() as u64 + NEW_QUERIES;
-                let changed = mark.repaired as f64 >= REPAIRED_SHARE * live.max(1) as f64
-                    || live as f64 >= (1.0 + GROWN_SHARE) * mark.measured_live.max(1) as f64;
-                queried || (since >= REPAIRED_EVERY && changed)
+                queried || (since >= REPAIRED_EVERY && mark.changed(live))
             }
         }
     }
 
-    /// Start a recalibration of the graph or else the IVF index (`auto`
-    /// compares their costs at the target, so both must rest on the same
-    /// queries); `None` if neither is due.
+    /// Whether the graph, measured on held-out points only, is due a
+    /// held-out recalibration: it grew by [`GROWN_SHARE`] or repairs
+    /// changed [`REPAIRED_SHARE`] of it since it was measured, and
+    /// [`REPAIRED_EVERY`] passed. (This replaces the rebuild that growth
+    /// brought: both measure the grown graph on unseen stored points, but a
+    /// rebuild held a second graph beside the first.)
+    fn held_out_due(&self, h: &HnswState, now: Instant) -> bool {
+        !h.calibration.rests_on_real()
+            && now.saturating_duration_since(h.recal.held_at) >= REPAIRED_EVERY
+            && h.recal.changed(self.len())
+    }
+
+    /// Start a recalibration of the graph or else the IVF index on real
+    /// queries (`auto` compares their costs at the target, so both must
+    /// rest on the same queries), or else of the graph on held-out points;
+    /// `None` if none is due.
     pub fn recal_start(&mut self, now: Instant) -> Option<Recalibration> {
-        let (kind, serial, ladder) = match (&self.hnsw, &self.ivf) {
+        let (kind, serial, ladder, held_out) = match (&self.hnsw, &self.ivf) {
             (Some(h), _) if self.recal_due(&h.recal, h.calibration.rests_on_real(), self.len(), now) => {
-                (IndexKind::Hnsw, h.recal.serial, h.calibration.ladder.clone())
+                (IndexKind::Hnsw, h.recal.serial, h.calibration.ladder.clone(), false)
             }
             (_, Some(s)) if self.recal_due(&s.recal, s.index.calibration.rests_on_real(), self.len(), now) => {
-                (IndexKind::Ivf, s.recal.serial, s.index.calibration.ladder.clone())
+                (IndexKind::Ivf, s.recal.serial, s.index.calibration.ladder.clone(), false)
+            }
+            (Some(h), _) if self.held_out_due(h, now) => {
+                (IndexKind::Hnsw, h.recal.serial, h.calibration.ladder.clone(), true)
             }
             _ => return None,
         };
@@ -140,20 +178,71 @@ impl Partition {
             mark.repaired = 0;
             mark.measured_live = live;
         }
+        if held_out {
+            let calibs = self.hold_out_probes(&ladder);
+            return Some(Recalibration { kind, serial, calibs, held_out });
+        }
         // Later queries replace the sample's with the chance they would
         // have had among the queries since this one.
         self.queries_seen = self.reservoir.len() as u64;
-        Some(Recalibration { kind, serial, calib: Calibrator::new(Vec::new(), self.reservoir.clone(), ladder) })
+        let calibs = vec![Calibrator::new(Vec::new(), self.reservoir.clone(), ladder)];
+        Some(Recalibration { kind, serial, calibs, held_out })
+    }
+
+    /// Take the probes of a held-out recalibration out of the graph: up to
+    /// `CALIB_QUERIES` points it holds, spread over the partition,
+    /// tombstoned (its repairs mend the graph around them) and pending
+    /// (searches score them exactly meanwhile), held out of inserts until
+    /// the recalibration ends. Then they are as unseen as a build's probes,
+    /// which it inserts only after calibrating. Returns the calibrations:
+    /// unfiltered, then one per filtered share.
+    fn hold_out_probes(&mut self, ladder: &[usize]) -> Vec<Calibrator> {
+        let Some(h) = self.hnsw.as_mut() else { return Vec::new() };
+        let in_graph: Vec<usize> = (0..self.ids.len()).filter(|&r| !h.pending.contains(&self.ids[r])).collect();
+        let probes = calib::spread(&in_graph);
+        let mut held: Vec<u64> = probes.iter().map(|&r| self.ids[r]).collect();
+        for &id in &held {
+            h.graph.tombstone(id);
+            h.pending.insert(id);
+        }
+        held.sort_unstable();
+        h.held = held.clone();
+        std::iter::once(100)
+            .chain(FILTER_SHARES)
+            .map(|share| {
+                // Probe rows are read when their turn comes: a delete that
+                // moves a row into a probe's slot meanwhile makes that query
+                // another point's (in the graph, and its own nearest).
+                let mut c = Calibrator::new(probes.clone(), RealQueries::default(), ladder.to_vec());
+                c.hold_out(held.clone());
+                c.admit_share(share);
+                c
+            })
+            .collect()
     }
 
     /// One bounded step: part of an exact scan, or one query through the
     /// index at some ladder settings. `Some(true)` once complete, `None`
     /// if the index it measures was replaced (drop it).
     pub fn recal_step(&self, r: &mut Recalibration) -> Option<bool> {
+        let Some(calib) = r.calibs.iter_mut().find(|c| !c.is_done()) else { return Some(true) };
         match r.kind {
+            IndexKind::Hnsw if r.held_out => {
+                let h = self.hnsw.as_ref().filter(|h| h.recal.serial == r.serial)?;
+                let share = calib.share();
+                // The probes are out of the graph and, held, out of the
+                // exact answers: out of the pending points scored too.
+                let admit = |id: u64| in_share(id, share) && h.held.binary_search(&id).is_err();
+                calib.step(self, SCAN_ROWS, |q: &CalibQuery| {
+                    let t = Instant::now();
+                    let found = self.graph_walk(h, q.query, q.metric, CALIB_K, q.ladder[q.rung], admit);
+                    vec![(found, t.elapsed().as_nanos() as f32)]
+                });
+                Some(false)
+            }
             IndexKind::Hnsw => {
                 let h = self.hnsw.as_ref().filter(|h| h.recal.serial == r.serial)?;
-                Some(r.calib.step(self, SCAN_ROWS, |q: &CalibQuery| {
+                Some(calib.step(self, SCAN_ROWS, |q: &CalibQuery| {
                     let t = Instant::now();
                     let params = SearchParams { metric: q.metric, k: CALIB_K, filter: None };
                     let found = self.graph_query(h, q.query, &params, q.ladder[q.rung]);
@@ -162,7 +251,7 @@ impl Partition {
             }
             IndexKind::Ivf => {
                 let state = self.ivf.as_ref().filter(|s| s.recal.serial == r.serial)?;
-                Some(r.calib.step(self, SCAN_ROWS, |q: &CalibQuery| {
+                Some(calib.step(self, SCAN_ROWS, |q: &CalibQuery| {
                     let t = Instant::now();
                     let exact = self.exact_of(q.metric, q.query);
                     let iq = IvfQuery { query: q.query, metric: q.metric, k: CALIB_K, nprobe: 0 };
@@ -218,8 +307,23 @@ impl Partition {
     /// Put a finished recalibration's figures into the index it measured;
     /// returns the IVF lists it found unused, for the caller to free.
     pub fn recal_install(&mut self, r: Recalibration, now: Instant) -> super::Retired {
-        let fresh = r.calib.finish();
+        let mut calibs = r.calibs.into_iter().map(|c| (c.share(), c.finish()));
+        let Some((_, mut fresh)) = calibs.next() else { return super::Retired::default() };
         match r.kind {
+            IndexKind::Hnsw if r.held_out => {
+                let parts = self.parts;
+                if let Some(h) = self.hnsw.as_mut().filter(|h| h.recal.serial == r.serial) {
+                    // The held-out tables are replaced whole (no metric rests
+                    // on real queries, or this would not have run); the probes
+                    // go back in with the pending points.
+                    fresh.by_share = calibs.collect();
+                    fresh.apply_parts(parts);
+                    h.calibration = fresh;
+                    h.held.clear();
+                    // The probes' repairs were this run's own doing.
+                    (h.recal.held_at, h.recal.repaired) = (now, 0);
+                }
+            }
             IndexKind::Hnsw => {
                 if let Some(h) = self.hnsw.as_mut().filter(|h| h.recal.serial == r.serial) {
                     h.calibration.merge_real(fresh);

@@ -105,8 +105,9 @@ pub struct CalibQuery<'a> {
 /// Runs a calibration in bounded steps.
 pub struct Calibrator {
     probes: Vec<usize>,
-    /// Rows left out of the exact answers (not in the index yet).
-    held_out: Vec<bool>,
+    /// Answer ids left out of the exact answers (not in the index under
+    /// test), ascending.
+    held_out: Vec<u64>,
     /// Percent of rows admitted (`in_share`), as a filter would.
     share: u32,
     done: bool,
@@ -178,16 +179,19 @@ impl Calibrator {
         }
     }
 
-    /// Leave the rows marked in `held_out` out of the exact answers: the
-    /// index under test holds none of them (HNSW inserts its probe rows
-    /// after calibrating, so its sample queries are as unseen as real ones,
-    /// and real queries measured on the same graph must not find them).
-    pub fn hold_out(&mut self, held_out: Vec<bool>) {
+    /// Leave the points answering as `held_out` out of the exact answers:
+    /// the index under test holds none of them (HNSW inserts its probe rows
+    /// after calibrating, and a held-out recalibration keeps its probe
+    /// points out of the graph until it ends, so the sample queries are as
+    /// unseen as real ones, and real queries measured on the same graph
+    /// must not find them).
+    pub fn hold_out(&mut self, mut held_out: Vec<u64>) {
+        held_out.sort_unstable();
         self.held_out = held_out;
     }
 
-    /// Admit only the `in_share(row, share)` rows to the exact answers (the
-    /// index under test must admit the same ones).
+    /// Admit only the points whose answer id is `in_share(id, share)` to
+    /// the exact answers (the index under test must admit the same ones).
     pub fn admit_share(&mut self, share: u32) {
         self.share = share;
     }
@@ -305,10 +309,11 @@ impl Calibrator {
         let end = (from + n).min(rows.rows());
         let dot = kernels().dot;
         for r in from..end {
-            if self.held_out.get(r).copied().unwrap_or(false) || !in_share(r, self.share) {
+            let id = rows.answer_id(r);
+            if !in_share(id, self.share) || self.held_out.binary_search(&id).is_ok() {
                 continue;
             }
-            let (row, norm, id) = (rows.row_at(r), rows.norm_at(r), rows.answer_id(r));
+            let (row, norm) = (rows.row_at(r), rows.norm_at(r));
             self.unit &= (norm - 1.0).abs() <= UNIT_NORM_TOL;
             for cur in self.scanning.iter_mut().filter(|c| c.me != r) {
                 let d = dot(&cur.query, row);

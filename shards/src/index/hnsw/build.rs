@@ -81,14 +81,14 @@ impl GraphBuilder {
             .chain(FILTER_SHARES)
             .map(|share| {
                 let mut c = Calibrator::new(probes.clone(), RealQueries::default(), EF_LADDER.to_vec());
-                c.hold_out(held_out.clone());
+                c.hold_out(probes.iter().map(|&r| r as u64).collect());
                 c.admit_share(share);
                 c
             })
             .collect();
         let real = (!real.is_empty()).then(|| {
             let mut c = Calibrator::new(Vec::new(), real, EF_LADDER.to_vec());
-            c.hold_out(held_out.clone());
+            c.hold_out(probes.iter().map(|&r| r as u64).collect());
             c
         });
         GraphBuilder {
@@ -168,7 +168,7 @@ impl GraphBuilder {
                     let t = std::time::Instant::now();
                     let me = q.me;
                     let hq = HnswQuery { query: q.query, metric: q.metric, k: CALIB_K, ef: q.ladder[q.rung] };
-                    let admit = |key: u64| key as usize != me && in_share(key as usize, share);
+                    let admit = |key: u64| key as usize != me && in_share(key, share);
                     let found = g.search(&hq, admit, |key| Some(rows.key(q.metric, q.query, key as usize)));
                     vec![(found, t.elapsed().as_nanos() as f32)]
                 });
