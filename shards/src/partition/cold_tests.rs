@@ -17,6 +17,8 @@ struct MemFile {
     rows: RefCell<Vec<f32>>,
     fail_writes: Cell<bool>,
     reads: Cell<usize>,
+    /// Rows read by `read` (re-ranks: rows anywhere), not in runs.
+    scattered_reads: Cell<usize>,
 }
 
 impl ColdFile for MemFile {
@@ -26,6 +28,7 @@ impl ColdFile for MemFile {
             out.copy_from_slice(&data[r as usize * self.dim..][..self.dim]);
         }
         self.reads.set(self.reads.get() + rows.len());
+        self.scattered_reads.set(self.scattered_reads.get() + rows.len());
         Ok(())
     }
 
@@ -211,4 +214,48 @@ fn a_rows_file_that_fails_keeps_rows_in_memory() {
         t.upsert(i * 11, i);
     }
     t.check("after a failed write");
+}
+
+/// A recalibration of a memory-light graph counts each walk's recall from
+/// the exact answer it already has, without re-ranking the walk's
+/// candidates from the rows file: the table is the one the same graph in
+/// memory gets re-ranking from its rows, and the only rows read are the
+/// exact scans' runs (a search reads ~20 scattered rows per walk).
+#[test]
+fn a_light_recalibration_reads_no_row_for_its_walks() {
+    let mut t = Pair::new();
+    for i in 0..3000 {
+        t.upsert(i, i);
+    }
+    t.build(5);
+    t.evict_all();
+    let real = crate::index::calib::MIN_REAL as u64;
+    for i in 0..real {
+        let q: Vec<f32> = point(7000 + i).iter().map(|x| x * 0.9 + 0.5).collect();
+        t.light.remember_query(Metric::L2, &q);
+        t.full.remember_query(Metric::L2, &q);
+    }
+    let now = Instant::now();
+    let (scattered, reads) = (t.file.scattered_reads.get(), t.file.reads.get());
+    for p in [&mut t.light, &mut t.full] {
+        let mut r = p.recal_start(now).expect("real queries: due");
+        while p.recal_step(&mut r) == Some(false) {
+            p.release_reads();
+        }
+        let _ = p.recal_install(r, now);
+    }
+    let table = |p: &Partition| {
+        let c = &p.hnsw.as_ref().unwrap().calibration;
+        (c.real, c.by_rank.clone())
+    };
+    assert_eq!(table(&t.light).0[0], real as usize);
+    assert_eq!(table(&t.light), table(&t.full));
+    assert_eq!(t.file.scattered_reads.get(), scattered);
+    // The exact scans read the file in order: once per 16 queries
+    // (`calib::run::SCAN_BATCH`), each run of rows once.
+    let (runs, once) = (t.file.reads.get() - reads, real as usize / 16 * 3000);
+    assert!(runs <= once + once / 20, "{runs} rows read in runs; the scans need {once}");
+    let params = SearchParams { metric: Metric::L2, k: 10, filter: None };
+    let _ = t.light.search_graph(&[point(7000)], &params, 16);
+    assert!(t.file.scattered_reads.get() > scattered, "a search re-ranks from the file");
 }

@@ -102,18 +102,49 @@ pub struct Recalibration {
     held_out: bool,
 }
 
+/// A partition's rows for a recalibration's exact scan: in slot order, or
+/// for a memory-light partition in its rows file's order, then its rows
+/// in memory: the scan then reads the file in runs. (In slot order, slots
+/// side by side sat in file rows far apart after a bulk load whose rows
+/// were evicted in the graph's insertion order: each run read for one row
+/// brought few of the next ones, and a recalibration read the file about
+/// four times over, each read blocking its shard.) Sample points are
+/// slots. A row evicted or moved by a delete while the scan runs may be
+/// missed or met twice; the scan takes the partition as each step finds
+/// it.
 impl CalibRows for Partition {
     fn rows(&self) -> usize {
-        self.len()
+        self.cold.as_ref().map_or(self.len(), |c| c.file_rows() + c.hot_slots().len())
     }
     fn row_at(&self, r: usize) -> &[f32] {
-        self.row(r)
+        self.row(self.scan_slot(r))
     }
     fn norm_at(&self, r: usize) -> f32 {
-        self.norms[r]
+        self.norms[self.scan_slot(r)]
     }
     fn answer_id(&self, r: usize) -> u64 {
-        self.ids[r]
+        self.ids[self.scan_slot(r)]
+    }
+    fn present(&self, r: usize) -> bool {
+        self.scan_slot(r) < self.len()
+    }
+    fn probe_row(&self, slot: usize) -> &[f32] {
+        self.row(slot)
+    }
+    fn probe_id(&self, slot: usize) -> u64 {
+        self.ids[slot]
+    }
+}
+
+impl Partition {
+    /// The slot at scan position `r` ([`CalibRows`]); `usize::MAX` for a
+    /// free file row.
+    fn scan_slot(&self, r: usize) -> usize {
+        let Some(c) = &self.cold else { return r };
+        match r.checked_sub(c.file_rows()) {
+            None => c.slot_of_file_row(r),
+            Some(h) => c.hot_slots().get(h).map_or(usize::MAX, |&s| s as usize),
+        }
     }
 }
 
@@ -235,7 +266,11 @@ impl Partition {
                 let admit = |id: u64| in_share(id, share) && h.held.binary_search(&id).is_err();
                 calib.step(self, SCAN_ROWS, |q: &CalibQuery| {
                     let t = Instant::now();
-                    let found = self.graph_walk(h, q.query, q.metric, CALIB_K, q.ladder[q.rung], admit);
+                    let ef = q.ladder[q.rung];
+                    let found = match self.cold {
+                        None => self.graph_walk(h, q.query, q.metric, CALIB_K, ef, admit),
+                        Some(_) => self.graph_walk_known(h, q.query, q.metric, ef, admit, q.truth),
+                    };
                     vec![(found, t.elapsed().as_nanos() as f32)]
                 });
                 Some(false)
@@ -244,8 +279,15 @@ impl Partition {
                 let h = self.hnsw.as_ref().filter(|h| h.recal.serial == r.serial)?;
                 Some(calib.step(self, SCAN_ROWS, |q: &CalibQuery| {
                     let t = Instant::now();
-                    let params = SearchParams { metric: q.metric, k: CALIB_K, filter: None };
-                    let found = self.graph_query(h, q.query, &params, q.ladder[q.rung]);
+                    let ef = q.ladder[q.rung];
+                    let found = match self.cold {
+                        None => {
+                            let params = SearchParams { metric: q.metric, k: CALIB_K, filter: None };
+                            self.graph_query(h, q.query, &params, ef)
+                        }
+                        // Memory-light: no row read (see `graph_walk_known`).
+                        Some(_) => self.graph_walk_known(h, q.query, q.metric, ef, |_| true, q.truth),
+                    };
                     vec![(found, t.elapsed().as_nanos() as f32)]
                 }))
             }

@@ -10,13 +10,28 @@ use crate::math::topk::{Scored, TopK};
 
 /// Rows a calibration scans for the exact answers: a build's rows
 /// (answers keyed by row number) or a partition's own rows (keyed by point
-/// id, for recalibrating an installed index).
+/// id, for recalibrating an installed index), in the order the scan reads
+/// them (a memory-light partition's: its rows file's, so the scan reads
+/// the file in runs). Sample points are named by their probe number (a
+/// build's row, a partition's slot), which need not be a scan position.
 pub trait CalibRows {
     fn rows(&self) -> usize;
     fn row_at(&self, r: usize) -> &[f32];
     fn norm_at(&self, r: usize) -> f32;
     /// The key the index under test answers with for row `r`.
     fn answer_id(&self, r: usize) -> u64;
+    /// Whether scan position `r` holds a point (a free file row does not).
+    fn present(&self, _r: usize) -> bool {
+        true
+    }
+    /// The row of sample point `probe`.
+    fn probe_row(&self, probe: usize) -> &[f32] {
+        self.row_at(probe)
+    }
+    /// The answer key of sample point `probe`.
+    fn probe_id(&self, probe: usize) -> u64 {
+        self.answer_id(probe)
+    }
 }
 
 /// One calibration query in progress: first an exact scan of the rows (in
@@ -34,6 +49,8 @@ struct Job {
     real: bool,
     /// The query's own row (excluded from its answers), or `usize::MAX`.
     me: usize,
+    /// Its answer key.
+    me_id: Option<u64>,
     exact: Vec<TopK>,
     scanned: usize,
     /// The exact answers, per metric, once the scan is complete.
@@ -100,6 +117,8 @@ pub struct CalibQuery<'a> {
     /// First ladder rung wanted, and the ladder.
     pub rung: usize,
     pub ladder: &'a [usize],
+    /// The query's exact answer (what its recall is counted against).
+    pub truth: &'a [Scored],
 }
 
 /// Runs a calibration in bounded steps.
@@ -246,7 +265,8 @@ impl Calibrator {
         };
         let truths = cur.truths.as_ref().expect("scanned");
         let (metric, truth) = (cur.metrics[cur.at], &truths[cur.at]);
-        let answers = eval(&CalibQuery { query: &cur.query, metric, me: cur.me, rung: cur.rung, ladder: &self.ladder });
+        let q = CalibQuery { query: &cur.query, metric, me: cur.me, rung: cur.rung, ladder: &self.ladder, truth };
+        let answers = eval(&q);
         let (src, mi) = (cur.real as usize, metric_index(metric));
         let hits = &mut self.hits[src][mi];
         let moments = &mut self.moments[src][mi];
@@ -309,13 +329,16 @@ impl Calibrator {
         let end = (from + n).min(rows.rows());
         let dot = kernels().dot;
         for r in from..end {
+            if !rows.present(r) {
+                continue;
+            }
             let id = rows.answer_id(r);
             if !in_share(id, self.share) || self.held_out.binary_search(&id).is_ok() {
                 continue;
             }
             let (row, norm) = (rows.row_at(r), rows.norm_at(r));
             self.unit &= (norm - 1.0).abs() <= UNIT_NORM_TOL;
-            for cur in self.scanning.iter_mut().filter(|c| c.me != r) {
+            for cur in self.scanning.iter_mut().filter(|c| c.me_id != Some(id)) {
                 let d = dot(&cur.query, row);
                 for (top, &m) in cur.exact.iter_mut().zip(&cur.metrics) {
                     let key = key_from_dot(m, d, cur.q_norm, norm);
@@ -353,20 +376,20 @@ impl Calibrator {
     fn next_job<R: CalibRows + ?Sized>(&mut self, rows: &R) -> Option<Box<Job>> {
         let (query, metrics, me, real) = if self.job < self.probes.len() {
             let r = self.probes[self.job];
-            let mut query = rows.row_at(r).to_vec();
+            let mut query = rows.probe_row(r).to_vec();
             // Every other sample query is the midpoint of two sample points:
             // it sits between the data's dense places, where queries written
             // unlike the stored texts land (their nearest points are farther
             // than a stored point's), not on top of a stored point.
             if self.job % 2 == 1 {
-                let other = rows.row_at(self.probes[self.job - 1]);
+                let other = rows.probe_row(self.probes[self.job - 1]);
                 query.iter_mut().zip(other).for_each(|(q, o)| *q = 0.5 * (*q + *o));
             }
-            (query, METRICS.to_vec(), r, false)
+            (query, METRICS.to_vec(), Some(r), false)
         } else {
             let (m, q) = self.real.queries.get(self.job - self.probes.len())?;
             let others = METRICS.into_iter().filter(|o| o != m && self.real.metrics[metric_index(*o)]);
-            (q.clone(), std::iter::once(*m).chain(others).collect(), usize::MAX, true)
+            (q.clone(), std::iter::once(*m).chain(others).collect(), None, true)
         };
         self.job += 1;
         let q_norm = norm(&query);
@@ -376,7 +399,8 @@ impl Calibrator {
             exact: metrics.iter().map(|_| TopK::new(CALIB_K)).collect(),
             metrics,
             real,
-            me,
+            me: me.unwrap_or(usize::MAX),
+            me_id: me.map(|r| rows.probe_id(r)),
             scanned: 0,
             truths: None,
             at: 0,
