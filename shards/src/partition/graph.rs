@@ -67,7 +67,7 @@ impl HnswState {
 
     /// Whether points wait to be inserted, or tombstones to be repaired.
     fn waiting(&self) -> bool {
-        self.graph.unrepaired() > 0 || self.pending.len() > self.held.len() || self.next_insert().is_some()
+        self.graph.unrepaired() > 0 || self.next_insert().is_some()
     }
 }
 

@@ -28,7 +28,7 @@
 
 use super::graph::{HnswState, IndexKind};
 use super::{Partition, SearchParams};
-use crate::index::calib::{self, in_share, CalibQuery, CalibRows, Calibrator, RealQueries, CALIB_K};
+use crate::index::calib::{self, in_share, CalibQuery, CalibRows, Calibrator, CALIB_K};
 use crate::index::hnsw::FILTER_SHARES;
 use crate::index::ivf::IvfQuery;
 use crate::math::topk::{Scored, TopK};
@@ -237,19 +237,12 @@ impl Partition {
             h.pending.insert(id);
         }
         held.sort_unstable();
-        h.held = held.clone();
-        std::iter::once(100)
-            .chain(FILTER_SHARES)
-            .map(|share| {
-                // Probe rows are read when their turn comes: a delete that
-                // moves a row into a probe's slot meanwhile makes that query
-                // another point's (in the graph, and its own nearest).
-                let mut c = Calibrator::new(probes.clone(), RealQueries::default(), ladder.to_vec());
-                c.hold_out(held.clone());
-                c.admit_share(share);
-                c
-            })
-            .collect()
+        // Probe rows are read when their turn comes: a delete that moves a
+        // row into a probe's slot meanwhile makes that query another
+        // point's (in the graph, and its own nearest).
+        let set = Calibrator::held_out_set(&probes, &held, ladder, &FILTER_SHARES);
+        h.held = held;
+        set
     }
 
     /// One bounded step: part of an exact scan, or one query through the
@@ -258,42 +251,25 @@ impl Partition {
     pub fn recal_step(&self, r: &mut Recalibration) -> Option<bool> {
         let Some(calib) = r.calibs.iter_mut().find(|c| !c.is_done()) else { return Some(true) };
         match r.kind {
-            IndexKind::Hnsw if r.held_out => {
-                let h = self.hnsw.as_ref().filter(|h| h.recal.serial == r.serial)?;
-                let share = calib.share();
-                // The probes are out of the graph and, held, out of the
-                // exact answers: out of the pending points scored too.
-                let admit = |id: u64| in_share(id, share) && h.held.binary_search(&id).is_err();
-                calib.step(self, SCAN_ROWS, |q: &CalibQuery| {
-                    let t = Instant::now();
-                    let ef = q.ladder[q.rung];
-                    let found = match self.cold {
-                        None => self.graph_walk(h, q.query, q.metric, CALIB_K, ef, admit),
-                        Some(_) => self.graph_walk_known(h, q.query, q.metric, ef, admit, q.truth),
-                    };
-                    vec![(found, t.elapsed().as_nanos() as f32)]
-                });
-                Some(false)
-            }
             IndexKind::Hnsw => {
                 let h = self.hnsw.as_ref().filter(|h| h.recal.serial == r.serial)?;
-                Some(calib.step(self, SCAN_ROWS, |q: &CalibQuery| {
+                let share = calib.share();
+                // As a search answers, but without the points a filtered
+                // share leaves out, nor a held-out run's probes (out of the
+                // graph, pending, and out of the exact answers); with
+                // neither, the walk calls no filter, as an unfiltered
+                // search's does not (its time is what is measured).
+                let admit = |id: u64| in_share(id, share) && h.held.binary_search(&id).is_err();
+                let all = share >= 100 && h.held.is_empty();
+                calib.step(self, SCAN_ROWS, |q: &CalibQuery| {
                     let t = Instant::now();
-                    let ef = q.ladder[q.rung];
-                    let found = match self.cold {
-                        None => {
-                            let params = SearchParams { metric: q.metric, k: CALIB_K, filter: None };
-                            self.graph_query(h, q.query, &params, ef)
-                        }
-                        // Memory-light: no row read (see `graph_walk_known`).
-                        Some(_) => self.graph_walk_known(h, q.query, q.metric, ef, |_| true, q.truth),
-                    };
+                    let found = if all { self.recal_walk(h, q, |_| true) } else { self.recal_walk(h, q, admit) };
                     vec![(found, t.elapsed().as_nanos() as f32)]
-                }))
+                });
             }
             IndexKind::Ivf => {
                 let state = self.ivf.as_ref().filter(|s| s.recal.serial == r.serial)?;
-                Some(calib.step(self, SCAN_ROWS, |q: &CalibQuery| {
+                calib.step(self, SCAN_ROWS, |q: &CalibQuery| {
                     let t = Instant::now();
                     let exact = self.exact_of(q.metric, q.query);
                     let iq = IvfQuery { query: q.query, metric: q.metric, k: CALIB_K, nprobe: 0 };
@@ -328,8 +304,20 @@ impl Partition {
                             (top.into_sorted(), ns)
                         })
                         .collect()
-                }))
+                });
             }
+        }
+        Some(r.calibs.iter().all(Calibrator::is_done))
+    }
+
+    /// A recalibration's walk for `q` over the points `admit` admits, with
+    /// the pending points scored exactly, as a search at its `ef` answers.
+    fn recal_walk(&self, h: &HnswState, q: &CalibQuery, admit: impl Fn(u64) -> bool) -> Vec<Scored> {
+        let ef = q.ladder[q.rung];
+        match self.cold {
+            None => self.graph_walk(h, q.query, q.metric, CALIB_K, ef, admit),
+            // Memory-light: no row read (see `graph_walk_known`).
+            Some(_) => self.graph_walk_known(h, q.query, q.metric, ef, admit, q.truth),
         }
     }
 
@@ -349,8 +337,7 @@ impl Partition {
     /// Put a finished recalibration's figures into the index it measured;
     /// returns the IVF lists it found unused, for the caller to free.
     pub fn recal_install(&mut self, r: Recalibration, now: Instant) -> super::Retired {
-        let mut calibs = r.calibs.into_iter().map(|c| (c.share(), c.finish()));
-        let Some((_, mut fresh)) = calibs.next() else { return super::Retired::default() };
+        let Some(mut fresh) = Calibrator::finish_set(r.calibs) else { return super::Retired::default() };
         match r.kind {
             IndexKind::Hnsw if r.held_out => {
                 let parts = self.parts;
@@ -358,7 +345,6 @@ impl Partition {
                     // The held-out tables are replaced whole (no metric rests
                     // on real queries, or this would not have run); the probes
                     // go back in with the pending points.
-                    fresh.by_share = calibs.collect();
                     fresh.apply_parts(parts);
                     h.calibration = fresh;
                     h.held.clear();

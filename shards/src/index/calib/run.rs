@@ -409,6 +409,33 @@ impl Calibrator {
         }))
     }
 
+    /// The calibrations of one held-out sample `probes` (the points
+    /// answering as `held`, which the index under test does not hold):
+    /// unfiltered, then with each of `shares` percent of the points
+    /// admitted, as filters admit them. [`Calibrator::finish_set`] turns
+    /// them into one calibration.
+    pub fn held_out_set(probes: &[usize], held: &[u64], ladder: &[usize], shares: &[u32]) -> Vec<Calibrator> {
+        std::iter::once(100)
+            .chain(shares.iter().copied())
+            .map(|share| {
+                let mut c = Calibrator::new(probes.to_vec(), RealQueries::default(), ladder.to_vec());
+                c.hold_out(held.to_vec());
+                c.admit_share(share);
+                c
+            })
+            .collect()
+    }
+
+    /// The calibration a [`Calibrator::held_out_set`] measured: the
+    /// unfiltered one, with the others as its `by_share` tables (`None`:
+    /// an empty set).
+    pub fn finish_set(set: Vec<Calibrator>) -> Option<Calibration> {
+        let mut set = set.into_iter().map(|c| (c.share(), c.finish()));
+        let (_, mut calibration) = set.next()?;
+        calibration.by_share = set.collect();
+        Some(calibration)
+    }
+
     /// The measured recall and cost per setting (recall as recall@10: see
     /// [`Calibration::apply_parts`] for collections of several partitions).
     pub fn finish(self) -> Calibration {

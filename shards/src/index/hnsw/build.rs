@@ -77,18 +77,11 @@ impl GraphBuilder {
         let probes = spread(&all);
         let mut held_out = vec![false; n];
         probes.iter().for_each(|&r| held_out[r] = true);
-        let calibs: Vec<Calibrator> = std::iter::once(100)
-            .chain(FILTER_SHARES)
-            .map(|share| {
-                let mut c = Calibrator::new(probes.clone(), RealQueries::default(), EF_LADDER.to_vec());
-                c.hold_out(probes.iter().map(|&r| r as u64).collect());
-                c.admit_share(share);
-                c
-            })
-            .collect();
+        let held: Vec<u64> = probes.iter().map(|&r| r as u64).collect();
+        let calibs = Calibrator::held_out_set(&probes, &held, &EF_LADDER, &FILTER_SHARES);
         let real = (!real.is_empty()).then(|| {
             let mut c = Calibrator::new(Vec::new(), real, EF_LADDER.to_vec());
-            c.hold_out(probes.iter().map(|&r| r as u64).collect());
+            c.hold_out(held);
             c
         });
         GraphBuilder {
@@ -203,9 +196,7 @@ impl GraphBuilder {
     /// milliseconds of work it took.
     pub fn finish(self) -> (Hnsw, Calibration, u64) {
         let graph = self.graph.expect("finish after the last step");
-        let mut calibs = self.calibs.into_iter().map(|c| (c.share(), c.finish()));
-        let (_, mut calibration) = calibs.next().expect("the unfiltered calibration");
-        calibration.by_share = calibs.collect();
+        let mut calibration = Calibrator::finish_set(self.calibs).expect("the unfiltered calibration");
         if let Some(real) = self.real {
             calibration.merge_real(real.finish());
         }
