@@ -18,6 +18,13 @@ point pending, then prints:
             points, a wait past the first recalibration (70 s), a second
             round: RSS again and which partitions dropped their IVF lists
 
+With --restart, the server runs with persistence on (sync on write) and,
+once measured, is stopped and started again on its data directory:
+
+  restart:  seconds to ready (log and snapshot replayed) and to every
+            index rebuilt, the peak RSS of the new process (VmHWM) against
+            the raw vectors and against its settled RSS
+
 and one summary line starting with "memory:". With --trace FILE, a
 thread also writes a line about every 50 ms from the first upsert to the
 measurement: seconds, RSS MiB, and per partition its IVF lists (indexed
@@ -95,6 +102,8 @@ def main():
     ap.add_argument("--trace", help="write RSS and index states about every 50 ms to this file")
     ap.add_argument("--memory-mode", default="full", choices=["full", "light"],
                     help="index.memory_mode (light: rows the graph holds live on disk)")
+    ap.add_argument("--restart", action="store_true",
+                    help="persistence on; then restart the server and measure its restore and rebuild")
     args = ap.parse_args()
 
     rows, dim = fvecs(args.base, args.points)
@@ -102,9 +111,14 @@ def main():
     raw_mib = n * dim * 4 / 2**20
     data = tempfile.mkdtemp(prefix="bench-memory.")
     log = open(os.path.join(data, "server.log"), "wb")
-    srv = subprocess.Popen([args.bin, "--data-dir", os.path.join(data, "d"), "--bind", "127.0.0.1:%d" % args.port,
-                            "--shards", "2", "--set", "persistence.enabled=false",
-                            "--set", "index.memory_mode=" + args.memory_mode], stdout=log, stderr=log)
+
+    def start():
+        return subprocess.Popen([args.bin, "--data-dir", os.path.join(data, "d"), "--bind",
+                                 "127.0.0.1:%d" % args.port, "--shards", "2",
+                                 "--set", "persistence.enabled=%s" % ("true" if args.restart else "false"),
+                                 "--set", "index.memory_mode=" + args.memory_mode], stdout=log, stderr=log)
+
+    srv = start()
     url = "http://127.0.0.1:%d" % args.port
 
     def call(path, body=None):
@@ -137,13 +151,17 @@ def main():
     def accounted():
         return json.loads(call("/metrics"))["memory_used_bytes"] / 2**20
 
-    try:
-        for _ in range(400):
+    def wait_ready():
+        for _ in range(12000):
             try:
                 call("/ready")
-                break
-            except OSError:
+                return
+            except (OSError, urllib.error.HTTPError):
                 time.sleep(0.05)
+        raise SystemExit("the server did not get ready")
+
+    try:
+        wait_ready()
         call("/collections", {"name": "m", "dimension": dim})
         t0 = time.time()
         tracing = threading.Event()
@@ -188,6 +206,30 @@ def main():
             print("queries: rss %.0f MiB = %.2fx raw; accounted %.0f MiB; IVF lists dropped %s" % (
                 rss, rss / raw_mib, accounted(), dropped), flush=True)
             summary += ", after queries %.2fx raw" % (rss / raw_mib)
+        if args.restart:
+            srv.terminate()
+            srv.wait(timeout=120)
+            t_stop = time.time()
+            srv = start()
+            if args.trace:
+                tracer.join()
+                tracing = threading.Event()
+                tracer = threading.Thread(target=trace, args=(args.trace + ".restart", srv.pid, t_stop, partitions,
+                                                              tracing), daemon=True)
+                tracer.start()
+            wait_ready()
+            t_ready = time.time()
+            while not built():
+                time.sleep(0.25)
+            t_rebuilt = time.time()
+            time.sleep(args.settle)
+            tracing.set()
+            rss, peak = status(srv.pid, "VmRSS"), status(srv.pid, "VmHWM")
+            print("restart: ready %.1f s, indexes rebuilt %.1f s after start; rss %.0f MiB = %.2fx raw "
+                  "(accounted %.0f MiB); peak %.0f MiB = %.2fx raw, %.2fx settled" % (
+                      t_ready - t_stop, t_rebuilt - t_stop, rss, rss / raw_mib, accounted(), peak, peak / raw_mib,
+                      peak / rss), flush=True)
+            summary += "; restart peak %.2fx raw, %.2fx settled" % (peak / raw_mib, peak / rss)
         print(summary)
     finally:
         srv.terminate()

@@ -435,6 +435,9 @@ async fn shard_main(
             source: crate::fs::FsError::new("cannot prepare", &dir, e),
         })?;
         shard.set_cold_files(Rc::new(files));
+        // Rows replayed go to the rows files as they come, not only once
+        // a graph holds them (until every shard has recovered, below).
+        shard.set_replaying(cfg.persistence.enabled);
     }
     let metrics = Rc::new(Metrics::default());
     let node = Node::start(shard, cfg.shards, metrics.clone(), joined);
@@ -472,6 +475,10 @@ async fn shard_main(
     if !gate.wait_go().await {
         return Ok(());
     }
+    // Every peer has applied what it replayed here too: rows still in
+    // memory (fewer than `REPLAY_HOT_ROWS` per partition) go to disk, and
+    // rows written from now on wait for the graph as usual.
+    node.with_shard(&"end of the replay (memory-light)", |s| s.set_replaying(false));
     // Every shard recovered, so every partition is in place (a partition's
     // data comes from its collection's home shard). Before any index build:
     // the first builds calibrate on the real queries seen before the restart.

@@ -225,6 +225,10 @@ impl crate::index::calib::RowSource for Partition {
         let slot = if self.ids.get(slot) == Some(&id) { slot } else { *self.slot_of.get(&id)? as usize };
         Some((self.row(slot), self.norms[slot]))
     }
+
+    fn rows_on_disk(&self) -> bool {
+        self.cold.as_ref().is_some_and(|c| c.status().on_disk > 0)
+    }
 }
 
 /// The row of `slot` (fields apart, so a caller may hold other fields

@@ -50,7 +50,14 @@ pub struct Shard {
     memory: MemoryView,
     /// Memory-light mode: opens the rows file of each partition created.
     cold_files: Option<std::rc::Rc<dyn crate::partition::ColdFiles>>,
+    /// Memory-light mode, during a restart's replay: rows go to the rows
+    /// files as they are applied ([`REPLAY_HOT_ROWS`]).
+    replaying: bool,
 }
+
+/// Rows a memory-light partition holds in memory during a restart's
+/// replay before it writes them out (at 384 dimensions, 3 MiB).
+pub const REPLAY_HOT_ROWS: usize = 2048;
 
 /// This shard's view of the memory the data holds, for the memory budget:
 /// its own bytes as last measured plus an estimate of what it admitted
@@ -78,6 +85,7 @@ impl Shard {
             next_uid: 1,
             memory: MemoryView::default(),
             cold_files: None,
+            replaying: false,
         }
     }
 
@@ -85,6 +93,19 @@ impl Shard {
     /// (memory-light mode, `partition::cold`).
     pub fn set_cold_files(&mut self, files: std::rc::Rc<dyn crate::partition::ColdFiles>) {
         self.cold_files = Some(files);
+    }
+
+    /// Memory-light mode: a restart's replay starts (`true`; rows applied
+    /// go to the rows files once [`REPLAY_HOT_ROWS`] of a partition are in
+    /// memory) or ends (`false`; every row still in memory goes). Without
+    /// it a restart held every row in memory until the graphs were built.
+    pub fn set_replaying(&mut self, on: bool) {
+        self.replaying = on && self.cold_files.is_some();
+        if !on {
+            self.partitions.values_mut().for_each(|s| {
+                s.data.evict_replayed(1);
+            });
+        }
     }
 
     /// Write up to `max` rows the graphs hold to the rows files of one

@@ -1,8 +1,8 @@
 //! Memory-light mode (`AIONBD_MEMORY_MODE=light`) through the real server:
 //! rows the graph holds move to rows files; searches (graph, exact,
 //! filtered), point reads, updates and deletes answer as they would with
-//! every row in memory; a restart rebuilds the files from the log; a
-//! dropped collection leaves no file.
+//! every row in memory; a restart rebuilds the files from the log as it
+//! replays it; a dropped collection leaves no file.
 
 use crate::harness::{unique_dir, Server};
 use crate::ivf::{clustered_dim, ids, load, topk};
@@ -132,9 +132,19 @@ fn light_mode_answers_from_rows_on_disk_and_survives_a_restart() {
         let got: Vec<f32> = l["values"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
         assert_eq!(Some(&got), model[id].as_ref(), "exported point {id}");
     }
-    // A restart replays the log into memory and moves rows out again.
+    // A restart replays the log and moves the rows out as it goes: none is
+    // in memory once it serves, long before the graphs are built again.
     s.terminate();
     let s = Server::start_in(&dir, 2, LIGHT_ENV, &[]);
+    let v = s.call("GET", "/collections/c", None, 200);
+    let rows: Vec<(u64, u64)> = v["index"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["rows"]["in_memory"].as_u64().unwrap(), p["rows"]["on_disk"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(rows.iter().map(|r| r.0).sum::<u64>(), 0, "rows in memory after the replay: {v}");
+    assert_eq!(rows.iter().map(|r| r.1).sum::<u64>(), live as u64, "{v}");
     check_answers(&s, &model, &queries[..10], "restarted", false);
     wait_cold(&s, "c", live);
     check_answers(&s, &model, &queries[..10], "restarted, rows on disk", true);

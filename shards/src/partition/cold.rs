@@ -284,24 +284,42 @@ impl Partition {
     /// Write up to `max` hot rows the graph holds (not pending) to the rows
     /// file and drop them from memory; `true` if more could go.
     pub fn evict_cold(&mut self, max: usize) -> bool {
-        let (Some(c), Some(h)) = (&mut self.cold, &self.hnsw) else { return false };
+        let (Some(c), Some(h)) = (&self.cold, &self.hnsw) else { return false };
         if c.write_failed {
             return false;
         }
-        let dim = self.dim;
         // From the end of the row buffer: removing those rows moves none.
-        let mut picked: Vec<usize> = Vec::with_capacity(max);
-        for hot in (0..c.hot_slot.len()).rev() {
-            if picked.len() == max {
-                break;
-            }
-            if !h.pending.contains(&self.ids[c.hot_slot[hot] as usize]) {
-                picked.push(hot);
-            }
+        let picked: Vec<usize> = (0..c.hot_slot.len())
+            .rev()
+            .filter(|&hot| !h.pending.contains(&self.ids[c.hot_slot[hot] as usize]))
+            .take(max)
+            .collect();
+        self.evict_rows(picked)
+    }
+
+    /// A restart's replay (graphs are not stored, so none exists yet): once
+    /// `at_least` rows are in memory, write every one of them to the rows
+    /// file, so the replay holds at most that many rows per partition
+    /// instead of every row until a graph is built. The build then reads
+    /// them back in file order, which is the order they were replayed in.
+    /// `true` if rows were written.
+    pub fn evict_replayed(&mut self, at_least: usize) -> bool {
+        let Some(c) = &self.cold else { return false };
+        if self.hnsw.is_some() || c.write_failed || c.hot_slot.len() < at_least.max(1) {
+            return false;
         }
+        let picked: Vec<usize> = (0..c.hot_slot.len()).rev().collect();
+        self.evict_rows(picked)
+    }
+
+    /// Write the hot rows `picked` (row-buffer indexes, descending) to the
+    /// rows file and drop them from memory.
+    fn evict_rows(&mut self, picked: Vec<usize>) -> bool {
+        let Some(c) = &mut self.cold else { return false };
         if picked.is_empty() {
             return false;
         }
+        let dim = self.dim;
         // In slot order, so that reading rows by slot reads the file
         // forwards (see `cached`): free file rows first (written one by
         // one), then appended ones in one run.

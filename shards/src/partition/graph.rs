@@ -17,7 +17,7 @@
 //! is then the reason).
 
 use super::{Partition, Retired, SearchParams, MIN_POINTS};
-use crate::index::calib::Calibration;
+use crate::index::calib::{CalibQuery, Calibration};
 use crate::index::hnsw::{Exact, GraphBuilder, Hnsw, HnswQuery};
 use crate::math::distance::Metric;
 use crate::math::prefetch;
@@ -408,32 +408,25 @@ impl Partition {
         }
     }
 
-    /// [`Partition::graph_walk`] for a recalibration that knows the
-    /// query's exact answer `truth`: candidates are re-ranked by their key
-    /// in it, and every other one counts as farther than all of it, which
-    /// is what re-ranking by the rows would find (the answer holds the
-    /// nearest points), so the recall is the same without reading a row:
-    /// a memory-light partition would read ~20 rows from disk per walk, on
-    /// a device its searches already keep busy (p99 of a one-client
-    /// search stream was 5-7x its settled value while recalibrations ran).
-    /// The walk's time then leaves out the re-rank, the same ~20 rows at
-    /// every setting.
+    /// [`Partition::graph_walk`] for a recalibration, keyed by the query's
+    /// exact answer ([`CalibQuery::known_key`]): a memory-light partition
+    /// would read ~20 rows from disk per walk, on a device its searches
+    /// already keep busy (p99 of a one-client search stream was 5-7x its
+    /// settled value while recalibrations ran). The walk's time then
+    /// leaves out the re-rank, the same ~20 rows at every setting.
     pub(super) fn graph_walk_known(
         &self,
         h: &HnswState,
-        q: &[f32],
-        metric: Metric,
+        q: &CalibQuery,
         ef: usize,
         admit: impl Fn(u64) -> bool,
-        truth: &[Scored],
     ) -> Vec<Scored> {
-        let known = |id: u64| Some(truth.iter().find(|s| s.id == id).map_or(f32::MAX, |s| s.key));
         let k = crate::index::calib::CALIB_K;
-        let hq = HnswQuery { query: q, metric, k, ef };
+        let hq = HnswQuery { query: q.query, metric: q.metric, k, ef };
         let mut top = TopK::new(k);
-        h.graph.search(&hq, &admit, known).into_iter().for_each(|s| top.push(s));
+        h.graph.search(&hq, &admit, |id| Some(q.known_key(id))).into_iter().for_each(|s| top.push(s));
         for &id in h.pending.iter().filter(|&&id| admit(id) && self.slot_of.get(&id).is_some()) {
-            top.push(Scored { key: known(id).unwrap_or(f32::MAX), id });
+            top.push(Scored { key: q.known_key(id), id });
         }
         top.into_sorted()
     }

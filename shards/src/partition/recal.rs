@@ -317,7 +317,7 @@ impl Partition {
         match self.cold {
             None => self.graph_walk(h, q.query, q.metric, CALIB_K, ef, admit),
             // Memory-light: no row read (see `graph_walk_known`).
-            Some(_) => self.graph_walk_known(h, q.query, q.metric, ef, admit, q.truth),
+            Some(_) => self.graph_walk_known(h, q, ef, admit),
         }
     }
 

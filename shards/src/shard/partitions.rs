@@ -161,9 +161,13 @@ impl Shard {
     /// Upsert points into the partition, if it is still incarnation `uid`.
     fn upsert_points(&mut self, name: &str, uid: u64, points: Vec<PointIn>) {
         let ids: Vec<u64> = points.iter().map(|p| p.id).collect();
+        let replaying = self.replaying;
         if let Some(p) = self.partition_for_apply(name, uid, &ids) {
             for pt in points {
                 p.upsert(pt.id, &pt.values, pt.payload);
+            }
+            if replaying {
+                p.evict_replayed(super::REPLAY_HOT_ROWS);
             }
         }
     }

@@ -13,6 +13,12 @@ use crate::math::key::norm;
 /// delete moves the last row into the hole). `None`: the point is gone.
 pub trait RowSource {
     fn row_of(&self, slot: usize, id: u64) -> Option<(&[f32], f32)>;
+    /// Rows are read from disk (a memory-light partition after a restart):
+    /// calibration walks key their candidates from the exact answers
+    /// ([`CalibQuery::known_key`](super::CalibQuery::known_key)).
+    fn rows_on_disk(&self) -> bool {
+        false
+    }
 }
 
 /// The rows of a build: the points `ids`, in the partition's slot order

@@ -121,6 +121,18 @@ pub struct CalibQuery<'a> {
     pub truth: &'a [Scored],
 }
 
+impl CalibQuery<'_> {
+    /// The key of answer `id` as the walk's re-rank would score it, taken
+    /// from the exact answer instead of the row (`f32::MAX` outside it).
+    /// Recall is counted against that answer, and a candidate outside it
+    /// cannot displace one inside it, so a walk keyed this way finds what
+    /// a walk that reads every candidate's row finds, and reads no row (a
+    /// memory-light partition's rows are on disk).
+    pub fn known_key(&self, id: u64) -> f32 {
+        self.truth.iter().find(|s| s.id == id).map_or(f32::MAX, |s| s.key)
+    }
+}
+
 /// Runs a calibration in bounded steps.
 pub struct Calibrator {
     probes: Vec<usize>,

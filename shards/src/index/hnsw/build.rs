@@ -157,12 +157,17 @@ impl GraphBuilder {
                     return false;
                 };
                 let share = calib.share();
+                let on_disk = src.rows_on_disk();
                 calib.step(&rows, 1024, |q: &CalibQuery| {
                     let t = std::time::Instant::now();
                     let me = q.me;
                     let hq = HnswQuery { query: q.query, metric: q.metric, k: CALIB_K, ef: q.ladder[q.rung] };
                     let admit = |key: u64| key as usize != me && in_share(key, share);
-                    let found = g.search(&hq, admit, |key| Some(rows.key(q.metric, q.query, key as usize)));
+                    let found = if on_disk {
+                        g.search(&hq, admit, |key| Some(q.known_key(key)))
+                    } else {
+                        g.search(&hq, admit, |key| Some(rows.key(q.metric, q.query, key as usize)))
+                    };
                     vec![(found, t.elapsed().as_nanos() as f32)]
                 });
                 self.phase = Phase::Calibrate;
