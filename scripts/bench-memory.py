@@ -102,6 +102,8 @@ def main():
     ap.add_argument("--trace", help="write RSS and index states about every 50 ms to this file")
     ap.add_argument("--memory-mode", default="full", choices=["full", "light"],
                     help="index.memory_mode (light: rows the graph holds live on disk)")
+    ap.add_argument("--server-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a setting passed to the server as --set KEY=VALUE (repeatable)")
     ap.add_argument("--restart", action="store_true",
                     help="persistence on; then restart the server and measure its restore and rebuild")
     args = ap.parse_args()
@@ -116,7 +118,8 @@ def main():
         return subprocess.Popen([args.bin, "--data-dir", os.path.join(data, "d"), "--bind",
                                  "127.0.0.1:%d" % args.port, "--shards", "2",
                                  "--set", "persistence.enabled=%s" % ("true" if args.restart else "false"),
-                                 "--set", "index.memory_mode=" + args.memory_mode], stdout=log, stderr=log)
+                                 "--set", "index.memory_mode=" + args.memory_mode]
+                                + [a for kv in args.server_set for a in ("--set", kv)], stdout=log, stderr=log)
 
     srv = start()
     url = "http://127.0.0.1:%d" % args.port

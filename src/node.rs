@@ -46,7 +46,17 @@ pub struct Node {
     snapshots: RefCell<Option<Rc<crate::snapshot::Snapshots>>>,
     /// The request rate limit's window as this shard sees it.
     pub rate: crate::rate::RateLimit,
+    /// Start-up replay: points sent to peers' partitions and not yet
+    /// applied there, oldest first ([`Node::replay_pace`]).
+    replay_sent: RefCell<std::collections::VecDeque<crate::router::AnswerRx>>,
 }
+
+/// Replayed upserts (each at most `replay::RUN_BYTES` of points per
+/// partition) a shard sends its peers before it waits for the oldest to be
+/// applied. Without a bound a replay ran ahead of its peers, and the
+/// channels and outboxes between shards held a large share of the log
+/// until they caught up.
+pub const REPLAY_IN_FLIGHT: usize = 4;
 
 /// A logged record (snapshot or WAL) that could not be applied again.
 #[derive(Debug)]
@@ -204,6 +214,7 @@ impl Node {
             wal: RefCell::new(None),
             snapshots: RefCell::new(None),
             rate: Default::default(),
+            replay_sent: Default::default(),
         });
         for inbox in inboxes {
             node.clone().drain(inbox);
@@ -298,10 +309,28 @@ impl Node {
             if shard == self.me() {
                 self.shard.borrow_mut().execute_partition(op.into()).map_err(fail)?;
             } else {
-                drop(self.router.request(shard, Req::Shard(op.into())));
+                let sent = self.router.request(shard, Req::Shard(op.into()));
+                self.replay_sent.borrow_mut().push_back(sent);
             }
         }
         Ok(())
+    }
+
+    /// Called by a replay between records (`max`: [`REPLAY_IN_FLIGHT`]) and
+    /// at its end (0): wait until at most `max` of the upserts it sent peers
+    /// are still being applied there. Their answers are not checked, as
+    /// when nothing waited for them.
+    pub async fn replay_pace(&self, max: usize) {
+        loop {
+            let oldest = {
+                let mut sent = self.replay_sent.borrow_mut();
+                if sent.len() <= max {
+                    return;
+                }
+                sent.pop_front().expect("more than the bound")
+            };
+            let _ = oldest.recv().await;
+        }
     }
 
     /// A snapshot's cut of every collection homed here (see [`ExportCut`]):

@@ -4,7 +4,7 @@
 
 use crate::api::Shared;
 use crate::fs::FsError;
-use crate::node::Node;
+use crate::node::{Node, REPLAY_IN_FLIGHT};
 use crate::replay::ReplayError;
 use crate::snapshot::LoadError;
 use crate::wal::{RecoveryError, WalError};
@@ -97,7 +97,10 @@ pub async fn recover_shard(
         Ok(())
     };
     let (recovered, read_bytes) = match reader {
-        Some(reader) => reader.replay(first_lsn, &mut apply).await.map_err(|e| match e {
+        Some(reader) => reader
+            .replay(first_lsn, &mut apply, async || node.replay_pace(REPLAY_IN_FLIGHT).await)
+            .await
+            .map_err(|e| match e {
             crate::wal::ReplayError::Log(e) => RestoreError::Log(e),
             crate::wal::ReplayError::Apply(e) => RestoreError::Replay(e),
         })?,
@@ -111,6 +114,7 @@ pub async fn recover_shard(
                 crate::wal::recover_dir(&wal_dir, first_lsn, true, Some(segments)).map_err(RestoreError::Log)?;
             for (i, r) in std::mem::take(&mut rec.records).iter().enumerate() {
                 apply(r).map_err(RestoreError::Replay)?;
+                node.replay_pace(REPLAY_IN_FLIGHT).await;
                 if i % 64 == 63 {
                     futures_lite::future::yield_now().await;
                 }
@@ -119,6 +123,7 @@ pub async fn recover_shard(
         }
     };
     replayer.flush().map_err(RestoreError::Replay)?;
+    node.replay_pace(0).await;
     let (replayed, replayed_bytes) = (replayer.records, replayer.bytes);
     if let Some(m) = &loaded.manifest {
         if !recovered.reaches_segment(m.wal_segment_seq) {

@@ -386,6 +386,7 @@ pub async fn load(
     while let Some((kind, body)) = reader.next_record().map_err(bad)? {
         node.restore_logged(kind, body, &|| format!("snapshot {} record {records}", spath.display()))
             .map_err(LoadError::Apply)?;
+        node.replay_pace(crate::node::REPLAY_IN_FLIGHT).await;
         records += 1;
         // Let peers apply what this shard sends them (and vice versa).
         if records.is_multiple_of(64) {

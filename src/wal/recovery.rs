@@ -119,8 +119,51 @@ pub fn read_segment_names(dir: &Path) -> Vec<PathBuf> {
 pub fn read_segments(dir: &Path) -> std::io::Result<Vec<SegmentBytes>> {
     read_segment_names(dir)
         .into_iter()
-        .map(|p| Ok(SegmentBytes { bytes: std::fs::read(&p)?, name: p.display().to_string() }))
+        .map(|p| Ok(SegmentBytes { bytes: read_segment(&p)?, name: p.display().to_string() }))
         .collect()
+}
+
+/// Bytes read at a time by [`read_segment`].
+const READ_CHUNK: usize = 1 << 20;
+
+/// A segment file's bytes, as `std::fs::read` returns them, in a buffer
+/// whose all-zero chunks are never written: a segment is created at its
+/// full size (64 MiB by default) and filled from the start, so most of the
+/// newest one is zeros, and those pages of a fresh zeroed allocation stay
+/// unmapped (a shard's replay held the whole file in memory, which was
+/// most of a memory-light restart's peak).
+pub fn read_segment(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len() as usize;
+    // Zeroed by the allocator (a fresh mapping at this size): no page is
+    // touched until a chunk with data is copied in.
+    let mut buf = vec![0u8; len];
+    let mut chunk = vec![0u8; READ_CHUNK];
+    let mut at = 0;
+    loop {
+        let n = match f.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.len() < at + n {
+            buf.resize(at + n, 0);
+        }
+        if !all_zero(&chunk[..n]) {
+            buf[at..at + n].copy_from_slice(&chunk[..n]);
+        }
+        at += n;
+    }
+    buf.truncate(at);
+    Ok(buf)
+}
+
+fn all_zero(bytes: &[u8]) -> bool {
+    let words = bytes.chunks_exact(8);
+    let tail = words.remainder().iter().fold(0u8, |a, &b| a | b);
+    words.fold(0u64, |a, w| a | u64::from_ne_bytes(w.try_into().expect("8 bytes"))) == 0 && tail == 0
 }
 
 /// Recover a WAL directory: the records after `first_lsn` (a torn tail is
@@ -174,17 +217,20 @@ pub fn recover_dir(
 type Scanned = (String, std::io::Result<(u64, Result<SegmentScan, aionbd_io::wal::FormatError>)>);
 
 /// A WAL directory read and scanned segment by segment on a helper thread,
-/// a few segments ahead of the shard that applies them: reading, scanning
-/// and replaying overlap, and at most `AHEAD` scanned segments wait in
-/// memory. Started before the snapshot loads.
+/// a segment ahead of the shard that applies them: reading, scanning and
+/// replaying overlap, and at most `AHEAD` scanned segments wait in memory.
+/// Started before the snapshot loads.
 pub struct SegmentReader {
     dir: PathBuf,
     segments: usize,
     rx: std::sync::mpsc::Receiver<Scanned>,
 }
 
-/// Scanned segments the helper thread keeps ready.
-const AHEAD: usize = 4;
+/// Scanned segments the helper thread keeps ready (each holds a copy of
+/// its records: with 4, a replay of a long log held up to 6 segments'
+/// worth per shard, while one ahead keeps the thread reading during the
+/// apply).
+const AHEAD: usize = 1;
 
 impl SegmentReader {
     pub fn start(dir: &Path) -> SegmentReader {
@@ -193,14 +239,10 @@ impl SegmentReader {
         let (tx, rx) = std::sync::mpsc::sync_channel(AHEAD);
         let segments = names.len();
         let spawned = std::thread::Builder::new().name("aionbd-wal-read".into()).spawn(move || {
-            // One buffer for every segment: no fresh pages to fault in each time.
-            let mut buf = Vec::new();
             for path in names {
-                let read = std::fs::File::open(&path).and_then(|mut f| {
-                    buf.clear();
-                    std::io::Read::read_to_end(&mut f, &mut buf)
-                });
-                let scanned = read.map(|n| (n as u64, scan_segment(&buf)));
+                // A buffer per segment, freed once scanned (the records are
+                // copied out): only its pages with data are ever mapped.
+                let scanned = read_segment(&path).map(|buf| (buf.len() as u64, scan_segment(&buf)));
                 if tx.send((path.display().to_string(), scanned)).is_err() {
                     return;
                 }
@@ -215,13 +257,15 @@ impl SegmentReader {
 
     /// Recover the log from `first_lsn` as [`recover_dir`] does (damage
     /// refuses; a torn tail is left for `Wal::open` to zero), calling
-    /// `apply` on each record as soon as its segment is scanned. Returns how
+    /// `apply` on each record as soon as its segment is scanned, then
+    /// awaiting `pace`. Returns how
     /// the log ends (`records` empty) and the bytes read. On an error the
     /// records applied so far must be thrown away (start-up stops).
     pub async fn replay<E>(
         self,
         first_lsn: Lsn,
         mut apply: impl FnMut(&Record) -> Result<(), E>,
+        mut pace: impl AsyncFnMut(),
     ) -> Result<(Recovered, u64), ReplayError<E>> {
         let mut rec = Recovery::new(first_lsn, self.segments);
         let mut read = 0u64;
@@ -254,6 +298,7 @@ impl SegmentReader {
             };
             for r in pushed.map_err(|c| ReplayError::Log(RecoveryError::Corrupt(c)))? {
                 apply(&r).map_err(ReplayError::Apply)?;
+                pace().await;
                 applied += 1;
                 if applied.is_multiple_of(64) {
                     futures_lite::future::yield_now().await;
@@ -309,4 +354,49 @@ fn cut_log(dir: &Path, c: &Corruption) -> Result<Option<Lsn>, CutError> {
         .and_then(|d| d.sync_all())
         .map_err(|source| CutError::SyncDir { dir: dir.to_path_buf(), source })?;
     Ok(highest)
+}
+
+#[cfg(test)]
+mod read_tests {
+    use super::*;
+
+    /// Pages of `buf` in memory (`mincore`).
+    fn resident_pages(buf: &[u8]) -> usize {
+        let page = 4096;
+        let start = buf.as_ptr() as usize / page * page;
+        let pages = (buf.as_ptr() as usize + buf.len() - start).div_ceil(page);
+        let mut vec = vec![0u8; pages];
+        // SAFETY: `start..start + pages * page` covers `buf`'s pages, and
+        // `vec` has one byte per page.
+        let rc = unsafe { libc::mincore(start as *mut libc::c_void, pages * page, vec.as_mut_ptr()) };
+        assert_eq!(rc, 0, "mincore: {}", io::Error::last_os_error());
+        vec.iter().filter(|&&v| v & 1 == 1).count()
+    }
+
+    /// A segment read back is the file's bytes, and of a 64 MiB file with
+    /// a few MiB of data only the chunks with data are in memory.
+    #[test]
+    fn a_segment_reads_whole_with_its_zeros_left_unmapped() {
+        let path = std::env::temp_dir().join(format!("aionbd-read-segment-{}", std::process::id()));
+        let mut bytes = vec![0u8; 64 << 20];
+        let mut s = 7u64;
+        // Data at the start, a lone byte past a hole, data across a chunk
+        // boundary; the file's length is not a multiple of the chunk.
+        for b in &mut bytes[..(2 << 20) + 123] {
+            *b = (aionbd_shards::math::rng::splitmix64(&mut s) >> 56) as u8;
+        }
+        bytes[(5 << 20) + 17] = 1;
+        bytes[(9 << 20) - 100..(9 << 20) + 100].fill(0xab);
+        bytes.truncate((64 << 20) - 4096 + 5);
+        std::fs::write(&path, &bytes).unwrap();
+        let read = read_segment(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        // Before anything reads the zeros (a read maps pages too).
+        let resident = resident_pages(&read) * 4096;
+        // The 1 MiB chunks with data: 0-2, 5, 8 and 9, and a page more
+        // where one straddles two chunks (`std::fs::read`: all 64 MiB).
+        assert!(resident <= (6 << 20) + 4 * 4096, "{} KiB of the buffer in memory", resident >> 10);
+        assert!(read == bytes, "the bytes read differ from the file's");
+        assert!(all_zero(&[0; 13]) && !all_zero(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]));
+    }
 }
