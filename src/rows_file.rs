@@ -207,24 +207,36 @@ impl ColdFile for RowsFile {
     }
 
     fn write_run(&self, first: u32, rows: &[f32]) -> std::io::Result<()> {
-        let n = rows.len() / self.dim.max(1);
-        let mut buf = self.buf.borrow_mut();
-        buf.reserve(n * self.stride);
-        let bytes = buf.bytes_mut(n * self.stride);
-        for (i, row) in rows.chunks_exact(self.dim.max(1)).enumerate() {
-            let dst = &mut bytes[i * self.stride..(i + 1) * self.stride];
-            for (d, v) in dst.chunks_exact_mut(4).zip(row) {
-                d.copy_from_slice(&v.to_le_bytes());
+        let dim = self.dim.max(1);
+        // In pieces no larger than an exact scan's reads, so the shard's
+        // buffer (kept for its next use) does not grow to a long write:
+        // a restart's replay writes 2,048 rows at once.
+        for (k, piece) in rows.chunks(WRITE_ROWS * dim).enumerate() {
+            let n = piece.len() / dim;
+            let mut buf = self.buf.borrow_mut();
+            buf.reserve(n * self.stride);
+            let bytes = buf.bytes_mut(n * self.stride);
+            for (i, row) in piece.chunks_exact(dim).enumerate() {
+                let dst = &mut bytes[i * self.stride..(i + 1) * self.stride];
+                for (d, v) in dst.chunks_exact_mut(4).zip(row) {
+                    d.copy_from_slice(&v.to_le_bytes());
+                }
             }
+            let at = (first as u64 + (k * WRITE_ROWS) as u64) * self.stride as u64;
+            self.file.write_all_at(bytes, at).inspect_err(|e| {
+                tracing::error!(
+                    "{}: writing rows failed ({e}); this partition keeps its rows in memory",
+                    self.path.display()
+                )
+            })?;
         }
-        self.file.write_all_at(bytes, first as u64 * self.stride as u64).inspect_err(|e| {
-            tracing::error!(
-                "{}: writing rows failed ({e}); this partition keeps its rows in memory",
-                self.path.display()
-            )
-        })
+        Ok(())
     }
 }
+
+/// Most rows one write sends to the file (an exact scan reads as many:
+/// `SCAN_RUN` in `aionbd_shards::partition::cold`).
+const WRITE_ROWS: usize = 512;
 
 /// A zeroed byte buffer on a 4096-byte boundary (direct I/O's alignment).
 struct Aligned {
