@@ -319,7 +319,8 @@ impl Node {
     /// Called by a replay between records (`max`: [`REPLAY_IN_FLIGHT`]) and
     /// at its end (0): wait until at most `max` of the upserts it sent peers
     /// are still being applied there. Their answers are not checked, as
-    /// when nothing waited for them.
+    /// when nothing waited for them. A peer that fails its start-up does
+    /// not leave this waiting: the failure ends the process (`runtime`).
     pub async fn replay_pace(&self, max: usize) {
         loop {
             let oldest = {
