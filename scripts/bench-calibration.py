@@ -16,7 +16,11 @@ Against a running server (--url), on a corpus in fvecs/ivecs files:
   5. other metrics: the same batches by dot and by l2, which no query of
              the stream used: on unit-length vectors the three metrics rank
              alike, the ground truth holds for all three, and the cosine
-             stream calibrates them too (the basis says so).
+             stream calibrates them too (the basis says so);
+  6. with --await-restart: waits until the server is restarted (it must
+             keep its data: persistence on), then the batches of step 2
+             once its indexes are rebuilt (calibrated on the real queries
+             saved at the stop).
 Prints one line per measurement and a last summary line. Standard library
 only. Example (server on 127.0.0.1:8080, 2 shards):
 
@@ -93,6 +97,30 @@ def load(client, name, base, batch):
         pts = [{"id": i, "values": base[i]} for i in range(start, min(len(base), start + batch))]
         client.call("POST", "/collections/%s/points" % name, {"points": pts})
     print("load: %d points in %.1f s" % (len(base), time.time() - t0), flush=True)
+    wait_index(client, name, base)
+
+
+def ready(client):
+    """Whether GET /ready answers 200 (False while down or recovering)."""
+    try:
+        with urllib.request.urlopen(client.url + "/ready", timeout=5) as r:
+            return r.status == 200
+    except (OSError, urllib.error.HTTPError):
+        return False
+
+
+def await_restart(client):
+    """Wait until the server goes away and comes back ready."""
+    print("restart the server now (same data directory); waiting", flush=True)
+    while ready(client):
+        time.sleep(0.2)
+    t0 = time.time()
+    while not ready(client):
+        time.sleep(0.2)
+    print("restart: ready %.1f s after it went away" % (time.time() - t0), flush=True)
+
+
+def wait_index(client, name, base):
     t0 = time.time()
     while True:
         info = client.call("GET", "/collections/%s" % name)
@@ -104,7 +132,7 @@ def load(client, name, base, batch):
         if time.time() - t0 > 1800:
             sys.exit("index not ready after 30 min")
         time.sleep(1)
-    print("index: ready %.1f s after the load (%d graph nodes)" % (time.time() - t0, nodes), flush=True)
+    print("index: ready %.1f s after the load or restart (%d graph nodes)" % (time.time() - t0, nodes), flush=True)
 
 
 def batches(client, name, queries, truth, label, chunk=250, metric="cosine"):
@@ -178,6 +206,9 @@ def main():
     ap.add_argument("--collection", default="calibration_bench")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--stream-seconds", type=int, default=120)
+    ap.add_argument("--await-restart", action="store_true",
+                    help="at the end, wait for the server to be restarted (by hand or by a supervisor), then "
+                         "measure the batches again once its indexes are rebuilt")
     a = ap.parse_args()
     base = read_vecs("%s/%s" % (a.data, a.base), "f")
     queries = read_vecs("%s/%s" % (a.data, a.queries), "f")
@@ -204,6 +235,11 @@ def main():
             worst / percentile(settled, 0.99) if settled else float("nan"),
         )
     )
+    if a.await_restart:
+        await_restart(client)
+        wait_index(client, a.collection, base)
+        restarted = batches(client, a.collection, queries, truth, "after the restart")
+        print("summary: after the restart %s" % " ".join("%.2f->%.4f" % (t, restarted[t][0]) for t in TARGETS))
 
 
 if __name__ == "__main__":
