@@ -220,8 +220,15 @@ def main():
                 tracer = threading.Thread(target=trace, args=(args.trace + ".restart", srv.pid, t_stop, partitions,
                                                               tracing), daemon=True)
                 tracer.start()
+            log_at = os.path.getsize(os.path.join(data, "server.log"))
             wait_ready()
             t_ready = time.time()
+            # What the restart replayed, from the server's log.
+            with open(os.path.join(data, "server.log"), "rb") as f:
+                f.seek(log_at)
+                for line in f.read().decode(errors="replace").splitlines():
+                    if "WAL:" in line and "replayed" in line:
+                        print("restart: " + line[line.find("shard "):].strip(), flush=True)
             while not built():
                 time.sleep(0.25)
             t_rebuilt = time.time()
