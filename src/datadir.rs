@@ -585,7 +585,11 @@ fn for_each_record(shard_dir: &Path, shard: usize, f: &mut RecordSink) -> Result
             let spath = shard_dir.join(&m.snapshot);
             let file = File::open(&spath).map_err(FsError::at("snapshot", &spath))?;
             let bad = |source| DataDirError::SnapshotDamaged { path: spath.clone(), source };
-            let ahead = aionbd_io::snapshot::ReadAhead::new(file, 8 << 20, 4);
+            let ahead = aionbd_io::snapshot::ReadAhead::new(
+                file,
+                crate::snapshot::READ_AHEAD_CHUNK,
+                crate::snapshot::READ_AHEAD_DEPTH,
+            );
             let mut reader = SnapshotReader::new(std::io::BufReader::with_capacity(1 << 20, ahead)).map_err(bad)?;
             if reader.header.lsn != m.lsn || reader.header.shard_id as usize != shard {
                 return Err(DataDirError::SnapshotMismatch(spath));

@@ -346,6 +346,14 @@ impl std::error::Error for LoadError {
     }
 }
 
+/// Bytes a snapshot load reads at a time on its helper thread, and the
+/// chunks that wait: up to `DEPTH + 2` chunks are in memory (waiting,
+/// being read, being applied). With 8 MiB chunks that was ~50 MB of a
+/// restart's peak (heaptrack); the load is bound by applying the points,
+/// not by these reads.
+pub const READ_AHEAD_CHUNK: usize = 1 << 20;
+pub const READ_AHEAD_DEPTH: usize = 4;
+
 /// Load the shard's current snapshot (if any) through `node`, before the
 /// WAL is replayed. Leftovers of interrupted snapshots are removed.
 pub async fn load(
@@ -376,7 +384,7 @@ pub async fn load(
     let file = std::fs::File::open(&spath).map_err(|source| LoadError::Missing { path: spath.clone(), source })?;
     let file_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
     let bad = |source| LoadError::Damaged { path: spath.clone(), source };
-    let ahead = aionbd_io::snapshot::ReadAhead::new(file, 8 << 20, 4);
+    let ahead = aionbd_io::snapshot::ReadAhead::new(file, READ_AHEAD_CHUNK, READ_AHEAD_DEPTH);
     let mut reader = SnapshotReader::new(std::io::BufReader::with_capacity(1 << 20, ahead)).map_err(bad)?;
     if reader.header.lsn != manifest.lsn || reader.header.shard_id as usize != shard_id {
         return Err(LoadError::Mismatch { path: spath });
