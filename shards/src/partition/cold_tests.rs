@@ -83,6 +83,15 @@ impl Pair {
         Pair { light, full, file }
     }
 
+    /// A pair holding points `0..n`, each from its own seed.
+    fn loaded(n: u64) -> Pair {
+        let mut t = Pair::new();
+        for i in 0..n {
+            t.upsert(i, i);
+        }
+        t
+    }
+
     fn upsert(&mut self, id: u64, seed: u64) {
         let v = point(seed);
         assert_eq!(self.light.upsert(id, &v, tagged(id)), self.full.upsert(id, &v, tagged(id)));
@@ -156,10 +165,7 @@ impl Pair {
 
 #[test]
 fn cold_rows_answer_as_rows_in_memory() {
-    let mut t = Pair::new();
-    for i in 0..3000 {
-        t.upsert(i, i);
-    }
+    let mut t = Pair::loaded(3000);
     t.check("all hot, no graph");
     assert!(!t.light.evict_cold(100), "nothing leaves memory before the graph holds it");
     t.build(5);
@@ -199,10 +205,7 @@ fn cold_rows_answer_as_rows_in_memory() {
 
 #[test]
 fn a_rows_file_that_fails_keeps_rows_in_memory() {
-    let mut t = Pair::new();
-    for i in 0..2500 {
-        t.upsert(i, i);
-    }
+    let mut t = Pair::loaded(2500);
     t.build(3);
     assert!(t.light.evict_cold(1000));
     t.file.fail_writes.set(true);
@@ -223,10 +226,7 @@ fn a_rows_file_that_fails_keeps_rows_in_memory() {
 /// exact scans' runs (a search reads ~20 scattered rows per walk).
 #[test]
 fn a_light_recalibration_reads_no_row_for_its_walks() {
-    let mut t = Pair::new();
-    for i in 0..3000 {
-        t.upsert(i, i);
-    }
+    let mut t = Pair::loaded(3000);
     t.build(5);
     t.evict_all();
     let real = crate::index::calib::MIN_REAL as u64;
