@@ -130,8 +130,7 @@ const READ_CHUNK: usize = 1 << 20;
 /// whose all-zero chunks are never written: a segment is created at its
 /// full size (64 MiB by default) and filled from the start, so most of the
 /// newest one is zeros, and those pages of a fresh zeroed allocation stay
-/// unmapped (a shard's replay held the whole file in memory, which was
-/// most of a memory-light restart's peak).
+/// unmapped (a shard's replay held the whole file in memory).
 pub fn read_segment(path: &Path) -> io::Result<Vec<u8>> {
     use std::io::Read;
     let mut f = std::fs::File::open(path)?;
