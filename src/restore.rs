@@ -79,11 +79,14 @@ pub async fn recover_shard(
     let wal_dir = shard_dir.join(aionbd_io::wal::WAL_DIR);
     std::fs::create_dir_all(&wal_dir).map_err(|e| RestoreError::File(FsError::new("cannot create", &wal_dir, e)))?;
     let t0 = std::time::Instant::now();
-    // Read and scan the WAL segments on a helper thread, a few ahead of
-    // the replay, starting while the snapshot loads.
-    let reader = (!p.wal_truncate_corrupt).then(|| crate::wal::SegmentReader::start(&wal_dir));
     let loaded = crate::snapshot::load(node, &shard_dir, me, progress).await.map_err(RestoreError::Snapshot)?;
     let t1 = std::time::Instant::now();
+    // Read and scan the WAL segments on a helper thread, one ahead of the
+    // replay. Not while the snapshot loads: the scanned records would wait
+    // in memory beside the snapshot's read-ahead and the partitions it
+    // fills (a light-mode restart peaked at 1.37x its settled RSS so, see
+    // docs/benchmarks.md, memory-light mode, "Through a restart").
+    let reader = (!p.wal_truncate_corrupt).then(|| crate::wal::SegmentReader::start(&wal_dir));
     let first_lsn = loaded.manifest.as_ref().map_or(1, |m| m.lsn + 1);
     if let Some(late) = crate::debug_hooks::slow_replay(me) {
         glommio::timer::sleep(late).await;
@@ -133,7 +136,7 @@ pub async fn recover_shard(
     if loaded.records > 0 || replayed > 0 {
         tracing::info!(
             "shard {me}: snapshot: {} records ({:.1} MB) in {:.2} s; WAL: {replayed} records ({:.1} MB of \
-             segments read and scanned alongside) replayed in {:.2} s",
+             segments read and scanned) replayed in {:.2} s",
             loaded.records,
             loaded.file_bytes as f64 / 1e6,
             (t1 - t0).as_secs_f64(),

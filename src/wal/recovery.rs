@@ -170,8 +170,8 @@ fn all_zero(bytes: &[u8]) -> bool {
 /// `truncate_corrupt`: then the log is cut at the first bad record (the
 /// rest of that segment zeroed, later segments deleted) and the lost LSN
 /// range is reported.
-/// `preread` may hold the segments already read (start-up reads them on a
-/// helper thread while the snapshot loads).
+/// `preread` may hold the segments already read (start-up with
+/// `--wal-truncate-corrupt` reads them first, to report their size).
 pub fn recover_dir(
     dir: &Path,
     first_lsn: Lsn,
