@@ -86,8 +86,8 @@ pub async fn recover_shard(
     // in memory beside the snapshot's read-ahead and the partitions it
     // fills (a light-mode restart peaked at 1.37x its settled RSS so, see
     // docs/benchmarks.md, memory-light mode, "Through a restart").
-    let reader = (!p.wal_truncate_corrupt).then(|| crate::wal::SegmentReader::start(&wal_dir));
     let first_lsn = loaded.manifest.as_ref().map_or(1, |m| m.lsn + 1);
+    let reader = (!p.wal_truncate_corrupt).then(|| crate::wal::SegmentReader::start(&wal_dir, first_lsn));
     if let Some(late) = crate::debug_hooks::slow_replay(me) {
         glommio::timer::sleep(late).await;
     }
@@ -100,13 +100,12 @@ pub async fn recover_shard(
         Ok(())
     };
     let (recovered, read_bytes) = match reader {
-        Some(reader) => reader
-            .replay(first_lsn, &mut apply, async || node.replay_pace(REPLAY_IN_FLIGHT).await)
-            .await
-            .map_err(|e| match e {
-            crate::wal::ReplayError::Log(e) => RestoreError::Log(e),
-            crate::wal::ReplayError::Apply(e) => RestoreError::Replay(e),
-        })?,
+        Some(reader) => {
+            reader.replay(&mut apply, async || node.replay_pace(REPLAY_IN_FLIGHT).await).await.map_err(|e| match e {
+                crate::wal::ReplayError::Log(e) => RestoreError::Log(e),
+                crate::wal::ReplayError::Apply(e) => RestoreError::Replay(e),
+            })?
+        }
         // Cutting a damaged log needs the whole log first (the operator's
         // --wal-truncate-corrupt): read, recover (and cut), then replay.
         None => {

@@ -1,10 +1,13 @@
-//! Reading a WAL directory at start-up: list and read the segments, run
+//! Reading a WAL directory at start-up: list the segments and scan them on
+//! a helper thread a window at a time, handing their records to the
+//! replay as met ([`SegmentReader`]); or read them whole, run
 //! `aionbd_io::wal::recover` over them, and (only when the operator asks)
 //! cut a log damaged before its tail. A torn tail is zeroed when the WAL
 //! is opened (`aionbd_io::wal::Wal::open`).
 
 use aionbd_io::wal::{
-    parse_segment_name, recover, scan_segment, Corruption, Lsn, Record, Recovered, Recovery, SegmentBytes, SegmentScan,
+    header_corruption, parse_segment_name, recover, scan_segment_into, Corruption, FormatError, Lsn, Record, Recovered,
+    Recovery, SegmentBytes, SegmentScan, SegmentSource,
 };
 use std::fmt;
 use std::io;
@@ -132,31 +135,94 @@ const READ_CHUNK: usize = 1 << 20;
 /// newest one is zeros, and those pages of a fresh zeroed allocation stay
 /// unmapped (a shard's replay held the whole file in memory).
 pub fn read_segment(path: &Path) -> io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
+    let f = std::fs::File::open(path)?;
     let len = f.metadata()?.len() as usize;
+    read_sparse(&f, 0, len)
+}
+
+/// `len` bytes of `f` with those before `from` left zero, read as
+/// [`read_segment`] reads (chunks of zeros never written).
+fn read_sparse(f: &std::fs::File, from: usize, len: usize) -> io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
     // Zeroed by the allocator (a fresh mapping at this size): no page is
     // touched until a chunk with data is copied in.
     let mut buf = vec![0u8; len];
     let mut chunk = vec![0u8; READ_CHUNK];
-    let mut at = 0;
-    loop {
-        let n = match f.read(&mut chunk) {
+    let mut at = from;
+    while at < len {
+        let n = match f.read_at(&mut chunk[..READ_CHUNK.min(len - at)], at as u64) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        if buf.len() < at + n {
-            buf.resize(at + n, 0);
-        }
         if !all_zero(&chunk[..n]) {
             buf[at..at + n].copy_from_slice(&chunk[..n]);
         }
         at += n;
     }
-    buf.truncate(at);
+    buf.truncate(at.max(from));
     Ok(buf)
+}
+
+/// A segment file as a scan reads it ([`SegmentSource`]): a window at a
+/// time, moving forward with the scan, so only the window (`window_bytes`,
+/// or one batch if larger) is in memory, not the segment; the look past
+/// the end of the log reads the rest as [`read_segment`] does (its zeros
+/// never mapped). A failed read is kept in `failed` and gives the scan
+/// zeros (it ends there; the caller reports the error).
+struct SegmentFile {
+    file: std::fs::File,
+    len: usize,
+    window_bytes: usize,
+    /// The bytes at `at..at + window.len()`.
+    window: Vec<u8>,
+    at: usize,
+    /// The rest of the file from `tail_from`, in a buffer as long as the
+    /// file (once the scan looked past the end of the log).
+    tail: Option<(usize, Vec<u8>)>,
+    failed: Option<io::Error>,
+}
+
+impl SegmentFile {
+    fn open(path: &Path, window_bytes: usize) -> io::Result<SegmentFile> {
+        let file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len() as usize;
+        Ok(SegmentFile { file, len, window_bytes, window: Vec::new(), at: 0, tail: None, failed: None })
+    }
+}
+
+impl SegmentSource for SegmentFile {
+    fn segment_len(&self) -> usize {
+        self.len
+    }
+
+    fn bytes(&mut self, at: usize, n: usize) -> &[u8] {
+        if at < self.at || at + n > self.at + self.window.len() {
+            use std::os::unix::fs::FileExt;
+            let want = n.max(self.window_bytes).min(self.len - at);
+            self.window.clear();
+            self.window.resize(want, 0);
+            if let Err(e) = self.file.read_exact_at(&mut self.window, at as u64) {
+                self.window.fill(0);
+                self.failed.get_or_insert(e);
+            }
+            self.at = at;
+        }
+        &self.window[at - self.at..at - self.at + n]
+    }
+
+    fn tail(&mut self, from: usize) -> &[u8] {
+        if self.tail.as_ref().is_none_or(|(f, _)| *f > from) {
+            self.window = Vec::new();
+            let rest = read_sparse(&self.file, from, self.len).unwrap_or_else(|e| {
+                self.failed.get_or_insert(e);
+                vec![0; self.len]
+            });
+            self.tail = Some((from, rest));
+        }
+        self.tail.as_ref().map_or(&[], |(_, t)| t)
+    }
 }
 
 fn all_zero(bytes: &[u8]) -> bool {
@@ -212,38 +278,70 @@ pub fn recover_dir(
     Ok(rec)
 }
 
-/// One segment read and scanned by the helper thread of [`SegmentReader`].
-type Scanned = (String, std::io::Result<(u64, Result<SegmentScan, aionbd_io::wal::FormatError>)>);
+/// What the helper thread of [`SegmentReader`] sends: a segment's records
+/// as its scan meets them, in pieces of about [`PIECE_BYTES`], then how
+/// the segment ended.
+enum Scanned {
+    Records(Vec<Record>),
+    End { segment: String, read: io::Result<(u64, Result<SegmentScan, FormatError>)> },
+}
 
-/// A WAL directory read and scanned segment by segment on a helper thread,
-/// a segment ahead of the shard that applies them: reading, scanning and
-/// replaying overlap, and at most `AHEAD` scanned segments wait in memory.
-/// Started before the snapshot loads.
+/// A WAL directory read and scanned segment by segment on a helper thread
+/// while the shard applies the records: reading, scanning and replaying
+/// overlap. A segment is read a [`WINDOW`] at a time ([`SegmentFile`]) and
+/// its records travel in pieces, so what waits in memory is the window and
+/// at most [`AHEAD`] pieces, not whole segments nor their records (a
+/// 134 MB log replayed with no snapshot held two 64 MiB segments and their
+/// records: docs/benchmarks.md, memory-light mode, "Through a restart").
+/// Started once the snapshot is loaded.
 pub struct SegmentReader {
     dir: PathBuf,
     segments: usize,
+    first_lsn: Lsn,
     rx: std::sync::mpsc::Receiver<Scanned>,
 }
 
-/// Scanned segments the helper thread keeps ready (each holds a copy of
-/// its records: with 4, a replay of a long log held up to 6 segments'
-/// worth per shard, while one ahead keeps the thread reading during the
-/// apply).
-const AHEAD: usize = 1;
+/// Record bytes per piece sent to the replay (a record larger than that
+/// goes alone).
+const PIECE_BYTES: usize = 1 << 20;
+/// Bytes of a segment file a scan reads at a time ([`SegmentFile`]).
+const WINDOW: usize = 1 << 20;
+/// Pieces the helper thread may send ahead of the replay.
+const AHEAD: usize = 2;
 
 impl SegmentReader {
-    pub fn start(dir: &Path) -> SegmentReader {
+    /// Start reading the segments of `dir`; records before `first_lsn` (a
+    /// snapshot holds them) are scanned but not sent.
+    pub fn start(dir: &Path, first_lsn: Lsn) -> SegmentReader {
         remove_unfinished(dir);
         let names = read_segment_names(dir);
         let (tx, rx) = std::sync::mpsc::sync_channel(AHEAD);
         let segments = names.len();
         let spawned = std::thread::Builder::new().name("aionbd-wal-read".into()).spawn(move || {
+            let mut gone = false;
             for path in names {
-                // A buffer per segment, freed once scanned (the records are
-                // copied out): only its pages with data are ever mapped.
-                let scanned = read_segment(&path).map(|buf| (buf.len() as u64, scan_segment(&buf)));
-                if tx.send((path.display().to_string(), scanned)).is_err() {
-                    return;
+                let read = SegmentFile::open(&path, WINDOW).and_then(|mut file| {
+                    let (mut piece, mut bytes) = (Vec::new(), 0);
+                    let scan = scan_segment_into(&mut file, &mut |r: Record| {
+                        if r.lsn < first_lsn || gone {
+                            return;
+                        }
+                        bytes += r.body.len();
+                        piece.push(r);
+                        if bytes >= PIECE_BYTES {
+                            gone = tx.send(Scanned::Records(std::mem::take(&mut piece))).is_err();
+                            bytes = 0;
+                        }
+                    });
+                    if !piece.is_empty() && !gone {
+                        gone = tx.send(Scanned::Records(piece)).is_err();
+                    }
+                    // A failed read gave the scan zeros: the error stands.
+                    file.failed.take().map_or(Ok((file.len as u64, scan)), Err)
+                });
+                let end = Scanned::End { segment: path.display().to_string(), read };
+                if gone || tx.send(end).is_err() {
+                    return; // the replay stopped
                 }
             }
         });
@@ -251,26 +349,26 @@ impl SegmentReader {
             // Without the thread the receiver reports "stopped" at once.
             tracing::error!("cannot start the WAL reader thread: {e}");
         }
-        SegmentReader { dir: dir.to_path_buf(), segments, rx }
+        SegmentReader { dir: dir.to_path_buf(), segments, first_lsn, rx }
     }
 
-    /// Recover the log from `first_lsn` as [`recover_dir`] does (damage
-    /// refuses; a torn tail is left for `Wal::open` to zero), calling
-    /// `apply` on each record as soon as its segment is scanned, then
-    /// awaiting `pace`. Returns how
-    /// the log ends (`records` empty) and the bytes read. On an error the
-    /// records applied so far must be thrown away (start-up stops).
+    /// Recover the log from the `first_lsn` given to [`SegmentReader::start`]
+    /// as [`recover_dir`] does (damage refuses; a torn tail is left for
+    /// `Wal::open` to zero), calling `apply` on each record as soon as the
+    /// scan has met it, then awaiting `pace`. Returns how the log ends
+    /// (`records` empty) and the bytes read. On an error the records
+    /// applied so far must be thrown away (start-up stops): records of a
+    /// segment are applied before its scan ends, so before damage found
+    /// after them.
     pub async fn replay<E>(
         self,
-        first_lsn: Lsn,
         mut apply: impl FnMut(&Record) -> Result<(), E>,
         mut pace: impl AsyncFnMut(),
     ) -> Result<(Recovered, u64), ReplayError<E>> {
-        let mut rec = Recovery::new(first_lsn, self.segments);
-        let mut read = 0u64;
-        let mut applied = 0usize;
-        for _ in 0..self.segments {
-            let (name, scanned) = loop {
+        let mut rec = Recovery::new(self.first_lsn, self.segments);
+        let (mut read, mut applied, mut ended, mut took_any) = (0u64, 0usize, 0usize, false);
+        while ended < self.segments {
+            let scanned = loop {
                 match self.rx.try_recv() {
                     Ok(s) => break s,
                     Err(std::sync::mpsc::TryRecvError::Empty) => {
@@ -281,28 +379,33 @@ impl SegmentReader {
                     }
                 }
             };
-            let (bytes, scan) = match scanned {
-                Ok(s) => s,
-                Err(source) => return Err(ReplayError::Log(RecoveryError::ReadSegment { segment: name, source })),
-            };
-            read += bytes;
-            let pushed = match scan {
-                Ok(scan) => rec.push(name, scan),
-                Err(e) => Err(Corruption {
-                    segment: name,
-                    offset: 0,
-                    reason: format!("segment header: {e}"),
-                    last_good_lsn: None,
-                }),
-            };
-            for r in pushed.map_err(|c| ReplayError::Log(RecoveryError::Corrupt(c)))? {
-                apply(&r).map_err(ReplayError::Apply)?;
-                pace().await;
-                applied += 1;
-                if applied.is_multiple_of(64) {
-                    futures_lite::future::yield_now().await;
+            let (segment, scan) = match scanned {
+                Scanned::Records(records) => {
+                    took_any |= !records.is_empty();
+                    for r in &records {
+                        apply(r).map_err(ReplayError::Apply)?;
+                        pace().await;
+                        applied += 1;
+                        if applied.is_multiple_of(64) {
+                            futures_lite::future::yield_now().await;
+                        }
+                    }
+                    continue;
                 }
-            }
+                Scanned::End { segment, read: Err(source) } => {
+                    return Err(ReplayError::Log(RecoveryError::ReadSegment { segment, source }))
+                }
+                Scanned::End { segment, read: Ok((bytes, scan)) } => {
+                    read += bytes;
+                    (segment, scan)
+                }
+            };
+            ended += 1;
+            let pushed = match scan {
+                Ok(scan) => rec.push_scanned(segment, scan, std::mem::take(&mut took_any)),
+                Err(e) => Err(header_corruption(segment, &e)),
+            };
+            pushed.map_err(|c| ReplayError::Log(RecoveryError::Corrupt(c)))?;
         }
         Ok((rec.finish(), read))
     }
@@ -397,5 +500,107 @@ mod read_tests {
         assert!(resident <= (6 << 20) + 4 * 4096, "{} KiB of the buffer in memory", resident >> 10);
         assert!(read == bytes, "the bytes read differ from the file's");
         assert!(all_zero(&[0; 13]) && !all_zero(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]));
+    }
+
+    /// The reader thread's records, sent in pieces as its scans meet them,
+    /// replay what recovering the whole directory at once returns: the
+    /// same records from the snapshot's LSN on, and the same log end.
+    #[test]
+    fn a_replay_in_pieces_applies_what_whole_recovery_returns() {
+        use aionbd_io::wal::{SyncPolicy, WalOptions, WAL_DIR};
+        let dir = std::env::temp_dir().join(format!("aionbd-wal-pieces-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join(WAL_DIR)).unwrap();
+        let d = dir.clone();
+        let (replayed, streamed, whole) = glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                let options = WalOptions {
+                    shard_id: 0,
+                    segment_bytes: 2 << 20,
+                    policy: SyncPolicy { every_write: true, every_n: 0, interval: None },
+                    max_batch: 4,
+                    flush_delay: std::time::Duration::ZERO,
+                };
+                let wal = crate::wal::open(&d, &Recovered::empty(1), options).await.expect("open");
+                // 200 KB records: about 9 per segment, so several pieces
+                // (`PIECE_BYTES`) a segment.
+                for i in 0..60u64 {
+                    let body: Vec<u8> = (0..200_000u64).map(|j| (i * 7 + j) as u8).collect();
+                    wal.append(1, body).await.expect("append");
+                }
+                assert!(wal.segment_count() >= 5, "segments rolled over");
+                drop(wal);
+                let wal_dir = d.join(WAL_DIR);
+                let mut replayed = Vec::new();
+                let reader = SegmentReader::start(&wal_dir, 17);
+                let (streamed, _) = reader
+                    .replay(
+                        |r: &Record| -> Result<(), ()> {
+                            replayed.push(r.clone());
+                            Ok(())
+                        },
+                        async || {},
+                    )
+                    .await
+                    .expect("replay");
+                let whole = recover_dir(&wal_dir, 17, false, None).expect("recover");
+                (replayed, streamed, whole)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(replayed.len(), 44, "LSN 17 to 60");
+        assert_eq!(replayed.first().map(|r| r.lsn), Some(17));
+        assert!(replayed == whole.records, "the replayed records differ from whole recovery's");
+        assert_eq!(Recovered { records: Vec::new(), ..whole }, streamed);
+    }
+
+    proptest::proptest! {
+        /// A segment file scanned a window at a time ([`SegmentFile`]) gives
+        /// what a scan of its whole bytes gives: the same records and the
+        /// same end, whatever the window, the batch sizes and the damage
+        /// (past the end of the log, in a batch, or in a header).
+        #[test]
+        fn a_segment_scanned_a_window_at_a_time_scans_as_a_whole(
+            sizes in proptest::collection::vec(1usize..20_000, 1..12),
+            window in 1usize..6,
+            damage in proptest::option::of((0usize..64 * 4096, 1u8..=255)),
+        ) {
+            use aionbd_io::wal::{scan_segment, Step, WalWriter, BLOCK_BYTES};
+            let segment_bytes = 64 * BLOCK_BYTES;
+            let mut w = WalWriter::new(0, segment_bytes, 1, 1, Box::new(|| 11));
+            let mut bytes = Vec::new();
+            for (i, &n) in sizes.iter().enumerate() {
+                let body = vec![i as u8 + 1; n];
+                for step in w.append(&[(1, &body[..])]).unwrap() {
+                    match step {
+                        Step::OpenSegment { header, segment_bytes, .. } if bytes.is_empty() => {
+                            bytes = vec![0u8; segment_bytes as usize];
+                            bytes[..header.len()].copy_from_slice(&header);
+                        }
+                        Step::OpenSegment { .. } => {} // the first segment is the one scanned
+                        Step::WriteBatch { offset, bytes: b, .. } if (offset as usize) + b.len() <= bytes.len() => {
+                            bytes[offset as usize..offset as usize + b.len()].copy_from_slice(&b)
+                        }
+                        Step::WriteBatch { .. } => {}
+                    }
+                }
+            }
+            if let Some((at, x)) = damage {
+                bytes[at] ^= x;
+            }
+            let path = std::env::temp_dir().join(format!("aionbd-window-scan-{}", std::process::id()));
+            std::fs::write(&path, &bytes).unwrap();
+            let mut file = SegmentFile::open(&path, window * BLOCK_BYTES).unwrap();
+            let mut records = Vec::new();
+            let windowed = scan_segment_into(&mut file, &mut |r| records.push(r)).map(|mut s| {
+                s.records = records;
+                s
+            });
+            std::fs::remove_file(&path).unwrap();
+            proptest::prop_assert!(file.failed.is_none());
+            proptest::prop_assert_eq!(windowed, scan_segment(&bytes));
+        }
     }
 }

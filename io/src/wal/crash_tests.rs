@@ -16,7 +16,8 @@
 use super::disk::SegmentIo;
 use super::format::{is_unfinished, parse_segment_name, Lsn, BLOCK_BYTES, WAL_DIR};
 use super::log::{SyncPolicy, Wal, WalOptions};
-use super::recover::{Corruption, Recovered, Recovery};
+use super::recover::{header_corruption, Corruption, Recovered, Recovery};
+use super::scan::scan_segment_into;
 use super::simdisk::{Rng, SimClock, SimDisk, SimFaults, SimIo};
 use crate::snapshot::{snapshot_name, Manifest, MANIFEST};
 use std::cell::RefCell;
@@ -189,8 +190,18 @@ fn start_up(disk: &mut SimDisk) -> Result<(Option<Manifest>, Recovered), Refusal
     let mut records = Vec::new();
     for p in segments {
         let bytes = disk.read(&p).unwrap();
-        let pushed = recovery.push_bytes(p.display().to_string(), &bytes);
-        records.extend(pushed.map_err(|c| Refusal::Corrupt { in_newest: Some(&c.segment) == newest.as_ref(), c })?);
+        // Records taken as the scan meets them, as the server's reader does.
+        let before = records.len();
+        let name = p.display().to_string();
+        let pushed = match scan_segment_into(&mut &bytes[..], &mut |r| {
+            if r.lsn >= first_lsn {
+                records.push(r)
+            }
+        }) {
+            Ok(scan) => recovery.push_scanned(name, scan, records.len() > before),
+            Err(e) => Err(header_corruption(name, &e)),
+        };
+        pushed.map_err(|c| Refusal::Corrupt { in_newest: Some(&c.segment) == newest.as_ref(), c })?;
     }
     let mut rec = recovery.finish();
     rec.records = records;

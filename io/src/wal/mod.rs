@@ -34,6 +34,6 @@ pub use format::{
     BLOCK_BYTES, WAL_DIR,
 };
 pub use log::{Appended, SwitchError, SyncPolicy, Wal, WalError, WalOptions};
-pub use recover::{recover, Corruption, Recovered, Recovery, SegmentBytes, TornTail};
-pub use scan::{scan_segment, Record, ScanEnd, SegmentScan};
+pub use recover::{header_corruption, recover, Corruption, Recovered, Recovery, SegmentBytes, TornTail};
+pub use scan::{scan_segment, scan_segment_into, Record, ScanEnd, SegmentScan, SegmentSource};
 pub use writer::{Step, WalWriter, WriteError};

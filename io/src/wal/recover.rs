@@ -109,7 +109,8 @@ pub fn recover(mut segments: Vec<SegmentBytes>, first_lsn: Lsn) -> Result<Recove
     Ok(out)
 }
 
-fn header_corruption(segment: String, e: &FormatError) -> Corruption {
+/// The corruption a segment whose header does not decode is.
+pub fn header_corruption(segment: String, e: &FormatError) -> Corruption {
     Corruption { segment, offset: 0, reason: format!("segment header: {}", describe(e)), last_good_lsn: None }
 }
 
@@ -159,7 +160,19 @@ impl Recovery {
 
     /// The next segment's scan: its records at or after `first_lsn`, or
     /// the corruption that stops recovery.
-    pub fn push(&mut self, name: String, scan: SegmentScan) -> Result<Vec<Record>, Corruption> {
+    pub fn push(&mut self, name: String, mut scan: SegmentScan) -> Result<Vec<Record>, Corruption> {
+        let first_lsn = self.first_lsn;
+        let records: Vec<Record> =
+            std::mem::take(&mut scan.records).into_iter().filter(|r| r.lsn >= first_lsn).collect();
+        self.push_scanned(name, scan, !records.is_empty())?;
+        Ok(records)
+    }
+
+    /// [`Recovery::push`] for a segment whose records the caller took as
+    /// the scan met them (`scan_segment_into`): the same checks, in the
+    /// same order, on the scan without its records; `took_any` says whether
+    /// the segment held a record at or after `first_lsn`.
+    pub fn push_scanned(&mut self, name: String, scan: SegmentScan, took_any: bool) -> Result<(), Corruption> {
         let first_lsn = self.first_lsn;
         let last = self.pushed + 1 == self.n_segments;
         if self.pushed > 0 && scan.header.segment_seq < self.out.next_segment_seq {
@@ -207,7 +220,7 @@ impl Recovery {
         }
         if scan.next_lsn <= first_lsn && !self.started {
             match scan.end {
-                ScanEnd::Clean => return Ok(Vec::new()), // wholly before the snapshot
+                ScanEnd::Clean => return Ok(()), // wholly before the snapshot
                 // Damage stops the scan, so `next_lsn` says nothing of the
                 // batches after it: they may hold records past the snapshot.
                 // The next segment's first LSN decides; in the newest
@@ -215,7 +228,7 @@ impl Recovery {
                 ScanEnd::TornTail { offset, reason } | ScanEnd::Corrupt { offset, reason } if !last => {
                     self.deferred =
                         Some(Corruption { segment: name, offset, reason, last_good_lsn: first_lsn.checked_sub(1) });
-                    return Ok(Vec::new());
+                    return Ok(());
                 }
                 _ => {}
             }
@@ -236,8 +249,7 @@ impl Recovery {
             });
         }
         out.log_bytes += scan.valid_bytes;
-        let records: Vec<Record> = scan.records.into_iter().filter(|r| r.lsn >= first_lsn).collect();
-        self.started |= !records.is_empty();
+        self.started |= took_any;
         out.next_lsn = out.next_lsn.max(scan.next_lsn);
         match scan.end {
             ScanEnd::Clean => {}
@@ -257,7 +269,7 @@ impl Recovery {
                 return Err(Corruption { segment: name, offset, reason, last_good_lsn: out.next_lsn.checked_sub(1) })
             }
         }
-        Ok(records)
+        Ok(())
     }
 
     /// How the log ends (`records` empty: `push` returned them).
@@ -279,7 +291,9 @@ fn describe(e: &FormatError) -> String {
 mod tests {
     use super::*;
     use crate::wal::format::BLOCK_BYTES;
+    use crate::wal::scan::scan_segment_into;
     use crate::wal::writer::{Step, WalWriter};
+    use proptest::prelude::*;
 
     /// Segments written by a writer with small segments, all synced.
     fn segments(batches: usize) -> Vec<SegmentBytes> {
@@ -400,5 +414,55 @@ mod tests {
         old[1].bytes[BLOCK_BYTES + 100] ^= 1;
         let err = recover(old, 2).unwrap_err();
         assert_eq!(err.segment, "seg-2");
+    }
+
+    proptest! {
+        /// Recovery from records taken as the scan meets them
+        /// (`scan_segment_into` and `push_scanned`, as the server's reader
+        /// thread does) ends as `recover` does: the same records and log
+        /// end, or the same corruption, whatever the damage, a missing
+        /// segment or the snapshot's LSN.
+        #[test]
+        fn recovery_from_streamed_records_equals_recovery_from_whole_scans(
+            batches in 1usize..9,
+            first_lsn in 1u64..12,
+            damage in proptest::option::of((0usize..9, 0usize..4 * BLOCK_BYTES, 1u8..=255)),
+            missing in proptest::option::of(0usize..9),
+        ) {
+            let mut segs = segments(batches);
+            if let Some((s, at, x)) = damage {
+                let n = segs.len();
+                segs[s % n].bytes[at] ^= x;
+            }
+            if let Some(m) = missing.filter(|_| segs.len() > 1) {
+                let n = segs.len();
+                segs.remove(m % n);
+            }
+            let copy = segs.iter().map(|s| SegmentBytes { name: s.name.clone(), bytes: s.bytes.clone() }).collect();
+            let whole = recover(copy, first_lsn);
+            let mut rec = Recovery::new(first_lsn, segs.len());
+            let mut records = Vec::new();
+            let streamed = segs.iter().try_for_each(|s| {
+                let before = records.len();
+                let scanned = scan_segment_into(&mut &s.bytes[..], &mut |r| {
+                    if r.lsn >= first_lsn {
+                        records.push(r)
+                    }
+                });
+                match scanned {
+                    Ok(scan) => rec.push_scanned(s.name.clone(), scan, records.len() > before),
+                    Err(e) => Err(header_corruption(s.name.clone(), &e)),
+                }
+            });
+            match (whole, streamed) {
+                (Ok(w), Ok(())) => {
+                    let mut s = rec.finish();
+                    s.records = records;
+                    prop_assert_eq!(w, s);
+                }
+                (Err(w), Err(s)) => prop_assert_eq!(w, s),
+                (w, s) => prop_assert!(false, "whole {:?}, streamed {:?}", w.map(|r| r.next_lsn), s),
+            }
+        }
     }
 }

@@ -123,20 +123,78 @@ fn parse_records(payload: &[u8], h: &BatchHeader) -> Result<Vec<Record>, RecordE
     Ok(out)
 }
 
+/// Where a scan reads a segment: its bytes in memory (`&[u8]`), or a file
+/// read a window at a time, so that a segment is never held whole (the
+/// server's start-up reader, `src/wal/recovery.rs`). A scan reads forward
+/// only.
+pub trait SegmentSource {
+    /// The segment's length in bytes.
+    fn segment_len(&self) -> usize;
+    /// The `n` bytes at `at` (`at + n <= segment_len()`).
+    fn bytes(&mut self, at: usize, n: usize) -> &[u8];
+    /// The segment's bytes from `from` on, in a slice as long as the
+    /// segment (bytes before `from` may read as zeros): what the scan looks
+    /// through past damage or the end of the log.
+    fn tail(&mut self, from: usize) -> &[u8];
+}
+
+impl SegmentSource for &[u8] {
+    fn segment_len(&self) -> usize {
+        self.len()
+    }
+    fn bytes(&mut self, at: usize, n: usize) -> &[u8] {
+        &self[at..at + n]
+    }
+    fn tail(&mut self, _from: usize) -> &[u8] {
+        self
+    }
+}
+
 /// Scan one segment's bytes (the whole file, or any prefix of it).
 /// A damaged segment header is an error: headers are written and synced
 /// before a segment is used, so it is never the torn write of a crash.
 pub fn scan_segment(bytes: &[u8]) -> Result<SegmentScan, FormatError> {
-    let mut scan = scan_batches(bytes)?;
+    let mut records = Vec::new();
+    let mut scan = scan_segment_into(&mut { bytes }, &mut |r| records.push(r))?;
+    scan.records = records;
+    Ok(scan)
+}
+
+/// [`scan_segment`] over any [`SegmentSource`], handing each intact
+/// batch's records to `sink` as the scan meets them instead of collecting
+/// them (the returned scan's `records` is empty), so a reader need hold
+/// neither a segment nor its records at once. Records of batches before
+/// damage reach `sink` before the scan finds the damage: what the caller
+/// did with them is to be thrown away if recovery then refuses.
+pub fn scan_segment_into<S: SegmentSource>(
+    src: &mut S,
+    sink: &mut dyn FnMut(Record),
+) -> Result<SegmentScan, FormatError> {
+    let mut scan = scan_batches(src, sink)?;
     if scan.end == ScanEnd::Clean {
-        let rest = bytes.get(scan.valid_bytes as usize..).unwrap_or_default();
+        let from = scan.valid_bytes as usize;
+        let rest = src.tail(from).get(from..).unwrap_or_default();
         scan.dirty_after_end = rest.chunks(BLOCK_BYTES).any(|b| b.iter().fold(0, |acc, &x| acc | x) != 0);
     }
     Ok(scan)
 }
 
-fn scan_batches(bytes: &[u8]) -> Result<SegmentScan, FormatError> {
-    let header = SegmentHeader::decode(bytes)?;
+/// Damage at block `b`: torn if nothing valid of this segment follows,
+/// else corrupt.
+fn damaged<S: SegmentSource>(src: &mut S, header: &SegmentHeader, b: usize, reason: String) -> ScanEnd {
+    let offset = (b * BLOCK_BYTES) as u64;
+    match later_valid_batch(src.tail(b * BLOCK_BYTES), header, b) {
+        None => ScanEnd::TornTail { offset, reason },
+        Some(next) => ScanEnd::Corrupt {
+            offset,
+            reason: format!("{reason}; a valid batch follows at offset {}", next * BLOCK_BYTES),
+        },
+    }
+}
+
+fn scan_batches<S: SegmentSource>(src: &mut S, sink: &mut dyn FnMut(Record)) -> Result<SegmentScan, FormatError> {
+    let len = src.segment_len();
+    let header = SegmentHeader::decode(src.bytes(0, len.min(BLOCK_BYTES)))?;
     let mut scan = SegmentScan {
         header,
         records: Vec::new(),
@@ -146,27 +204,17 @@ fn scan_batches(bytes: &[u8]) -> Result<SegmentScan, FormatError> {
         last_payload_crc: 0,
         dirty_after_end: false,
     };
-    let n_blocks = bytes.len() / BLOCK_BYTES;
+    let n_blocks = len / BLOCK_BYTES;
     let mut b = 1usize;
-    // Damage at block `b`: torn if nothing valid follows, else corrupt.
-    let damaged = |b: usize, reason: String| -> ScanEnd {
-        let offset = (b * BLOCK_BYTES) as u64;
-        match later_valid_batch(bytes, &header, b) {
-            None => ScanEnd::TornTail { offset, reason },
-            Some(next) => ScanEnd::Corrupt {
-                offset,
-                reason: format!("{reason}; a valid batch follows at offset {}", next * BLOCK_BYTES),
-            },
-        }
-    };
     while b < n_blocks {
         let at = b * BLOCK_BYTES;
-        let block = &bytes[at..at + BLOCK_BYTES];
+        let block = src.bytes(at, BLOCK_BYTES);
+        let unwritten = block.iter().all(|&x| x == 0);
         let h = match BatchHeader::decode(block) {
             Ok(h) => h,
-            Err(_) if block.iter().all(|&x| x == 0) => {
+            Err(_) if unwritten => {
                 // Unwritten space: the log ends here, unless data follows.
-                if let Some(next) = later_valid_batch(bytes, &header, b) {
+                if let Some(next) = later_valid_batch(src.tail(at), &header, b) {
                     scan.end = ScanEnd::Corrupt {
                         offset: at as u64,
                         reason: format!("unwritten block before a valid batch at offset {}", next * BLOCK_BYTES),
@@ -175,13 +223,13 @@ fn scan_batches(bytes: &[u8]) -> Result<SegmentScan, FormatError> {
                 return Ok(scan);
             }
             Err(e) => {
-                scan.end = damaged(b, format!("batch header: {e}"));
+                scan.end = damaged(src, &header, b, format!("batch header: {e}"));
                 return Ok(scan);
             }
         };
         if h.segment_seq != header.segment_seq || h.salt != header.salt {
             // Left over from an older incarnation of this file: end of log.
-            if let Some(next) = later_valid_batch(bytes, &header, b) {
+            if let Some(next) = later_valid_batch(src.tail(at), &header, b) {
                 scan.end = ScanEnd::Corrupt {
                     offset: at as u64,
                     reason: format!("stale block before a valid batch at offset {}", next * BLOCK_BYTES),
@@ -208,17 +256,17 @@ fn scan_batches(bytes: &[u8]) -> Result<SegmentScan, FormatError> {
             scan.end = corrupt("batch header holds impossible sizes".to_owned());
             return Ok(scan);
         }
-        if at + padded > bytes.len() {
-            scan.end = damaged(b, "batch extends past the end of the file".to_owned());
+        if at + padded > len {
+            scan.end = damaged(src, &header, b, "batch extends past the end of the file".to_owned());
             return Ok(scan);
         }
-        let payload = &bytes[at + BATCH_HEADER_BYTES..at + payload_end];
+        let payload = src.bytes(at + BATCH_HEADER_BYTES, payload_end - BATCH_HEADER_BYTES);
         if crc32c::crc32c(payload) != h.payload_crc {
-            scan.end = damaged(b, "batch payload fails its checksum".to_owned());
+            scan.end = damaged(src, &header, b, "batch payload fails its checksum".to_owned());
             return Ok(scan);
         }
         match parse_records(payload, &h) {
-            Ok(records) => scan.records.extend(records),
+            Ok(records) => records.into_iter().for_each(&mut *sink),
             Err(e) => {
                 scan.end = corrupt(e.to_string());
                 return Ok(scan);
