@@ -29,8 +29,16 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
-/// Points per export chunk (and per snapshot record): ~0.75 MiB at 384 dims.
-const CHUNK_POINTS: usize = 512;
+/// Points per export chunk (and per snapshot record): ~190 KiB at 384
+/// dims. A snapshot holds a chunk three times at once (the exported
+/// points, their record, its frame) beside the writes it runs next to:
+/// with 512 points and 1 MiB write buffers a memory-light bulk load
+/// peaked at 1.26x its settled RSS (docs/benchmarks.md, memory-light mode).
+const CHUNK_POINTS: usize = 128;
+/// The snapshot file's write buffer, and how many more are written behind
+/// it (in flight to the device).
+const WRITE_BUFFER: usize = 256 << 10;
+const WRITE_BEHIND: usize = 2;
 /// How often a shard checks whether a snapshot is due.
 const CHECK_EVERY: Duration = Duration::from_millis(100);
 /// Why a snapshot was not taken.
@@ -196,7 +204,10 @@ impl Snapshots {
         let tmp = self.dir.join(format!("{name}.tmp"));
         let result = async {
             let file = DmaFile::create(&tmp).await.map_err(|e| FsError::new("create", &tmp, e.into()))?;
-            let mut out = DmaStreamWriterBuilder::new(file).with_buffer_size(1 << 20).with_write_behind(2).build();
+            let mut out = DmaStreamWriterBuilder::new(file)
+                .with_buffer_size(WRITE_BUFFER)
+                .with_write_behind(WRITE_BEHIND)
+                .build();
             let created_unix_ms =
                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
             let mut buf = SnapshotHeader { shard_id: self.shard_id as u16, lsn, created_unix_ms }.encode().to_vec();
