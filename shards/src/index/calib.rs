@@ -19,6 +19,8 @@ mod run;
 #[cfg(test)]
 pub(crate) use rows::Dense;
 pub use rows::{RowSource, Rows, RowsAt};
+#[cfg(test)]
+pub(crate) use run::SCAN_BATCH;
 pub use run::{CalibQuery, CalibRows, Calibrator};
 
 /// recall@k measured by calibration.

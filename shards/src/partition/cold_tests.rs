@@ -251,9 +251,9 @@ fn a_light_recalibration_reads_no_row_for_its_walks() {
     assert_eq!(table(&t.light).0[0], real as usize);
     assert_eq!(table(&t.light), table(&t.full));
     assert_eq!(t.file.scattered_reads.get(), scattered);
-    // The exact scans read the file in order: once per 16 queries
-    // (`calib::run::SCAN_BATCH`), each run of rows once.
-    let (runs, once) = (t.file.reads.get() - reads, real as usize / 16 * 3000);
+    // The exact scans read the file in order: once per
+    // `calib::SCAN_BATCH` queries, each run of rows once.
+    let (runs, once) = (t.file.reads.get() - reads, (real as usize).div_ceil(crate::index::calib::SCAN_BATCH) * 3000);
     assert!(runs <= once + once / 20, "{runs} rows read in runs; the scans need {once}");
     let params = SearchParams { metric: Metric::L2, k: 10, filter: None };
     let _ = t.light.search_graph(&[point(7000)], &params, 16);
@@ -308,8 +308,8 @@ fn a_replay_moves_rows_out_as_it_goes_and_the_build_reads_them_in_runs() {
     let table = |p: &Partition| p.hnsw.as_ref().unwrap().calibration.by_rank[0].clone();
     assert_eq!(table(&t.light), table(&t.full), "the calibration walks find the same");
     assert!(!t.light.evict_replayed(1), "a graph exists: rows wait for it again");
-    // The calibration's exact scans read the file in runs, 16 queries a
-    // pass: 46 times over here. Walks that re-ranked their candidates from
-    // the file read it 590 times over.
+    // The calibration's exact scans read the file in runs,
+    // `calib::SCAN_BATCH` queries a pass. Walks that re-ranked their
+    // candidates from the file read it 590 times over.
     assert!(build_reads < 100 * n, "the build read {build_reads} rows for {n}");
 }
