@@ -13,7 +13,7 @@
 
 use crate::fs::{sync_dir, write_atomically, FsError};
 use aionbd_io::snapshot::{
-    encode_end, encode_frame, snapshot_name, Manifest, ManifestError, SnapshotError, SnapshotHeader, SnapshotReader,
+    encode_end, encode_frame, snapshot_name, Manifest, ManifestError, SnapshotError, SnapshotHeader,
 };
 use aionbd_io::wal::{recover, Corruption, SegmentBytes};
 use aionbd_shards::placement::Placement;
@@ -585,12 +585,7 @@ fn for_each_record(shard_dir: &Path, shard: usize, f: &mut RecordSink) -> Result
             let spath = shard_dir.join(&m.snapshot);
             let file = File::open(&spath).map_err(FsError::at("snapshot", &spath))?;
             let bad = |source| DataDirError::SnapshotDamaged { path: spath.clone(), source };
-            let ahead = aionbd_io::snapshot::ReadAhead::new(
-                file,
-                crate::snapshot::READ_AHEAD_CHUNK,
-                crate::snapshot::READ_AHEAD_DEPTH,
-            );
-            let mut reader = SnapshotReader::new(std::io::BufReader::with_capacity(1 << 20, ahead)).map_err(bad)?;
+            let mut reader = crate::snapshot::open_reader(file).map_err(bad)?;
             if reader.header.lsn != m.lsn || reader.header.shard_id as usize != shard {
                 return Err(DataDirError::SnapshotMismatch(spath));
             }

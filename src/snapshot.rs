@@ -362,8 +362,17 @@ impl std::error::Error for LoadError {
 /// being read, being applied). With 8 MiB chunks that was ~50 MB of a
 /// restart's peak (heaptrack); the load is bound by applying the points,
 /// not by these reads.
-pub const READ_AHEAD_CHUNK: usize = 1 << 20;
-pub const READ_AHEAD_DEPTH: usize = 4;
+const READ_AHEAD_CHUNK: usize = 1 << 20;
+const READ_AHEAD_DEPTH: usize = 4;
+
+/// A snapshot file's reader (its header read and checked), the file read
+/// ahead on a helper thread.
+pub fn open_reader(
+    file: std::fs::File,
+) -> Result<SnapshotReader<std::io::BufReader<aionbd_io::snapshot::ReadAhead>>, aionbd_io::snapshot::SnapshotError> {
+    let ahead = aionbd_io::snapshot::ReadAhead::new(file, READ_AHEAD_CHUNK, READ_AHEAD_DEPTH);
+    SnapshotReader::new(std::io::BufReader::with_capacity(1 << 20, ahead))
+}
 
 /// Load the shard's current snapshot (if any) through `node`, before the
 /// WAL is replayed. Leftovers of interrupted snapshots are removed.
@@ -395,8 +404,7 @@ pub async fn load(
     let file = std::fs::File::open(&spath).map_err(|source| LoadError::Missing { path: spath.clone(), source })?;
     let file_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
     let bad = |source| LoadError::Damaged { path: spath.clone(), source };
-    let ahead = aionbd_io::snapshot::ReadAhead::new(file, READ_AHEAD_CHUNK, READ_AHEAD_DEPTH);
-    let mut reader = SnapshotReader::new(std::io::BufReader::with_capacity(1 << 20, ahead)).map_err(bad)?;
+    let mut reader = open_reader(file).map_err(bad)?;
     if reader.header.lsn != manifest.lsn || reader.header.shard_id as usize != shard_id {
         return Err(LoadError::Mismatch { path: spath });
     }

@@ -16,8 +16,7 @@
 use super::disk::SegmentIo;
 use super::format::{is_unfinished, parse_segment_name, Lsn, BLOCK_BYTES, WAL_DIR};
 use super::log::{SyncPolicy, Wal, WalOptions};
-use super::recover::{header_corruption, Corruption, Recovered, Recovery};
-use super::scan::scan_segment_into;
+use super::recover::{Corruption, Recovered, Recovery};
 use super::simdisk::{Rng, SimClock, SimDisk, SimFaults, SimIo};
 use crate::snapshot::{snapshot_name, Manifest, MANIFEST};
 use std::cell::RefCell;
@@ -191,17 +190,8 @@ fn start_up(disk: &mut SimDisk) -> Result<(Option<Manifest>, Recovered), Refusal
     for p in segments {
         let bytes = disk.read(&p).unwrap();
         // Records taken as the scan meets them, as the server's reader does.
-        let before = records.len();
-        let name = p.display().to_string();
-        let pushed = match scan_segment_into(&mut &bytes[..], &mut |r| {
-            if r.lsn >= first_lsn {
-                records.push(r)
-            }
-        }) {
-            Ok(scan) => recovery.push_scanned(name, scan, records.len() > before),
-            Err(e) => Err(header_corruption(name, &e)),
-        };
-        pushed.map_err(|c| Refusal::Corrupt { in_newest: Some(&c.segment) == newest.as_ref(), c })?;
+        let pushed = recovery.push_streamed(p.display().to_string(), &bytes);
+        records.extend(pushed.map_err(|c| Refusal::Corrupt { in_newest: Some(&c.segment) == newest.as_ref(), c })?);
     }
     let mut rec = recovery.finish();
     rec.records = records;

@@ -272,6 +272,25 @@ impl Recovery {
         Ok(())
     }
 
+    /// A segment's bytes scanned with its records taken as the scan meets
+    /// them (`scan_segment_into`, then [`Recovery::push_scanned`]), as the
+    /// server's start-up reader takes them; returns those at or after
+    /// `first_lsn`.
+    #[cfg(test)]
+    pub(crate) fn push_streamed(&mut self, name: String, bytes: &[u8]) -> Result<Vec<Record>, Corruption> {
+        let first_lsn = self.first_lsn;
+        let mut records = Vec::new();
+        let scanned = super::scan::scan_segment_into(&mut { bytes }, &mut |r| {
+            if r.lsn >= first_lsn {
+                records.push(r)
+            }
+        });
+        match scanned {
+            Ok(scan) => self.push_scanned(name, scan, !records.is_empty()).map(|()| records),
+            Err(e) => Err(header_corruption(name, &e)),
+        }
+    }
+
     /// How the log ends (`records` empty: `push` returned them).
     pub fn finish(mut self) -> Recovered {
         // The newest segment must end exactly where the log ends (it may
@@ -291,7 +310,6 @@ fn describe(e: &FormatError) -> String {
 mod tests {
     use super::*;
     use crate::wal::format::BLOCK_BYTES;
-    use crate::wal::scan::scan_segment_into;
     use crate::wal::writer::{Step, WalWriter};
     use proptest::prelude::*;
 
@@ -443,16 +461,8 @@ mod tests {
             let mut rec = Recovery::new(first_lsn, segs.len());
             let mut records = Vec::new();
             let streamed = segs.iter().try_for_each(|s| {
-                let before = records.len();
-                let scanned = scan_segment_into(&mut &s.bytes[..], &mut |r| {
-                    if r.lsn >= first_lsn {
-                        records.push(r)
-                    }
-                });
-                match scanned {
-                    Ok(scan) => rec.push_scanned(s.name.clone(), scan, records.len() > before),
-                    Err(e) => Err(header_corruption(s.name.clone(), &e)),
-                }
+                records.extend(rec.push_streamed(s.name.clone(), &s.bytes)?);
+                Ok(())
             });
             match (whole, streamed) {
                 (Ok(w), Ok(())) => {
