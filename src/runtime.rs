@@ -513,3 +513,56 @@ async fn shard_main(
 pub fn ms_since(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
+
+#[cfg(test)]
+mod tests {
+    use glommio::channels::channel_mesh::MeshBuilder;
+    use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// Two executors that park between messages (no spin, no timer) pass a
+    /// token back and forth over the shard mesh, 40,000 hops, each waking a
+    /// parked executor through glommio's sleep handshake (the notify flag,
+    /// the barrier, the last look at the channels, the eventfd). A lost
+    /// wake-up leaves both asleep with nothing to wake them, and the test
+    /// fails (seen with the flag never set). The shards' heartbeat timer
+    /// would hide such a loss as 5 ms stalls; this guards the patched
+    /// executor loop (`third_party/glommio`) against it.
+    #[test]
+    fn executors_parked_between_mesh_messages_always_wake() {
+        const ROUND_TRIPS: u32 = 20_000;
+        let mesh = MeshBuilder::<u32, _>::full(2, 1);
+        let (done_tx, done_rx) = mpsc::channel();
+        let pool = LocalExecutorPoolBuilder::new(PoolPlacement::Unbound(2))
+            .on_all_shards(move || async move {
+                let (outbox, inbox) = mesh.join().await.expect("join the mesh");
+                let peer = 1 - outbox.peer_id();
+                if peer == 1 {
+                    outbox.send_to(peer, 0).await.expect("send");
+                }
+                let mut last = 0;
+                while last + 1 < ROUND_TRIPS * 2 {
+                    let Ok(Some(n)) = inbox.recv_from(peer).await else { break };
+                    last = n;
+                    if n + 1 < ROUND_TRIPS * 2 {
+                        outbox.send_to(peer, n + 1).await.expect("send");
+                        last = n + 1;
+                    }
+                }
+                last
+            })
+            .expect("two executors");
+        std::thread::spawn(move || {
+            let _ = done_tx.send(pool.join_all());
+        });
+        let results = done_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a message's wake-up was lost: both executors parked with a message pending");
+        assert_eq!(results.len(), 2);
+        for r in results {
+            let last = r.expect("executor ran");
+            assert!(last >= ROUND_TRIPS * 2 - 1, "exchange ended early at {last}");
+        }
+    }
+}
