@@ -11,8 +11,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 fn main() {
-    // First, while this is the process's only thread (see the function).
-    register_membarrier();
     // A shard thread that panicked would leave its data unreachable while
     // the other shards serve on, so requests touching it would hang until
     // they time out. End the process instead: every acknowledged write is
@@ -234,23 +232,6 @@ fn main() {
     if shutdown.load(Ordering::Relaxed) {
         tracing::info!("stopped");
     }
-}
-
-/// Register the process for private expedited `membarrier(2)` now, while
-/// it has one thread. glommio issues that barrier whenever an executor
-/// parks, and registers for it on first use, from a shard thread; with
-/// more than one thread alive the kernel's registration waits for an RCU
-/// grace period (`synchronize_rcu`), which took 12 ms of a 2-shard start's
-/// ~21 ms on the 2-CPU box, with both shards blocked behind it (strace,
-/// docs/benchmarks.md "Footprint"). Registered from a single-threaded
-/// process it costs a few microseconds, and glommio's own registration
-/// then finds it done. Nothing else changes: the same barrier, the same
-/// registration. An error (an old kernel) is left to glommio, which
-/// falls back to its other barrier as before.
-fn register_membarrier() {
-    const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
-    // SAFETY: membarrier takes two integers and touches no memory of ours.
-    unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0 as libc::c_int) };
 }
 
 /// `aionbd restore | check | import | export`: print the outcome, return

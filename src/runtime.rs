@@ -524,11 +524,13 @@ mod tests {
     /// Two executors that park between messages (no spin, no timer) pass a
     /// token back and forth over the shard mesh, 40,000 hops, each waking a
     /// parked executor through glommio's sleep handshake (the notify flag,
-    /// the barrier, the last look at the channels, the eventfd). A lost
-    /// wake-up leaves both asleep with nothing to wake them, and the test
-    /// fails (seen with the flag never set). The shards' heartbeat timer
-    /// would hide such a loss as 5 ms stalls; this guards the patched
-    /// executor loop (`third_party/glommio`) against it.
+    /// the fences `third_party/glommio` puts in place of `membarrier`, the
+    /// last look at the channels, the eventfd). A lost wake-up leaves both
+    /// asleep with nothing to wake them, and the test fails (seen with the
+    /// flag never set). In a server the 5 ms heartbeat would hide such a
+    /// loss as stalls. The window a missing fence opens is a few
+    /// instructions wide (three runs without them passed): this guards the
+    /// wake-up path, not the fences' placement.
     #[test]
     fn executors_parked_between_mesh_messages_always_wake() {
         const ROUND_TRIPS: u32 = 20_000;
