@@ -209,10 +209,9 @@ fn scan_batches<S: SegmentSource>(src: &mut S, sink: &mut dyn FnMut(Record)) -> 
     while b < n_blocks {
         let at = b * BLOCK_BYTES;
         let block = src.bytes(at, BLOCK_BYTES);
-        let unwritten = block.iter().all(|&x| x == 0);
         let h = match BatchHeader::decode(block) {
             Ok(h) => h,
-            Err(_) if unwritten => {
+            Err(_) if block.iter().all(|&x| x == 0) => {
                 // Unwritten space: the log ends here, unless data follows.
                 if let Some(next) = later_valid_batch(src.tail(at), &header, b) {
                     scan.end = ScanEnd::Corrupt {
