@@ -270,10 +270,19 @@ async fn recalibrate(node: &Node) -> bool {
     let Some((name, uid, mut job)) = node.with_shard(&"recalibration start", |s| s.recal_next(Instant::now())) else {
         return false;
     };
-    let started = Instant::now();
+    let (started, what) = (Instant::now(), job.describe());
+    // The steps' own time, rests and other work left out: what a
+    // recalibration costs its shard.
+    let mut busy = Duration::ZERO;
     let mut pace = Pace::new(node);
     loop {
-        match pace.step(|| node.with_shard(&"recalibration step", |s| s.recal_step(&name, uid, &mut job))).await {
+        let step = || {
+            let t0 = Instant::now();
+            let out = node.with_shard(&"recalibration step", |s| s.recal_step(&name, uid, &mut job));
+            busy += t0.elapsed();
+            out
+        };
+        match pace.step(step).await {
             Some(false) => pace.keep_graphs_current().await,
             Some(true) => break,
             None => return true,
@@ -281,7 +290,12 @@ async fn recalibrate(node: &Node) -> bool {
     }
     // It may drop the IVF lists (unused beside the graph).
     crate::reclaim::free(node.with_shard(&"recalibration install", |s| s.recal_install(&name, uid, job)));
-    tracing::debug!("shard {}: {name}: index recalibrated in {:.1} s", node.me(), started.elapsed().as_secs_f64());
+    tracing::debug!(
+        "shard {}: {name}: {what} recalibrated in {:.1} s ({} ms of steps)",
+        node.me(),
+        started.elapsed().as_secs_f64(),
+        busy.as_millis()
+    );
     true
 }
 

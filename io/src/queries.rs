@@ -13,7 +13,7 @@
 /// The file's name in a shard directory.
 pub const FILE_NAME: &str = "queries.bin";
 const MAGIC: &[u8; 8] = b"AIONQRS1";
-/// Bounds a damaged count cannot get past (a reservoir holds 128).
+/// Bounds a damaged count cannot get past (a reservoir holds 256).
 const MAX_QUERIES: usize = 4096;
 const MAX_DIM: usize = 65_536;
 

@@ -148,6 +148,17 @@ impl Partition {
     }
 }
 
+impl Recalibration {
+    /// What is measured, for the log: "hnsw on 256 real queries", "ivf on
+    /// held-out points".
+    pub fn describe(&self) -> String {
+        match self.calibs.first() {
+            Some(c) if !self.held_out => format!("{} on {} real queries", self.kind.as_str(), c.real_queries()),
+            _ => format!("{} on held-out points", self.kind.as_str()),
+        }
+    }
+}
+
 impl Partition {
     /// Whether an index with this mark (and `live` points) is due: it rests
     /// on held-out points and enough real queries arrived, or [`EVERY`]

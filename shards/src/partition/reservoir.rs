@@ -8,7 +8,7 @@ use crate::math::distance::Metric;
 use crate::math::rng::mix64_short;
 
 /// Real queries a partition keeps for calibration.
-pub(super) const RESERVOIR: usize = 128;
+pub(super) const RESERVOIR: usize = 256;
 
 impl Partition {
     /// Offer a (validated) query to the calibration reservoir: reservoir

@@ -182,8 +182,8 @@ pub struct Calibrator {
 }
 
 /// Queries whose exact answers one pass over the rows finds: a
-/// memory-light partition's recalibration on its 128 real queries reads
-/// its rows file 128 / this many times (with 16, 8 times: 300 MB for a
+/// memory-light partition's recalibration on its 256 real queries reads
+/// its rows file 256 / this many times (with 16, 8 times: 300 MB for a
 /// 25,000-row partition at 384 dimensions, in ~3,000 steps of ~0.25 ms,
 /// each blocking its shard on a read). A step scans 64 rows for every
 /// query of the pass: ~0.1 ms of arithmetic with 64.
@@ -248,6 +248,11 @@ impl Calibrator {
     /// would have taken longer than [`WALK_BUDGET_NS`].
     pub fn walks_cut(&self) -> usize {
         self.walks_cut
+    }
+
+    /// Real queries this run measures.
+    pub fn real_queries(&self) -> usize {
+        self.real.len()
     }
 
     /// Whether every query is done (`step` returned `true`).
