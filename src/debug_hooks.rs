@@ -29,6 +29,17 @@ pub fn slow_sync_dir() -> Option<Duration> {
     *SLOW.get_or_init(|| ms("AIONBD_DEBUG_SLOW_SYNC_DIR_MS"))
 }
 
+/// `AIONBD_DEBUG_SLOW_FDATASYNC_US`: every fdatasync of a WAL segment
+/// returns this much later (read once), as on a disk whose cache flush is
+/// slow (SD cards, eMMC, SSDs without power-loss protection): benchmarks
+/// of group commit use it on a fast disk.
+pub fn slow_fdatasync() -> Option<Duration> {
+    static SLOW: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    *SLOW.get_or_init(|| {
+        std::env::var("AIONBD_DEBUG_SLOW_FDATASYNC_US").ok().and_then(|v| v.parse().ok()).map(Duration::from_micros)
+    })
+}
+
 /// `AIONBD_DEBUG_SCAN_PIECE_ROWS`: an exact scan's pieces hold this many
 /// rows (`shards::partition::set_scan_piece_rows`), so a small collection
 /// is scanned in many pieces.

@@ -33,11 +33,13 @@ async fn timed<R>(op: &str, path: &Path, call: impl std::future::Future<Output =
 pub struct DmaDisk {
     /// Time of each fdatasync, in microseconds (`/metrics`).
     pub sync_latency: RefCell<hdrhistogram::Histogram<u64>>,
+    /// What [`SegmentIo::now`] counts from.
+    origin: std::time::Instant,
 }
 
 impl DmaDisk {
     pub fn new() -> DmaDisk {
-        DmaDisk { sync_latency: RefCell::new(crate::metrics::new_histogram()) }
+        DmaDisk { sync_latency: RefCell::new(crate::metrics::new_histogram()), origin: std::time::Instant::now() }
     }
 
     async fn zero_fill_chunks(&self, file: &Rc<DmaFile>, bytes: u64) -> io::Result<()> {
@@ -112,6 +114,9 @@ impl SegmentIo for DmaDisk {
     async fn fdatasync(&self, file: &Rc<DmaFile>) -> io::Result<()> {
         let t0 = std::time::Instant::now();
         file.fdatasync().await.map_err(to_io)?;
+        if let Some(slow) = crate::debug_hooks::slow_fdatasync() {
+            glommio::timer::sleep(slow).await;
+        }
         let us = t0.elapsed().as_micros() as u64;
         let _ = self.sync_latency.borrow_mut().record(us.clamp(1, crate::metrics::HIST_MAX_US));
         Ok(())
@@ -158,5 +163,9 @@ impl SegmentIo for DmaDisk {
 
     async fn sleep(&self, duration: Duration) {
         glommio::timer::sleep(duration).await;
+    }
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
     }
 }

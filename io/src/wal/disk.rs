@@ -51,6 +51,9 @@ pub trait SegmentIo {
     /// Wait (the group-commit delay, the relaxed modes' sync interval, the
     /// pause between attempts to reserve a segment on a full disk).
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()>;
+    /// Time since some fixed instant, on the clock [`SegmentIo::sleep`]
+    /// runs by (how long an fdatasync took, for group commit).
+    fn now(&self) -> Duration;
 }
 
 /// What the log was doing when an I/O call failed; each has the message

@@ -169,6 +169,17 @@ pub struct Wal<D: SegmentIo> {
     policy: SyncPolicy,
     flush_delay: Duration,
     max_batch: usize,
+    /// Sync on every write: records the next group waits for (at most
+    /// `max_batch`, for at most `last_sync`): those the last group
+    /// acknowledged, whose writers may come back at once, and those queued
+    /// while it was synced ([`Wal::gather`]).
+    gather: Cell<usize>,
+    /// How long the last fdatasync took.
+    last_sync: Cell<Duration>,
+    /// Gathers in a row that ended at their deadline short of their
+    /// records, and groups to write before the next gather.
+    gather_misses: Cell<u32>,
+    gather_skip: Cell<u32>,
     /// The segment batches go to.
     current: RefCell<Option<D::File>>,
     /// Segment files on disk, oldest first: (sequence number, first LSN).
@@ -202,6 +213,10 @@ pub struct Wal<D: SegmentIo> {
     pub records: Cell<u64>,
     pub bytes: Cell<u64>,
     pub batches: Cell<u64>,
+    /// Groups that waited for their writers ([`Wal::gather`]), and those
+    /// of them that reached their deadline first.
+    pub gathers: Cell<u64>,
+    pub gathers_missed: Cell<u64>,
 }
 
 impl<D: SegmentIo> Wal<D> {
@@ -241,6 +256,10 @@ impl<D: SegmentIo> Wal<D> {
             policy: options.policy,
             flush_delay: options.flush_delay,
             max_batch: options.max_batch.max(1),
+            gather: Cell::new(1),
+            last_sync: Cell::new(Duration::ZERO),
+            gather_misses: Cell::new(0),
+            gather_skip: Cell::new(0),
             current: RefCell::new(current),
             segments: RefCell::new(rec.segments.iter().copied().collect()),
             spare: RefCell::new(None),
@@ -263,6 +282,8 @@ impl<D: SegmentIo> Wal<D> {
             records: Cell::new(0),
             bytes: Cell::new(0),
             batches: Cell::new(0),
+            gathers: Cell::new(0),
+            gathers_missed: Cell::new(0),
         }))
     }
 

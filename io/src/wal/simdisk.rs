@@ -257,8 +257,10 @@ pub struct SimFaults {
     /// Chance in 1000 that creating or preallocating a file finds the disk full.
     pub disk_full_per_mille: u64,
     /// Longest latency of one call, in virtual microseconds (half of the
-    /// calls complete at once).
+    /// calls complete at once)...
     pub latency_us_max: u64,
+    /// ...and the least, for every call (0: none).
+    pub latency_us_min: u64,
 }
 
 struct SimState {
@@ -307,10 +309,11 @@ impl SimIo {
     ) -> io::Result<T> {
         let latency = {
             let mut rng = self.state.rng.borrow_mut();
+            let f = &self.state.faults;
             if rng.below(2) == 0 {
-                0
+                f.latency_us_min
             } else {
-                rng.below(self.state.faults.latency_us_max + 1)
+                rng.below(f.latency_us_max + 1).max(f.latency_us_min)
             }
         };
         self.clock.sleep(Duration::from_micros(latency)).await;
@@ -404,5 +407,9 @@ impl SegmentIo for SimIo {
 
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()> {
         self.clock.sleep(duration)
+    }
+
+    fn now(&self) -> Duration {
+        self.clock.now()
     }
 }

@@ -14,6 +14,12 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
+/// Longest a group waits for its writers ([`Wal::gather`])...
+const GATHER_MAX: Duration = Duration::from_millis(1);
+/// ...and most groups written without waiting after gathers that ended
+/// at their deadline.
+const GATHER_SKIP_MAX: u32 = 1023;
+
 impl<D: SegmentIo> Wal<D> {
     /// Records to write or an fdatasync to make (never once failed).
     fn has_work(&self) -> bool {
@@ -42,6 +48,8 @@ impl<D: SegmentIo> Wal<D> {
             self.wait_until(&self.flusher, Self::has_work).await;
             if !self.flush_delay.is_zero() && !self.queue.borrow().is_empty() {
                 self.io.sleep(self.flush_delay).await;
+            } else {
+                self.gather().await;
             }
             let result =
                 if self.queue.borrow().is_empty() { self.sync_current().await } else { self.flush_group().await };
@@ -57,6 +65,56 @@ impl<D: SegmentIo> Wal<D> {
                 self.want_spare();
             }
             self.wake_waiters();
+        }
+    }
+
+    /// Sync on every write: before a group is written, wait (at most half
+    /// as long as the last fdatasync took, and [`GATHER_MAX`]) until as many
+    /// records are queued as the last group acknowledged plus those queued
+    /// while it was synced. Without it, writers that each wait for their
+    /// acknowledgement settle into two groups that take turns: those one
+    /// fdatasync acknowledged come back while the next one runs, so each
+    /// write waits for two fdatasyncs, and each covers half the writers.
+    /// Writers that do not come back at once (requests arriving at their
+    /// own pace) would make every group wait out its deadline: after a
+    /// gather ends at its deadline short of its records, the next 1, 3,
+    /// 7, ... (at most [`GATHER_SKIP_MAX`]) groups are written at once.
+    async fn gather(&self) {
+        let want = self.gather.get().min(self.max_batch);
+        let queued = || self.queue.borrow().len();
+        if !self.policy.every_write || queued() == 0 || queued() >= want {
+            return;
+        }
+        // An fdatasync that took no time leaves nobody waiting for the
+        // next one: no wait, and no miss.
+        let wait = (self.last_sync.get() / 2).min(GATHER_MAX);
+        if wait.is_zero() {
+            return;
+        }
+        if self.gather_skip.get() > 0 {
+            self.gather_skip.set(self.gather_skip.get() - 1);
+            return;
+        }
+        let mut deadline = std::pin::pin!(self.io.sleep(wait));
+        let gathered = poll_fn(|cx| {
+            if queued() >= want || self.failed.borrow().is_some() {
+                return Poll::Ready(true);
+            }
+            if deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(false);
+            }
+            self.flusher.set(Some(cx.waker().clone()));
+            Poll::Pending
+        })
+        .await;
+        self.gathers.set(self.gathers.get() + 1);
+        self.gathers_missed.set(self.gathers_missed.get() + !gathered as u64);
+        if gathered {
+            self.gather_misses.set(0);
+        } else {
+            let misses = (self.gather_misses.get() + 1).min(GATHER_SKIP_MAX.ilog2() + 1);
+            self.gather_misses.set(misses);
+            self.gather_skip.set(((1u32 << misses) - 1).min(GATHER_SKIP_MAX));
         }
     }
 
@@ -92,6 +150,7 @@ impl<D: SegmentIo> Wal<D> {
             }
         }
         self.records.set(self.records.get() + group.len() as u64);
+        self.gather.set(group.len() + self.queue.borrow().len());
         Ok(())
     }
 
@@ -114,10 +173,12 @@ impl<D: SegmentIo> Wal<D> {
         let upto = self.written.get();
         let file = self.current.borrow().clone();
         if let Some(file) = file {
+            let t0 = self.io.now();
             self.io
                 .fdatasync(&file)
                 .await
                 .map_err(|e| WalError::Io(IoFailure::new(IoOp::Fdatasync, &self.wal_dir, e)))?;
+            self.last_sync.set(self.io.now().saturating_sub(t0));
             self.syncs.set(self.syncs.get() + 1);
         }
         self.durable.set(upto);
