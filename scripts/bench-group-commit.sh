@@ -12,8 +12,9 @@
 # each sending its next write when the last is acknowledged, for $SECONDS_EACH
 # s ($RATE, e.g. "--rate 1000", makes it open loop instead). One line per
 # run: points/s, p50 and p99, and points per fdatasync. Defaults: ROUNDS=2
-# SLOWS="0 500 2000" CONNS="4 8 16 32" SECONDS_EACH=5; the data directory
-# (DATA_DIR, default generated vectors) under $TMPDIR.
+# SLOWS="0 500 2000" CONNS="4 8 16 32" SECONDS_EACH=5; DATA_DIR (default:
+# generated vectors) is what the writers upsert. Each server's data
+# directory is under /tmp (load-common.sh).
 # shellcheck source=scripts/load-common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/load-common.sh"
 data_args_without_truth "${1:-}"
@@ -32,8 +33,8 @@ for round in $(seq "$ROUNDS"); do
                 SERVER_BIN="${bin#*=}" AIONBD_SHARDS=2 AIONBD_DEBUG_SLOW_FDATASYNC_US="$slow" \
                     start_server "$WORK/data" "$WORK/server.err" 30
                 "$LOAD" run --url "$URL" --collection g "${ARGS[@]}" --create --workload upsert \
-                    --connections "$conns" --duration "$SECONDS_EACH" "${RATE_ARGS[@]}" --json "$WORK/run.json" --quiet >/dev/null
-                kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
+                    --connections "$conns" --duration "$SECONDS_EACH" ${RATE_ARGS[@]+"${RATE_ARGS[@]}"} --json "$WORK/run.json" --quiet >/dev/null
+                kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
                 python3 - "$WORK/run.json" "$label" "$round" "$slow" "$conns" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))

@@ -36,7 +36,8 @@ pub fn slow_sync_dir() -> Option<Duration> {
 pub fn slow_fdatasync() -> Option<Duration> {
     static SLOW: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
     *SLOW.get_or_init(|| {
-        std::env::var("AIONBD_DEBUG_SLOW_FDATASYNC_US").ok().and_then(|v| v.parse().ok()).map(Duration::from_micros)
+        let us: Option<u64> = std::env::var("AIONBD_DEBUG_SLOW_FDATASYNC_US").ok().and_then(|v| v.parse().ok());
+        us.filter(|&us| us > 0).map(Duration::from_micros)
     })
 }
 

@@ -95,6 +95,10 @@ pub struct MetricsSnapshot {
     /// WAL figures, filled in by the node (0 without persistence).
     pub wal_records: u64,
     pub wal_syncs: u64,
+    /// Group commits that waited for their writers, and those of them that
+    /// reached their deadline first (`io::wal` group commit).
+    pub wal_group_waits: u64,
+    pub wal_group_waits_missed: u64,
     pub wal_failed_shards: u64,
     pub wal_shards: u64,
     pub wal_disk_full_shards: u64,
@@ -232,6 +236,8 @@ impl Metrics {
             connections_rejected_total: self.connections_rejected_total.get(),
             wal_records: 0,
             wal_syncs: 0,
+            wal_group_waits: 0,
+            wal_group_waits_missed: 0,
             wal_failed_shards: 0,
             wal_shards: 0,
             wal_disk_full_shards: 0,
@@ -284,6 +290,8 @@ impl MetricsSnapshot {
         self.connections_rejected_total += o.connections_rejected_total;
         self.wal_records += o.wal_records;
         self.wal_syncs += o.wal_syncs;
+        self.wal_group_waits += o.wal_group_waits;
+        self.wal_group_waits_missed += o.wal_group_waits_missed;
         self.wal_failed_shards += o.wal_failed_shards;
         self.wal_shards += o.wal_shards;
         self.wal_disk_full_shards += o.wal_disk_full_shards;

@@ -137,6 +137,8 @@ impl Api {
             ("persistence_checkpoint_schedule_skips_total", U(0)),
             ("persistence_wal_group_commits_total", U(m.wal_batches)),
             ("persistence_wal_fsyncs_total", U(m.wal_syncs)),
+            ("persistence_wal_group_waits_total", U(m.wal_group_waits)),
+            ("persistence_wal_group_waits_missed_total", U(m.wal_group_waits_missed)),
             ("persistence_wal_disk_full", B(m.wal_disk_full_shards > 0)),
             ("persistence_snapshots_total", U(m.snapshots_taken)),
             ("persistence_wal_grouped_records_total", U(m.wal_records)),

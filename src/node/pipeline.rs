@@ -110,6 +110,8 @@ impl Node {
         if let Some(wal) = self.wal.borrow().as_ref() {
             m.wal_records = wal.records.get();
             m.wal_syncs = wal.syncs.get();
+            m.wal_group_waits = wal.gathers.get();
+            m.wal_group_waits_missed = wal.gathers_missed.get();
             m.wal_failed_shards = wal.is_failed() as u64;
             m.wal_disk_full_shards = wal.is_disk_full() as u64;
             m.wal_shards = 1;

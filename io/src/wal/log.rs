@@ -170,7 +170,7 @@ pub struct Wal<D: SegmentIo> {
     flush_delay: Duration,
     max_batch: usize,
     /// Sync on every write: records the next group waits for (at most
-    /// `max_batch`, for at most `last_sync`): those the last group
+    /// `max_batch`, for at most half of `last_sync`): those the last group
     /// acknowledged, whose writers may come back at once, and those queued
     /// while it was synced ([`Wal::gather`]).
     gather: Cell<usize>,

@@ -107,6 +107,8 @@ impl<D: SegmentIo> Wal<D> {
             Poll::Pending
         })
         .await;
+        // The slot is empty while the flusher writes (a deadline left it set).
+        self.flusher.take();
         self.gathers.set(self.gathers.get() + 1);
         self.gathers_missed.set(self.gathers_missed.get() + !gathered as u64);
         if gathered {
