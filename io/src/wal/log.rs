@@ -173,7 +173,7 @@ pub struct Wal<D: SegmentIo> {
     /// `max_batch`, for at most half of `last_sync`): those the last group
     /// acknowledged, whose writers may come back at once, and those queued
     /// while it was synced ([`Wal::gather`]).
-    gather: Cell<usize>,
+    gather_want: Cell<usize>,
     /// How long the last fdatasync took.
     last_sync: Cell<Duration>,
     /// Gathers in a row that ended at their deadline short of their
@@ -256,7 +256,7 @@ impl<D: SegmentIo> Wal<D> {
             policy: options.policy,
             flush_delay: options.flush_delay,
             max_batch: options.max_batch.max(1),
-            gather: Cell::new(1),
+            gather_want: Cell::new(1),
             last_sync: Cell::new(Duration::ZERO),
             gather_misses: Cell::new(0),
             gather_skip: Cell::new(0),

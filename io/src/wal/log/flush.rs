@@ -80,7 +80,7 @@ impl<D: SegmentIo> Wal<D> {
     /// gather ends at its deadline short of its records, the next 1, 3,
     /// 7, ... (at most [`GATHER_SKIP_MAX`]) groups are written at once.
     async fn gather(&self) {
-        let want = self.gather.get().min(self.max_batch);
+        let want = self.gather_want.get().min(self.max_batch);
         let queued = || self.queue.borrow().len();
         if !self.policy.every_write || queued() == 0 || queued() >= want {
             return;
@@ -95,9 +95,11 @@ impl<D: SegmentIo> Wal<D> {
             self.gather_skip.set(self.gather_skip.get() - 1);
             return;
         }
+        // Only the flusher (this task) stops the log, so a failure cannot
+        // arrive during the wait.
         let mut deadline = std::pin::pin!(self.io.sleep(wait));
         let gathered = poll_fn(|cx| {
-            if queued() >= want || self.failed.borrow().is_some() {
+            if queued() >= want {
                 return Poll::Ready(true);
             }
             if deadline.as_mut().poll(cx).is_ready() {
@@ -152,7 +154,7 @@ impl<D: SegmentIo> Wal<D> {
             }
         }
         self.records.set(self.records.get() + group.len() as u64);
-        self.gather.set(group.len() + self.queue.borrow().len());
+        self.gather_want.set(group.len() + self.queue.borrow().len());
         Ok(())
     }
 
