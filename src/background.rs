@@ -10,7 +10,10 @@ use std::time::Duration;
 /// Longest a shard goes without polling for network and channel events
 /// while a background queue (index builds, snapshots) has work. Glommio
 /// runs a busy queue step after step and polls only when the preempt timer
-/// fires; requests and shard messages wait for that poll.
+/// fires; requests and shard messages wait for that poll. A task that
+/// yields its queue (`yield_task_queue_now`, the indexer's steps) ends the
+/// round and so has the shard poll at once (`third_party/glommio`); this
+/// bounds the wait behind work that does not.
 const BACKGROUND_POLL: Duration = Duration::from_micros(500);
 
 /// How often every shard wakes up whatever it is doing.

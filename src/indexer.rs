@@ -60,11 +60,17 @@ const BUSY_REST: u32 = 3;
 /// during a bulk load most index work is redone as the partition grows.
 const WRITE_REST: u32 = 8;
 /// Points waiting for the graphs of a shard (searched exactly by every
-/// search: ~0.1 ms per search at 384 dims) past which graph inserts take
-/// up to half the shard, ahead of builds and recalibrations: they do not
-/// rest between steps but yield, and the build queue has as many shares as
-/// request handling ([`BACKLOG_SHARES`]).
-const BACKLOG: usize = 1024;
+/// search) past which graph inserts take up to half the shard, ahead of
+/// builds and recalibrations: they do not rest between steps but yield,
+/// and the build queue has as many shares as request handling
+/// ([`BACKLOG_SHARES`]). Under steady ingest faster than a ninth of the
+/// shard inserts, the pending set settles at this line, so every search
+/// scans about this many points exactly: at 1,700 single-point upserts/s
+/// the search p50 was 0.59-0.79 ms with 1,024 and 0.45-0.51 ms with 128
+/// (idle: 0.33; docs/benchmarks.md, "Search while ingesting"), with the
+/// same write latency. The inserts are the same work either way; only
+/// when they run changes.
+const BACKLOG: usize = 128;
 /// Shares of the build queue while the backlog is past [`BACKLOG`]. A
 /// timed rest would not do: a sleeping queue's timer fires only when the
 /// busy request queue is preempted (every 5 ms), so a 150 µs step per

@@ -518,8 +518,9 @@ pub fn ms_since(t: Instant) -> f64 {
 mod tests {
     use glommio::channels::channel_mesh::MeshBuilder;
     use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
-    use std::sync::mpsc;
-    use std::time::Duration;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{mpsc, Arc};
+    use std::time::{Duration, Instant};
 
     /// Two executors that park between messages (no spin, no timer) pass a
     /// token back and forth over the shard mesh, 40,000 hops, each waking a
@@ -566,5 +567,79 @@ mod tests {
             let last = r.expect("executor ran");
             assert!(last >= ROUND_TRIPS * 2 - 1, "exchange ended early at {last}");
         }
+    }
+
+    /// A message that reaches a shard while a background queue runs step
+    /// after step is taken after the step it arrived in, not when the
+    /// preempt timer next fires: a queue that yields ends the executor's
+    /// round, so the rings and channels are polled before the next
+    /// (`third_party/glommio`, `run_task_queues`). Executor 0 runs 200 us
+    /// busy steps on a queue whose preempt period is 100 ms, counting them;
+    /// executor 1 sends it the count every 2 ms. Upstream took each message
+    /// hundreds of steps late (at the timer); the median lag asked for here
+    /// is at most 2 steps, in counts, so a slow machine stretches the steps
+    /// but not the lag.
+    #[test]
+    fn a_shard_message_waits_for_one_background_step_not_for_the_preempt_timer() {
+        const MESSAGES: u64 = 25;
+        let steps = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mesh = MeshBuilder::<u64, _>::full(2, 4);
+        let (done_tx, done_rx) = mpsc::channel();
+        let pool = LocalExecutorPoolBuilder::new(PoolPlacement::Unbound(2))
+            .on_all_shards(move || {
+                let (steps, stop) = (steps.clone(), stop.clone());
+                async move {
+                    let (outbox, inbox) = mesh.join().await.expect("join the mesh");
+                    let peer = 1 - outbox.peer_id();
+                    if peer == 0 {
+                        // The sender: the step count it saw, every 2 ms.
+                        for _ in 0..MESSAGES {
+                            glommio::timer::sleep(Duration::from_millis(2)).await;
+                            outbox.send_to(peer, steps.load(Ordering::Acquire)).await.expect("send");
+                        }
+                        return Vec::new();
+                    }
+                    let ex = glommio::executor();
+                    let queue = ex.create_task_queue(
+                        glommio::Shares::Static(50),
+                        glommio::Latency::Matters(Duration::from_millis(100)),
+                        "steps",
+                    );
+                    let (bg_steps, bg_stop) = (steps.clone(), stop.clone());
+                    let background = glommio::spawn_local_into(
+                        async move {
+                            while !bg_stop.load(Ordering::Acquire) {
+                                let t0 = Instant::now();
+                                while t0.elapsed() < Duration::from_micros(200) {
+                                    std::hint::spin_loop();
+                                }
+                                bg_steps.fetch_add(1, Ordering::AcqRel);
+                                glommio::executor().yield_task_queue_now().await;
+                            }
+                        },
+                        queue,
+                    )
+                    .expect("spawn the steps");
+                    let mut lags = Vec::new();
+                    for _ in 0..MESSAGES {
+                        let Ok(Some(sent_at)) = inbox.recv_from(peer).await else { break };
+                        lags.push(steps.load(Ordering::Acquire) - sent_at);
+                    }
+                    stop.store(true, Ordering::Release);
+                    background.await;
+                    lags
+                }
+            })
+            .expect("two executors");
+        std::thread::spawn(move || {
+            let _ = done_tx.send(pool.join_all());
+        });
+        let results = done_rx.recv_timeout(Duration::from_secs(60)).expect("executors finished");
+        let mut lags: Vec<u64> = results.into_iter().flat_map(|r| r.expect("executor ran")).collect();
+        assert_eq!(lags.len(), MESSAGES as usize);
+        lags.sort_unstable();
+        let median = lags[lags.len() / 2];
+        assert!(median <= 2, "messages waited a median {median} background steps (all: {lags:?})");
     }
 }

@@ -1333,22 +1333,29 @@ impl LocalExecutor {
                 // turns, a round starting after it fired is more likely.
                 return ran || !self.queues.borrow().active_executors.is_empty();
             }
-            if !self.run_one_task_queue() {
-                return false;
-            } else {
-                ran = true;
+            match self.run_one_task_queue() {
+                None => return false,
+                // Patch (aionbd): a queue that gave the CPU back on its own
+                // (`yield_task_queue_now`) ends the round, so the loop polls
+                // the rings and channels before the next one. Upstream went
+                // on with the next queue (often the same one) until the
+                // preempt timer fired, so a request or shard message that
+                // arrived while a background queue ran step after step
+                // waited for that timer, not for the step.
+                Some(true) => return true,
+                Some(false) => ran = true,
             }
         }
     }
 
-    fn run_one_task_queue(&self) -> bool {
+    /// Runs the task queue due next; `None` if none is active, else
+    /// whether it yielded (patch, see `run_task_queues`).
+    fn run_one_task_queue(&self) -> Option<bool> {
         let mut tq = self.queues.borrow_mut();
         let candidate = tq.active_executors.pop();
         tq.stats.scheduler_runs += 1;
 
-        if candidate.is_none() {
-            return false;
-        }
+        candidate.as_ref()?;
 
         let queue = candidate.unwrap();
         tq.active_executing = Some(queue.clone());
@@ -1395,10 +1402,10 @@ impl LocalExecutor {
             (elapsed, tasks_executed_this_loop)
         };
 
-        let (need_repush, vruntime) = {
+        let (need_repush, vruntime, yielded) = {
             let mut state = queue.borrow_mut();
             let last_vruntime = state.account_vruntime(runtime);
-            (state.is_active(), last_vruntime)
+            (state.is_active(), last_vruntime, state.yielded())
         };
 
         let mut tq = self.queues.borrow_mut();
@@ -1431,7 +1438,7 @@ impl LocalExecutor {
             .map(|x| x.borrow().vruntime)
             .unwrap_or(vruntime);
 
-        true
+        Some(yielded)
     }
 
     /// Runs the executor until the given future completes.
