@@ -66,8 +66,8 @@ const WRITE_REST: u32 = 8;
 /// ([`BACKLOG_SHARES`]). Under steady ingest faster than a ninth of the
 /// shard inserts, the pending set settles at this line, so every search
 /// scans about this many points exactly: at 1,700 single-point upserts/s
-/// the search p50 was 0.59-0.79 ms with 1,024 and 0.45-0.51 ms with 128
-/// (idle: 0.33; docs/benchmarks.md, "Search while ingesting"), with the
+/// the search p50 was 0.56-0.76 ms with 1,024 and 0.48-0.56 ms with 128
+/// (idle: 0.36-0.39; docs/benchmarks.md, "At 1,700 points/s"), with the
 /// same write latency. The inserts are the same work either way; only
 /// when they run changes.
 const BACKLOG: usize = 128;

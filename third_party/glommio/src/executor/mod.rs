@@ -1355,9 +1355,7 @@ impl LocalExecutor {
         let candidate = tq.active_executors.pop();
         tq.stats.scheduler_runs += 1;
 
-        candidate.as_ref()?;
-
-        let queue = candidate.unwrap();
+        let queue = candidate?;
         tq.active_executing = Some(queue.clone());
         drop(tq);
 
