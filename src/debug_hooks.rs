@@ -6,8 +6,13 @@
 
 use std::time::Duration;
 
+/// The number the variable holds, if set and one.
+fn num<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
 fn ms(name: &str) -> Option<Duration> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).map(Duration::from_millis)
+    num(name).map(Duration::from_millis)
 }
 
 /// `AIONBD_DEBUG_RECOVERY_DELAY_MS`: stretch the recovery window (the main
@@ -35,17 +40,14 @@ pub fn slow_sync_dir() -> Option<Duration> {
 /// of group commit use it on a fast disk.
 pub fn slow_fdatasync() -> Option<Duration> {
     static SLOW: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
-    *SLOW.get_or_init(|| {
-        let us: Option<u64> = std::env::var("AIONBD_DEBUG_SLOW_FDATASYNC_US").ok().and_then(|v| v.parse().ok());
-        us.filter(|&us| us > 0).map(Duration::from_micros)
-    })
+    *SLOW.get_or_init(|| num("AIONBD_DEBUG_SLOW_FDATASYNC_US").filter(|&us| us > 0).map(Duration::from_micros))
 }
 
 /// `AIONBD_DEBUG_SCAN_PIECE_ROWS`: an exact scan's pieces hold this many
 /// rows (`shards::partition::set_scan_piece_rows`), so a small collection
 /// is scanned in many pieces.
 pub fn scan_piece_rows() -> Option<usize> {
-    std::env::var("AIONBD_DEBUG_SCAN_PIECE_ROWS").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0)
+    num("AIONBD_DEBUG_SCAN_PIECE_ROWS").filter(|&n| n > 0)
 }
 
 /// `AIONBD_DEBUG_SCAN_PIECE_PAUSE_MS`: an exact scan waits this long
