@@ -301,7 +301,7 @@ check_prometheus() {
 
 check_scripts() {
   shellcheck -x scripts/install.sh scripts/release.sh scripts/check-deploy.sh scripts/check-observability.sh \
-    scripts/load-common.sh scripts/load-search.sh scripts/load-ingest.sh scripts/load-mixed.sh scripts/load-exact-beside.sh scripts/bench-rebuild-stalls.sh \
+    scripts/load-common.sh scripts/load-search.sh scripts/load-ingest.sh scripts/load-mixed.sh scripts/load-bulk.sh scripts/load-exact-beside.sh scripts/bench-rebuild-stalls.sh \
     scripts/soak.sh scripts/chaos.sh deploy/check/smoke.sh deploy/docker/healthcheck.sh || return 1
   echo "shellcheck: clean"
 }

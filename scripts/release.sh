@@ -75,7 +75,7 @@ chmod 0755 "$root/aionbd-load"
 
 cp README.md LICENSE config.toml "$root/"
 cp -R deploy "$root/deploy"
-cp scripts/install.sh scripts/load-common.sh scripts/load-search.sh scripts/load-ingest.sh scripts/load-mixed.sh scripts/load-exact-beside.sh scripts/bench-rebuild-stalls.sh \
+cp scripts/install.sh scripts/load-common.sh scripts/load-search.sh scripts/load-ingest.sh scripts/load-mixed.sh scripts/load-bulk.sh scripts/load-exact-beside.sh scripts/bench-rebuild-stalls.sh \
   "$root/scripts/"
 find "$root" -name __pycache__ -prune -exec rm -rf {} +
 (cd "$root" && find . -type f | LC_ALL=C sort | sed 's|^\./||' | xargs sha256sum > "$stage/SHA256SUMS")

@@ -22,9 +22,9 @@
 //! its graphs, graph inserts do not rest, the queue gets request
 //! handling's shares (so up to half a busy shard), and they come before
 //! any build or recalibration step. Every search scans the waiting points
-//! exactly, so a ninth of the shard would let fast ingest (1,400 points/s
-//! on 2 shards, docs/benchmarks.md) grow them, and every search's cost,
-//! without end.
+//! (exactly, or past 1,024 in a partition by their codes), so a ninth of
+//! the shard would let fast ingest (1,400 points/s on 2 shards,
+//! docs/benchmarks.md) grow them, and every search's cost, without end.
 
 use crate::node::Node;
 use aionbd_shards::math::rng::lcg64;

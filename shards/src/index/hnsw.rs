@@ -27,7 +27,9 @@
 mod build;
 mod repair;
 mod search;
+mod side;
 pub use build::{GraphBuilder, EF_LADDER, FILTER_SHARES};
+pub use side::{side_rerank, SideCodes};
 
 /// A change of every node's key in progress ([`Hnsw::rekey_step`]).
 pub struct Rekeying {
@@ -298,6 +300,11 @@ impl Hnsw {
 
     pub fn params(&self) -> HnswParams {
         self.params
+    }
+
+    /// Bytes per code.
+    pub fn code_len(&self) -> usize {
+        self.code_len
     }
 
     /// Bytes of the graph (codes, links, keys, norms, code terms, the key map).

@@ -4,7 +4,7 @@
 //! builds, and `auto` weighing the points each index scores beside it.
 
 use super::reservoir::RESERVOIR;
-use super::tests::ids;
+use super::tests::{build_indexes, ids};
 use super::*;
 
 /// Per `ef` of the graph's ladder: the recall@10 searches of `qs` by
@@ -45,12 +45,7 @@ fn repairs_and_growth_make_a_recalibration_due_instead_of_a_rebuild() {
     for (i, v) in rows.iter().enumerate() {
         p.upsert(i as u64, v, Payload::default());
     }
-    let mut b = p.ivf_build_start(1, Instant::now());
-    while !p.ivf_build_step(&mut b) {}
-    let _ = p.ivf_install(b.finish());
-    let mut g = p.graph_build_start(2);
-    while !p.graph_build_step(&mut g) {}
-    let _ = p.graph_install(g.finish(), Instant::now());
+    build_indexes(&mut p);
     for v in rows.iter().take(calib::MIN_REAL) {
         let q: Vec<f32> = v.iter().map(|x| x * 0.5 + 0.1).collect();
         p.remember_query(Metric::L2, &q);

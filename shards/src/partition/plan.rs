@@ -76,8 +76,7 @@ impl Partition {
             None => match (ivf(), graph) {
                 (Some((_, _, ivf_cost)), Some((_, _, graph_cost))) => {
                     let ivf_changed = self.ivf.as_ref().map_or(0, |s| s.dirty.len());
-                    let graph_pending = self.hnsw.as_ref().map_or(0, |h| h.pending.len());
-                    ivf_cost + self.exact_points_ns(ivf_changed) <= graph_cost + self.exact_points_ns(graph_pending)
+                    ivf_cost + self.exact_points_ns(ivf_changed) <= graph_cost + self.graph_pending_ns(params.k)
                 }
                 (ivf, _) => ivf.is_some(),
             },

@@ -34,6 +34,16 @@ fn brute(points: &[(u64, Vec<f32>)], q: &[f32], metric: Metric, k: usize) -> Vec
     v
 }
 
+/// Build and install the IVF lists, then the graph, in one go each.
+pub(super) fn build_indexes(p: &mut Partition) {
+    let mut b = p.ivf_build_start(1, Instant::now());
+    while !p.ivf_build_step(&mut b) {}
+    let _ = p.ivf_install(b.finish());
+    let mut g = p.graph_build_start(2);
+    while !p.graph_build_step(&mut g) {}
+    let _ = p.graph_install(g.finish(), Instant::now());
+}
+
 pub(super) fn ids(v: &[Scored]) -> Vec<u64> {
     v.iter().map(|s| s.id).collect()
 }
@@ -379,6 +389,80 @@ fn builds_over_rows_changing_under_them_answer_like_an_exact_scan() {
     let h = caught.hnsw.as_ref().unwrap();
     assert_eq!((h.pending.len(), h.graph.unrepaired(), h.graph.live()), (0, 0, caught.len()));
     check(&caught, "caught up before the install");
+}
+
+/// A burst of writes past `PENDING_BY_CODES` is searched by the pending
+/// points' codes, the best re-ranked exactly, beside those not yet coded,
+/// and answers like an exact scan: changed points by their current
+/// vectors, deleted ones never, none twice.
+#[test]
+fn a_burst_of_pending_points_is_searched_by_codes_like_an_exact_scan() {
+    use super::graph::PENDING_BY_CODES;
+    let dim = 24;
+    let mut s = 11u64;
+    let mut unit = || (crate::math::rng::splitmix64(&mut s) >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0;
+    let centres: Vec<Vec<f32>> = (0..40).map(|_| (0..dim).map(|_| unit() * 3.0).collect()).collect();
+    let mut point = |i: u64| -> Vec<f32> { centres[i as usize % 40].iter().map(|c| c + unit()).collect() };
+    let mut p = Partition::new(dim);
+    let mut rows: HashMap<u64, Vec<f32>> = HashMap::new();
+    let put = |p: &mut Partition, rows: &mut HashMap<u64, Vec<f32>>, id: u64, v: Vec<f32>| {
+        p.upsert(id, &v, Payload::default());
+        rows.insert(id, v);
+    };
+    for i in 0..2000u64 {
+        put(&mut p, &mut rows, i, point(i));
+    }
+    build_indexes(&mut p);
+    // The burst: new points, some graph points changed; then the indexer
+    // codes most of the pending points, and more writes follow.
+    for i in 0..3000u64 {
+        put(&mut p, &mut rows, 10_000 + i, point(i + 5));
+    }
+    for i in (0..2000u64).step_by(7) {
+        put(&mut p, &mut rows, i, point(i + 3));
+    }
+    let mut h = p.hnsw.take().unwrap();
+    for _ in 0..2500 {
+        let id = h.uncoded.pop().unwrap();
+        p.graph_code_current(&mut h, id);
+    }
+    p.hnsw = Some(h);
+    for i in (0..3000u64).step_by(5) {
+        put(&mut p, &mut rows, 10_000 + i, point(i + 9));
+    }
+    for i in (1..3000u64).step_by(11) {
+        p.delete(10_000 + i);
+        rows.remove(&(10_000 + i));
+    }
+    for i in (2..2000u64).step_by(13) {
+        p.delete(i);
+        rows.remove(&i);
+    }
+    let h = p.hnsw.as_ref().unwrap();
+    let uncoded_live = h.uncoded.iter().filter(|&&id| h.pending.contains(&id) && !h.coded.contains(id)).count();
+    assert!(h.pending.len() > PENDING_BY_CODES && h.coded.len() > 1000 && uncoded_live > 500);
+    let points: Vec<(u64, Vec<f32>)> = rows.into_iter().collect();
+    let qs: Vec<Vec<f32>> = (0..40).map(|i| point(i * 17)).collect();
+    for metric in [Metric::L2, Metric::Dot, Metric::Cosine] {
+        let params = SearchParams { metric, k: 10, filter: None };
+        let graph = p.search_graph(&qs, &params, 400).unwrap();
+        let mut hits = 0;
+        for (q, found) in qs.iter().zip(&graph) {
+            let want = brute(&points, q, metric, 10);
+            let mut seen: Vec<u64> = ids(found);
+            seen.sort_unstable();
+            seen.dedup();
+            assert_eq!(seen.len(), found.len(), "{metric:?}: a point twice in {found:?}");
+            for f in found {
+                let (_, v) = points.iter().find(|(id, _)| *id == f.id).expect("a deleted point answered");
+                let exact = brute(&[(f.id, v.clone())], q, metric, 1)[0].key;
+                assert!((f.key - exact).abs() <= 1e-3 * exact.abs().max(1.0), "{metric:?}: stale key for {}", f.id);
+            }
+            hits += ids(found).iter().filter(|id| want.iter().any(|w| w.id == **id)).count();
+        }
+        let recall = hits as f32 / (10 * qs.len()) as f32;
+        assert!(recall >= 0.98, "{metric:?}: recall@10 {recall}");
+    }
 }
 
 /// Deletes and updates are repaired in place by the indexer's extension

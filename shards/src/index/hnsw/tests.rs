@@ -405,3 +405,45 @@ fn a_build_fits_its_quantizer_in_slices_over_every_seventh_row() {
         assert_eq!(format!("{:?}", g.sq), format!("{one_fit:?}"), "n = {n} after {steps} steps");
     }
 }
+
+/// Side codes survive removals in any order and replacements: each live
+/// key is found first by its own vector, and a removed or replaced code
+/// never answers.
+#[test]
+fn side_codes_keep_each_key_on_its_own_code_through_removals() {
+    for dim in [12, 160] {
+        let rows = clustered(300, dim, 9);
+        let fresh = clustered(200, dim, 10);
+        let (g, _) = graph(&rows[..100 * dim], dim);
+        let mut side = SideCodes::default();
+        // Key -> its vector.
+        let mut at: HashMap<u64, &[f32]> = HashMap::new();
+        for i in 100..300 {
+            let v = &rows[i * dim..(i + 1) * dim];
+            g.side_insert(&mut side, i as u64, v, 1.0);
+            at.insert(i as u64, v);
+        }
+        let mut s = 77u64;
+        for _ in 0..90 {
+            s = lcg64(s);
+            let key = 100 + (s >> 33) % 200;
+            assert_eq!(side.remove(key), at.remove(&key).is_some());
+        }
+        for key in (100..300u64).step_by(9) {
+            let i = key as usize - 100;
+            let v = &fresh[i * dim..(i + 1) * dim];
+            g.side_insert(&mut side, key, v, 1.0);
+            at.insert(key, v);
+        }
+        assert_eq!(side.len(), at.len());
+        for (&key, &q) in &at {
+            let first = g.side_nearest(&side, q, Metric::L2, 1, |_| true);
+            assert_eq!(first, vec![key], "dim {dim}: key {key} by its own vector");
+            let others = g.side_nearest(&side, q, Metric::L2, side.len(), |k| k != key);
+            assert_eq!(others.len(), side.len() - 1);
+            assert!(others.iter().all(|k| at.contains_key(k)), "dim {dim}: a removed code answered");
+        }
+    }
+    let mut empty = SideCodes::default();
+    assert!(!empty.remove(1) && empty.is_empty() && empty.mem_bytes() == 0);
+}
