@@ -65,6 +65,7 @@ settings![
     ("index.hnsw_m", "AIONBD_HNSW_M", "16"),
     ("index.hnsw_ef_construction", "AIONBD_HNSW_EF_CONSTRUCTION", "100"),
     ("index.memory_mode", "AIONBD_MEMORY_MODE", "full"),
+    ("index.background_nice", "AIONBD_INDEX_BACKGROUND_NICE", "0"),
     ("security.auth_mode", "AIONBD_AUTH_MODE", "disabled"),
     ("security.api_keys", "AIONBD_AUTH_API_KEYS", ""),
     ("security.api_key_scopes", "AIONBD_AUTH_API_KEY_SCOPES", ""),
@@ -243,6 +244,9 @@ pub struct Config {
     pub hnsw: aionbd_shards::index::hnsw::HnswParams,
     /// Memory-light mode: rows the graph holds live in rows files on disk.
     pub memory_light: bool,
+    /// Nice value of index steps (0: the process's; see `crate::nice`):
+    /// as configured, then as `nice::resolve` allowed at start.
+    pub background_nice: i32,
 }
 
 /// Variables the original server read that this one accepts and ignores
@@ -475,6 +479,10 @@ pub fn build(raw: &RawSettings, cpus: usize, mut errors: Vec<String>) -> Result<
     if !matches!(mode, "full" | "light") {
         t.errors.push(format!("index.memory_mode = {mode:?} (from {mode_origin}): \"full\" or \"light\""));
     }
+    let background_nice: i32 = t.num("index.background_nice", 0);
+    if background_nice > 19 {
+        t.errors.push(format!("index.background_nice = {background_nice}: 0 (off) to 19"));
+    }
     let (log, log_origin) = t.text("server.log");
     if let Err(e) = crate::log::parse_filter(log) {
         t.errors.push(format!("server.log = {e} (from {log_origin})"));
@@ -486,6 +494,7 @@ pub fn build(raw: &RawSettings, cpus: usize, mut errors: Vec<String>) -> Result<
     let mut cfg = Config {
         hnsw,
         memory_light,
+        background_nice: background_nice.min(19),
         bind: bind.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
         data_dir: data_dir.clone(),
         shards,

@@ -117,6 +117,13 @@ struct Pace<'a> {
     writes_seen: u64,
 }
 
+/// Run an index step at the nice value index work runs at
+/// (`index.background_nice`, [`crate::nice`]).
+fn low<T>(f: impl FnOnce() -> T) -> T {
+    let _low = crate::nice::lowered();
+    f()
+}
+
 impl<'a> Pace<'a> {
     fn new(node: &'a Node) -> Self {
         Pace { node, seen: node.metrics.requests_started(), writes_seen: node.metrics.writes_applied() }
@@ -125,7 +132,7 @@ impl<'a> Pace<'a> {
     /// Run one step, then give the CPU back (and rest if requests arrived).
     async fn step<T>(&mut self, f: impl FnOnce() -> T) -> T {
         let t0 = Instant::now();
-        let out = f();
+        let out = low(f);
         let took = t0.elapsed();
         let (now, w) = (self.node.metrics.requests_started(), self.node.metrics.writes_applied());
         if w != self.writes_seen {
@@ -143,7 +150,7 @@ impl<'a> Pace<'a> {
     /// Run one step, then only yield (no rest, whatever arrived): work that
     /// every search pays for while it waits (see [`BACKLOG`]).
     async fn rush<T>(&mut self, f: impl FnOnce() -> T) -> T {
-        let out = f();
+        let out = low(f);
         glommio::executor().yield_task_queue_now().await;
         out
     }

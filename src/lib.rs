@@ -15,6 +15,7 @@ pub mod fs;
 pub mod indexer;
 pub mod log;
 pub mod metrics;
+pub mod nice;
 pub mod node;
 pub mod notify;
 pub mod offline;

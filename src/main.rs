@@ -71,6 +71,13 @@ fn main() {
     if let Some(w) = warning {
         tracing::warn!("{w}");
     }
+    let (nice, why) = aionbd::nice::resolve(cfg.background_nice);
+    match why {
+        Some(why) => tracing::warn!("{why}"),
+        None if nice > 0 => tracing::info!("index work runs at nice {nice}"),
+        None => {}
+    }
+    let cfg = config::Config { background_nice: nice, ..cfg };
     // Credentials and the TLS certificate: built now, rebuilt on SIGHUP.
     let creds = match aionbd::reload::build(&cfg) {
         Ok(c) => c,

@@ -413,6 +413,7 @@ async fn shard_main(
 ) -> Result<(), ShardStartError> {
     let cfg = &shared.config;
     tracing::debug!("start-up: a shard executor runs at {:.2} ms", ms_since(shared.started));
+    crate::nice::init(cfg.background_nice);
     let joined = join_mesh(mesh, &gate, cfg.shards).await?;
     let me = joined.as_ref().map_or(0, |(s, _)| s.peer_id());
     tracing::debug!("start-up: shard {me} joined the mesh at {:.2} ms", ms_since(shared.started));

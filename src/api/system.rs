@@ -151,6 +151,7 @@ impl Api {
             ("search_ivf_queries_total", U(m.search_ivf_queries_total)),
             ("search_ivf_fallback_exact_total", U(m.search_ivf_fallback_exact_total)),
             ("max_points_per_collection", U(cfg.max_points_per_collection)),
+            ("index_background_nice", U(cfg.background_nice as u64)),
             ("memory_budget_bytes", U(cfg.memory_budget_bytes)),
             ("memory_used_bytes", U(d.memory_bytes)),
         ]

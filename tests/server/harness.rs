@@ -63,8 +63,22 @@ impl Server {
 
     /// Start on an existing data directory (kept after the server stops).
     pub fn start_in(dir: &std::path::Path, shards: usize, env: &[(&str, &str)], args: &[&str]) -> Server {
+        Self::launch(Command::new(env!("CARGO_BIN_EXE_aionbd")), dir, shards, env, args)
+    }
+
+    /// [`Server::start`] through a wrapper that execs the server
+    /// (`wrapper` then the server's path), e.g. `setpriv` to drop a
+    /// capability.
+    pub fn start_under(wrapper: &[&str], shards: usize, env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(wrapper[0]);
+        cmd.args(&wrapper[1..]).arg(env!("CARGO_BIN_EXE_aionbd"));
+        let mut s = Self::launch(cmd, &unique_dir(), shards, env, &[]);
+        s.owns_dir = true;
+        s
+    }
+
+    fn launch(mut cmd: Command, dir: &std::path::Path, shards: usize, env: &[(&str, &str)], args: &[&str]) -> Server {
         let data_dir = dir.to_path_buf();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_aionbd"));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("AIONBD_BIND", "127.0.0.1:0")

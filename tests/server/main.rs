@@ -11,6 +11,7 @@ mod hnsw;
 mod http;
 mod ivf;
 mod light;
+mod nice;
 mod notify;
 mod quickstart;
 mod startup;
