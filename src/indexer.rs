@@ -117,7 +117,7 @@ struct Pace<'a> {
     writes_seen: u64,
 }
 
-/// Run an index step at the nice value index work runs at
+/// Run a paced index step at the nice value index work runs at
 /// (`index.background_nice`, [`crate::nice`]).
 fn low<T>(f: impl FnOnce() -> T) -> T {
     let _low = crate::nice::lowered();
@@ -148,9 +148,10 @@ impl<'a> Pace<'a> {
     }
 
     /// Run one step, then only yield (no rest, whatever arrived): work that
-    /// every search pays for while it waits (see [`BACKLOG`]).
+    /// every search pays for while it waits (see [`BACKLOG`]), so also at
+    /// the process's priority, not `index.background_nice`'s.
     async fn rush<T>(&mut self, f: impl FnOnce() -> T) -> T {
-        let out = low(f);
+        let out = f();
         glommio::executor().yield_task_queue_now().await;
         out
     }

@@ -1,13 +1,15 @@
 //! Index work at a lower kernel priority (`index.background_nice`).
 //!
-//! A shard thread that runs an index step (a build, a recalibration, graph
-//! inserts) sets its own nice value to the configured one for the step
-//! and back to the process's after it, so that while index work runs, the
-//! kernel gives a CPU first to whatever else wants one: the other shard's
-//! requests, and client processes on the same box (on two cores, the
-//! load generator was 2-3 ms late at the p99 while both shards rebuilt
-//! graphs at nice 0). Requests are always served at the process's
-//! priority: a step never spans an await.
+//! A shard thread that runs a paced index step (a build, a recalibration,
+//! graph inserts) sets its own nice value to the configured one for the
+//! step and back to the process's after it, so that while index work
+//! runs, the kernel gives a CPU first to whatever else wants one: the
+//! other shard's requests, and client processes on the same box (on two
+//! cores, the load generator was 2-3 ms late at the p99 while both shards
+//! rebuilt graphs at nice 0). Requests are always served at the process's
+//! priority: a step never spans an await. Work that searches wait on
+//! (inserts past `indexer::BACKLOG` waiting points, `Pace::rush`) is not
+//! lowered: done later, it made searches slower around a bulk load.
 //!
 //! Lowering is always allowed; raising the priority back needs
 //! `CAP_SYS_NICE` or an `RLIMIT_NICE` of at least `20 - base` (systemd:
