@@ -27,7 +27,7 @@ mkdir -p "$OUT"
 COMMON=(--url "$URL" --collection load_bulk "${ARGS[@]}")
 SEARCH=(--mode auto --target-recall 0.95 --limit 10 --rate "$SEARCH_RATE" --arrival poisson --warmup 0 --recall-sample 100)
 echo "== preloading and waiting for the indexes"
-"$LOAD" run "${COMMON[@]}" --create --preload --wait-index --duration 1 --quiet >/dev/null
+preload_and_wait
 echo "== searches at $SEARCH_RATE/s, no writes, ${AFTER_SECONDS} s"
 "$LOAD" run "${COMMON[@]}" "${SEARCH[@]}" --duration "$AFTER_SECONDS" --json "$OUT/bulk-idle.json" --quiet
 echo "== bulk load (batches of $BATCH, 2 connections, full speed) for ${BULK_SECONDS} s, searches beside it"

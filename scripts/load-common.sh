@@ -81,6 +81,12 @@ data_args_without_truth() {
     done
 }
 
+# preload_and_wait: upsert every data vector into the collection COMMON
+# names (creating it), then wait until no index build runs.
+preload_and_wait() {
+    "$LOAD" run "${COMMON[@]}" --create --preload --wait-index --duration 1 --quiet >/dev/null
+}
+
 # field FILE JSONPATH: one value of a JSON report (python3, standard library).
 field() {
     python3 -c 'import json,sys

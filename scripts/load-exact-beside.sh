@@ -28,7 +28,7 @@ OUT="${OUT:-load-reports}"
 mkdir -p "$OUT"
 COMMON=(--url "$URL" --collection load_exact "${ARGS[@]}")
 echo "== preloading, growing by $GROW points and waiting for the indexes"
-"$LOAD" run "${COMMON[@]}" --create --preload --wait-index --duration 1 --quiet >/dev/null
+preload_and_wait
 if [ "$GROW" -gt 0 ]; then
     # 40 batches of 256 a second: GROW / 10240 seconds.
     "$LOAD" run "${COMMON[@]}" --workload batch-upsert --batch 256 --id-start 100000000 --vary "${VARY:-0.3}" \

@@ -63,7 +63,7 @@ WINDOW="${WINDOW:-$SECONDS_EACH}"
 WINDOWS=$(( (SECONDS_EACH + WINDOW - 1) / WINDOW ))
 SEARCH=(--mode auto --target-recall 0.95 --limit 10 --rate "$SEARCH_RATE" --arrival poisson --warmup 2 --recall-sample 100)
 echo "== preloading and waiting for the indexes"
-"$LOAD" run "${COMMON[@]}" --create --preload --wait-index --duration 1 --quiet >/dev/null
+preload_and_wait
 echo "== searches at $SEARCH_RATE/s, no writes, ${IDLE_SECONDS} s"
 "$LOAD" run "${COMMON[@]}" "${SEARCH[@]}" --duration "$IDLE_SECONDS" --json "$OUT/mixed-idle.json" --quiet
 echo "== searches at $SEARCH_RATE/s while upserting $INGEST_RATE points/s, ${SECONDS_EACH} s in $WINDOWS window(s)"

@@ -19,7 +19,7 @@ OUT="${OUT:-load-reports}"
 mkdir -p "$OUT"
 COMMON=(--url "$URL" --collection load_search "${DATA_ARGS[@]}" --mode auto --target-recall 0.95 --limit 10)
 echo "== preloading and waiting for the indexes"
-"$LOAD" run "${COMMON[@]}" --create --preload --wait-index --duration 1 --quiet >/dev/null
+preload_and_wait
 for c in 1 8; do
     echo "== closed loop, $c connection(s), ${SECONDS_EACH} s"
     "$LOAD" run "${COMMON[@]}" --connections "$c" --duration "$SECONDS_EACH" --warmup 2 --recall-sample 100 \

@@ -34,6 +34,16 @@ fn brute(points: &[(u64, Vec<f32>)], q: &[f32], metric: Metric, k: usize) -> Vec
     v
 }
 
+/// A fixed stream of points around `clusters` random centres (each
+/// coordinate within `spread` of 0), point `i` within 1 of centre
+/// `i % clusters`, from `seed`.
+fn clustered_points(dim: usize, clusters: usize, spread: f32, seed: u64) -> impl FnMut(u64) -> Vec<f32> {
+    let mut s = seed;
+    let mut unit = move || (crate::math::rng::splitmix64(&mut s) >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0;
+    let centres: Vec<Vec<f32>> = (0..clusters).map(|_| (0..dim).map(|_| unit() * spread).collect()).collect();
+    move |i| centres[i as usize % clusters].iter().map(|c| c + unit()).collect()
+}
+
 /// Build and install the IVF lists, then the graph, in one go each.
 pub(super) fn build_indexes(p: &mut Partition) {
     let mut b = p.ivf_build_start(1, Instant::now());
@@ -311,10 +321,7 @@ fn the_planner_answers_selective_filters_from_candidates_and_scans_without_an_in
 #[test]
 fn builds_over_rows_changing_under_them_answer_like_an_exact_scan() {
     let dim = 16;
-    let mut s = 7u64;
-    let mut unit = || (crate::math::rng::splitmix64(&mut s) >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0;
-    let centres: Vec<Vec<f32>> = (0..24).map(|_| (0..dim).map(|_| unit() * 4.0).collect()).collect();
-    let mut point = |i: u64| -> Vec<f32> { centres[i as usize % 24].iter().map(|c| c + unit()).collect() };
+    let mut point = clustered_points(dim, 24, 4.0, 7);
     let mut p = Partition::new(dim);
     for i in 0..3000u64 {
         p.upsert(i, &point(i), Payload::default());
@@ -399,10 +406,7 @@ fn builds_over_rows_changing_under_them_answer_like_an_exact_scan() {
 fn a_burst_of_pending_points_is_searched_by_codes_like_an_exact_scan() {
     use super::graph::PENDING_BY_CODES;
     let dim = 24;
-    let mut s = 11u64;
-    let mut unit = || (crate::math::rng::splitmix64(&mut s) >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0;
-    let centres: Vec<Vec<f32>> = (0..40).map(|_| (0..dim).map(|_| unit() * 3.0).collect()).collect();
-    let mut point = |i: u64| -> Vec<f32> { centres[i as usize % 40].iter().map(|c| c + unit()).collect() };
+    let mut point = clustered_points(dim, 40, 3.0, 11);
     let mut p = Partition::new(dim);
     let mut rows: HashMap<u64, Vec<f32>> = HashMap::new();
     let put = |p: &mut Partition, rows: &mut HashMap<u64, Vec<f32>>, id: u64, v: Vec<f32>| {
@@ -471,10 +475,7 @@ fn a_burst_of_pending_points_is_searched_by_codes_like_an_exact_scan() {
 #[test]
 fn deletes_and_updates_are_repaired_in_place_and_rebuild_only_for_growth_or_memory() {
     let dim = 16;
-    let mut s = 3u64;
-    let mut unit = || (crate::math::rng::splitmix64(&mut s) >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0;
-    let centres: Vec<Vec<f32>> = (0..24).map(|_| (0..dim).map(|_| unit() * 4.0).collect()).collect();
-    let mut point = |i: u64| -> Vec<f32> { centres[i as usize % 24].iter().map(|c| c + unit()).collect() };
+    let mut point = clustered_points(dim, 24, 4.0, 3);
     let mut p = Partition::new(dim);
     let n = 6000u64;
     for i in 0..n {
