@@ -258,8 +258,9 @@ impl Prepared {
 
 /// `t.round().clamp(0.0, top) as u8`, bit for bit, without `f32::round`
 /// (a libm call on the x86-64 baseline: `hnsw_engine --pending` codes a
-/// point in ~1.6 us with this, ~1.9 us with `round`). Clamped first, `t` is at most 255, so its whole part and the fraction
-/// left are exact and "half away from zero" is the fraction's test.
+/// point in ~1.6 us with this, ~1.9 us with `round`). Clamped first, `t`
+/// is at most 255, so its whole part and the fraction left are exact, and
+/// "half away from zero" is the fraction's test.
 #[inline]
 fn nearest_level(t: f32, top: f32) -> u8 {
     let t = t.clamp(0.0, top);
