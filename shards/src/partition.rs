@@ -9,7 +9,7 @@ use crate::math::aligned::AlignedF32;
 use crate::math::distance::{kernels, Kernels, Metric};
 use crate::math::id_index::IdIndex;
 use crate::math::key::{exact_key_normed, key, norm};
-use crate::math::topk::{merge_distinct, Scored, TopK};
+use crate::math::topk::{Scored, TopK};
 use crate::payload::filter::Filter;
 use crate::payload::{payload_mem_bytes, Payload};
 use std::collections::HashSet;
@@ -38,6 +38,9 @@ pub struct Partition {
     build_dirty: Option<HashSet<u64>>,
     /// Upserts and deletes since the last build started.
     changes: usize,
+    /// Deletes that moved a row into a lower slot, ever: an exact scan in
+    /// pieces that sees this change may meet a row twice (`ScanPieces`).
+    moves: u64,
     /// `changes` when `ivf_wanted` last looked (unchanged = writes paused).
     changes_seen: usize,
     /// A sample (reservoir) of real queries, for calibration: uniform
@@ -106,6 +109,7 @@ struct IvfState {
 mod cold;
 mod filtered;
 mod scan;
+pub use scan::ScanPieces;
 use scan::{piece_rows, Scan};
 mod graph;
 mod plan;
@@ -257,6 +261,7 @@ impl Partition {
             ivf: None,
             build_dirty: None,
             changes: 0,
+            moves: 0,
             changes_seen: 0,
             reservoir: RealQueries::default(),
             queries_seen: 0,
@@ -357,6 +362,7 @@ impl Partition {
             c.delete(slot, &mut self.vectors, self.dim);
         }
         if slot != last {
+            self.moves += 1;
             let moved = self.ids[last];
             if self.cold.is_none() {
                 self.vectors.copy_within(last * self.dim..(last + 1) * self.dim, slot * self.dim);
@@ -562,109 +568,100 @@ impl Partition {
     }
 
     pub fn search_with(&self, kern: &Kernels, queries: &[Vec<f32>], params: &SearchParams) -> Vec<Vec<Scored>> {
-        self.scan(kern, queries, params, None, &[])
+        let prepared = prepare(queries, params.metric);
+        let mut tops: Vec<TopK> = queries.iter().map(|_| TopK::new(params.k)).collect();
+        self.scan(kern, &prepared, params, None, &mut tops);
+        tops.into_iter().map(TopK::into_sorted).collect()
     }
 
     /// One piece of an exact scan in pieces (`shard::ExactScan`): the rows
     /// in the slots just below `below` (capped at the partition's length),
-    /// as many as [`piece_rows`] allows for this many queries, merged into
-    /// `found` (per query, the best `k` of the pieces so far, a point
-    /// once); returns the slot the next piece scans below (`None`: this
-    /// was the last). A memory-light partition scans everything in one
-    /// piece.
-    pub fn search_piece(
-        &self,
-        queries: &[Vec<f32>],
-        params: &SearchParams,
-        below: usize,
-        found: &mut Vec<Vec<Scored>>,
-    ) -> Option<usize> {
-        self.search_piece_of(queries, params, below, piece_rows(self.dim, queries.len()), found)
+    /// as many as [`piece_rows`] allows for this many queries, into
+    /// `scan`'s top k per query; returns the slot the next piece scans
+    /// below (`None`: this was the last). A memory-light partition scans
+    /// everything in one piece.
+    pub fn search_piece(&self, params: &SearchParams, below: usize, scan: &mut ScanPieces) -> Option<usize> {
+        let rows = piece_rows(self.dim, scan.tops.len());
+        self.search_piece_of(params, below, rows, scan)
     }
 
     /// [`Partition::search_piece`] with pieces of `rows` rows.
     fn search_piece_of(
         &self,
-        queries: &[Vec<f32>],
         params: &SearchParams,
         below: usize,
         rows: usize,
-        found: &mut Vec<Vec<Scored>>,
+        scan: &mut ScanPieces,
     ) -> Option<usize> {
+        // A delete since the last piece may have moved a scanned row down
+        // into a slot not yet scanned: from now on a point met again keeps
+        // its best entry, once.
+        if scan.moves != Some(self.moves) {
+            if scan.moves.is_some() {
+                scan.tops.iter_mut().for_each(TopK::distinct);
+            }
+            scan.moves = Some(self.moves);
+        }
         if self.cold.is_some() {
-            *found = self.search(queries, params);
+            self.scan(kernels(), &scan.prepared, params, None, &mut scan.tops);
             return None;
         }
         let end = below.min(self.len());
         let start = end.saturating_sub(rows.max(1));
-        // A query's k-th best so far: a row ranked behind it cannot change
-        // the answer, so the piece does not keep it (a fresh top-k per
-        // piece took ~15 % more time on batches of 64, pushing each
-        // piece's first rows).
-        let k = params.k;
-        let bounds: Vec<Option<Scored>> =
-            (0..queries.len()).map(|q| found.get(q).filter(|f| f.len() >= k).and_then(|f| f.last().copied())).collect();
-        let piece = self.scan(kernels(), queries, params, Some(start..end), &bounds);
-        if found.is_empty() {
-            *found = piece;
-        } else {
-            for (acc, hits) in found.iter_mut().zip(piece).filter(|(_, hits)| !hits.is_empty()) {
-                // A point met twice (a delete moved it down into a slot
-                // not yet scanned) is kept once.
-                *acc = merge_distinct([std::mem::take(acc), hits], k);
-            }
-        }
+        self.scan(kernels(), &scan.prepared, params, Some(start..end), &mut scan.tops);
         (start > 0).then_some(start)
     }
 
-    /// Exact top-k over every row, or over the in-memory rows of `slots`;
-    /// query `i` keeps only hits ranked before `bounds[i]`, if any.
+    /// Push every row, or the in-memory rows of `slots`, into each
+    /// prepared query's top k (`prepare`).
     fn scan(
         &self,
         kern: &Kernels,
-        queries: &[Vec<f32>],
+        prepared: &AlignedF32,
         params: &SearchParams,
         slots: Option<std::ops::Range<usize>>,
-        bounds: &[Option<Scored>],
-    ) -> Vec<Vec<Scored>> {
+        tops: &mut [TopK],
+    ) {
         // The filter's verdict for each slot scanned, from the first.
         let mask: Option<Vec<bool>> = params.filter.filter(|f| !f.is_empty()).map(|f| {
             let range = slots.clone().unwrap_or(0..self.payloads.len());
             self.payloads[range].iter().map(|p| f.matches(p)).collect()
         });
-        // Cosine: score normalised queries by dot, then divide by the row
-        // norm. Copied into one aligned buffer, like the rows.
-        let mut buf = AlignedF32::new();
-        for q in queries {
-            match params.metric {
-                Metric::Cosine => {
-                    let n = norm(q);
-                    buf.extend_from_slice(&q.iter().map(|x| x / n).collect::<Vec<f32>>());
-                }
-                _ => buf.extend_from_slice(q),
-            }
-        }
-        let prepared: Vec<&[f32]> = buf.chunks(self.dim.max(1)).collect();
-        let mut tops: Vec<TopK> =
-            (0..queries.len()).map(|i| TopK::bounded(params.k, bounds.get(i).copied().flatten())).collect();
+        let prepared: Vec<&[f32]> = prepared.chunks(self.dim.max(1)).collect();
         let metric = params.metric;
         let mask = mask.as_deref();
         // One copy of the scan per metric, so the key's formula is inlined
-        // into its inner loop. The queries were normalised above, so cosine
-        // divides by the row's norm alone (`q_norm` 1.0). (`key` gives
-        // `-raw / n`, the same float as `-(raw / n)` wherever it is finite;
-        // a non-finite key never enters a `TopK`.)
+        // into its inner loop. The queries were normalised (`prepare`), so
+        // cosine divides by the row's norm alone (`q_norm` 1.0). (`key`
+        // gives `-raw / n`, the same float as `-(raw / n)` wherever it is
+        // finite; a non-finite key never enters a `TopK`.)
         let scan = Scan { p: self, kern, metric, queries: &prepared, mask, slots };
         match metric {
-            Metric::L2 => scan.run(&mut tops, |raw, _| key(Metric::L2, raw, 1.0, 0.0)),
-            Metric::Dot => scan.run(&mut tops, |raw, _| key(Metric::Dot, raw, 1.0, 0.0)),
+            Metric::L2 => scan.run(tops, |raw, _| key(Metric::L2, raw, 1.0, 0.0)),
+            Metric::Dot => scan.run(tops, |raw, _| key(Metric::Dot, raw, 1.0, 0.0)),
             // (A free row of the rows file has no slot, nor a norm.)
             Metric::Cosine => {
-                scan.run(&mut tops, |raw, slot| key(Metric::Cosine, raw, 1.0, self.norms.get(slot).map_or(0.0, |n| *n)))
+                scan.run(tops, |raw, slot| key(Metric::Cosine, raw, 1.0, self.norms.get(slot).map_or(0.0, |n| *n)))
             }
         }
-        tops.into_iter().map(TopK::into_sorted).collect()
     }
+}
+
+/// The queries of an exact scan as it scores them, in one aligned buffer
+/// like the rows: cosine queries normalised (scored by dot, then divided
+/// by the row's norm), the others as they are.
+fn prepare(queries: &[Vec<f32>], metric: Metric) -> AlignedF32 {
+    let mut buf = AlignedF32::new();
+    for q in queries {
+        match metric {
+            Metric::Cosine => {
+                let n = norm(q);
+                buf.extend_from_slice(&q.iter().map(|x| x / n).collect::<Vec<f32>>());
+            }
+            _ => buf.extend_from_slice(q),
+        }
+    }
+    buf
 }
 
 #[cfg(test)]

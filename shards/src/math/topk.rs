@@ -47,34 +47,40 @@ impl Ord for Worst {
 pub struct TopK {
     k: usize,
     heap: BinaryHeap<Worst>,
-    /// Only candidates ranked before this one enter.
-    bound: Option<Scored>,
+    /// A point may arrive twice (see [`TopK::distinct`]).
+    distinct: bool,
 }
 
 impl TopK {
     pub fn new(k: usize) -> Self {
-        Self::bounded(k, None)
+        TopK { k, heap: BinaryHeap::with_capacity(k.min(4096) + 1), distinct: false }
     }
 
-    /// A `TopK` that only takes candidates ranked before `bound`: the k-th
-    /// best found elsewhere (an exact scan's earlier pieces), which no
-    /// candidate behind it could displace from the merged answer.
-    pub fn bounded(k: usize, bound: Option<Scored>) -> Self {
-        TopK { k, heap: BinaryHeap::with_capacity(k.min(4096) + 1), bound }
+    /// From now on a point that arrives again keeps its best entry, once:
+    /// an exact scan in pieces meets a row twice when a delete moved it
+    /// down into a slot not yet scanned (`Partition::search_piece`). Each
+    /// push that would enter then looks for its id among the k kept.
+    pub fn distinct(&mut self) {
+        self.distinct = true;
     }
 
     /// The key a candidate must beat (or tie, with a lower id) to enter.
     #[inline]
     pub fn threshold(&self) -> f32 {
-        let own =
-            if self.heap.len() < self.k { f32::INFINITY } else { self.heap.peek().map_or(f32::INFINITY, |w| w.0.key) };
-        self.bound.map_or(own, |b| own.min(b.key))
+        if self.heap.len() < self.k {
+            f32::INFINITY
+        } else {
+            self.heap.peek().map_or(f32::INFINITY, |w| w.0.key)
+        }
     }
 
     #[inline]
     pub fn push(&mut self, s: Scored) {
-        if self.k == 0 || !s.key.is_finite() || self.bound.is_some_and(|b| s.rank_cmp(&b) != Ordering::Less) {
+        if self.k == 0 || !s.key.is_finite() {
             return;
+        }
+        if self.distinct {
+            return self.push_distinct(s);
         }
         if self.heap.len() < self.k {
             self.heap.push(Worst(s));
@@ -82,6 +88,31 @@ impl TopK {
             if s.rank_cmp(&top.0) == Ordering::Less {
                 *top = Worst(s);
             }
+        }
+    }
+
+    /// [`TopK::push`] once [`TopK::distinct`]: a point already kept keeps
+    /// the better of its two entries.
+    #[cold]
+    fn push_distinct(&mut self, s: Scored) {
+        let full = self.heap.len() == self.k;
+        if full && self.heap.peek().is_some_and(|top| s.rank_cmp(&top.0) != Ordering::Less) {
+            return;
+        }
+        match self.heap.iter().position(|w| w.0.id == s.id) {
+            Some(at) => {
+                let mut kept = std::mem::take(&mut self.heap).into_vec();
+                if s.rank_cmp(&kept[at].0) == Ordering::Less {
+                    kept[at] = Worst(s);
+                }
+                self.heap = kept.into();
+            }
+            None if full => {
+                if let Some(mut top) = self.heap.peek_mut() {
+                    *top = Worst(s);
+                }
+            }
+            None => self.heap.push(Worst(s)),
         }
     }
 
@@ -109,34 +140,10 @@ impl Ranked for Scored {
 /// partitions' hits with this: a point lives in one partition, so no id
 /// is met twice.
 pub fn merge<T: Ranked, I: IntoIterator<Item = Vec<T>>>(parts: I, k: usize) -> Vec<T> {
-    let mut all = sorted(parts);
-    all.truncate(k);
-    all
-}
-
-/// Every entry of `parts`, in the one order.
-fn sorted<T: Ranked, I: IntoIterator<Item = Vec<T>>>(parts: I) -> Vec<T> {
     let mut all: Vec<T> = parts.into_iter().flatten().collect();
     all.sort_by(|a, b| a.rank().rank_cmp(&b.rank()));
+    all.truncate(k);
     all
-}
-
-/// [`merge`] for lists that can meet a point twice, keeping its best
-/// entry: the pieces of one partition's exact scan, when a delete moved
-/// a row down into a slot not yet scanned (`Partition::search_piece`).
-pub fn merge_distinct<T: Ranked, I: IntoIterator<Item = Vec<T>>>(parts: I, k: usize) -> Vec<T> {
-    let all = sorted(parts);
-    let mut seen = std::collections::HashSet::with_capacity(k.min(all.len()));
-    let mut out = Vec::with_capacity(k.min(all.len()));
-    for item in all {
-        if out.len() == k {
-            break;
-        }
-        if seen.insert(item.rank().id) {
-            out.push(item);
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -166,18 +173,23 @@ mod tests {
     }
 
     proptest! {
-        /// A point met twice (a moved row scanned by two pieces, maybe
-        /// changed in between) is kept once, at its better entry, and the
-        /// rest is the brute-force answer over distinct points.
+        /// Once distinct, a point pushed again (a moved row scanned by a
+        /// second piece, maybe changed in between) is kept once, at its
+        /// better entry, and the rest is the brute-force answer over
+        /// distinct points.
         #[test]
-        fn merge_distinct_keeps_a_point_met_twice_once(
+        fn a_distinct_top_k_keeps_a_point_pushed_twice_once(
             keys in prop::collection::vec(0u8..20, 1..200),
-            again in prop::collection::vec((0usize..200, 0u8..20), 0..30),
+            again in prop::collection::vec((0usize..300, 0u8..20), 0..60),
             k in 0usize..40,
         ) {
             let first: Vec<Scored> = keys.iter().enumerate().map(|(i, &key)| Scored { key: key as f32, id: i as u64 }).collect();
-            let repeats: Vec<Scored> = again.iter().map(|&(i, key)| Scored { key: key as f32, id: (i % keys.len()) as u64 }).collect();
-            let merged = merge_distinct([first.clone(), repeats.clone()], k);
+            let repeats: Vec<Scored> = again.iter().map(|&(i, key)| Scored { key: key as f32, id: i as u64 }).collect();
+            let mut top = TopK::new(k);
+            first.iter().for_each(|s| top.push(*s));
+            top.distinct();
+            repeats.iter().for_each(|s| top.push(*s));
+            let merged = top.into_sorted();
             let mut best: std::collections::BTreeMap<u64, Scored> = std::collections::BTreeMap::new();
             for s in first.iter().chain(&repeats) {
                 let e = best.entry(s.id).or_insert(*s);

@@ -42,6 +42,30 @@ pub(super) fn piece_rows(dim: usize, queries: usize) -> usize {
     }
 }
 
+/// An exact scan of one partition in pieces (`Partition::search_piece`),
+/// between its pieces: the queries as scored, and each one's top k so
+/// far, kept across pieces so a piece's rows are pushed into it directly
+/// (merging each piece's own top k in cost batches of 64 ~12 %).
+pub struct ScanPieces {
+    pub(super) prepared: AlignedF32,
+    pub(super) tops: Vec<TopK>,
+    /// The partition's `moves` at the last piece (none: no piece yet).
+    pub(super) moves: Option<u64>,
+}
+
+impl ScanPieces {
+    /// A scan for `queries` under `metric`, `k` hits each.
+    pub fn new(queries: &[Vec<f32>], metric: Metric, k: usize) -> Self {
+        let tops = queries.iter().map(|_| TopK::new(k)).collect();
+        ScanPieces { prepared: super::prepare(queries, metric), tops, moves: None }
+    }
+
+    /// Each query's hits, best first.
+    pub fn into_hits(self) -> Vec<Vec<Scored>> {
+        self.tops.into_iter().map(TopK::into_sorted).collect()
+    }
+}
+
 /// One exact scan of a partition for a batch of prepared queries.
 pub(super) struct Scan<'a> {
     pub(super) p: &'a Partition,

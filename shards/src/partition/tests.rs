@@ -133,13 +133,13 @@ fn scan_in_pieces(
     rows: usize,
     mut between: impl FnMut(&mut Partition),
 ) -> Vec<Vec<Scored>> {
-    let mut found = Vec::new();
+    let mut scan = ScanPieces::new(qs, params.metric, params.k);
     let mut below = usize::MAX;
-    while let Some(next) = p.search_piece_of(qs, params, below, rows, &mut found) {
+    while let Some(next) = p.search_piece_of(params, below, rows, &mut scan) {
         between(p);
         below = next;
     }
-    found
+    scan.into_hits()
 }
 
 proptest! {

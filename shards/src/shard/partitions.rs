@@ -14,10 +14,9 @@ use crate::ops::{
     ExportBegin, ExportChunk, ExportEnd, Exported, GetPoint, Hit, IndexState, IndexStatus, PartitionHits, PartitionOp,
     PartitionReply, PointIn, RestoreEncoded, SearchOp,
 };
-use crate::partition::{Answer, IndexKind, Partition, SearchParams};
+use crate::partition::{Answer, IndexKind, Partition, ScanPieces, SearchParams};
 use crate::payload::Payload;
 use crate::record::LogRecord;
-use std::sync::Arc;
 
 impl Shard {
     fn partition(&self, name: &str) -> Result<&PartitionSlot, ShardError> {
@@ -245,7 +244,7 @@ impl Shard {
         let plan = slot.data.plan(&params, s.approx);
         let answer = slot.data.execute_approximate(&plan, &s.queries, &params);
         let calibration_real = answer.index.and_then(|kind| slot.data.calibration_real(kind, &params));
-        let queries = if answer.exact.is_empty() {
+        if answer.exact.is_empty() {
             let Answer { per_query, estimated_recall, index, .. } = answer;
             return SearchStart::Done(Ok(hits(
                 slot,
@@ -255,15 +254,22 @@ impl Shard {
                 index,
                 calibration_real,
             )));
-        } else if answer.exact.len() == s.queries.len() {
-            s.queries.clone()
+        }
+        let mut pieces = if answer.exact.len() == s.queries.len() {
+            ScanPieces::new(&s.queries, s.metric, s.k)
         } else {
-            Arc::new(answer.exact.iter().map(|&q| s.queries[q].clone()).collect())
+            let queries: Vec<Vec<f32>> = answer.exact.iter().map(|&q| s.queries[q].clone()).collect();
+            ScanPieces::new(&queries, s.metric, s.k)
         };
-        let mut found = Vec::new();
-        let more = slot.data.search_piece(&queries, &params, usize::MAX, &mut found);
-        let mut scan =
-            ExactScan { uid: slot.uid, below: more.unwrap_or(0), found, queries, answer, calibration_real, op: s };
+        let more = slot.data.search_piece(&params, usize::MAX, &mut pieces);
+        let mut scan = ExactScan {
+            uid: slot.uid,
+            below: more.unwrap_or(0),
+            pieces: Some(pieces),
+            answer,
+            calibration_real,
+            op: s,
+        };
         match more {
             Some(_) => SearchStart::Pieces(scan),
             None => SearchStart::Done(Ok(scan.hits(slot))),
@@ -280,7 +286,8 @@ impl Shard {
             None => return Some(Err(collection_not_found(&s.name))),
         };
         let params = SearchParams { metric: s.metric, k: s.k, filter: s.filter.as_deref() };
-        match slot.data.search_piece(&scan.queries, &params, scan.below, &mut scan.found) {
+        let pieces = scan.pieces.as_mut().expect("a scan's pieces until its answer");
+        match slot.data.search_piece(&params, scan.below, pieces) {
             Some(below) => {
                 scan.below = below;
                 None
@@ -310,10 +317,9 @@ pub struct ExactScan {
     uid: u64,
     /// The next piece scans the slots below this one.
     below: usize,
-    /// The queries scanned for: `op`'s, or those listed in `answer.exact`.
-    queries: Arc<Vec<Vec<f32>>>,
-    /// Per scanned query, the best hits of the pieces so far.
-    found: Vec<Vec<Scored>>,
+    /// Per scanned query (`op`'s, or those listed in `answer.exact`), the
+    /// best hits of the pieces so far; taken by the answer.
+    pieces: Option<ScanPieces>,
     /// What the plan answered before the scan (nothing, for an exact plan).
     answer: Answer,
     calibration_real: Option<usize>,
@@ -322,7 +328,8 @@ pub struct ExactScan {
 impl ExactScan {
     fn hits(&mut self, slot: &PartitionSlot) -> PartitionHits {
         let a = &mut self.answer;
-        for (&q, found) in a.exact.iter().zip(std::mem::take(&mut self.found)) {
+        let found = self.pieces.take().map_or_else(Vec::new, ScanPieces::into_hits);
+        for (&q, found) in a.exact.iter().zip(found) {
             a.per_query[q] = found;
         }
         let per_query = std::mem::take(&mut a.per_query);
