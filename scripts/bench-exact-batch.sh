@@ -7,7 +7,7 @@
 # partitions, persistence off), DATA_DIR/base.fvecs loaded with
 # aionbd-load and its index builds waited for, then one client sends
 # batches of SIZE (default 64) exact top-10 dot queries from
-# DATA_DIR/queries.fvecs for SECONDS (default 8), REPEAT (default 3) times;
+# DATA_DIR/queries.fvecs for SECONDS_EACH (default 8), REPEAT (default 3) times;
 # prints queries/s per repeat. PIECE_ROWS=N sets
 # AIONBD_DEBUG_SCAN_PIECE_ROWS on the servers. LOAD=PATH names aionbd-load
 # (default target/release/aionbd-load), PORT the port (default 8095).

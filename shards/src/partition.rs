@@ -603,6 +603,8 @@ impl Partition {
             scan.moves = Some(self.moves);
         }
         if self.cold.is_some() {
+            // Every row in one piece: memory-light from its first point
+            // (`set_cold`), the partition never had an earlier piece.
             self.scan(kernels(), &scan.prepared, params, None, &mut scan.tops);
             return None;
         }

@@ -45,7 +45,7 @@ pub(super) fn piece_rows(dim: usize, queries: usize) -> usize {
 /// An exact scan of one partition in pieces (`Partition::search_piece`),
 /// between its pieces: the queries as scored, and each one's top k so
 /// far, kept across pieces so a piece's rows are pushed into it directly
-/// (merging each piece's own top k in cost batches of 64 ~12 %).
+/// (merging each piece's own top k into them cost batches of 64 ~9 %).
 pub struct ScanPieces {
     pub(super) prepared: AlignedF32,
     pub(super) tops: Vec<TopK>,
