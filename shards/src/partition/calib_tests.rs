@@ -27,6 +27,65 @@ fn graph_recall_per_ef(p: &Partition, qs: &[Vec<f32>], metric: Metric) -> Vec<(u
         .collect()
 }
 
+/// The first recalibration on real queries comes at `MIN_REAL` of them,
+/// which may be a warm-up's (here stored points, each its own nearest):
+/// once a reservoir's worth of newer queries came and
+/// `recal::REPAIRED_EVERY` passed, the graph is measured again on them
+/// instead of after `recal::EVERY`; after that second measurement, it
+/// waits for `EVERY`.
+#[test]
+fn a_recalibration_on_few_queries_is_followed_once_a_reservoir_of_new_ones_came() {
+    use super::recal::{EVERY, REPAIRED_EVERY};
+    use crate::index::calib;
+    use std::time::Duration;
+    let dim = 16;
+    let mut s = 9u64;
+    let mut unit = || (crate::math::rng::splitmix64(&mut s) >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0;
+    let rows: Vec<Vec<f32>> = (0..3000).map(|_| (0..dim).map(|_| unit()).collect()).collect();
+    let mut p = Partition::new(dim);
+    for (i, v) in rows.iter().enumerate() {
+        p.upsert(i as u64, v, Payload::default());
+    }
+    build_indexes(&mut p);
+    for v in rows.iter().take(calib::MIN_REAL) {
+        p.remember_query(Metric::L2, v);
+    }
+    let recal_all = |p: &mut Partition, now: Instant| {
+        let mut ran = Vec::new();
+        while let Some(mut r) = p.recal_start(now) {
+            ran.push(r.kind);
+            while p.recal_step(&mut r) == Some(false) {}
+            let _ = p.recal_install(r, now);
+        }
+        ran
+    };
+    let graph_real = |p: &Partition| p.hnsw.as_ref().unwrap().calibration.real_basis(Metric::L2);
+    let t0 = Instant::now();
+    assert!(recal_all(&mut p, t0).contains(&IndexKind::Hnsw));
+    assert_eq!(graph_real(&p), Some(calib::MIN_REAL));
+    // The stream's own queries, between the stored points.
+    let mut offer = |p: &mut Partition, n: usize| {
+        for i in 0..n {
+            let q: Vec<f32> =
+                rows[i % rows.len()].iter().zip(&rows[(i * 7 + 1) % rows.len()]).map(|(a, b)| 0.5 * (a + b)).collect();
+            p.remember_query(Metric::L2, &q);
+        }
+    };
+    offer(&mut p, RESERVOIR);
+    let later = t0 + REPAIRED_EVERY + Duration::from_secs(1);
+    assert!(recal_all(&mut p, later).is_empty(), "the reservoir filling up is not yet a reservoir of new queries");
+    offer(&mut p, RESERVOIR);
+    assert!(recal_all(&mut p, t0 + REPAIRED_EVERY / 2).is_empty(), "not before REPAIRED_EVERY");
+    assert!(recal_all(&mut p, later).contains(&IndexKind::Hnsw));
+    assert_eq!(graph_real(&p), Some(RESERVOIR));
+    // Measured twice on real queries: `EVERY` as before.
+    offer(&mut p, 2 * RESERVOIR);
+    // (The IVF lists, whose turn the graph's recalibration took, may.)
+    assert!(!recal_all(&mut p, later + 2 * REPAIRED_EVERY).contains(&IndexKind::Hnsw));
+    offer(&mut p, RESERVOIR);
+    assert!(recal_all(&mut p, later + EVERY).contains(&IndexKind::Hnsw));
+}
+
 /// Real queries recalibrate the graph at most every `recal::EVERY`; repairs
 /// around deleted points make it due sooner, once they changed a tenth of
 /// the graph and `recal::REPAIRED_EVERY` passed, with no new queries, and
