@@ -27,6 +27,31 @@ fn graph_recall_per_ef(p: &Partition, qs: &[Vec<f32>], metric: Metric) -> Vec<(u
         .collect()
 }
 
+/// A partition of 3,000 random rows of `dim` dimensions in [-1, 1)
+/// (seeded), its indexes built; and the rows.
+fn indexed_random_rows(seed: u64, dim: usize) -> (Partition, Vec<Vec<f32>>) {
+    let mut s = seed;
+    let mut unit = || (crate::math::rng::splitmix64(&mut s) >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0;
+    let rows: Vec<Vec<f32>> = (0..3000).map(|_| (0..dim).map(|_| unit()).collect()).collect();
+    let mut p = Partition::new(dim);
+    for (i, v) in rows.iter().enumerate() {
+        p.upsert(i as u64, v, Payload::default());
+    }
+    build_indexes(&mut p);
+    (p, rows)
+}
+
+/// Recalibrate whatever is due at `now`; which kinds ran.
+fn recal_all(p: &mut Partition, now: Instant) -> Vec<IndexKind> {
+    let mut ran = Vec::new();
+    while let Some(mut r) = p.recal_start(now) {
+        ran.push(r.kind);
+        while p.recal_step(&mut r) == Some(false) {}
+        let _ = p.recal_install(r, now);
+    }
+    ran
+}
+
 /// The first recalibration on real queries comes at `MIN_REAL` of them,
 /// which may be a warm-up's (here stored points, each its own nearest):
 /// once a reservoir's worth of newer queries came and
@@ -38,33 +63,16 @@ fn a_recalibration_on_few_queries_is_followed_once_a_reservoir_of_new_ones_came(
     use super::recal::{EVERY, REPAIRED_EVERY};
     use crate::index::calib;
     use std::time::Duration;
-    let dim = 16;
-    let mut s = 9u64;
-    let mut unit = || (crate::math::rng::splitmix64(&mut s) >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0;
-    let rows: Vec<Vec<f32>> = (0..3000).map(|_| (0..dim).map(|_| unit()).collect()).collect();
-    let mut p = Partition::new(dim);
-    for (i, v) in rows.iter().enumerate() {
-        p.upsert(i as u64, v, Payload::default());
-    }
-    build_indexes(&mut p);
+    let (mut p, rows) = indexed_random_rows(9, 16);
     for v in rows.iter().take(calib::MIN_REAL) {
         p.remember_query(Metric::L2, v);
     }
-    let recal_all = |p: &mut Partition, now: Instant| {
-        let mut ran = Vec::new();
-        while let Some(mut r) = p.recal_start(now) {
-            ran.push(r.kind);
-            while p.recal_step(&mut r) == Some(false) {}
-            let _ = p.recal_install(r, now);
-        }
-        ran
-    };
     let graph_real = |p: &Partition| p.hnsw.as_ref().unwrap().calibration.real_basis(Metric::L2);
     let t0 = Instant::now();
     assert!(recal_all(&mut p, t0).contains(&IndexKind::Hnsw));
     assert_eq!(graph_real(&p), Some(calib::MIN_REAL));
     // The stream's own queries, between the stored points.
-    let mut offer = |p: &mut Partition, n: usize| {
+    let offer = |p: &mut Partition, n: usize| {
         for i in 0..n {
             let q: Vec<f32> =
                 rows[i % rows.len()].iter().zip(&rows[(i * 7 + 1) % rows.len()]).map(|(a, b)| 0.5 * (a + b)).collect();
@@ -96,29 +104,15 @@ fn repairs_and_growth_make_a_recalibration_due_instead_of_a_rebuild() {
     use super::recal::{GROWN_SHARE, REPAIRED_EVERY, REPAIRED_SHARE};
     use crate::index::calib;
     use std::time::Duration;
+    let (mut p, rows) = indexed_random_rows(5, 16);
     let dim = 16;
-    let mut s = 5u64;
-    let mut unit = || (crate::math::rng::splitmix64(&mut s) >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0;
-    let rows: Vec<Vec<f32>> = (0..3000).map(|_| (0..dim).map(|_| unit()).collect()).collect();
-    let mut p = Partition::new(dim);
-    for (i, v) in rows.iter().enumerate() {
-        p.upsert(i as u64, v, Payload::default());
-    }
-    build_indexes(&mut p);
+    // Rows the partition grows by: another stream than its first rows'.
+    let mut s = 55u64;
+    let mut unit = move || (crate::math::rng::splitmix64(&mut s) >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0;
     for v in rows.iter().take(calib::MIN_REAL) {
         let q: Vec<f32> = v.iter().map(|x| x * 0.5 + 0.1).collect();
         p.remember_query(Metric::L2, &q);
     }
-    // Recalibrate whatever is due at `now`; which kinds ran.
-    let recal_all = |p: &mut Partition, now: Instant| {
-        let mut ran = Vec::new();
-        while let Some(mut r) = p.recal_start(now) {
-            ran.push(r.kind);
-            while p.recal_step(&mut r) == Some(false) {}
-            let _ = p.recal_install(r, now);
-        }
-        ran
-    };
     let t0 = Instant::now();
     assert!(recal_all(&mut p, t0).contains(&IndexKind::Hnsw), "the first real queries are due at once");
     let graph_real = |p: &Partition| p.hnsw.as_ref().unwrap().calibration.real_basis(Metric::L2);
