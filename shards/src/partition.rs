@@ -568,10 +568,9 @@ impl Partition {
     }
 
     pub fn search_with(&self, kern: &Kernels, queries: &[Vec<f32>], params: &SearchParams) -> Vec<Vec<Scored>> {
-        let prepared = prepare(queries, params.metric);
-        let mut tops: Vec<TopK> = queries.iter().map(|_| TopK::new(params.k)).collect();
-        self.scan(kern, &prepared, params, None, &mut tops);
-        tops.into_iter().map(TopK::into_sorted).collect()
+        let mut scan = ScanPieces::new(queries, params.metric, params.k);
+        self.scan(kern, &scan.prepared, params, None, &mut scan.tops);
+        scan.into_hits()
     }
 
     /// One piece of an exact scan in pieces (`shard::ExactScan`): the rows

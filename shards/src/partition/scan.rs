@@ -46,6 +46,8 @@ pub(super) fn piece_rows(dim: usize, queries: usize) -> usize {
 /// between its pieces: the queries as scored, and each one's top k so
 /// far, kept across pieces so a piece's rows are pushed into it directly
 /// (merging each piece's own top k into them cost batches of 64 ~9 %).
+/// The default scans for no query.
+#[derive(Default)]
 pub struct ScanPieces {
     pub(super) prepared: AlignedF32,
     pub(super) tops: Vec<TopK>,

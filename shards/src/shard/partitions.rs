@@ -262,14 +262,7 @@ impl Shard {
             ScanPieces::new(&queries, s.metric, s.k)
         };
         let more = slot.data.search_piece(&params, usize::MAX, &mut pieces);
-        let mut scan = ExactScan {
-            uid: slot.uid,
-            below: more.unwrap_or(0),
-            pieces: Some(pieces),
-            answer,
-            calibration_real,
-            op: s,
-        };
+        let mut scan = ExactScan { uid: slot.uid, below: more.unwrap_or(0), pieces, answer, calibration_real, op: s };
         match more {
             Some(_) => SearchStart::Pieces(scan),
             None => SearchStart::Done(Ok(scan.hits(slot))),
@@ -286,8 +279,7 @@ impl Shard {
             None => return Some(Err(collection_not_found(&s.name))),
         };
         let params = SearchParams { metric: s.metric, k: s.k, filter: s.filter.as_deref() };
-        let pieces = scan.pieces.as_mut().expect("a scan's pieces until its answer");
-        match slot.data.search_piece(&params, scan.below, pieces) {
+        match slot.data.search_piece(&params, scan.below, &mut scan.pieces) {
             Some(below) => {
                 scan.below = below;
                 None
@@ -319,7 +311,7 @@ pub struct ExactScan {
     below: usize,
     /// Per scanned query (`op`'s, or those listed in `answer.exact`), the
     /// best hits of the pieces so far; taken by the answer.
-    pieces: Option<ScanPieces>,
+    pieces: ScanPieces,
     /// What the plan answered before the scan (nothing, for an exact plan).
     answer: Answer,
     calibration_real: Option<usize>,
@@ -328,7 +320,7 @@ pub struct ExactScan {
 impl ExactScan {
     fn hits(&mut self, slot: &PartitionSlot) -> PartitionHits {
         let a = &mut self.answer;
-        let found = self.pieces.take().map_or_else(Vec::new, ScanPieces::into_hits);
+        let found = std::mem::take(&mut self.pieces).into_hits();
         for (&q, found) in a.exact.iter().zip(found) {
             a.per_query[q] = found;
         }
